@@ -1,0 +1,1 @@
+"""I/O: DynamoDB, Kafka, channels, the model and the HTTP gateway."""

@@ -1,0 +1,58 @@
+"""`setup` (tables and topics, idempotent) and `populate` (system instructions, RAG, demo data)."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from agentstream.adapters import kafka
+from agentstream.adapters.credentials import CredentialStore
+from agentstream.adapters.dynamo import dynamodb_client, to_item
+from agentstream.adapters.tables import SetupReport, ensure_tables
+from agentstream.settings import Settings
+
+DATA_FILES = {"business_info": "businesses.json", "rag_system": "system_instructions.json", "rag_business": "rag_business.json"}
+
+
+async def setup(settings: Settings, partitions: int | None = None, with_topics: bool = True) -> tuple[SetupReport, list[str]]:
+    """Create missing tables (finishing incomplete ones) and topics; a second run changes nothing."""
+    async with dynamodb_client(settings) as ddb:
+        report = await ensure_tables(ddb, settings.tables)
+    created_topics = await kafka.ensure_topics(settings, partitions) if with_topics else []
+    return report, created_topics
+
+
+def load_data(name: str, data_dir: Path | None = None) -> list[dict[str, Any]]:
+    if data_dir is not None:
+        return json.loads((data_dir / name).read_text(encoding="utf-8"))
+    return json.loads(resources.files("agentstream").joinpath(f"data/{name}").read_text(encoding="utf-8"))
+
+
+async def populate(settings: Settings, data_dir: Path | None = None, only: list[str] | None = None) -> dict[str, int]:
+    """Put the data files' items into their tables (idempotent: same items, same keys)."""
+    counts: dict[str, int] = {}
+    async with dynamodb_client(settings) as ddb:
+        for attr, name in DATA_FILES.items():
+            if only and attr not in only:
+                continue
+            table = getattr(settings.tables, attr)
+            items = load_data(name, data_dir)
+            for item in items:
+                await ddb.put_item(TableName=table, Item=to_item(item))
+            counts[table] = len(items)
+    return counts
+
+
+async def demo_credentials(settings: Settings, business_ids: list[str]) -> dict[str, str]:
+    """A widget signing key for each demo business that has none; returns new REST API keys."""
+    issued: dict[str, str] = {}
+    async with dynamodb_client(settings) as ddb:
+        store = CredentialStore(ddb, settings.tables.credentials, settings.credentials_key)
+        for business_id in business_ids:
+            if not (await store.get(business_id, "widget")).get("signingKey"):
+                await store.rotate(business_id, "widget")
+            if not (await store.get(business_id, "rest")).get("apiKeyHash"):
+                issued[business_id] = (await store.rotate(business_id, "rest"))["apiKey"]
+    return issued

@@ -1,0 +1,71 @@
+"""Business info, system instructions and dynamic business RAG, read with a short cache."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from agentstream.adapters.dynamo import from_item, query_all, to_item
+from agentstream.settings import Tables
+
+
+class BusinessDirectory:
+    """Read-mostly lookups of the business tables; entries live `ttl_s` seconds."""
+
+    def __init__(self, ddb: Any, tables: Tables, ttl_s: float = 30.0) -> None:
+        self._ddb = ddb
+        self._t = tables
+        self._ttl = ttl_s
+        self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+
+    async def _cached(self, key: tuple[str, str], load: Any) -> Any:
+        hit = self._cache.get(key)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        value = await load()
+        self._cache[key] = (time.monotonic() + self._ttl, value)
+        return value
+
+    async def info(self, business_id: str) -> dict[str, Any] | None:
+        """The business-info item, or None for an unknown business."""
+
+        async def load() -> dict[str, Any] | None:
+            resp = await self._ddb.get_item(TableName=self._t.business_info, Key=to_item({"businessId": business_id}))
+            return from_item(resp["Item"]) if "Item" in resp else None
+
+        return await self._cached(("info", business_id), load)
+
+    async def system_instructions(self, business_type: str) -> str:
+        """The instructions for a business type (falling back to `default`), joined by key order."""
+
+        async def load() -> str:
+            for kind in (business_type, "default"):
+                items = await query_all(
+                    self._ddb,
+                    TableName=self._t.rag_system,
+                    KeyConditionExpression="businessType = :t",
+                    ExpressionAttributeValues=to_item({":t": kind}),
+                )
+                if items:
+                    return "\n".join(str(i.get("content", "")) for i in sorted(items, key=lambda i: i["key"]))
+            return ""
+
+        return await self._cached(("system", business_type), load)
+
+    async def rag_entries(self, business_id: str) -> list[dict[str, Any]]:
+        async def load() -> list[dict[str, Any]]:
+            items = await query_all(
+                self._ddb,
+                TableName=self._t.rag_business,
+                KeyConditionExpression="businessId = :b",
+                ExpressionAttributeValues=to_item({":b": business_id}),
+            )
+            return [{"key": i["key"], "content": str(i.get("content", ""))} for i in items]
+
+        return await self._cached(("rag", business_id), load)
+
+
+def idle_minutes(info: dict[str, Any] | None, default: int) -> int:
+    """The business's session idle timeout (business-info settings.sessionIdleMinutes)."""
+    value = ((info or {}).get("settings") or {}).get("sessionIdleMinutes")
+    return int(value) if isinstance(value, (int, float)) and value > 0 else default

@@ -1,0 +1,107 @@
+"""Async DynamoDB and DynamoDB Streams clients (aiobotocore) and item (de)serialisation."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from decimal import Decimal
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from agentstream.settings import Settings
+
+_SER = TypeSerializer()
+_DESER = TypeDeserializer()
+
+
+def _client_kwargs(settings: Settings) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "region_name": settings.aws_region,
+        "config": AioConfig(
+            max_pool_connections=64,
+            retries={"mode": "standard", "max_attempts": 5},
+            account_id_endpoint_mode="disabled",
+            connect_timeout=5,
+            read_timeout=30,
+        ),
+        **settings.aws_credentials,
+    }
+    if settings.dynamodb_endpoint_url:
+        kwargs["endpoint_url"] = settings.dynamodb_endpoint_url
+    return kwargs
+
+
+@asynccontextmanager
+async def dynamodb_client(settings: Settings) -> AsyncIterator[Any]:
+    async with get_session().create_client("dynamodb", **_client_kwargs(settings)) as client:
+        yield client
+
+
+@asynccontextmanager
+async def streams_client(settings: Settings) -> AsyncIterator[Any]:
+    async with get_session().create_client("dynamodbstreams", **_client_kwargs(settings)) as client:
+        yield client
+
+
+@asynccontextmanager
+async def clients(settings: Settings) -> AsyncIterator[tuple[Any, Any]]:
+    """Both clients at once: (dynamodb, dynamodbstreams)."""
+    async with AsyncExitStack() as stack:
+        ddb = await stack.enter_async_context(dynamodb_client(settings))
+        streams = await stack.enter_async_context(streams_client(settings))
+        yield ddb, streams
+
+
+def _to_dynamo_value(value: Any) -> Any:
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _to_dynamo_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_dynamo_value(v) for v in value]
+    return value
+
+
+def _from_dynamo_value(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _from_dynamo_value(v) for k, v in value.items()}
+    if isinstance(value, (list, set)):
+        return [_from_dynamo_value(v) for v in value]
+    return value
+
+
+def to_item(data: dict[str, Any]) -> dict[str, Any]:
+    """A plain dict to DynamoDB's typed attribute map."""
+    return {k: _SER.serialize(_to_dynamo_value(v)) for k, v in data.items()}
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    """DynamoDB's typed attribute map to a plain dict (integral numbers as int)."""
+    return {k: _from_dynamo_value(_DESER.deserialize(v)) for k, v in item.items()}
+
+
+def error_code(exc: BaseException) -> str:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+
+
+async def query_all(ddb: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    """Every item of a Query, following pagination."""
+    items: list[dict[str, Any]] = []
+    async for page in ddb.get_paginator("query").paginate(**kwargs):
+        items.extend(from_item(i) for i in page.get("Items", []))
+    return items
+
+
+async def scan_all(ddb: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    """Every item of a Scan, following pagination (small tables only)."""
+    items: list[dict[str, Any]] = []
+    async for page in ddb.get_paginator("scan").paginate(**kwargs):
+        items.extend(from_item(i) for i in page.get("Items", []))
+    return items

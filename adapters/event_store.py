@@ -1,0 +1,179 @@
+"""The event log in DynamoDB: gapless per-stream seq, idempotent appends (invariants 1 and 2).
+
+An event is an item (PK streamId, SK seq). An external id (a channel's message id, or a
+derived key such as `reply:<inboundEventId>`) is recorded as an idempotency item
+(PK `idem#<businessId>#<key>`, SK 0) written in the same transaction as the event, with
+`attribute_not_exists` on both; a second append with the same key returns the first event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from agentstream.adapters.dynamo import error_code, from_item, to_item
+from agentstream.events import Event, parse_event
+
+log = structlog.get_logger(__name__)
+IDEM_PREFIX = "idem#"
+
+
+class AppendFailed(RuntimeError):
+    """The append did not go through after all retries."""
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    event: Event
+    duplicate: bool
+
+
+def idem_key(business_id: str, external_id: str) -> str:
+    return f"{IDEM_PREFIX}{business_id}#{external_id}"
+
+
+def is_event_item(item: dict[str, Any]) -> bool:
+    """Idempotency records share the table; they are not events."""
+    return "eventId" in item and not str(item.get("streamId", "")).startswith(IDEM_PREFIX)
+
+
+def event_from_item(item: dict[str, Any]) -> Event:
+    return parse_event({k: v for k, v in item.items() if k != "ingestedAt"})
+
+
+class EventStore:
+    """Append to and read from the events table."""
+
+    def __init__(self, ddb: Any, table: str, max_attempts: int = 50, head_cache: int = 10_000) -> None:
+        self._ddb = ddb
+        self._table = table
+        self._max_attempts = max_attempts
+        self._heads: OrderedDict[str, int] = OrderedDict()
+        self._head_cache = head_cache
+
+    async def append(self, event: Event, external_id: str | None = None) -> AppendResult:
+        """Append at head + 1; with an external id, at most once per (business, id)."""
+        for attempt in range(self._max_attempts):
+            seq = await self._next_seq(event.streamId)
+            stored = event.with_seq(seq)
+            try:
+                await self._write(stored, external_id)
+            except Exception as exc:
+                outcome = await self._on_conflict(exc, event, external_id)
+                if outcome is not None:
+                    return outcome
+                self._heads.pop(event.streamId, None)
+                await asyncio.sleep(min(0.2, 0.002 * 2 ** min(attempt, 7)) * random.random())
+                continue
+            self._remember(event.streamId, seq)
+            log.debug("event.appended", eventId=event.eventId, streamId=event.streamId, seq=seq, type=event.type)
+            return AppendResult(stored, duplicate=False)
+        raise AppendFailed(f"append to {event.streamId} failed after {self._max_attempts} attempts")
+
+    async def _write(self, event: Event, external_id: str | None) -> None:
+        put = {
+            "TableName": self._table,
+            "Item": to_item(event.to_json_dict()),
+            "ConditionExpression": "attribute_not_exists(streamId)",
+        }
+        if external_id is None:
+            await self._ddb.put_item(**put)
+            return
+        idem = {
+            "streamId": idem_key(event.businessId, external_id),
+            "seq": 0,
+            "eventId": event.eventId,
+            "eventStreamId": event.streamId,
+            "eventSeq": event.seq,
+        }
+        idem_put = {"TableName": self._table, "Item": to_item(idem), "ConditionExpression": "attribute_not_exists(streamId)"}
+        await self._ddb.transact_write_items(TransactItems=[{"Put": put}, {"Put": idem_put}])
+
+    async def _on_conflict(self, exc: Exception, event: Event, external_id: str | None) -> AppendResult | None:
+        """A duplicate external id returns the first event; a seq race returns None (retry)."""
+        code = error_code(exc)
+        if code == "ConditionalCheckFailedException":
+            return None
+        if code != "TransactionCanceledException":
+            raise exc
+        reasons = [r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons", [])]
+        if external_id and len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+            existing = await self.find(event.businessId, external_id)
+            if existing is not None:
+                return AppendResult(existing, duplicate=True)
+        return None
+
+    async def find(self, business_id: str, external_id: str) -> Event | None:
+        """The event recorded under an external id, if any."""
+        resp = await self._ddb.get_item(
+            TableName=self._table,
+            Key=to_item({"streamId": idem_key(business_id, external_id), "seq": 0}),
+            ConsistentRead=True,
+        )
+        if "Item" not in resp:
+            return None
+        idem = from_item(resp["Item"])
+        return await self.get(idem["eventStreamId"], int(idem["eventSeq"]))
+
+    async def has(self, business_id: str, external_id: str) -> bool:
+        resp = await self._ddb.get_item(
+            TableName=self._table,
+            Key=to_item({"streamId": idem_key(business_id, external_id), "seq": 0}),
+            ConsistentRead=True,
+            ProjectionExpression="streamId",
+        )
+        return "Item" in resp
+
+    async def get(self, stream: str, seq: int) -> Event | None:
+        resp = await self._ddb.get_item(
+            TableName=self._table, Key=to_item({"streamId": stream, "seq": seq}), ConsistentRead=True
+        )
+        return event_from_item(from_item(resp["Item"])) if "Item" in resp else None
+
+    async def read(self, stream: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
+        """Events of a stream with seq > after_seq, in seq order."""
+        events: list[Event] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "streamId = :s AND seq > :q",
+            "ExpressionAttributeValues": to_item({":s": stream, ":q": after_seq}),
+            "ConsistentRead": True,
+        }
+        while True:
+            if limit is not None:
+                kwargs["Limit"] = limit - len(events)
+            resp = await self._ddb.query(**kwargs)
+            events.extend(event_from_item(from_item(i)) for i in resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp or (limit is not None and len(events) >= limit):
+                return events
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    async def head(self, stream: str) -> int:
+        """The highest seq of a stream (0 when empty)."""
+        resp = await self._ddb.query(
+            TableName=self._table,
+            KeyConditionExpression="streamId = :s",
+            ExpressionAttributeValues=to_item({":s": stream}),
+            ScanIndexForward=False,
+            Limit=1,
+            ConsistentRead=True,
+            ProjectionExpression="seq",
+        )
+        items = resp.get("Items", [])
+        return int(items[0]["seq"]["N"]) if items else 0
+
+    async def _next_seq(self, stream: str) -> int:
+        if stream not in self._heads:
+            self._remember(stream, await self.head(stream))
+        return self._heads[stream] + 1
+
+    def _remember(self, stream: str, seq: int) -> None:
+        self._heads[stream] = seq
+        self._heads.move_to_end(stream)
+        while len(self._heads) > self._head_cache:
+            self._heads.popitem(last=False)

@@ -1,0 +1,193 @@
+"""The HTTP gateway (DESIGN.md section 6): widget, WebSocket, REST, sessions, health, metrics."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from importlib import resources
+from typing import Any
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from agentstream.adapters.credentials import issue_widget_token, verify_widget_token
+from agentstream.adapters.http_common import (
+    Deps, HttpError, decode_utf8, deps, error, known_business, read_body, require_api_key,
+)
+from agentstream.adapters.ingest import InboundMessage
+from agentstream.adapters.projection_store import get_active_session_for_user
+from agentstream.adapters.webhook_routes import webhook_routes
+from agentstream.events import new_event
+from agentstream.adapters.replies import pending_replies, reply_frame
+
+log = structlog.get_logger(__name__)
+MAX_TEXT = 16_000
+
+
+async def index(request: Request) -> Response:
+    page = resources.files("agentstream").joinpath("static/widget.html").read_text(encoding="utf-8")
+    return HTMLResponse(page, headers={"Content-Security-Policy": "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'"})
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def widget_signing_key(d: Deps, business_id: str) -> str:
+    key = (await d.credentials.get(business_id, "widget")).get("signingKey")
+    if not key:
+        raise HttpError(404, f"business {business_id!r} has no widget configured")
+    return key
+
+
+async def new_visitor(request: Request) -> Response:
+    d = deps(request)
+    business_id = request.path_params["businessId"]
+    await known_business(d, business_id)
+    user_id = f"v-{uuid.uuid4().hex}"
+    token, expires = issue_widget_token(await widget_signing_key(d, business_id), business_id, user_id, d.settings.widget_token_ttl_s)
+    return JSONResponse({"userId": user_id, "token": token, "expiresAt": expires})
+
+
+def _parse_frame(raw: str) -> tuple[str, str]:
+    """(text, clientMessageId) of a message frame, or HttpError(400) saying what is wrong."""
+    try:
+        frame = json.loads(raw)
+    except ValueError:
+        raise HttpError(400, "frame is not JSON") from None
+    if not isinstance(frame, dict) or frame.get("type") != "message":
+        raise HttpError(400, 'frame must be {"type":"message","text":…,"clientMessageId":…}')
+    text, client_id = frame.get("text"), frame.get("clientMessageId")
+    if not isinstance(text, str) or not text.strip() or len(text) > MAX_TEXT:
+        raise HttpError(400, f"text must be a non-empty string of at most {MAX_TEXT} characters")
+    if not isinstance(client_id, str) or not 1 <= len(client_id) <= 128:
+        raise HttpError(400, "clientMessageId must be a string of 1 to 128 characters")
+    return text, client_id
+
+
+async def websocket_endpoint(ws: WebSocket) -> None:
+    d: Deps = ws.app.state.deps
+    business_id = ws.path_params["businessId"]
+    user_id, token = ws.query_params.get("userId", ""), ws.query_params.get("token", "")
+    if await d.directory.info(business_id) is None:
+        await ws.close(code=4404, reason="unknown business")
+        return
+    key = (await d.credentials.get(business_id, "widget")).get("signingKey", "")
+    if not key or not user_id or not verify_widget_token(key, token, business_id, user_id):
+        await ws.close(code=4403, reason="bad or expired token")
+        return
+    await ws.accept()
+    stream = f"{business_id}#{user_id}"
+    await d.hub.add(stream, ws)
+    try:
+        for reply in await pending_replies(d.store, stream):
+            await ws.send_json(reply_frame(reply))
+        while True:
+            await _on_frame(d, ws, business_id, user_id, await ws.receive_text())
+    except WebSocketDisconnect:
+        pass
+    finally:
+        await d.hub.remove(stream, ws)
+
+
+async def _on_frame(d: Deps, ws: WebSocket, business_id: str, user_id: str, raw: str) -> None:
+    try:
+        text, client_id = _parse_frame(raw)
+    except HttpError as exc:
+        await ws.send_json({"type": "error", "error": exc.message})
+        return
+    result = await d.ingestor.ingest(
+        InboundMessage(business_id, user_id, "websocket", client_id, text, reply_to={"socket": "widget"})
+    )
+    await ws.send_json({"type": "ack", "clientMessageId": client_id, "eventId": result.event.eventId})
+
+
+async def post_message(request: Request) -> Response:
+    d = deps(request)
+    body = decode_utf8(await read_body(request, d.settings.max_body_bytes))
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise HttpError(400, "body is not JSON") from None
+    fields = ("businessId", "userId", "text", "externalId")
+    if not isinstance(data, dict) or any(not isinstance(data.get(f), str) or not data.get(f) for f in fields):
+        raise HttpError(400, f"body needs non-empty strings {', '.join(fields)}")
+    if len(data["text"]) > MAX_TEXT:
+        raise HttpError(400, f"text over {MAX_TEXT} characters")
+    await known_business(d, data["businessId"])
+    await require_api_key(d, request, data["businessId"])
+    result = await d.ingestor.ingest(
+        InboundMessage(data["businessId"], data["userId"], "rest", data["externalId"], data["text"], reply_to={"rest": "poll"})
+    )
+    status = 200 if result.duplicate else 202
+    return JSONResponse({"eventId": result.event.eventId, "seq": result.event.seq, "duplicate": result.duplicate}, status_code=status)
+
+
+async def get_user_session(request: Request) -> Response:
+    d = deps(request)
+    business_id, user_id = request.path_params["businessId"], request.path_params["userId"]
+    await known_business(d, business_id)
+    await require_api_key(d, request, business_id)
+    session = await get_active_session_for_user(d.ddb, d.settings.tables, business_id, user_id)
+    if session is None:
+        raise HttpError(404, "no active session")
+    session["lastMessages"] = await d.projections.session_messages(session["sessionId"], limit=4)
+    return JSONResponse(session)
+
+
+async def _owned_session(d: Deps, request: Request) -> dict[str, Any]:
+    session = await d.projections.session(request.path_params["sessionId"])
+    if session is None:
+        raise HttpError(404, "unknown session")
+    await require_api_key(d, request, session["businessId"])
+    return session
+
+
+async def get_session_messages(request: Request) -> Response:
+    d = deps(request)
+    session = await _owned_session(d, request)
+    return JSONResponse({"sessionId": session["sessionId"], "messages": await d.projections.session_messages(session["sessionId"])})
+
+
+async def resolve_session(request: Request) -> Response:
+    d = deps(request)
+    session = await _owned_session(d, request)
+    event = new_event(
+        "SessionResolved", business_id=session["businessId"], user_id=session["userId"], channel="system",
+        payload={"sessionId": session["sessionId"], "reason": "resolved through the API"},
+    )
+    result = await d.store.append(event, external_id=f"resolve:{session['sessionId']}")
+    return JSONResponse({"eventId": result.event.eventId, "duplicate": result.duplicate}, status_code=202)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HttpError)
+    log.info("http.refused", path=request.url.path, status=exc.status, reason=exc.message)
+    return error(exc.status, exc.message)
+
+
+def create_app(d: Deps) -> Starlette:
+    routes = [
+        Route("/", index),
+        Route("/healthz", healthz),
+        Route("/metrics", metrics_endpoint),
+        Route("/v1/widget/{businessId}/visitors", new_visitor, methods=["POST"]),
+        WebSocketRoute("/ws/{businessId}", websocket_endpoint),
+        Route("/v1/messages", post_message, methods=["POST"]),
+        Route("/v1/businesses/{businessId}/users/{userId}/session", get_user_session),
+        Route("/v1/sessions/{sessionId}/messages", get_session_messages),
+        Route("/v1/sessions/{sessionId}/resolve", resolve_session, methods=["POST"]),
+        *webhook_routes(),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HttpError: _http_error})
+    app.state.deps = d
+    return app

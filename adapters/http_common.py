@@ -1,0 +1,87 @@
+"""Shared pieces of the HTTP gateway: dependencies, body limits and error answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from agentstream.adapters.business import BusinessDirectory
+from agentstream.adapters.credentials import CredentialStore
+from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.ingest import Ingestor
+from agentstream.adapters.projection_store import ProjectionStore
+from agentstream.adapters.ws_hub import SocketHub
+from agentstream.settings import Settings
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Deps:
+    """What the gateway's handlers need; built once by the composition root."""
+
+    settings: Settings
+    ddb: Any
+    store: EventStore
+    ingestor: Ingestor
+    directory: BusinessDirectory
+    projections: ProjectionStore
+    credentials: CredentialStore
+    hub: SocketHub
+    http: Any = None
+
+
+def deps(request: Request) -> Deps:
+    return request.app.state.deps
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing more than `limit` bytes (413) before reading it all."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HttpError(413, f"body over {limit} bytes")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HttpError(413, f"body over {limit} bytes")
+    return body
+
+
+def decode_utf8(body: bytes) -> str:
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HttpError(400, "body is not valid UTF-8") from None
+
+
+async def known_business(d: Deps, business_id: str) -> dict[str, Any]:
+    info = await d.directory.info(business_id)
+    if info is None:
+        raise HttpError(404, f"unknown business {business_id!r}")
+    return info
+
+
+def bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise HttpError(403, "missing bearer API key")
+    return token.strip()
+
+
+async def require_api_key(d: Deps, request: Request, business_id: str) -> None:
+    if not await d.credentials.check_api_key(business_id, bearer(request)):
+        raise HttpError(403, "API key not valid for this business")

@@ -1,0 +1,61 @@
+"""One ingestion path for every channel: normalised message → MessageReceived in the log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from agentstream import metrics
+from agentstream.adapters.event_store import AppendResult, EventStore
+from agentstream.events import new_event
+
+log = structlog.get_logger(__name__)
+MAX_CONTENT_CHARS = 16_000
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    business_id: str
+    user_id: str
+    channel: str
+    external_id: str
+    content: str
+    occurred_at: datetime | None = None
+    content_type: str = "text/plain"
+    attachments: tuple[dict[str, Any], ...] = ()
+    reply_to: dict[str, str] | None = None
+    location_id: str | None = None
+
+
+class Ingestor:
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+
+    async def ingest(self, msg: InboundMessage) -> AppendResult:
+        """Append once per (business, channel, external id); a retry returns the first event."""
+        event = new_event(
+            "MessageReceived",
+            business_id=msg.business_id,
+            user_id=msg.user_id,
+            channel=msg.channel,
+            location_id=msg.location_id,
+            occurred_at=msg.occurred_at,
+            payload={
+                "content": msg.content[:MAX_CONTENT_CHARS],
+                "externalId": msg.external_id,
+                "contentType": msg.content_type,
+                "attachments": [dict(a) for a in msg.attachments],
+                "replyTo": dict(msg.reply_to or {}),
+            },
+        )
+        result = await self._store.append(event, external_id=f"{msg.channel}:{msg.external_id}")
+        if result.duplicate:
+            metrics.INGEST_DUPLICATES.labels(channel=msg.channel).inc()
+        else:
+            metrics.EVENTS_APPENDED.labels(type="MessageReceived", channel=msg.channel).inc()
+        log.info("ingest.message", eventId=result.event.eventId, streamId=result.event.streamId,
+                 seq=result.event.seq, channel=msg.channel, duplicate=result.duplicate)
+        return result

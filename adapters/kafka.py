@@ -1,0 +1,79 @@
+"""Kafka helpers: topic set-up, an idempotent acks=all producer, JSON (de)serialisation."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from agentstream.settings import Settings
+
+
+def dumps(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def loads(raw: bytes) -> dict[str, Any]:
+    return json.loads(raw)
+
+
+def topics(settings: Settings) -> list[str]:
+    return [settings.topic_events, settings.topic_replies, settings.topic_dlq]
+
+
+async def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str]:
+    """Create the contract's topics that are missing; returns the ones created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [t for t in topics(settings) if t not in existing]
+        count = partitions or settings.kafka_partitions
+        new = [NewTopic(t, num_partitions=count, replication_factor=1) for t in wanted]
+        if new:
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+        return wanted
+    finally:
+        await admin.close()
+
+
+def producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+    """Idempotent producer with acks=all; keys and values are bytes."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": 5,
+        "max_batch_size": 256 * 1024,
+        "request_timeout_ms": 30_000,
+    }
+    return AIOKafkaProducer(**(options | overrides))
+
+
+async def follow(settings: Settings, topic: str, from_beginning: bool, stop: "asyncio.Event") -> None:
+    """Print each record of a topic as one JSON line until stopped (own throwaway group)."""
+    import asyncio
+    import sys
+
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None,
+        auto_offset_reset="earliest" if from_beginning else "latest", enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            for records in (await consumer.getmany(timeout_ms=300)).values():
+                for r in records:
+                    sys.stdout.write(r.value.decode("utf-8", "replace") + "\n")
+            sys.stdout.flush()
+            await asyncio.sleep(0)
+    finally:
+        await consumer.stop()

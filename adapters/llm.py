@@ -1,0 +1,92 @@
+"""The model: the real `openai` client, or the offline responder when no key is set."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import openai
+import structlog
+
+from agentstream import metrics
+from agentstream.projections.context import ReplyContext, build_prompt
+from agentstream.projections.offline import offline_reply
+from agentstream.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+FALLBACK = {
+    "ro": "Ne pare rău, întâmpinăm o problemă tehnică. Un coleg vă va răspunde cât mai curând.",
+    "en": "Sorry, we are having a technical problem. A colleague will get back to you shortly.",
+}
+
+
+@dataclass(frozen=True)
+class Answer:
+    content: str
+    model: str
+    latency_ms: int
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    fallback: bool = False
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+class Responder(Protocol):
+    async def answer(self, ctx: ReplyContext) -> Answer: ...
+
+
+class OfflineResponder:
+    """Answers from the context alone (hours, time of day, earlier turns); no account needed."""
+
+    name = "offline"
+
+    async def answer(self, ctx: ReplyContext) -> Answer:
+        start = time.perf_counter()
+        return Answer(offline_reply(ctx), "offline", int((time.perf_counter() - start) * 1000))
+
+
+class OpenAIResponder:
+    """Chat completions with timeout, retries with backoff on 429/5xx, and a polite fallback."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._model = settings.openai_model
+        self._budget = settings.prompt_budget_chars
+        self._client = openai.AsyncOpenAI(
+            api_key=settings.openai_api_key,
+            base_url=settings.openai_base_url,
+            timeout=settings.openai_timeout_s,
+            max_retries=settings.openai_max_retries,
+        )
+
+    async def answer(self, ctx: ReplyContext) -> Answer:
+        start = time.perf_counter()
+        try:
+            resp = await self._client.chat.completions.create(
+                model=self._model, messages=build_prompt(ctx, self._budget)  # type: ignore[arg-type]
+            )
+        except openai.OpenAIError as exc:
+            metrics.MODEL_ERRORS.labels(kind=type(exc).__name__).inc()
+            log.warning("model.failed", error=type(exc).__name__, detail=str(exc)[:200])
+            return Answer(FALLBACK.get(ctx.language, FALLBACK["en"]), self._model, _ms(start), fallback=True)
+        usage = resp.usage
+        return Answer(
+            content=(resp.choices[0].message.content or "").strip() or FALLBACK.get(ctx.language, FALLBACK["en"]),
+            model=resp.model or self._model,
+            latency_ms=_ms(start),
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+        )
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+def _ms(start: float) -> int:
+    return int((time.perf_counter() - start) * 1000)
+
+
+def make_responder(settings: Settings) -> Responder:
+    """The real model when a key is set, the offline responder otherwise."""
+    return OpenAIResponder(settings) if settings.openai_api_key else OfflineResponder()

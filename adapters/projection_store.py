@@ -1,0 +1,99 @@
+"""Writes the projections' items: never an older state over a newer one.
+
+Every projected item carries the seq of the event that last changed it (`lastSeq` on memory
+and sessions, `seq` on messages); puts are conditional on it, so re-applying an event is a
+no-op and a replay running beside the live worker cannot move state backwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from agentstream.adapters.dynamo import error_code, from_item, query_all, scan_all, to_item
+from agentstream.adapters.tables import MESSAGES_BY_SESSION, SESSIONS_GSI
+from agentstream.settings import Tables
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+class StaleWrite(RuntimeError):
+    """The table already holds a newer state than the one written."""
+
+
+class ProjectionStore:
+    def __init__(self, ddb: Any, tables: Tables) -> None:
+        self._ddb = ddb
+        self._t = tables
+
+    async def load_memory(self, business_id: str, user_id: str) -> dict[str, Any] | None:
+        resp = await self._ddb.get_item(
+            TableName=self._t.rag_user, Key=to_item({"businessId": business_id, "userId": user_id}), ConsistentRead=True
+        )
+        return from_item(resp["Item"]) if "Item" in resp else None
+
+    async def write(self, memory: dict[str, Any], sessions: list[dict[str, Any]], messages: list[dict[str, Any]]) -> None:
+        """Sessions and messages first, the memory (the stream's checkpoint) last."""
+        await asyncio.gather(
+            *(self._put_monotonic(self._t.sessions, s, "lastSeq") for s in sessions),
+            *(self._put_monotonic(self._t.messages, m, "seq") for m in messages),
+        )
+        if not await self._put_monotonic(self._t.rag_user, memory, "lastSeq"):
+            raise StaleWrite(f"rag-dynamic-user {memory['businessId']}/{memory['userId']} is past {memory['lastSeq']}")
+
+    async def _put_monotonic(self, table: str, item: dict[str, Any], attr: str) -> bool:
+        try:
+            await self._ddb.put_item(
+                TableName=table,
+                Item=to_item(item),
+                ConditionExpression="attribute_not_exists(#a) OR #a <= :v",
+                ExpressionAttributeNames={"#a": attr},
+                ExpressionAttributeValues=to_item({":v": item[attr]}),
+            )
+            return True
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+
+    async def session(self, session_id: str) -> dict[str, Any] | None:
+        resp = await self._ddb.get_item(TableName=self._t.sessions, Key=to_item({"sessionId": session_id}))
+        return from_item(resp["Item"]) if "Item" in resp else None
+
+    async def session_messages(self, session_id: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """A session's messages in time order (GSI sessionId-timestamp-index); the last `limit`."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._t.messages,
+            "IndexName": MESSAGES_BY_SESSION,
+            "KeyConditionExpression": "sessionId = :s",
+            "ExpressionAttributeValues": to_item({":s": session_id}),
+            "ScanIndexForward": limit is None,
+        }
+        if limit is not None:
+            resp = await self._ddb.query(**kwargs, Limit=limit)
+            return list(reversed([from_item(i) for i in resp.get("Items", [])]))
+        return await query_all(self._ddb, **kwargs)
+
+
+async def get_active_session_for_user(ddb: Any, tables: Tables, business_id: str, user_id: str) -> dict[str, Any] | None:
+    """The seed's lookup: the GSI businessId-userId-index, or a scan when the GSI is missing."""
+    values = to_item({":b": business_id, ":u": user_id, ":a": "active"})
+    names = {"#s": "status"}
+    try:
+        items = await query_all(
+            ddb, TableName=tables.sessions, IndexName=SESSIONS_GSI,
+            KeyConditionExpression="businessId = :b AND userId = :u",
+            FilterExpression="#s = :a", ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+        )
+    except Exception as exc:
+        if error_code(exc) not in ("ValidationException", "ResourceNotFoundException"):
+            raise
+        log.warning("sessions.gsi_missing_fallback_scan", table=tables.sessions, index=SESSIONS_GSI, error=error_code(exc))
+        items = await scan_all(
+            ddb, TableName=tables.sessions,
+            FilterExpression="businessId = :b AND userId = :u AND #s = :a",
+            ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+        )
+    return max(items, key=lambda s: s.get("lastMessageAt", ""), default=None)

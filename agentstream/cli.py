@@ -1,0 +1,176 @@
+"""The `agentstream` command line (DESIGN.md section 6)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from agentstream import logs
+from agentstream.settings import Settings, settings as load
+
+app = typer.Typer(help="agentstream: event-sourced conversation backend for AI customer-service agents.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+credentials_app = typer.Typer(help="A business's channel secrets, stored encrypted.", no_args_is_help=True)
+app.add_typer(credentials_app, name="credentials")
+console = Console(stderr=True)
+
+
+def _configured() -> Settings:
+    s = load()
+    logs.configure(s.log_level, s.log_format)
+    return s
+
+
+def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run a long-lived coroutine; SIGINT/SIGTERM set its stop event for a clean shutdown."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
+
+
+@app.command()
+def setup(partitions: Annotated[Optional[int], typer.Option(help="partitions of new topics")] = None,
+          no_topics: bool = typer.Option(False, help="tables only")) -> None:
+    """Create the tables (with GSIs and the events stream) and topics; idempotent."""
+    from agentstream.adapters.bootstrap import setup as do_setup
+
+    report, topics = asyncio.run(do_setup(_configured(), partitions, with_topics=not no_topics))
+    console.print(f"tables created: {report.created or 'none'}; indexes added: {report.indexes_added or 'none'}; "
+                  f"streams enabled: {report.streams_enabled or 'none'}; topics created: {topics or 'none'}")
+
+
+@app.command()
+def populate(data_dir: Annotated[Optional[Path], typer.Option(help="folder with the JSON data files")] = None) -> None:
+    """Load system instructions, dynamic business RAG and business info from files."""
+    from agentstream.adapters.bootstrap import populate as do_populate
+
+    counts = asyncio.run(do_populate(_configured(), data_dir))
+    for table, count in counts.items():
+        console.print(f"{table}: {count} items")
+
+
+@app.command()
+def bridge() -> None:
+    """Run the DynamoDB Streams → Kafka bridge."""
+    from agentstream.wiring import run_bridge
+
+    s = _configured()
+    _run_until_signal(lambda stop: run_bridge(s, stop))
+
+
+@app.command()
+def worker() -> None:
+    """Run the stream processor (projections, context, replies)."""
+    from agentstream.wiring import run_worker
+
+    s = _configured()
+    _run_until_signal(lambda stop: run_worker(s, stop))
+
+
+@app.command()
+def gateway(port: Annotated[Optional[int], typer.Option(help="HTTP port (default GATEWAY_PORT_HTTP or 8080)")] = None) -> None:
+    """Run the HTTP gateway (widget, webhooks, REST) and reply delivery."""
+    from agentstream.wiring import run_gateway
+
+    s = _configured()
+    _run_until_signal(lambda stop: run_gateway(s, stop, port))
+
+
+@app.command()
+def up(port: int = typer.Option(8080, help="gateway port")) -> None:
+    """The whole stack on this machine: Kafka, ministack, tables, topics, demo data, bridge, worker, gateway."""
+    from agentstream.stack import up as do_up
+
+    do_up(port)
+
+
+@app.command()
+def tail(topic: str = typer.Argument("agent.events.v1"), from_beginning: bool = typer.Option(False, "--from-beginning")) -> None:
+    """Follow a topic, one JSON record a line."""
+    from agentstream.adapters.kafka import follow
+
+    s = _configured()
+    _run_until_signal(lambda stop: follow(s, topic, from_beginning, stop))
+
+
+@app.command()
+def schemas(out: Path = typer.Option(Path("schemas"), help="folder for the JSON Schemas")) -> None:
+    """Write the JSON Schema of every event type into a folder."""
+    from agentstream.schemas import write_schemas
+
+    for path in write_schemas(out):
+        console.print(str(path))
+
+
+@credentials_app.command("set")
+def credentials_set(business: str, provider: str, values: list[str]) -> None:
+    """Set secrets: `agentstream credentials set BUSINESS PROVIDER KEY=VALUE…`."""
+    from agentstream.adapters.credentials import CredentialsError
+    from agentstream.credentials_cli import set_values
+
+    try:
+        pairs = dict(_pair(v) for v in values)
+        keys = asyncio.run(set_values(_configured(), business, provider, pairs))
+    except CredentialsError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    console.print(f"{business}/{provider}: set {', '.join(sorted(keys))}")
+
+
+def _pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise typer.BadParameter(f"expected KEY=VALUE, got {text.split('=')[0]!r}…")
+    return key, value
+
+
+@credentials_app.command("show")
+def credentials_show(business: str, provider: str) -> None:
+    """Show which secrets are set, masked."""
+    from agentstream.credentials_cli import show_values
+
+    print(json.dumps(asyncio.run(show_values(_configured(), business, provider)), indent=2))
+
+
+@credentials_app.command("rotate")
+def credentials_rotate(business: str, provider: str) -> None:
+    """Replace the secret agentstream issues for a provider (widget, rest, meta verifyToken, gmail pushToken)."""
+    from agentstream.adapters.credentials import CredentialsError
+    from agentstream.credentials_cli import rotate_value
+
+    try:
+        fresh = asyncio.run(rotate_value(_configured(), business, provider))
+    except CredentialsError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    for key, value in fresh.items():
+        print(f"{key}={value}")
+
+
+@credentials_app.command("keygen")
+def credentials_keygen() -> None:
+    """Print a new AGENTSTREAM_SECRET_KEY (the key that encrypts credentials at rest)."""
+    from agentstream.adapters.credentials import new_secret_key
+
+    print(new_secret_key())
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()
+
+
+if __name__ == "__main__":
+    main()

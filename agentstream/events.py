@@ -1,0 +1,239 @@
+"""The event envelope of `agent.events.v1` (DESIGN.md section 3) and its payloads.
+
+Events are immutable facts in the log. Every consumer parses them with `parse_event`,
+which upcasts older schema versions and refuses unknown ones with a clear error.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+SCHEMA_VERSION = 1
+Channel = Literal["websocket", "whatsapp", "messenger", "instagram", "sms", "gmail", "rest", "system"]
+CHANNELS: tuple[str, ...] = Channel.__args__  # type: ignore[attr-defined]
+_NAMESPACE = uuid.UUID("6f1c1f2e-4b7a-4d55-9a43-5a1f0e7d2c11")
+
+
+class UnknownSchemaVersion(ValueError):
+    """An event carries a schemaVersion this build cannot read."""
+
+
+def derive_id(*parts: str) -> str:
+    """A deterministic id from its parts (same parts, same id, across processes and replays)."""
+    return str(uuid.uuid5(_NAMESPACE, "\x1f".join(parts)))
+
+
+def stream_id(business_id: str, user_id: str) -> str:
+    """The conversation stream of one customer of one business."""
+    return f"{business_id}#{user_id}"
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(ts: datetime) -> str:
+    """ISO-8601 UTC with milliseconds and a Z, the one timestamp format in the log."""
+    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Attachment(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    id: str | None = None
+    url: str | None = None
+    contentType: str | None = None
+    name: str | None = None
+    size: int | None = None
+
+
+class MessageReceivedPayload(_Payload):
+    content: str
+    externalId: str | None = None
+    contentType: str = "text/plain"
+    attachments: list[Attachment] = Field(default_factory=list)
+    replyTo: dict[str, str] = Field(default_factory=dict, description="channel addressing for the answer")
+
+
+class Usage(_Payload):
+    promptTokens: int = 0
+    completionTokens: int = 0
+
+
+class ReplyGeneratedPayload(_Payload):
+    content: str
+    inReplyTo: str
+    sessionId: str
+    model: str
+    latencyMs: int = 0
+    usage: Usage = Field(default_factory=Usage)
+    fallback: bool = False
+    deliverTo: dict[str, str] = Field(default_factory=dict, description="the inbound's replyTo addressing")
+
+
+class ReplyDeliveredPayload(_Payload):
+    replyEventId: str
+    externalId: str | None = None
+    attempts: int = 1
+
+
+class DeliveryFailedPayload(_Payload):
+    replyEventId: str
+    error: str
+    attempts: int = 1
+
+
+class SessionEndPayload(_Payload):
+    sessionId: str
+    reason: str = ""
+
+
+PAYLOADS: dict[str, type[_Payload]] = {
+    "MessageReceived": MessageReceivedPayload,
+    "ReplyGenerated": ReplyGeneratedPayload,
+    "ReplyDelivered": ReplyDeliveredPayload,
+    "DeliveryFailed": DeliveryFailedPayload,
+    "SessionExpired": SessionEndPayload,
+    "SessionResolved": SessionEndPayload,
+    "SessionClosed": SessionEndPayload,
+}
+
+
+class _Envelope(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    eventId: str
+    streamId: str
+    seq: int = Field(ge=0, description="0 until the event store assigns head + 1")
+    schemaVersion: Literal[1] = SCHEMA_VERSION
+    occurredAt: datetime
+    businessId: str = Field(min_length=1)
+    locationId: str | None = None
+    userId: str = Field(min_length=1)
+    channel: Channel
+
+    @field_validator("occurredAt")
+    @classmethod
+    def _utc(cls, v: datetime) -> datetime:
+        if v.tzinfo is None:
+            raise ValueError("occurredAt must carry a time zone")
+        return v.astimezone(timezone.utc)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        data["occurredAt"] = iso(self.occurredAt)
+        return data
+
+    def with_seq(self, seq: int) -> "Event":
+        return self.model_copy(update={"seq": seq})  # type: ignore[return-value]
+
+
+class MessageReceived(_Envelope):
+    type: Literal["MessageReceived"] = "MessageReceived"
+    payload: MessageReceivedPayload
+
+
+class ReplyGenerated(_Envelope):
+    type: Literal["ReplyGenerated"] = "ReplyGenerated"
+    payload: ReplyGeneratedPayload
+
+
+class ReplyDelivered(_Envelope):
+    type: Literal["ReplyDelivered"] = "ReplyDelivered"
+    payload: ReplyDeliveredPayload
+
+
+class DeliveryFailed(_Envelope):
+    type: Literal["DeliveryFailed"] = "DeliveryFailed"
+    payload: DeliveryFailedPayload
+
+
+class SessionExpired(_Envelope):
+    type: Literal["SessionExpired"] = "SessionExpired"
+    payload: SessionEndPayload
+
+
+class SessionResolved(_Envelope):
+    type: Literal["SessionResolved"] = "SessionResolved"
+    payload: SessionEndPayload
+
+
+class SessionClosed(_Envelope):
+    type: Literal["SessionClosed"] = "SessionClosed"
+    payload: SessionEndPayload
+
+
+Event = Annotated[
+    Union[
+        MessageReceived,
+        ReplyGenerated,
+        ReplyDelivered,
+        DeliveryFailed,
+        SessionExpired,
+        SessionResolved,
+        SessionClosed,
+    ],
+    Field(discriminator="type"),
+]
+EVENT_TYPES: dict[str, type[_Envelope]] = {
+    m.model_fields["type"].default: m
+    for m in (MessageReceived, ReplyGenerated, ReplyDelivered, DeliveryFailed, SessionExpired, SessionResolved, SessionClosed)
+}
+_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+# schemaVersion -> function upcasting a raw dict of that version to the next one.
+UPCASTERS: dict[int, Any] = {}
+
+
+def parse_event(raw: dict[str, Any]) -> Event:
+    """Validate a raw event dict, upcasting older versions; unknown versions raise clearly."""
+    version = raw.get("schemaVersion", SCHEMA_VERSION)
+    while isinstance(version, int) and version < SCHEMA_VERSION and version in UPCASTERS:
+        raw = UPCASTERS[version](raw)
+        version = raw.get("schemaVersion")
+    if version != SCHEMA_VERSION:
+        raise UnknownSchemaVersion(
+            f"event {raw.get('eventId')!r} has schemaVersion {version!r}; this build reads {SCHEMA_VERSION}"
+        )
+    return _ADAPTER.validate_python(raw)
+
+
+def new_event(
+    event_type: str,
+    *,
+    business_id: str,
+    user_id: str,
+    channel: str,
+    payload: dict[str, Any],
+    occurred_at: datetime | None = None,
+    event_id: str | None = None,
+    location_id: str | None = None,
+) -> Event:
+    """Build an event not yet in the log (seq 0 until the store assigns it)."""
+    return _ADAPTER.validate_python(
+        {
+            "type": event_type,
+            "eventId": event_id or str(uuid.uuid4()),
+            "streamId": stream_id(business_id, user_id),
+            "seq": 0,
+            "occurredAt": occurred_at or utc_now(),
+            "businessId": business_id,
+            "locationId": location_id,
+            "userId": user_id,
+            "channel": channel,
+            "payload": payload,
+        }
+    )
+
+
+def reply_event_id(inbound_event_id: str) -> str:
+    """The one reply an inbound message may have (invariant 3)."""
+    return derive_id("reply", inbound_event_id)

@@ -1,0 +1,107 @@
+"""Settings from the environment, with the seed's variable names (DESIGN.md sections 4 and 6)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(SystemExit):
+    """A wrong or missing setting: one clear line naming it, then exit."""
+
+
+class Tables(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore")
+
+    events: str = Field("ai-agent-events", validation_alias="DYNAMODB_EVENTS_TABLE", min_length=3)
+    sessions: str = Field("ai-agent-sessions", validation_alias="DYNAMODB_SESSIONS_TABLE", min_length=3)
+    messages: str = Field(
+        "ai-agent-messages",
+        validation_alias=AliasChoices("DYNAMODB_MESSAGES_TABLE", "DYNAMODB_MESSIONS_TABLE"),
+        min_length=3,
+    )
+    business_info: str = Field("business-info", validation_alias="DYNAMODB_BUSINESS_INFO_TABLE", min_length=3)
+    rag_system: str = Field("rag-system-instructions", validation_alias="DYNAMODB_RAG_SYSTEM_TABLE", min_length=3)
+    rag_business: str = Field(
+        "rag-dynamic-business", validation_alias="DYNAMODB_RAG_DYNAMIC_BUSINESS_TABLE", min_length=3
+    )
+    rag_user: str = Field("rag-dynamic-user", validation_alias="DYNAMODB_RAG_DYNAMIC_USER_TABLE", min_length=3)
+    credentials: str = Field(
+        "business-external-credentials", validation_alias="DYNAMODB_EXTERNAL_CREDENTIALS_TABLE", min_length=3
+    )
+    leases: str = Field("ai-agent-stream-leases", validation_alias="DYNAMODB_LEASES_TABLE", min_length=3)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    aws_region: str = Field("us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
+    dynamodb_endpoint_url: str | None = Field(None, validation_alias="DYNAMODB_ENDPOINT_URL")
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS")
+    kafka_partitions: int = Field(6, ge=1, validation_alias="KAFKA_PARTITIONS")
+    topic_events: str = Field("agent.events.v1", validation_alias="TOPIC_EVENTS")
+    topic_replies: str = Field("agent.replies.v1", validation_alias="TOPIC_REPLIES")
+    topic_dlq: str = Field("agent.dlq.v1", validation_alias="TOPIC_DLQ")
+
+    openai_api_key: str | None = Field(None, validation_alias="OPENAI_API_KEY", repr=False)
+    openai_base_url: str | None = Field(None, validation_alias="OPENAI_BASE_URL")
+    openai_model: str = Field("gpt-4o-mini", validation_alias="OPENAI_MODEL")
+    openai_timeout_s: float = Field(30.0, gt=0, validation_alias="OPENAI_TIMEOUT")
+    openai_max_retries: int = Field(3, ge=0, validation_alias="OPENAI_MAX_RETRIES")
+    prompt_budget_chars: int = Field(12000, ge=1000, validation_alias="PROMPT_BUDGET_CHARS")
+
+    twilio_api_base_url: str = Field("https://api.twilio.com", validation_alias="TWILIO_API_BASE_URL")
+    meta_graph_base_url: str = Field("https://graph.facebook.com/v21.0", validation_alias="META_GRAPH_BASE_URL")
+    gmail_api_base_url: str = Field("https://gmail.googleapis.com", validation_alias="GMAIL_API_BASE_URL")
+    public_base_url: str = Field("http://localhost:8080", validation_alias="PUBLIC_BASE_URL")
+
+    gateway_host: str = Field("127.0.0.1", validation_alias="GATEWAY_HOST")
+    gateway_port: int = Field(8080, ge=0, le=65535, validation_alias="GATEWAY_PORT_HTTP")
+    max_body_bytes: int = Field(256 * 1024, ge=1024, validation_alias="MAX_BODY_BYTES")
+    credentials_key: str | None = Field(None, validation_alias="AGENTSTREAM_SECRET_KEY", repr=False)
+    widget_token_ttl_s: int = Field(24 * 3600, ge=60, validation_alias="WIDGET_TOKEN_TTL")
+
+    session_idle_minutes: int = Field(60, ge=1, validation_alias="SESSION_IDLE_MINUTES")
+    bridge_start_position: str = Field("TRIM_HORIZON", validation_alias="BRIDGE_START_POSITION")
+    bridge_idle_poll_s: float = Field(0.05, gt=0, validation_alias="BRIDGE_IDLE_POLL")
+    worker_max_inflight: int = Field(2000, ge=1, validation_alias="WORKER_MAX_INFLIGHT")
+    log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
+    log_format: str = Field("json", validation_alias="LOG_FORMAT")
+
+    tables: Tables = Field(default_factory=Tables)
+
+    @field_validator("bridge_start_position")
+    @classmethod
+    def _position(cls, v: str) -> str:
+        if v.upper() not in ("TRIM_HORIZON", "LATEST"):
+            raise ValueError("must be TRIM_HORIZON or LATEST")
+        return v.upper()
+
+    @field_validator("dynamodb_endpoint_url", "openai_api_key", "openai_base_url", mode="before")
+    @classmethod
+    def _blank_is_none(cls, v: str | None) -> str | None:
+        return v or None
+
+    @property
+    def aws_credentials(self) -> dict[str, str]:
+        """Fixed local credentials for the local server; the default chain for AWS."""
+        if self.dynamodb_endpoint_url:
+            return {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+        return {}
+
+
+def load_settings() -> Settings:
+    """Read the environment; a bad value exits with one line naming the variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = ".".join(str(p) for p in err["loc"]) or "settings"
+        raise SettingsError(f"agentstream: bad setting {name}: {err['msg']}") from None
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,122 @@
+"""`agentstream up`: the whole stack on this machine, and the service start-up the tests share."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agentstream.adapters.credentials import new_secret_key
+from agentstream.adapters.local_services import LocalHome, Process, port_open, spawn
+
+DEMO_BUSINESSES = ["demo-salon", "demo-restaurant"]
+
+
+def home_dir() -> Path:
+    return Path(os.environ.get("AGENTSTREAM_HOME", ".local")).resolve()
+
+
+def secret_key(home: Path) -> str:
+    """AGENTSTREAM_SECRET_KEY, or a key kept in the home folder for the local stack."""
+    if os.environ.get("AGENTSTREAM_SECRET_KEY"):
+        return os.environ["AGENTSTREAM_SECRET_KEY"]
+    path = home / "secret.key"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        path.write_text(new_secret_key())
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+@dataclass
+class Services:
+    """Kafka and ministack as started (or found running) for this stack."""
+
+    env: dict[str, str]
+    processes: list[Process] = field(default_factory=list)
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+
+
+def start_services(home: Path, kafka_port: int = 9092, controller_port: int = 9093, dynamo_port: int = 8000,
+                   data: Path | None = None, persist: bool = True) -> Services:
+    """Start local Kafka and ministack unless something already listens on their ports."""
+    local = LocalHome(home)
+    data = data or home / "data"
+    services = Services(env={})
+    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        if not port_open(kafka_port):
+            services.processes.append(local.start_kafka(kafka_port, controller_port, data / f"kafka-{kafka_port}"))
+        services.env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{kafka_port}"
+    if not os.environ.get("DYNAMODB_ENDPOINT_URL"):
+        if not port_open(dynamo_port):
+            state = data / f"ministack-{dynamo_port}" if persist else None
+            services.processes.append(local.start_ministack(dynamo_port, state))
+        services.env["DYNAMODB_ENDPOINT_URL"] = f"http://127.0.0.1:{dynamo_port}"
+    return services
+
+
+def spawn_component(name: str, env: dict[str, str], logs: Path) -> Process:
+    """Run `agentstream NAME` as its own process (so it can crash and restart on its own)."""
+    cmd = [sys.executable, "-m", "agentstream.cli", name]
+    return spawn(name, cmd, logs / f"{name}.log", env=env)
+
+
+def wait_http(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not port_open(port):
+        time.sleep(0.1)
+    if not port_open(port):
+        raise RuntimeError(f"nothing listens on {port} after {timeout:.0f}s")
+
+
+def up(port: int = 8080) -> None:
+    """Start everything, print the widget's address, and stop it all on Ctrl-C."""
+    import asyncio
+    import signal
+
+    from rich.console import Console
+
+    from agentstream.adapters.bootstrap import demo_credentials, populate, setup
+    from agentstream.settings import load_settings
+
+    console = Console(stderr=True)
+    home = home_dir()
+    console.print(f"[bold]agentstream up[/] — home {home}")
+    services = start_services(home)
+    env = {**services.env, "AGENTSTREAM_SECRET_KEY": secret_key(home), "GATEWAY_PORT_HTTP": str(port),
+           "BRIDGE_IDLE_POLL": os.environ.get("BRIDGE_IDLE_POLL", "0.05")}
+    os.environ.update(env)
+    settings = load_settings()
+    components: list[Process] = []
+    try:
+        asyncio.run(setup(settings))
+        asyncio.run(populate(settings))
+        for business, api_key in asyncio.run(demo_credentials(settings, DEMO_BUSINESSES)).items():
+            console.print(f"REST API key for {business} (shown once): {api_key}")
+        components = [spawn_component(name, env, home / "logs") for name in ("bridge", "worker", "gateway")]
+        wait_http(port)
+        console.print(f"[bold green]ready[/]: chat widget on http://localhost:{port}/ — logs in {home / 'logs'}; Ctrl-C stops all")
+        _supervise(components, env, home / "logs")
+    finally:
+        console.print("stopping…")
+        for proc in reversed(components):
+            proc.stop()
+        services.stop()
+
+
+def _supervise(components: list[Process], env: dict[str, str], logs: Path) -> None:
+    """Wait for Ctrl-C or SIGTERM; restart a component that exits on its own."""
+    import signal
+
+    stops = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    while signal.sigtimedwait(stops, 1.0) is None:
+        for i, proc in enumerate(components):
+            if proc.popen.poll() is not None:
+                print(f"{proc.name} exited with {proc.popen.returncode}; restarting (log: {proc.log})", file=sys.stderr)
+                components[i] = spawn_component(proc.name, env, logs)

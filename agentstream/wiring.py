@@ -1,0 +1,128 @@
+"""The composition root: builds each process (bridge, worker, gateway) from the settings."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AsyncExitStack
+from typing import Any
+
+import httpx
+import structlog
+import uvicorn
+from aiokafka import AIOKafkaConsumer
+
+from agentstream.adapters import kafka
+from agentstream.adapters.business import BusinessDirectory, idle_minutes
+from agentstream.adapters.credentials import CredentialStore
+from agentstream.adapters.dynamo import clients, dynamodb_client
+from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.gateway import create_app
+from agentstream.adapters.http_common import Deps
+from agentstream.adapters.ingest import Ingestor
+from agentstream.adapters.llm import make_responder
+from agentstream.adapters.projection_store import ProjectionStore
+from agentstream.adapters.tables import stream_arn
+from agentstream.adapters.ws_hub import SocketHub
+from agentstream.events import Event
+from agentstream.settings import Settings
+from agentstream.streams.bridge import Bridge, BridgeConfig, new_owner
+from agentstream.streams.conversations import ConversationProcessor
+from agentstream.streams.delivery import Delivery, run_delivery
+from agentstream.streams.leases import LeaseTable
+from agentstream.streams.keyed import KeyedExecutor
+from agentstream.streams.outbound import external_sender
+from agentstream.streams.worker import Dlq, build_app, expire_idle_sessions
+
+log = structlog.get_logger(__name__)
+
+
+async def _started_producer(stack: AsyncExitStack, settings: Settings) -> Any:
+    producer = kafka.producer(settings)
+    await producer.start()
+    stack.push_async_callback(producer.stop)
+    return producer
+
+
+async def run_bridge(settings: Settings, stop: asyncio.Event) -> None:
+    async with AsyncExitStack() as stack:
+        ddb, streams = await stack.enter_async_context(clients(settings))
+        producer = await _started_producer(stack, settings)
+        config = BridgeConfig(
+            stream_arn=await stream_arn(ddb, settings.tables.events),
+            topic=settings.topic_events,
+            start_position=settings.bridge_start_position,
+            idle_poll_s=settings.bridge_idle_poll_s,
+        )
+        bridge = Bridge(streams, producer, LeaseTable(ddb, settings.tables.leases, new_owner()), config)
+        await bridge.run(stop)
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    async with AsyncExitStack() as stack:
+        ddb = await stack.enter_async_context(dynamodb_client(settings))
+        producer = await _started_producer(stack, settings)
+        store = EventStore(ddb, settings.tables.events)
+        directory = BusinessDirectory(ddb, settings.tables)
+
+        async def publish_reply(reply: Event) -> None:
+            await (await producer.send(settings.topic_replies, key=reply.streamId.encode(), value=kafka.dumps(reply.to_json_dict())))
+
+        processor = ConversationProcessor(
+            store, ProjectionStore(ddb, settings.tables), directory, make_responder(settings), publish_reply,
+            default_idle_minutes=settings.session_idle_minutes,
+        )
+        executor = KeyedExecutor(settings.worker_max_inflight)
+        app = build_app(settings, processor, Dlq(producer, settings.topic_dlq), executor)
+
+        async def idle_for(business_id: str) -> int:
+            return idle_minutes(await directory.info(business_id), settings.session_idle_minutes)
+
+        await app.start()
+        log.info("worker.started", topic=settings.topic_events)
+        try:
+            while not stop.is_set():
+                try:
+                    await expire_idle_sessions(ddb, settings, store, idle_for)
+                except Exception:
+                    log.exception("worker.expiry_failed")
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=60)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            await asyncio.wait_for(executor.join(), timeout=30)
+            await app.stop()
+            log.info("worker.stopped")
+
+
+async def gateway_deps(stack: AsyncExitStack, settings: Settings) -> Deps:
+    ddb = await stack.enter_async_context(dynamodb_client(settings))
+    store = EventStore(ddb, settings.tables.events)
+    http = await stack.enter_async_context(httpx.AsyncClient(timeout=15))
+    return Deps(
+        settings=settings, ddb=ddb, store=store, ingestor=Ingestor(store),
+        directory=BusinessDirectory(ddb, settings.tables), projections=ProjectionStore(ddb, settings.tables),
+        credentials=CredentialStore(ddb, settings.tables.credentials, settings.credentials_key),
+        hub=SocketHub(), http=http,
+    )
+
+
+async def run_gateway(settings: Settings, stop: asyncio.Event, port: int | None = None) -> None:
+    """The HTTP gateway and, in the same process, reply delivery (it holds the sockets)."""
+    async with AsyncExitStack() as stack:
+        d = await gateway_deps(stack, settings)
+        consumer = AIOKafkaConsumer(
+            settings.topic_replies, bootstrap_servers=settings.kafka_bootstrap_servers,
+            group_id="agentstream-delivery", enable_auto_commit=False, auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        stack.push_async_callback(consumer.stop)
+        delivery = Delivery(d.store, d.hub, external_sender(d, settings))
+        server = uvicorn.Server(uvicorn.Config(
+            create_app(d), host=settings.gateway_host, port=settings.gateway_port if port is None else port,
+            log_level="warning", lifespan="off", ws_max_size=64 * 1024,
+        ))
+        tasks = [asyncio.create_task(server.serve()), asyncio.create_task(run_delivery(consumer, delivery, stop))]
+        await stop.wait()
+        server.should_exit = True
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,1 @@
+"""Stream processes: the bridge, the worker and delivery."""

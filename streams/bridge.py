@@ -1,0 +1,231 @@
+"""DynamoDB Streams → Kafka `agent.events.v1` (DESIGN.md section 1, invariant 7).
+
+Each shard is read by the bridge holding its lease. A batch of records is produced with
+key = streamId (idempotent producer, acks=all) and the shard's checkpoint moves only after
+Kafka acknowledged the whole batch. A child shard is read only after its parent finished.
+Lost stream positions (trimmed, expired, a restarted local server) fall back to TRIM_HORIZON
+and ask for a reconciliation from the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from agentstream import metrics
+from agentstream.adapters.dynamo import error_code, from_item
+from agentstream.adapters.event_store import is_event_item
+from agentstream.adapters.kafka import dumps
+from agentstream.streams.leases import Lease, LeaseLost, LeaseTable, now_ms
+
+log = structlog.get_logger(__name__)
+LOST_POSITION = {"TrimmedDataAccessException", "ExpiredIteratorException", "ResourceNotFoundException"}
+
+
+@dataclass
+class BridgeConfig:
+    stream_arn: str
+    topic: str
+    start_position: str = "TRIM_HORIZON"
+    idle_poll_s: float = 0.2
+    discover_every_s: float = 10.0
+    batch_limit: int = 1000
+
+
+@dataclass
+class BridgeStats:
+    records: int = 0
+    published: int = 0
+    batches: int = 0
+    losses: int = 0
+    shards: set[str] = field(default_factory=set)
+
+
+def lease_key(stream_arn: str, shard_id: str) -> str:
+    """Leases are per stream and shard: a recreated stream never inherits old checkpoints."""
+    return f"{stream_arn}|{shard_id}"
+
+
+class Bridge:
+    """Reads every shard it can lease and publishes the events to Kafka."""
+
+    def __init__(
+        self,
+        streams: Any,
+        producer: Any,
+        leases: LeaseTable,
+        config: BridgeConfig,
+        on_loss: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
+        self._streams = streams
+        self._producer = producer
+        self._leases = leases
+        self._cfg = config
+        self._on_loss = on_loss
+        self._readers: dict[str, asyncio.Task[None]] = {}
+        self.stats = BridgeStats()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Discover shards, take leases, read; on stop, flush and hand leases back."""
+        log.info("bridge.started", owner=self._leases.owner, stream=self._cfg.stream_arn)
+        try:
+            while not stop.is_set():
+                await self._discover_and_assign()
+                await _wait(stop, self._cfg.discover_every_s)
+        finally:
+            for task in self._readers.values():
+                task.cancel()
+            await asyncio.gather(*self._readers.values(), return_exceptions=True)
+            await self._producer.flush()
+            log.info("bridge.stopped", owner=self._leases.owner, published=self.stats.published)
+
+    async def _discover_and_assign(self) -> None:
+        shards = await self._describe_shards()
+        leases = await self._leases.all()
+        for shard in shards:
+            key = lease_key(self._cfg.stream_arn, shard["ShardId"])
+            if key not in leases:
+                parent = shard.get("ParentShardId")
+                await self._leases.register(key, lease_key(self._cfg.stream_arn, parent) if parent else None)
+        leases = await self._leases.all()
+        for key, lease in leases.items():
+            if not key.startswith(self._cfg.stream_arn + "|") or key in self._readers:
+                continue
+            if lease.available(now_ms()) and self._parent_done(lease, leases):
+                taken = await self._leases.acquire(lease)
+                if taken:
+                    self._readers[key] = asyncio.create_task(self._read_shard(taken), name=f"shard:{key}")
+        self._readers = {k: t for k, t in self._readers.items() if not t.done()}
+        self.stats.shards = set(self._readers)
+
+    @staticmethod
+    def _parent_done(lease: Lease, leases: dict[str, Lease]) -> bool:
+        """Parent before child: a child waits until its parent (if still known) is finished."""
+        parent = leases.get(lease.parent) if lease.parent else None
+        return parent is None or parent.finished
+
+    async def _describe_shards(self) -> list[dict[str, Any]]:
+        shards: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"StreamArn": self._cfg.stream_arn}
+        while True:
+            desc = (await self._streams.describe_stream(**kwargs))["StreamDescription"]
+            shards.extend(desc.get("Shards", []))
+            last = desc.get("LastEvaluatedShardId")
+            if not last:
+                return shards
+            kwargs["ExclusiveStartShardId"] = last
+
+    async def _read_shard(self, lease: Lease) -> None:
+        shard_id = lease.shard_id.split("|", 1)[1]
+        log.info("bridge.shard.acquired", shard=shard_id, checkpoint=lease.checkpoint)
+        heartbeat = asyncio.create_task(self._heartbeat(lease))
+        try:
+            iterator = await self._iterator(shard_id, lease.checkpoint)
+            while iterator:
+                iterator = await self._read_batch(lease, shard_id, iterator)
+            await self._leases.checkpoint(lease, lease.checkpoint or "", finished=True)
+            log.info("bridge.shard.finished", shard=shard_id)
+        except LeaseLost:
+            log.warning("bridge.shard.lease_lost", shard=shard_id)
+        except asyncio.CancelledError:
+            await self._leases.release(lease)
+            raise
+        except Exception as exc:
+            metrics.BRIDGE_ERRORS.labels(kind=type(exc).__name__).inc()
+            log.exception("bridge.shard.failed", shard=shard_id)
+            await self._leases.release(lease)
+        finally:
+            heartbeat.cancel()
+
+    async def _read_batch(self, lease: Lease, shard_id: str, iterator: str) -> str | None:
+        try:
+            resp = await self._streams.get_records(ShardIterator=iterator, Limit=self._cfg.batch_limit)
+        except Exception as exc:
+            code = error_code(exc)
+            if code == "ExpiredIteratorException":
+                return await self._iterator(shard_id, lease.checkpoint)
+            if code in ("ProvisionedThroughputExceededException", "ThrottlingException", "LimitExceededException"):
+                metrics.BRIDGE_ERRORS.labels(kind="throttled").inc()
+                await asyncio.sleep(1.0)
+                return iterator
+            raise
+        records = resp.get("Records", [])
+        if records:
+            await self._publish(records)
+            await self._leases.checkpoint(lease, records[-1]["dynamodb"]["SequenceNumber"])
+            _record_lag(shard_id, records[-1])
+        else:
+            metrics.BRIDGE_LAG_MS.labels(shard=shard_id).set(0)
+            await asyncio.sleep(self._cfg.idle_poll_s)
+        return resp.get("NextShardIterator")
+
+    async def _publish(self, records: list[dict[str, Any]]) -> None:
+        """Produce every event of a batch; returns once Kafka acknowledged them all."""
+        futures = []
+        for record in records:
+            image = record.get("dynamodb", {}).get("NewImage")
+            if record.get("eventName") == "REMOVE" or not image:
+                continue
+            item = from_item(image)
+            if not is_event_item(item):
+                continue
+            futures.append(await self._producer.send(self._cfg.topic, key=item["streamId"].encode(), value=dumps(item)))
+        if futures:
+            await asyncio.gather(*futures)
+        self.stats.records += len(records)
+        self.stats.published += len(futures)
+        self.stats.batches += 1
+        metrics.BRIDGE_RECORDS.inc(len(futures))
+
+    async def _iterator(self, shard_id: str, checkpoint: str | None) -> str | None:
+        args: dict[str, Any] = {"StreamArn": self._cfg.stream_arn, "ShardId": shard_id}
+        if checkpoint:
+            try:
+                resp = await self._streams.get_shard_iterator(
+                    **args, ShardIteratorType="AFTER_SEQUENCE_NUMBER", SequenceNumber=checkpoint
+                )
+                return resp.get("ShardIterator")
+            except Exception as exc:
+                if error_code(exc) not in LOST_POSITION | {"ValidationException"}:
+                    raise
+                await self._lost(shard_id, f"checkpoint {checkpoint} no longer readable: {error_code(exc)}")
+                args["ShardIteratorType"] = "TRIM_HORIZON"
+        else:
+            args["ShardIteratorType"] = self._cfg.start_position
+        return (await self._streams.get_shard_iterator(**args)).get("ShardIterator")
+
+    async def _lost(self, shard_id: str, why: str) -> None:
+        self.stats.losses += 1
+        metrics.BRIDGE_TRIMS.inc()
+        log.warning("bridge.position_lost", shard=shard_id, why=why)
+        if self._on_loss:
+            await self._on_loss(why)
+
+    async def _heartbeat(self, lease: Lease) -> None:
+        while True:
+            await asyncio.sleep(self._leases.ttl_ms / 3000)
+            await self._leases.renew(lease)
+
+
+def _record_lag(shard_id: str, record: dict[str, Any]) -> None:
+    created = record.get("dynamodb", {}).get("ApproximateCreationDateTime")
+    if created is not None:
+        ts = created.timestamp() if hasattr(created, "timestamp") else float(created)
+        metrics.BRIDGE_LAG_MS.labels(shard=shard_id).set(max(0.0, (time.time() - ts) * 1000))
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except asyncio.TimeoutError:
+        pass
+
+
+def new_owner() -> str:
+    return f"bridge-{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,140 @@
+"""The Faust worker: consumes `agent.events.v1`, one conversation at a time per streamId.
+
+Faust acks are manual (`noack`): an event is acked only after its effects are durable, and
+Faust commits the highest contiguous acked offset. Conversations run concurrently through a
+keyed executor; a failing event is retried, then sent to `agent.dlq.v1` with its error. No
+exception ever escapes into Faust (which would ack and silently drop the event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from typing import Any
+
+import faust
+import structlog
+from pydantic import ValidationError
+
+from agentstream import metrics
+from agentstream.adapters.dynamo import scan_all
+from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.kafka import dumps
+from agentstream.events import Event, iso, new_event, parse_event, UnknownSchemaVersion, utc_now, derive_id
+from agentstream.settings import Settings
+from agentstream.streams.conversations import ConversationProcessor
+from agentstream.streams.keyed import KeyedExecutor
+
+log = structlog.get_logger(__name__)
+RETRY_DELAYS = (0.2, 1.0, 3.0, 10.0)
+
+
+class Dlq:
+    """Publishes events that failed for good, with their error, to `agent.dlq.v1`."""
+
+    def __init__(self, producer: Any, topic: str) -> None:
+        self._producer = producer
+        self._topic = topic
+
+    async def send(self, stage: str, key: bytes | None, raw: bytes, error: str) -> None:
+        try:
+            body: Any = json.loads(raw)
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        record = {"stage": stage, "error": error, "failedAt": iso(utc_now()), "event": body}
+        await (await self._producer.send(self._topic, key=key, value=dumps(record)))
+        metrics.DLQ_EVENTS.labels(stage=stage).inc()
+        log.error("dlq.sent", stage=stage, error=error[:300])
+
+
+async def process_with_retries(processor: ConversationProcessor, dlq: Dlq, key: bytes | None, raw: bytes) -> None:
+    """Parse and apply one record; never raises. Bad records and exhausted retries go to the DLQ."""
+    try:
+        event = parse_event(json.loads(raw))
+    except (ValueError, ValidationError, UnknownSchemaVersion) as exc:
+        await dlq.send("parse", key, raw, f"{type(exc).__name__}: {exc}")
+        return
+    structlog.contextvars.bind_contextvars(eventId=event.eventId, streamId=event.streamId)
+    try:
+        for attempt, delay in enumerate((*RETRY_DELAYS, None)):
+            try:
+                await processor.handle(event)
+                return
+            except Exception as exc:
+                if delay is None:
+                    await dlq.send("process", key, raw, f"{type(exc).__name__}: {exc}")
+                    metrics.WORKER_EVENTS.labels(type=event.type, outcome="dlq").inc()
+                    return
+                log.warning("worker.retry", attempt=attempt + 1, error=f"{type(exc).__name__}: {exc}"[:300])
+                await asyncio.sleep(delay)
+    finally:
+        structlog.contextvars.unbind_contextvars("eventId", "streamId")
+
+
+def build_app(settings: Settings, processor: ConversationProcessor, dlq: Dlq, executor: KeyedExecutor) -> faust.App:
+    app = faust.App(
+        "agentstream-worker",
+        broker=f"kafka://{settings.kafka_bootstrap_servers.replace(',', ';kafka://')}",
+        store="memory://",
+        web_enabled=False,
+        topic_partitions=settings.kafka_partitions,
+        topic_allow_declare=False,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_every=500,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=4096,
+        producer_acks=-1,
+    )
+    topic = app.topic(settings.topic_events, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+    @app.agent(topic, name="conversations")
+    async def conversations(stream: faust.StreamT) -> None:
+        async for record in stream.noack().events():
+            key = record.key if isinstance(record.key, bytes) else None
+            raw = record.value
+
+            async def job(record: Any = record, key: bytes | None = key, raw: bytes = raw) -> None:
+                try:
+                    await process_with_retries(processor, dlq, key, raw)
+                finally:
+                    record.ack()
+                    metrics.WORKER_INFLIGHT.set(executor.inflight - 1)
+
+            await executor.submit((key or b"").decode("utf-8", "replace"), job)
+            metrics.WORKER_INFLIGHT.set(executor.inflight)
+
+    return app
+
+
+async def expire_idle_sessions(ddb: Any, settings: Settings, store: EventStore, idle_for: Any) -> int:
+    """Append SessionExpired for active sessions idle past their timeout (event time = last + idle)."""
+    sessions = await scan_all(
+        ddb, TableName=settings.tables.sessions, FilterExpression="#s = :a",
+        ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":a": {"S": "active"}},
+    )
+    now = utc_now()
+    expired = 0
+    for session in sessions:
+        minutes = await idle_for(session["businessId"])
+        last = parse_event_time(session["lastMessageAt"])
+        if last + timedelta(minutes=minutes) >= now:
+            continue
+        event = new_event(
+            "SessionExpired",
+            event_id=derive_id("expired", session["sessionId"]),
+            business_id=session["businessId"],
+            user_id=session["userId"],
+            channel="system",
+            occurred_at=last + timedelta(minutes=minutes),
+            payload={"sessionId": session["sessionId"], "reason": f"idle for {minutes} min"},
+        )
+        result = await store.append(event, external_id=f"expire:{session['sessionId']}")
+        expired += 0 if result.duplicate else 1
+    return expired
+
+
+def parse_event_time(value: str) -> Any:
+    from datetime import datetime
+
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -1,0 +1,54 @@
+"""Shared fixtures: the real services (once per session) and isolated settings per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from cryptography.fernet import Fernet
+from pydantic import AliasChoices
+
+from agentstream.settings import Settings, Tables
+from tests.services import Endpoints, start
+
+os.environ.setdefault("LOG_FORMAT", "console")
+
+
+@pytest.fixture(scope="session")
+def endpoints() -> Iterator[Endpoints]:
+    eps = start()
+    yield eps
+    eps.stop()
+
+
+def isolated_env(endpoints: Endpoints, **extra: str) -> dict[str, str]:
+    """Environment for one test: the real services, and table and topic names of its own."""
+    tag = uuid.uuid4().hex[:8]
+    env = {
+        "DYNAMODB_ENDPOINT_URL": endpoints.dynamodb,
+        "KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka,
+        "AGENTSTREAM_SECRET_KEY": Fernet.generate_key().decode(),
+        "TOPIC_EVENTS": f"t{tag}.events", "TOPIC_REPLIES": f"t{tag}.replies", "TOPIC_DLQ": f"t{tag}.dlq",
+        "KAFKA_PARTITIONS": "3",
+        "BRIDGE_IDLE_POLL": "0.05",
+        "LOG_LEVEL": "INFO",
+    }
+    for spec in Tables.model_fields.values():
+        alias = spec.validation_alias
+        name = alias.choices[0] if isinstance(alias, AliasChoices) else alias
+        env[str(name)] = f"{tag}-{spec.default}"
+    return env | extra
+
+
+@pytest.fixture
+def env(endpoints: Endpoints) -> dict[str, str]:
+    return isolated_env(endpoints)
+
+
+@pytest.fixture
+def settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return Settings()

@@ -1,0 +1,51 @@
+"""`agentstream setup` against the real services: all tables, GSIs, stream, topics; idempotent."""
+
+from __future__ import annotations
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+from agentstream.adapters.bootstrap import setup
+from agentstream.adapters.dynamo import dynamodb_client
+from agentstream.adapters.projection_store import get_active_session_for_user
+from agentstream.adapters.tables import SESSIONS_GSI, has_index, stream_arn
+from agentstream.adapters.dynamo import to_item
+from agentstream.settings import Settings
+
+
+async def test_setup_creates_everything_once(settings: Settings) -> None:
+    first, topics = await setup(settings, partitions=2)
+    second, topics_again = await setup(settings, partitions=2)
+    assert len(first.created) == 9 and set(topics) == {settings.topic_events, settings.topic_replies, settings.topic_dlq}
+    assert not second.changed and topics_again == []
+    async with dynamodb_client(settings) as ddb:
+        assert await has_index(ddb, settings.tables.sessions, SESSIONS_GSI)
+        assert await has_index(ddb, settings.tables.messages, "sessionId-timestamp-index")
+        assert await has_index(ddb, settings.tables.messages, "businessId-timestamp-index")
+        assert (await stream_arn(ddb, settings.tables.events)).startswith("arn:")
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        desc = await admin.describe_topics([settings.topic_events])
+        assert len(desc[0]["partitions"]) == 2
+    finally:
+        await admin.close()
+
+
+async def test_setup_finishes_a_table_without_its_gsi_and_lookup_falls_back(settings: Settings) -> None:
+    async with dynamodb_client(settings) as ddb:
+        await ddb.create_table(
+            TableName=settings.tables.sessions, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "sessionId", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "sessionId", "AttributeType": "S"}],
+        )
+        session = {"sessionId": "s1", "businessId": "b1", "userId": "u1", "status": "active", "lastMessageAt": "2026-01-01T10:00:00.000Z"}
+        await ddb.put_item(TableName=settings.tables.sessions, Item=to_item(session))
+        found = await get_active_session_for_user(ddb, settings.tables, "b1", "u1")
+        assert found is not None and found["sessionId"] == "s1"
+    report, _ = await setup(settings, with_topics=False)
+    assert f"{settings.tables.sessions}/{SESSIONS_GSI}" in report.indexes_added
+    async with dynamodb_client(settings) as ddb:
+        assert await has_index(ddb, settings.tables.sessions, SESSIONS_GSI)
+        found = await get_active_session_for_user(ddb, settings.tables, "b1", "u1")
+        assert found is not None and found["sessionId"] == "s1"
+        assert await get_active_session_for_user(ddb, settings.tables, "b1", "u2") is None
