@@ -1,0 +1,28 @@
+"""Reading a topic to the end in tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+
+
+async def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 60.0) -> list[dict[str, Any]]:
+    """Every record of a topic from the beginning, waiting until `expect` records arrived."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    records: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(records) < expect and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                records.extend({"key": r.key.decode() if r.key else None, "partition": r.partition,
+                                "offset": r.offset, "value": json.loads(r.value)} for r in batch)
+            await asyncio.sleep(0)
+    finally:
+        await consumer.stop()
+    return records

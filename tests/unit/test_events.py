@@ -1,0 +1,51 @@
+"""The event envelope: validation, versions, deterministic ids, and the generated schemas."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from agentstream.events import UnknownSchemaVersion, new_event, parse_event, reply_event_id
+from agentstream.schemas import render_schemas
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def raw_message(**overrides: object) -> dict:
+    event = new_event("MessageReceived", business_id="b", user_id="u", channel="sms",
+                      payload={"content": "Bună ziua! 💇‍♀️ שלום"},
+                      occurred_at=datetime(2026, 3, 29, 1, 30, tzinfo=timezone.utc))
+    return event.with_seq(3).to_json_dict() | overrides
+
+
+def test_round_trip_keeps_text_and_time() -> None:
+    raw = raw_message()
+    event = parse_event(raw)
+    assert event.payload.content == "Bună ziua! 💇‍♀️ שלום"
+    assert raw["occurredAt"] == "2026-03-29T01:30:00.000Z"
+    assert event.streamId == "b#u" and event.seq == 3
+    assert parse_event(event.to_json_dict()) == event
+
+
+def test_unknown_schema_version_is_a_clear_error() -> None:
+    with pytest.raises(UnknownSchemaVersion, match="schemaVersion 2"):
+        parse_event(raw_message(schemaVersion=2))
+
+
+@pytest.mark.parametrize("change", [{"type": "Nope"}, {"channel": "fax"}, {"businessId": ""}, {"occurredAt": "2026-01-01T10:00:00"}])
+def test_invalid_events_are_refused(change: dict) -> None:
+    with pytest.raises(ValidationError):
+        parse_event(raw_message(**change))
+
+
+def test_reply_id_is_derived_from_the_inbound() -> None:
+    assert reply_event_id("e1") == reply_event_id("e1") != reply_event_id("e2")
+
+
+def test_schemas_folder_is_current() -> None:
+    rendered = render_schemas()
+    on_disk = {p.name: p.read_text(encoding="utf-8") for p in (ROOT / "schemas").glob("*.json")}
+    assert on_disk == rendered, "schemas/ is stale: run `make schemas`"
