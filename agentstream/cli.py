@@ -99,6 +99,15 @@ def up(port: int = typer.Option(8080, help="gateway port")) -> None:
 
 
 @app.command()
+def reconcile(business: Annotated[Optional[str], typer.Option(help="only this business")] = None) -> None:
+    """Publish log events the stream lost (past what the projections applied)."""
+    from agentstream.wiring import run_reconcile
+
+    report = asyncio.run(run_reconcile(_configured(), business))
+    console.print(f"streams checked: {report.streams}; behind: {report.behind}; events published: {report.published}")
+
+
+@app.command()
 def tail(topic: str = typer.Argument("agent.events.v1"), from_beginning: bool = typer.Option(False, "--from-beginning")) -> None:
     """Follow a topic, one JSON record a line."""
     from agentstream.adapters.kafka import follow

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     session_idle_minutes: int = Field(60, ge=1, validation_alias="SESSION_IDLE_MINUTES")
     bridge_start_position: str = Field("TRIM_HORIZON", validation_alias="BRIDGE_START_POSITION")
     bridge_idle_poll_s: float = Field(0.05, gt=0, validation_alias="BRIDGE_IDLE_POLL")
+    worker_group: str = Field("agentstream-worker", validation_alias="WORKER_GROUP")
+    delivery_group: str = Field("agentstream-delivery", validation_alias="DELIVERY_GROUP")
     worker_max_inflight: int = Field(2000, ge=1, validation_alias="WORKER_MAX_INFLIGHT")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
     log_format: str = Field("json", validation_alias="LOG_FORMAT")

@@ -31,6 +31,7 @@ from agentstream.streams.delivery import Delivery, run_delivery
 from agentstream.streams.leases import LeaseTable
 from agentstream.streams.keyed import KeyedExecutor
 from agentstream.streams.outbound import external_sender
+from agentstream.streams.reconcile import reconcile
 from agentstream.streams.worker import Dlq, build_app, expire_idle_sessions
 
 log = structlog.get_logger(__name__)
@@ -53,8 +54,23 @@ async def run_bridge(settings: Settings, stop: asyncio.Event) -> None:
             start_position=settings.bridge_start_position,
             idle_poll_s=settings.bridge_idle_poll_s,
         )
-        bridge = Bridge(streams, producer, LeaseTable(ddb, settings.tables.leases, new_owner()), config)
+        store = EventStore(ddb, settings.tables.events)
+
+        async def on_loss(why: str) -> None:
+            log.warning("bridge.reconciling", why=why)
+            await reconcile(ddb, store, producer, settings.tables.events, settings.tables.rag_user, settings.topic_events)
+
+        bridge = Bridge(streams, producer, LeaseTable(ddb, settings.tables.leases, new_owner()), config, on_loss)
         await bridge.run(stop)
+
+
+async def run_reconcile(settings: Settings, business_id: str | None = None) -> Any:
+    async with AsyncExitStack() as stack:
+        ddb = await stack.enter_async_context(dynamodb_client(settings))
+        producer = await _started_producer(stack, settings)
+        store = EventStore(ddb, settings.tables.events)
+        return await reconcile(ddb, store, producer, settings.tables.events, settings.tables.rag_user,
+                               settings.topic_events, business_id)
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
@@ -113,7 +129,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event, port: int | None 
         d = await gateway_deps(stack, settings)
         consumer = AIOKafkaConsumer(
             settings.topic_replies, bootstrap_servers=settings.kafka_bootstrap_servers,
-            group_id="agentstream-delivery", enable_auto_commit=False, auto_offset_reset="earliest",
+            group_id=settings.delivery_group, enable_auto_commit=False, auto_offset_reset="earliest",
         )
         await consumer.start()
         stack.push_async_callback(consumer.stop)

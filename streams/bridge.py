@@ -74,6 +74,7 @@ class Bridge:
     async def run(self, stop: asyncio.Event) -> None:
         """Discover shards, take leases, read; on stop, flush and hand leases back."""
         log.info("bridge.started", owner=self._leases.owner, stream=self._cfg.stream_arn)
+        await self._retire_old_streams()
         try:
             while not stop.is_set():
                 await self._discover_and_assign()
@@ -84,6 +85,18 @@ class Bridge:
             await asyncio.gather(*self._readers.values(), return_exceptions=True)
             await self._producer.flush()
             log.info("bridge.stopped", owner=self._leases.owner, published=self.stats.published)
+
+    async def _retire_old_streams(self) -> None:
+        """Leases of an older stream of the same table mean the stream was recreated (or the
+        local server restarted): what it held unread is recovered from the log."""
+        table_prefix = self._cfg.stream_arn.split("/stream/")[0] + "/stream/"
+        current = self._cfg.stream_arn + "|"
+        stale = [k for k, lease in (await self._leases.all()).items()
+                 if k.startswith(table_prefix) and not k.startswith(current) and not lease.finished]
+        if stale:
+            await self._lost("-", f"{len(stale)} shard(s) of an older stream of this table were never finished")
+            for key in stale:
+                await self._leases.delete(key)
 
     async def _discover_and_assign(self) -> None:
         shards = await self._describe_shards()

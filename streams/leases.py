@@ -135,6 +135,9 @@ class LeaseTable:
                 return False
             raise LeaseLost(lease.shard_id) from None
 
+    async def delete(self, shard_id: str) -> None:
+        await self._ddb.delete_item(TableName=self._table, Key=to_item({"shardId": shard_id}))
+
     async def get(self, shard_id: str) -> Lease | None:
         resp = await self._ddb.get_item(TableName=self._table, Key=to_item({"shardId": shard_id}), ConsistentRead=True)
         return Lease.from_item(from_item(resp["Item"])) if "Item" in resp else None

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+from pathlib import Path
 from datetime import timedelta
 from typing import Any
 
@@ -74,9 +76,10 @@ async def process_with_retries(processor: ConversationProcessor, dlq: Dlq, key: 
 
 def build_app(settings: Settings, processor: ConversationProcessor, dlq: Dlq, executor: KeyedExecutor) -> faust.App:
     app = faust.App(
-        "agentstream-worker",
+        settings.worker_group,
         broker=f"kafka://{settings.kafka_bootstrap_servers.replace(',', ';kafka://')}",
         store="memory://",
+        datadir=str(Path(os.environ.get("AGENTSTREAM_HOME", ".local")) / "faust" / "{appid}"),
         web_enabled=False,
         topic_partitions=settings.kafka_partitions,
         topic_allow_declare=False,

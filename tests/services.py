@@ -36,7 +36,11 @@ def start_local() -> Endpoints:
     data = Path(tempfile.mkdtemp(prefix="agentstream-test-"))
     kafka_port, dynamo_port = free_port(), free_port()
     ministack = home.start_ministack(dynamo_port)
-    kafka = home.start_kafka(kafka_port, free_port(), data / "kafka", heap="512m")
+    try:
+        kafka = home.start_kafka(kafka_port, free_port(), data / "kafka", heap="512m")
+    except BaseException:
+        ministack.stop()
+        raise
     return Endpoints(f"127.0.0.1:{kafka_port}", f"http://127.0.0.1:{dynamo_port}", [ministack, kafka])
 
 

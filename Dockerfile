@@ -1,0 +1,10 @@
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY agentstream agentstream
+COPY streams streams
+COPY projections projections
+COPY adapters adapters
+RUN pip install --no-cache-dir .
+USER nobody
+CMD ["agentstream", "--help"]

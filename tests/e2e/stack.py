@@ -1,0 +1,65 @@
+"""The app's processes (bridge, worker, gateway) started for end-to-end tests on the real services."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agentstream.adapters.bootstrap import demo_credentials, populate, setup
+from agentstream.adapters.local_services import Process, free_port
+from agentstream.settings import Settings
+from agentstream.stack import DEMO_BUSINESSES, spawn_component, wait_http
+
+
+@dataclass
+class RunningStack:
+    env: dict[str, str]
+    port: int
+    logs: Path
+    api_keys: dict[str, str]
+    processes: dict[str, Process] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, name: str) -> Process:
+        self.processes[name] = spawn_component(name, self.env, self.logs)
+        return self.processes[name]
+
+    def stop(self) -> None:
+        for proc in self.processes.values():
+            proc.stop()
+
+
+def prepare(env: dict[str, str]) -> dict[str, str]:
+    """Tables, topics, demo data and credentials for a fresh isolated environment."""
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        s = Settings()
+        asyncio.run(setup(s, partitions=3))
+        asyncio.run(populate(s))
+        return asyncio.run(demo_credentials(s, DEMO_BUSINESSES))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextmanager
+def running_stack(env: dict[str, str], logs: Path, components: tuple[str, ...] = ("bridge", "worker", "gateway")) -> Iterator[RunningStack]:
+    port = free_port()
+    env = env | {"GATEWAY_PORT_HTTP": str(port), "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
+    stack = RunningStack(env, port, logs, prepare(env))
+    try:
+        for name in components:
+            stack.start(name)
+        if "gateway" in components:
+            wait_http(port, timeout=60)
+        yield stack
+    finally:
+        stack.stop()

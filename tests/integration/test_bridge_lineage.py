@@ -1,0 +1,130 @@
+"""Bridge behaviour the local server cannot show (one shard that never closes), against a
+scripted fake of the Streams API; leases live in the real local DynamoDB server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from agentstream.adapters.dynamo import dynamodb_client
+from agentstream.adapters.tables import ensure_tables
+from agentstream.settings import Settings
+from agentstream.streams.bridge import Bridge, BridgeConfig, lease_key
+from agentstream.streams.leases import LeaseTable
+from tests.fakes.streams_api import FakeProducer, FakeStreams
+
+
+@pytest.fixture
+async def ddb(settings: Settings) -> AsyncIterator[object]:
+    async with dynamodb_client(settings) as client:
+        await ensure_tables(client, settings.tables, only=[settings.tables.leases])
+        yield client
+
+
+def make_bridge(fake: FakeStreams, producer: FakeProducer, ddb: object, settings: Settings, owner: str,
+                ttl_ms: int = 10_000, on_loss: object = None) -> Bridge:
+    config = BridgeConfig(fake.arn, "events", idle_poll_s=0.01, discover_every_s=0.05)
+    return Bridge(fake, producer, LeaseTable(ddb, settings.tables.leases, owner, ttl_ms), config, on_loss)  # type: ignore[arg-type]
+
+
+def published(producer: FakeProducer) -> list[str]:
+    return [json.loads(v)["eventId"] for _, _, v in producer.sent]
+
+
+async def run_until(bridge: Bridge, condition: object, timeout: float = 10.0) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(bridge.run(stop))
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition() and asyncio.get_running_loop().time() < deadline:  # type: ignore[operator]
+        await asyncio.sleep(0.02)
+    stop.set()
+    await task
+
+
+async def test_parent_is_read_to_its_end_before_its_children(ddb: object, settings: Settings) -> None:
+    fake, producer = FakeStreams(), FakeProducer()
+    parent = fake.add_shard("shard-A")
+    for seq in range(1, 4):
+        fake.put("shard-A", "b#u1", seq)
+    # children become visible while the parent still has records to read
+    fake.add_shard("shard-B", parent="shard-A")
+    fake.add_shard("shard-C", parent="shard-A")
+    for seq in range(1, 3):
+        fake.put("shard-B", "b#u2", seq)
+        fake.put("shard-C", "b#u3", seq)
+    fake.put("shard-A", "b#u1", 4)
+    parent.closed = True
+    bridge = make_bridge(fake, producer, ddb, settings, "one")
+    await run_until(bridge, lambda: len(producer.sent) == 8)
+    ids = published(producer)
+    assert len(ids) == 8
+    last_parent = max(ids.index(f"b#u1-{s}") for s in range(1, 5))
+    first_child = min(ids.index(i) for i in ids if not i.startswith("b#u1"))
+    assert last_parent < first_child
+    leases = await LeaseTable(ddb, settings.tables.leases, "x").all()  # type: ignore[arg-type]
+    assert leases[lease_key(fake.arn, "shard-A")].finished
+
+
+async def test_expired_iterator_resumes_from_checkpoint_without_loss(ddb: object, settings: Settings) -> None:
+    fake, producer = FakeStreams(), FakeProducer()
+    fake.add_shard("s1")
+    for seq in range(1, 6):
+        fake.put("s1", "b#u", seq)
+    bridge = make_bridge(fake, producer, ddb, settings, "one")
+    fake.expire_next.add("s1")
+    await run_until(bridge, lambda: len(producer.sent) >= 5)
+    assert published(producer) == [f"b#u-{s}" for s in range(1, 6)]
+
+
+async def test_trimmed_checkpoint_starts_at_trim_horizon_and_reconciles(ddb: object, settings: Settings) -> None:
+    fake, producer = FakeStreams(), FakeProducer()
+    shard = fake.add_shard("s1")
+    for seq in range(1, 6):
+        fake.put("s1", "b#u", seq)
+    leases = LeaseTable(ddb, settings.tables.leases, "setup")  # type: ignore[arg-type]
+    key = lease_key(fake.arn, "s1")
+    await leases.register(key, None)
+    lease = await leases.acquire((await leases.all())[key])
+    assert lease is not None
+    await leases.checkpoint(lease, shard.records[1]["dynamodb"]["SequenceNumber"])
+    await leases.release(lease)
+    shard.trimmed_before = 3  # the stream dropped the first three records
+    losses: list[str] = []
+
+    async def on_loss(why: str) -> None:
+        losses.append(why)
+
+    bridge = make_bridge(fake, producer, ddb, settings, "one", on_loss=on_loss)
+    await run_until(bridge, lambda: len(producer.sent) >= 2)
+    assert published(producer) == ["b#u-4", "b#u-5"]
+    assert losses and "no longer readable" in losses[0]
+
+
+async def test_two_bridges_share_shards_and_take_over_from_a_dead_one(ddb: object, settings: Settings) -> None:
+    fake = FakeStreams()
+    for n in range(4):
+        fake.add_shard(f"s{n}")
+        fake.put(f"s{n}", f"b#u{n}", 1)
+    p1, p2 = FakeProducer(), FakeProducer()
+    b1 = make_bridge(fake, p1, ddb, settings, "one", ttl_ms=600)
+    stop1 = asyncio.Event()
+    t1 = asyncio.create_task(b1.run(stop1))
+    await asyncio.sleep(0.5)
+    b2 = make_bridge(fake, p2, ddb, settings, "two", ttl_ms=600)
+    stop2 = asyncio.Event()
+    t2 = asyncio.create_task(b2.run(stop2))
+    await asyncio.sleep(0.5)
+    assert len(p1.sent) == 4 and p2.sent == [], "every shard is read by exactly one bridge"
+    t1.cancel()  # bridge one goes away; bridge two must pick up its shards
+    await asyncio.gather(t1, return_exceptions=True)
+    for n in range(4):
+        fake.put(f"s{n}", f"b#u{n}", 2)
+    deadline = asyncio.get_running_loop().time() + 10
+    while len(p2.sent) < 4 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    stop2.set()
+    await t2
+    assert sorted(published(p2)) == sorted(f"b#u{n}-2" for n in range(4))
