@@ -1,0 +1,11 @@
+#!/usr/bin/env python3
+"""The seed's `populate-rag`: business info and dynamic business RAG from agentstream/data/."""
+
+import asyncio
+
+from agentstream.adapters.bootstrap import populate
+from agentstream.settings import load_settings
+
+if __name__ == "__main__":
+    for table, count in asyncio.run(populate(load_settings(), only=["business_info", "rag_business"])).items():
+        print(f"{table}: {count} items")
