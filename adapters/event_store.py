@@ -12,6 +12,7 @@ import asyncio
 import random
 from collections import OrderedDict
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -21,6 +22,7 @@ from agentstream.events import Event, parse_event
 
 log = structlog.get_logger(__name__)
 IDEM_PREFIX = "idem#"
+TOMBSTONE_PREFIX = "forgotten#"
 
 
 class AppendFailed(RuntimeError):
@@ -39,7 +41,7 @@ def idem_key(business_id: str, external_id: str) -> str:
 
 def is_event_item(item: dict[str, Any]) -> bool:
     """Idempotency records share the table; they are not events."""
-    return "eventId" in item and not str(item.get("streamId", "")).startswith(IDEM_PREFIX)
+    return "eventId" in item and not str(item.get("streamId", "")).startswith((IDEM_PREFIX, TOMBSTONE_PREFIX))
 
 
 def event_from_item(item: dict[str, Any]) -> Event:
@@ -128,6 +130,16 @@ class EventStore:
             ProjectionExpression="streamId",
         )
         return "Item" in resp
+
+    async def forgotten_at(self, business_id: str, user_id: str) -> datetime | None:
+        """When the user was erased (`agentstream forget`), if ever."""
+        resp = await self._ddb.get_item(
+            TableName=self._table, Key=to_item({"streamId": f"{TOMBSTONE_PREFIX}{business_id}#{user_id}", "seq": 0}),
+            ConsistentRead=True,
+        )
+        if "Item" not in resp:
+            return None
+        return datetime.fromisoformat(from_item(resp["Item"])["forgottenAt"].replace("Z", "+00:00"))
 
     async def get(self, stream: str, seq: int) -> Event | None:
         resp = await self._ddb.get_item(

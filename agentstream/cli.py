@@ -7,6 +7,7 @@ import json
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -99,12 +100,77 @@ def up(port: int = typer.Option(8080, help="gateway port")) -> None:
 
 
 @app.command()
+def replay(
+    business: Annotated[Optional[str], typer.Option(help="only this business")] = None,
+    user: Annotated[Optional[str], typer.Option(help="only this user (with --business)")] = None,
+    as_of: Annotated[Optional[datetime], typer.Option(help="fold only events up to this time (UTC)")] = None,
+    verify: bool = typer.Option(False, help="compare with the live tables instead of writing"),
+) -> None:
+    """Rebuild sessions, messages and rag-dynamic-user from the log."""
+    from agentstream.wiring import run_replay
+
+    if user and not business:
+        raise typer.BadParameter("--user needs --business")
+    report = asyncio.run(run_replay(_configured(), business, user, as_of, verify))
+    console.print(f"streams: {report.streams}; events folded: {report.events}")
+    if verify:
+        for line in report.differences:
+            print(line)
+        console.print("no differences" if not report.differences else f"{len(report.differences)} differences")
+        raise typer.Exit(1 if report.differences else 0)
+
+
+@app.command("import-legacy")
+def import_legacy(
+    messages_table: Annotated[Optional[str], typer.Option(help="the seed's messages table (default: the configured one)")] = None,
+    sessions_table: Annotated[Optional[str], typer.Option(help="the seed's sessions table (default: the configured one)")] = None,
+) -> None:
+    """Append the seed server's stored messages to the log (idempotent); then run `replay`."""
+    from agentstream.wiring import run_import_legacy
+
+    r = asyncio.run(run_import_legacy(_configured(), messages_table, sessions_table))
+    console.print(f"legacy messages: {r.messages}; appended: {r.appended}; already imported: {r.duplicates}; skipped: {r.skipped}")
+
+
+@app.command()
+def forget(business: str = typer.Option(..., help="business id"), user: str = typer.Option(..., help="user id")) -> None:
+    """Erase a user: events, sessions, messages, memory. Says what Kafka still holds."""
+    from agentstream.wiring import run_forget
+
+    r = asyncio.run(run_forget(_configured(), business, user))
+    console.print(f"erased {business}#{user}: events {r.events}, idempotency records {r.idempotency_records}, "
+                  f"sessions {r.sessions}, messages {r.messages}, memory {r.memory}")
+    for line in r.still_in_kafka:
+        console.print("still in Kafka: " + line)
+
+
+@app.command()
 def reconcile(business: Annotated[Optional[str], typer.Option(help="only this business")] = None) -> None:
     """Publish log events the stream lost (past what the projections applied)."""
     from agentstream.wiring import run_reconcile
 
     report = asyncio.run(run_reconcile(_configured(), business))
     console.print(f"streams checked: {report.streams}; behind: {report.behind}; events published: {report.published}")
+
+
+@app.command()
+def status() -> None:
+    """Topic sizes, worker and delivery lag, DLQ size and bridge shards."""
+    from rich.table import Table
+
+    from agentstream.streams.status import collect
+
+    data = asyncio.run(collect(_configured()))
+    table = Table("what", "value")
+    for topic, size in data["topics"].items():
+        table.add_row(f"records in {topic}", str(size))
+    table.add_row("worker lag (events)", str(data["workerLag"]))
+    table.add_row("delivery lag (replies)", str(data["deliveryLag"]))
+    table.add_row("DLQ size", str(data["dlqSize"]))
+    for shard in data["bridgeShards"]:
+        state = "finished" if shard["finished"] else ("read by " + shard["owner"] if shard["alive"] else "unowned")
+        table.add_row(f"shard {shard['shard'][-12:]}", state)
+    Console().print(table)
 
 
 @app.command()
@@ -177,8 +243,17 @@ def credentials_keygen() -> None:
 
 
 def main() -> None:
+    """Entry point: unreachable services end in one clear line, not a traceback."""
+    from aiokafka.errors import KafkaConnectionError
+    from botocore.exceptions import EndpointConnectionError
+
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    app()
+    try:
+        app()
+    except EndpointConnectionError as exc:
+        raise SystemExit(f"agentstream: cannot reach DynamoDB ({exc.kwargs.get('endpoint_url')}); is it running? (`make up` starts it)")
+    except KafkaConnectionError as exc:
+        raise SystemExit(f"agentstream: cannot reach Kafka ({exc}); is it running? (`make up` starts it)")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@ CHANNELS: tuple[str, ...] = Channel.__args__  # type: ignore[attr-defined]
 _NAMESPACE = uuid.UUID("6f1c1f2e-4b7a-4d55-9a43-5a1f0e7d2c11")
 
 
+IMPORTED = "imported"  # replyTo marker of messages imported from history: never answered
+
+
 class UnknownSchemaVersion(ValueError):
     """An event carries a schemaVersion this build cannot read."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timezone
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -142,3 +143,46 @@ async def run_gateway(settings: Settings, stop: asyncio.Event, port: int | None 
         await stop.wait()
         server.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def run_replay(settings: Settings, business_id: str | None, user_id: str | None,
+                     as_of: Any = None, verify: bool = False) -> Any:
+    """Replay with a progress bar (rate and ETA) on stderr."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    from agentstream.streams.replay import Replayer, Scope
+
+    if as_of is not None and as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=timezone.utc)
+    scope = Scope(business_id, user_id, as_of)
+    async with dynamodb_client(settings) as ddb:
+        replayer = Replayer(ddb, settings)
+        heads = await replayer.streams(scope)
+        columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                   TextColumn("{task.fields[rate]} events/s"), TimeRemainingColumn())
+        with Progress(*columns, transient=False) as bar:
+            task = bar.add_task("events", total=sum(heads.values()), rate="0")
+            started = asyncio.get_running_loop().time()
+
+            def advance(count: int) -> None:
+                done = bar.tasks[0].completed + count
+                elapsed = max(1e-6, asyncio.get_running_loop().time() - started)
+                bar.update(task, completed=done, rate=f"{done / elapsed:,.0f}")
+
+            return await replayer.run(scope, verify, advance)
+
+
+async def run_import_legacy(settings: Settings, messages_table: str | None, sessions_table: str | None) -> Any:
+    from agentstream.streams.legacy import import_legacy
+
+    async with dynamodb_client(settings) as ddb:
+        store = EventStore(ddb, settings.tables.events)
+        return await import_legacy(ddb, store, messages_table or settings.tables.messages,
+                                   sessions_table or settings.tables.sessions)
+
+
+async def run_forget(settings: Settings, business_id: str, user_id: str) -> Any:
+    from agentstream.streams.forget import forget
+
+    async with dynamodb_client(settings) as ddb:
+        return await forget(ddb, settings, business_id, user_id)

@@ -19,7 +19,7 @@ from agentstream.adapters.business import BusinessDirectory, idle_minutes
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.llm import Responder
 from agentstream.adapters.projection_store import ProjectionStore, StaleWrite
-from agentstream.events import Event, MessageReceived, new_event, reply_event_id, utc_now
+from agentstream.events import IMPORTED, Event, MessageReceived, new_event, reply_event_id, utc_now
 from agentstream.projections.context import ReplyContext
 from agentstream.projections.conversation import FoldConfig, active_session, apply, empty_memory
 from agentstream.projections.timecontext import time_context
@@ -56,6 +56,9 @@ class ConversationProcessor:
     async def handle(self, event: Event) -> None:
         """Apply an event of a conversation (and any missing ones before it)."""
         memory = await self._memory(event)
+        if memory is None:
+            metrics.WORKER_EVENTS.labels(type=event.type, outcome="forgotten").inc()
+            return
         last = int(memory["lastSeq"])
         if event.seq <= last:
             metrics.WORKER_EVENTS.labels(type=event.type, outcome="duplicate").inc()
@@ -68,13 +71,19 @@ class ConversationProcessor:
         for item in pending:
             memory = await self._apply(memory, item)
 
-    async def _memory(self, event: Event) -> dict[str, Any]:
+    async def _memory(self, event: Event) -> dict[str, Any] | None:
+        """The conversation's state; None for an event of a user erased after it happened."""
         cached = self._cache.get(event.streamId)
         if cached is not None:
             self._cache.move_to_end(event.streamId)
             return cached
         stored = await self._projections.load_memory(event.businessId, event.userId)
-        return stored or empty_memory(event.businessId, event.userId)
+        if stored is not None:
+            return stored
+        forgotten_at = await self._store.forgotten_at(event.businessId, event.userId)
+        if forgotten_at is not None and event.occurredAt <= forgotten_at:
+            return None
+        return empty_memory(event.businessId, event.userId)
 
     def _remember(self, stream: str, memory: dict[str, Any]) -> None:
         self._cache[stream] = memory
@@ -86,7 +95,7 @@ class ConversationProcessor:
         info = await self._directory.info(event.businessId) or {}
         config = FoldConfig(idle_minutes(info, self._idle), str(info.get("businessType", "general")))
         projection = apply(memory, event, config)
-        if isinstance(event, MessageReceived):
+        if isinstance(event, MessageReceived) and IMPORTED not in event.payload.replyTo:
             await self._reply(event, projection.memory, info)
         try:
             await self._projections.write(projection.memory, projection.sessions, projection.messages)
@@ -139,4 +148,5 @@ class ConversationProcessor:
             time=time_context(inbound.occurredAt, str(info.get("timezone", "UTC")), info.get("openingHours") or {}),
             message=text,
             language=detect_language(text) if text.strip() else str(info.get("language", "en")),
+            inbound_event_id=inbound.eventId,
         )

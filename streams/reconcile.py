@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 from agentstream.adapters.dynamo import from_item, to_item
-from agentstream.adapters.event_store import IDEM_PREFIX, EventStore
+from agentstream.adapters.event_store import IDEM_PREFIX, TOMBSTONE_PREFIX, EventStore
 from agentstream.adapters.kafka import dumps
 
 log = structlog.get_logger(__name__)
@@ -37,7 +37,7 @@ async def stream_heads(ddb: Any, table: str, segments: int = 4) -> dict[str, int
                                              ProjectionExpression="streamId, seq"):
             for item in page.get("Items", []):
                 stream, seq = item["streamId"]["S"], int(item["seq"]["N"])
-                if not stream.startswith(IDEM_PREFIX):
+                if not stream.startswith((IDEM_PREFIX, TOMBSTONE_PREFIX)):
                     heads[stream] = max(seq, heads.get(stream, 0))
         return heads
 

@@ -75,11 +75,13 @@ async def process_with_retries(processor: ConversationProcessor, dlq: Dlq, key: 
 
 
 def build_app(settings: Settings, processor: ConversationProcessor, dlq: Dlq, executor: KeyedExecutor) -> faust.App:
+    datadir = Path(os.environ.get("AGENTSTREAM_HOME", ".local")).resolve() / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.worker_group,
         broker=f"kafka://{settings.kafka_bootstrap_servers.replace(',', ';kafka://')}",
         store="memory://",
-        datadir=str(Path(os.environ.get("AGENTSTREAM_HOME", ".local")) / "faust" / "{appid}"),
+        datadir=str(datadir / "{conf.name}"),
         web_enabled=False,
         topic_partitions=settings.kafka_partitions,
         topic_allow_declare=False,

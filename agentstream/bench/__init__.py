@@ -1,0 +1,1 @@
+"""Benchmarks (`agentstream bench NAME`) and the local servers they and the tests use."""

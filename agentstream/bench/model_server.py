@@ -1,0 +1,86 @@
+"""A local OpenAI-compatible chat-completions server for tests and benchmarks.
+
+It answers `POST /v1/chat/completions` like the real API, after a configurable delay (per
+customer, matched on the prompt's text), can fail the next N calls with a status, and
+records every request so tests can check what the worker sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from agentstream.adapters.local_services import free_port
+
+
+@dataclass
+class ModelBehaviour:
+    delay_s: float = 0.0
+    slow_marker: str | None = None  # prompts containing this wait `slow_delay_s`
+    slow_delay_s: float = 0.0
+    fail_next: int = 0
+    fail_status: int = 500
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _answer(body: dict[str, Any]) -> dict[str, Any]:
+    last = next((m.get("content", "") for m in reversed(body.get("messages", [])) if m.get("role") == "user"), "")
+    text = f"[model] re: {str(last)[:80]}"
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion", "created": int(time.time()),
+        "model": body.get("model", "local-model"),
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": sum(len(str(m.get("content", ""))) // 4 for m in body.get("messages", [])),
+                  "completion_tokens": len(text) // 4, "total_tokens": 0},
+    }
+
+
+def create_app(behaviour: ModelBehaviour) -> Starlette:
+    async def completions(request: Request) -> JSONResponse:
+        body = await request.json()
+        behaviour.requests.append({"body": body, "authorization": request.headers.get("authorization")})
+        if behaviour.fail_next > 0:
+            behaviour.fail_next -= 1
+            return JSONResponse({"error": {"message": "injected failure", "type": "server_error"}}, status_code=behaviour.fail_status)
+        prompt = " ".join(str(m.get("content", "")) for m in body.get("messages", []))
+        slow = behaviour.slow_marker is not None and behaviour.slow_marker in prompt
+        await asyncio.sleep(behaviour.slow_delay_s if slow else behaviour.delay_s)
+        return JSONResponse(_answer(body))
+
+    return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
+
+
+class ModelServer:
+    """Runs the app in a background thread on 127.0.0.1; `base_url` is for OPENAI_BASE_URL."""
+
+    def __init__(self, behaviour: ModelBehaviour | None = None, port: int | None = None) -> None:
+        self.behaviour = behaviour or ModelBehaviour()
+        self.port = port or free_port()
+        self._server = uvicorn.Server(uvicorn.Config(create_app(self.behaviour), host="127.0.0.1", port=self.port,
+                                                     log_level="warning", lifespan="off"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def __enter__(self) -> "ModelServer":
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(5)
