@@ -82,6 +82,12 @@ class CredentialStore:
         self._cache.pop((business_id, provider), None)
         return merged
 
+    async def set_state(self, business_id: str, name: str, values: dict[str, str]) -> None:
+        """Channel state that is not a vendor secret (e.g. Gmail's last history id), stored the same way."""
+        item = {"businessId": business_id, "provider": name, "secret": self._encrypt(values), "updatedAt": int(time.time())}
+        await self._ddb.put_item(TableName=self._table, Item=to_item(item))
+        self._cache.pop((business_id, name), None)
+
     async def rotate(self, business_id: str, provider: str) -> dict[str, str]:
         """Replace the secret agentstream generates for a provider; returns the new plain value."""
         key = GENERATED.get(provider)

@@ -58,13 +58,15 @@ class EventStore:
         self._heads: OrderedDict[str, int] = OrderedDict()
         self._head_cache = head_cache
 
-    async def append(self, event: Event, external_id: str | None = None) -> AppendResult:
-        """Append at head + 1; with an external id, at most once per (business, id)."""
+    async def append(self, event: Event, external_id: str | None = None, aliases: tuple[str, ...] = ()) -> AppendResult:
+        """Append at head + 1; with an external id, at most once per (business, id).
+
+        `aliases` are further ids that find the event later (e.g. the channel's id of a sent reply)."""
         for attempt in range(self._max_attempts):
             seq = await self._next_seq(event.streamId)
             stored = event.with_seq(seq)
             try:
-                await self._write(stored, external_id)
+                await self._write(stored, external_id, aliases)
             except Exception as exc:
                 outcome = await self._on_conflict(exc, event, external_id)
                 if outcome is not None:
@@ -77,7 +79,7 @@ class EventStore:
             return AppendResult(stored, duplicate=False)
         raise AppendFailed(f"append to {event.streamId} failed after {self._max_attempts} attempts")
 
-    async def _write(self, event: Event, external_id: str | None) -> None:
+    async def _write(self, event: Event, external_id: str | None, aliases: tuple[str, ...] = ()) -> None:
         put = {
             "TableName": self._table,
             "Item": to_item(event.to_json_dict()),
@@ -86,15 +88,12 @@ class EventStore:
         if external_id is None:
             await self._ddb.put_item(**put)
             return
-        idem = {
-            "streamId": idem_key(event.businessId, external_id),
-            "seq": 0,
-            "eventId": event.eventId,
-            "eventStreamId": event.streamId,
-            "eventSeq": event.seq,
-        }
-        idem_put = {"TableName": self._table, "Item": to_item(idem), "ConditionExpression": "attribute_not_exists(streamId)"}
-        await self._ddb.transact_write_items(TransactItems=[{"Put": put}, {"Put": idem_put}])
+        pointer = {"seq": 0, "eventId": event.eventId, "eventStreamId": event.streamId, "eventSeq": event.seq}
+        idem = {"TableName": self._table, "Item": to_item({"streamId": idem_key(event.businessId, external_id), **pointer}),
+                "ConditionExpression": "attribute_not_exists(streamId)"}
+        extra = [{"Put": {"TableName": self._table, "Item": to_item({"streamId": idem_key(event.businessId, a), **pointer})}}
+                 for a in aliases]
+        await self._ddb.transact_write_items(TransactItems=[{"Put": put}, {"Put": idem}, *extra])
 
     async def _on_conflict(self, exc: Exception, event: Event, external_id: str | None) -> AppendResult | None:
         """A duplicate external id returns the first event; a seq race returns None (retry)."""

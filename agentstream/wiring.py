@@ -134,7 +134,13 @@ async def run_gateway(settings: Settings, stop: asyncio.Event, port: int | None 
         )
         await consumer.start()
         stack.push_async_callback(consumer.stop)
-        delivery = Delivery(d.store, d.hub, external_sender(d, settings))
+        producer = await _started_producer(stack, settings)
+        dlq = Dlq(producer, settings.topic_dlq)
+
+        async def dead_letter(reply: Event, error: str) -> None:
+            await dlq.send("delivery", reply.streamId.encode(), kafka.dumps(reply.to_json_dict()), error)
+
+        delivery = Delivery(d.store, d.hub, external_sender(d, settings), dead_letter=dead_letter)
         server = uvicorn.Server(uvicorn.Config(
             create_app(d), host=settings.gateway_host, port=settings.gateway_port if port is None else port,
             log_level="warning", lifespan="off", ws_max_size=64 * 1024,

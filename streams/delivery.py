@@ -32,8 +32,10 @@ class Retryable(Exception):
 
 
 class Delivery:
-    def __init__(self, store: EventStore, hub: SocketHub, send_external: Sender, attempts: int = 5, base_delay: float = 0.5) -> None:
+    def __init__(self, store: EventStore, hub: SocketHub, send_external: Sender, attempts: int = 5,
+                 base_delay: float = 0.5, dead_letter: Callable[[ReplyGenerated, str], Awaitable[None]] | None = None) -> None:
         self._store = store
+        self._dead_letter = dead_letter
         self._hub = hub
         self._send_external = send_external
         self._attempts = attempts
@@ -67,13 +69,16 @@ class Delivery:
                 error = f"{type(exc).__name__}: {exc}"
                 break
         await self._record(reply, "DeliveryFailed", {"error": error[:1000], "attempts": attempt})
+        if self._dead_letter:
+            await self._dead_letter(reply, error)
 
     async def _record(self, reply: ReplyGenerated, kind: str, payload: dict[str, Any]) -> None:
         event = new_event(
             kind, business_id=reply.businessId, user_id=reply.userId, channel=reply.channel,
             location_id=reply.locationId, payload={"replyEventId": reply.eventId, **payload},
         )
-        await self._store.append(event, external_id=f"delivered:{reply.eventId}")
+        sent = payload.get("externalId")
+        await self._store.append(event, external_id=f"delivered:{reply.eventId}", aliases=(f"sent:{sent}",) if sent else ())
         outcome = "delivered" if kind == "ReplyDelivered" else "failed"
         metrics.DELIVERIES.labels(channel=reply.channel, outcome=outcome).inc()
         log.info("delivery." + outcome, eventId=reply.eventId, streamId=reply.streamId, channel=reply.channel)

@@ -5,12 +5,31 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from agentstream.adapters.channels.errors import PermanentError, RetryableError
+from agentstream.adapters.channels.senders import META_SENDERS, SENDERS, provider_for
 from agentstream.events import ReplyGenerated
 from agentstream.settings import Settings
+from agentstream.streams.delivery import Retryable
+
+
+def _base(settings: Settings, provider: str) -> str:
+    return {"twilio": settings.twilio_api_base_url, "meta": settings.meta_graph_base_url,
+            "gmail": settings.gmail_api_base_url}[provider]
 
 
 def external_sender(deps: Any, settings: Settings) -> Callable[[ReplyGenerated], Awaitable[str | None]]:
+    """A function sending one reply; RetryableError becomes delivery's Retryable."""
+
     async def send(reply: ReplyGenerated) -> str | None:
-        raise RuntimeError(f"no outbound sender for channel {reply.channel!r} yet")
+        to = dict(reply.payload.deliverTo)
+        provider = provider_for(reply.channel, to)
+        creds = await deps.credentials.get(reply.businessId, provider)
+        if not creds:
+            raise PermanentError(f"{reply.businessId} has no {provider} credentials")
+        sender = META_SENDERS[reply.channel] if provider == "meta" else SENDERS[provider]
+        try:
+            return await sender(deps.http, _base(settings, provider), creds, to, reply.payload.content)
+        except RetryableError as exc:
+            raise Retryable(str(exc)) from None
 
     return send

@@ -63,3 +63,40 @@ def running_stack(env: dict[str, str], logs: Path, components: tuple[str, ...] =
         yield stack
     finally:
         stack.stop()
+
+
+def set_credentials(env: dict[str, str], business: str, provider: str, values: dict[str, str]) -> None:
+    from agentstream.adapters.credentials import CredentialStore
+    from agentstream.adapters.dynamo import dynamodb_client
+
+    async def run() -> None:
+        s = Settings(**{})  # reads os.environ, set below
+        async with dynamodb_client(s) as ddb:
+            await CredentialStore(ddb, s.tables.credentials, s.credentials_key).set(business, provider, values)
+
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        asyncio.run(run())
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def log_events(env: dict[str, str], stream: str) -> list:
+    """The events of a stream, read from the log."""
+    from agentstream.adapters.dynamo import dynamodb_client
+    from agentstream.adapters.event_store import EventStore
+
+    async def run() -> list:
+        s = Settings()
+        async with dynamodb_client(s) as ddb:
+            return await EventStore(ddb, s.tables.events).read(stream)
+
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        return asyncio.run(run())
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

@@ -1,0 +1,1 @@
+"""Channel adapters: verify and parse what vendors send, and send replies back."""

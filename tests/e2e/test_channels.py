@@ -1,0 +1,174 @@
+"""End to end from a signed webhook to a reply delivered to the vendor's API (local fakes that
+speak the Meta Graph, Twilio and Gmail shapes), and bad input that changes nothing."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from twilio.request_validator import RequestValidator
+
+from tests.conftest import isolated_env
+from tests.e2e.stack import RunningStack, log_events, running_stack, set_credentials
+from tests.fakes.vendors import VendorServer
+from tests.services import Endpoints
+
+META = {"appSecret": "app-secret-1", "verifyToken": "verify-1", "accessToken": "meta-token-1"}
+TWILIO = {"accountSid": "AC123", "authToken": "twilio-token-1", "fromNumber": "+40700000000"}
+GMAIL = {"pushToken": "push-1", "accessToken": "gmail-token-1"}
+
+
+@pytest.fixture(scope="module")
+def vendors() -> Iterator[VendorServer]:
+    with VendorServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def stack(endpoints: Endpoints, vendors: VendorServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    env = isolated_env(endpoints, **vendors.env())
+    with running_stack(env, tmp_path_factory.mktemp("logs")) as running:
+        for provider, values in (("meta", META), ("twilio", TWILIO), ("gmail", GMAIL)):
+            set_credentials(running.env, "demo-salon", provider, values)
+        yield running
+
+
+def wait_for(predicate, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def meta_post(stack: RunningStack, body: dict, secret: str = META["appSecret"], business: str = "demo-salon") -> httpx.Response:
+    raw = json.dumps(body, ensure_ascii=False).encode()
+    sig = "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    return httpx.post(f"{stack.base_url}/webhooks/meta/{business}", content=raw,
+                      headers={"X-Hub-Signature-256": sig, "Content-Type": "application/json"})
+
+
+def whatsapp_body(wa_id: str, texts: list[tuple[str, str]]) -> dict:
+    messages = [{"from": wa_id, "id": mid, "timestamp": str(int(time.time())), "type": "text", "text": {"body": t}} for mid, t in texts]
+    return {"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp", "metadata": {"phone_number_id": "PN1", "display_phone_number": "40700"},
+        "contacts": [{"wa_id": wa_id}], "messages": messages}}]}]}
+
+
+def test_meta_handshake(stack: RunningStack) -> None:
+    url = f"{stack.base_url}/webhooks/meta/demo-salon"
+    ok = httpx.get(url, params={"hub.mode": "subscribe", "hub.verify_token": "verify-1", "hub.challenge": "123"})
+    assert ok.status_code == 200 and ok.text == "123"
+    assert httpx.get(url, params={"hub.mode": "subscribe", "hub.verify_token": "nope", "hub.challenge": "1"}).status_code == 403
+
+
+def test_whatsapp_messages_are_answered_through_the_graph_api(stack: RunningStack, vendors: VendorServer) -> None:
+    text = "Bună! Aveți loc mâine la tuns? 💇‍♀️"
+    resp = meta_post(stack, whatsapp_body("40711111111", [("wamid.A1", text), ("wamid.A2", "Și cât costă?")]))
+    assert resp.status_code == 200 and resp.json()["received"] == 2
+    sent = wait_for(lambda: len(vendors.state.sent("/graph/PN1/messages")) >= 2 and vendors.state.sent("/graph/PN1/messages"))
+    assert all(r.headers["authorization"] == "Bearer meta-token-1" for r in sent)
+    assert {r.json["to"] for r in sent} == {"40711111111"} and all(r.json["type"] == "text" for r in sent)
+    events = log_events(stack.env, "demo-salon#40711111111")
+    assert [e.payload.content for e in events if e.type == "MessageReceived"] == [text, "Și cât costă?"]
+    wait_for(lambda: len([e for e in log_events(stack.env, "demo-salon#40711111111") if e.type == "ReplyDelivered"]) == 2)
+
+
+def test_webhook_replayed_three_times_is_one_event(stack: RunningStack) -> None:
+    body = whatsapp_body("40722222222", [("wamid.R1", "salut")])
+    for _ in range(3):
+        assert meta_post(stack, body).status_code == 200
+    events = wait_for(lambda: [e for e in log_events(stack.env, "demo-salon#40722222222") if e.type == "ReplyGenerated"])
+    assert len([e for e in log_events(stack.env, "demo-salon#40722222222") if e.type == "MessageReceived"]) == 1
+    assert len(events) == 1
+
+
+@pytest.mark.parametrize("case, expected", [("bad-signature", 403), ("malformed", 400), ("unknown-business", 404),
+                                            ("too-big", 413), ("bad-utf8", 400), ("missing-fields", 400)])
+def test_bad_meta_input_is_refused_and_changes_nothing(stack: RunningStack, case: str, expected: int) -> None:
+    url = f"{stack.base_url}/webhooks/meta/demo-salon"
+    if case == "bad-signature":
+        resp = meta_post(stack, whatsapp_body("40733333333", [("wamid.X", "hi")]), secret="wrong")
+    elif case == "unknown-business":
+        resp = meta_post(stack, whatsapp_body("40733333333", [("wamid.X", "hi")]), business="nobody")
+    elif case == "missing-fields":
+        resp = meta_post(stack, {"object": "whatsapp_business_account", "entry": [{"changes": [{"value": {"messages": [{"id": "x"}]}}]}]})
+    else:
+        raw = {"malformed": b"{not json", "too-big": b"x" * (300 * 1024), "bad-utf8": b'{"object": "\xff\xfe"}'}[case]
+        sig = "sha256=" + hmac.new(META["appSecret"].encode(), raw, hashlib.sha256).hexdigest()
+        resp = httpx.post(url, content=raw, headers={"X-Hub-Signature-256": sig})
+    assert resp.status_code == expected, resp.text
+    assert "error" in resp.json()
+    assert log_events(stack.env, "demo-salon#40733333333") == []
+
+
+def test_messenger_echoes_are_ignored(stack: RunningStack, vendors: VendorServer) -> None:
+    body = {"object": "page", "entry": [{"id": "PAGE1", "time": 1, "messaging": [
+        {"sender": {"id": "PSID1"}, "recipient": {"id": "PAGE1"}, "timestamp": int(time.time() * 1000), "message": {"mid": "m.1", "text": "<script>alert(1)</script>"}},
+        {"sender": {"id": "PAGE1"}, "recipient": {"id": "PSID1"}, "timestamp": int(time.time() * 1000), "message": {"mid": "m.2", "text": "echo", "is_echo": True}},
+    ]}]}
+    assert meta_post(stack, body).json()["received"] == 1
+    sent = wait_for(lambda: vendors.state.sent("/graph/me/messages"))
+    assert sent[0].json["recipient"] == {"id": "PSID1"}
+    (event,) = [e for e in log_events(stack.env, "demo-salon#PSID1") if e.type == "MessageReceived"]
+    assert event.payload.content == "<script>alert(1)</script>" and event.channel == "messenger"
+
+
+def twilio_post(stack: RunningStack, form: dict[str, str], token: str = TWILIO["authToken"]) -> httpx.Response:
+    url = f"{stack.base_url}/webhooks/twilio/demo-salon"
+    signature = RequestValidator(token).compute_signature(url, form)
+    return httpx.post(url, data=form, headers={"X-Twilio-Signature": signature})
+
+
+def test_twilio_sms_and_whatsapp_are_answered_through_the_messages_api(stack: RunningStack, vendors: VendorServer) -> None:
+    sms = {"MessageSid": "SM1", "From": "+40744444444", "To": "+40700000000", "Body": "שלום, ce program aveți?", "NumMedia": "0"}
+    wa = {"MessageSid": "SM2", "From": "whatsapp:+40755555555", "To": "whatsapp:+40700000000", "Body": "Salut", "NumMedia": "1",
+          "MediaUrl0": "https://example.invalid/m.jpg", "MediaContentType0": "image/jpeg"}
+    for form in (sms, wa, sms):
+        resp = twilio_post(stack, form)
+        assert resp.status_code == 200 and resp.text.startswith("<?xml") and "<Response></Response>" in resp.text
+    sent = wait_for(lambda: len(vendors.state.sent("/Messages.json")) >= 2 and vendors.state.sent("/Messages.json"))
+    assert {(r.form["From"], r.form["To"]) for r in sent} == {("+40700000000", "+40744444444"), ("whatsapp:+40700000000", "whatsapp:+40755555555")}
+    assert all(r.headers["authorization"] == "Basic " + base64.b64encode(b"AC123:twilio-token-1").decode() for r in sent)
+    (wa_event,) = [e for e in log_events(stack.env, "demo-salon#+40755555555") if e.type == "MessageReceived"]
+    assert wa_event.channel == "whatsapp" and wa_event.payload.attachments[0].contentType == "image/jpeg"
+    assert len([e for e in log_events(stack.env, "demo-salon#+40744444444") if e.type == "MessageReceived"]) == 1
+
+
+def test_twilio_bad_signature_is_403(stack: RunningStack) -> None:
+    form = {"MessageSid": "SM9", "From": "+40766666666", "To": "+40700000000", "Body": "x"}
+    assert twilio_post(stack, form, token="wrong").status_code == 403
+    assert log_events(stack.env, "demo-salon#+40766666666") == []
+
+
+def gmail_message(mid: str, sender: str, text: str) -> dict:
+    body = base64.urlsafe_b64encode((text + "\n\nOn Mon, 1 Jan 2026 Salon wrote:\n> old text").encode()).decode()
+    return {"id": mid, "threadId": "T1", "labelIds": ["INBOX"], "internalDate": str(int(time.time() * 1000)), "payload": {
+        "mimeType": "multipart/alternative", "headers": [
+            {"name": "From", "value": f"Client <{sender}>"}, {"name": "Subject", "value": "Programare"},
+            {"name": "Message-ID", "value": f"<{mid}@mail.example>"}],
+        "parts": [{"mimeType": "text/plain", "body": {"data": body}}]}}
+
+
+def test_gmail_push_fetches_the_message_and_answers_in_the_thread(stack: RunningStack, vendors: VendorServer) -> None:
+    vendors.state.gmail_messages["G1"] = gmail_message("G1", "Ana@Example.com", "Bună ziua, aș dori o programare.")
+    vendors.state.gmail_history.append("G1")
+    data = base64.b64encode(json.dumps({"emailAddress": "salon@example.com", "historyId": 100}).encode()).decode()
+    push = {"message": {"data": data, "messageId": "p1"}, "subscription": "projects/x/subscriptions/y"}
+    url = f"{stack.base_url}/webhooks/gmail/demo-salon"
+    assert httpx.post(url, params={"token": "wrong"}, json=push).status_code == 403
+    for _ in range(2):
+        assert httpx.post(url, params={"token": "push-1"}, json=push).status_code == 200
+    (sent,) = wait_for(lambda: vendors.state.sent("/messages/send"))
+    mime = base64.urlsafe_b64decode(sent.json["raw"]).decode()
+    assert sent.json["threadId"] == "T1" and "In-Reply-To: <G1@mail.example>" in mime and "Subject: Re: Programare" in mime
+    (event,) = [e for e in log_events(stack.env, "demo-salon#ana@example.com") if e.type == "MessageReceived"]
+    assert event.payload.content == "Bună ziua, aș dori o programare."

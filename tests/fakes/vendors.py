@@ -1,0 +1,114 @@
+"""One local HTTP server speaking the Meta Graph, Twilio Messages and Gmail API shapes.
+
+It records every request for assertions, can fail the next N requests with a status, and
+serves seeded Gmail history and messages. Run it with `with VendorServer() as vendors:`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from agentstream.adapters.local_services import free_port
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    json: Any = None
+    form: dict[str, str] = field(default_factory=dict)
+    query: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class VendorState:
+    requests: list[Recorded] = field(default_factory=list)
+    fail_next: int = 0
+    fail_status: int = 500
+    gmail_history: list[str] = field(default_factory=list)
+    gmail_messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def sent(self, path_part: str) -> list[Recorded]:
+        return [r for r in self.requests if r.method == "POST" and path_part in r.path]
+
+
+def create_app(state: VendorState) -> Starlette:
+    async def record(request: Request) -> JSONResponse | None:
+        body = await request.body()
+        rec = Recorded(request.method, request.url.path, dict(request.headers), query=dict(request.query_params))
+        if "json" in request.headers.get("content-type", ""):
+            rec.json = await request.json()
+        elif body:
+            rec.form = dict((await request.form()).items())  # type: ignore[arg-type]
+        state.requests.append(rec)
+        if state.fail_next > 0:
+            state.fail_next -= 1
+            return JSONResponse({"error": "injected"}, status_code=state.fail_status)
+        return None
+
+    async def graph_messages(request: Request) -> JSONResponse:
+        return await record(request) or JSONResponse({"messaging_product": "whatsapp", "messages": [{"id": f"wamid.{uuid.uuid4().hex}"}]})
+
+    async def graph_me_messages(request: Request) -> JSONResponse:
+        return await record(request) or JSONResponse({"recipient_id": "x", "message_id": f"m_{uuid.uuid4().hex}"})
+
+    async def twilio_messages(request: Request) -> JSONResponse:
+        return await record(request) or JSONResponse({"sid": f"SM{uuid.uuid4().hex}", "status": "queued"}, status_code=201)
+
+    async def gmail_history(request: Request) -> JSONResponse:
+        added = [{"messagesAdded": [{"message": {"id": mid}}]} for mid in state.gmail_history]
+        return await record(request) or JSONResponse({"history": added, "historyId": "999"})
+
+    async def gmail_get(request: Request) -> JSONResponse:
+        return await record(request) or JSONResponse(state.gmail_messages[request.path_params["mid"]])
+
+    async def gmail_send(request: Request) -> JSONResponse:
+        return await record(request) or JSONResponse({"id": f"g{uuid.uuid4().hex[:12]}", "threadId": "t"})
+
+    return Starlette(routes=[
+        Route("/graph/{phone}/messages", graph_messages, methods=["POST"]),
+        Route("/graph/me/messages", graph_me_messages, methods=["POST"]),
+        Route("/twilio/2010-04-01/Accounts/{sid}/Messages.json", twilio_messages, methods=["POST"]),
+        Route("/gmail/gmail/v1/users/me/history", gmail_history),
+        Route("/gmail/gmail/v1/users/me/messages/send", gmail_send, methods=["POST"]),
+        Route("/gmail/gmail/v1/users/me/messages/{mid}", gmail_get),
+    ])
+
+
+class VendorServer:
+    def __init__(self) -> None:
+        self.state = VendorState()
+        self.port = free_port()
+        self._server = uvicorn.Server(uvicorn.Config(create_app(self.state), host="127.0.0.1", port=self.port,
+                                                     log_level="warning", lifespan="off"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        return {"META_GRAPH_BASE_URL": f"{self.base}/graph", "TWILIO_API_BASE_URL": f"{self.base}/twilio",
+                "GMAIL_API_BASE_URL": f"{self.base}/gmail"}
+
+    def __enter__(self) -> "VendorServer":
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(5)
