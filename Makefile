@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export AGENTSTREAM_HOME ?= $(CURDIR)/.local
 
-.PHONY: up test unit install services tools schemas bench clean
+.PHONY: up test unit install services tools browser schemas bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is needed (found $$($(PYTHON) --version))"; exit 1; }
@@ -29,7 +29,13 @@ services: install tools
 up: services
 	$(BIN)/agentstream up
 
-test: services
+# Debian's Chromium for the browser test (test tools' own browser downloads do not work here).
+browser:
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } ; } || \
+	  { echo "chromium is missing: install Debian's chromium package"; exit 1; }
+
+test: services browser
 	$(BIN)/pytest -q -p no:cacheprovider
 
 unit: install

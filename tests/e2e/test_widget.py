@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,3 +86,53 @@ async def test_bad_token_and_unknown_business_are_refused(stack: RunningStack) -
     with pytest.raises(websockets.exceptions.InvalidStatus):
         async with websockets.connect(ws_url(stack, other, "demo-salon")) as ws:
             await asyncio.wait_for(ws.recv(), 5)
+
+
+def api(stack: RunningStack, business: str = "demo-salon") -> dict[str, str]:
+    return {"Authorization": f"Bearer {stack.api_keys[business]}"}
+
+
+def test_rest_message_gets_a_session_and_a_reply(stack: RunningStack) -> None:
+    body = {"businessId": "demo-salon", "userId": "rest-user-1", "text": "Vreau programare la manichiură", "externalId": "crm-1"}
+    first = httpx.post(f"{stack.base_url}/v1/messages", json=body, headers=api(stack))
+    again = httpx.post(f"{stack.base_url}/v1/messages", json=body, headers=api(stack))
+    assert first.status_code == 202 and again.status_code == 200 and again.json()["duplicate"]
+    assert first.json()["eventId"] == again.json()["eventId"]
+    url = f"{stack.base_url}/v1/businesses/demo-salon/users/rest-user-1/session"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        session = httpx.get(url, headers=api(stack))
+        if session.status_code == 200 and len(session.json()["lastMessages"]) == 2:
+            break
+        time.sleep(0.2)
+    data = session.json()
+    assert data["status"] == "active" and [m["type"] for m in data["lastMessages"]] == ["user", "agent"]
+    messages = httpx.get(f"{stack.base_url}/v1/sessions/{data['sessionId']}/messages", headers=api(stack)).json()["messages"]
+    assert messages[0]["content"] == "Vreau programare la manichiură"
+    resolved = httpx.post(f"{stack.base_url}/v1/sessions/{data['sessionId']}/resolve", headers=api(stack))
+    assert resolved.status_code == 202
+    while time.monotonic() < deadline and httpx.get(url, headers=api(stack)).status_code != 404:
+        time.sleep(0.2)
+    assert httpx.get(url, headers=api(stack)).status_code == 404, "a resolved session is no longer active"
+
+
+def test_rest_refuses_bad_input_and_other_tenants(stack: RunningStack) -> None:
+    url = f"{stack.base_url}/v1/messages"
+    good = {"businessId": "demo-salon", "userId": "rest-user-2", "text": "salut", "externalId": "x-1"}
+    assert httpx.post(url, json=good).status_code == 403
+    assert httpx.post(url, json=good, headers={"Authorization": "Bearer wrong"}).status_code == 403
+    assert httpx.post(url, json=good, headers=api(stack, "demo-restaurant")).status_code == 403
+    assert httpx.post(url, content=b"{oops", headers=api(stack)).status_code == 400
+    assert httpx.post(url, json={**good, "text": ""}, headers=api(stack)).status_code == 400
+    assert httpx.post(url, json={**good, "businessId": "nobody"}, headers=api(stack)).status_code == 404
+    assert httpx.post(url, content=b"x" * (300 * 1024), headers=api(stack)).status_code == 413
+    session_url = f"{stack.base_url}/v1/businesses/demo-salon/users/rest-user-2/session"
+    assert httpx.get(session_url, headers=api(stack, "demo-restaurant")).status_code == 403
+
+
+def test_health_metrics_and_widget_page(stack: RunningStack) -> None:
+    assert httpx.get(f"{stack.base_url}/healthz").json() == {"status": "ok"}
+    metrics = httpx.get(f"{stack.base_url}/metrics").text
+    assert "agentstream_events_appended_total" in metrics
+    page = httpx.get(f"{stack.base_url}/")
+    assert page.status_code == 200 and "textContent" in page.text and "<script>" in page.text
