@@ -90,6 +90,8 @@ def build_app(settings: Settings, processor: ConversationProcessor, dlq: Dlq, ex
         broker_commit_interval=1.0,
         stream_buffer_maxsize=4096,
         producer_acks=-1,
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
     )
     topic = app.topic(settings.topic_events, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 

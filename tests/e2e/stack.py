@@ -100,3 +100,14 @@ def log_events(env: dict[str, str], stream: str) -> list:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+def settings_of(stack: RunningStack) -> Settings:
+    """The settings the stack's processes run with."""
+    saved = dict(os.environ)
+    os.environ.update(stack.env)
+    try:
+        return Settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
