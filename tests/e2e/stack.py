@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +15,13 @@ from agentstream.adapters.bootstrap import demo_credentials, populate, setup
 from agentstream.adapters.local_services import Process, free_port
 from agentstream.settings import Settings
 from agentstream.stack import DEMO_BUSINESSES, spawn_component, wait_http
+
+
+def run_sync(coro: Any) -> Any:
+    """Run a coroutine to completion from sync code, in a thread of its own, so pytest-asyncio's
+    event loop in the main thread is left alone."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 @dataclass
@@ -42,9 +51,9 @@ def prepare(env: dict[str, str]) -> dict[str, str]:
     os.environ.update(env)
     try:
         s = Settings()
-        asyncio.run(setup(s, partitions=3))
-        asyncio.run(populate(s))
-        return asyncio.run(demo_credentials(s, DEMO_BUSINESSES))
+        run_sync(setup(s, partitions=3))
+        run_sync(populate(s))
+        return run_sync(demo_credentials(s, DEMO_BUSINESSES))
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -77,7 +86,7 @@ def set_credentials(env: dict[str, str], business: str, provider: str, values: d
     saved = dict(os.environ)
     os.environ.update(env)
     try:
-        asyncio.run(run())
+        run_sync(run())
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -96,7 +105,7 @@ def log_events(env: dict[str, str], stream: str) -> list:
     saved = dict(os.environ)
     os.environ.update(env)
     try:
-        return asyncio.run(run())
+        return run_sync(run())
     finally:
         os.environ.clear()
         os.environ.update(saved)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 
 import pytest
@@ -24,6 +25,12 @@ def stack(endpoints: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def test_widget_in_a_browser_sends_and_shows_the_reply_escaped(stack: RunningStack) -> None:
+    # Playwright's sync API owns an event loop; a thread of its own keeps it away from pytest-asyncio's.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(_chat_in_browser, stack).result()
+
+
+def _chat_in_browser(stack: RunningStack) -> None:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page()
