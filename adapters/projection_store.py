@@ -43,6 +43,20 @@ class ProjectionStore:
         if not await self._put_monotonic(self._t.rag_user, memory, "lastSeq"):
             raise StaleWrite(f"rag-dynamic-user {memory['businessId']}/{memory['userId']} is past {memory['lastSeq']}")
 
+    async def write_bulk(self, memory: dict[str, Any], sessions: list[dict[str, Any]], messages: list[dict[str, Any]]) -> None:
+        """Like `write`, for a replay: message items never change once written (same event, same
+        item), so they go in unconditional batches; sessions and memory stay monotonic."""
+        await asyncio.gather(
+            *(self._batch_put(self._t.messages, messages[i:i + 25]) for i in range(0, len(messages), 25)),
+            *(self._put_monotonic(self._t.sessions, s, "lastSeq") for s in sessions),
+        )
+        await self._put_monotonic(self._t.rag_user, memory, "lastSeq")
+
+    async def _batch_put(self, table: str, items: list[dict[str, Any]]) -> None:
+        pending = {table: [{"PutRequest": {"Item": to_item(i)}} for i in items]}
+        while pending:
+            pending = (await self._ddb.batch_write_item(RequestItems=pending)).get("UnprocessedItems") or {}
+
     async def _put_monotonic(self, table: str, item: dict[str, Any], attr: str) -> bool:
         try:
             await self._ddb.put_item(

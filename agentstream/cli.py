@@ -24,9 +24,13 @@ app.add_typer(credentials_app, name="credentials")
 console = Console(stderr=True)
 
 
-def _configured() -> Settings:
+def _configured(serve_metrics: bool = False) -> Settings:
     s = load()
     logs.configure(s.log_level, s.log_format)
+    if serve_metrics and s.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(s.metrics_port, addr="127.0.0.1")
     return s
 
 
@@ -69,7 +73,7 @@ def bridge() -> None:
     """Run the DynamoDB Streams → Kafka bridge."""
     from agentstream.wiring import run_bridge
 
-    s = _configured()
+    s = _configured(serve_metrics=True)
     _run_until_signal(lambda stop: run_bridge(s, stop))
 
 
@@ -78,7 +82,7 @@ def worker() -> None:
     """Run the stream processor (projections, context, replies)."""
     from agentstream.wiring import run_worker
 
-    s = _configured()
+    s = _configured(serve_metrics=True)
     _run_until_signal(lambda stop: run_worker(s, stop))
 
 
@@ -180,6 +184,17 @@ def tail(topic: str = typer.Argument("agent.events.v1"), from_beginning: bool = 
 
     s = _configured()
     _run_until_signal(lambda stop: follow(s, topic, from_beginning, stop))
+
+
+@app.command()
+def bench(name: str = typer.Argument(..., help="bridge | pipeline | replay")) -> None:
+    """Run a benchmark on real services; prints figures and ends with one JSON line."""
+    import importlib
+
+    if name not in ("bridge", "pipeline", "replay"):
+        raise typer.BadParameter(f"unknown benchmark {name!r}: bridge, pipeline or replay")
+    logs.configure("WARNING", "console")
+    importlib.import_module(f"agentstream.bench.{name}").main()
 
 
 @app.command()

@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     worker_group: str = Field("agentstream-worker", validation_alias="WORKER_GROUP")
     delivery_group: str = Field("agentstream-delivery", validation_alias="DELIVERY_GROUP")
     worker_max_inflight: int = Field(2000, ge=1, validation_alias="WORKER_MAX_INFLIGHT")
+    metrics_port: int = Field(0, ge=0, le=65535, validation_alias="METRICS_PORT")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
     log_format: str = Field("json", validation_alias="LOG_FORMAT")
 

@@ -98,10 +98,12 @@ def up(port: int = 8080) -> None:
         asyncio.run(populate(settings))
         for business, api_key in asyncio.run(demo_credentials(settings, DEMO_BUSINESSES)).items():
             console.print(f"REST API key for {business} (shown once): {api_key}")
-        components = [spawn_component(name, env, home / "logs") for name in ("bridge", "worker", "gateway")]
+        envs = {name: env | {"METRICS_PORT": port} for name, port in (("bridge", "9101"), ("worker", "9102"), ("gateway", "0"))}
+        components = [spawn_component(name, envs[name], home / "logs") for name in envs]
         wait_http(port)
-        console.print(f"[bold green]ready[/]: chat widget on http://localhost:{port}/ — logs in {home / 'logs'}; Ctrl-C stops all")
-        _supervise(components, env, home / "logs")
+        console.print(f"[bold green]ready[/]: chat widget on http://localhost:{port}/ — metrics on :{port}/metrics, "
+                      f":9101 (bridge), :9102 (worker); logs in {home / 'logs'}; Ctrl-C stops all")
+        _supervise(components, envs, home / "logs")
     finally:
         console.print("stopping…")
         for proc in reversed(components):
@@ -109,7 +111,7 @@ def up(port: int = 8080) -> None:
         services.stop()
 
 
-def _supervise(components: list[Process], env: dict[str, str], logs: Path) -> None:
+def _supervise(components: list[Process], envs: dict[str, dict[str, str]], logs: Path) -> None:
     """Wait for Ctrl-C or SIGTERM; restart a component that exits on its own."""
     import signal
 
@@ -119,4 +121,4 @@ def _supervise(components: list[Process], env: dict[str, str], logs: Path) -> No
         for i, proc in enumerate(components):
             if proc.popen.poll() is not None:
                 print(f"{proc.name} exited with {proc.popen.returncode}; restarting (log: {proc.log})", file=sys.stderr)
-                components[i] = spawn_component(proc.name, env, logs)
+                components[i] = spawn_component(proc.name, envs[proc.name], logs)

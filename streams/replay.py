@@ -85,7 +85,7 @@ class Replayer:
         if verify:
             return len(events), await self._compare(memory, sessions, messages)
         if events:
-            await self._projections.write(memory, list(sessions.values()), list(messages.values()))
+            await self._projections.write_bulk(memory, list(sessions.values()), list(messages.values()))
         return len(events), []
 
     async def _compare(self, memory: dict[str, Any], sessions: dict[str, dict[str, Any]],

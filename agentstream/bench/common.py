@@ -1,0 +1,90 @@
+"""What every benchmark shares: the real services, isolated table and topic names, figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from agentstream.adapters.local_services import LocalHome, free_port
+from agentstream.settings import Settings, Tables
+from agentstream.stack import home_dir
+
+
+@contextmanager
+def services() -> Iterator[dict[str, str]]:
+    """Kafka and the local DynamoDB server: the ones configured, or fresh local ones."""
+    env: dict[str, str] = {}
+    started = []
+    home = LocalHome(home_dir())
+    if not os.environ.get("DYNAMODB_ENDPOINT_URL"):
+        port = free_port()
+        started.append(home.start_ministack(port))
+        env["DYNAMODB_ENDPOINT_URL"] = f"http://127.0.0.1:{port}"
+    if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        port = free_port()
+        data = Path(tempfile.mkdtemp(prefix="agentstream-bench-"))
+        started.append(home.start_kafka(port, free_port(), data / "kafka", heap="768m"))
+        env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{port}"
+    try:
+        yield env
+    finally:
+        for proc in reversed(started):
+            proc.stop()
+
+
+def isolated_env(base: dict[str, str], **extra: str) -> dict[str, str]:
+    """Table, topic and group names of this run only, so a benchmark never touches real data."""
+    tag = "b" + uuid.uuid4().hex[:8]
+    env = dict(base) | {
+        "TOPIC_EVENTS": f"{tag}.events", "TOPIC_REPLIES": f"{tag}.replies", "TOPIC_DLQ": f"{tag}.dlq",
+        "WORKER_GROUP": f"{tag}-worker", "DELIVERY_GROUP": f"{tag}-delivery",
+        "AGENTSTREAM_SECRET_KEY": os.environ.get("AGENTSTREAM_SECRET_KEY") or _fernet(),
+        "BRIDGE_IDLE_POLL": "0.02", "LOG_LEVEL": "WARNING",
+    }
+    for spec in Tables.model_fields.values():
+        alias = spec.validation_alias
+        name = alias.choices[0] if hasattr(alias, "choices") else alias
+        env[str(name)] = f"{tag}-{spec.default}"
+    return env | extra
+
+
+def _fernet() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+def settings_for(env: dict[str, str]) -> Settings:
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        return Settings()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"p50": round(percentile(values, 50), 1), "p99": round(percentile(values, 99), 1),
+            "mean": round(statistics.fmean(values), 1) if values else float("nan")}
+
+
+def report(name: str, figures: dict[str, Any]) -> None:
+    """Figures for a person, then the last line: one JSON object."""
+    for key, value in figures.items():
+        print(f"{name}.{key}: {value}")
+    print(json.dumps({"bench": name, **figures}, separators=(",", ":")))

@@ -1,0 +1,93 @@
+"""`agentstream bench replay`: 100 000 events from 10 000 users. The replay rate (read, fold,
+write the projections) against the raw read rate of the same source (the same per-stream
+queries, nothing else) in the same run, and the peak RSS of the replaying process."""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from agentstream.adapters.bootstrap import populate
+from agentstream.adapters.dynamo import dynamodb_client, to_item
+from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.tables import ensure_tables
+from agentstream.bench.common import isolated_env, report, services, settings_for
+from agentstream.events import new_event, reply_event_id
+from agentstream.streams.replay import Replayer, Scope
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
+TEXTS = ["Bună ziua, aș vrea o programare la tuns", "Cât costă vopsitul?", "Mâine la 10 se poate?", "Mulțumesc!"]
+
+
+def _events(user: int, count: int) -> list[dict[str, Any]]:
+    items, inbound = [], None
+    for seq in range(1, count + 1):
+        at = T0 + timedelta(minutes=seq * 7 + user % 50)
+        if seq % 2:
+            event = new_event("MessageReceived", business_id="demo-salon", user_id=f"u{user}", channel="whatsapp",
+                              payload={"content": TEXTS[seq % len(TEXTS)]}, occurred_at=at)
+            inbound = event
+        else:
+            event = new_event("ReplyGenerated", business_id="demo-salon", user_id=f"u{user}", channel="whatsapp",
+                              event_id=reply_event_id(inbound.eventId), occurred_at=at,
+                              payload={"content": "Sigur, vă așteptăm!", "inReplyTo": inbound.eventId, "sessionId": "", "model": "m"})
+        items.append(event.with_seq(seq).to_json_dict())
+    return items
+
+
+async def _load(ddb: Any, table: str, users: int, per_user: int) -> None:
+    sem = asyncio.Semaphore(8)
+
+    async def batch(chunk: list[dict[str, Any]]) -> None:
+        async with sem:
+            pending = {table: [{"PutRequest": {"Item": to_item(i)}} for i in chunk]}
+            while pending:
+                pending = (await ddb.batch_write_item(RequestItems=pending)).get("UnprocessedItems") or {}
+
+    for first in range(0, users, 500):  # a slice of users at a time keeps the loader's memory small
+        items = [item for u in range(first, min(users, first + 500)) for item in _events(u, per_user)]
+        await asyncio.gather(*(batch(items[i:i + 25]) for i in range(0, len(items), 25)))
+
+
+async def _raw_read(ddb: Any, table: str, streams: list[str], concurrency: int = 16) -> float:
+    store, sem, count = EventStore(ddb, table), asyncio.Semaphore(concurrency), 0
+
+    async def read(stream: str) -> None:
+        nonlocal count
+        async with sem:
+            count += len(await store.read(stream))
+
+    start = time.perf_counter()
+    await asyncio.gather(*(read(s) for s in streams))
+    return count / (time.perf_counter() - start)
+
+
+async def run(users: int = 10_000, per_user: int = 10) -> dict[str, Any]:
+    with services() as base:
+        s = settings_for(isolated_env(base))
+        async with dynamodb_client(s) as ddb:
+            await ensure_tables(ddb, s.tables)
+            await populate(s)
+            started = time.perf_counter()
+            await _load(ddb, s.tables.events, users, per_user)
+            load_s = time.perf_counter() - started
+            streams = [f"demo-salon#u{u}" for u in range(users)]
+            raw = await _raw_read(ddb, s.tables.events, streams)
+            replayer = Replayer(ddb, s)
+            rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            start = time.perf_counter()
+            result = await replayer.run(Scope("demo-salon"))
+            replay_rate = result.events / (time.perf_counter() - start)
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "events": result.events, "users": users, "replay_events_per_s": round(replay_rate),
+        "raw_read_events_per_s": round(raw), "replay_vs_raw": round(replay_rate / raw, 3), "target_vs_raw": 0.5,
+        "peak_rss_mb": round(rss, 1), "rss_before_replay_mb": round(rss_before, 1), "load_s": round(load_s, 1),
+    }
+
+
+def main() -> None:
+    report("replay", asyncio.run(run()))
