@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 
 from agentstream import metrics
-from agentstream.adapters.dynamo import error_code, from_item
+from agentstream.adapters.dynamo import error_code, fast_from_item
 from agentstream.adapters.event_store import is_event_item
 from agentstream.adapters.kafka import dumps
 from agentstream.streams.leases import Lease, LeaseLost, LeaseTable, now_ms
@@ -45,6 +45,14 @@ class BridgeStats:
     batches: int = 0
     losses: int = 0
     shards: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Inflight:
+    """A batch handed to Kafka and not yet checkpointed."""
+
+    acks: list[asyncio.Future[Any]]
+    last: dict[str, Any]
 
 
 def lease_key(stream_arn: str, shard_id: str) -> str:
@@ -138,15 +146,18 @@ class Bridge:
         shard_id = lease.shard_id.split("|", 1)[1]
         log.info("bridge.shard.acquired", shard=shard_id, checkpoint=lease.checkpoint)
         heartbeat = asyncio.create_task(self._heartbeat(lease))
+        inflight: Inflight | None = None
         try:
             iterator = await self._iterator(shard_id, lease.checkpoint)
             while iterator:
-                iterator = await self._read_batch(lease, shard_id, iterator)
+                iterator, inflight = await self._read_batch(lease, shard_id, iterator, inflight)
+            await self._settle(lease, shard_id, inflight)
             await self._leases.checkpoint(lease, lease.checkpoint or "", finished=True)
             log.info("bridge.shard.finished", shard=shard_id)
         except LeaseLost:
             log.warning("bridge.shard.lease_lost", shard=shard_id)
         except asyncio.CancelledError:
+            await self._settle(lease, shard_id, inflight)
             await self._leases.release(lease)
             raise
         except Exception as exc:
@@ -156,45 +167,53 @@ class Bridge:
         finally:
             heartbeat.cancel()
 
-    async def _read_batch(self, lease: Lease, shard_id: str, iterator: str) -> str | None:
+    async def _read_batch(self, lease: Lease, shard_id: str, iterator: str,
+                          inflight: Inflight | None) -> tuple[str | None, Inflight | None]:
+        """Read the next batch while Kafka acknowledges the previous one; checkpoint that one
+        once it is acknowledged. Order is kept: records are handed to the producer in order."""
         try:
             resp = await self._streams.get_records(ShardIterator=iterator, Limit=self._cfg.batch_limit)
         except Exception as exc:
             code = error_code(exc)
             if code == "ExpiredIteratorException":
-                return await self._iterator(shard_id, lease.checkpoint)
+                await self._settle(lease, shard_id, inflight)
+                return await self._iterator(shard_id, lease.checkpoint), None
             if code in ("ProvisionedThroughputExceededException", "ThrottlingException", "LimitExceededException"):
                 metrics.BRIDGE_ERRORS.labels(kind="throttled").inc()
                 await asyncio.sleep(1.0)
-                return iterator
+                return iterator, inflight
             raise
+        await self._settle(lease, shard_id, inflight)
         records = resp.get("Records", [])
-        if records:
-            await self._publish(records)
-            await self._leases.checkpoint(lease, records[-1]["dynamodb"]["SequenceNumber"])
-            _record_lag(shard_id, records[-1])
-        else:
+        if not records:
             metrics.BRIDGE_LAG_MS.labels(shard=shard_id).set(0)
             await asyncio.sleep(self._cfg.idle_poll_s)
-        return resp.get("NextShardIterator")
+            return resp.get("NextShardIterator"), None
+        return resp.get("NextShardIterator"), Inflight(await self._enqueue(records), records[-1])
 
-    async def _publish(self, records: list[dict[str, Any]]) -> None:
-        """Produce every event of a batch; returns once Kafka acknowledged them all."""
+    async def _enqueue(self, records: list[dict[str, Any]]) -> list[asyncio.Future[Any]]:
+        """Hand every event of a batch to the producer (in order); the futures are its acks."""
         futures = []
         for record in records:
             image = record.get("dynamodb", {}).get("NewImage")
             if record.get("eventName") == "REMOVE" or not image:
                 continue
-            item = from_item(image)
-            if not is_event_item(item):
-                continue
-            futures.append(await self._producer.send(self._cfg.topic, key=item["streamId"].encode(), value=dumps(item)))
-        if futures:
-            await asyncio.gather(*futures)
+            item = fast_from_item(image)
+            if is_event_item(item):
+                futures.append(await self._producer.send(self._cfg.topic, key=item["streamId"].encode(), value=dumps(item)))
         self.stats.records += len(records)
-        self.stats.published += len(futures)
+        return futures
+
+    async def _settle(self, lease: Lease, shard_id: str, inflight: Inflight | None) -> None:
+        """Wait for Kafka to acknowledge a batch, then move the shard's checkpoint past it."""
+        if inflight is None:
+            return
+        await asyncio.gather(*inflight.acks)
+        await self._leases.checkpoint(lease, inflight.last["dynamodb"]["SequenceNumber"])
+        _record_lag(shard_id, inflight.last)
+        self.stats.published += len(inflight.acks)
         self.stats.batches += 1
-        metrics.BRIDGE_RECORDS.inc(len(futures))
+        metrics.BRIDGE_RECORDS.inc(len(inflight.acks))
 
     async def _iterator(self, shard_id: str, checkpoint: str | None) -> str | None:
         args: dict[str, Any] = {"StreamArn": self._cfg.stream_arn, "ShardId": shard_id}

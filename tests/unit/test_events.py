@@ -49,3 +49,10 @@ def test_schemas_folder_is_current() -> None:
     rendered = render_schemas()
     on_disk = {p.name: p.read_text(encoding="utf-8") for p in (ROOT / "schemas").glob("*.json")}
     assert on_disk == rendered, "schemas/ is stale: run `make schemas`"
+
+
+def test_fast_item_conversion_matches_boto3s() -> None:
+    from agentstream.adapters.dynamo import fast_from_item, from_item, to_item
+
+    item = {"s": "Bună 💇", "n": 3, "f": 1.5, "b": True, "z": None, "m": {"l": [1, "x", {"k": False}]}, "e": ""}
+    assert fast_from_item(to_item(item)) == from_item(to_item(item)) == item
