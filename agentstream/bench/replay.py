@@ -58,7 +58,8 @@ async def _raw_read(ddb: Any, table: str, streams: list[str], concurrency: int =
     async def read(stream: str) -> None:
         nonlocal count
         async with sem:
-            count += len(await store.read(stream))
+            events = await store.read(stream)
+        count += len(events)
 
     start = time.perf_counter()
     await asyncio.gather(*(read(s) for s in streams))
