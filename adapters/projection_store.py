@@ -35,13 +35,30 @@ class ProjectionStore:
         return from_item(resp["Item"]) if "Item" in resp else None
 
     async def write(self, memory: dict[str, Any], sessions: list[dict[str, Any]], messages: list[dict[str, Any]]) -> None:
-        """Sessions and messages first, the memory (the stream's checkpoint) last."""
-        await asyncio.gather(
-            *(self._put_monotonic(self._t.sessions, s, "lastSeq") for s in sessions),
-            *(self._put_monotonic(self._t.messages, m, "seq") for m in messages),
-        )
-        if not await self._put_monotonic(self._t.rag_user, memory, "lastSeq"):
-            raise StaleWrite(f"rag-dynamic-user {memory['businessId']}/{memory['userId']} is past {memory['lastSeq']}")
+        """Sessions, messages and the memory (the stream's checkpoint) in one transaction, each
+        conditional on its seq: all of an event's effects land together or not at all."""
+        puts = [self._monotonic_put(self._t.sessions, s, "lastSeq") for s in sessions]
+        puts += [self._monotonic_put(self._t.messages, m, "seq") for m in messages]
+        puts.append(self._monotonic_put(self._t.rag_user, memory, "lastSeq"))
+        try:
+            if len(puts) == 1:
+                await self._ddb.put_item(**puts[0])
+            else:
+                await self._ddb.transact_write_items(TransactItems=[{"Put": p} for p in puts])
+        except Exception as exc:
+            if error_code(exc) in ("ConditionalCheckFailedException", "TransactionCanceledException"):
+                raise StaleWrite(f"rag-dynamic-user {memory['businessId']}/{memory['userId']} is past {memory['lastSeq']}") from None
+            raise
+
+    @staticmethod
+    def _monotonic_put(table: str, item: dict[str, Any], attr: str) -> dict[str, Any]:
+        return {
+            "TableName": table,
+            "Item": to_item(item),
+            "ConditionExpression": "attribute_not_exists(#a) OR #a <= :v",
+            "ExpressionAttributeNames": {"#a": attr},
+            "ExpressionAttributeValues": to_item({":v": item[attr]}),
+        }
 
     async def write_bulk(self, memory: dict[str, Any], sessions: list[dict[str, Any]], messages: list[dict[str, Any]]) -> None:
         """Like `write`, for a replay: message items never change once written (same event, same
@@ -59,13 +76,7 @@ class ProjectionStore:
 
     async def _put_monotonic(self, table: str, item: dict[str, Any], attr: str) -> bool:
         try:
-            await self._ddb.put_item(
-                TableName=table,
-                Item=to_item(item),
-                ConditionExpression="attribute_not_exists(#a) OR #a <= :v",
-                ExpressionAttributeNames={"#a": attr},
-                ExpressionAttributeValues=to_item({":v": item[attr]}),
-            )
+            await self._ddb.put_item(**self._monotonic_put(table, item, attr))
             return True
         except Exception as exc:
             if error_code(exc) == "ConditionalCheckFailedException":

@@ -109,13 +109,14 @@ def replay(
     user: Annotated[Optional[str], typer.Option(help="only this user (with --business)")] = None,
     as_of: Annotated[Optional[datetime], typer.Option(help="fold only events up to this time (UTC)")] = None,
     verify: bool = typer.Option(False, help="compare with the live tables instead of writing"),
+    fresh: bool = typer.Option(False, help="the target tables are empty: write in unconditional batches (fast)"),
 ) -> None:
     """Rebuild sessions, messages and rag-dynamic-user from the log."""
     from agentstream.wiring import run_replay
 
     if user and not business:
         raise typer.BadParameter("--user needs --business")
-    report = asyncio.run(run_replay(_configured(), business, user, as_of, verify))
+    report = asyncio.run(run_replay(_configured(), business, user, as_of, verify, fresh))
     console.print(f"streams: {report.streams}; events folded: {report.events}")
     if verify:
         for line in report.differences:

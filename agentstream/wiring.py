@@ -152,7 +152,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event, port: int | None 
 
 
 async def run_replay(settings: Settings, business_id: str | None, user_id: str | None,
-                     as_of: Any = None, verify: bool = False) -> Any:
+                     as_of: Any = None, verify: bool = False, fresh: bool = False) -> Any:
     """Replay with a progress bar (rate and ETA) on stderr."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
@@ -162,7 +162,7 @@ async def run_replay(settings: Settings, business_id: str | None, user_id: str |
         as_of = as_of.replace(tzinfo=timezone.utc)
     scope = Scope(business_id, user_id, as_of)
     async with dynamodb_client(settings) as ddb:
-        replayer = Replayer(ddb, settings)
+        replayer = Replayer(ddb, settings, fresh=fresh and not verify)
         heads = await replayer.streams(scope)
         columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                    TextColumn("{task.fields[rate]} events/s"), TimeRemainingColumn())

@@ -1,30 +1,33 @@
 """The conversation fold: one customer's events → session, message and memory items.
 
-Pure and deterministic: the state is the `rag-dynamic-user` item itself (it carries
-`lastSeq`), time is the events' time, ids are derived from the log. Applying an event
-returns the new memory and the session and message items to write (invariants 4 and 5).
+Pure and deterministic (invariants 4 and 5): the state is the `rag-dynamic-user` item itself
+(it carries `lastSeq`), time is the events' time, ids are derived from the log. `apply` returns
+the new memory and the session and message items to write; it never mutates its input and
+costs O(1) per event, whatever the history length (the memory item is bounded).
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from agentstream.events import (
-    DeliveryFailed, Event, MessageReceived, ReplyDelivered, ReplyGenerated, SessionClosed, SessionExpired,
-    SessionResolved, derive_id, iso,
+    Event, MessageReceived, ReplyGenerated, SessionClosed, SessionExpired, SessionResolved, derive_id, iso,
 )
 from agentstream.projections.topics import extract_topics
 
 RECENT_TOPICS = 10
 TOPIC_COUNTS = 50
+SUMMARY_TOPICS = 5
 LAST_MESSAGES = 4
 CONTENT_LIMIT = 1000
 SUMMARY_LIMIT = 300
-END_STATUS = {SessionExpired: "abandoned", SessionResolved: "resolved", SessionClosed: "closed"}
+NO_SESSION = "none"  # sessionId of an agent message that names no session (a key: never empty)
+END_STATUS: dict[type, str] = {SessionExpired: "abandoned", SessionResolved: "resolved", SessionClosed: "closed"}
+SessionEnd = SessionExpired | SessionResolved | SessionClosed
+Item = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -35,12 +38,15 @@ class FoldConfig:
 
 @dataclass(frozen=True)
 class Projection:
-    memory: dict[str, Any]
-    sessions: list[dict[str, Any]] = field(default_factory=list)
-    messages: list[dict[str, Any]] = field(default_factory=list)
+    """The new memory item and the session and message items an event changed."""
+
+    memory: Item
+    sessions: list[Item] = field(default_factory=list)
+    messages: list[Item] = field(default_factory=list)
 
 
-def empty_memory(business_id: str, user_id: str) -> dict[str, Any]:
+def empty_memory(business_id: str, user_id: str) -> Item:
+    """The memory of a customer before any event."""
     return {
         "businessId": business_id,
         "userId": user_id,
@@ -50,25 +56,25 @@ def empty_memory(business_id: str, user_id: str) -> dict[str, Any]:
     }
 
 
-def active_session(memory: dict[str, Any]) -> dict[str, Any] | None:
-    """The session context if the customer has an active session."""
+def active_session(memory: Item) -> Item | None:
+    """The session context if the customer has an active session, else None."""
     ctx = memory.get("sessionContext")
     return ctx if ctx and ctx.get("status") == "active" else None
 
 
-def _time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+# ---- items ----------------------------------------------------------------------------------
 
 
 def _source(channel: str) -> str:
     return "websocket" if channel == "websocket" else "cron" if channel == "system" else "webhook"
 
 
-def _session_item(ctx: dict[str, Any], event: Event, config: FoldConfig) -> dict[str, Any]:
+def session_item(ctx: Item, event: Event, config: FoldConfig) -> Item:
+    """The ai-agent-sessions item of a session context, as changed by `event`."""
     return {
         "sessionId": ctx["sessionId"],
         "businessId": event.businessId,
-        "locationId": ctx["locationId"],
+        "locationId": ctx.get("locationId") or "default",
         "userId": event.userId,
         "status": ctx["status"],
         "createdAt": ctx["startedAt"],
@@ -76,22 +82,23 @@ def _session_item(ctx: dict[str, Any], event: Event, config: FoldConfig) -> dict
         "lastMessageAt": ctx["lastMessageAt"],
         "metadata": {
             "businessType": config.business_type,
-            "context": {"channel": ctx["channel"], "messageCount": ctx["conversationLength"]},
+            "context": {"channel": ctx.get("channel") or event.channel, "messageCount": int(ctx["conversationLength"])},
         },
         "lastSeq": event.seq,
     }
 
 
-def _message_item(event: Event, session_id: str, kind: str, content: str, external_id: str | None,
-                  response_id: str | None = None) -> dict[str, Any]:
-    metadata: dict[str, Any] = {"source": _source(event.channel), "channel": event.channel}
+def message_item(event: Event, session_id: str, kind: str, content: str,
+                 external_id: str | None = None, response_id: str | None = None) -> Item:
+    """The ai-agent-messages item of one message (its id is the event's id)."""
+    metadata: Item = {"source": _source(event.channel), "channel": event.channel}
     if external_id:
         metadata["externalId"] = external_id
     if response_id:
         metadata["responseId"] = response_id
     return {
         "messageId": event.eventId,
-        "sessionId": session_id,
+        "sessionId": session_id or NO_SESSION,
         "businessId": event.businessId,
         "userId": event.userId,
         "content": content,
@@ -102,9 +109,35 @@ def _message_item(event: Event, session_id: str, kind: str, content: str, extern
     }
 
 
-def _new_session(event: Event) -> dict[str, Any]:
+# ---- state changes (on a private copy) ------------------------------------------------------
+
+
+def _copy(memory: Item) -> Item:
+    """A copy deep enough for the changes below (they replace lists, never mutate them)."""
+    state = dict(memory)
+    history = dict(memory.get("history") or {})
+    history["topicCounts"] = dict(history.get("topicCounts") or {})
+    history.setdefault("channels", [])
+    history.setdefault("totalMessages", 0)
+    history.setdefault("totalSessions", 0)
+    state["history"] = history
+    if memory.get("sessionContext"):
+        state["sessionContext"] = dict(memory["sessionContext"])
+    return state
+
+
+def _parse(ts: str) -> datetime:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+
+def _idle(ctx: Item, at: datetime, idle_minutes: int) -> bool:
+    """More than `idle_minutes` passed between the session's last message and `at`."""
+    return at - _parse(ctx["lastMessageAt"]) > timedelta(minutes=idle_minutes)
+
+
+def _open_session(memory: Item, event: Event) -> Item:
     at = iso(event.occurredAt)
-    return {
+    ctx = {
         "sessionId": derive_id("session", event.streamId, str(event.seq)),
         "status": "active",
         "startedAt": at,
@@ -115,98 +148,112 @@ def _new_session(event: Event) -> dict[str, Any]:
         "recentTopics": [],
         "lastMessages": [],
     }
+    memory["sessionContext"] = ctx
+    memory["history"]["totalSessions"] += 1
+    return ctx
 
 
-def _record_turn(ctx: dict[str, Any], event: Event, role: str, content: str) -> None:
+def _record_turn(ctx: Item, event: Event, role: str, content: str) -> None:
     at = iso(event.occurredAt)
     short = content[:CONTENT_LIMIT]
-    ctx["lastMessageAt"] = at
-    ctx["conversationLength"] += 1
+    ctx["lastMessageAt"] = max(ctx["lastMessageAt"], at)  # same format: string order is time order
+    ctx["conversationLength"] = int(ctx["conversationLength"]) + 1
     ctx["lastMessage"] = {"content": short, "type": role, "timestamp": at}
     turn = {"role": role, "content": short, "timestamp": at, "eventId": event.eventId}
-    ctx["lastMessages"] = [*ctx["lastMessages"], turn][-LAST_MESSAGES:]
+    ctx["lastMessages"] = [*ctx.get("lastMessages", []), turn][-LAST_MESSAGES:]
 
 
-def _record_history(memory: dict[str, Any], event: Event, topics: list[str]) -> None:
-    history = memory["history"]
-    at = iso(event.occurredAt)
-    history["totalMessages"] += 1
-    history.setdefault("firstSeenAt", at)
-    history["lastSeenAt"] = at
-    if event.channel not in history["channels"]:
-        history["channels"] = sorted([*history["channels"], event.channel])
+def _record_topics(ctx: Item, history: Item, topics: list[str]) -> None:
+    recent = [t for t in ctx.get("recentTopics", []) if t not in topics] + topics
+    ctx["recentTopics"] = recent[-RECENT_TOPICS:]
     counts = history["topicCounts"]
     for topic in topics:
-        counts[topic] = counts.get(topic, 0) + 1
+        counts[topic] = int(counts.get(topic, 0)) + 1
     if len(counts) > TOPIC_COUNTS:
-        kept = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:TOPIC_COUNTS]
-        history["topicCounts"] = dict(kept)
-    memory["summary"] = _summary(history)
+        history["topicCounts"] = dict(_ranked(counts)[:TOPIC_COUNTS])
 
 
-def _summary(history: dict[str, Any]) -> str:
-    top = sorted(history["topicCounts"].items(), key=lambda kv: (-kv[1], kv[0]))[:5]
-    text = (
-        f"Customer since {history.get('firstSeenAt', '')[:10]}; {history['totalMessages']} messages in "
-        f"{history['totalSessions']} sessions; channels: {', '.join(history['channels'])}"
-    )
+def _ranked(counts: dict[str, Any]) -> list[tuple[str, int]]:
+    return sorted(((k, int(v)) for k, v in counts.items()), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _record_customer(history: Item, event: Event) -> None:
+    """When and where the customer was seen (user messages only)."""
+    at = iso(event.occurredAt)
+    history["firstSeenAt"] = min(history.get("firstSeenAt", at), at)
+    history["lastSeenAt"] = max(history.get("lastSeenAt", at), at)
+    if event.channel not in history["channels"]:
+        history["channels"] = sorted([*history["channels"], event.channel])
+
+
+def summary(history: Item) -> str:
+    """A short deterministic description of the customer, from the history (≤ 300 chars)."""
+    parts = []
+    if history.get("firstSeenAt"):
+        parts.append(f"Customer since {history['firstSeenAt'][:10]}")
+    parts.append(f"{history.get('totalMessages', 0)} messages in {history.get('totalSessions', 0)} sessions")
+    if history.get("channels"):
+        parts.append("channels: " + ", ".join(history["channels"]))
+    top = _ranked(history.get("topicCounts") or {})[:SUMMARY_TOPICS]
     if top:
-        text += "; topics: " + ", ".join(t for t, _ in top)
-    return text[:SUMMARY_LIMIT]
+        parts.append("topics: " + ", ".join(t for t, _ in top))
+    return "; ".join(parts)[:SUMMARY_LIMIT]
 
 
-def _expired(ctx: dict[str, Any], at: datetime, idle_minutes: int) -> bool:
-    return at - _time(ctx["lastMessageAt"]) > timedelta(minutes=idle_minutes)
+# ---- events ---------------------------------------------------------------------------------
 
 
-def _on_message(memory: dict[str, Any], event: MessageReceived, config: FoldConfig) -> Projection:
-    sessions: list[dict[str, Any]] = []
+def _on_message(memory: Item, event: MessageReceived, config: FoldConfig) -> Projection:
+    sessions: list[Item] = []
     ctx = active_session(memory)
-    if ctx and _expired(ctx, event.occurredAt, config.idle_minutes):
+    if ctx is not None and _idle(ctx, event.occurredAt, config.idle_minutes):
         ctx["status"] = "abandoned"
-        sessions.append(_session_item(ctx, event, config))
+        sessions.append(session_item(ctx, event, config))
         ctx = None
     if ctx is None:
-        ctx = _new_session(event)
-        memory["sessionContext"] = ctx
-        memory["history"]["totalSessions"] += 1
+        ctx = _open_session(memory, event)
     content = event.payload.content
-    topics = extract_topics(content)
+    history = memory["history"]
     _record_turn(ctx, event, "user", content)
-    ctx["recentTopics"] = ([t for t in ctx["recentTopics"] if t not in topics] + topics)[-RECENT_TOPICS:]
-    _record_history(memory, event, topics)
-    sessions.append(_session_item(ctx, event, config))
-    message = _message_item(event, ctx["sessionId"], "user", content, event.payload.externalId)
+    _record_topics(ctx, history, extract_topics(content))
+    _record_customer(history, event)
+    history["totalMessages"] = int(history["totalMessages"]) + 1
+    memory["summary"] = summary(history)
+    sessions.append(session_item(ctx, event, config))
+    message = message_item(event, ctx["sessionId"], "user", content, event.payload.externalId)
     return Projection(memory, sessions, [message])
 
 
-def _on_reply(memory: dict[str, Any], event: ReplyGenerated, config: FoldConfig) -> Projection:
+def _on_reply(memory: Item, event: ReplyGenerated, config: FoldConfig) -> Projection:
     ctx = active_session(memory)
-    session_id = event.payload.sessionId or (ctx or {}).get("sessionId", "none")
-    message = _message_item(event, session_id, "agent", event.payload.content, None, event.payload.inReplyTo)
-    _record_history(memory, event, [])
+    session_id = event.payload.sessionId or (ctx["sessionId"] if ctx else NO_SESSION)
+    message = message_item(event, session_id, "agent", event.payload.content, response_id=event.payload.inReplyTo)
+    history = memory["history"]
+    history["totalMessages"] = int(history["totalMessages"]) + 1
+    memory["summary"] = summary(history)
     if ctx is None or ctx["sessionId"] != session_id:
         return Projection(memory, [], [message])
     _record_turn(ctx, event, "agent", event.payload.content)
-    return Projection(memory, [_session_item(ctx, event, config)], [message])
+    return Projection(memory, [session_item(ctx, event, config)], [message])
 
 
-def _on_session_end(memory: dict[str, Any], event: SessionExpired | SessionResolved | SessionClosed,
-                    config: FoldConfig) -> Projection:
+def _on_session_end(memory: Item, event: SessionEnd, config: FoldConfig) -> Projection:
     ctx = active_session(memory)
     if ctx is None or ctx["sessionId"] != event.payload.sessionId:
         return Projection(memory)
-    if isinstance(event, SessionExpired) and not _expired(ctx, event.occurredAt + timedelta(seconds=1), config.idle_minutes):
-        return Projection(memory)  # the customer wrote again after the expiry was decided
+    if isinstance(event, SessionExpired) and not _idle(ctx, event.occurredAt + timedelta(seconds=1), config.idle_minutes):
+        return Projection(memory)  # stale: the customer wrote again after the expiry was decided
     ctx["status"] = END_STATUS[type(event)]
-    return Projection(memory, [_session_item(ctx, event, config)])
+    return Projection(memory, [session_item(ctx, event, config)])
 
 
-def apply(memory: dict[str, Any], event: Event, config: FoldConfig) -> Projection:
-    """Apply one event (seq > lastSeq) to a conversation's memory; duplicates change nothing."""
+def apply(memory: Item, event: Event, config: FoldConfig) -> Projection:
+    """Apply one event of this conversation; `seq <= lastSeq` is a duplicate and changes nothing."""
+    if (event.businessId, event.userId) != (memory["businessId"], memory["userId"]):
+        raise ValueError(f"event {event.eventId} is not of {memory['businessId']}#{memory['userId']}")
     if event.seq <= int(memory["lastSeq"]):
         return Projection(memory)
-    state = copy.deepcopy(memory)
+    state = _copy(memory)
     state["lastSeq"] = event.seq
     state["updatedAt"] = iso(event.occurredAt)
     if isinstance(event, MessageReceived):
@@ -215,16 +262,16 @@ def apply(memory: dict[str, Any], event: Event, config: FoldConfig) -> Projectio
         return _on_reply(state, event, config)
     if isinstance(event, (SessionExpired, SessionResolved, SessionClosed)):
         return _on_session_end(state, event, config)
-    assert isinstance(event, (ReplyDelivered, DeliveryFailed))
-    return Projection(state)
+    return Projection(state)  # ReplyDelivered, DeliveryFailed: only lastSeq moves
 
 
 def fold(events: Iterable[Event], config: FoldConfig, business_id: str, user_id: str
-         ) -> tuple[dict[str, Any], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-    """Fold a conversation's events in seq order: the final memory, sessions and messages."""
+         ) -> tuple[Item, dict[str, Item], dict[str, Item]]:
+    """A conversation's events folded in seq order (duplicates skipped): the final memory, and
+    the final session and message items keyed by sessionId and messageId (last write wins)."""
     memory = empty_memory(business_id, user_id)
-    sessions: dict[str, dict[str, Any]] = {}
-    messages: dict[str, dict[str, Any]] = {}
+    sessions: dict[str, Item] = {}
+    messages: dict[str, Item] = {}
     for event in sorted(events, key=lambda e: e.seq):
         projection = apply(memory, event, config)
         memory = projection.memory

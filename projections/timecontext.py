@@ -1,35 +1,47 @@
 """Time context of a message in the business's time zone: part of day, open now, closes at,
-opens next. Opening hours are `{"mon": [["09:00", "13:00"], ["14:00", "19:00"]], …}`; an
-interval whose end is not after its start runs past midnight (`["18:00", "02:00"]`)."""
+opens next (pure: the instant is the event's time).
+
+Opening hours are `{"mon": [["09:00", "13:00"], ["14:00", "19:00"]], …, "sun": []}`; a missing
+or empty day is closed; an interval whose end is not after its start runs past midnight into the
+next day (`["18:00", "02:00"]`). Hours are wall-clock times, so DST days need no special case.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DAY_NAMES = {
     "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
     "ro": ("luni", "marți", "miercuri", "joi", "vineri", "sâmbătă", "duminică"),
 }
-PARTS = {"en": {"morning": "morning", "afternoon": "afternoon", "evening": "evening", "night": "night"},
-         "ro": {"morning": "dimineață", "afternoon": "după-amiază", "evening": "seară", "night": "noapte"}}
+PARTS = {
+    "en": {"morning": "morning", "afternoon": "afternoon", "evening": "evening", "night": "night"},
+    "ro": {"morning": "dimineață", "afternoon": "după-amiază", "evening": "seară", "night": "noapte"},
+}
+LOOKAHEAD_DAYS = 7
+
+Interval = tuple[datetime, datetime]  # naive local wall-clock times, start < end
 
 
 @dataclass(frozen=True)
 class TimeContext:
-    local_time: str
-    weekday: str
-    date: str
-    part_of_day: str
+    local_time: str                       # "HH:MM" local
+    weekday: str                          # "monday" … "sunday"
+    date: str                             # local date, ISO
+    part_of_day: str                      # morning | afternoon | evening | night
     is_open: bool
-    closes_at: str | None
-    opens_next: dict[str, object] | None
-    timezone: str
+    closes_at: str | None                 # when open: "HH:MM" (None when open around the clock)
+    opens_next: dict[str, Any] | None     # when closed: {"day": weekday, "time": "HH:MM", "in_days": int}
+    timezone: str = "UTC"
 
 
 def part_of_day(hour: int) -> str:
+    """morning 05–12, afternoon 12–17, evening 17–22, night 22–05."""
     if 5 <= hour < 12:
         return "morning"
     if 12 <= hour < 17:
@@ -39,67 +51,111 @@ def part_of_day(hour: int) -> str:
     return "night"
 
 
+def _zone(name: str) -> tuple[ZoneInfo | timezone, str]:
+    """The named zone; UTC for an empty or unknown name (a typo must not stop replies)."""
+    try:
+        return (ZoneInfo(name), name) if name else (timezone.utc, "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return timezone.utc, "UTC"
+
+
 def _hm(text: str) -> time:
-    hours, minutes = text.split(":")
+    hours, minutes = str(text).strip().split(":")
     return time(int(hours) % 24, int(minutes))
 
 
-def _intervals(day: date, hours: dict[str, list[list[str]]], tz: ZoneInfo) -> list[tuple[datetime, datetime]]:
-    """The opening intervals that start on a local day, as aware datetimes."""
+def _intervals(day: date, hours: dict[str, Any]) -> list[Interval]:
+    """The opening intervals that start on a local day (malformed entries are skipped)."""
     result = []
-    for start_text, end_text in hours.get(DAYS[day.weekday()], []) or []:
-        start = datetime.combine(day, _hm(start_text), tz)
-        end_day = day if _hm(end_text) > _hm(start_text) else day + timedelta(days=1)
-        result.append((start, datetime.combine(end_day, _hm(end_text), tz)))
+    for entry in hours.get(DAYS[day.weekday()]) or []:
+        try:
+            start, end = _hm(entry[0]), _hm(entry[1])
+        except (ValueError, IndexError, TypeError):
+            continue
+        end_day = day if end > start else day + timedelta(days=1)
+        result.append((datetime.combine(day, start), datetime.combine(end_day, end)))
     return result
 
 
-def time_context(at: datetime, tz_name: str, opening_hours: dict[str, list[list[str]]]) -> TimeContext:
-    """Where `at` (an aware instant) falls in the business's week."""
-    tz = ZoneInfo(tz_name or "UTC")
-    local = at.astimezone(tz)
-    today = local.date()
-    candidates = [iv for offset in (-1, 0) for iv in _intervals(today + timedelta(days=offset), opening_hours, tz)]
-    current = next((iv for iv in candidates if iv[0] <= local < iv[1]), None)
-    opens_next = None
-    if current is None:
-        upcoming = sorted(iv for offset in range(0, 8) for iv in _intervals(today + timedelta(days=offset), opening_hours, tz)
-                          if iv[0] > local)
-        if upcoming:
-            start = upcoming[0][0]
-            opens_next = {"day": DAYS[start.weekday()], "time": start.strftime("%H:%M"), "in_days": (start.date() - today).days}
+def _week(today: date, hours: dict[str, Any]) -> list[Interval]:
+    """Intervals starting from yesterday to a week ahead, sorted."""
+    days = range(-1, LOOKAHEAD_DAYS + 2)
+    return sorted(iv for offset in days for iv in _intervals(today + timedelta(days=offset), hours))
+
+
+def _closing(now: datetime, intervals: list[Interval]) -> tuple[bool, datetime | None]:
+    """(open now, closing time) with back-to-back intervals merged; None if it never closes."""
+    current = [iv for iv in intervals if iv[0] <= now < iv[1]]
+    if not current:
+        return False, None
+    end = max(e for _, e in current)
+    for start, stop in intervals:
+        if start <= end < stop:
+            end = stop
+    return True, (None if end > now + timedelta(days=LOOKAHEAD_DAYS) else end)
+
+
+def _opens_next(now: datetime, intervals: list[Interval]) -> dict[str, Any] | None:
+    start = next((s for s, _ in intervals if now < s <= now + timedelta(days=LOOKAHEAD_DAYS)), None)
+    if start is None:
+        return None
+    return {"day": WEEKDAYS[start.weekday()], "time": start.strftime("%H:%M"), "in_days": (start.date() - now.date()).days}
+
+
+def time_context(at: datetime, tz: str, opening_hours: dict[str, Any]) -> TimeContext:
+    """Where the instant `at` falls in the business's week (a naive `at` is taken as UTC)."""
+    zone, zone_name = _zone(tz)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=timezone.utc)
+    now = at.astimezone(zone).replace(tzinfo=None)
+    intervals = _week(now.date(), opening_hours or {})
+    is_open, closes = _closing(now, intervals)
     return TimeContext(
-        local_time=local.strftime("%H:%M"),
-        weekday=DAYS[local.weekday()],
-        date=today.isoformat(),
-        part_of_day=part_of_day(local.hour),
-        is_open=current is not None,
-        closes_at=current[1].astimezone(tz).strftime("%H:%M") if current else None,
-        opens_next=opens_next,
-        timezone=tz_name or "UTC",
+        local_time=now.strftime("%H:%M"),
+        weekday=WEEKDAYS[now.weekday()],
+        date=now.date().isoformat(),
+        part_of_day=part_of_day(now.hour),
+        is_open=is_open,
+        closes_at=closes.strftime("%H:%M") if closes else None,
+        opens_next=None if is_open else _opens_next(now, intervals),
+        timezone=zone_name,
     )
 
 
-def _when(opens: dict[str, object], lang: str) -> str:
-    days = int(opens["in_days"])  # type: ignore[arg-type]
+def day_name(weekday: str, lang: str) -> str:
+    """'tuesday' → 'Tuesday' / 'marți'."""
+    return DAY_NAMES[lang if lang in DAY_NAMES else "en"][WEEKDAYS.index(weekday)]
+
+
+def when_opens(opens: dict[str, Any], lang: str) -> str:
+    """'azi la 14:00', 'mâine la 09:00', 'luni la 09:00' / 'today at 14:00', 'on Monday at 09:00'."""
+    days = int(opens["in_days"])
     if lang == "ro":
-        day = "azi" if days == 0 else "mâine" if days == 1 else DAY_NAMES["ro"][DAYS.index(str(opens["day"]))]
+        day = "azi" if days == 0 else "mâine" if days == 1 else day_name(opens["day"], "ro")
         return f"{day} la {opens['time']}"
-    day = "today" if days == 0 else "tomorrow" if days == 1 else "on " + DAY_NAMES["en"][DAYS.index(str(opens["day"]))]
+    day = "today" if days == 0 else "tomorrow" if days == 1 else "on " + day_name(opens["day"], "en")
     return f"{day} at {opens['time']}"
 
 
-def describe(tc: TimeContext, lang: str = "en") -> str:
-    """One line for the prompt (and the offline responder)."""
-    lang = lang if lang in DAY_NAMES else "en"
-    day = DAY_NAMES[lang][DAYS.index(tc.weekday)]
-    part = PARTS[lang][tc.part_of_day]
-    if lang == "ro":
-        line = f"Acum este {tc.local_time} ({part}), {day}, {tc.date}, ora locală {tc.timezone}. "
-        if tc.is_open:
-            return line + f"Suntem deschiși până la {tc.closes_at}."
-        return line + (f"Suntem închiși acum; deschidem {_when(tc.opens_next, 'ro')}." if tc.opens_next else "Suntem închiși.")
-    line = f"It is {tc.local_time} ({part}) on {day}, {tc.date}, local time {tc.timezone}. "
+def open_status(tc: TimeContext, lang: str) -> str:
+    """'Suntem deschiși până la 13:00.' / 'We are closed now; we open today at 14:00.'"""
+    ro = lang == "ro"
     if tc.is_open:
-        return line + f"We are open until {tc.closes_at}."
-    return line + (f"We are closed now; we open {_when(tc.opens_next, 'en')}." if tc.opens_next else "We are closed.")
+        if tc.closes_at is None:
+            return "Suntem deschiși non-stop." if ro else "We are open around the clock."
+        return f"Suntem deschiși până la {tc.closes_at}." if ro else f"We are open until {tc.closes_at}."
+    if tc.opens_next is None:
+        return "Suntem închiși." if ro else "We are closed."
+    when = when_opens(tc.opens_next, lang)
+    return f"Suntem închiși acum; deschidem {when}." if ro else f"We are closed now; we open {when}."
+
+
+def describe(tc: TimeContext, lang: str = "en") -> str:
+    """One line for the prompt (and the offline responder), in Romanian or English."""
+    lang = "ro" if lang == "ro" else "en"
+    day, part = day_name(tc.weekday, lang), PARTS[lang][tc.part_of_day]
+    if lang == "ro":
+        line = f"Acum este {tc.local_time} ({part}), {day}, {tc.date}, ora locală ({tc.timezone})."
+    else:
+        line = f"It is {tc.local_time} ({part}) on {day}, {tc.date}, local time ({tc.timezone})."
+    return f"{line} {open_status(tc, lang)}"

@@ -6,36 +6,116 @@ import re
 import unicodedata
 
 _FOLD = str.maketrans({"ă": "a", "â": "a", "î": "i", "ș": "s", "ş": "s", "ț": "t", "ţ": "t"})
+_APOSTROPHE = re.compile(r"['’`´]")
 _WORD = re.compile(r"[a-z]+")
 _RO_MARKS = re.compile(r"[ăâîșşțţ]", re.IGNORECASE)
+MIN_LENGTH = 3
 
 STOP_RO = frozenset("""
-a ai al ale alt alta alte altele am ar are as asa asta aceasta acest acesta acestea acestei
-acestui acel acela acele acolo acum adica aici atat atata atunci au avea aveti avem azi
-buna bun bune ca cat cate cand ce cea cei cel cele celor ceva chiar cine cineva cu cum da
-daca dar de deci deja desi din dintre doar dupa e ea ei el ele era este eu fara fi fie fost
-foarte iar ii il imi in inca insa intre isi la le li lor lui m ma mai mea mei meu mi mie
-mine mult multa multe multi multumesc multumim ne nici noi nostru noastra nu o ori pe pentru
-pana poate pot prea prin sa sau se si sunt suntem sa salut seara scuze spre sub ta tale te
-ti toata toate tot toti tu un una unde unei unui unul va vom voi vreau vrea vreo ziua zi
-dumneavoastra dvs va rog ma multumesc sal hei alo ok bine te rog imi puteti puteti spune ora ore
+a ai al ale alt alta alte altele altceva altcineva am ar are as asa asadar asta astazi aceasta acest
+acesta acestea acestei acestia acestui acel acela acelasi acele acelea acelor acolo acum adica aici
+alo asemenea ati atat atata atatea atati atunci au avea aveam aveti avem avut azi
+
+bine buna bun bune bunaziua
+
+ca caci care careia caruia cat cata cate cati catre cand ce cea ceea cei cel cele celor ceva chiar
+cine cineva cu cui cum cumva
+
+da daca diseara dansul dansa dar de deci deja desi despre din dintr dintre doar doresc dori dorim dorit
+dumneata dumneavoastra dupa dvs
+
+e ea ei el ele era erau este esti eu
+
+face facem faceti fara fel fi fie fiind fim fiu fost foarte
+
+hei hai
+
+iar ii il imi in inca insa intr intre isi
+
+la le li lor lui
+
+m ma maine mai mea mei mersi merci meu mi mie mine mult multa multe multi multam multumesc multumim
+multumiri
+
+n ne neaparat nevoie nici nimic niste noastra noastre noi nostri nostru nou nu
+
+o ok ora ore orele oricare ori orice
+
+pa pai pe pentru peste pana poate pot poti prea prin printr putea puteam puteti
+
+rog
+
+sa sal salut salutare sau se seara si sint sintem spune spuneti spre sub sunt suntem sunteti
+
+ta tale tau te ti tine toata toate tot toti totul tu
+
+ul un una unde unei unele unii unor unu unui unul
+
+va vad vom voi voastra vostru vreau vrea vrem vreti vreo vreun
+
+zi ziua
 """.split())
 
 STOP_EN = frozenset("""
-a about above after again all am an and any are as at be because been before being below
-between both but by can could did do does doing down during each few for from further had
-has have having he her here hers him his how i if in into is it its just me more most my
-no nor not now of off on once only or other our out over own please same she should so some
-such than thank thanks that the their them then there these they this those through to too
-under until up very was we were what when where which while who whom why will with would
-you your yours hello hi hey good morning evening afternoon okay ok yes yeah want like
-tell know get got can could may might must shall today tomorrow
+a about above after again against all also am an and any anybody anyone anything are aren arent as
+at
+
+be because been before being below between both but by bye
+
+can cannot cant could couldn couldnt
+
+dear did didn didnt do does doesn doesnt doing don dont down during
+
+each either else etc ever every
+
+few for from further
+
+get gets getting got
+
+had hadn hadnt has hasn hasnt have haven havent having he hello her here hers herself hey hi him
+himself his how
+
+i if im in into is isn isnt it its itself ive
+
+just
+
+kind know
+
+let lets like
+
+may me might mine more most much must my myself
+
+need no nor not now
+
+of off ok okay on once one only or other our ours out over own
+
+please pls
+
+really regards
+
+same shall she should shouldn so some someone something still such sure
+
+tell than thank thanks thankyou thanx that thats the their theirs them then there theres these
+they this those through thx to too
+
+under until up upon us
+
+very
+
+want wanna was wasn we well were weren what whats when where which while who whom whose why will
+with won wont would wouldn
+
+yeah yes yet you youd youll your youre yours yourself
+
+good morning afternoon evening night day today tomorrow tonight
 """.split())
 
 STOP_WORDS = STOP_RO | STOP_EN
-RO_HINTS = frozenset("""si sau este sunt buna ziua va rog multumesc pentru unde cand cat cate
-programare programari inchideti deschis deschideti azi maine vreau doresc aveti puteti pret
-preturi salut seara dumneavoastra""".split())
+# Romanian words that decide the language (English words that look alike are left out).
+RO_WORDS = (STOP_RO - STOP_EN) | frozenset("""programare programari programa inchideti inchidem
+deschis deschisi deschideti deschidem maine pret preturi costa lei loc locuri liber libera
+vineri sambata duminica luni marti miercuri joi saptamana""".split())
+EN_WORDS = STOP_EN - STOP_RO
 
 
 def fold_text(text: str) -> str:
@@ -44,21 +124,33 @@ def fold_text(text: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", lowered) if not unicodedata.combining(c))
 
 
+def words(text: str) -> list[str]:
+    """The folded words of a text, apostrophes removed ("don't" → "dont"), digits dropped."""
+    return _WORD.findall(_APOSTROPHE.sub("", fold_text(text)))
+
+
 def extract_topics(text: str, limit: int = 5) -> list[str]:
     """Keywords in order of first appearance: folded, no stop words, at least 3 letters."""
     topics: list[str] = []
-    for word in _WORD.findall(fold_text(text)):
-        if len(word) >= 3 and word not in STOP_WORDS and word not in topics:
+    for word in words(text):
+        if len(topics) >= limit:
+            break
+        if len(word) >= MIN_LENGTH and word not in STOP_WORDS and word not in topics:
             topics.append(word)
-            if len(topics) == limit:
-                break
     return topics
 
 
-def detect_language(text: str) -> str:
-    """'ro' for Romanian (diacritics or common Romanian words), otherwise 'en'."""
+def guess_language(text: str) -> str | None:
+    """'ro' or 'en' when the text says so (diacritics or common words), else None."""
     if _RO_MARKS.search(text):
         return "ro"
-    words = set(_WORD.findall(fold_text(text)))
-    ro, en = len(words & RO_HINTS), len(words & STOP_EN)
-    return "ro" if ro > 0 and ro >= en else "en"
+    found = set(words(text))
+    ro, en = len(found & RO_WORDS), len(found & EN_WORDS)
+    if ro == en == 0:
+        return None
+    return "ro" if ro >= en else "en"
+
+
+def detect_language(text: str, default: str = "en") -> str:
+    """'ro' for Romanian (diacritics or Romanian words), 'en' for English, else `default`."""
+    return guess_language(text) or default

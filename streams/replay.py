@@ -41,8 +41,46 @@ class Scope:
         return (self.business_id is None or business == self.business_id) and (self.user_id is None or user == self.user_id)
 
 
+class BatchWriter:
+    """Unconditional puts gathered across conversations, 25 to a BatchWriteItem call."""
+
+    def __init__(self, ddb: Any) -> None:
+        self._ddb = ddb
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._calls: set[asyncio.Task[None]] = set()
+
+    def add(self, table: str, items: list[dict[str, Any]]) -> None:
+        self._pending += [(table, i) for i in items]
+        while len(self._pending) >= 25:
+            self._send(self._pending[:25])
+            self._pending = self._pending[25:]
+
+    def _send(self, chunk: list[tuple[str, dict[str, Any]]]) -> None:
+        task = asyncio.create_task(self._write(chunk))
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+
+    async def _write(self, chunk: list[tuple[str, dict[str, Any]]]) -> None:
+        pending: dict[str, list[dict[str, Any]]] = {}
+        for table, item in chunk:
+            pending.setdefault(table, []).append({"PutRequest": {"Item": to_item(item)}})
+        while pending:
+            pending = (await self._ddb.batch_write_item(RequestItems=pending)).get("UnprocessedItems") or {}
+
+    async def flush(self) -> None:
+        if self._pending:
+            self._send(self._pending)
+            self._pending = []
+        while self._calls:
+            await asyncio.gather(*list(self._calls))
+
+
 class Replayer:
-    def __init__(self, ddb: Any, settings: Settings, concurrency: int = 16) -> None:
+    """Rebuilds projections. `fresh=True` is for empty target tables: every item goes out in
+    unconditional batches across conversations (fast); otherwise writes are monotonic."""
+
+    def __init__(self, ddb: Any, settings: Settings, concurrency: int = 16, fresh: bool = False) -> None:
+        self._batch = BatchWriter(ddb) if fresh else None
         self._ddb = ddb
         self._settings = settings
         self._store = EventStore(ddb, settings.tables.events)
@@ -72,6 +110,8 @@ class Replayer:
                 progress(count)
 
         await asyncio.gather(*(one(s) for s in sorted(heads)))
+        if self._batch:
+            await self._batch.flush()
         return report
 
     async def _replay_stream(self, stream: str, scope: Scope, verify: bool) -> tuple[int, list[str]]:
@@ -84,7 +124,12 @@ class Replayer:
         memory, sessions, messages = fold(events, config, business_id, user_id)
         if verify:
             return len(events), await self._compare(memory, sessions, messages)
-        if events:
+        if events and self._batch:
+            t = self._settings.tables
+            self._batch.add(t.messages, list(messages.values()))
+            self._batch.add(t.sessions, list(sessions.values()))
+            self._batch.add(t.rag_user, [memory])
+        elif events:
             await self._projections.write_bulk(memory, list(sessions.values()), list(messages.values()))
         return len(events), []
 

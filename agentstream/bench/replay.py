@@ -77,7 +77,7 @@ async def run(users: int = 10_000, per_user: int = 10) -> dict[str, Any]:
             load_s = time.perf_counter() - started
             streams = [f"demo-salon#u{u}" for u in range(users)]
             raw = await _raw_read(ddb, s.tables.events, streams)
-            replayer = Replayer(ddb, s)
+            replayer = Replayer(ddb, s, fresh=True)
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             start = time.perf_counter()
             result = await replayer.run(Scope("demo-salon"))

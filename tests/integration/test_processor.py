@@ -118,11 +118,12 @@ async def test_replay_into_empty_tables_reproduces_the_live_tables(world: World)
     empty = t.model_copy(update={"sessions": t.sessions + "-r", "messages": t.messages + "-r", "rag_user": t.rag_user + "-r"})
     rebuilt_settings = world.settings.model_copy(update={"tables": empty})
     await ensure_tables(world.ddb, empty, only=[empty.sessions, empty.messages, empty.rag_user])
-    report = await Replayer(world.ddb, rebuilt_settings).run(Scope("demo-salon"))
+    report = await Replayer(world.ddb, rebuilt_settings, fresh=True).run(Scope("demo-salon"))
     assert report.streams == 2 and report.events == 2 * 8
     for live, rebuilt in ((t.sessions, empty.sessions), (t.messages, empty.messages), (t.rag_user, empty.rag_user)):
         key = lambda i: (i.get("sessionId"), i.get("messageId"), i.get("userId"))  # noqa: E731
         assert sorted(await scan_all(world.ddb, TableName=live), key=key) == sorted(await scan_all(world.ddb, TableName=rebuilt), key=key)
+    await Replayer(world.ddb, world.settings).run(Scope("demo-salon"))  # over the live tables: no harm
     assert (await Replayer(world.ddb, world.settings).run(Scope("demo-salon"), verify=True)).differences == []
     session = await get_active_session_for_user(world.ddb, t, "demo-salon", "u3")
     assert session is not None and session["status"] == "active"
@@ -171,3 +172,22 @@ async def test_import_legacy_is_idempotent_and_never_answers_history(world: Worl
     assert world.responder.calls == 0
     memory = await ProjectionStore(world.ddb, world.settings.tables).load_memory("demo-salon", "old")
     assert memory["history"]["totalMessages"] == 3 and memory["history"]["firstSeenAt"].startswith("2025-05-01")
+
+
+async def test_idle_sessions_expire_through_the_log(world: World) -> None:
+    from agentstream.streams.worker import expire_idle_sessions
+
+    old = new_event("MessageReceived", business_id="demo-salon", user_id="u7", channel="websocket", occurred_at=T0,
+                    payload={"content": "salut", "replyTo": {"imported": "legacy"}})  # history: no reply, T0 is long past
+    await world.store.append(old)
+    await drain(world, "demo-salon#u7")
+
+    async def idle_for(business_id: str) -> int:
+        return 60
+
+    assert await expire_idle_sessions(world.ddb, world.settings, world.store, idle_for) >= 1
+    assert await expire_idle_sessions(world.ddb, world.settings, world.store, idle_for) == 0, "one expiry per session"
+    await drain(world, "demo-salon#u7")
+    expired = [e for e in await world.store.read("demo-salon#u7") if e.type == "SessionExpired"]
+    assert len(expired) == 1 and expired[0].occurredAt == T0 + timedelta(seconds=3600)
+    assert await get_active_session_for_user(world.ddb, world.settings.tables, "demo-salon", "u7") is None
