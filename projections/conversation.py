@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from agentstream.events import (
@@ -65,6 +66,14 @@ def active_session(memory: Item) -> Item | None:
 # ---- items ----------------------------------------------------------------------------------
 
 
+_iso = lru_cache(maxsize=64)(iso)
+
+
+def _at(event: Event) -> str:
+    """The event's time as items store it (memoised: it is needed several times per event)."""
+    return _iso(event.occurredAt)
+
+
 def _source(channel: str) -> str:
     return "websocket" if channel == "websocket" else "cron" if channel == "system" else "webhook"
 
@@ -78,7 +87,7 @@ def session_item(ctx: Item, event: Event, config: FoldConfig) -> Item:
         "userId": event.userId,
         "status": ctx["status"],
         "createdAt": ctx["startedAt"],
-        "updatedAt": iso(event.occurredAt),
+        "updatedAt": _at(event),
         "lastMessageAt": ctx["lastMessageAt"],
         "metadata": {
             "businessType": config.business_type,
@@ -103,7 +112,7 @@ def message_item(event: Event, session_id: str, kind: str, content: str,
         "userId": event.userId,
         "content": content,
         "type": kind,
-        "timestamp": iso(event.occurredAt),
+        "timestamp": _at(event),
         "metadata": metadata,
         "seq": event.seq,
     }
@@ -136,7 +145,7 @@ def _idle(ctx: Item, at: datetime, idle_minutes: int) -> bool:
 
 
 def _open_session(memory: Item, event: Event) -> Item:
-    at = iso(event.occurredAt)
+    at = _at(event)
     ctx = {
         "sessionId": derive_id("session", event.streamId, str(event.seq)),
         "status": "active",
@@ -154,7 +163,7 @@ def _open_session(memory: Item, event: Event) -> Item:
 
 
 def _record_turn(ctx: Item, event: Event, role: str, content: str) -> None:
-    at = iso(event.occurredAt)
+    at = _at(event)
     short = content[:CONTENT_LIMIT]
     ctx["lastMessageAt"] = max(ctx["lastMessageAt"], at)  # same format: string order is time order
     ctx["conversationLength"] = int(ctx["conversationLength"]) + 1
@@ -179,7 +188,7 @@ def _ranked(counts: dict[str, Any]) -> list[tuple[str, int]]:
 
 def _record_customer(history: Item, event: Event) -> None:
     """When and where the customer was seen (user messages only)."""
-    at = iso(event.occurredAt)
+    at = _at(event)
     history["firstSeenAt"] = min(history.get("firstSeenAt", at), at)
     history["lastSeenAt"] = max(history.get("lastSeenAt", at), at)
     if event.channel not in history["channels"]:
@@ -255,7 +264,7 @@ def apply(memory: Item, event: Event, config: FoldConfig) -> Projection:
         return Projection(memory)
     state = _copy(memory)
     state["lastSeq"] = event.seq
-    state["updatedAt"] = iso(event.occurredAt)
+    state["updatedAt"] = _at(event)
     if isinstance(event, MessageReceived):
         return _on_message(state, event, config)
     if isinstance(event, ReplyGenerated):

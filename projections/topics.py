@@ -121,6 +121,8 @@ EN_WORDS = STOP_EN - STOP_RO
 def fold_text(text: str) -> str:
     """Lower case with Romanian diacritics (and other accents) folded to ASCII."""
     lowered = text.lower().translate(_FOLD)
+    if lowered.isascii():
+        return lowered
     return "".join(c for c in unicodedata.normalize("NFKD", lowered) if not unicodedata.combining(c))
 
 
