@@ -1,9 +1,9 @@
-"""The prompt context of a reply (the seed's RAG context, built from projections; pure).
+"""The prompt of a reply (the seed's RAG context, built from projections; pure).
 
-System instructions for the business type, business info, dynamic business RAG, the
-customer's memory, the time context, the session's last 4 messages and the new message,
-trimmed to a character budget: RAG entries go first, then the oldest turns; the system
-instructions, the time context and the current message always stay.
+System instructions for the business type, business info, dynamic business RAG, the customer's
+memory, the time context, the session's last 4 messages and the new message, within a character
+budget: the oldest RAG entries go first, then the oldest turns, then business info and memory are
+shortened; the system instructions, the time context and the current message always stay.
 """
 
 from __future__ import annotations
@@ -12,13 +12,19 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentstream.projections.conversation import CONTENT_LIMIT, LAST_MESSAGES
 from agentstream.projections.timecontext import TimeContext, describe
 
-INFO_FIELDS = ("name", "description", "address", "phone", "services", "openingHours", "timezone")
+INFO_FIELDS = ("name", "description", "address", "phone", "services", "openingHours", "timezone", "language")
+LANGUAGES = {"ro": "Romanian", "en": "English"}
+DEFAULT_INSTRUCTIONS = "You are a helpful customer-service assistant."
+SEPARATOR = "\n\n"
 
 
 @dataclass(frozen=True)
 class ReplyContext:
+    """Everything a reply to one inbound message may use."""
+
     business: dict[str, Any]
     system_instructions: str
     rag_entries: list[dict[str, Any]]
@@ -30,45 +36,62 @@ class ReplyContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def earlier_turns(self) -> list[dict[str, Any]]:
-        """The session's last messages before the current one (at most 4)."""
-        turns = (self.memory.get("sessionContext") or {}).get("lastMessages", [])
+        """The session's last messages before the current one (at most 4), oldest first."""
+        turns = list((self.memory.get("sessionContext") or {}).get("lastMessages") or [])
         if self.inbound_event_id:
             turns = [t for t in turns if t.get("eventId") != self.inbound_event_id]
-        elif turns and turns[-1].get("role") == "user" and turns[-1].get("content") == self.message[: len(turns[-1]["content"])]:
+        elif turns and turns[-1].get("role") == "user" and turns[-1].get("content") == self.message[:CONTENT_LIMIT]:
             turns = turns[:-1]
-        return turns[-4:]
+        return turns[-LAST_MESSAGES:]
 
 
-def _business_block(business: dict[str, Any]) -> str:
-    info = {k: business[k] for k in INFO_FIELDS if k in business}
-    return "Business information:\n" + json.dumps(info, ensure_ascii=False, indent=None)
+def business_block(business: dict[str, Any]) -> str:
+    info = {k: business[k] for k in INFO_FIELDS if business.get(k) not in (None, "", [], {})}
+    return "Business information: " + json.dumps(info, ensure_ascii=False, sort_keys=False)
 
 
-def _memory_block(memory: dict[str, Any]) -> str:
-    ctx = memory.get("sessionContext") or {}
-    topics = ", ".join(ctx.get("recentTopics", [])) or "none"
+def memory_block(memory: dict[str, Any]) -> str:
+    topics = ", ".join((memory.get("sessionContext") or {}).get("recentTopics") or []) or "none"
     return f"Customer memory: {memory.get('summary') or 'new customer'}. Recent topics: {topics}."
 
 
+def rag_lines(entries: list[dict[str, Any]]) -> list[str]:
+    return [f"- {e.get('key', '')}: {e.get('content', '')}" for e in entries if e.get("content")]
+
+
+def _chat_turns(turns: list[dict[str, Any]]) -> list[dict[str, str]]:
+    return [{"role": "assistant" if t.get("role") == "agent" else "user", "content": str(t.get("content", ""))} for t in turns]
+
+
+def _fit(text: str, room: int) -> str:
+    """`text`, cut to `room` characters (with an ellipsis), or nothing if there is no room."""
+    if len(text) <= room:
+        return text
+    return text[: room - 1] + "…" if room > 1 else ""
+
+
 def build_prompt(ctx: ReplyContext, budget_chars: int = 12_000) -> list[dict[str, str]]:
-    """OpenAI chat messages for the reply, within `budget_chars` characters of content."""
-    language = "Romanian" if ctx.language == "ro" else "English"
+    """OpenAI chat messages: one system message, the earlier turns, then the current message."""
     fixed = [
-        ctx.system_instructions.strip() or "You are a helpful customer-service assistant.",
-        f"Answer in {language}. " + describe(ctx.time, "en"),
-        _business_block(ctx.business),
-        _memory_block(ctx.memory),
+        ctx.system_instructions.strip() or DEFAULT_INSTRUCTIONS,
+        f"Answer in {LANGUAGES.get(ctx.language, 'English')}. {describe(ctx.time, 'en')}",
     ]
-    rag = [f"- {e['key']}: {e['content']}" for e in ctx.rag_entries]
-    turns = [{"role": "assistant" if t["role"] == "agent" else "user", "content": t["content"]} for t in ctx.earlier_turns()]
-    current = {"role": "user", "content": ctx.message}
+    info = [business_block(ctx.business), memory_block(ctx.memory)]
+    rag = rag_lines(ctx.rag_entries)
+    turns = _chat_turns(ctx.earlier_turns())
 
     def size() -> int:
-        return sum(map(len, fixed)) + sum(map(len, rag)) + sum(len(t["content"]) for t in turns) + len(ctx.message)
+        knowledge = len("Business knowledge:\n") + sum(len(r) + 1 for r in rag) if rag else 0
+        return (sum(map(len, fixed + info)) + knowledge + len(SEPARATOR) * (len(fixed) + len(info))
+                + sum(len(t["content"]) for t in turns) + len(ctx.message))
 
     while size() > budget_chars and rag:
         rag.pop(0)
     while size() > budget_chars and turns:
         turns.pop(0)
-    system = "\n\n".join([*fixed, *(["Business knowledge:\n" + "\n".join(rag)] if rag else [])])
-    return [{"role": "system", "content": system}, *turns, current]
+    for i in (0, 1):  # last resort: shorten business info, then memory
+        info[i] = _fit(info[i], len(info[i]) - (size() - budget_chars))
+    blocks = [*fixed, *(b for b in info if b)]
+    if rag:
+        blocks.append("Business knowledge:\n" + "\n".join(rag))
+    return [{"role": "system", "content": SEPARATOR.join(blocks)}, *turns, {"role": "user", "content": ctx.message}]

@@ -1,80 +1,110 @@
 """The built-in offline responder: a deterministic answer from the context, no model needed.
 
-It answers in the customer's language, greets by the time of day, answers questions about
-opening hours from the time context, follows up on the earlier turn of the session and
-offers the business's contact details.
+It answers in the customer's language, greets by the time of day, names the business, answers
+questions about opening hours (and prices or services) from the context, follows up on the
+earlier turn of the session and offers the business's contact details.
 """
 
 from __future__ import annotations
 
-from agentstream.projections.context import ReplyContext
-from agentstream.projections.timecontext import DAY_NAMES, DAYS, TimeContext
-from agentstream.projections.topics import extract_topics, fold_text
+from typing import Any
 
-HOURS_WORDS = ("ora", "ore", "orar", "program", "inchide", "inchideti", "deschis", "deschide", "deschideti",
-               "open", "close", "closing", "hours", "when", "cand")
+from agentstream.projections.context import ReplyContext
+from agentstream.projections.timecontext import TimeContext, when_opens
+from agentstream.projections.topics import detect_language, extract_topics, words
+
+HOURS_PREFIXES = ("deschi", "inchid", "inchis", "open", "clos")
+HOURS_WORDS = frozenset({"program", "programul", "orar", "orarul", "hours", "hour", "nonstop"})
+HOURS_PHRASES = ("ce ora", "ce ore", "cat timp", "pana cand", "what time", "how late", "until when")
+SERVICE_WORDS = frozenset({"pret", "preturi", "pretul", "cost", "costa", "costuri", "tarif", "tarife", "servicii",
+                           "serviciile", "meniu", "meniul", "price", "prices", "menu", "services", "service"})
+MAX_SERVICES = 5
 GREETING = {
     "ro": {"morning": "Bună dimineața", "afternoon": "Bună ziua", "evening": "Bună seara", "night": "Bună seara"},
     "en": {"morning": "Good morning", "afternoon": "Good afternoon", "evening": "Good evening", "night": "Good evening"},
 }
 
 
-def _asks_hours(message: str) -> bool:
-    words = set(fold_text(message).replace("?", " ").split())
-    return any(w in words or any(x.startswith(w) for x in words) for w in HOURS_WORDS)
+def reply_language(ctx: ReplyContext) -> str:
+    """The message's language; the business's (or the context's) when the message does not say."""
+    fallback = str(ctx.business.get("language") or ctx.language)
+    lang = detect_language(ctx.message, default=fallback)
+    return lang if lang in GREETING else "en"
 
 
-def _next_opening(tc: TimeContext, lang: str) -> str:
-    opens = tc.opens_next
-    if not opens:
-        return "momentan nu avem program stabilit" if lang == "ro" else "we have no opening hours set at the moment"
-    days = int(opens["in_days"])  # type: ignore[arg-type]
-    name = DAY_NAMES[lang][DAYS.index(str(opens["day"]))]
-    if lang == "ro":
-        when = "azi" if days == 0 else "mâine" if days == 1 else name
-        return f"acum suntem închiși; deschidem {when} la {opens['time']}"
-    when = "today" if days == 0 else "tomorrow" if days == 1 else f"on {name}"
-    return f"we are closed right now; we open {when} at {opens['time']}"
+def asks_hours(message: str) -> bool:
+    """The message asks when the business is open or closes."""
+    found = words(message)
+    padded = f" {' '.join(found)} "
+    return (any(w in HOURS_WORDS or w.startswith(HOURS_PREFIXES) for w in found)
+            or any(f" {p} " in padded for p in HOURS_PHRASES))
 
 
-def _hours_answer(tc: TimeContext, lang: str) -> str:
+def asks_services(message: str) -> bool:
+    return not SERVICE_WORDS.isdisjoint(words(message))
+
+
+def hours_answer(tc: TimeContext, lang: str) -> str:
+    """Open now and until when, or when it opens next."""
+    ro = lang == "ro"
+    if tc.is_open and tc.closes_at:
+        return f"Acum suntem deschiși, până la ora {tc.closes_at}." if ro else f"We are open now, until {tc.closes_at}."
     if tc.is_open:
-        if lang == "ro":
-            return f"Acum suntem deschiși, până la ora {tc.closes_at}."
-        return f"We are open now, until {tc.closes_at}."
-    text = _next_opening(tc, lang)
-    return text[0].upper() + text[1:] + "."
+        return "Suntem deschiși non-stop." if ro else "We are open around the clock."
+    if tc.opens_next:
+        when = when_opens(tc.opens_next, lang)
+        return f"Acum suntem închiși; deschidem {when}." if ro else f"We are closed right now; we open {when}."
+    return "Momentan nu avem un program stabilit." if ro else "We have no opening hours set at the moment."
 
 
-def _follow_up(ctx: ReplyContext, lang: str) -> str:
+def follow_up(ctx: ReplyContext, lang: str) -> str:
+    """A reference to the customer's earlier message in this session, if there is one."""
     earlier = [t for t in ctx.earlier_turns() if t.get("role") == "user"]
     if not earlier:
         return ""
-    topics = extract_topics(earlier[-1]["content"], limit=2)
-    about = " ".join(topics) if topics else ("acesta" if lang == "ro" else "it")
+    topics = extract_topics(str(earlier[-1].get("content", "")), limit=2)
     if lang == "ro":
-        return f"Revenind la mesajul dumneavoastră anterior despre {about}: suntem aici să vă ajutăm. "
-    return f"Following up on your earlier message about {about}: we are happy to help. "
+        about = f" despre {' și '.join(topics)}" if topics else ""
+        return f"Revenind la mesajul dumneavoastră anterior{about}: vă ajutăm cu plăcere."
+    about = f" about {' and '.join(topics)}" if topics else ""
+    return f"Following up on your earlier message{about}: we are happy to help."
 
 
-def _contact(ctx: ReplyContext, lang: str) -> str:
-    phone = ctx.business.get("phone")
+def services_answer(business: dict[str, Any], lang: str) -> str:
+    services = [str(s) for s in business.get("services") or []][:MAX_SERVICES]
+    if not services:
+        return ""
+    return ("Serviciile noastre: " if lang == "ro" else "We offer: ") + ", ".join(services) + "."
+
+
+def generic_answer(tc: TimeContext, lang: str) -> str:
+    """A helpful answer for anything else (with when we are back, if closed)."""
     if lang == "ro":
-        return f"Pentru programări ne puteți scrie aici sau suna la {phone}." if phone else "Pentru programări ne puteți scrie aici."
-    return f"To book, write to us here or call {phone}." if phone else "To book, just write to us here."
+        text = "Vă mulțumim pentru mesaj! Vă ajutăm cu plăcere cu informații și programări."
+    else:
+        text = "Thank you for your message! We are happy to help with information and bookings."
+    return text if tc.is_open else f"{text} {hours_answer(tc, lang)}"
+
+
+def contact(business: dict[str, Any], lang: str) -> str:
+    phone, address = business.get("phone"), business.get("address")
+    if lang == "ro":
+        text = "Pentru programări ne puteți scrie aici" + (f" sau ne puteți suna la {phone}" if phone else "") + "."
+        return text + (f" Ne găsiți la {address}." if address else "")
+    text = "To book, write to us here" + (f" or call {phone}" if phone else "") + "."
+    return text + (f" You can find us at {address}." if address else "")
 
 
 def offline_reply(ctx: ReplyContext) -> str:
     """A reply that uses the context: language, time of day, opening hours, earlier turns."""
-    lang = ctx.language if ctx.language in GREETING else "en"
-    name = ctx.business.get("name") or ("salonul nostru" if lang == "ro" else "our team")
+    lang = reply_language(ctx)
+    name = ctx.business.get("name") or ("echipa noastră" if lang == "ro" else "our team")
     greeting = GREETING[lang][ctx.time.part_of_day]
     intro = f"{greeting}! Aici {name}." if lang == "ro" else f"{greeting}! This is {name}."
-    parts = [intro, _follow_up(ctx, lang).strip()]
-    if _asks_hours(ctx.message):
-        parts.append(_hours_answer(ctx.time, lang))
-    else:
-        parts.append("Vă mulțumim pentru mesaj." if lang == "ro" else "Thank you for your message.")
-        parts.append(_hours_answer(ctx.time, lang))
-    parts.append(_contact(ctx, lang))
+    answers = [hours_answer(ctx.time, lang)] if asks_hours(ctx.message) else []
+    if asks_services(ctx.message):
+        answers.append(services_answer(ctx.business, lang))
+    if not any(answers):
+        answers = [generic_answer(ctx.time, lang)]
+    parts = [intro, follow_up(ctx, lang), *answers, contact(ctx.business, lang)]
     return " ".join(p for p in parts if p)
