@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timezone
 from contextlib import AsyncExitStack
 from typing import Any
@@ -26,6 +27,7 @@ from agentstream.adapters.tables import stream_arn
 from agentstream.adapters.ws_hub import SocketHub
 from agentstream.events import Event
 from agentstream.settings import Settings
+from agentstream.streams.analytics import AnalyticsConsumer
 from agentstream.streams.bridge import Bridge, BridgeConfig, new_owner
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.delivery import Delivery, run_delivery
@@ -61,7 +63,7 @@ async def run_bridge(settings: Settings, stop: asyncio.Event) -> None:
             log.warning("bridge.reconciling", why=why)
             await reconcile(ddb, store, producer, settings.tables.events, settings.tables.rag_user, settings.topic_events)
 
-        bridge = Bridge(streams, producer, LeaseTable(ddb, settings.tables.leases, new_owner()), config, on_loss)
+        bridge = Bridge(streams, producer, LeaseTable(ddb, settings.tables.leases, new_owner(), settings.bridge_lease_ttl_ms), config, on_loss)
         await bridge.run(stop)
 
 
@@ -125,7 +127,8 @@ async def gateway_deps(stack: AsyncExitStack, settings: Settings) -> Deps:
 
 
 async def run_gateway(settings: Settings, stop: asyncio.Event, port: int | None = None) -> None:
-    """The HTTP gateway and, in the same process, reply delivery (it holds the sockets)."""
+    """The HTTP gateway and, in the same process, reply delivery (it holds the sockets) and the
+    analytics consumer (its figures are served at GET /v1/analytics/{businessId})."""
     async with AsyncExitStack() as stack:
         d = await gateway_deps(stack, settings)
         consumer = AIOKafkaConsumer(
@@ -141,14 +144,31 @@ async def run_gateway(settings: Settings, stop: asyncio.Event, port: int | None 
             await dlq.send("delivery", reply.streamId.encode(), kafka.dumps(reply.to_json_dict()), error)
 
         delivery = Delivery(d.store, d.hub, external_sender(d, settings), dead_letter=dead_letter)
+        d.analytics = AnalyticsConsumer(settings)
         server = uvicorn.Server(uvicorn.Config(
             create_app(d), host=settings.gateway_host, port=settings.gateway_port if port is None else port,
             log_level="warning", lifespan="off", ws_max_size=64 * 1024,
         ))
-        tasks = [asyncio.create_task(server.serve()), asyncio.create_task(run_delivery(consumer, delivery, stop))]
+        tasks = [asyncio.create_task(server.serve()), asyncio.create_task(run_delivery(consumer, delivery, stop)),
+                 asyncio.create_task(d.analytics.run(stop))]
         await stop.wait()
         server.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def run_analytics(settings: Settings, stop: asyncio.Event, every_s: float = 60.0,
+                        business_id: str | None = None) -> None:
+    """The analytics consumer alone; every `every_s` seconds one JSON line per business on stdout."""
+    analytics = AnalyticsConsumer(settings)
+    task = asyncio.create_task(analytics.run(stop))
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=every_s)
+        except asyncio.TimeoutError:
+            pass
+        for business in [business_id] if business_id else analytics.businesses():
+            print(json.dumps(analytics.snapshot(business), ensure_ascii=False), flush=True)
+    await task
 
 
 async def run_replay(settings: Settings, business_id: str | None, user_id: str | None,
