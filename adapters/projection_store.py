@@ -102,23 +102,29 @@ class ProjectionStore:
         return await query_all(self._ddb, **kwargs)
 
 
-async def get_active_session_for_user(ddb: Any, tables: Tables, business_id: str, user_id: str) -> dict[str, Any] | None:
-    """The seed's lookup: the GSI businessId-userId-index, or a scan when the GSI is missing."""
-    values = to_item({":b": business_id, ":u": user_id, ":a": "active"})
-    names = {"#s": "status"}
+async def sessions_of_user(ddb: Any, tables: Tables, business_id: str, user_id: str,
+                           status: str | None = None) -> list[dict[str, Any]]:
+    """A customer's sessions (of one status, if given): the GSI businessId-userId-index, or a
+    scan when the GSI is missing (logged)."""
+    values = {":b": business_id, ":u": user_id}
+    status_filter: dict[str, Any] = {}
+    if status:
+        values[":st"] = status
+        status_filter = {"FilterExpression": "#s = :st", "ExpressionAttributeNames": {"#s": "status"}}
     try:
-        items = await query_all(
-            ddb, TableName=tables.sessions, IndexName=SESSIONS_GSI,
-            KeyConditionExpression="businessId = :b AND userId = :u",
-            FilterExpression="#s = :a", ExpressionAttributeNames=names, ExpressionAttributeValues=values,
-        )
+        return await query_all(ddb, TableName=tables.sessions, IndexName=SESSIONS_GSI, **status_filter,
+                               KeyConditionExpression="businessId = :b AND userId = :u",
+                               ExpressionAttributeValues=to_item(values))
     except Exception as exc:
         if error_code(exc) not in ("ValidationException", "ResourceNotFoundException"):
             raise
-        log.warning("sessions.gsi_missing_fallback_scan", table=tables.sessions, index=SESSIONS_GSI, error=error_code(exc))
-        items = await scan_all(
-            ddb, TableName=tables.sessions,
-            FilterExpression="businessId = :b AND userId = :u AND #s = :a",
-            ExpressionAttributeNames=names, ExpressionAttributeValues=values,
-        )
+    log.warning("sessions.gsi_missing_fallback_scan", table=tables.sessions, index=SESSIONS_GSI)
+    scan_filter = "businessId = :b AND userId = :u" + (" AND #s = :st" if status else "")
+    return await scan_all(ddb, TableName=tables.sessions, ExpressionAttributeValues=to_item(values),
+                          **(status_filter | {"FilterExpression": scan_filter}))
+
+
+async def get_active_session_for_user(ddb: Any, tables: Tables, business_id: str, user_id: str) -> dict[str, Any] | None:
+    """The seed's lookup: the customer's active session (GSI, or a scan when the GSI is missing)."""
+    items = await sessions_of_user(ddb, tables, business_id, user_id, status="active")
     return max(items, key=lambda s: s.get("lastMessageAt", ""), default=None)

@@ -4,8 +4,10 @@
 import asyncio
 
 from agentstream.adapters.bootstrap import setup
+from agentstream import logs
 from agentstream.settings import load_settings
 
 if __name__ == "__main__":
+    logs.configure("WARNING", "console")
     report, _ = asyncio.run(setup(load_settings(), with_topics=False))
     print(f"created: {report.created or 'none'}; indexes added: {report.indexes_added or 'none'}")

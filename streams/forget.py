@@ -12,10 +12,10 @@ from typing import Any
 
 from agentstream.adapters.dynamo import query_all, scan_all, to_item
 from agentstream.adapters.event_store import IDEM_PREFIX, TOMBSTONE_PREFIX
-from agentstream.adapters.tables import MESSAGES_BY_SESSION, SESSIONS_GSI
+from agentstream.adapters.projection_store import sessions_of_user
+from agentstream.adapters.tables import MESSAGES_BY_SESSION
 from agentstream.events import iso, utc_now
 from agentstream.settings import Settings
-
 
 
 def tombstone_key(business_id: str, user_id: str) -> dict[str, Any]:
@@ -54,9 +54,7 @@ async def forget(ddb: Any, settings: Settings, business_id: str, user_id: str) -
                           FilterExpression="begins_with(streamId, :p) AND eventStreamId = :s",
                           ExpressionAttributeValues=to_item({":p": f"{IDEM_PREFIX}{business_id}#", ":s": stream}))
     report.idempotency_records = await _delete(ddb, t.events, idem)
-    sessions = await query_all(ddb, TableName=t.sessions, IndexName=SESSIONS_GSI,
-                               KeyConditionExpression="businessId = :b AND userId = :u",
-                               ExpressionAttributeValues=to_item({":b": business_id, ":u": user_id}))
+    sessions = await sessions_of_user(ddb, t, business_id, user_id)
     for session in sessions:
         messages = await query_all(ddb, TableName=t.messages, IndexName=MESSAGES_BY_SESSION,
                                    KeyConditionExpression="sessionId = :s",
