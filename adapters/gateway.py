@@ -169,6 +169,17 @@ async def resolve_session(request: Request) -> Response:
     return JSONResponse({"eventId": result.event.eventId, "duplicate": result.duplicate}, status_code=202)
 
 
+async def get_analytics(request: Request) -> Response:
+    """The analytics consumer's figures for one business (its API key required)."""
+    d = deps(request)
+    business_id = request.path_params["businessId"]
+    await known_business(d, business_id)
+    await require_api_key(d, request, business_id)
+    if d.analytics is None or not d.analytics.running:
+        raise HttpError(503, "analytics not running")
+    return JSONResponse(d.analytics.snapshot(business_id))
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HttpError)
     log.info("http.refused", path=request.url.path, status=exc.status, reason=exc.message)
@@ -186,6 +197,7 @@ def create_app(d: Deps) -> Starlette:
         Route("/v1/businesses/{businessId}/users/{userId}/session", get_user_session),
         Route("/v1/sessions/{sessionId}/messages", get_session_messages),
         Route("/v1/sessions/{sessionId}/resolve", resolve_session, methods=["POST"]),
+        Route("/v1/analytics/{businessId}", get_analytics),
         *webhook_routes(),
     ]
     app = Starlette(routes=routes, exception_handlers={HttpError: _http_error})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -15,6 +15,9 @@ from agentstream.adapters.ingest import Ingestor
 from agentstream.adapters.projection_store import ProjectionStore
 from agentstream.adapters.ws_hub import SocketHub
 from agentstream.settings import Settings
+
+if TYPE_CHECKING:
+    from agentstream.streams.analytics import AnalyticsConsumer
 
 
 class HttpError(Exception):
@@ -37,6 +40,7 @@ class Deps:
     credentials: CredentialStore
     hub: SocketHub
     http: Any = None
+    analytics: AnalyticsConsumer | None = None  # None: GET /v1/analytics answers 503
 
 
 def deps(request: Request) -> Deps:

@@ -43,6 +43,19 @@ async def ensure_topics(settings: Settings, partitions: int | None = None) -> li
         await admin.close()
 
 
+async def partitions_of(bootstrap: str, topic: str) -> list[int]:
+    """The partition numbers of a topic; LookupError if it does not exist."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    if described.get("error_code") or not described.get("partitions"):
+        raise LookupError(f"topic {topic} does not exist")
+    return sorted(p["partition"] for p in described["partitions"])
+
+
 def producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     """Idempotent producer with acks=all; keys and values are bytes."""
     options: dict[str, Any] = {

@@ -96,6 +96,18 @@ def gateway(port: Annotated[Optional[int], typer.Option(help="HTTP port (default
 
 
 @app.command()
+def analytics(
+    every: float = typer.Option(60.0, min=0.1, help="seconds between snapshots"),
+    business: Annotated[Optional[str], typer.Option(help="only this business")] = None,
+) -> None:
+    """Run the analytics consumer; print each business's figures as one JSON line every N seconds."""
+    from agentstream.wiring import run_analytics
+
+    s = _configured(serve_metrics=True)
+    _run_until_signal(lambda stop: run_analytics(s, stop, every, business))
+
+
+@app.command()
 def up(port: int = typer.Option(8080, help="gateway port")) -> None:
     """The whole stack on this machine: Kafka, ministack, tables, topics, demo data, bridge, worker, gateway."""
     from agentstream.stack import up as do_up
@@ -110,13 +122,16 @@ def replay(
     as_of: Annotated[Optional[datetime], typer.Option(help="fold only events up to this time (UTC)")] = None,
     verify: bool = typer.Option(False, help="compare with the live tables instead of writing"),
     fresh: bool = typer.Option(False, help="the target tables are empty: write in unconditional batches (fast)"),
+    source: Annotated[str, typer.Option(help="table (the events table) or kafka (agent.events.v1 from the beginning)")] = "table",
 ) -> None:
     """Rebuild sessions, messages and rag-dynamic-user from the log."""
     from agentstream.wiring import run_replay
 
     if user and not business:
         raise typer.BadParameter("--user needs --business")
-    report = asyncio.run(run_replay(_configured(), business, user, as_of, verify, fresh))
+    if source not in ("table", "kafka"):
+        raise typer.BadParameter("--source is table or kafka")
+    report = asyncio.run(run_replay(_configured(), business, user, as_of, verify, fresh, source))
     console.print(f"streams: {report.streams}; events folded: {report.events}")
     if verify:
         for line in report.differences:
@@ -188,12 +203,12 @@ def tail(topic: str = typer.Argument("agent.events.v1"), from_beginning: bool = 
 
 
 @app.command()
-def bench(name: str = typer.Argument(..., help="bridge | pipeline | replay")) -> None:
+def bench(name: str = typer.Argument(..., help="bridge | pipeline | replay | worker")) -> None:
     """Run a benchmark on real services; prints figures and ends with one JSON line."""
     import importlib
 
-    if name not in ("bridge", "pipeline", "replay"):
-        raise typer.BadParameter(f"unknown benchmark {name!r}: bridge, pipeline or replay")
+    if name not in ("bridge", "pipeline", "replay", "worker"):
+        raise typer.BadParameter(f"unknown benchmark {name!r}: bridge, pipeline, replay or worker")
     logs.configure("WARNING", "console")
     importlib.import_module(f"agentstream.bench.{name}").main()
 

@@ -172,22 +172,24 @@ async def run_analytics(settings: Settings, stop: asyncio.Event, every_s: float 
 
 
 async def run_replay(settings: Settings, business_id: str | None, user_id: str | None,
-                     as_of: Any = None, verify: bool = False, fresh: bool = False) -> Any:
-    """Replay with a progress bar (rate and ETA) on stderr."""
+                     as_of: Any = None, verify: bool = False, fresh: bool = False, source: str = "table") -> Any:
+    """Replay from the events table or from `agent.events.v1`, with a progress bar (rate and ETA) on stderr."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
     from agentstream.streams.replay import Replayer, Scope
+    from agentstream.streams.topic_source import read_topic_events
 
     if as_of is not None and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=timezone.utc)
     scope = Scope(business_id, user_id, as_of)
+    topic = await read_topic_events(settings.kafka_bootstrap_servers, settings.topic_events, scope.wants) if source == "kafka" else None
     async with dynamodb_client(settings) as ddb:
         replayer = Replayer(ddb, settings, fresh=fresh and not verify)
-        heads = await replayer.streams(scope)
-        columns = (TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+        total = topic.records if topic else sum((await replayer.streams(scope)).values())
+        columns = (TextColumn(f"replay from {source}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                    TextColumn("{task.fields[rate]} events/s"), TimeRemainingColumn())
         with Progress(*columns, transient=False) as bar:
-            task = bar.add_task("events", total=sum(heads.values()), rate="0")
+            task = bar.add_task("events", total=total, rate="0")
             started = asyncio.get_running_loop().time()
 
             def advance(count: int) -> None:
@@ -195,7 +197,7 @@ async def run_replay(settings: Settings, business_id: str | None, user_id: str |
                 elapsed = max(1e-6, asyncio.get_running_loop().time() - started)
                 bar.update(task, completed=done, rate=f"{done / elapsed:,.0f}")
 
-            return await replayer.run(scope, verify, advance)
+            return await replayer.run(scope, verify, advance, topic)
 
 
 async def run_import_legacy(settings: Settings, messages_table: str | None, sessions_table: str | None) -> Any:

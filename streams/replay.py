@@ -1,8 +1,9 @@
 """Rebuilds the projections from the log (invariant 5): all, one business or one user.
 
-Each conversation is read in seq order (a Query per stream, streams in parallel) and folded
-with the same pure fold the worker uses; the items are written with the same monotonic puts,
-so a replay beside the live worker never moves state backwards. `verify` folds the same way
+Each conversation is read in seq order (a Query per stream, streams in parallel; or off
+`agent.events.v1`, see `topic_source`) and folded with the same pure fold the worker uses; the
+items are written with the same monotonic puts, so a replay beside the live worker never moves
+state backwards. `verify` folds the same way
 and lists where the live tables differ instead of writing.
 """
 
@@ -14,13 +15,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import structlog
+
 from agentstream.adapters.business import BusinessDirectory, idle_minutes
 from agentstream.adapters.dynamo import from_item, to_item
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.projection_store import ProjectionStore
+from agentstream.events import Event
 from agentstream.projections.conversation import FoldConfig, fold
 from agentstream.settings import Settings
 from agentstream.streams.reconcile import stream_heads
+from agentstream.streams.topic_source import TopicEvents
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -96,14 +103,17 @@ class Replayer:
             return {stream: head} if head else {}
         return {s: h for s, h in (await stream_heads(self._ddb, self._settings.tables.events)).items() if scope.wants(s)}
 
-    async def run(self, scope: Scope, verify: bool = False, progress: Callable[[int], None] | None = None) -> ReplayReport:
+    async def run(self, scope: Scope, verify: bool = False, progress: Callable[[int], None] | None = None,
+                  topic: TopicEvents | None = None) -> ReplayReport:
+        """Replay from the events table, or from what was read off the topic if `topic` is given."""
         report = ReplayReport()
-        heads = await self.streams(scope)
+        heads = await self.streams(scope) if topic is None else {s: len(e) for s, e in topic.by_stream.items()}
         report.streams = len(heads)
 
         async def one(stream: str) -> None:
             async with self._slots:
-                count, diffs = await self._replay_stream(stream, scope, verify)
+                events = await self._from_topic(stream, topic.by_stream[stream]) if topic else await self._store.read(stream)
+                count, diffs = await self._replay_stream(stream, events, scope, verify)
             report.events += count
             report.differences.extend(diffs)
             if progress:
@@ -114,9 +124,20 @@ class Replayer:
             await self._batch.flush()
         return report
 
-    async def _replay_stream(self, stream: str, scope: Scope, verify: bool) -> tuple[int, list[str]]:
+    async def _from_topic(self, stream: str, events: list[Event]) -> list[Event]:
+        """A conversation's events off the topic, without what `forget` erased, deduplicated, in
+        seq order; read from the table instead when the topic lacks some of them."""
+        forgotten = await self._store.forgotten_at(*stream.split("#", 1))
+        if forgotten is not None:
+            events = [e for e in events if e.occurredAt > forgotten]
+        unique = sorted({e.seq: e for e in events}.values(), key=lambda e: e.seq)
+        if [e.seq for e in unique] != list(range(1, len(unique) + 1)):
+            log.info("replay.gap_read_from_table", streamId=stream, from_topic=len(unique))
+            return await self._store.read(stream)
+        return unique
+
+    async def _replay_stream(self, stream: str, events: list[Event], scope: Scope, verify: bool) -> tuple[int, list[str]]:
         business_id, _, user_id = stream.partition("#")
-        events = await self._store.read(stream)
         if scope.as_of is not None:
             events = [e for e in events if e.occurredAt <= scope.as_of]
         info = await self._directory.info(business_id) or {}

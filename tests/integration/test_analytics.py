@@ -1,0 +1,160 @@
+"""The analytics consumer on the real Kafka, and GET /v1/analytics/{businessId} with its API key."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import datetime, timedelta, timezone
+
+import httpx
+from prometheus_client import REGISTRY
+
+from agentstream.adapters import kafka
+from agentstream.adapters.bootstrap import demo_credentials, populate
+from agentstream.adapters.dynamo import dynamodb_client
+from agentstream.adapters.gateway import create_app
+from agentstream.adapters.tables import ensure_tables
+from agentstream.events import Event, new_event, reply_event_id
+from agentstream.settings import Settings
+from agentstream.streams.analytics import AnalyticsConsumer
+from agentstream.wiring import gateway_deps
+
+T0 = datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc)
+
+
+def conversation(business: str, user: str, texts: list[str], fallback_last: bool = False) -> list[Event]:
+    """Each text a message answered 1.5 s later, then the session resolved."""
+    events: list[Event] = []
+    for i, text in enumerate(texts):
+        at = T0 + timedelta(minutes=10 * i)
+        inbound = new_event("MessageReceived", business_id=business, user_id=user, channel="websocket",
+                            occurred_at=at, payload={"content": text}).with_seq(2 * i + 1)
+        answer = new_event("ReplyGenerated", business_id=business, user_id=user, channel="websocket",
+                           occurred_at=at + timedelta(milliseconds=1500), event_id=reply_event_id(inbound.eventId),
+                           payload={"content": "Sigur!", "inReplyTo": inbound.eventId, "sessionId": f"s-{user}",
+                                    "model": "offline", "fallback": fallback_last and i == len(texts) - 1})
+        events += [inbound, answer.with_seq(2 * i + 2)]
+    events.append(new_event("SessionResolved", business_id=business, user_id=user, channel="system",
+                            occurred_at=T0 + timedelta(hours=1), payload={"sessionId": f"s-{user}"}).with_seq(2 * len(texts) + 1))
+    return events
+
+
+async def publish(settings: Settings, records: list[tuple[str, bytes]]) -> None:
+    producer = kafka.producer(settings)
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send_and_wait(settings.topic_events, key=key.encode(), value=value)
+    finally:
+        await producer.stop()
+
+
+def as_records(events: list[Event]) -> list[tuple[str, bytes]]:
+    return [(e.streamId, kafka.dumps(e.to_json_dict())) for e in events]
+
+
+def records_read(outcome: str) -> float:
+    return REGISTRY.get_sample_value("agentstream_analytics_records_total", {"outcome": outcome}) or 0.0
+
+
+async def until(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.1)
+
+
+@asynccontextmanager
+async def consuming(analytics: AnalyticsConsumer) -> AsyncIterator[AnalyticsConsumer]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(analytics.run(stop))
+    try:
+        yield analytics
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+
+
+SALON = conversation("demo-salon", "ana", ["Vreau o programare la tuns", "Cât costă tunsul?"], fallback_last=True) \
+    + conversation("demo-salon", "ion", ["programare vineri"])
+
+
+async def test_consumer_counts_each_event_once_and_skips_bad_records(settings: Settings) -> None:
+    await kafka.ensure_topics(settings, partitions=3)
+    before = {o: records_read(o) for o in ("counted", "duplicate", "skipped")}
+    unknown_version = SALON[0].to_json_dict() | {"schemaVersion": 2, "eventId": "from-the-future"}
+    bad = [("demo-salon#x", b"not json"), ("demo-salon#x", json.dumps(unknown_version).encode()),
+           ("demo-salon#x", json.dumps({"type": "Nope"}).encode())]
+    await publish(settings, as_records(SALON) + bad + as_records(SALON[:3]))
+
+    async with consuming(AnalyticsConsumer(settings)) as analytics:
+        read = lambda o: records_read(o) - before[o]  # noqa: E731
+        await until(lambda: (read("counted"), read("duplicate"), read("skipped")) == (len(SALON), 3, 3))
+        snap = analytics.snapshot("demo-salon")
+
+    assert snap["messages"] == 3 and snap["events"] == len(SALON)
+    assert snap["messagesPerHour"] == [{"hour": "2026-11-24T08:00:00Z", "messages": 3}]
+    assert snap["replyLatencyMs"] == {"p50": 1500, "p95": 1500, "samples": 3}
+    assert snap["sessions"] == {"opened": 2, "abandoned": 0, "resolved": 2, "closed": 0}
+    assert snap["topTopics"][0] == {"topic": "programare", "count": 2}
+    assert (snap["replies"], snap["fallbackReplies"], snap["fallbackRate"]) == (3, 1, 0.3333)
+    assert analytics.businesses() == ["demo-salon"]
+
+    async with consuming(AnalyticsConsumer(settings)) as restarted:  # rebuilt from the log, not doubled
+        await until(lambda: restarted.snapshot("demo-salon")["events"] == len(SALON))
+        await asyncio.sleep(1.0)
+        assert restarted.snapshot("demo-salon") == snap
+
+
+async def test_a_restarted_run_resumes_where_it_left_off(settings: Settings) -> None:
+    await kafka.ensure_topics(settings, partitions=3)
+    await publish(settings, as_records(SALON))
+    analytics = AnalyticsConsumer(settings)
+    async with consuming(analytics):
+        await until(lambda: analytics.snapshot("demo-salon")["events"] == len(SALON))
+    before = sum(records_read(o) for o in ("counted", "duplicate", "skipped"))
+    extra = conversation("demo-salon", "maria", ["orar sambata"])
+    await publish(settings, as_records(extra))
+    async with consuming(analytics):
+        await until(lambda: analytics.snapshot("demo-salon")["events"] == len(SALON) + len(extra))
+        await asyncio.sleep(1.0)
+    assert sum(records_read(o) for o in ("counted", "duplicate", "skipped")) - before == len(extra)
+
+
+async def test_analytics_route_needs_the_business_api_key(settings: Settings) -> None:
+    async with dynamodb_client(settings) as ddb:
+        await ensure_tables(ddb, settings.tables)
+    await populate(settings)
+    keys = await demo_credentials(settings, ["demo-salon", "demo-restaurant"])
+    await kafka.ensure_topics(settings, partitions=3)
+    await publish(settings, as_records(SALON + conversation("demo-restaurant", "bob", ["vegan menu"])))
+
+    async with AsyncExitStack() as stack:
+        d = await gateway_deps(stack, settings)
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(d)), base_url="http://gateway"))
+        salon = {"Authorization": f"Bearer {keys['demo-salon']}"}
+        resp = await client.get("/v1/analytics/demo-salon", headers=salon)
+        assert resp.status_code == 503 and resp.json() == {"error": "analytics not running"}
+
+        d.analytics = AnalyticsConsumer(settings)
+        async with consuming(d.analytics):
+            await until(lambda: d.analytics.snapshot("demo-restaurant")["events"] == 3
+                        and d.analytics.snapshot("demo-salon")["events"] == len(SALON))
+            resp = await client.get("/v1/analytics/demo-salon", headers=salon)
+            assert resp.status_code == 200
+            assert resp.json()["businessId"] == "demo-salon" and resp.json()["messages"] == 3
+            assert resp.json()["sessions"]["resolved"] == 2
+            own = await client.get("/v1/analytics/demo-restaurant", headers={"Authorization": f"Bearer {keys['demo-restaurant']}"})
+            assert own.status_code == 200 and own.json()["messages"] == 1
+            assert own.json()["topTopics"] == [{"topic": "menu", "count": 1}, {"topic": "vegan", "count": 1}]
+
+            assert (await client.get("/v1/analytics/demo-salon")).status_code == 403
+            assert (await client.get("/v1/analytics/demo-salon", headers={"Authorization": "Bearer wrong"})).status_code == 403
+            other = {"Authorization": f"Bearer {keys['demo-restaurant']}"}
+            assert (await client.get("/v1/analytics/demo-salon", headers=other)).status_code == 403
+            unknown = await client.get("/v1/analytics/no-such-business", headers=salon)
+            assert unknown.status_code == 404 and "unknown business" in unknown.json()["error"]
