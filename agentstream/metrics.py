@@ -8,6 +8,10 @@ EVENTS_APPENDED = Counter("agentstream_events_appended_total", "Events appended 
 INGEST_DUPLICATES = Counter("agentstream_ingest_duplicates_total", "Appends refused as duplicates", ["channel"])
 BRIDGE_RECORDS = Counter("agentstream_bridge_records_total", "Stream records published to Kafka")
 BRIDGE_LAG_MS = Gauge("agentstream_bridge_lag_ms", "Milliseconds behind the newest stream record", ["shard"])
+BRIDGE_LAST_READ = Gauge(
+    "agentstream_bridge_last_read_timestamp_seconds",
+    "When GetRecords last answered for a shard; a bridge that silently stopped falls behind the clock", ["shard"],
+)
 BRIDGE_ERRORS = Counter("agentstream_bridge_errors_total", "Bridge errors", ["kind"])
 BRIDGE_TRIMS = Counter("agentstream_bridge_trims_total", "Stream positions lost to trimming or a restart")
 WORKER_EVENTS = Counter("agentstream_worker_events_total", "Events applied by the worker", ["type", "outcome"])
@@ -19,3 +23,6 @@ REPLY_LATENCY = Histogram(
 MODEL_ERRORS = Counter("agentstream_model_errors_total", "Model calls that failed", ["kind"])
 DELIVERIES = Counter("agentstream_deliveries_total", "Reply deliveries", ["channel", "outcome"])
 DLQ_EVENTS = Counter("agentstream_dlq_events_total", "Events sent to the dead-letter topic", ["stage"])
+CONSUMER_LAG = Gauge("agentstream_consumer_lag_records", "Records past a consumer group's committed offsets",
+                     ["group", "topic"])
+DLQ_SIZE = Gauge("agentstream_dlq_records", "Records in the dead-letter topic")

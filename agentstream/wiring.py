@@ -35,6 +35,7 @@ from agentstream.streams.leases import LeaseTable
 from agentstream.streams.keyed import KeyedExecutor
 from agentstream.streams.outbound import external_sender
 from agentstream.streams.reconcile import reconcile
+from agentstream.streams.status import export_lag
 from agentstream.streams.worker import Dlq, build_app, expire_idle_sessions
 
 log = structlog.get_logger(__name__)
@@ -150,7 +151,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event, port: int | None 
             log_level="warning", lifespan="off", ws_max_size=64 * 1024,
         ))
         tasks = [asyncio.create_task(server.serve()), asyncio.create_task(run_delivery(consumer, delivery, stop)),
-                 asyncio.create_task(d.analytics.run(stop))]
+                 asyncio.create_task(d.analytics.run(stop)), asyncio.create_task(export_lag(settings, stop))]
         await stop.wait()
         server.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)

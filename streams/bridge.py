@@ -183,6 +183,7 @@ class Bridge:
                 await asyncio.sleep(1.0)
                 return iterator, inflight
             raise
+        metrics.BRIDGE_LAST_READ.labels(shard=shard_id).set_to_current_time()
         await self._settle(lease, shard_id, inflight)
         records = resp.get("Records", [])
         if not records:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -136,3 +140,25 @@ def test_health_metrics_and_widget_page(stack: RunningStack) -> None:
     assert "agentstream_events_appended_total" in metrics
     page = httpx.get(f"{stack.base_url}/")
     assert page.status_code == 200 and "textContent" in page.text and "<script>" in page.text
+
+
+def test_status_and_metrics_show_topics_lag_and_dlq(stack: RunningStack) -> None:
+    """After the conversations above: `agentstream status` and /metrics agree that the worker and
+    delivery have caught up and nothing is in the DLQ."""
+    deadline = time.monotonic() + 40
+    while True:
+        done = subprocess.run([sys.executable, "-m", "agentstream.cli", "status"], env={**os.environ, **stack.env},
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        rows = dict(re.findall(r"│ (.+?)\s+│ (.+?)\s+│", done.stdout))
+        metrics = httpx.get(f"{stack.base_url}/metrics").text
+        caught_up = rows.get("worker lag (events)") == "0" and rows.get("delivery lag (replies)") == "0"
+        if (caught_up and "agentstream_consumer_lag_records{" in metrics) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert caught_up, done.stdout
+    assert int(rows[f"records in {stack.env['TOPIC_EVENTS']}"]) > 0 and rows["DLQ size"] == "0"
+    assert any(value.startswith("read by bridge-") for value in rows.values()), done.stdout
+    worker_lag = re.search(rf'agentstream_consumer_lag_records{{group="{stack.env["WORKER_GROUP"]}".*}} (\S+)', metrics)
+    assert worker_lag and float(worker_lag.group(1)) >= 0, metrics
+    assert re.search(r"^agentstream_dlq_records 0\.0$", metrics, re.M), metrics

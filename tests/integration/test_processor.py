@@ -18,7 +18,7 @@ from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.llm import Answer, OfflineResponder
 from agentstream.adapters.projection_store import ProjectionStore, get_active_session_for_user
 from agentstream.adapters.tables import ensure_tables
-from agentstream.events import Event, ReplyGenerated, new_event
+from agentstream.events import Event, ReplyGenerated, new_event, utc_now
 from agentstream.projections.context import ReplyContext
 from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
@@ -191,3 +191,27 @@ async def test_idle_sessions_expire_through_the_log(world: World) -> None:
     expired = [e for e in await world.store.read("demo-salon#u7") if e.type == "SessionExpired"]
     assert len(expired) == 1 and expired[0].occurredAt == T0 + timedelta(seconds=3600)
     assert await get_active_session_for_user(world.ddb, world.settings.tables, "demo-salon", "u7") is None
+
+
+async def test_an_older_replay_never_overwrites_newer_live_state(world: World) -> None:
+    """A replay that folded fewer events than the live worker has applied (it read earlier, or
+    stops at --as-of) writes nothing older over the live tables."""
+    cut = utc_now()
+    for i in range(4):
+        if i == 2:
+            cut = utc_now()
+            await asyncio.sleep(0.01)  # event times are kept to the millisecond
+        event = new_event("MessageReceived", business_id="demo-salon", user_id="u8", channel="websocket",
+                          payload={"content": f"întrebarea {i}"})
+        await world.store.append(event)
+        await drain(world, "demo-salon#u8")
+    tables = (world.settings.tables.sessions, world.settings.tables.messages, world.settings.tables.rag_user)
+
+    async def items(table: str) -> list[dict[str, Any]]:
+        return sorted(await scan_all(world.ddb, TableName=table), key=lambda i: (i.get("sessionId", ""), i.get("messageId", "")))
+
+    before = {t: await items(t) for t in tables}
+    report = await Replayer(world.ddb, world.settings).run(Scope("demo-salon", "u8", as_of=cut))
+    assert report.events == 4, "two turns (message and reply) are up to --as-of"
+    assert {t: await items(t) for t in tables} == before
+    assert (await Replayer(world.ddb, world.settings).run(Scope("demo-salon", "u8"), verify=True)).differences == []
