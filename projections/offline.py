@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from agentstream.projections.context import ReplyContext
-from agentstream.projections.timecontext import TimeContext, when_opens
+from agentstream.projections.timecontext import DAYS, WEEKDAYS, TimeContext, day_name, when_opens
 from agentstream.projections.topics import detect_language, extract_topics, words
 
 HOURS_PREFIXES = ("deschi", "inchid", "inchis", "open", "clos")
 HOURS_WORDS = frozenset({"program", "programul", "orar", "orarul", "hours", "hour", "nonstop"})
 HOURS_PHRASES = ("ce ora", "ce ore", "cat timp", "pana cand", "what time", "how late", "until when")
+TOMORROW_WORDS = frozenset({"maine", "tomorrow"})
 SERVICE_WORDS = frozenset({"pret", "preturi", "pretul", "cost", "costa", "costuri", "tarif", "tarife", "servicii",
                            "serviciile", "meniu", "meniul", "price", "prices", "menu", "services", "service"})
 MAX_SERVICES = 5
@@ -38,6 +39,26 @@ def asks_hours(message: str) -> bool:
     padded = f" {' '.join(found)} "
     return (any(w in HOURS_WORDS or w.startswith(HOURS_PREFIXES) for w in found)
             or any(f" {p} " in padded for p in HOURS_PHRASES))
+
+
+def asks_tomorrow(ctx: ReplyContext) -> bool:
+    """The message asks about tomorrow: directly, or as a follow-up ("Și mâine?") to a question
+    about the hours."""
+    if TOMORROW_WORDS.isdisjoint(words(ctx.message)):
+        return False
+    earlier = [t for t in ctx.earlier_turns() if t.get("role") == "user"]
+    return asks_hours(ctx.message) or bool(earlier and asks_hours(str(earlier[-1].get("content", ""))))
+
+
+def tomorrow_answer(ctx: ReplyContext, lang: str) -> str:
+    """Tomorrow's opening hours in the business's time zone, from its weekly hours."""
+    tomorrow = WEEKDAYS[(WEEKDAYS.index(ctx.time.weekday) + 1) % 7]
+    hours = (ctx.business.get("openingHours") or {}).get(DAYS[WEEKDAYS.index(tomorrow)]) or []
+    spans = ", ".join(f"{span[0]}–{span[1]}" for span in hours if len(span) == 2)
+    name = day_name(tomorrow, lang)
+    if lang == "ro":
+        return f"Mâine ({name}) avem program {spans}." if spans else f"Mâine ({name}) suntem închiși."
+    return f"Tomorrow ({name}) we are open {spans}." if spans else f"Tomorrow ({name}) we are closed."
 
 
 def asks_services(message: str) -> bool:
@@ -96,12 +117,16 @@ def contact(business: dict[str, Any], lang: str) -> str:
 
 
 def offline_reply(ctx: ReplyContext) -> str:
-    """A reply that uses the context: language, time of day, opening hours, earlier turns."""
+    """A reply that uses the context: language, time of day, opening hours (today's or
+    tomorrow's), earlier turns."""
     lang = reply_language(ctx)
     name = ctx.business.get("name") or ("echipa noastră" if lang == "ro" else "our team")
     greeting = GREETING[lang][ctx.time.part_of_day]
     intro = f"{greeting}! Aici {name}." if lang == "ro" else f"{greeting}! This is {name}."
-    answers = [hours_answer(ctx.time, lang)] if asks_hours(ctx.message) else []
+    if asks_tomorrow(ctx):
+        answers = [tomorrow_answer(ctx, lang)]
+    else:
+        answers = [hours_answer(ctx.time, lang)] if asks_hours(ctx.message) else []
     if asks_services(ctx.message):
         answers.append(services_answer(ctx.business, lang))
     if not any(answers):

@@ -56,3 +56,14 @@ def test_prompt_has_instructions_time_turns_and_message_within_budget() -> None:
     assert [m["content"] for m in messages[1:]] == ["Vreau o programare", "Mâine la 10 se poate?"]
     assert sum(len(m["content"]) for m in messages) <= 4500
     assert "k29" in system and "k0:" not in system, "the oldest RAG entries are dropped first"
+
+
+def test_and_tomorrow_after_an_hours_question_gives_tomorrows_hours() -> None:
+    tuesday_lunch = datetime(2026, 11, 24, 11, 30, tzinfo=timezone.utc)
+    reply = offline_reply(context(SALON, ["La ce oră închideți azi?", "Și mâine?"], tuesday_lunch))
+    assert "Mâine (miercuri) avem program 09:00–13:00, 14:00–19:00." in reply
+    saturday = datetime(2026, 11, 28, 10, 0, tzinfo=timezone.utc)
+    assert "Mâine (duminică) suntem închiși." in offline_reply(context(SALON, ["Sunteți deschiși mâine?"], saturday))
+    english = offline_reply(context(RESTAURANT, ["When do you open?", "And tomorrow?"], saturday))
+    assert "Tomorrow (Sunday) we are open 12:00–23:00." in english
+    assert "Mâine" not in offline_reply(context(SALON, ["Vreau o programare mâine"], tuesday_lunch)), "not an hours question"
