@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from decimal import Decimal
@@ -123,6 +125,24 @@ def fast_from_item(item: dict[str, Any]) -> dict[str, Any]:
 
 def error_code(exc: BaseException) -> str:
     return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+
+
+async def batch_write(ddb: Any, requests: dict[str, list[dict[str, Any]]]) -> None:
+    """One BatchWriteItem call (25 requests at most), retrying what DynamoDB left unprocessed."""
+    pending = requests
+    while pending:
+        pending = (await ddb.batch_write_item(RequestItems=pending)).get("UnprocessedItems") or {}
+
+
+async def put_items(ddb: Any, table: str, items: list[dict[str, Any]], concurrency: int = 8) -> None:
+    """Unconditional puts, 25 to a BatchWriteItem call, `concurrency` calls at a time."""
+    slots = asyncio.Semaphore(concurrency)
+
+    async def chunk(part: list[dict[str, Any]]) -> None:
+        async with slots:
+            await batch_write(ddb, {table: [{"PutRequest": {"Item": to_item(i)}} for i in part]})
+
+    await asyncio.gather(*(chunk(items[i:i + 25]) for i in range(0, len(items), 25)))
 
 
 async def query_all(ddb: Any, **kwargs: Any) -> list[dict[str, Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -69,7 +70,7 @@ def producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(**(options | overrides))
 
 
-async def follow(settings: Settings, topic: str, from_beginning: bool, stop: "asyncio.Event") -> None:
+async def follow(settings: Settings, topic: str, from_beginning: bool, stop: asyncio.Event) -> None:
     """Print each record of a topic as one JSON line until stopped (own throwaway group)."""
     import asyncio
     import sys

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from agentstream.adapters.dynamo import error_code, from_item, query_all, scan_all, to_item
+from agentstream.adapters.dynamo import batch_write, error_code, from_item, query_all, scan_all, to_item
 from agentstream.adapters.tables import MESSAGES_BY_SESSION, SESSIONS_GSI
 from agentstream.settings import Tables
 
@@ -70,9 +70,7 @@ class ProjectionStore:
         await self._put_monotonic(self._t.rag_user, memory, "lastSeq")
 
     async def _batch_put(self, table: str, items: list[dict[str, Any]]) -> None:
-        pending = {table: [{"PutRequest": {"Item": to_item(i)}} for i in items]}
-        while pending:
-            pending = (await self._ddb.batch_write_item(RequestItems=pending)).get("UnprocessedItems") or {}
+        await batch_write(self._ddb, {table: [{"PutRequest": {"Item": to_item(i)}} for i in items]})
 
     async def _put_monotonic(self, table: str, item: dict[str, Any], attr: str) -> bool:
         try:

@@ -3,7 +3,6 @@ appends the messages (idempotently, by the channel's own id) before answering.""
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import parse_qsl
 
 import structlog

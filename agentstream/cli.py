@@ -7,7 +7,7 @@ import json
 import os
 import signal
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
 

@@ -77,7 +77,6 @@ def wait_http(port: int, timeout: float = 30) -> None:
 def up(port: int = 8080) -> None:
     """Start everything, print the widget's address, and stop it all on Ctrl-C."""
     import asyncio
-    import signal
 
     from rich.console import Console
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentstream.adapters.dynamo import query_all, scan_all, to_item
+from agentstream.adapters.dynamo import batch_write, query_all, scan_all, to_item
 from agentstream.adapters.event_store import IDEM_PREFIX, TOMBSTONE_PREFIX
 from agentstream.adapters.projection_store import sessions_of_user
 from agentstream.adapters.tables import MESSAGES_BY_SESSION
@@ -34,11 +34,7 @@ class ForgetReport:
 
 async def _delete(ddb: Any, table: str, keys: list[dict[str, Any]]) -> int:
     for start in range(0, len(keys), 25):
-        requests = [{"DeleteRequest": {"Key": to_item(k)}} for k in keys[start:start + 25]]
-        pending = {table: requests}
-        while pending:
-            resp = await ddb.batch_write_item(RequestItems=pending)
-            pending = resp.get("UnprocessedItems") or {}
+        await batch_write(ddb, {table: [{"DeleteRequest": {"Key": to_item(k)}} for k in keys[start:start + 25]]})
     return len(keys)
 
 

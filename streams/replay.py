@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from agentstream.adapters.business import BusinessDirectory, idle_minutes
-from agentstream.adapters.dynamo import from_item, to_item
+from agentstream.adapters.dynamo import batch_write, from_item, to_item
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.projection_store import ProjectionStore
 from agentstream.events import Event
@@ -71,8 +71,7 @@ class BatchWriter:
         pending: dict[str, list[dict[str, Any]]] = {}
         for table, item in chunk:
             pending.setdefault(table, []).append({"PutRequest": {"Item": to_item(item)}})
-        while pending:
-            pending = (await self._ddb.batch_write_item(RequestItems=pending)).get("UnprocessedItems") or {}
+        await batch_write(self._ddb, pending)
 
     async def flush(self) -> None:
         if self._pending:

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from agentstream.adapters.dynamo import clients, to_item
+from agentstream.adapters.dynamo import clients, put_items, to_item
 from agentstream.adapters.kafka import ensure_topics, producer
 from agentstream.adapters.tables import ensure_tables, stream_arn
 from agentstream.bench.common import isolated_env, report, services, settings_for, summary
@@ -30,15 +30,7 @@ async def _load(ddb: Any, table: str, events: int, streams: int) -> float:
     """Write events with BatchWriteItem (setup only); returns items/s."""
     items = [_item(i % streams, i // streams + 1) for i in range(events)]
     start = time.perf_counter()
-    sem = asyncio.Semaphore(8)
-
-    async def batch(chunk: list[dict[str, Any]]) -> None:
-        async with sem:
-            pending = {table: [{"PutRequest": {"Item": to_item(i)}} for i in chunk]}
-            while pending:
-                pending = (await ddb.batch_write_item(RequestItems=pending)).get("UnprocessedItems") or {}
-
-    await asyncio.gather(*(batch(items[i:i + 25]) for i in range(0, len(items), 25)))
+    await put_items(ddb, table, items)
     return events / (time.perf_counter() - start)
 
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from agentstream.adapters.bootstrap import populate
-from agentstream.adapters.dynamo import dynamodb_client, to_item
+from agentstream.adapters.dynamo import dynamodb_client, put_items
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.tables import ensure_tables
 from agentstream.bench.common import isolated_env, report, services, settings_for
@@ -39,17 +39,8 @@ def _events(user: int, count: int) -> list[dict[str, Any]]:
 
 
 async def _load(ddb: Any, table: str, users: int, per_user: int) -> None:
-    sem = asyncio.Semaphore(8)
-
-    async def batch(chunk: list[dict[str, Any]]) -> None:
-        async with sem:
-            pending = {table: [{"PutRequest": {"Item": to_item(i)}} for i in chunk]}
-            while pending:
-                pending = (await ddb.batch_write_item(RequestItems=pending)).get("UnprocessedItems") or {}
-
     for first in range(0, users, 500):  # a slice of users at a time keeps the loader's memory small
-        items = [item for u in range(first, min(users, first + 500)) for item in _events(u, per_user)]
-        await asyncio.gather(*(batch(items[i:i + 25]) for i in range(0, len(items), 25)))
+        await put_items(ddb, table, [item for u in range(first, min(users, first + 500)) for item in _events(u, per_user)])
 
 
 async def _raw_read(ddb: Any, table: str, streams: list[str], concurrency: int = 16) -> float:

@@ -3,7 +3,6 @@ the stream, and a take-over when the lease holder dies."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections import Counter, defaultdict
@@ -13,7 +12,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from agentstream.adapters.bootstrap import setup
-from agentstream.adapters.dynamo import dynamodb_client, to_item
+from agentstream.adapters.dynamo import dynamodb_client, put_items
 from agentstream.events import new_event
 from agentstream.settings import Settings
 from agentstream.stack import spawn_component
@@ -27,15 +26,8 @@ async def write_events(settings: Settings, streams: int, per_stream: int, first_
                   payload={"content": f"message {q}"}).with_seq(q).to_json_dict()
         for q in range(first_seq, first_seq + per_stream) for s in range(streams)
     ]
-    sem = asyncio.Semaphore(8)
     async with dynamodb_client(settings) as ddb:
-        async def batch(chunk: list[dict[str, Any]]) -> None:
-            async with sem:
-                pending = {settings.tables.events: [{"PutRequest": {"Item": to_item(i)}} for i in chunk]}
-                while pending:
-                    pending = (await ddb.batch_write_item(RequestItems=pending)).get("UnprocessedItems") or {}
-
-        await asyncio.gather(*(batch(items[i:i + 25]) for i in range(0, len(items), 25)))
+        await put_items(ddb, settings.tables.events, items)
 
 
 class TopicReader:
