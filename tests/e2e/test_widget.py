@@ -161,3 +161,20 @@ def test_status_and_metrics_show_topics_lag_and_dlq(stack: RunningStack) -> None
     worker_lag = re.search(rf'agentstream_consumer_lag_records{{group="{stack.env["WORKER_GROUP"]}".*}} (\S+)', metrics)
     assert worker_lag and float(worker_lag.group(1)) >= 0, metrics
     assert re.search(r"^agentstream_dlq_records 0\.0$", metrics, re.M), metrics
+
+
+def test_the_gateway_serves_analytics_of_the_conversations_above(stack: RunningStack) -> None:
+    """Every message this module sent to demo-salon was answered; the analytics say so."""
+    deadline = time.monotonic() + 30
+    while True:
+        figures = httpx.get(f"{stack.base_url}/v1/analytics/demo-salon", headers=api(stack))
+        assert figures.status_code == 200, figures.text
+        data = figures.json()
+        if (data["messages"] > 0 and data["replies"] == data["messages"]) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert data["messages"] >= 3 and data["replies"] == data["messages"], data
+    assert data["replyLatencyMs"]["samples"] == data["replies"] and data["replyLatencyMs"]["p95"] >= data["replyLatencyMs"]["p50"]
+    assert data["sessions"]["opened"] >= 3 and data["fallbackRate"] == 0
+    assert sum(h["messages"] for h in data["messagesPerHour"]) == data["messages"]
+    assert httpx.get(f"{stack.base_url}/v1/analytics/demo-salon", headers=api(stack, "demo-restaurant")).status_code == 403
