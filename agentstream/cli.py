@@ -35,16 +35,31 @@ def _configured(serve_metrics: bool = False) -> Settings:
 
 
 def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run a long-lived coroutine; SIGINT/SIGTERM set its stop event for a clean shutdown."""
+    """Run a long-lived coroutine; SIGINT/SIGTERM set its stop event for a clean shutdown. A
+    process started by `up` or the tests (AGENTSTREAM_PARENT_PID) also stops when that parent
+    dies, so a killed supervisor leaves no orphans."""
 
     async def runner() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        parent = os.environ.get("AGENTSTREAM_PARENT_PID")
+        watch = asyncio.create_task(_stop_when_orphaned(int(parent), stop)) if parent else None
         await main(stop)
+        if watch:
+            watch.cancel()
 
     asyncio.run(runner())
+
+
+async def _stop_when_orphaned(parent: int, stop: asyncio.Event, grace_s: float = 30.0) -> None:
+    while os.getppid() == parent and not stop.is_set():
+        await asyncio.sleep(1.0)
+    if not stop.is_set():
+        console.print(f"parent process {parent} is gone: stopping")
+        stop.set()
+        asyncio.get_running_loop().call_later(grace_s, os._exit, 1)  # a stop that hangs must not linger
 
 
 @app.command()

@@ -63,7 +63,7 @@ def start_services(home: Path, kafka_port: int = 9092, controller_port: int = 90
 def spawn_component(name: str, env: dict[str, str], logs: Path) -> Process:
     """Run `agentstream NAME` as its own process (so it can crash and restart on its own)."""
     cmd = [sys.executable, "-m", "agentstream.cli", name]
-    return spawn(name, cmd, logs / f"{name}.log", env=env)
+    return spawn(name, cmd, logs / f"{name}.log", env=env | {"AGENTSTREAM_PARENT_PID": str(os.getpid())})
 
 
 def wait_http(port: int, timeout: float = 30) -> None:
