@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 
 from agentstream import metrics
-from agentstream.adapters.dynamo import error_code, fast_from_item
+from agentstream.adapters.dynamo import error_code, from_item
 from agentstream.adapters.event_store import is_event_item
 from agentstream.adapters.kafka import dumps
 from agentstream.streams.leases import Lease, LeaseLost, LeaseTable, now_ms
@@ -199,7 +199,7 @@ class Bridge:
             image = record.get("dynamodb", {}).get("NewImage")
             if record.get("eventName") == "REMOVE" or not image:
                 continue
-            item = fast_from_item(image)
+            item = from_item(image)
             if is_event_item(item):
                 futures.append(await self._producer.send(self._cfg.topic, key=item["streamId"].encode(), value=dumps(item)))
         self.stats.records += len(records)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from boto3.dynamodb.types import TypeSerializer
+from hypothesis import given, strategies as st
 from pydantic import ValidationError
 
 from agentstream.events import UnknownSchemaVersion, new_event, parse_event, reply_event_id
@@ -51,8 +54,38 @@ def test_schemas_folder_is_current() -> None:
     assert on_disk == rendered, "schemas/ is stale: run `make schemas`"
 
 
-def test_fast_item_conversion_matches_boto3s() -> None:
-    from agentstream.adapters.dynamo import fast_from_item, from_item, to_item
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.text() | st.integers(-2**53, 2**53)
+    | st.floats(-1e15, 1e15).filter(lambda f: not f.is_integer() and abs(f) > 1e-100),  # DynamoDB's range
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
 
-    item = {"s": "Bună 💇", "n": 3, "f": 1.5, "b": True, "z": None, "m": {"l": [1, "x", {"k": False}]}, "e": ""}
-    assert fast_from_item(to_item(item)) == from_item(to_item(item)) == item
+
+def _decimals(value: object) -> object:
+    """What boto3 wants: floats as Decimal."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _decimals(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decimals(v) for v in value]
+    return value
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=8), JSON_VALUES, max_size=6))
+def test_item_conversion_matches_boto3_and_round_trips(item: dict) -> None:
+    from agentstream.adapters.dynamo import from_item, to_item
+
+    boto3_typed = {k: TypeSerializer().serialize(_decimals(v)) for k, v in item.items()}
+    assert to_item(item) == boto3_typed
+    assert from_item(to_item(item)) == item
+
+
+def test_item_conversion_refuses_what_dynamodb_cannot_hold() -> None:
+    from agentstream.adapters.dynamo import to_item
+
+    with pytest.raises(ValueError):
+        to_item({"x": float("nan")})
+    with pytest.raises(TypeError):
+        to_item({"x": object()})
