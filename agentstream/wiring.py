@@ -175,6 +175,7 @@ async def run_analytics(settings: Settings, stop: asyncio.Event, every_s: float 
 async def run_replay(settings: Settings, business_id: str | None, user_id: str | None,
                      as_of: Any = None, verify: bool = False, fresh: bool = False, source: str = "table") -> Any:
     """Replay from the events table or from `agent.events.v1`, with a progress bar (rate and ETA) on stderr."""
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
     from agentstream.streams.replay import Replayer, Scope
@@ -186,10 +187,11 @@ async def run_replay(settings: Settings, business_id: str | None, user_id: str |
     topic = await read_topic_events(settings.kafka_bootstrap_servers, settings.topic_events, scope.wants) if source == "kafka" else None
     async with dynamodb_client(settings) as ddb:
         replayer = Replayer(ddb, settings, fresh=fresh and not verify)
-        total = topic.records if topic else sum((await replayer.streams(scope)).values())
+        heads = None if topic else await replayer.streams(scope)
+        total = sum(map(len, topic.by_stream.values())) if topic else sum(heads.values())
         columns = (TextColumn(f"replay from {source}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                    TextColumn("{task.fields[rate]} events/s"), TimeRemainingColumn())
-        with Progress(*columns, transient=False) as bar:
+        with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
             task = bar.add_task("events", total=total, rate="0")
             started = asyncio.get_running_loop().time()
 
@@ -198,7 +200,7 @@ async def run_replay(settings: Settings, business_id: str | None, user_id: str |
                 elapsed = max(1e-6, asyncio.get_running_loop().time() - started)
                 bar.update(task, completed=done, rate=f"{done / elapsed:,.0f}")
 
-            return await replayer.run(scope, verify, advance, topic)
+            return await replayer.run(scope, verify, advance, topic, heads)
 
 
 async def run_import_legacy(settings: Settings, messages_table: str | None, sessions_table: str | None) -> Any:

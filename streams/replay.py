@@ -103,10 +103,14 @@ class Replayer:
         return {s: h for s, h in (await stream_heads(self._ddb, self._settings.tables.events)).items() if scope.wants(s)}
 
     async def run(self, scope: Scope, verify: bool = False, progress: Callable[[int], None] | None = None,
-                  topic: TopicEvents | None = None) -> ReplayReport:
-        """Replay from the events table, or from what was read off the topic if `topic` is given."""
+                  topic: TopicEvents | None = None, heads: dict[str, int] | None = None) -> ReplayReport:
+        """Replay from the events table (the conversations in `heads`, found if not given), or
+        from what was read off the topic if `topic` is given."""
         report = ReplayReport()
-        heads = await self.streams(scope) if topic is None else {s: len(e) for s, e in topic.by_stream.items()}
+        if topic is not None:
+            heads = {s: len(e) for s, e in topic.by_stream.items()}
+        elif heads is None:
+            heads = await self.streams(scope)
         report.streams = len(heads)
 
         async def one(stream: str) -> None:
@@ -116,7 +120,7 @@ class Replayer:
             report.events += count
             report.differences.extend(diffs)
             if progress:
-                progress(count)
+                progress(len(topic.by_stream[stream]) if topic else count)
 
         await asyncio.gather(*(one(s) for s in sorted(heads)))
         if self._batch:
@@ -139,17 +143,19 @@ class Replayer:
         business_id, _, user_id = stream.partition("#")
         if scope.as_of is not None:
             events = [e for e in events if e.occurredAt <= scope.as_of]
+        if not events:  # an erased customer, or none of the events is up to --as-of
+            return 0, []
         info = await self._directory.info(business_id) or {}
         config = FoldConfig(idle_minutes(info, self._settings.session_idle_minutes), str(info.get("businessType", "general")))
         memory, sessions, messages = fold(events, config, business_id, user_id)
         if verify:
             return len(events), await self._compare(memory, sessions, messages)
-        if events and self._batch:
+        if self._batch:
             t = self._settings.tables
             self._batch.add(t.messages, list(messages.values()))
             self._batch.add(t.sessions, list(sessions.values()))
             self._batch.add(t.rag_user, [memory])
-        elif events:
+        else:
             await self._projections.write_bulk(memory, list(sessions.values()), list(messages.values()))
         return len(events), []
 
