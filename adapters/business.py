@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -10,21 +11,27 @@ from agentstream.settings import Tables
 
 
 class BusinessDirectory:
-    """Read-mostly lookups of the business tables; entries live `ttl_s` seconds."""
+    """Read-mostly lookups of the business tables; entries live `ttl_s` seconds. Callers that
+    miss at the same moment share one read (a burst of conversations of one business makes one
+    request, not hundreds)."""
 
     def __init__(self, ddb: Any, tables: Tables, ttl_s: float = 30.0) -> None:
         self._ddb = ddb
         self._t = tables
         self._ttl = ttl_s
-        self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._cache: dict[tuple[str, str], tuple[float, asyncio.Future[Any]]] = {}
 
     async def _cached(self, key: tuple[str, str], load: Any) -> Any:
         hit = self._cache.get(key)
-        if hit and hit[0] > time.monotonic():
-            return hit[1]
-        value = await load()
-        self._cache[key] = (time.monotonic() + self._ttl, value)
-        return value
+        if hit is None or hit[0] <= time.monotonic():
+            hit = (time.monotonic() + self._ttl, asyncio.ensure_future(load()))
+            self._cache[key] = hit
+        try:
+            return await asyncio.shield(hit[1])
+        except Exception:
+            if self._cache.get(key) is hit:
+                del self._cache[key]  # a failed read is not remembered
+            raise
 
     async def info(self, business_id: str) -> dict[str, Any] | None:
         """The business-info item, or None for an unknown business."""

@@ -51,19 +51,28 @@ def event_from_item(item: dict[str, Any]) -> Event:
 class EventStore:
     """Append to and read from the events table."""
 
-    def __init__(self, ddb: Any, table: str, max_attempts: int = 50, head_cache: int = 10_000) -> None:
+    def __init__(self, ddb: Any, table: str, max_attempts: int = 50, head_cache: int = 0) -> None:
+        """`head_cache`: remember the heads of that many streams this process appended to. Only
+        for a stream's sole writer (a bulk import): a conversation is appended to by the gateway,
+        the worker and delivery in turn, so a remembered head is mostly stale and costs a failed
+        transaction; by default the head is read (one Query) unless the caller knows it."""
         self._ddb = ddb
         self._table = table
         self._max_attempts = max_attempts
         self._heads: OrderedDict[str, int] = OrderedDict()
         self._head_cache = head_cache
 
-    async def append(self, event: Event, external_id: str | None = None, aliases: tuple[str, ...] = ()) -> AppendResult:
+    async def append(self, event: Event, external_id: str | None = None, aliases: tuple[str, ...] = (),
+                     head: int | None = None) -> AppendResult:
         """Append at head + 1; with an external id, at most once per (business, id).
 
-        `aliases` are further ids that find the event later (e.g. the channel's id of a sent reply)."""
+        `aliases` are further ids that find the event later (e.g. the channel's id of a sent reply).
+        `head` is the stream's head as the caller has just read it, which saves reading it again
+        (if another event got there first, the append reads the head and tries again)."""
         for attempt in range(self._max_attempts):
-            seq = await self._next_seq(event.streamId)
+            known = head if head is not None else self._heads.get(event.streamId)
+            seq = (known if known is not None else await self.head(event.streamId)) + 1
+            head = None
             stored = event.with_seq(seq)
             try:
                 await self._write(stored, external_id, aliases)
@@ -148,7 +157,11 @@ class EventStore:
 
     async def read(self, stream: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
         """Events of a stream with seq > after_seq, in seq order."""
-        events: list[Event] = []
+        return [event_from_item(i) for i in await self.read_items(stream, after_seq, limit)]
+
+    async def read_items(self, stream: str, after_seq: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        """Like `read`, as plain items: nothing is parsed, so nothing is refused."""
+        items: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "streamId = :s AND seq > :q",
@@ -157,11 +170,11 @@ class EventStore:
         }
         while True:
             if limit is not None:
-                kwargs["Limit"] = limit - len(events)
+                kwargs["Limit"] = limit - len(items)
             resp = await self._ddb.query(**kwargs)
-            events.extend(event_from_item(from_item(i)) for i in resp.get("Items", []))
-            if "LastEvaluatedKey" not in resp or (limit is not None and len(events) >= limit):
-                return events
+            items.extend(from_item(i) for i in resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp or (limit is not None and len(items) >= limit):
+                return items
             kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
 
     async def head(self, stream: str) -> int:
@@ -178,12 +191,9 @@ class EventStore:
         items = resp.get("Items", [])
         return int(items[0]["seq"]["N"]) if items else 0
 
-    async def _next_seq(self, stream: str) -> int:
-        if stream not in self._heads:
-            self._remember(stream, await self.head(stream))
-        return self._heads[stream] + 1
-
     def _remember(self, stream: str, seq: int) -> None:
+        if self._head_cache <= 0:
+            return
         self._heads[stream] = seq
         self._heads.move_to_end(stream)
         while len(self._heads) > self._head_cache:

@@ -207,7 +207,7 @@ async def run_import_legacy(settings: Settings, messages_table: str | None, sess
     from agentstream.streams.legacy import import_legacy
 
     async with dynamodb_client(settings) as ddb:
-        store = EventStore(ddb, settings.tables.events)
+        store = EventStore(ddb, settings.tables.events, head_cache=10_000)  # the import appends in runs per stream
         return await import_legacy(ddb, store, messages_table or settings.tables.messages,
                                    sessions_table or settings.tables.sessions)
 

@@ -2,7 +2,9 @@
 
 For each event: duplicates (seq <= lastSeq) are skipped, a gap is filled from the log, the
 pure fold computes the new items, a MessageReceived gets its one reply (appended to the log
-before it is published), and the projected items are written, the memory item last. Every
+before it is published), and the projected items are written in one transaction. When the
+reply lands right after its inbound (the usual case), it is folded at once and written in the
+same transaction, so its own arrival from the topic is a duplicate that costs nothing. Every
 step is idempotent, so a crash anywhere is repaired by processing the event again.
 """
 
@@ -16,7 +18,7 @@ import structlog
 
 from agentstream import metrics
 from agentstream.adapters.business import BusinessDirectory, idle_minutes
-from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.event_store import EventStore, event_from_item
 from agentstream.adapters.llm import Responder
 from agentstream.adapters.projection_store import ProjectionStore, StaleWrite
 from agentstream.events import IMPORTED, Event, MessageReceived, new_event, reply_event_id, utc_now
@@ -27,6 +29,7 @@ from agentstream.projections.topics import detect_language
 
 log = structlog.get_logger(__name__)
 PublishReply = Callable[[Event], Awaitable[None]]
+REPLY_LOOKAHEAD = 4  # events after an inbound read to find its reply (and the head) in one query
 
 
 def reply_key(inbound_event_id: str) -> str:
@@ -69,7 +72,8 @@ class ConversationProcessor:
             log.info("worker.gap_filled", streamId=event.streamId, after=last, upto=event.seq, found=len(missing))
             pending = [*missing, event]
         for item in pending:
-            memory = await self._apply(memory, item)
+            if item.seq > int(memory["lastSeq"]):  # a reply folded with its inbound is done
+                memory = await self._apply(memory, item)
 
     async def _memory(self, event: Event) -> dict[str, Any] | None:
         """The conversation's state; None for an event of a user erased after it happened."""
@@ -95,21 +99,29 @@ class ConversationProcessor:
         info = await self._directory.info(event.businessId) or {}
         config = FoldConfig(idle_minutes(info, self._idle), str(info.get("businessType", "general")))
         projection = apply(memory, event, config)
+        memory, sessions, messages = projection.memory, projection.sessions, projection.messages
+        applied = [event.type]
         if isinstance(event, MessageReceived) and IMPORTED not in event.payload.replyTo:
-            await self._reply(event, projection.memory, info)
+            reply = await self._reply(event, memory, info)
+            if reply.seq == event.seq + 1:  # next in the log: its effects go in the same write
+                folded = apply(memory, reply, config)
+                memory, messages = folded.memory, [*messages, *folded.messages]
+                sessions = list({s["sessionId"]: s for s in (*sessions, *folded.sessions)}.values())
+                applied.append(reply.type)
         try:
-            await self._projections.write(projection.memory, projection.sessions, projection.messages)
+            await self._projections.write(memory, sessions, messages)
         except StaleWrite:
             self._cache.pop(event.streamId, None)
             log.info("worker.stale_memory_reloaded", streamId=event.streamId, seq=event.seq)
-            return await self._projections.load_memory(event.businessId, event.userId) or projection.memory
-        self._remember(event.streamId, projection.memory)
-        metrics.WORKER_EVENTS.labels(type=event.type, outcome="applied").inc()
-        return projection.memory
+            return await self._projections.load_memory(event.businessId, event.userId) or memory
+        self._remember(event.streamId, memory)
+        for kind in applied:
+            metrics.WORKER_EVENTS.labels(type=kind, outcome="applied").inc()
+        return memory
 
-    async def _reply(self, inbound: MessageReceived, memory: dict[str, Any], info: dict[str, Any]) -> None:
+    async def _reply(self, inbound: MessageReceived, memory: dict[str, Any], info: dict[str, Any]) -> Event:
         """The one reply to an inbound message: the model is asked only if the log has none."""
-        reply = await self._store.find(inbound.businessId, reply_key(inbound.eventId))
+        reply, head = await self._logged_reply(inbound)
         if reply is None:
             answer = await self._responder.answer(await self._context(inbound, memory, info))
             session = active_session(memory) or {}
@@ -131,11 +143,27 @@ class ConversationProcessor:
                     "deliverTo": dict(inbound.payload.replyTo),
                 },
             )
-            reply = (await self._store.append(draft, external_id=reply_key(inbound.eventId))).event
+            reply = (await self._store.append(draft, external_id=reply_key(inbound.eventId), head=head)).event
             metrics.EVENTS_APPENDED.labels(type="ReplyGenerated", channel=inbound.channel).inc()
             metrics.REPLY_LATENCY.observe(max(0.0, (utc_now() - inbound.occurredAt).total_seconds()))
             log.info("worker.reply_appended", eventId=reply.eventId, inReplyTo=inbound.eventId, streamId=inbound.streamId)
         await self._publish_reply(reply)
+        return reply
+
+    async def _logged_reply(self, inbound: MessageReceived) -> tuple[Event | None, int | None]:
+        """The inbound's reply if the log has it; else None and the stream's head (None: not read).
+
+        A reply follows its inbound in the same stream, nearly always within a few events, so
+        one query of the events after the inbound answers both questions; past those, the
+        reply's idempotency record does. Only the reply is parsed: an event this build cannot
+        read further on is its own record's business, not this one's."""
+        later = await self._store.read_items(inbound.streamId, after_seq=inbound.seq, limit=REPLY_LOOKAHEAD)
+        for item in later:
+            if item.get("type") == "ReplyGenerated" and (item.get("payload") or {}).get("inReplyTo") == inbound.eventId:
+                return event_from_item(item), None
+        if len(later) < REPLY_LOOKAHEAD:
+            return None, int(later[-1]["seq"]) if later else inbound.seq
+        return await self._store.find(inbound.businessId, reply_key(inbound.eventId)), None
 
     async def _context(self, inbound: MessageReceived, memory: dict[str, Any], info: dict[str, Any]) -> ReplyContext:
         business_type = str(info.get("businessType", "general"))

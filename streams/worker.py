@@ -23,7 +23,7 @@ from agentstream import metrics
 from agentstream.adapters.dynamo import scan_all
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.kafka import dumps
-from agentstream.events import Event, iso, new_event, parse_event, UnknownSchemaVersion, utc_now, derive_id
+from agentstream.events import iso, new_event, parse_event, UnknownSchemaVersion, utc_now, derive_id
 from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.keyed import KeyedExecutor
@@ -50,7 +50,8 @@ class Dlq:
         log.error("dlq.sent", stage=stage, error=error[:300])
 
 
-async def process_with_retries(processor: ConversationProcessor, dlq: Dlq, key: bytes | None, raw: bytes) -> None:
+async def process_with_retries(processor: ConversationProcessor, dlq: Dlq, key: bytes | None, raw: bytes,
+                               retry_delays: tuple[float, ...] = RETRY_DELAYS) -> None:
     """Parse and apply one record; never raises. Bad records and exhausted retries go to the DLQ."""
     try:
         event = parse_event(json.loads(raw))
@@ -59,7 +60,7 @@ async def process_with_retries(processor: ConversationProcessor, dlq: Dlq, key: 
         return
     structlog.contextvars.bind_contextvars(eventId=event.eventId, streamId=event.streamId)
     try:
-        for attempt, delay in enumerate((*RETRY_DELAYS, None)):
+        for attempt, delay in enumerate((*retry_delays, None)):
             try:
                 await processor.handle(event)
                 return
@@ -74,7 +75,8 @@ async def process_with_retries(processor: ConversationProcessor, dlq: Dlq, key: 
         structlog.contextvars.unbind_contextvars("eventId", "streamId")
 
 
-def build_app(settings: Settings, processor: ConversationProcessor, dlq: Dlq, executor: KeyedExecutor) -> faust.App:
+def build_app(settings: Settings, processor: ConversationProcessor, dlq: Dlq, executor: KeyedExecutor,
+              retry_delays: tuple[float, ...] = RETRY_DELAYS) -> faust.App:
     datadir = Path(os.environ.get("AGENTSTREAM_HOME", ".local")).resolve() / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -103,7 +105,7 @@ def build_app(settings: Settings, processor: ConversationProcessor, dlq: Dlq, ex
 
             async def job(record: Any = record, key: bytes | None = key, raw: bytes = raw) -> None:
                 try:
-                    await process_with_retries(processor, dlq, key, raw)
+                    await process_with_retries(processor, dlq, key, raw, retry_delays)
                 finally:
                     record.ack()
                     metrics.WORKER_INFLIGHT.set(executor.inflight - 1)

@@ -1,0 +1,155 @@
+"""`agentstream bench worker`: the worker process on a backlog of already-logged events.
+
+100 000 events from 10 000 users (an inbound message and its reply, alternately, with the
+reply's idempotency record, as the live path leaves them) are written to the events table and
+to the events topic before the worker starts. Figures:
+
+- the worker's rate (events folded, projected and acked, until its consumer group's lag is 0)
+  against a bare aiokafka consumer reading the same topic in the same run (target ≥ 30 %);
+- the worker's peak RSS (VmHWM; target < 300 MB);
+- model calls (0: every inbound already has its reply in the log).
+
+Smaller runs: BENCH_WORKER_USERS and BENCH_WORKER_EVENTS_PER_USER (defaults 10 000 and 10).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import GroupCoordinatorNotAvailableError
+
+from agentstream.adapters.bootstrap import populate, setup
+from agentstream.adapters.dynamo import dynamodb_client, put_items
+from agentstream.adapters.event_store import idem_key
+from agentstream.adapters.kafka import dumps, producer
+from agentstream.bench.common import isolated_env, report, services, settings_for
+from agentstream.bench.model_server import ModelBehaviour, ModelServer
+from agentstream.bench.pipeline import peak_rss_mb
+from agentstream.bench.replay import _events
+from agentstream.settings import Settings
+from agentstream.stack import spawn_component
+from agentstream.streams.conversations import reply_key
+
+PARTITIONS = 6
+
+
+def _with_idempotency(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events and, for each reply, the `reply:<inbound>` record its append wrote."""
+    items = list(events)
+    for event in events:
+        if event["type"] == "ReplyGenerated":
+            pointer = {"seq": 0, "eventId": event["eventId"], "eventStreamId": event["streamId"], "eventSeq": event["seq"]}
+            items.append({"streamId": idem_key(event["businessId"], reply_key(event["payload"]["inReplyTo"])), **pointer})
+    return items
+
+
+async def _log(s: Settings, users: int, per_user: int) -> int:
+    """Write the backlog into the table, then onto the topic (as the bridge would); returns its size."""
+    sent = 0
+    prod = producer(s, linger_ms=20)
+    await prod.start()
+    try:
+        async with dynamodb_client(s) as ddb:
+            for first in range(0, users, 500):  # a slice of users at a time keeps the loader small
+                events = [e for u in range(first, min(users, first + 500)) for e in _events(u, per_user)]
+                await put_items(ddb, s.tables.events, _with_idempotency(events))
+                # one stream's events in seq order, streams interleaved as they would arrive live
+                events.sort(key=lambda e: (e["seq"], e["streamId"]))
+                futures = [await prod.send(s.topic_events, key=e["streamId"].encode(), value=dumps(e)) for e in events]
+                await asyncio.gather(*futures)
+                sent += len(events)
+    finally:
+        await prod.stop()
+    return sent
+
+
+async def _bare_rate(s: Settings, total: int) -> float:
+    """A bare aiokafka consumer reading the whole topic: records/s."""
+    consumer = AIOKafkaConsumer(s.topic_events, bootstrap_servers=s.kafka_bootstrap_servers, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    count, start = 0, time.perf_counter()
+    try:
+        while count < total:
+            for records in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
+                count += len(records)
+        return count / (time.perf_counter() - start)
+    finally:
+        await consumer.stop()
+
+
+async def _committed(admin: AIOKafkaAdminClient, s: Settings) -> int:
+    """How many records of the events topic the worker's group has committed."""
+    try:
+        offsets = await admin.list_consumer_group_offsets(s.worker_group)
+    except GroupCoordinatorNotAvailableError:  # the broker's offsets topic is not there yet
+        return 0
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == s.topic_events and meta.offset > 0)
+
+
+async def _wait_worker(s: Settings, total: int, pid: int, timeout: float) -> dict[str, float]:
+    """Poll the group's committed offsets until its lag is 0; the rate counts from the first commit."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap_servers)
+    await admin.start()
+    started = time.perf_counter()
+    first: tuple[float, int] | None = None
+    done = 0
+    try:
+        while time.perf_counter() - started < timeout:
+            if not Path(f"/proc/{pid}").exists():
+                raise RuntimeError("the worker exited; see its log")
+            done = await _committed(admin, s)
+            now = time.perf_counter()
+            if done and first is None:
+                first = (now, done)
+            if done >= total:
+                break
+            await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
+    end = time.perf_counter()
+    t0, n0 = first or (end, 0)
+    rate = (done - n0) / (end - t0) if end > t0 and done > n0 else float("nan")
+    return {"committed": done, "wall_s": end - started, "rate": rate, "first_commit_s": t0 - started}
+
+
+def run(users: int = 10_000, per_user: int = 10, timeout: float = 3600) -> dict[str, Any]:
+    with services() as base, ModelServer(ModelBehaviour(delay_s=0.0)) as model:
+        env = isolated_env(base, OPENAI_API_KEY="bench-key", OPENAI_BASE_URL=model.base_url,
+                           KAFKA_PARTITIONS=str(PARTITIONS))
+        s = settings_for(env)
+        asyncio.run(setup(s, partitions=PARTITIONS))
+        asyncio.run(populate(s))
+        started = time.perf_counter()
+        total = asyncio.run(_log(s, users, per_user))
+        load_s = time.perf_counter() - started
+        bare = asyncio.run(_bare_rate(s, total))
+        logs = Path(tempfile.mkdtemp(prefix="agentstream-bench-logs-"))
+        worker = spawn_component("worker", env, logs)
+        try:
+            waited = asyncio.run(_wait_worker(s, total, worker.popen.pid, timeout))
+            rss = peak_rss_mb(worker.popen.pid)
+        finally:
+            worker.stop()
+    rate = waited["rate"]
+    return {
+        "events": total, "users": users, "committed": waited["committed"],
+        "worker_events_per_s": round(rate), "bare_consumer_events_per_s": round(bare),
+        "worker_vs_bare": round(rate / bare, 4), "target_vs_bare": 0.3,
+        "worker_peak_rss_mb": rss, "target_rss_mb": 300,
+        "worker_wall_s": round(waited["wall_s"], 1), "worker_first_commit_s": round(waited["first_commit_s"], 1),
+        "model_calls": len(model.behaviour.requests), "load_s": round(load_s, 1), "logs": str(logs),
+    }
+
+
+def main() -> None:
+    users = int(os.environ.get("BENCH_WORKER_USERS", "10000"))
+    per_user = int(os.environ.get("BENCH_WORKER_EVENTS_PER_USER", "10"))
+    report("worker", run(users, per_user))

@@ -1,0 +1,237 @@
+"""The worker's dead-letter path on the real Kafka and ministack: records it cannot read and
+events whose processing fails every attempt go to `agent.dlq.v1` with their error and the
+original record, the other conversations are still answered, and the consumer group's
+committed offsets move past every one of them (nothing stays stuck)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from agentstream.adapters import kafka
+from agentstream.adapters.business import BusinessDirectory
+from agentstream.adapters.dynamo import dynamodb_client
+from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.llm import Answer, OfflineResponder
+from agentstream.adapters.projection_store import ProjectionStore
+from agentstream.events import Event, ReplyGenerated, new_event
+from agentstream.projections.context import ReplyContext
+from agentstream.settings import Settings
+from agentstream.streams.conversations import ConversationProcessor
+from agentstream.streams.keyed import KeyedExecutor
+from agentstream.streams.worker import Dlq, build_app
+from tests.conftest import isolated_env
+from tests.e2e.stack import prepare, running_stack
+from tests.integration.kafka_helpers import read_topic
+from tests.services import Endpoints
+
+pytestmark = pytest.mark.integration
+
+
+def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return Settings()
+
+
+async def publish(s: Settings, records: list[tuple[str, bytes]]) -> None:
+    """Records straight onto agent.events.v1, as the bridge would put them there."""
+    producer = kafka.producer(s)
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send_and_wait(s.topic_events, key=key.encode(), value=value)
+    finally:
+        await producer.stop()
+
+
+async def append(s: Settings, user: str, text: str) -> Event:
+    async with dynamodb_client(s) as ddb:
+        return (await EventStore(ddb, s.tables.events).append(new_event(
+            "MessageReceived", business_id="demo-salon", user_id=user, channel="websocket", payload={"content": text},
+        ))).event
+
+
+def as_record(event: Event) -> tuple[str, bytes]:
+    return event.streamId, kafka.dumps(event.to_json_dict())
+
+
+async def log_of(s: Settings, stream: str) -> list[Event]:
+    async with dynamodb_client(s) as ddb:
+        return await EventStore(ddb, s.tables.events).read(stream)
+
+
+async def wait_committed_to_end(s: Settings, timeout: float = 60.0) -> dict[int, tuple[int, int]]:
+    """Wait until the worker's group has committed the end offset of every partition of the
+    events topic; returns {partition: (committed, end)} as last seen."""
+    partitions = [TopicPartition(s.topic_events, p) for p in range(s.kafka_partitions)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap_servers, group_id=None, enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap_servers)
+    await consumer.start()
+    await admin.start()
+    seen: dict[int, tuple[int, int]] = {}
+    try:
+        ends = await consumer.end_offsets(partitions)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            committed = await admin.list_consumer_group_offsets(s.worker_group)
+            seen = {tp.partition: (committed[tp].offset if tp in committed else 0, ends[tp]) for tp in partitions}  # empty: 0
+            if all(c == e for c, e in seen.values()):
+                break
+            await asyncio.sleep(0.5)
+        return seen
+    finally:
+        await admin.close()
+        await consumer.stop()
+
+
+async def test_unreadable_records_go_to_the_dlq_and_the_worker_moves_on(
+    endpoints: Endpoints, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = isolated_env(endpoints)  # no OPENAI_API_KEY: the offline responder answers
+    with running_stack(env, tmp_path / "logs", components=("worker",)) as stack:
+        s = settings_from(stack.env, monkeypatch)
+        future = new_event("MessageReceived", business_id="demo-salon", user_id="A", channel="websocket",
+                           payload={"content": "from a newer build"}).with_seq(1).to_json_dict() | {"schemaVersion": 99}
+        garbage = b"\x00this is {not json"
+        b = await append(s, "B", "Bună ziua, aveți loc mâine?")
+        await publish(s, [("demo-salon#A", kafka.dumps(future)), ("demo-salon#C", garbage), as_record(b)])
+
+        dlq = await read_topic(s.kafka_bootstrap_servers, s.topic_dlq, expect=2, timeout=60)
+        by_key = {r["key"]: r["value"] for r in dlq}
+        assert set(by_key) == {"demo-salon#A", "demo-salon#C"}
+        assert by_key["demo-salon#A"]["stage"] == "parse"
+        assert "UnknownSchemaVersion" in by_key["demo-salon#A"]["error"] and "99" in by_key["demo-salon#A"]["error"]
+        assert by_key["demo-salon#A"]["event"] == future
+        assert by_key["demo-salon#C"]["stage"] == "parse"
+        assert by_key["demo-salon#C"]["error"].startswith(("JSONDecodeError", "UnicodeDecodeError"))
+        assert by_key["demo-salon#C"]["event"] == garbage.decode("utf-8", "replace")
+        assert all(r["value"]["failedAt"].endswith("Z") for r in dlq)
+
+        offsets = await wait_committed_to_end(s)
+        assert all(c == e for c, e in offsets.values()), f"committed vs end per partition: {offsets}"
+        replies = await read_topic(s.kafka_bootstrap_servers, s.topic_replies, expect=2, timeout=5)
+        assert [r["value"]["payload"]["inReplyTo"] for r in replies] == [b.eventId]
+        logged = [e for e in await log_of(s, "demo-salon#B") if isinstance(e, ReplyGenerated)]
+        assert [e.payload.inReplyTo for e in logged] == [b.eventId]
+        assert await log_of(s, "demo-salon#A") == [] and await log_of(s, "demo-salon#C") == []
+
+
+class CountingResponder:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self._inner = OfflineResponder()
+
+    async def answer(self, ctx: ReplyContext) -> Answer:
+        self.calls.append(ctx.inbound_event_id)
+        return await self._inner.answer(ctx)
+
+
+class BrokenProjections(ProjectionStore):
+    """The projection write of one conversation always fails (a table it cannot write)."""
+
+    def __init__(self, ddb: Any, s: Settings, broken_stream: str) -> None:
+        super().__init__(ddb, s.tables)
+        self.broken_stream = broken_stream
+        self.failures = 0
+
+    async def write(self, memory: dict[str, Any], sessions: list[dict[str, Any]], messages: list[dict[str, Any]]) -> None:
+        if f"{memory['businessId']}#{memory['userId']}" == self.broken_stream:
+            self.failures += 1
+            raise RuntimeError("injected projection failure")
+        await super().write(memory, sessions, messages)
+
+
+@contextmanager
+def worker_in_thread(s: Settings, broken_stream: str, retry_delays: tuple[float, ...]) -> Iterator[dict[str, Any]]:
+    """The worker as `run_worker` composes it, with a failing projection store and short retry
+    delays, on an event loop of its own in a thread."""
+    state: dict[str, Any] = {}
+    ready = threading.Event()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        state["loop"], state["stop"] = asyncio.get_running_loop(), stop
+        async with AsyncExitStack() as stack:
+            ddb = await stack.enter_async_context(dynamodb_client(s))
+            producer = kafka.producer(s)
+            await producer.start()
+            stack.push_async_callback(producer.stop)
+
+            async def publish_reply(reply: Event) -> None:
+                await (await producer.send(s.topic_replies, key=reply.streamId.encode(), value=kafka.dumps(reply.to_json_dict())))
+
+            state["projections"] = BrokenProjections(ddb, s, broken_stream)
+            state["responder"] = CountingResponder()
+            processor = ConversationProcessor(EventStore(ddb, s.tables.events), state["projections"],
+                                              BusinessDirectory(ddb, s.tables), state["responder"], publish_reply)
+            executor = KeyedExecutor(s.worker_max_inflight)
+            app = build_app(s, processor, Dlq(producer, s.topic_dlq), executor, retry_delays=retry_delays)
+            await app.start()
+            ready.set()
+            try:
+                await stop.wait()
+                await asyncio.wait_for(executor.join(), timeout=30)
+            finally:
+                await app.stop()
+
+    def run() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # surfaced to the test below
+            state["error"] = exc
+            ready.set()
+
+    thread = threading.Thread(target=run, name="worker", daemon=True)
+    thread.start()
+    assert ready.wait(60), "the worker did not start"
+    if "error" in state:
+        raise state["error"]
+    try:
+        yield state
+    finally:
+        state["loop"].call_soon_threadsafe(state["stop"].set)
+        thread.join(60)
+
+
+async def test_an_event_failing_every_attempt_goes_to_the_dlq_and_others_are_answered(
+    endpoints: Endpoints, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = isolated_env(endpoints)
+    prepare(env)
+    s = settings_from(env, monkeypatch)
+    delays = (0.05, 0.1, 0.2)
+    with worker_in_thread(s, "demo-salon#broken", delays) as worker:
+        broken = await append(s, "broken", "Această conversație nu se poate salva")
+        others = [await append(s, f"ok{i}", f"Aveți loc azi? {i}") for i in range(6)]
+        await publish(s, [as_record(broken), *(as_record(e) for e in others)])
+
+        dlq = await read_topic(s.kafka_bootstrap_servers, s.topic_dlq, expect=1, timeout=60)
+        assert len(dlq) == 1
+        record = dlq[0]
+        assert record["key"] == "demo-salon#broken" and record["value"]["stage"] == "process"
+        assert record["value"]["error"] == "RuntimeError: injected projection failure"
+        assert record["value"]["event"] == broken.to_json_dict()
+        assert worker["projections"].failures == len(delays) + 1
+
+        offsets = await wait_committed_to_end(s)
+        assert all(c == e for c, e in offsets.values()), f"committed vs end per partition: {offsets}"
+        replies = await read_topic(s.kafka_bootstrap_servers, s.topic_replies, expect=len(others) + len(delays) + 1, timeout=10)
+        answered = {r["value"]["payload"]["inReplyTo"] for r in replies}
+        assert {e.eventId for e in others} <= answered
+        for event in others:
+            logged = [e for e in await log_of(s, event.streamId) if isinstance(e, ReplyGenerated)]
+            assert [e.payload.inReplyTo for e in logged] == [event.eventId]
+        # the reply went into the log on the first attempt; the retries found it there
+        logged = [e for e in await log_of(s, "demo-salon#broken") if isinstance(e, ReplyGenerated)]
+        assert [e.payload.inReplyTo for e in logged] == [broken.eventId]
+        assert worker["responder"].calls.count(broken.eventId) == 1

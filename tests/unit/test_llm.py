@@ -1,0 +1,65 @@
+"""The model adapter against a local OpenAI-compatible server: answers, one shared client for
+every call, and the polite fallback on errors and timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+import pytest
+
+from agentstream.adapters.llm import FALLBACK, OpenAIResponder
+from agentstream.bench.model_server import ModelBehaviour, ModelServer
+from agentstream.projections.context import ReplyContext
+from agentstream.projections.conversation import empty_memory
+from agentstream.projections.timecontext import time_context
+from agentstream.settings import Settings
+
+
+@pytest.fixture
+def model() -> Iterator[ModelServer]:
+    with ModelServer(ModelBehaviour()) as server:
+        yield server
+
+
+def responder(model: ModelServer, **overrides: object) -> OpenAIResponder:
+    options = {"openai_api_key": "sk-test-not-real", "openai_base_url": model.base_url, "openai_model": "local-model",
+               "openai_max_retries": 0, "openai_timeout_s": 5.0} | overrides
+    return OpenAIResponder(Settings(**options))  # type: ignore[arg-type]
+
+
+def context(text: str, language: str = "en") -> ReplyContext:
+    at = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
+    return ReplyContext(business={"name": "Salon"}, system_instructions="Be brief.", rag_entries=[],
+                        memory=empty_memory("b", "u"), time=time_context(at, "Europe/Bucharest", {}),
+                        message=text, language=language)
+
+
+async def test_concurrent_answers_share_one_client(model: ModelServer) -> None:
+    r = responder(model)
+    client = r._client  # noqa: SLF001
+    answers = await asyncio.gather(*(r.answer(context(f"question {i}")) for i in range(20)))
+    assert [a.content for a in answers] == [f"[model] re: question {i}" for i in range(20)]
+    assert all(a.model == "local-model" and not a.fallback and a.prompt_tokens > 0 for a in answers)
+    assert r._client is client and len(model.behaviour.requests) == 20  # noqa: SLF001
+    assert model.behaviour.requests[0]["authorization"] == "Bearer sk-test-not-real"
+    await r.close()
+
+
+async def test_server_errors_after_the_retries_give_the_fallback(model: ModelServer) -> None:
+    model.behaviour.fail_next = 2
+    r = responder(model, openai_max_retries=1)
+    answer = await r.answer(context("Aveți loc mâine?", language="ro"))
+    assert answer.fallback and answer.content == FALLBACK["ro"]
+    assert len(model.behaviour.requests) == 2, "one call and one retry"
+    assert not (await r.answer(context("again"))).fallback  # the server is fine again
+    await r.close()
+
+
+async def test_a_model_slower_than_the_timeout_gives_the_fallback(model: ModelServer) -> None:
+    model.behaviour.delay_s = 2.0
+    r = responder(model, openai_timeout_s=0.3)
+    answer = await r.answer(context("hello"))
+    assert answer.fallback and answer.content == FALLBACK["en"] and answer.latency_ms < 1500
+    await r.close()
