@@ -36,10 +36,10 @@ def _chat_in_browser(stack: RunningStack) -> None:
         page = browser.new_page()
         page.goto(f"{stack.base_url}/?business=demo-salon")
         expect(page.locator("#status")).to_have_text("online", timeout=30_000)
-        page.fill("#text", "Buna ziua, la ce ora inchideti azi? <b>bold</b>")
+        page.fill("#text", "Buna ziua, la ce ora inchideti azi? <b>bold</b> '; DROP TABLE sessions;--")
         page.click("button")
         user_bubble = page.locator(".msg.user").first
-        expect(user_bubble).to_have_text("Buna ziua, la ce ora inchideti azi? <b>bold</b>")
+        expect(user_bubble).to_have_text("Buna ziua, la ce ora inchideti azi? <b>bold</b> '; DROP TABLE sessions;--")
         expect(page.locator(".msg.user b")).to_have_count(0)
         expect(user_bubble).not_to_have_class("msg user pending", timeout=30_000)
         reply = page.locator(".msg.agent").first

@@ -140,7 +140,8 @@ def test_twilio_sms_and_whatsapp_are_answered_through_the_messages_api(stack: Ru
     assert all(r.headers["authorization"] == "Basic " + base64.b64encode(b"AC123:twilio-token-1").decode() for r in sent)
     (wa_event,) = [e for e in log_events(stack.env, "demo-salon#+40755555555") if e.type == "MessageReceived"]
     assert wa_event.channel == "whatsapp" and wa_event.payload.attachments[0].contentType == "image/jpeg"
-    assert len([e for e in log_events(stack.env, "demo-salon#+40744444444") if e.type == "MessageReceived"]) == 1
+    (sms_event,) = [e for e in log_events(stack.env, "demo-salon#+40744444444") if e.type == "MessageReceived"]
+    assert sms_event.payload.content == "שלום, ce program aveți?", "right-to-left text and diacritics intact"
 
 
 def test_twilio_bad_signature_is_403(stack: RunningStack) -> None:

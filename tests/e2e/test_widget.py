@@ -112,6 +112,12 @@ def test_rest_message_gets_a_session_and_a_reply(stack: RunningStack) -> None:
     assert data["status"] == "active" and [m["type"] for m in data["lastMessages"]] == ["user", "agent"]
     messages = httpx.get(f"{stack.base_url}/v1/sessions/{data['sessionId']}/messages", headers=api(stack)).json()["messages"]
     assert messages[0]["content"] == "Vreau programare la manichiură"
+    odd = {**body, "externalId": "crm-2", "text": "x'); DROP TABLE messages;-- <script>alert(1)</script> 😀 مرحبا"}
+    assert httpx.post(f"{stack.base_url}/v1/messages", json=odd, headers=api(stack)).status_code == 202
+    while time.monotonic() < deadline and len(stored := httpx.get(
+            f"{stack.base_url}/v1/sessions/{data['sessionId']}/messages", headers=api(stack)).json()["messages"]) < 3:
+        time.sleep(0.2)
+    assert stored[2]["content"] == odd["text"], "script, SQL, emoji and right-to-left text are stored verbatim"
     resolved = httpx.post(f"{stack.base_url}/v1/sessions/{data['sessionId']}/resolve", headers=api(stack))
     assert resolved.status_code == 202
     while time.monotonic() < deadline and httpx.get(url, headers=api(stack)).status_code != 404:
