@@ -173,3 +173,14 @@ def test_gmail_push_fetches_the_message_and_answers_in_the_thread(stack: Running
     assert sent.json["threadId"] == "T1" and "In-Reply-To: <G1@mail.example>" in mime and "Subject: Re: Programare" in mime
     (event,) = [e for e in log_events(stack.env, "demo-salon#ana@example.com") if e.type == "MessageReceived"]
     assert event.payload.content == "Bună ziua, aș dori o programare."
+
+
+def test_no_secret_reaches_the_logs(stack: RunningStack) -> None:
+    """The tests above used every channel's secrets (and refused wrong ones); no log line of
+    any process holds one of them."""
+    logs = {p.name: p.read_text(errors="replace") for p in stack.logs.glob("*.log")}
+    assert {"bridge.log", "worker.log", "gateway.log"} <= set(logs) and all(logs.values())
+    secrets = [META["appSecret"], META["verifyToken"], META["accessToken"], TWILIO["authToken"],
+               GMAIL["pushToken"], GMAIL["accessToken"], stack.env["AGENTSTREAM_SECRET_KEY"], *stack.api_keys.values()]
+    leaks = [(name, s) for name, text in logs.items() for s in secrets if s in text]
+    assert leaks == []
