@@ -53,6 +53,7 @@ class Inflight:
 
     acks: list[asyncio.Future[Any]]
     last: dict[str, Any]
+    settled: bool = False
 
 
 def lease_key(stream_arn: str, shard_id: str) -> str:
@@ -169,22 +170,27 @@ class Bridge:
 
     async def _read_batch(self, lease: Lease, shard_id: str, iterator: str,
                           inflight: Inflight | None) -> tuple[str | None, Inflight | None]:
-        """Read the next batch while Kafka acknowledges the previous one; checkpoint that one
-        once it is acknowledged. Order is kept: records are handed to the producer in order."""
+        """Read the next batch while Kafka acknowledges the previous one and its checkpoint is
+        written. Order is kept: records are handed to the producer in order, and a batch's
+        checkpoint moves only once Kafka has acknowledged all of it."""
+        settling = asyncio.ensure_future(self._settle(lease, shard_id, inflight))
         try:
             resp = await self._streams.get_records(ShardIterator=iterator, Limit=self._cfg.batch_limit)
+        except asyncio.CancelledError:
+            await settling  # a stopping bridge still checkpoints what Kafka acknowledged
+            raise
         except Exception as exc:
+            await settling
             code = error_code(exc)
             if code == "ExpiredIteratorException":
-                await self._settle(lease, shard_id, inflight)
                 return await self._iterator(shard_id, lease.checkpoint), None
             if code in ("ProvisionedThroughputExceededException", "ThrottlingException", "LimitExceededException"):
                 metrics.BRIDGE_ERRORS.labels(kind="throttled").inc()
                 await asyncio.sleep(1.0)
-                return iterator, inflight
+                return iterator, None
             raise
         metrics.BRIDGE_LAST_READ.labels(shard=shard_id).set_to_current_time()
-        await self._settle(lease, shard_id, inflight)
+        await settling
         records = resp.get("Records", [])
         if not records:
             metrics.BRIDGE_LAG_MS.labels(shard=shard_id).set(0)
@@ -207,10 +213,11 @@ class Bridge:
 
     async def _settle(self, lease: Lease, shard_id: str, inflight: Inflight | None) -> None:
         """Wait for Kafka to acknowledge a batch, then move the shard's checkpoint past it."""
-        if inflight is None:
+        if inflight is None or inflight.settled:
             return
         await asyncio.gather(*inflight.acks)
         await self._leases.checkpoint(lease, inflight.last["dynamodb"]["SequenceNumber"])
+        inflight.settled = True
         _record_lag(shard_id, inflight.last)
         self.stats.published += len(inflight.acks)
         self.stats.batches += 1
