@@ -39,6 +39,12 @@ def idem_key(business_id: str, external_id: str) -> str:
     return f"{IDEM_PREFIX}{business_id}#{external_id}"
 
 
+def idem_item(business_id: str, external_id: str, event: Event) -> dict[str, Any]:
+    """The record that finds `event` by a channel's (or a reply's) own id; seq 0, never an event."""
+    return {"streamId": idem_key(business_id, external_id), "seq": 0, "eventId": event.eventId,
+            "eventStreamId": event.streamId, "eventSeq": event.seq}
+
+
 def is_event_item(item: dict[str, Any]) -> bool:
     """Idempotency records share the table; they are not events."""
     return "eventId" in item and not str(item.get("streamId", "")).startswith((IDEM_PREFIX, TOMBSTONE_PREFIX))
@@ -97,11 +103,9 @@ class EventStore:
         if external_id is None:
             await self._ddb.put_item(**put)
             return
-        pointer = {"seq": 0, "eventId": event.eventId, "eventStreamId": event.streamId, "eventSeq": event.seq}
-        idem = {"TableName": self._table, "Item": to_item({"streamId": idem_key(event.businessId, external_id), **pointer}),
+        idem = {"TableName": self._table, "Item": to_item(idem_item(event.businessId, external_id, event)),
                 "ConditionExpression": "attribute_not_exists(streamId)"}
-        extra = [{"Put": {"TableName": self._table, "Item": to_item({"streamId": idem_key(event.businessId, a), **pointer})}}
-                 for a in aliases]
+        extra = [{"Put": {"TableName": self._table, "Item": to_item(idem_item(event.businessId, a, event))}} for a in aliases]
         await self._ddb.transact_write_items(TransactItems=[{"Put": put}, {"Put": idem}, *extra])
 
     async def _on_conflict(self, exc: Exception, event: Event, external_id: str | None) -> AppendResult | None:

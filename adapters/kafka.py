@@ -44,17 +44,16 @@ async def ensure_topics(settings: Settings, partitions: int | None = None) -> li
         await admin.close()
 
 
-async def partitions_of(bootstrap: str, topic: str) -> list[int]:
-    """The partition numbers of a topic; LookupError if it does not exist."""
+async def partitions_of(bootstrap: str, names: list[str]) -> dict[str, list[int]]:
+    """The partition numbers of each of the topics that exist (one request for all of them)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
     await admin.start()
     try:
-        (described,) = await admin.describe_topics([topic])
+        described = await admin.describe_topics(names)
     finally:
         await admin.close()
-    if described.get("error_code") or not described.get("partitions"):
-        raise LookupError(f"topic {topic} does not exist")
-    return sorted(p["partition"] for p in described["partitions"])
+    return {d["topic"]: sorted(p["partition"] for p in d["partitions"])
+            for d in described if not d.get("error_code") and d.get("partitions")}
 
 
 def producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
@@ -72,7 +71,6 @@ def producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
 
 async def follow(settings: Settings, topic: str, from_beginning: bool, stop: asyncio.Event) -> None:
     """Print each record of a topic as one JSON line until stopped (own throwaway group)."""
-    import asyncio
     import sys
 
     from aiokafka import AIOKafkaConsumer

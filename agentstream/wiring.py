@@ -36,6 +36,7 @@ from agentstream.streams.keyed import KeyedExecutor
 from agentstream.streams.outbound import external_sender
 from agentstream.streams.reconcile import reconcile
 from agentstream.streams.status import export_lag
+from agentstream.streams.stopping import wait_or_stop
 from agentstream.streams.worker import Dlq, build_app, expire_idle_sessions
 
 log = structlog.get_logger(__name__)
@@ -105,10 +106,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                     await expire_idle_sessions(ddb, settings, store, idle_for)
                 except Exception:
                     log.exception("worker.expiry_failed")
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=60)
-                except asyncio.TimeoutError:
-                    pass
+                await wait_or_stop(stop, 60)
         finally:
             await asyncio.wait_for(executor.join(), timeout=30)
             await app.stop()
@@ -163,10 +161,7 @@ async def run_analytics(settings: Settings, stop: asyncio.Event, every_s: float 
     analytics = AnalyticsConsumer(settings)
     task = asyncio.create_task(analytics.run(stop))
     while not stop.is_set():
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=every_s)
-        except asyncio.TimeoutError:
-            pass
+        await wait_or_stop(stop, every_s)
         for business in [business_id] if business_id else analytics.businesses():
             print(json.dumps(analytics.snapshot(business), ensure_ascii=False), flush=True)
     await task

@@ -25,6 +25,7 @@ from prometheus_client import Counter, Gauge
 from agentstream.events import parse_event
 from agentstream.projections.analytics import BusinessStats, Limits
 from agentstream.settings import Settings
+from agentstream.streams.stopping import wait_or_stop
 
 log = structlog.get_logger(__name__)
 RECORDS = Counter("agentstream_analytics_records_total", "Records read by the analytics consumer", ["outcome"])
@@ -93,10 +94,7 @@ class AnalyticsConsumer:
                 await self._consume(stop)
             except Exception:
                 log.exception("analytics.failed")
-                try:
-                    await asyncio.wait_for(stop.wait(), timeout=RETRY_DELAY_S)
-                except asyncio.TimeoutError:
-                    pass
+                await wait_or_stop(stop, RETRY_DELAY_S)
 
     async def _consume(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(

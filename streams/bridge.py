@@ -23,6 +23,7 @@ from agentstream.adapters.dynamo import error_code, from_item
 from agentstream.adapters.event_store import is_event_item
 from agentstream.adapters.kafka import dumps
 from agentstream.streams.leases import Lease, LeaseLost, LeaseTable, now_ms
+from agentstream.streams.stopping import wait_or_stop
 
 log = structlog.get_logger(__name__)
 LOST_POSITION = {"TrimmedDataAccessException", "ExpiredIteratorException", "ResourceNotFoundException"}
@@ -87,7 +88,7 @@ class Bridge:
         try:
             while not stop.is_set():
                 await self._discover_and_assign()
-                await _wait(stop, self._cfg.discover_every_s)
+                await wait_or_stop(stop, self._cfg.discover_every_s)
         finally:
             for task in self._readers.values():
                 task.cancel()
@@ -258,13 +259,6 @@ def _record_lag(shard_id: str, record: dict[str, Any]) -> None:
     if created is not None:
         ts = created.timestamp() if hasattr(created, "timestamp") else float(created)
         metrics.BRIDGE_LAG_MS.labels(shard=shard_id).set(max(0.0, (time.time() - ts) * 1000))
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except asyncio.TimeoutError:
-        pass
 
 
 def new_owner() -> str:

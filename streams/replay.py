@@ -3,8 +3,8 @@
 Each conversation is read in seq order (a Query per stream, streams in parallel; or off
 `agent.events.v1`, see `topic_source`) and folded with the same pure fold the worker uses; the
 items are written with the same monotonic puts, so a replay beside the live worker never moves
-state backwards. `verify` folds the same way
-and lists where the live tables differ instead of writing.
+state backwards. `verify` folds the same way and lists where the live tables differ instead of
+writing.
 """
 
 from __future__ import annotations

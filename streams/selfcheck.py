@@ -39,12 +39,11 @@ async def _no_publish(reply: Event) -> None:
 
 
 async def _business_messages(ddb: Any, settings: Settings, business_id: str, user_id: str) -> list[dict[str, Any]]:
-    items = await query_all(
+    return await query_all(
         ddb, TableName=settings.tables.messages, IndexName=MESSAGES_BY_BUSINESS,
         KeyConditionExpression="businessId = :b", FilterExpression="userId = :u",
         ExpressionAttributeValues=to_item({":b": business_id, ":u": user_id}),
     )
-    return items
 
 
 async def check_sessions_and_messages(ddb: Any, settings: Settings, business_id: str = "demo-salon",

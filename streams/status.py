@@ -15,17 +15,14 @@ from agentstream.adapters.dynamo import dynamodb_client
 from agentstream.adapters.kafka import partitions_of, topics
 from agentstream.settings import Settings
 from agentstream.streams.leases import LeaseTable, now_ms
+from agentstream.streams.stopping import wait_or_stop
 
 log = structlog.get_logger(__name__)
 
 
 async def _end_offsets(settings: Settings, names: list[str]) -> dict[TopicPartition, int]:
-    parts = []
-    for name in names:
-        try:
-            parts += [TopicPartition(name, p) for p in await partitions_of(settings.kafka_bootstrap_servers, name)]
-        except LookupError:
-            pass
+    found = await partitions_of(settings.kafka_bootstrap_servers, names)
+    parts = [TopicPartition(name, p) for name, numbers in found.items() for p in numbers]
     if not parts:
         return {}
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None)
@@ -36,27 +33,33 @@ async def _end_offsets(settings: Settings, names: list[str]) -> dict[TopicPartit
         await consumer.stop()
 
 
-async def _group_lag(settings: Settings, group: str, ends: dict[TopicPartition, int], topic: str) -> int | None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-    finally:
-        await admin.close()
+async def _group_lag(admin: AIOKafkaAdminClient, group: str, ends: dict[TopicPartition, int], topic: str) -> int | None:
+    committed = await admin.list_consumer_group_offsets(group)
     if not committed:
         return None
     return sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items() if tp.topic == topic)
 
 
-async def collect(settings: Settings) -> dict[str, Any]:
+async def kafka_figures(settings: Settings) -> dict[str, Any]:
+    """Records per topic, the DLQ size, and the worker's and delivery's lag (None before the
+    group has committed anything)."""
     ends = await _end_offsets(settings, topics(settings))
     sizes = {t: sum(v for tp, v in ends.items() if tp.topic == t) for t in topics(settings)}
-    status: dict[str, Any] = {
-        "topics": sizes,
-        "dlqSize": sizes.get(settings.topic_dlq, 0),
-        "workerLag": await _group_lag(settings, settings.worker_group, ends, settings.topic_events),
-        "deliveryLag": await _group_lag(settings, settings.delivery_group, ends, settings.topic_replies),
-    }
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        return {
+            "topics": sizes,
+            "dlqSize": sizes.get(settings.topic_dlq, 0),
+            "workerLag": await _group_lag(admin, settings.worker_group, ends, settings.topic_events),
+            "deliveryLag": await _group_lag(admin, settings.delivery_group, ends, settings.topic_replies),
+        }
+    finally:
+        await admin.close()
+
+
+async def collect(settings: Settings) -> dict[str, Any]:
+    status = await kafka_figures(settings)
     async with dynamodb_client(settings) as ddb:
         leases = await LeaseTable(ddb, settings.tables.leases, "status").all()
     status["bridgeShards"] = [
@@ -71,15 +74,12 @@ async def export_lag(settings: Settings, stop: asyncio.Event, every_s: float = 1
     """Keep the consumer-lag and DLQ-size gauges of /metrics current until `stop`."""
     while not stop.is_set():
         try:
-            ends = await _end_offsets(settings, topics(settings))
-            metrics.DLQ_SIZE.set(sum(v for tp, v in ends.items() if tp.topic == settings.topic_dlq))
-            for group, topic in ((settings.worker_group, settings.topic_events), (settings.delivery_group, settings.topic_replies)):
-                lag = await _group_lag(settings, group, ends, topic)
+            figures = await kafka_figures(settings)
+            metrics.DLQ_SIZE.set(figures["dlqSize"])
+            for group, topic, lag in ((settings.worker_group, settings.topic_events, figures["workerLag"]),
+                                      (settings.delivery_group, settings.topic_replies, figures["deliveryLag"])):
                 if lag is not None:
                     metrics.CONSUMER_LAG.labels(group=group, topic=topic).set(lag)
         except Exception as exc:  # metrics must never take the gateway down
             log.warning("status.lag_export_failed", error=f"{type(exc).__name__}: {exc}"[:200])
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=every_s)
-        except asyncio.TimeoutError:
-            pass
+        await wait_or_stop(stop, every_s)

@@ -35,7 +35,10 @@ async def read_topic_events(bootstrap: str, topic: str, wants: Callable[[str], b
                                 auto_offset_reset="earliest")
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
+        numbers = (await partitions_of(bootstrap, [topic])).get(topic)
+        if not numbers:
+            raise LookupError(f"topic {topic} does not exist")
+        partitions = [TopicPartition(topic, p) for p in numbers]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)

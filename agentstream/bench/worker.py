@@ -27,12 +27,13 @@ from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from agentstream.adapters.bootstrap import populate, setup
 from agentstream.adapters.dynamo import dynamodb_client, put_items
-from agentstream.adapters.event_store import idem_key
+from agentstream.adapters.event_store import idem_item
 from agentstream.adapters.kafka import dumps, producer
 from agentstream.bench.common import isolated_env, report, services, settings_for
 from agentstream.bench.model_server import ModelBehaviour, ModelServer
 from agentstream.bench.pipeline import peak_rss_mb
 from agentstream.bench.replay import _events
+from agentstream.events import parse_event
 from agentstream.settings import Settings
 from agentstream.stack import spawn_component
 from agentstream.streams.conversations import reply_key
@@ -42,12 +43,8 @@ PARTITIONS = 6
 
 def _with_idempotency(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The events and, for each reply, the `reply:<inbound>` record its append wrote."""
-    items = list(events)
-    for event in events:
-        if event["type"] == "ReplyGenerated":
-            pointer = {"seq": 0, "eventId": event["eventId"], "eventStreamId": event["streamId"], "eventSeq": event["seq"]}
-            items.append({"streamId": idem_key(event["businessId"], reply_key(event["payload"]["inReplyTo"])), **pointer})
-    return items
+    replies = [parse_event(e) for e in events if e["type"] == "ReplyGenerated"]
+    return events + [idem_item(r.businessId, reply_key(r.payload.inReplyTo), r) for r in replies]
 
 
 async def _log(s: Settings, users: int, per_user: int) -> int:
