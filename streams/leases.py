@@ -97,14 +97,21 @@ class LeaseTable:
         await self._advance(lease, change)
 
     async def release(self, lease: Lease) -> None:
-        """Hand a lease back on shutdown so another bridge takes it at once."""
+        """Hand a lease back on shutdown so another bridge takes it at once. A checkpoint cut
+        short by the shutdown may have landed without our copy seeing its counter: if the row
+        is still ours, it is released at the counter it has."""
         async with lease.lock:
-            nxt = self._next(lease)
-            nxt.owner, nxt.expires_at = None, 0
-            try:
-                await self._put(nxt, "#o = :o AND #c = :c", {":o": self.owner, ":c": lease.counter})
-            except LeaseLost:
-                pass
+            for _ in range(2):
+                nxt = self._next(lease)
+                nxt.owner, nxt.expires_at = None, 0
+                try:
+                    await self._put(nxt, "#o = :o AND #c = :c", {":o": self.owner, ":c": lease.counter})
+                    return
+                except LeaseLost:
+                    current = await self.get(lease.shard_id)
+                    if current is None or current.owner != self.owner:
+                        return
+                    lease.counter, lease.checkpoint = current.counter, current.checkpoint
 
     async def _advance(self, lease: Lease, change: Any) -> None:
         async with lease.lock:

@@ -128,3 +128,19 @@ async def test_two_bridges_share_shards_and_take_over_from_a_dead_one(ddb: objec
     stop2.set()
     await t2
     assert sorted(published(p2)) == sorted(f"b#u{n}-2" for n in range(4))
+
+
+async def test_a_stopping_bridge_hands_back_a_lease_whose_last_checkpoint_it_did_not_see(ddb: object, settings: Settings) -> None:
+    """Shutdown cancelled a checkpoint after DynamoDB had taken it: the bridge's copy of the
+    lease is one counter behind, and the lease is still handed back (not left to expire)."""
+    leases = LeaseTable(ddb, settings.tables.leases, "one")  # type: ignore[arg-type]
+    await leases.register("shard-x", None)
+    lease = await leases.acquire((await leases.all())["shard-x"])
+    assert lease is not None
+    landed = await leases.get("shard-x")
+    await leases.checkpoint(landed, "0042")  # the write that landed; `lease` never saw it
+    await leases.release(lease)
+    row = await leases.get("shard-x")
+    assert row is not None and row.owner is None and row.checkpoint == "0042"
+    other = await LeaseTable(ddb, settings.tables.leases, "two").acquire(row)  # type: ignore[arg-type]
+    assert other is not None and other.owner == "two", "another bridge takes it at once"
