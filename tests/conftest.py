@@ -48,8 +48,13 @@ def env(endpoints: Endpoints) -> dict[str, str]:
     return isolated_env(endpoints)
 
 
-@pytest.fixture
-def settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings read from `env`, which stays in the environment for the rest of the test."""
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return Settings()
+
+
+@pytest.fixture
+def settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    return settings_from(env, monkeypatch)

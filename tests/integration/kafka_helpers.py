@@ -1,4 +1,4 @@
-"""Reading a topic to the end in tests."""
+"""Writing records onto a topic and reading a topic to the end, in tests."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+
+from agentstream.adapters.kafka import producer
+from agentstream.settings import Settings
 
 
 async def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 60.0) -> list[dict[str, Any]]:
@@ -26,3 +29,14 @@ async def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 6
     finally:
         await consumer.stop()
     return records
+
+
+async def publish(settings: Settings, records: list[tuple[str, bytes]]) -> None:
+    """(key, value) records onto agent.events.v1 in order, as the bridge would put them there."""
+    kafka = producer(settings)
+    await kafka.start()
+    try:
+        for key, value in records:
+            await kafka.send_and_wait(settings.topic_events, key=key.encode(), value=value)
+    finally:
+        await kafka.stop()

@@ -21,6 +21,7 @@ from agentstream.events import Event, new_event, reply_event_id
 from agentstream.settings import Settings
 from agentstream.streams.analytics import AnalyticsConsumer
 from agentstream.wiring import gateway_deps
+from tests.integration.kafka_helpers import publish
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc)
 
@@ -40,16 +41,6 @@ def conversation(business: str, user: str, texts: list[str], fallback_last: bool
     events.append(new_event("SessionResolved", business_id=business, user_id=user, channel="system",
                             occurred_at=T0 + timedelta(hours=1), payload={"sessionId": f"s-{user}"}).with_seq(2 * len(texts) + 1))
     return events
-
-
-async def publish(settings: Settings, records: list[tuple[str, bytes]]) -> None:
-    producer = kafka.producer(settings)
-    await producer.start()
-    try:
-        for key, value in records:
-            await producer.send_and_wait(settings.topic_events, key=key.encode(), value=value)
-    finally:
-        await producer.stop()
 
 
 def as_records(events: list[Event]) -> list[tuple[str, bytes]]:

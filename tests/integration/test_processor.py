@@ -49,21 +49,25 @@ class World:
     published: list[Event]
 
 
+def new_processor(ddb: Any, settings: Settings, responder: Any, published: list[Event]) -> ConversationProcessor:
+    """The worker's processor over `ddb`; the replies it publishes land in `published`."""
+
+    async def publish(event: Event) -> None:
+        published.append(event)
+
+    return ConversationProcessor(EventStore(ddb, settings.tables.events), ProjectionStore(ddb, settings.tables),
+                                 BusinessDirectory(ddb, settings.tables), responder, publish)
+
+
 @pytest.fixture
 async def world(settings: Settings) -> AsyncIterator[World]:
     async with dynamodb_client(settings) as ddb:
         await ensure_tables(ddb, settings.tables)
         await populate(settings)
-        store = EventStore(ddb, settings.tables.events)
         published: list[Event] = []
         responder = CountingResponder()
-
-        async def publish(event: Event) -> None:
-            published.append(event)
-
-        processor = ConversationProcessor(store, ProjectionStore(ddb, settings.tables),
-                                          BusinessDirectory(ddb, settings.tables), responder, publish)
-        yield World(ddb, settings, store, processor, responder, published)
+        processor = new_processor(ddb, settings, responder, published)
+        yield World(ddb, settings, EventStore(ddb, settings.tables.events), processor, responder, published)
 
 
 def inbound(user: str, text: str, minutes: float = 0) -> Event:
@@ -98,9 +102,7 @@ async def test_gap_is_filled_from_the_log_and_each_inbound_gets_one_reply(world:
 async def test_a_restarted_worker_republishes_but_never_asks_the_model_twice(world: World) -> None:
     event = (await world.store.append(inbound("u2", "Ce prețuri aveți?"))).event
     await world.processor.handle(event)
-    fresh = ConversationProcessor(world.store, ProjectionStore(world.ddb, world.settings.tables),
-                                  BusinessDirectory(world.ddb, world.settings.tables), world.responder,
-                                  world.processor._publish_reply)
+    fresh = new_processor(world.ddb, world.settings, world.responder, world.published)
     # the projection write was lost in the crash: the memory item is gone
     await world.ddb.delete_item(TableName=world.settings.tables.rag_user,
                                 Key={"businessId": {"S": "demo-salon"}, "userId": {"S": "u2"}})

@@ -14,17 +14,15 @@ from typing import Any
 import pytest
 
 from agentstream.adapters.bootstrap import populate
-from agentstream.adapters.business import BusinessDirectory
 from agentstream.adapters.dynamo import dynamodb_client, to_item
 from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.llm import Answer, OfflineResponder
 from agentstream.adapters.projection_store import ProjectionStore
 from agentstream.adapters.tables import ensure_tables
 from agentstream.events import Event, ReplyGenerated, new_event
-from agentstream.projections.context import ReplyContext
 from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.replay import Replayer, Scope
+from tests.integration.test_processor import CountingResponder, new_processor
 
 pytestmark = pytest.mark.integration
 CALLS = ("get_item", "query", "put_item", "transact_write_items", "batch_write_item", "batch_get_item", "update_item")
@@ -54,15 +52,6 @@ class CountingClient:
         return call
 
 
-class CountingResponder:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def answer(self, ctx: ReplyContext) -> Answer:
-        self.calls += 1
-        return await OfflineResponder().answer(ctx)
-
-
 @dataclass
 class World:
     ddb: Any
@@ -81,13 +70,8 @@ async def world(settings: Settings) -> AsyncIterator[World]:
         await populate(settings)
         counting = CountingClient(ddb)
         published: list[Event] = []
-
-        async def publish(event: Event) -> None:
-            published.append(event)
-
         responder = CountingResponder()
-        processor = ConversationProcessor(EventStore(counting, settings.tables.events), ProjectionStore(counting, settings.tables),
-                                          BusinessDirectory(counting, settings.tables), responder, publish)
+        processor = new_processor(counting, settings, responder, published)
         yield World(ddb, counting, settings, EventStore(ddb, settings.tables.events), processor, responder, published)
 
 
@@ -120,10 +104,7 @@ async def test_redelivered_inbound_finds_its_reply_without_the_model(world: Worl
     await world.processor.handle(event)
     await world.ddb.delete_item(TableName=world.settings.tables.rag_user,
                                 Key={"businessId": {"S": "demo-salon"}, "userId": {"S": "t2"}})  # lost in a crash
-    fresh = ConversationProcessor(EventStore(world.counting, world.settings.tables.events),
-                                  ProjectionStore(world.counting, world.settings.tables),
-                                  BusinessDirectory(world.counting, world.settings.tables), world.responder,
-                                  world.processor._publish_reply)  # noqa: SLF001
+    fresh = new_processor(world.counting, world.settings, world.responder, world.published)
     await fresh.handle(event)
     assert world.responder.calls == 1
     assert [p.eventId for p in world.published] == [world.published[0].eventId] * 2

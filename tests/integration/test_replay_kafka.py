@@ -4,29 +4,21 @@ stays erased although the topic still holds their events."""
 
 from __future__ import annotations
 
-from agentstream.adapters.kafka import dumps, ensure_topics, producer
+from agentstream.adapters.kafka import dumps, ensure_topics
 from agentstream.adapters.dynamo import scan_all
 from agentstream.adapters.tables import ensure_tables
 from agentstream.streams.forget import forget
 from agentstream.streams.replay import Replayer, Scope
 from agentstream.streams.topic_source import read_topic_events
+from tests.integration import kafka_helpers
 from tests.integration.test_processor import World, drain, inbound, world  # noqa: F401 (fixture)
 
 
 async def publish(world: World, streams: list[str], skip: set[tuple[str, int]]) -> None:
-    """Every logged event of the streams, twice (a redelivery), except those in `skip`."""
-    kafka = producer(world.settings)
-    await kafka.start()
-    try:
-        for stream in streams:
-            for event in await world.store.read(stream):
-                if (stream, event.seq) not in skip:
-                    for _ in range(2):
-                        await kafka.send(world.settings.topic_events, key=stream.encode(), value=dumps(event.to_json_dict()))
-        await kafka.send(world.settings.topic_events, key=b"junk", value=b"not json")
-        await kafka.flush()
-    finally:
-        await kafka.stop()
+    """Every logged event of the streams, twice (a redelivery), except those in `skip`; then junk."""
+    records = [(stream, dumps(event.to_json_dict())) for stream in streams for event in await world.store.read(stream)
+               if (stream, event.seq) not in skip for _ in range(2)]
+    await kafka_helpers.publish(world.settings, [*records, ("junk", b"not json")])
 
 
 async def test_replay_from_the_topic_equals_the_live_tables(world: World) -> None:

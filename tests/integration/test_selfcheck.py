@@ -10,6 +10,7 @@ from agentstream.adapters.dynamo import dynamodb_client, scan_all
 from agentstream.adapters.tables import SESSIONS_GSI, ensure_tables, has_index
 from agentstream.settings import Settings
 from agentstream.streams.selfcheck import check_sessions_and_messages
+from tests.integration.test_setup import create_sessions_table_without_gsi
 from tests.services import ROOT
 
 
@@ -26,11 +27,7 @@ async def test_the_check_passes_and_leaves_no_customer_behind(settings: Settings
 async def test_the_check_passes_on_a_sessions_table_without_its_gsi(settings: Settings) -> None:
     """The seed's fallback: no businessId-userId-index, so the active session is found by a scan."""
     async with dynamodb_client(settings) as ddb:
-        await ddb.create_table(
-            TableName=settings.tables.sessions, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "sessionId", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "sessionId", "AttributeType": "S"}],
-        )
+        await create_sessions_table_without_gsi(ddb, settings)
         await ensure_tables(ddb, settings.tables, only=[t for t in settings.tables.model_dump().values()
                                                         if t != settings.tables.sessions])
         await populate(settings)

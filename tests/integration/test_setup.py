@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiokafka.admin import AIOKafkaAdminClient
 
 from agentstream.adapters.bootstrap import setup
@@ -31,13 +33,18 @@ async def test_setup_creates_everything_once(settings: Settings) -> None:
         await admin.close()
 
 
+async def create_sessions_table_without_gsi(ddb: Any, settings: Settings) -> None:
+    """The sessions table as an older deployment may have it: no businessId-userId-index."""
+    await ddb.create_table(
+        TableName=settings.tables.sessions, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "sessionId", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "sessionId", "AttributeType": "S"}],
+    )
+
+
 async def test_setup_finishes_a_table_without_its_gsi_and_lookup_falls_back(settings: Settings) -> None:
     async with dynamodb_client(settings) as ddb:
-        await ddb.create_table(
-            TableName=settings.tables.sessions, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "sessionId", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "sessionId", "AttributeType": "S"}],
-        )
+        await create_sessions_table_without_gsi(ddb, settings)
         session = {"sessionId": "s1", "businessId": "b1", "userId": "u1", "status": "active", "lastMessageAt": "2026-01-01T10:00:00.000Z"}
         await ddb.put_item(TableName=settings.tables.sessions, Item=to_item(session))
         found = await get_active_session_for_user(ddb, settings.tables, "b1", "u1")

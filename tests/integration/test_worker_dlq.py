@@ -29,29 +29,12 @@ from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.keyed import KeyedExecutor
 from agentstream.streams.worker import Dlq, build_app
-from tests.conftest import isolated_env
+from tests.conftest import isolated_env, settings_from
 from tests.e2e.stack import prepare, running_stack
-from tests.integration.kafka_helpers import read_topic
+from tests.integration.kafka_helpers import publish, read_topic
 from tests.services import Endpoints
 
 pytestmark = pytest.mark.integration
-
-
-def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    return Settings()
-
-
-async def publish(s: Settings, records: list[tuple[str, bytes]]) -> None:
-    """Records straight onto agent.events.v1, as the bridge would put them there."""
-    producer = kafka.producer(s)
-    await producer.start()
-    try:
-        for key, value in records:
-            await producer.send_and_wait(s.topic_events, key=key.encode(), value=value)
-    finally:
-        await producer.stop()
 
 
 async def append(s: Settings, user: str, text: str) -> Event:
