@@ -4,21 +4,52 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterable
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner
 
 from agentstream.settings import Settings
 
 
 def dumps(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    """Compact UTF-8 JSON; integers past 64 bits (DynamoDB allows 38 digits) take the slow path."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def loads(raw: bytes) -> dict[str, Any]:
+def loads(raw: bytes | str) -> Any:
+    """Parse JSON (the standard library: orjson would turn integers past 64 bits into floats)."""
     return json.loads(raw)
+
+
+async def send_keyed(producer: AIOKafkaProducer, topic: str,
+                     records: Iterable[tuple[bytes, bytes]]) -> list[asyncio.Future[Any]]:
+    """Hand (key, value) records to the producer as one batch per partition, in order.
+
+    Partitions are chosen as `send()` chooses them (murmur2 of the key, like the Java client), and
+    batches of a partition are queued in order, so per-key order is kept. Much cheaper than one
+    `send()` per record. Returns the batches' acknowledgements."""
+    partitions = sorted(await producer.partitions_for(topic))
+    open_batches: dict[int, Any] = {}
+    acks: list[asyncio.Future[Any]] = []
+    for key, value in records:
+        partition = DefaultPartitioner()(key, partitions, partitions)
+        batch = open_batches.get(partition)
+        if batch is None or batch.append(timestamp=None, key=key, value=value) is None:
+            if batch is not None:  # full: queue it and start the next one
+                acks.append(await producer.send_batch(batch, topic, partition=partition))
+            batch = open_batches[partition] = producer.create_batch()
+            batch.append(timestamp=None, key=key, value=value)
+    for partition, batch in open_batches.items():
+        acks.append(await producer.send_batch(batch, topic, partition=partition))
+    return acks
 
 
 def topics(settings: Settings) -> list[str]:

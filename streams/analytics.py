@@ -13,7 +13,6 @@ JSON, an unknown `schemaVersion` or type) are logged, counted in
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import uuid
 from typing import Any
@@ -22,6 +21,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from prometheus_client import Counter, Gauge
 
+from agentstream.adapters.kafka import loads
 from agentstream.events import parse_event
 from agentstream.projections.analytics import BusinessStats, Limits
 from agentstream.settings import Settings
@@ -74,7 +74,7 @@ class AnalyticsConsumer:
     def handle(self, raw: bytes | None, where: str = "") -> str:
         """Fold one record; returns its outcome: counted, duplicate or skipped."""
         try:
-            event = parse_event(json.loads(raw or b""))
+            event = parse_event(loads(raw or b""))
         except Exception as exc:  # never stop the loop on one bad record
             log.warning("analytics.skipped", where=where, error=f"{type(exc).__name__}: {exc}"[:300])
             outcome = "skipped"

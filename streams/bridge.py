@@ -21,7 +21,7 @@ import structlog
 from agentstream import metrics
 from agentstream.adapters.dynamo import error_code, from_item
 from agentstream.adapters.event_store import is_event_item
-from agentstream.adapters.kafka import dumps
+from agentstream.adapters.kafka import dumps, send_keyed
 from agentstream.streams.leases import Lease, LeaseLost, LeaseTable, now_ms
 from agentstream.streams.stopping import wait_or_stop
 
@@ -54,6 +54,7 @@ class Inflight:
 
     acks: list[asyncio.Future[Any]]
     last: dict[str, Any]
+    events: int
     settled: bool = False
 
 
@@ -197,20 +198,14 @@ class Bridge:
             metrics.BRIDGE_LAG_MS.labels(shard=shard_id).set(0)
             await asyncio.sleep(self._cfg.idle_poll_s)
             return resp.get("NextShardIterator"), None
-        return resp.get("NextShardIterator"), Inflight(await self._enqueue(records), records[-1])
+        return resp.get("NextShardIterator"), await self._enqueue(records)
 
-    async def _enqueue(self, records: list[dict[str, Any]]) -> list[asyncio.Future[Any]]:
-        """Hand every event of a batch to the producer (in order); the futures are its acks."""
-        futures = []
-        for record in records:
-            image = record.get("dynamodb", {}).get("NewImage")
-            if record.get("eventName") == "REMOVE" or not image:
-                continue
-            item = from_item(image)
-            if is_event_item(item):
-                futures.append(await self._producer.send(self._cfg.topic, key=item["streamId"].encode(), value=dumps(item)))
+    async def _enqueue(self, records: list[dict[str, Any]]) -> Inflight:
+        """Hand every event of a batch to the producer, in order, one Kafka batch per partition."""
+        events = (from_item(image) for image in _new_images(records))
+        keyed = [(item["streamId"].encode(), dumps(item)) for item in events if is_event_item(item)]
         self.stats.records += len(records)
-        return futures
+        return Inflight(await send_keyed(self._producer, self._cfg.topic, keyed), records[-1], len(keyed))
 
     async def _settle(self, lease: Lease, shard_id: str, inflight: Inflight | None) -> None:
         """Wait for Kafka to acknowledge a batch, then move the shard's checkpoint past it."""
@@ -220,9 +215,9 @@ class Bridge:
         await self._leases.checkpoint(lease, inflight.last["dynamodb"]["SequenceNumber"])
         inflight.settled = True
         _record_lag(shard_id, inflight.last)
-        self.stats.published += len(inflight.acks)
+        self.stats.published += inflight.events
         self.stats.batches += 1
-        metrics.BRIDGE_RECORDS.inc(len(inflight.acks))
+        metrics.BRIDGE_RECORDS.inc(inflight.events)
 
     async def _iterator(self, shard_id: str, checkpoint: str | None) -> str | None:
         args: dict[str, Any] = {"StreamArn": self._cfg.stream_arn, "ShardId": shard_id}
@@ -252,6 +247,12 @@ class Bridge:
         while True:
             await asyncio.sleep(self._leases.ttl_ms / 3000)
             await self._leases.renew(lease)
+
+
+def _new_images(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The new item of each insert or update (removals carry none)."""
+    return [image for r in records
+            if r.get("eventName") != "REMOVE" and (image := r.get("dynamodb", {}).get("NewImage"))]
 
 
 def _record_lag(shard_id: str, record: dict[str, Any]) -> None:

@@ -9,7 +9,6 @@ replies go to the open socket; a customer who is not connected gets them on reco
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,6 +18,7 @@ from aiokafka import AIOKafkaConsumer
 
 from agentstream import metrics
 from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.kafka import loads
 from agentstream.adapters.replies import reply_frame
 from agentstream.adapters.ws_hub import SocketHub
 from agentstream.events import ReplyGenerated, new_event, parse_event
@@ -99,7 +99,7 @@ async def run_delivery(consumer: AIOKafkaConsumer, delivery: Delivery, stop: asy
         by_stream: dict[str, list[ReplyGenerated]] = {}
         for records in batches.values():
             for record in records:
-                reply = parse_event(json.loads(record.value))
+                reply = parse_event(loads(record.value))
                 if isinstance(reply, ReplyGenerated):
                     by_stream.setdefault(reply.streamId, []).append(reply)
         if not batches:

@@ -7,7 +7,6 @@ conversation from the table when the topic lacks some of its events (retention, 
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
-from agentstream.adapters.kafka import partitions_of
+from agentstream.adapters.kafka import loads, partitions_of
 from agentstream.events import Event, UnknownSchemaVersion, parse_event
 
 log = structlog.get_logger(__name__)
@@ -60,7 +59,7 @@ async def read_topic_events(bootstrap: str, topic: str, wants: Callable[[str], b
 def _add(result: TopicEvents, raw: bytes, wants: Callable[[str], bool]) -> None:
     result.records += 1
     try:
-        event = parse_event(json.loads(raw))
+        event = parse_event(loads(raw))
     except (ValueError, ValidationError, UnknownSchemaVersion) as exc:
         result.unreadable += 1  # the table still has it: the replayer reads gaps from there
         log.warning("replay.unreadable_record", error=f"{type(exc).__name__}: {exc}"[:300])

@@ -9,7 +9,6 @@ exception ever escapes into Faust (which would ack and silently drop the event).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from pathlib import Path
 from datetime import timedelta
@@ -22,7 +21,7 @@ from pydantic import ValidationError
 from agentstream import metrics
 from agentstream.adapters.dynamo import scan_all
 from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.kafka import dumps
+from agentstream.adapters.kafka import dumps, loads
 from agentstream.events import iso, new_event, parse_event, UnknownSchemaVersion, utc_now, derive_id
 from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
@@ -41,7 +40,7 @@ class Dlq:
 
     async def send(self, stage: str, key: bytes | None, raw: bytes, error: str) -> None:
         try:
-            body: Any = json.loads(raw)
+            body: Any = loads(raw)
         except ValueError:
             body = raw.decode("utf-8", "replace")
         record = {"stage": stage, "error": error, "failedAt": iso(utc_now()), "event": body}
@@ -54,7 +53,7 @@ async def process_with_retries(processor: ConversationProcessor, dlq: Dlq, key: 
                                retry_delays: tuple[float, ...] = RETRY_DELAYS) -> None:
     """Parse and apply one record; never raises. Bad records and exhausted retries go to the DLQ."""
     try:
-        event = parse_event(json.loads(raw))
+        event = parse_event(loads(raw))
     except (ValueError, ValidationError, UnknownSchemaVersion) as exc:
         await dlq.send("parse", key, raw, f"{type(exc).__name__}: {exc}")
         return

@@ -113,5 +113,29 @@ class FakeProducer:
         fut.set_result(None)
         return fut
 
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0, 1, 2}
+
+    def create_batch(self) -> "FakeBatch":
+        return FakeBatch()
+
+    async def send_batch(self, batch: "FakeBatch", topic: str, *, partition: int) -> "asyncio.Future[None]":
+        for key, value in batch.records:
+            await self.send(topic, key, value)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
     async def flush(self) -> None:
         return None
+
+
+class FakeBatch:
+    """A Kafka batch builder that never fills up."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[bytes, bytes]] = []
+
+    def append(self, *, timestamp: float | None, key: bytes, value: bytes) -> bool:
+        self.records.append((key, value))
+        return True
