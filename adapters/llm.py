@@ -36,6 +36,8 @@ class Answer:
 class Responder(Protocol):
     async def answer(self, ctx: ReplyContext) -> Answer: ...
 
+    async def close(self) -> None: ...
+
 
 class OfflineResponder:
     """Answers from the context alone (hours, time of day, earlier turns); no account needed."""
@@ -45,6 +47,9 @@ class OfflineResponder:
     async def answer(self, ctx: ReplyContext) -> Answer:
         start = time.perf_counter()
         return Answer(offline_reply(ctx), "offline", int((time.perf_counter() - start) * 1000))
+
+    async def close(self) -> None:
+        """Nothing to release."""
 
 
 class OpenAIResponder:

@@ -84,12 +84,14 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         producer = await _started_producer(stack, settings)
         store = EventStore(ddb, settings.tables.events)
         directory = BusinessDirectory(ddb, settings.tables)
+        responder = make_responder(settings)
+        stack.push_async_callback(responder.close)  # the model client's connection pool
 
         async def publish_reply(reply: Event) -> None:
             await (await producer.send(settings.topic_replies, key=reply.streamId.encode(), value=kafka.dumps(reply.to_json_dict())))
 
         processor = ConversationProcessor(
-            store, ProjectionStore(ddb, settings.tables), directory, make_responder(settings), publish_reply,
+            store, ProjectionStore(ddb, settings.tables), directory, responder, publish_reply,
             default_idle_minutes=settings.session_idle_minutes,
         )
         executor = KeyedExecutor(settings.worker_max_inflight)

@@ -95,3 +95,14 @@ async def test_kill_9_of_the_worker_during_a_load_loses_and_repeats_nothing(stac
             inbound = [e.eventId for e in events if e.type == "MessageReceived"]
             replies = Counter(e.payload.inReplyTo for e in events if e.type == "ReplyGenerated")
             assert len(inbound) == per_user and all(replies[i] == 1 for i in inbound) and sum(replies.values()) == per_user
+
+
+def test_a_stopped_worker_shuts_down_cleanly(stack: RunningStack) -> None:
+    """SIGTERM: the worker finishes, closes its model client's pool and says it stopped (last
+    test of the module: it stops the module's worker)."""
+    worker = stack.processes["worker"]
+    worker.stop()
+    assert worker.popen.returncode == 0
+    log = worker.log.read_text(errors="replace")
+    assert "worker.stopped" in log
+    assert "Unclosed client session" not in log and "Unclosed connector" not in log
