@@ -18,8 +18,9 @@ from agentstream.stack import home_dir
 
 
 @contextmanager
-def services() -> Iterator[dict[str, str]]:
-    """Kafka and the local DynamoDB server: the ones configured, or fresh local ones."""
+def services(pids: dict[str, int] | None = None) -> Iterator[dict[str, str]]:
+    """Kafka and the local DynamoDB server: the ones configured, or fresh local ones (whose
+    process ids go into `pids`, if given)."""
     env: dict[str, str] = {}
     started = []
     home = LocalHome(home_dir())
@@ -32,11 +33,22 @@ def services() -> Iterator[dict[str, str]]:
         data = Path(tempfile.mkdtemp(prefix="agentstream-bench-"))
         started.append(home.start_kafka(port, free_port(), data / "kafka", heap="768m"))
         env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{port}"
+    if pids is not None:
+        pids.update((proc.name, proc.popen.pid) for proc in started)
     try:
         yield env
     finally:
         for proc in reversed(started):
             proc.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def isolated_env(base: dict[str, str], **extra: str) -> dict[str, str]:
