@@ -92,7 +92,8 @@ async def _committed(admin: AIOKafkaAdminClient, s: Settings) -> int:
 
 
 async def _wait_worker(s: Settings, total: int, pid: int, timeout: float) -> dict[str, float]:
-    """Poll the group's committed offsets until its lag is 0; the rate counts from the first commit."""
+    """Poll the group's committed offsets until its lag is 0; the rate counts from the first commit
+    (so the worker's start-up is left out), or from the start if that commit was the last."""
     admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap_servers)
     await admin.start()
     started = time.perf_counter()
@@ -113,7 +114,9 @@ async def _wait_worker(s: Settings, total: int, pid: int, timeout: float) -> dic
         await admin.close()
     end = time.perf_counter()
     t0, n0 = first or (end, 0)
-    rate = (done - n0) / (end - t0) if end > t0 and done > n0 else float("nan")
+    if done <= n0:  # a backlog small enough to be done at the first look: count from the start
+        t0, n0 = started, 0
+    rate = (done - n0) / (end - t0) if end > t0 else 0.0
     return {"committed": done, "wall_s": end - started, "rate": rate, "first_commit_s": t0 - started}
 
 
