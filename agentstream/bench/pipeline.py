@@ -7,12 +7,15 @@ local OpenAI-compatible model.
    reply frame, beside the raw Kafka produce→consume round trip measured in the same run, and
    the p50 of each hop (from the timestamps in the events and on the topics).
 3. The worker's peak RSS, and the CPU each process spent per turn in phases 1 and 2.
+
+BENCH_PIPELINE_RATE changes phase 2's rate (default 50 messages/s).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import resource
 import tempfile
 import time
@@ -252,4 +255,5 @@ def run(conversations: int = 200, turns: int = 5, model_ms: int = 500, rate: int
 
 
 def main() -> None:
-    report("pipeline", run())
+    """BENCH_PIPELINE_RATE sets phase 2's rate (default 50 messages/s)."""
+    report("pipeline", run(rate=int(os.environ.get("BENCH_PIPELINE_RATE", "50"))))
