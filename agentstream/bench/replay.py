@@ -1,12 +1,16 @@
 """`agentstream bench replay`: 100 000 events from 10 000 users. The replay rate (read, fold,
 write the projections) against the raw read rate of the same source (the same per-stream
-queries, nothing else) in the same run, and the peak RSS of the replaying process."""
+queries, nothing else) in the same run, and the peak RSS of the replaying process. For both
+phases: the wall time and the CPU seconds spent by this process and by the local DynamoDB server
+(when the run started its own), which show which of the two bounds the rate."""
 
 from __future__ import annotations
 
 import asyncio
 import resource
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -14,7 +18,7 @@ from agentstream.adapters.bootstrap import populate
 from agentstream.adapters.dynamo import dynamodb_client, put_items
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.tables import ensure_tables
-from agentstream.bench.common import isolated_env, report, services, settings_for
+from agentstream.bench.common import cpu_seconds, isolated_env, report, services, settings_for
 from agentstream.events import new_event, reply_event_id
 from agentstream.streams.replay import Replayer, Scope
 
@@ -58,7 +62,8 @@ async def _raw_read(ddb: Any, table: str, streams: list[str], concurrency: int =
 
 
 async def run(users: int = 10_000, per_user: int = 10) -> dict[str, Any]:
-    with services() as base:
+    pids: dict[str, int] = {}
+    with services(pids) as base:
         s = settings_for(isolated_env(base))
         async with dynamodb_client(s) as ddb:
             await ensure_tables(ddb, s.tables)
@@ -67,18 +72,44 @@ async def run(users: int = 10_000, per_user: int = 10) -> dict[str, Any]:
             await _load(ddb, s.tables.events, users, per_user)
             load_s = time.perf_counter() - started
             streams = [f"demo-salon#u{u}" for u in range(users)]
-            raw = await _raw_read(ddb, s.tables.events, streams)
+            with _phase(pids) as raw_phase:
+                raw = await _raw_read(ddb, s.tables.events, streams)
             replayer = Replayer(ddb, s, fresh=True)
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            start = time.perf_counter()
-            result = await replayer.run(Scope("demo-salon"))
-            replay_rate = result.events / (time.perf_counter() - start)
+            with _phase(pids) as replay_phase:
+                result = await replayer.run(Scope("demo-salon"))
+            replay_rate = result.events / replay_phase["wall_s"]
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {
         "events": result.events, "users": users, "replay_events_per_s": round(replay_rate),
         "raw_read_events_per_s": round(raw), "replay_vs_raw": round(replay_rate / raw, 3), "target_vs_raw": 0.5,
         "peak_rss_mb": round(rss, 1), "rss_before_replay_mb": round(rss_before, 1), "load_s": round(load_s, 1),
+        "raw_seconds": _rounded(raw_phase), "replay_seconds": _rounded(replay_phase),
     }
+
+
+@contextmanager
+def _phase(pids: dict[str, int]) -> Iterator[dict[str, float]]:
+    """Wall time and the CPU seconds of this process and of the local DynamoDB server (if this
+    run started it) over the block; the figures fill the yielded dict when the block ends."""
+    figures: dict[str, float] = {}
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    own_before, server_before = own.ru_utime + own.ru_stime, _server_cpu(pids)
+    start = time.perf_counter()
+    yield figures
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    figures["wall_s"] = time.perf_counter() - start
+    figures["ours"] = own.ru_utime + own.ru_stime - own_before
+    if "ministack" in pids:
+        figures["ministack"] = _server_cpu(pids) - server_before
+
+
+def _rounded(figures: dict[str, float]) -> dict[str, float]:
+    return {name: round(value, 2) for name, value in figures.items()}
+
+
+def _server_cpu(pids: dict[str, int]) -> float:
+    return cpu_seconds(pids["ministack"]) if "ministack" in pids else 0.0
 
 
 def main() -> None:

@@ -7,7 +7,9 @@ to the events topic before the worker starts. Figures:
 - the worker's rate (events folded, projected and acked, until its consumer group's lag is 0)
   against a bare aiokafka consumer reading the same topic in the same run (target ≥ 30 %);
 - the worker's peak RSS (VmHWM; target < 300 MB);
-- model calls (0: every inbound already has its reply in the log).
+- model calls (0: every inbound already has its reply in the log);
+- the CPU seconds of the worker (and of Kafka and ministack, when the run started them) while
+  it worked through the backlog, which show what bounds its rate.
 
 Smaller runs: BENCH_WORKER_USERS and BENCH_WORKER_EVENTS_PER_USER (defaults 10 000 and 10).
 """
@@ -29,7 +31,7 @@ from agentstream.adapters.bootstrap import populate, setup
 from agentstream.adapters.dynamo import dynamodb_client, put_items
 from agentstream.adapters.event_store import idem_item
 from agentstream.adapters.kafka import dumps, producer
-from agentstream.bench.common import isolated_env, report, services, settings_for
+from agentstream.bench.common import cpu_seconds, isolated_env, report, services, settings_for
 from agentstream.bench.model_server import ModelBehaviour, ModelServer
 from agentstream.bench.pipeline import peak_rss_mb
 from agentstream.bench.replay import _events
@@ -121,7 +123,8 @@ async def _wait_worker(s: Settings, total: int, pid: int, timeout: float) -> dic
 
 
 def run(users: int = 10_000, per_user: int = 10, timeout: float = 3600) -> dict[str, Any]:
-    with services() as base, ModelServer(ModelBehaviour(delay_s=0.0)) as model:
+    pids: dict[str, int] = {}
+    with services(pids) as base, ModelServer(ModelBehaviour(delay_s=0.0)) as model:
         env = isolated_env(base, OPENAI_API_KEY="bench-key", OPENAI_BASE_URL=model.base_url,
                            KAFKA_PARTITIONS=str(PARTITIONS))
         s = settings_for(env)
@@ -133,8 +136,11 @@ def run(users: int = 10_000, per_user: int = 10, timeout: float = 3600) -> dict[
         bare = asyncio.run(_bare_rate(s, total))
         logs = Path(tempfile.mkdtemp(prefix="agentstream-bench-logs-"))
         worker = spawn_component("worker", env, logs)
+        pids["worker"] = worker.popen.pid
         try:
+            before = {name: cpu_seconds(pid) for name, pid in pids.items()}
             waited = asyncio.run(_wait_worker(s, total, worker.popen.pid, timeout))
+            cpu = {name: round(cpu_seconds(pid) - before[name], 1) for name, pid in pids.items()}
             rss = peak_rss_mb(worker.popen.pid)
         finally:
             worker.stop()
@@ -145,6 +151,7 @@ def run(users: int = 10_000, per_user: int = 10, timeout: float = 3600) -> dict[
         "worker_vs_bare": round(rate / bare, 4), "target_vs_bare": 0.3,
         "worker_peak_rss_mb": rss, "target_rss_mb": 300,
         "worker_wall_s": round(waited["wall_s"], 1), "worker_first_commit_s": round(waited["first_commit_s"], 1),
+        "cpu_seconds_while_worker_ran": cpu,
         "model_calls": len(model.behaviour.requests), "load_s": round(load_s, 1), "logs": str(logs),
     }
 

@@ -26,13 +26,15 @@ async def test_bridge_bench() -> None:
 async def test_replay_bench() -> None:
     figures = await replay.run(users=40, per_user=4)
     assert figures["events"] == 160 and figures["replay_events_per_s"] > 0 and figures["peak_rss_mb"] > 0
+    for phase in ("raw_seconds", "replay_seconds"):
+        assert figures[phase]["wall_s"] > 0 and figures[phase]["ours"] > 0
 
 
 def test_worker_bench() -> None:
     figures = worker.run(users=20, per_user=4, timeout=120)
     assert figures["committed"] == figures["events"] == 80
     assert figures["model_calls"] == 0, "every inbound of the backlog already has its reply"
-    assert figures["worker_peak_rss_mb"] > 0
+    assert figures["worker_peak_rss_mb"] > 0 and figures["cpu_seconds_while_worker_ran"]["worker"] > 0
 
 
 def test_pipeline_bench() -> None:
