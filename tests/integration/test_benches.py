@@ -4,6 +4,8 @@ never asserted here; the figures themselves come from full runs (README, Benchma
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from agentstream.bench import bridge, pipeline, replay, worker
@@ -30,15 +32,16 @@ async def test_replay_bench() -> None:
         assert figures[phase]["wall_s"] > 0 and figures[phase]["ours"] > 0
 
 
-def test_worker_bench() -> None:
-    figures = worker.run(users=20, per_user=4, timeout=120)
+async def test_worker_bench() -> None:
+    # these benches call asyncio.run themselves: a thread of their own keeps this loop intact
+    figures = await asyncio.to_thread(worker.run, users=20, per_user=4, timeout=120)
     assert figures["committed"] == figures["events"] == 80
     assert figures["model_calls"] == 0, "every inbound of the backlog already has its reply"
     assert figures["worker_peak_rss_mb"] > 0 and figures["cpu_seconds_while_worker_ran"]["worker"] > 0
 
 
-def test_pipeline_bench() -> None:
-    figures = pipeline.run(conversations=4, turns=2, model_ms=10, rate=10, seconds=2.5)
+async def test_pipeline_bench() -> None:
+    figures = await asyncio.to_thread(pipeline.run, conversations=4, turns=2, model_ms=10, rate=10, seconds=2.5)
     assert figures["replies"] == 8 and (figures["lost"], figures["duplicates"], figures["reorders"]) == (0, 0, 0)
     assert figures["latency_samples"] == 25, "25 sockets, one message each, every one answered"
     hops = [f"hop_{name}_p50_ms" for name in ("bridge", "worker", "reply_publish", "delivery")]
