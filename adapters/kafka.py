@@ -46,7 +46,8 @@ async def send_keyed(producer: AIOKafkaProducer, topic: str,
             if batch is not None:  # full: queue it and start the next one
                 acks.append(await producer.send_batch(batch, topic, partition=partition))
             batch = open_batches[partition] = producer.create_batch()
-            batch.append(timestamp=None, key=key, value=value)
+            if batch.append(timestamp=None, key=key, value=value) is None:  # an empty batch takes any one record
+                raise ValueError(f"a record of {len(value)} bytes did not fit an empty Kafka batch")
     for partition, batch in open_batches.items():
         acks.append(await producer.send_batch(batch, topic, partition=partition))
     return acks

@@ -35,3 +35,18 @@ async def test_send_keyed_matches_send_placement_and_keeps_order(settings: Setti
             order[r["key"]].append(r["value"]["n"])
     assert len(set(placed.values())) > 1
     assert all(ns == list(range(20)) for ns in order.values())
+
+
+async def test_a_record_larger_than_a_batch_is_sent_not_dropped(settings: Settings) -> None:
+    """DynamoDB items reach 400 KB; the producer's batches are 256 KB: such a record goes alone."""
+    await setup(settings, partitions=1)
+    big = b'{"content":"' + b"x" * 300_000 + b'"}'
+    kafka = producer(settings)
+    await kafka.start()
+    try:
+        acks = await send_keyed(kafka, settings.topic_events, [(b"s", b'{"n":1}'), (b"s", big), (b"s", b'{"n":3}')])
+        await asyncio.gather(*acks)
+    finally:
+        await kafka.stop()
+    got = await read_topic(settings.kafka_bootstrap_servers, settings.topic_events, 3)
+    assert [len(r["value"].get("content", "")) or r["value"]["n"] for r in got] == [1, 300_000, 3]
