@@ -37,10 +37,11 @@ async def send_keyed(producer: AIOKafkaProducer, topic: str,
     batches of a partition are queued in order, so per-key order is kept. Much cheaper than one
     `send()` per record. Returns the batches' acknowledgements."""
     partitions = sorted(await producer.partitions_for(topic))
+    partition_of = DefaultPartitioner()
     open_batches: dict[int, Any] = {}
     acks: list[asyncio.Future[Any]] = []
     for key, value in records:
-        partition = DefaultPartitioner()(key, partitions, partitions)
+        partition = partition_of(key, partitions, partitions)
         batch = open_batches.get(partition)
         if batch is None or batch.append(timestamp=None, key=key, value=value) is None:
             if batch is not None:  # full: queue it and start the next one

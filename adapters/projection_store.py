@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from agentstream.adapters.dynamo import batch_write, error_code, from_item, query_all, scan_all, to_item
+from agentstream.adapters.dynamo import error_code, from_item, put_items, query_all, scan_all, to_item
 from agentstream.adapters.tables import MESSAGES_BY_SESSION, SESSIONS_GSI
 from agentstream.settings import Tables
 
@@ -64,13 +64,10 @@ class ProjectionStore:
         """Like `write`, for a replay: message items never change once written (same event, same
         item), so they go in unconditional batches; sessions and memory stay monotonic."""
         await asyncio.gather(
-            *(self._batch_put(self._t.messages, messages[i:i + 25]) for i in range(0, len(messages), 25)),
+            put_items(self._ddb, self._t.messages, messages),
             *(self._put_monotonic(self._t.sessions, s, "lastSeq") for s in sessions),
         )
         await self._put_monotonic(self._t.rag_user, memory, "lastSeq")
-
-    async def _batch_put(self, table: str, items: list[dict[str, Any]]) -> None:
-        await batch_write(self._ddb, {table: [{"PutRequest": {"Item": to_item(i)}} for i in items]})
 
     async def _put_monotonic(self, table: str, item: dict[str, Any], attr: str) -> bool:
         try:

@@ -51,14 +51,14 @@ class SeenSeqs:
         if seq <= self.upto or seq in self.ahead:
             return False
         self.ahead.add(seq)
-        self._compact()
+        self._advance()
         while len(self.ahead) > self._limit:  # a gap that never fills: give it up
-            self.upto = min(self.ahead)
-            self._compact()
+            self.upto = min(self.ahead) - 1
+            self._advance()
         return True
 
-    def _compact(self) -> None:
-        self.ahead = {s for s in self.ahead if s > self.upto}
+    def _advance(self) -> None:
+        """Move `upto` over the seqs ahead that now follow it (`ahead` only holds seqs past it)."""
         while self.upto + 1 in self.ahead:
             self.upto += 1
             self.ahead.discard(self.upto)

@@ -52,10 +52,10 @@ def asks_tomorrow(ctx: ReplyContext) -> bool:
 
 def tomorrow_answer(ctx: ReplyContext, lang: str) -> str:
     """Tomorrow's opening hours in the business's time zone, from its weekly hours."""
-    tomorrow = WEEKDAYS[(WEEKDAYS.index(ctx.time.weekday) + 1) % 7]
-    hours = (ctx.business.get("openingHours") or {}).get(DAYS[WEEKDAYS.index(tomorrow)]) or []
+    day = (WEEKDAYS.index(ctx.time.weekday) + 1) % 7
+    hours = (ctx.business.get("openingHours") or {}).get(DAYS[day]) or []
     spans = ", ".join(f"{span[0]}–{span[1]}" for span in hours if len(span) == 2)
-    name = day_name(tomorrow, lang)
+    name = day_name(WEEKDAYS[day], lang)
     if lang == "ro":
         return f"Mâine ({name}) avem program {spans}." if spans else f"Mâine ({name}) suntem închiși."
     return f"Tomorrow ({name}) we are open {spans}." if spans else f"Tomorrow ({name}) we are closed."

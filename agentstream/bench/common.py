@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import statistics
 import tempfile
 import uuid
@@ -49,6 +50,26 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds of named processes, and of this one under `own` (if given), over a phase."""
+
+    def __init__(self, pids: dict[str, int], own: str | None = None) -> None:
+        self._pids = pids
+        self._own = own
+
+    def read(self) -> dict[str, float]:
+        figures = {name: cpu_seconds(pid) for name, pid in self._pids.items()}
+        if self._own:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            figures[self._own] = usage.ru_utime + usage.ru_stime
+        return figures
+
+    def since(self, before: dict[str, float]) -> dict[str, float]:
+        """CPU seconds spent by each process since `before` (a `read()`)."""
+        now = self.read()
+        return {name: now[name] - before[name] for name in before}
 
 
 def isolated_env(base: dict[str, str], **extra: str) -> dict[str, str]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import resource
 import tempfile
 import time
 import uuid
@@ -34,7 +33,7 @@ from agentstream.adapters.dynamo import dynamodb_client
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.kafka import producer
 from agentstream.adapters.local_services import free_port
-from agentstream.bench.common import cpu_seconds, isolated_env, report, services, settings_for, summary
+from agentstream.bench.common import CpuMeter, isolated_env, report, services, settings_for, summary
 from agentstream.bench.model_server import ModelBehaviour, ModelServer
 from agentstream.events import new_event
 from agentstream.stack import DEMO_BUSINESSES, spawn_component, wait_http
@@ -192,20 +191,10 @@ async def _kafka_round_trip(s: Any, rate: int, count: int) -> list[float]:
     return latencies
 
 
-class CpuMeter:
-    """CPU seconds of each process of the stack (and of this one: load and model) over a phase."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self._pids = pids
-
-    def read(self) -> dict[str, float]:
-        own = resource.getrusage(resource.RUSAGE_SELF)
-        return {name: cpu_seconds(pid) for name, pid in self._pids.items()} | {"load_and_model": own.ru_utime + own.ru_stime}
-
-    @staticmethod
-    def per_unit_ms(before: dict[str, float], after: dict[str, float], units: int) -> dict[str, float]:
-        spent = {name: (after[name] - before[name]) * 1000 / max(units, 1) for name in before}
-        return {name: round(ms, 1) for name, ms in spent.items()} | {"total": round(sum(spent.values()), 1)}
+def _per_unit_ms(spent: dict[str, float], units: int) -> dict[str, float]:
+    """CPU seconds per process as ms per turn or message, with their total."""
+    per_unit = {name: seconds * 1000 / max(units, 1) for name, seconds in spent.items()}
+    return {name: round(ms, 1) for name, ms in per_unit.items()} | {"total": round(sum(per_unit.values()), 1)}
 
 
 def run(conversations: int = 200, turns: int = 5, model_ms: int = 500, rate: int = 50, seconds: float = 10.0) -> dict[str, Any]:
@@ -221,17 +210,17 @@ def run(conversations: int = 200, turns: int = 5, model_ms: int = 500, rate: int
         asyncio.run(demo_credentials(s, DEMO_BUSINESSES))
         logs = Path(tempfile.mkdtemp(prefix="agentstream-bench-logs-"))
         procs = {name: spawn_component(name, env, logs) for name in ("bridge", "worker", "gateway")}
-        meter = CpuMeter(pids | {name: proc.popen.pid for name, proc in procs.items()})
+        meter = CpuMeter(pids | {name: proc.popen.pid for name, proc in procs.items()}, own="load_and_model")
         try:
             wait_http(port, 60)
             time.sleep(3.0)
             before = meter.read()
             turns_result = asyncio.run(_turns(s, conversations, turns))
-            turns_cpu = CpuMeter.per_unit_ms(before, meter.read(), turns_result["replies"])
+            turns_cpu = _per_unit_ms(meter.since(before), turns_result["replies"])
             behaviour.delay_s = 0.0
             before = meter.read()
             answered = asyncio.run(_steady_ws(f"http://127.0.0.1:{port}", port, rate, seconds))
-            steady_cpu = CpuMeter.per_unit_ms(before, meter.read(), len(answered))
+            steady_cpu = _per_unit_ms(meter.since(before), len(answered))
             hops = _hops(answered, *asyncio.run(_topic_times(s)))
             kafka_rtt = asyncio.run(_kafka_round_trip(s, rate, int(rate * seconds)))
             rss = peak_rss_mb(procs["worker"].popen.pid)

@@ -18,7 +18,7 @@ from agentstream.adapters.bootstrap import populate
 from agentstream.adapters.dynamo import dynamodb_client, put_items
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.tables import ensure_tables
-from agentstream.bench.common import cpu_seconds, isolated_env, report, services, settings_for
+from agentstream.bench.common import CpuMeter, isolated_env, report, services, settings_for
 from agentstream.events import new_event, reply_event_id
 from agentstream.streams.replay import Replayer, Scope
 
@@ -93,23 +93,15 @@ def _phase(pids: dict[str, int]) -> Iterator[dict[str, float]]:
     """Wall time and the CPU seconds of this process and of the local DynamoDB server (if this
     run started it) over the block; the figures fill the yielded dict when the block ends."""
     figures: dict[str, float] = {}
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    own_before, server_before = own.ru_utime + own.ru_stime, _server_cpu(pids)
-    start = time.perf_counter()
+    meter = CpuMeter({name: pid for name, pid in pids.items() if name == "ministack"}, own="ours")
+    before, start = meter.read(), time.perf_counter()
     yield figures
-    own = resource.getrusage(resource.RUSAGE_SELF)
     figures["wall_s"] = time.perf_counter() - start
-    figures["ours"] = own.ru_utime + own.ru_stime - own_before
-    if "ministack" in pids:
-        figures["ministack"] = _server_cpu(pids) - server_before
+    figures.update(meter.since(before))
 
 
 def _rounded(figures: dict[str, float]) -> dict[str, float]:
     return {name: round(value, 2) for name, value in figures.items()}
-
-
-def _server_cpu(pids: dict[str, int]) -> float:
-    return cpu_seconds(pids["ministack"]) if "ministack" in pids else 0.0
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ from agentstream.adapters.bootstrap import populate, setup
 from agentstream.adapters.dynamo import dynamodb_client, put_items
 from agentstream.adapters.event_store import idem_item
 from agentstream.adapters.kafka import dumps, producer
-from agentstream.bench.common import cpu_seconds, isolated_env, report, services, settings_for
+from agentstream.bench.common import CpuMeter, isolated_env, report, services, settings_for
 from agentstream.bench.model_server import ModelBehaviour, ModelServer
 from agentstream.bench.pipeline import peak_rss_mb
 from agentstream.bench.replay import _events
@@ -138,9 +138,10 @@ def run(users: int = 10_000, per_user: int = 10, timeout: float = 3600) -> dict[
         worker = spawn_component("worker", env, logs)
         pids["worker"] = worker.popen.pid
         try:
-            before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            meter = CpuMeter(pids)
+            before = meter.read()
             waited = asyncio.run(_wait_worker(s, total, worker.popen.pid, timeout))
-            cpu = {name: round(cpu_seconds(pid) - before[name], 1) for name, pid in pids.items()}
+            cpu = {name: round(seconds, 1) for name, seconds in meter.since(before).items()}
             rss = peak_rss_mb(worker.popen.pid)
         finally:
             worker.stop()
