@@ -9,7 +9,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from agentstream.adapters.kafka import producer
+from agentstream.adapters.kafka import dumps, producer
+from agentstream.events import Event
 from agentstream.settings import Settings
 
 
@@ -29,6 +30,11 @@ async def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 6
     finally:
         await consumer.stop()
     return records
+
+
+def as_records(events: list[Event]) -> list[tuple[str, bytes]]:
+    """Events as the bridge puts them on agent.events.v1: (streamId, JSON)."""
+    return [(e.streamId, dumps(e.to_json_dict())) for e in events]
 
 
 async def publish(settings: Settings, records: list[tuple[str, bytes]]) -> None:

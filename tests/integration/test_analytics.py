@@ -13,15 +13,13 @@ import httpx
 from prometheus_client import REGISTRY
 
 from agentstream.adapters import kafka
-from agentstream.adapters.bootstrap import demo_credentials, populate
-from agentstream.adapters.dynamo import dynamodb_client
+from agentstream.adapters.bootstrap import demo_credentials, populate, setup
 from agentstream.adapters.gateway import create_app
-from agentstream.adapters.tables import ensure_tables
 from agentstream.events import Event, new_event, reply_event_id
 from agentstream.settings import Settings
 from agentstream.streams.analytics import AnalyticsConsumer
 from agentstream.wiring import gateway_deps
-from tests.integration.kafka_helpers import publish
+from tests.integration.kafka_helpers import as_records, publish
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc)
 
@@ -41,10 +39,6 @@ def conversation(business: str, user: str, texts: list[str], fallback_last: bool
     events.append(new_event("SessionResolved", business_id=business, user_id=user, channel="system",
                             occurred_at=T0 + timedelta(hours=1), payload={"sessionId": f"s-{user}"}).with_seq(2 * len(texts) + 1))
     return events
-
-
-def as_records(events: list[Event]) -> list[tuple[str, bytes]]:
-    return [(e.streamId, kafka.dumps(e.to_json_dict())) for e in events]
 
 
 def records_read(outcome: str) -> float:
@@ -116,11 +110,9 @@ async def test_a_restarted_run_resumes_where_it_left_off(settings: Settings) -> 
 
 
 async def test_analytics_route_needs_the_business_api_key(settings: Settings) -> None:
-    async with dynamodb_client(settings) as ddb:
-        await ensure_tables(ddb, settings.tables)
+    await setup(settings, partitions=3)
     await populate(settings)
     keys = await demo_credentials(settings, ["demo-salon", "demo-restaurant"])
-    await kafka.ensure_topics(settings, partitions=3)
     await publish(settings, as_records(SALON + conversation("demo-restaurant", "bob", ["vegan menu"])))
 
     async with AsyncExitStack() as stack:

@@ -3,18 +3,17 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 from agentstream.adapters.kafka import ensure_topics
-from tests.integration.test_processor import World, drain, inbound, world  # noqa: F401 (fixture)
+from tests.integration.world import World, drain, inbound
 from tests.integration.test_replay_kafka import publish
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     """Run a command; its `stdout` holds everything it printed (progress, figures, differences)."""
-    return subprocess.run([sys.executable, "-m", "agentstream.cli", *args], env=dict(os.environ),
+    return subprocess.run([sys.executable, "-m", "agentstream.cli", *args],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
 
 

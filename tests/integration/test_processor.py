@@ -4,85 +4,17 @@ inbound, and replay into empty tables reproducing the live tables item for item.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
-import pytest
-
-from agentstream.adapters.bootstrap import populate
-from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.dynamo import dynamodb_client, scan_all
-from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.llm import Answer, OfflineResponder
+from agentstream.adapters.dynamo import scan_all
 from agentstream.adapters.projection_store import ProjectionStore, get_active_session_for_user
 from agentstream.adapters.tables import ensure_tables
-from agentstream.events import Event, ReplyGenerated, new_event, utc_now
-from agentstream.projections.context import ReplyContext
-from agentstream.settings import Settings
-from agentstream.streams.conversations import ConversationProcessor
+from agentstream.events import ReplyGenerated, new_event, utc_now
 from agentstream.streams.forget import forget
 from agentstream.streams.legacy import import_legacy
 from agentstream.streams.replay import Replayer, Scope
-
-T0 = datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc)
-
-
-@dataclass
-class CountingResponder:
-    calls: int = 0
-    inner: OfflineResponder = field(default_factory=OfflineResponder)
-
-    async def answer(self, ctx: ReplyContext) -> Answer:
-        self.calls += 1
-        return await self.inner.answer(ctx)
-
-
-@dataclass
-class World:
-    ddb: Any
-    settings: Settings
-    store: EventStore
-    processor: ConversationProcessor
-    responder: CountingResponder
-    published: list[Event]
-
-
-def new_processor(ddb: Any, settings: Settings, responder: Any, published: list[Event]) -> ConversationProcessor:
-    """The worker's processor over `ddb`; the replies it publishes land in `published`."""
-
-    async def publish(event: Event) -> None:
-        published.append(event)
-
-    return ConversationProcessor(EventStore(ddb, settings.tables.events), ProjectionStore(ddb, settings.tables),
-                                 BusinessDirectory(ddb, settings.tables), responder, publish)
-
-
-@pytest.fixture
-async def world(settings: Settings) -> AsyncIterator[World]:
-    async with dynamodb_client(settings) as ddb:
-        await ensure_tables(ddb, settings.tables)
-        await populate(settings)
-        published: list[Event] = []
-        responder = CountingResponder()
-        processor = new_processor(ddb, settings, responder, published)
-        yield World(ddb, settings, EventStore(ddb, settings.tables.events), processor, responder, published)
-
-
-def inbound(user: str, text: str, minutes: float = 0) -> Event:
-    return new_event("MessageReceived", business_id="demo-salon", user_id=user, channel="websocket",
-                     payload={"content": text}, occurred_at=T0 + timedelta(minutes=minutes))
-
-
-async def drain(world: World, stream: str) -> None:
-    """Hand every logged event of a stream to the processor, as the bridge would, until the
-    replies it appended have come back too."""
-    seen = 0
-    while (events := await world.store.read(stream, after_seq=seen)):
-        for event in events:
-            await world.processor.handle(event)
-        seen = events[-1].seq
+from tests.integration.world import T0, World, drain, inbound, new_processor
 
 
 async def test_gap_is_filled_from_the_log_and_each_inbound_gets_one_reply(world: World) -> None:
@@ -145,9 +77,7 @@ async def test_forget_erases_and_a_late_record_does_not_bring_the_user_back(worl
     await drain(world, "demo-salon#u6")
     report = await forget(world.ddb, world.settings, "demo-salon", "u6")
     assert (report.events, report.idempotency_records, report.sessions, report.messages, report.memory) == (2, 1, 1, 2, 1)
-    await world.processor.__class__(world.store, ProjectionStore(world.ddb, world.settings.tables),
-                                    BusinessDirectory(world.ddb, world.settings.tables), world.responder,
-                                    world.processor._publish_reply).handle(event)
+    await new_processor(world.ddb, world.settings, world.responder, world.published).handle(event)  # a cold cache
     assert await world.store.read("demo-salon#u6") == []
     assert await ProjectionStore(world.ddb, world.settings.tables).load_memory("demo-salon", "u6") is None
     assert (await Replayer(world.ddb, world.settings).run(Scope("demo-salon", "u6"))).events == 0

@@ -22,7 +22,7 @@ from agentstream.events import Event, ReplyGenerated, new_event
 from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.replay import Replayer, Scope
-from tests.integration.test_processor import CountingResponder, new_processor
+from tests.integration.world import CountingResponder, new_processor
 
 pytestmark = pytest.mark.integration
 CALLS = ("get_item", "query", "put_item", "transact_write_items", "batch_write_item", "batch_get_item", "update_item")

@@ -11,7 +11,7 @@ from agentstream.streams.forget import forget
 from agentstream.streams.replay import Replayer, Scope
 from agentstream.streams.topic_source import read_topic_events
 from tests.integration import kafka_helpers
-from tests.integration.test_processor import World, drain, inbound, world  # noqa: F401 (fixture)
+from tests.integration.world import World, drain, inbound
 
 
 async def publish(world: World, streams: list[str], skip: set[tuple[str, int]]) -> None:

@@ -21,17 +21,16 @@ from agentstream.adapters import kafka
 from agentstream.adapters.business import BusinessDirectory
 from agentstream.adapters.dynamo import dynamodb_client
 from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.llm import Answer, OfflineResponder
 from agentstream.adapters.projection_store import ProjectionStore
 from agentstream.events import Event, ReplyGenerated, new_event
-from agentstream.projections.context import ReplyContext
 from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.keyed import KeyedExecutor
 from agentstream.streams.worker import Dlq, build_app
 from tests.conftest import isolated_env, settings_from
-from tests.e2e.stack import prepare, running_stack
-from tests.integration.kafka_helpers import publish, read_topic
+from tests.e2e.stack import log_events, prepare, running_stack
+from tests.integration.kafka_helpers import as_records, publish, read_topic
+from tests.integration.world import CountingResponder
 from tests.services import Endpoints
 
 pytestmark = pytest.mark.integration
@@ -42,15 +41,6 @@ async def append(s: Settings, user: str, text: str) -> Event:
         return (await EventStore(ddb, s.tables.events).append(new_event(
             "MessageReceived", business_id="demo-salon", user_id=user, channel="websocket", payload={"content": text},
         ))).event
-
-
-def as_record(event: Event) -> tuple[str, bytes]:
-    return event.streamId, kafka.dumps(event.to_json_dict())
-
-
-async def log_of(s: Settings, stream: str) -> list[Event]:
-    async with dynamodb_client(s) as ddb:
-        return await EventStore(ddb, s.tables.events).read(stream)
 
 
 async def wait_committed_to_end(s: Settings, timeout: float = 60.0) -> dict[int, tuple[int, int]]:
@@ -87,7 +77,7 @@ async def test_unreadable_records_go_to_the_dlq_and_the_worker_moves_on(
                            payload={"content": "from a newer build"}).with_seq(1).to_json_dict() | {"schemaVersion": 99}
         garbage = b"\x00this is {not json"
         b = await append(s, "B", "Bună ziua, aveți loc mâine?")
-        await publish(s, [("demo-salon#A", kafka.dumps(future)), ("demo-salon#C", garbage), as_record(b)])
+        await publish(s, [("demo-salon#A", kafka.dumps(future)), ("demo-salon#C", garbage), *as_records([b])])
 
         dlq = await read_topic(s.kafka_bootstrap_servers, s.topic_dlq, expect=2, timeout=60)
         by_key = {r["key"]: r["value"] for r in dlq}
@@ -104,19 +94,9 @@ async def test_unreadable_records_go_to_the_dlq_and_the_worker_moves_on(
         assert all(c == e for c, e in offsets.values()), f"committed vs end per partition: {offsets}"
         replies = await read_topic(s.kafka_bootstrap_servers, s.topic_replies, expect=2, timeout=5)
         assert [r["value"]["payload"]["inReplyTo"] for r in replies] == [b.eventId]
-        logged = [e for e in await log_of(s, "demo-salon#B") if isinstance(e, ReplyGenerated)]
+        logged = [e for e in log_events(stack.env, "demo-salon#B") if isinstance(e, ReplyGenerated)]
         assert [e.payload.inReplyTo for e in logged] == [b.eventId]
-        assert await log_of(s, "demo-salon#A") == [] and await log_of(s, "demo-salon#C") == []
-
-
-class CountingResponder:
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-        self._inner = OfflineResponder()
-
-    async def answer(self, ctx: ReplyContext) -> Answer:
-        self.calls.append(ctx.inbound_event_id)
-        return await self._inner.answer(ctx)
+        assert log_events(stack.env, "demo-salon#A") == [] and log_events(stack.env, "demo-salon#C") == []
 
 
 class BrokenProjections(ProjectionStore):
@@ -196,7 +176,7 @@ async def test_an_event_failing_every_attempt_goes_to_the_dlq_and_others_are_ans
     with worker_in_thread(s, "demo-salon#broken", delays) as worker:
         broken = await append(s, "broken", "Această conversație nu se poate salva")
         others = [await append(s, f"ok{i}", f"Aveți loc azi? {i}") for i in range(6)]
-        await publish(s, [as_record(broken), *(as_record(e) for e in others)])
+        await publish(s, as_records([broken, *others]))
 
         dlq = await read_topic(s.kafka_bootstrap_servers, s.topic_dlq, expect=1, timeout=60)
         assert len(dlq) == 1
@@ -212,9 +192,9 @@ async def test_an_event_failing_every_attempt_goes_to_the_dlq_and_others_are_ans
         answered = {r["value"]["payload"]["inReplyTo"] for r in replies}
         assert {e.eventId for e in others} <= answered
         for event in others:
-            logged = [e for e in await log_of(s, event.streamId) if isinstance(e, ReplyGenerated)]
+            logged = [e for e in log_events(env, event.streamId) if isinstance(e, ReplyGenerated)]
             assert [e.payload.inReplyTo for e in logged] == [event.eventId]
         # the reply went into the log on the first attempt; the retries found it there
-        logged = [e for e in await log_of(s, "demo-salon#broken") if isinstance(e, ReplyGenerated)]
+        logged = [e for e in log_events(env, "demo-salon#broken") if isinstance(e, ReplyGenerated)]
         assert [e.payload.inReplyTo for e in logged] == [broken.eventId]
-        assert worker["responder"].calls.count(broken.eventId) == 1
+        assert worker["responder"].answered.count(broken.eventId) == 1

@@ -9,7 +9,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.services import ROOT
+
 FOLDERS = {"agentstream": "agentstream", "streams": "agentstream/streams", "projections": "agentstream/projections",
            "adapters": "agentstream/adapters"}
 
