@@ -7,22 +7,17 @@ alternating writers (gateway, worker, delivery) never fail a transaction on a st
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from agentstream.adapters.bootstrap import populate
-from agentstream.adapters.dynamo import dynamodb_client, to_item
+from agentstream.adapters.dynamo import to_item
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.projection_store import ProjectionStore
-from agentstream.adapters.tables import ensure_tables
 from agentstream.events import Event, ReplyGenerated, new_event
-from agentstream.settings import Settings
-from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.replay import Replayer, Scope
-from tests.integration.world import CountingResponder, new_processor
+from tests.integration.world import World, new_processor
 
 pytestmark = pytest.mark.integration
 CALLS = ("get_item", "query", "put_item", "transact_write_items", "batch_write_item", "batch_get_item", "update_item")
@@ -53,33 +48,24 @@ class CountingClient:
 
 
 @dataclass
-class World:
-    ddb: Any
+class CountedWorld(World):
+    """The shared world, with its processor's DynamoDB calls counted."""
+
     counting: CountingClient
-    settings: Settings
-    store: EventStore
-    processor: ConversationProcessor
-    responder: CountingResponder
-    published: list[Event]
 
 
 @pytest.fixture
-async def world(settings: Settings) -> AsyncIterator[World]:
-    async with dynamodb_client(settings) as ddb:
-        await ensure_tables(ddb, settings.tables)
-        await populate(settings)
-        counting = CountingClient(ddb)
-        published: list[Event] = []
-        responder = CountingResponder()
-        processor = new_processor(counting, settings, responder, published)
-        yield World(ddb, counting, settings, EventStore(ddb, settings.tables.events), processor, responder, published)
+def world(world: CountedWorld) -> CountedWorld:
+    counting = CountingClient(world.ddb)
+    processor = new_processor(counting, world.settings, world.responder, world.published)
+    return CountedWorld(world.ddb, world.settings, world.store, processor, world.responder, world.published, counting)
 
 
 def inbound(user: str, text: str) -> Event:
     return new_event("MessageReceived", business_id="demo-salon", user_id=user, channel="websocket", payload={"content": text})
 
 
-async def test_a_turn_costs_three_round_trips_and_the_returning_reply_none(world: World) -> None:
+async def test_a_turn_costs_three_round_trips_and_the_returning_reply_none(world: CountedWorld) -> None:
     first = (await world.store.append(inbound("t1", "Bună ziua, aveți loc azi?"))).event
     await world.processor.handle(first)  # warms the conversation and the business caches
     reply = world.published[-1]
@@ -99,7 +85,7 @@ async def test_a_turn_costs_three_round_trips_and_the_returning_reply_none(world
     assert (await Replayer(world.ddb, world.settings).run(Scope("demo-salon", "t1"), verify=True)).differences == []
 
 
-async def test_redelivered_inbound_finds_its_reply_without_the_model(world: World) -> None:
+async def test_redelivered_inbound_finds_its_reply_without_the_model(world: CountedWorld) -> None:
     event = (await world.store.append(inbound("t2", "Cât costă tunsul?"))).event
     await world.processor.handle(event)
     await world.ddb.delete_item(TableName=world.settings.tables.rag_user,
@@ -111,7 +97,7 @@ async def test_redelivered_inbound_finds_its_reply_without_the_model(world: Worl
     assert (await Replayer(world.ddb, world.settings).run(Scope("demo-salon", "t2"), verify=True)).differences == []
 
 
-async def test_a_later_event_this_build_cannot_read_does_not_block_the_reply(world: World) -> None:
+async def test_a_later_event_this_build_cannot_read_does_not_block_the_reply(world: CountedWorld) -> None:
     event = (await world.store.append(inbound("t3", "Salut"))).event
     newer = new_event("MessageReceived", business_id="demo-salon", user_id="t3", channel="websocket",
                       payload={"content": "from a newer build"}).with_seq(2).to_json_dict() | {"schemaVersion": 99}
@@ -121,7 +107,7 @@ async def test_a_later_event_this_build_cannot_read_does_not_block_the_reply(wor
     assert [(r["seq"], r["payload"]["inReplyTo"]) for r in replies] == [(3, event.eventId)]
 
 
-async def test_alternating_writers_never_fail_a_transaction_on_a_stale_head(world: World) -> None:
+async def test_alternating_writers_never_fail_a_transaction_on_a_stale_head(world: CountedWorld) -> None:
     counting = world.counting
     gateway, worker = EventStore(counting, world.settings.tables.events), EventStore(counting, world.settings.tables.events)
     for turn in range(5):
