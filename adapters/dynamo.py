@@ -140,6 +140,17 @@ async def put_items(ddb: Any, table: str, items: list[dict[str, Any]], concurren
     await asyncio.gather(*(chunk(items[i:i + 25]) for i in range(0, len(items), 25)))
 
 
+async def put_log_items(ddb: Any, table: str, items: list[dict[str, Any]], concurrency: int = 8) -> None:
+    """Bulk-write already-numbered log items as appends would have left them: every stream's
+    seq n is written only after its seq n-1 (one wave of `put_items` per seq), so a reader of
+    the table's stream never sees a stream's seqs out of order."""
+    waves: dict[int, list[dict[str, Any]]] = {}
+    for item in items:
+        waves.setdefault(int(item["seq"]), []).append(item)
+    for seq in sorted(waves):
+        await put_items(ddb, table, waves[seq], concurrency)
+
+
 async def query_all(ddb: Any, **kwargs: Any) -> list[dict[str, Any]]:
     """Every item of a Query, following pagination."""
     items: list[dict[str, Any]] = []

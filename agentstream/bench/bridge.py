@@ -11,7 +11,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from agentstream.adapters.dynamo import clients, put_items, to_item
+from agentstream.adapters.dynamo import clients, put_log_items, to_item
 from agentstream.adapters.kafka import ensure_topics, producer
 from agentstream.adapters.tables import ensure_tables, stream_arn
 from agentstream.bench.common import isolated_env, report, services, settings_for, summary
@@ -30,7 +30,7 @@ async def _load(ddb: Any, table: str, events: int, streams: int) -> float:
     """Write events with BatchWriteItem (setup only); returns items/s."""
     items = [_item(i % streams, i // streams + 1) for i in range(events)]
     start = time.perf_counter()
-    await put_items(ddb, table, items)
+    await put_log_items(ddb, table, items)
     return events / (time.perf_counter() - start)
 
 

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from agentstream.adapters.bootstrap import populate
-from agentstream.adapters.dynamo import dynamodb_client, put_items
+from agentstream.adapters.dynamo import dynamodb_client, put_log_items
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.tables import ensure_tables
 from agentstream.bench.common import CpuMeter, isolated_env, report, services, settings_for
@@ -44,7 +44,7 @@ def _events(user: int, count: int) -> list[dict[str, Any]]:
 
 async def _load(ddb: Any, table: str, users: int, per_user: int) -> None:
     for first in range(0, users, 500):  # a slice of users at a time keeps the loader's memory small
-        await put_items(ddb, table, [item for u in range(first, min(users, first + 500)) for item in _events(u, per_user)])
+        await put_log_items(ddb, table, [item for u in range(first, min(users, first + 500)) for item in _events(u, per_user)])
 
 
 async def _raw_read(ddb: Any, table: str, streams: list[str], concurrency: int = 16) -> float:

@@ -28,7 +28,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from agentstream.adapters.bootstrap import populate, setup
-from agentstream.adapters.dynamo import dynamodb_client, put_items
+from agentstream.adapters.dynamo import dynamodb_client, put_log_items
 from agentstream.adapters.event_store import idem_item
 from agentstream.adapters.kafka import dumps, producer
 from agentstream.bench.common import CpuMeter, isolated_env, report, services, settings_for
@@ -58,7 +58,7 @@ async def _log(s: Settings, users: int, per_user: int) -> int:
         async with dynamodb_client(s) as ddb:
             for first in range(0, users, 500):  # a slice of users at a time keeps the loader small
                 events = [e for u in range(first, min(users, first + 500)) for e in _events(u, per_user)]
-                await put_items(ddb, s.tables.events, _with_idempotency(events))
+                await put_log_items(ddb, s.tables.events, _with_idempotency(events))
                 # one stream's events in seq order, streams interleaved as they would arrive live
                 events.sort(key=lambda e: (e["seq"], e["streamId"]))
                 futures = [await prod.send(s.topic_events, key=e["streamId"].encode(), value=dumps(e)) for e in events]

@@ -12,7 +12,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from agentstream.adapters.bootstrap import setup
-from agentstream.adapters.dynamo import dynamodb_client, put_items
+from agentstream.adapters.dynamo import dynamodb_client, put_log_items
 from agentstream.events import new_event
 from agentstream.settings import Settings
 from agentstream.stack import spawn_component
@@ -20,14 +20,14 @@ from agentstream.streams.leases import LeaseTable
 
 
 async def write_events(settings: Settings, streams: int, per_stream: int, first_seq: int = 1) -> None:
-    """Events seq first_seq..first_seq+per_stream-1 on each of `streams` streams (BatchWriteItem)."""
+    """Events seq first_seq..first_seq+per_stream-1 on each of `streams` streams, each stream in order."""
     items = [
         new_event("MessageReceived", business_id="b", user_id=f"u{s}", channel="sms",
                   payload={"content": f"message {q}"}).with_seq(q).to_json_dict()
         for q in range(first_seq, first_seq + per_stream) for s in range(streams)
     ]
     async with dynamodb_client(settings) as ddb:
-        await put_items(ddb, settings.tables.events, items)
+        await put_log_items(ddb, settings.tables.events, items)
 
 
 class TopicReader:
