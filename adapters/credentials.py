@@ -1,7 +1,9 @@
 """Per-business channel secrets in business-external-credentials, encrypted at rest (Fernet).
 
 The encryption key comes from AGENTSTREAM_SECRET_KEY. Values never reach the logs; `show`
-prints them masked. The REST API key is stored only as a SHA-256 hash.
+prints them masked. A REST API key is `<businessId>.<secret>`; only the secret's SHA-256 hash is
+stored. Widget visitor tokens are signed with itsdangerous by the business's widget signing key
+(the previous key still verifies, so a rotation orphans nobody).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
+from itsdangerous import BadData, URLSafeSerializer
 
 from agentstream.adapters.dynamo import from_item, to_item
 
@@ -32,8 +35,24 @@ class CredentialsError(ValueError):
     """Unknown provider or key, or no encryption key configured."""
 
 
-def hash_api_key(api_key: str) -> str:
-    return hashlib.sha256(api_key.encode()).hexdigest()
+def hash_api_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def split_api_key(api_key: str) -> tuple[str, str] | None:
+    """(businessId, secret) of `<businessId>.<secret>`, split at the last dot (a businessId may
+    hold dots, a secret never does); None for a key without both parts."""
+    business_id, dot, secret = api_key.rpartition(".")
+    return (business_id, secret) if dot and business_id and secret else None
+
+
+def api_key_secret(business_id: str, api_key: str) -> str:
+    """The secret of a key given to `credentials set`: `<businessId>.<secret>`, or a bare secret
+    (then the key to send is `<businessId>.<secret>`)."""
+    secret = api_key.removeprefix(f"{business_id}.")
+    if not secret or "." in secret:
+        raise CredentialsError(f"apiKey must be {business_id}.<secret> (a secret without dots)")
+    return secret
 
 
 def mask(value: str) -> str:
@@ -71,19 +90,23 @@ class CredentialStore:
         return values
 
     async def set(self, business_id: str, provider: str, values: dict[str, str]) -> dict[str, str]:
-        """Merge new values into a provider's secrets; the REST apiKey is kept as its hash."""
+        """Merge new values into a provider's secrets; the REST apiKey is kept as its secret's hash,
+        and a replaced widget signingKey as previousSigningKey (it keeps verifying tokens)."""
         validate(provider, values)
         current = await self.get(business_id, provider)
         if provider == "rest" and "apiKey" in values:
-            values = {"apiKeyHash": hash_api_key(values["apiKey"])}
+            values = {"apiKeyHash": hash_api_key(api_key_secret(business_id, values["apiKey"]))}
+        if provider == "widget" and current.get("signingKey") and values.get("signingKey", current["signingKey"]) != current["signingKey"]:
+            values = values | {"previousSigningKey": current["signingKey"]}
         merged = current | values
-        item = {"businessId": business_id, "provider": provider, "secret": self._encrypt(merged), "updatedAt": int(time.time())}
-        await self._ddb.put_item(TableName=self._table, Item=to_item(item))
-        self._cache.pop((business_id, provider), None)
+        await self._put(business_id, provider, merged)
         return merged
 
     async def set_state(self, business_id: str, name: str, values: dict[str, str]) -> None:
         """Channel state that is not a vendor secret (e.g. Gmail's last history id), stored the same way."""
+        await self._put(business_id, name, values)
+
+    async def _put(self, business_id: str, name: str, values: dict[str, str]) -> None:
         item = {"businessId": business_id, "provider": name, "secret": self._encrypt(values), "updatedAt": int(time.time())}
         await self._ddb.put_item(TableName=self._table, Item=to_item(item))
         self._cache.pop((business_id, name), None)
@@ -93,13 +116,24 @@ class CredentialStore:
         key = GENERATED.get(provider)
         if key is None:
             raise CredentialsError(f"{provider} secrets are issued by the vendor; set them with `credentials set`")
-        fresh = {key: secrets.token_urlsafe(32)}
-        await self.set(business_id, provider, fresh)
-        return fresh
+        value = secrets.token_urlsafe(32)  # url-safe: never a dot
+        if provider == "rest":
+            value = f"{business_id}.{value}"
+        await self.set(business_id, provider, {key: value})
+        return {key: value}
 
-    async def check_api_key(self, business_id: str, api_key: str) -> bool:
-        stored = (await self.get(business_id, "rest")).get("apiKeyHash", "")
-        return bool(stored) and hmac.compare_digest(stored, hash_api_key(api_key))
+    async def api_key_business(self, api_key: str) -> str | None:
+        """The businessId an API key `<businessId>.<secret>` names, if its secret is that business's."""
+        parts = split_api_key(api_key)
+        if parts is None:
+            return None
+        stored = (await self.get(parts[0], "rest")).get("apiKeyHash", "")
+        return parts[0] if stored and hmac.compare_digest(stored, hash_api_key(parts[1])) else None
+
+    async def widget_keys(self, business_id: str) -> list[str]:
+        """The widget signing keys, oldest first (the last one signs); [] when none is set."""
+        values = await self.get(business_id, "widget")
+        return [k for k in (values.get("previousSigningKey"), values.get("signingKey")) if k]
 
     def _encrypt(self, values: dict[str, str]) -> str:
         return self._fernet.encrypt(json.dumps(values).encode()).decode()
@@ -117,28 +151,57 @@ def new_secret_key() -> str:
 
 # ---- widget visitor tokens -------------------------------------------------------------------
 
+REFRESH_GRACE_S = 30 * 24 * 3600  # an expired token can be refreshed for this long
+_SALT = "agentstream.widget-token"
 
-def issue_widget_token(signing_key: str, business_id: str, user_id: str, ttl_s: int, now: float | None = None) -> tuple[str, int]:
-    """A signed, expiring token binding a visitor to one business: (token, expiresAt epoch s)."""
+
+def issue_widget_token(keys: str | list[str], business_id: str, user_id: str, ttl_s: int, now: float | None = None) -> tuple[str, int]:
+    """A signed, expiring token binding a visitor to one business: (token, expiresAt epoch s).
+    Signed with the last of `keys`."""
     expires = int((now or time.time()) + ttl_s)
-    body = f"{business_id}|{user_id}|{expires}"
-    sig = hmac.new(signing_key.encode(), body.encode(), hashlib.sha256).digest()
-    token = base64.urlsafe_b64encode(body.encode()).decode().rstrip("=") + "." + base64.urlsafe_b64encode(sig).decode().rstrip("=")
+    token = URLSafeSerializer(keys, salt=_SALT).dumps({"b": business_id, "u": user_id, "exp": expires})
     return token, expires
 
 
-def verify_widget_token(signing_key: str, token: str, business_id: str, user_id: str, now: float | None = None) -> bool:
+def _claims(keys: str | list[str], token: str, legacy: bool = False) -> tuple[str, str, int] | None:
+    """(businessId, userId, expiresAt) of a token signed by any of `keys`, expired or not; with
+    `legacy`, a token of the earlier format too."""
+    try:
+        data = URLSafeSerializer(keys, salt=_SALT).loads(token)
+    except BadData:
+        return _legacy_claims(keys, token) if legacy else None
+    if not isinstance(data, dict) or not isinstance(data.get("exp"), int) or not all(isinstance(data.get(k), str) for k in "bu"):
+        return None
+    return data["b"], data["u"], data["exp"]
+
+
+def verify_widget_token(keys: str | list[str], token: str, business_id: str, user_id: str, now: float | None = None) -> bool:
+    """True for an unexpired token of this business and visitor, signed by a current or previous key."""
+    claims = _claims(keys, token)
+    return claims is not None and claims[:2] == (business_id, user_id) and claims[2] > (now or time.time())
+
+
+def refreshable_user(keys: str | list[str], token: str, business_id: str, now: float | None = None) -> str | None:
+    """The userId of a token of this business that may be exchanged for a new one: signed by a
+    current or previous key (or in the pre-itsdangerous format) and expired at most REFRESH_GRACE_S ago."""
+    claims = _claims(keys, token, legacy=True)
+    if claims is None or claims[0] != business_id or claims[2] + REFRESH_GRACE_S <= (now or time.time()):
+        return None
+    return claims[1] or None
+
+
+def _legacy_claims(keys: str | list[str], token: str) -> tuple[str, str, int] | None:
+    """Claims of a token in the earlier hand-signed format (`b64(b|u|exp).b64(hmac)`), accepted
+    only for a refresh so that visitors from before the upgrade keep their userId."""
     try:
         body_b64, sig_b64 = token.split(".", 1)
-        body = base64.urlsafe_b64decode(body_b64 + "=" * (-len(body_b64) % 4)).decode()
+        body = base64.urlsafe_b64decode(body_b64 + "=" * (-len(body_b64) % 4))
         sig = base64.urlsafe_b64decode(sig_b64 + "=" * (-len(sig_b64) % 4))
-        bid, uid, expires = body.split("|")
+        business_id, user_id, expires = body.decode().split("|")
+        expires_at = int(expires)
     except ValueError:
-        return False
-    good = hmac.new(signing_key.encode(), body.encode(), hashlib.sha256).digest()
-    return (
-        hmac.compare_digest(good, sig)
-        and bid == business_id
-        and uid == user_id
-        and int(expires) > (now or time.time())
-    )
+        return None
+    for key in [keys] if isinstance(keys, str) else keys:
+        if hmac.compare_digest(hmac.new(key.encode(), body, hashlib.sha256).digest(), sig):
+            return business_id, user_id, expires_at
+    return None

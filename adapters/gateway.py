@@ -15,9 +15,10 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from agentstream.adapters.credentials import issue_widget_token, verify_widget_token
+from agentstream.adapters.credentials import issue_widget_token, refreshable_user, verify_widget_token
 from agentstream.adapters.http_common import (
-    Deps, HttpError, decode_utf8, deps, error, known_business, read_body, require_api_key,
+    UNAUTHORIZED, Deps, HttpError, authenticate, bearer, decode_utf8, deps, error, known_business, read_body,
+    require_api_key,
 )
 from agentstream.adapters.ingest import InboundMessage
 from agentstream.adapters.projection_store import get_active_session_for_user
@@ -27,6 +28,7 @@ from agentstream.adapters.replies import pending_replies, reply_frame
 
 log = structlog.get_logger(__name__)
 MAX_TEXT = 16_000
+WIDGET_REFUSED = "widget token not valid; ask for a new visitor"
 
 
 async def index(request: Request) -> Response:
@@ -42,20 +44,34 @@ async def metrics_endpoint(request: Request) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-async def widget_signing_key(d: Deps, business_id: str) -> str:
-    key = (await d.credentials.get(business_id, "widget")).get("signingKey")
-    if not key:
-        raise HttpError(404, f"business {business_id!r} has no widget configured")
-    return key
+def _visitor(d: Deps, keys: list[str], business_id: str, user_id: str) -> Response:
+    token, expires = issue_widget_token(keys, business_id, user_id, d.settings.widget_token_ttl_s)
+    return JSONResponse({"userId": user_id, "token": token, "expiresAt": expires})
 
 
 async def new_visitor(request: Request) -> Response:
+    """A new anonymous visitor and its token (public)."""
     d = deps(request)
     business_id = request.path_params["businessId"]
     await known_business(d, business_id)
-    user_id = f"v-{uuid.uuid4().hex}"
-    token, expires = issue_widget_token(await widget_signing_key(d, business_id), business_id, user_id, d.settings.widget_token_ttl_s)
-    return JSONResponse({"userId": user_id, "token": token, "expiresAt": expires})
+    keys = await d.credentials.widget_keys(business_id)
+    if not keys:
+        raise HttpError(404, f"business {business_id!r} has no widget configured")
+    return _visitor(d, keys, business_id, f"v-{uuid.uuid4().hex}")
+
+
+async def refresh_visitor(request: Request) -> Response:
+    """A new token for the same visitor in exchange for its old one (`Authorization: Bearer <token>`),
+    also when that one expired (up to REFRESH_GRACE_S ago) or was signed by the previous key.
+    A bad token and an unknown business get the same 401."""
+    d = deps(request)
+    business_id = request.path_params["businessId"]
+    token = bearer(request, WIDGET_REFUSED)
+    keys = await d.credentials.widget_keys(business_id)
+    user_id = refreshable_user(keys, token, business_id) if keys else None
+    if user_id is None or await d.directory.info(business_id) is None:
+        raise HttpError(401, WIDGET_REFUSED)
+    return _visitor(d, keys, business_id, user_id)
 
 
 def _parse_frame(raw: str) -> tuple[str, str]:
@@ -78,11 +94,11 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     d: Deps = ws.app.state.deps
     business_id = ws.path_params["businessId"]
     user_id, token = ws.query_params.get("userId", ""), ws.query_params.get("token", "")
-    if await d.directory.info(business_id) is None:
-        await ws.close(code=4404, reason="unknown business")
-        return
-    key = (await d.credentials.get(business_id, "widget")).get("signingKey", "")
-    if not key or not user_id or not verify_widget_token(key, token, business_id, user_id):
+    keys = await d.credentials.widget_keys(business_id)
+    if not (keys and user_id and verify_widget_token(keys, token, business_id, user_id)) or await d.directory.info(business_id) is None:
+        # accepted only to close with a code the browser sees (a refused handshake shows as 1006);
+        # an unknown business and a bad or expired token look the same: the widget refreshes its token
+        await ws.accept()
         await ws.close(code=4403, reason="bad or expired token")
         return
     await ws.accept()
@@ -113,6 +129,7 @@ async def _on_frame(d: Deps, ws: WebSocket, business_id: str, user_id: str, raw:
 
 async def post_message(request: Request) -> Response:
     d = deps(request)
+    business_id = await authenticate(d, request)
     body = decode_utf8(await read_body(request, d.settings.max_body_bytes))
     try:
         data = json.loads(body)
@@ -123,8 +140,8 @@ async def post_message(request: Request) -> Response:
         raise HttpError(400, f"body needs non-empty strings {', '.join(fields)}")
     if len(data["text"]) > MAX_TEXT:
         raise HttpError(400, f"text over {MAX_TEXT} characters")
-    await known_business(d, data["businessId"])
-    await require_api_key(d, request, data["businessId"])
+    if data["businessId"] != business_id:
+        raise HttpError(401, UNAUTHORIZED)
     result = await d.ingestor.ingest(
         InboundMessage(data["businessId"], data["userId"], "rest", data["externalId"], data["text"], reply_to={"rest": "poll"})
     )
@@ -135,7 +152,6 @@ async def post_message(request: Request) -> Response:
 async def get_user_session(request: Request) -> Response:
     d = deps(request)
     business_id, user_id = request.path_params["businessId"], request.path_params["userId"]
-    await known_business(d, business_id)
     await require_api_key(d, request, business_id)
     session = await get_active_session_for_user(d.ddb, d.settings.tables, business_id, user_id)
     if session is None:
@@ -145,10 +161,11 @@ async def get_user_session(request: Request) -> Response:
 
 
 async def _owned_session(d: Deps, request: Request) -> dict[str, Any]:
+    """The path's session if it is the API key's business's; another business's session is as unknown as a missing one."""
+    business_id = await authenticate(d, request)
     session = await d.projections.session(request.path_params["sessionId"])
-    if session is None:
+    if session is None or session.get("businessId") != business_id:
         raise HttpError(404, "unknown session")
-    await require_api_key(d, request, session["businessId"])
     return session
 
 
@@ -173,7 +190,6 @@ async def get_analytics(request: Request) -> Response:
     """The analytics consumer's figures for one business (its API key required)."""
     d = deps(request)
     business_id = request.path_params["businessId"]
-    await known_business(d, business_id)
     await require_api_key(d, request, business_id)
     if d.analytics is None or not d.analytics.running:
         raise HttpError(503, "analytics not running")
@@ -183,7 +199,10 @@ async def get_analytics(request: Request) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HttpError)
     log.info("http.refused", path=request.url.path, status=exc.status, reason=exc.message)
-    return error(exc.status, exc.message)
+    response = error(exc.status, exc.message)
+    if exc.status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
 
 
 def create_app(d: Deps) -> Starlette:
@@ -192,6 +211,7 @@ def create_app(d: Deps) -> Starlette:
         Route("/healthz", healthz),
         Route("/metrics", metrics_endpoint),
         Route("/v1/widget/{businessId}/visitors", new_visitor, methods=["POST"]),
+        Route("/v1/widget/{businessId}/visitors/refresh", refresh_visitor, methods=["POST"]),
         WebSocketRoute("/ws/{businessId}", websocket_endpoint),
         Route("/v1/messages", post_message, methods=["POST"]),
         Route("/v1/businesses/{businessId}/users/{userId}/session", get_user_session),

@@ -78,14 +78,27 @@ async def known_business(d: Deps, business_id: str) -> dict[str, Any]:
     return info
 
 
-def bearer(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise HttpError(403, "missing bearer API key")
+UNAUTHORIZED = "missing or invalid API key (Authorization: Bearer <businessId>.<secret>)"
+
+
+def bearer(request: Request, refusal: str = UNAUTHORIZED) -> str:
+    """The Authorization header's bearer token; 401 with `refusal` without one."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise HttpError(401, refusal)
     return token.strip()
 
 
+async def authenticate(d: Deps, request: Request) -> str:
+    """The businessId the request's API key names, checked before the body or anything else is
+    read. A missing or wrong key and an unknown business get one and the same 401."""
+    business_id = await d.credentials.api_key_business(bearer(request))
+    if business_id is None or await d.directory.info(business_id) is None:
+        raise HttpError(401, UNAUTHORIZED)
+    return business_id
+
+
 async def require_api_key(d: Deps, request: Request, business_id: str) -> None:
-    if not await d.credentials.check_api_key(business_id, bearer(request)):
-        raise HttpError(403, "API key not valid for this business")
+    """401 (as for a wrong key) unless the request's API key is `business_id`'s."""
+    if await authenticate(d, request) != business_id:
+        raise HttpError(401, UNAUTHORIZED)

@@ -1,8 +1,13 @@
-"""Webhook routes of the gateway: Meta, Twilio and Gmail. Each verifies the sender, then
-appends the messages (idempotently, by the channel's own id) before answering."""
+"""Webhook routes of the gateway: Meta, Twilio and Gmail. Each reads the raw body (413 over the
+limit), verifies the sender with the business's secret before it parses anything or looks
+anything else up (an unknown business gets the same 403 as a bad signature), then appends the
+messages (idempotently, by the channel's own id) before answering."""
 
 from __future__ import annotations
 
+import hmac
+from collections.abc import Callable
+from typing import TypeVar
 from urllib.parse import parse_qsl
 
 import structlog
@@ -11,20 +16,43 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from agentstream.adapters.channels import gmail, meta, twilio
-from agentstream.adapters.channels.errors import ChannelError, PermanentError, RetryableError
+from agentstream.adapters.channels.errors import BadSignature, ChannelError, PermanentError, RetryableError
 from agentstream.adapters.credentials import CredentialStore
-from agentstream.adapters.http_common import Deps, HttpError, decode_utf8, deps, known_business, read_body
+from agentstream.adapters.http_common import Deps, HttpError, decode_utf8, deps, read_body
 from agentstream.events import new_event, utc_now
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 
-async def _secrets(d: Deps, business_id: str, provider: str) -> dict[str, str]:
-    await known_business(d, business_id)
-    values = await d.credentials.get(business_id, provider)
-    if not values:
-        raise HttpError(403, f"{provider} is not configured for this business")
-    return values
+REFUSED = {
+    "meta": "X-Hub-Signature-256 missing or not valid for this business",
+    "meta-subscribe": "verify token missing or not valid for this business",
+    "twilio": "X-Twilio-Signature missing or not valid for this business",
+    "gmail": "push token missing or not valid for this business",
+}
+
+
+async def _verified(d: Deps, business_id: str, provider: str, refusal: str,
+                    check: Callable[[dict[str, str]], T]) -> tuple[dict[str, str], T]:
+    """(secrets, check(secrets)) with the business's secrets for `provider`, then the business is
+    looked up. No secrets (an unknown business too), a failed check and a business missing from
+    business-info all answer the same 403 `refusal`."""
+    secrets = await d.credentials.get(business_id, provider)
+    try:
+        if not secrets:
+            raise BadSignature(refusal)
+        result = check(secrets)
+    except BadSignature:
+        raise HttpError(403, refusal) from None
+    if await d.directory.info(business_id) is None:
+        raise HttpError(403, refusal)
+    return secrets, result
+
+
+def _push_token(token: str | None, expected: str) -> None:
+    if not token or not expected or not hmac.compare_digest(token, expected):
+        raise BadSignature("push token does not match")
 
 
 def _channel_error(exc: ChannelError) -> HttpError:
@@ -33,20 +61,19 @@ def _channel_error(exc: ChannelError) -> HttpError:
 
 async def meta_verify(request: Request) -> Response:
     d = deps(request)
-    secrets = await _secrets(d, request.path_params["businessId"], "meta")
-    try:
-        return PlainTextResponse(meta.verify_subscription(request.query_params, secrets.get("verifyToken", "")))
-    except ChannelError as exc:
-        raise _channel_error(exc) from None
+    business_id = request.path_params["businessId"]
+    _, challenge = await _verified(d, business_id, "meta", REFUSED["meta-subscribe"], lambda secrets: (
+        meta.verify_subscription(request.query_params, secrets.get("verifyToken", ""))))
+    return PlainTextResponse(challenge)
 
 
 async def meta_webhook(request: Request) -> Response:
     d = deps(request)
     business_id = request.path_params["businessId"]
-    secrets = await _secrets(d, business_id, "meta")
     body = await read_body(request, d.settings.max_body_bytes)
+    await _verified(d, business_id, "meta", REFUSED["meta"], lambda secrets: meta.verify_signature(
+        body, request.headers.get("x-hub-signature-256"), secrets.get("appSecret", "")))
     try:
-        meta.verify_signature(body, request.headers.get("x-hub-signature-256"), secrets.get("appSecret", ""))
         decode_utf8(body)
         messages, statuses = meta.parse(business_id, body)
     except ChannelError as exc:
@@ -77,12 +104,14 @@ async def _record_status(d: Deps, business_id: str, status: meta.StatusUpdate) -
 async def twilio_webhook(request: Request) -> Response:
     d = deps(request)
     business_id = request.path_params["businessId"]
-    secrets = await _secrets(d, business_id, "twilio")
-    body = decode_utf8(await read_body(request, d.settings.max_body_bytes))
-    form = dict(parse_qsl(body, keep_blank_values=True))
+    body = await read_body(request, d.settings.max_body_bytes)
+    # the signature covers the form's fields, so they are split out first (leniently: UTF-8 is checked after)
+    form = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
     url = twilio.public_url(d.settings.public_base_url, request.url.path, request.url.query)
+    await _verified(d, business_id, "twilio", REFUSED["twilio"], lambda secrets: twilio.verify(
+        url, form, request.headers.get("x-twilio-signature"), secrets.get("authToken", "")))
+    form = dict(parse_qsl(decode_utf8(body), keep_blank_values=True))
     try:
-        twilio.verify(url, form, request.headers.get("x-twilio-signature"), secrets.get("authToken", ""))
         message = twilio.parse(business_id, form, utc_now())
     except ChannelError as exc:
         raise _channel_error(exc) from None
@@ -93,8 +122,9 @@ async def twilio_webhook(request: Request) -> Response:
 async def gmail_webhook(request: Request) -> Response:
     d = deps(request)
     business_id = request.path_params["businessId"]
-    secrets = await _secrets(d, business_id, "gmail")
     body = await read_body(request, d.settings.max_body_bytes)
+    secrets, _ = await _verified(d, business_id, "gmail", REFUSED["gmail"], lambda secrets: _push_token(
+        request.query_params.get("token"), secrets.get("pushToken", "")))
     try:
         _, history_id = gmail.parse_push(body, request.query_params.get("token"), secrets.get("pushToken", ""))
     except ChannelError as exc:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from agentstream.adapters.credentials import CredentialStore, issue_widget_token
+from agentstream.adapters.dynamo import dynamodb_client
 from tests.conftest import isolated_env
-from tests.e2e.stack import RunningStack, running_stack
+from tests.e2e.stack import RunningStack, log_events, run_sync, running_stack, settings_of
 from tests.services import Endpoints
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -46,3 +51,40 @@ def _chat_in_browser(stack: RunningStack) -> None:
         expect(reply).to_contain_text("Salon Ana", timeout=60_000)
         page.screenshot(path=str(stack.logs / "widget.png"))
         browser.close()
+
+
+def widget_keys(stack: RunningStack, business: str) -> list[str]:
+    settings = settings_of(stack)
+
+    async def run() -> list[str]:
+        async with dynamodb_client(settings) as ddb:
+            return await CredentialStore(ddb, settings.tables.credentials, settings.credentials_key).widget_keys(business)
+
+    return run_sync(run())
+
+
+def test_widget_refreshes_an_expired_token_and_keeps_the_visitor(stack: RunningStack) -> None:
+    """The browser holds a token the server finds expired (though the page thinks it is not): the
+    socket closes with 4403, the widget refreshes the token and goes on as the same userId."""
+    user_id = httpx.post(f"{stack.base_url}/v1/widget/demo-salon/visitors").json()["userId"]
+    expired, _ = issue_widget_token(widget_keys(stack, "demo-salon"), "demo-salon", user_id, ttl_s=-3600)
+    saved = {"userId": user_id, "token": expired, "expiresAt": int(time.time()) + 3600}
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(_chat_with_saved_visitor, stack, saved).result()
+    assert held["userId"] == user_id and held["token"] != expired and "stale" not in held
+    assert [e.payload.content for e in log_events(stack.env, f"demo-salon#{user_id}") if e.type == "MessageReceived"] == ["Mai sunteți acolo?"]
+
+
+def _chat_with_saved_visitor(stack: RunningStack, saved: dict) -> dict:
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page()
+        page.add_init_script(f"localStorage.setItem('as.visitor.demo-salon', {json.dumps(json.dumps(saved))})")
+        page.goto(f"{stack.base_url}/?business=demo-salon")
+        expect(page.locator("#status")).to_have_text("online", timeout=30_000)
+        page.fill("#text", "Mai sunteți acolo?")
+        page.click("button")
+        expect(page.locator(".msg.agent").first).to_contain_text("Salon Ana", timeout=60_000)
+        held = json.loads(page.evaluate("localStorage.getItem('as.visitor.demo-salon')"))
+        browser.close()
+    return held

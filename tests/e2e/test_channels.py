@@ -91,7 +91,7 @@ def test_webhook_replayed_three_times_is_one_event(stack: RunningStack) -> None:
     assert len(events) == 1
 
 
-@pytest.mark.parametrize("case, expected", [("bad-signature", 403), ("malformed", 400), ("unknown-business", 404),
+@pytest.mark.parametrize("case, expected", [("bad-signature", 403), ("malformed", 400), ("unknown-business", 403),
                                             ("too-big", 413), ("bad-utf8", 400), ("missing-fields", 400)])
 def test_bad_meta_input_is_refused_and_changes_nothing(stack: RunningStack, case: str, expected: int) -> None:
     url = f"{stack.base_url}/webhooks/meta/demo-salon"
@@ -107,6 +107,8 @@ def test_bad_meta_input_is_refused_and_changes_nothing(stack: RunningStack, case
         resp = httpx.post(url, content=raw, headers={"X-Hub-Signature-256": sig})
     assert resp.status_code == expected, resp.text
     assert "error" in resp.json()
+    if case in ("bad-signature", "unknown-business"):
+        assert resp.json() == {"error": "X-Hub-Signature-256 missing or not valid for this business"}, "the same answer"
     assert log_events(stack.env, "demo-salon#40733333333") == []
 
 

@@ -79,16 +79,25 @@ async def test_bad_frames_get_clear_errors(stack: RunningStack) -> None:
         assert "text" in (await receive(ws, "error"))["error"]
 
 
-async def test_bad_token_and_unknown_business_are_refused(stack: RunningStack) -> None:
+async def closed_with(url: str) -> tuple[int, str]:
+    """The close code and reason of a socket the gateway refuses."""
+    async with websockets.connect(url) as ws:
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code, closed.value.rcvd.reason
+
+
+async def test_bad_token_and_unknown_business_are_refused_alike(stack: RunningStack) -> None:
     v = visitor(stack)
-    with pytest.raises(websockets.exceptions.InvalidStatus):
-        async with websockets.connect(ws_url(stack, {**v, "token": v["token"] + "x"})) as ws:
-            await asyncio.wait_for(ws.recv(), 5)
-    assert httpx.post(f"{stack.base_url}/v1/widget/nobody/visitors").status_code == 404
     other = visitor(stack, "demo-restaurant")
-    with pytest.raises(websockets.exceptions.InvalidStatus):
-        async with websockets.connect(ws_url(stack, other, "demo-salon")) as ws:
-            await asyncio.wait_for(ws.recv(), 5)
+    refused = [await closed_with(ws_url(stack, {**v, "token": v["token"] + "x"})),
+               await closed_with(ws_url(stack, other, "demo-salon")),
+               await closed_with(ws_url(stack, v, "nobody"))]
+    assert refused == [(4403, "bad or expired token")] * 3
+    assert httpx.post(f"{stack.base_url}/v1/widget/nobody/visitors").status_code == 404, "the visitor route is public"
+    fresh = httpx.post(f"{stack.base_url}/v1/widget/demo-salon/visitors/refresh", headers={"Authorization": f"Bearer {v['token']}"})
+    assert fresh.status_code == 200 and fresh.json()["userId"] == v["userId"]
 
 
 def api(stack: RunningStack, business: str = "demo-salon") -> dict[str, str]:
@@ -128,15 +137,16 @@ def test_rest_message_gets_a_session_and_a_reply(stack: RunningStack) -> None:
 def test_rest_refuses_bad_input_and_other_tenants(stack: RunningStack) -> None:
     url = f"{stack.base_url}/v1/messages"
     good = {"businessId": "demo-salon", "userId": "rest-user-2", "text": "salut", "externalId": "x-1"}
-    assert httpx.post(url, json=good).status_code == 403
-    assert httpx.post(url, json=good, headers={"Authorization": "Bearer wrong"}).status_code == 403
-    assert httpx.post(url, json=good, headers=api(stack, "demo-restaurant")).status_code == 403
+    refused = [httpx.post(url, json=good), httpx.post(url, content=b"{oops", headers={"Authorization": "Bearer wrong"}),
+               httpx.post(url, json=good, headers=api(stack, "demo-restaurant")),
+               httpx.post(url, json={**good, "businessId": "nobody"}, headers=api(stack)),
+               httpx.post(url, content=b"{oops", headers={"Authorization": "Bearer nobody.secret"})]
+    assert {(r.status_code, r.text) for r in refused} == {(401, refused[0].text)}, "one and the same 401"
     assert httpx.post(url, content=b"{oops", headers=api(stack)).status_code == 400
     assert httpx.post(url, json={**good, "text": ""}, headers=api(stack)).status_code == 400
-    assert httpx.post(url, json={**good, "businessId": "nobody"}, headers=api(stack)).status_code == 404
     assert httpx.post(url, content=b"x" * (300 * 1024), headers=api(stack)).status_code == 413
     session_url = f"{stack.base_url}/v1/businesses/demo-salon/users/rest-user-2/session"
-    assert httpx.get(session_url, headers=api(stack, "demo-restaurant")).status_code == 403
+    assert httpx.get(session_url, headers=api(stack, "demo-restaurant")).status_code == 401
 
 
 def test_health_metrics_and_widget_page(stack: RunningStack) -> None:
@@ -183,4 +193,4 @@ def test_the_gateway_serves_analytics_of_the_conversations_above(stack: RunningS
     assert data["replyLatencyMs"]["samples"] == data["replies"] and data["replyLatencyMs"]["p95"] >= data["replyLatencyMs"]["p50"]
     assert data["sessions"]["opened"] >= 3 and data["fallbackRate"] == 0
     assert sum(h["messages"] for h in data["messagesPerHour"]) == data["messages"]
-    assert httpx.get(f"{stack.base_url}/v1/analytics/demo-salon", headers=api(stack, "demo-restaurant")).status_code == 403
+    assert httpx.get(f"{stack.base_url}/v1/analytics/demo-salon", headers=api(stack, "demo-restaurant")).status_code == 401
