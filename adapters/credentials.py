@@ -19,12 +19,12 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken
 from itsdangerous import BadData, URLSafeSerializer
 
-from agentstream.adapters.dynamo import from_item, to_item
+from agentstream.adapters.dynamo import from_item, scan_all, to_item
 
 PROVIDERS: dict[str, tuple[str, ...]] = {
     "meta": ("appSecret", "verifyToken", "accessToken"),
     "twilio": ("accountSid", "authToken", "fromNumber"),
-    "gmail": ("pushToken", "accessToken", "refreshToken"),
+    "gmail": ("pushToken", "accessToken", "refreshToken", "clientId", "clientSecret", "watchTopic", "tokenExpiry"),
     "widget": ("signingKey",),
     "rest": ("apiKey",),
 }
@@ -110,6 +110,13 @@ class CredentialStore:
         item = {"businessId": business_id, "provider": name, "secret": self._encrypt(values), "updatedAt": int(time.time())}
         await self._ddb.put_item(TableName=self._table, Item=to_item(item))
         self._cache.pop((business_id, name), None)
+
+    async def businesses(self, provider: str) -> list[str]:
+        """The businesses that have secrets (or state) stored under `provider` (a scan)."""
+        items = await scan_all(self._ddb, TableName=self._table, ProjectionExpression="businessId",
+                               FilterExpression="#p = :p", ExpressionAttributeNames={"#p": "provider"},
+                               ExpressionAttributeValues=to_item({":p": provider}))
+        return sorted(i["businessId"] for i in items)
 
     async def rotate(self, business_id: str, provider: str) -> dict[str, str]:
         """Replace the secret agentstream generates for a provider; returns the new plain value."""

@@ -17,6 +17,7 @@ from agentstream.adapters.ws_hub import SocketHub
 from agentstream.settings import Settings
 
 if TYPE_CHECKING:
+    from agentstream.adapters.channels.gmail_auth import GmailAuth
     from agentstream.streams.analytics import AnalyticsConsumer
 
 
@@ -41,6 +42,7 @@ class Deps:
     hub: SocketHub
     http: Any = None
     analytics: AnalyticsConsumer | None = None  # None: GET /v1/analytics answers 503
+    gmail: GmailAuth | None = None  # Gmail API calls with a refreshed access token
 
 
 def deps(request: Request) -> Deps:

@@ -141,7 +141,7 @@ async def _fetch_gmail(d: Deps, business_id: str, secrets: dict[str, str], histo
     """New messages since the last history id we handled; the id moves only after they are in the log."""
     state = await d.credentials.get(business_id, "gmail-state")
     start = int(state.get("historyId", history_id))
-    client = gmail.GmailClient(d.http, d.settings.gmail_api_base_url, secrets.get("accessToken", ""))
+    client = gmail.GmailClient(d.http, d.settings.gmail_api_base_url, d.gmail, business_id)
     count = 0
     for message_id in await client.history_since(start):
         inbound = gmail.message_to_inbound(business_id, await client.get_message(message_id))

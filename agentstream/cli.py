@@ -190,10 +190,10 @@ def reconcile(business: Annotated[Optional[str], typer.Option(help="only this bu
 
 @app.command()
 def status() -> None:
-    """Topic sizes, worker and delivery lag, DLQ size and bridge shards."""
+    """Topic sizes, worker and delivery lag, DLQ size, bridge shards and Gmail watch expiries."""
     from rich.table import Table
 
-    from agentstream.streams.status import collect
+    from agentstream.streams.status import collect, describe_watch
 
     data = asyncio.run(collect(_configured()))
     table = Table("what", "value")
@@ -205,6 +205,10 @@ def status() -> None:
     for shard in data["bridgeShards"]:
         state = "finished" if shard["finished"] else ("read by " + shard["owner"] if shard["alive"] else "unowned")
         table.add_row(f"shard {shard['shard'][-12:]}", state)
+    for watch in data["gmailWatches"] or []:
+        table.add_row(f"gmail watch {watch['business']}", describe_watch(watch))
+    if data["gmailWatches"] is None:
+        table.add_row("gmail watches", "unknown: AGENTSTREAM_SECRET_KEY is not set or does not decrypt them")
     Console().print(table)
 
 

@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     twilio_api_base_url: str = Field("https://api.twilio.com", validation_alias="TWILIO_API_BASE_URL")
     meta_graph_base_url: str = Field("https://graph.facebook.com/v21.0", validation_alias="META_GRAPH_BASE_URL")
     gmail_api_base_url: str = Field("https://gmail.googleapis.com", validation_alias="GMAIL_API_BASE_URL")
+    google_token_uri: str = Field("https://oauth2.googleapis.com/token", validation_alias="GOOGLE_TOKEN_URI")
     public_base_url: str = Field("http://localhost:8080", validation_alias="PUBLIC_BASE_URL")
 
     gateway_host: str = Field("127.0.0.1", validation_alias="GATEWAY_HOST")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from datetime import timezone
 from contextlib import AsyncExitStack
 from typing import Any
@@ -15,6 +16,8 @@ from aiokafka import AIOKafkaConsumer
 
 from agentstream.adapters import kafka
 from agentstream.adapters.business import BusinessDirectory, idle_minutes
+from agentstream.adapters.channels.gmail import GmailClient
+from agentstream.adapters.channels.gmail_auth import GmailAuth
 from agentstream.adapters.credentials import CredentialStore
 from agentstream.adapters.dynamo import clients, dynamodb_client
 from agentstream.adapters.event_store import EventStore
@@ -31,6 +34,7 @@ from agentstream.streams.analytics import AnalyticsConsumer
 from agentstream.streams.bridge import Bridge, BridgeConfig, new_owner
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.delivery import Delivery, run_delivery
+from agentstream.streams.gmail_watch import EVERY_S, WatchRenewer, run_watch_renewal
 from agentstream.streams.leases import LeaseTable
 from agentstream.streams.keyed import KeyedExecutor
 from agentstream.streams.outbound import external_sender
@@ -119,17 +123,28 @@ async def gateway_deps(stack: AsyncExitStack, settings: Settings) -> Deps:
     ddb = await stack.enter_async_context(dynamodb_client(settings))
     store = EventStore(ddb, settings.tables.events)
     http = await stack.enter_async_context(httpx.AsyncClient(timeout=15))
+    credentials = CredentialStore(ddb, settings.tables.credentials, settings.credentials_key)
     return Deps(
         settings=settings, ddb=ddb, store=store, ingestor=Ingestor(store),
         directory=BusinessDirectory(ddb, settings.tables), projections=ProjectionStore(ddb, settings.tables),
-        credentials=CredentialStore(ddb, settings.tables.credentials, settings.credentials_key),
-        hub=SocketHub(), http=http,
+        credentials=credentials, hub=SocketHub(), http=http, gmail=GmailAuth(credentials, settings.google_token_uri),
     )
 
 
+def gmail_watch_renewer(d: Deps, owner: str, ttl_ms: int = int(3 * EVERY_S * 1000)) -> WatchRenewer:
+    """The Gmail watch timer of a gateway; its lease outlives three rounds."""
+
+    async def watch(business_id: str, topic: str) -> dict[str, Any]:
+        return await GmailClient(d.http, d.settings.gmail_api_base_url, d.gmail, business_id).watch(topic)
+
+    leases = LeaseTable(d.ddb, d.settings.tables.leases, owner, ttl_ms)
+    return WatchRenewer(leases, d.credentials, watch)
+
+
 async def run_gateway(settings: Settings, stop: asyncio.Event, port: int | None = None) -> None:
-    """The HTTP gateway and, in the same process, reply delivery (it holds the sockets) and the
-    analytics consumer (its figures are served at GET /v1/analytics/{businessId})."""
+    """The HTTP gateway and, in the same process, reply delivery (it holds the sockets), the
+    analytics consumer (its figures are served at GET /v1/analytics/{businessId}) and the Gmail
+    watch timer (one gateway at a time renews, by lease)."""
     async with AsyncExitStack() as stack:
         d = await gateway_deps(stack, settings)
         consumer = AIOKafkaConsumer(
@@ -151,7 +166,8 @@ async def run_gateway(settings: Settings, stop: asyncio.Event, port: int | None 
             log_level="warning", lifespan="off", ws_max_size=64 * 1024,
         ))
         tasks = [asyncio.create_task(server.serve()), asyncio.create_task(run_delivery(consumer, delivery, stop)),
-                 asyncio.create_task(d.analytics.run(stop)), asyncio.create_task(export_lag(settings, stop))]
+                 asyncio.create_task(d.analytics.run(stop)), asyncio.create_task(export_lag(settings, stop)),
+                 asyncio.create_task(run_watch_renewal(gmail_watch_renewer(d, f"gateway-{uuid.uuid4().hex[:8]}"), stop))]
         await stop.wait()
         server.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -27,8 +27,12 @@ def external_sender(deps: Any, settings: Settings) -> Callable[[ReplyGenerated],
         if not creds:
             raise PermanentError(f"{reply.businessId} has no {provider} credentials")
         sender = META_SENDERS[reply.channel] if provider == "meta" else SENDERS[provider]
+        base, text = _base(settings, provider), reply.payload.content
         try:
-            return await sender(deps.http, _base(settings, provider), creds, to, reply.payload.content)
+            if provider == "gmail":  # an hour-long token: refreshed on a 401, then sent again
+                return await deps.gmail.call(reply.businessId, lambda token: sender(
+                    deps.http, base, creds | {"accessToken": token}, to, text))
+            return await sender(deps.http, base, creds, to, text)
         except RetryableError as exc:
             raise Retryable(str(exc)) from None
 

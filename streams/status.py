@@ -1,9 +1,11 @@
-"""`agentstream status`: topic sizes, consumer lag, DLQ size and bridge leases, for a person;
-the same lag and DLQ figures as /metrics gauges (`export_lag`, run by the gateway)."""
+"""`agentstream status`: topic sizes, consumer lag, DLQ size, bridge leases and Gmail watch
+expiries, for a person; the same lag and DLQ figures as /metrics gauges (`export_lag`, run by
+the gateway)."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 from typing import Any
 
 import structlog
@@ -11,9 +13,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from agentstream import metrics
+from agentstream.adapters.credentials import CredentialsError, CredentialStore
 from agentstream.adapters.dynamo import dynamodb_client
 from agentstream.adapters.kafka import partitions_of, topics
 from agentstream.settings import Settings
+from agentstream.streams.gmail_watch import watch_expiries
 from agentstream.streams.leases import LeaseTable, now_ms
 from agentstream.streams.stopping import wait_or_stop
 
@@ -62,12 +66,31 @@ async def collect(settings: Settings) -> dict[str, Any]:
     status = await kafka_figures(settings)
     async with dynamodb_client(settings) as ddb:
         leases = await LeaseTable(ddb, settings.tables.leases, "status").all()
+        status["gmailWatches"] = await _gmail_watches(ddb, settings)
     status["bridgeShards"] = [
         {"shard": k.split("|")[-1], "owner": v.owner, "alive": bool(v.owner) and v.expires_at > now_ms(),
          "finished": v.finished, "checkpoint": v.checkpoint}
-        for k, v in leases.items()
+        for k, v in leases.items() if not k.startswith("timer:")
     ]
     return status
+
+
+async def _gmail_watches(ddb: Any, settings: Settings) -> list[dict[str, Any]] | None:
+    """Each Gmail business's watch expiry; None without the key that decrypts them."""
+    try:
+        return await watch_expiries(CredentialStore(ddb, settings.tables.credentials, settings.credentials_key))
+    except CredentialsError:
+        return None
+
+
+def describe_watch(watch: dict[str, Any]) -> str:
+    """A status row's text for one business's Gmail watch."""
+    if not watch["topic"]:
+        return "no watchTopic set"
+    if watch["expiresAt"] is None:
+        return "not started yet (the gateway starts it)"
+    when = datetime.fromtimestamp(watch["expiresAt"] / 1000, timezone.utc)
+    return f"{'expired' if watch['expiresAt'] < now_ms() else 'expires'} {when:%Y-%m-%d %H:%M} UTC"
 
 
 async def export_lag(settings: Settings, stop: asyncio.Event, every_s: float = 15.0) -> None:

@@ -25,3 +25,7 @@ class RetryableError(Exception):
 
 class PermanentError(Exception):
     """An outbound call that will not succeed by retrying (other 4xx, missing credentials)."""
+
+
+class Unauthorized(PermanentError):
+    """401: the access token expired or was revoked; refreshing it may help."""

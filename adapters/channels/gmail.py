@@ -13,7 +13,8 @@ from typing import Any
 
 import httpx
 
-from agentstream.adapters.channels.errors import BadRequest, BadSignature, PermanentError, RetryableError
+from agentstream.adapters.channels.errors import BadRequest, BadSignature, PermanentError, RetryableError, Unauthorized
+from agentstream.adapters.channels.gmail_auth import GmailAuth
 from agentstream.adapters.ingest import InboundMessage
 
 QUOTE_HEADERS = (
@@ -94,23 +95,38 @@ def message_to_inbound(business_id: str, msg: dict[str, Any]) -> InboundMessage 
 def _check(resp: httpx.Response) -> dict[str, Any]:
     if resp.status_code == 429 or resp.status_code >= 500:
         raise RetryableError(f"Gmail API answered {resp.status_code}")
+    if resp.status_code == 401:
+        raise Unauthorized("Gmail API answered 401")
     if resp.status_code >= 400:
         raise PermanentError(f"Gmail API answered {resp.status_code}: {resp.text[:200]}")
     return resp.json()
 
 
 class GmailClient:
-    def __init__(self, http: httpx.AsyncClient, base_url: str, access_token: str) -> None:
+    """One business's mailbox through the Gmail API, with its token refreshed as needed."""
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str, auth: GmailAuth, business_id: str) -> None:
         self._http = http
         self._base = base_url.rstrip("/") + "/gmail/v1/users/me"
-        self._auth = {"Authorization": f"Bearer {access_token}"}
+        self._auth = auth
+        self._business = business_id
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        async def request(token: str) -> dict[str, Any]:
+            headers = {"Authorization": f"Bearer {token}"}
+            try:
+                return _check(await self._http.request(method, self._base + path, headers=headers, **kwargs))
+            except httpx.TransportError as exc:
+                raise RetryableError(f"Gmail API unreachable: {type(exc).__name__}") from None
+
+        return await self._auth.call(self._business, request)
 
     async def history_since(self, history_id: int) -> list[str]:
         """Ids of messages added after a history id (all pages)."""
         ids: list[str] = []
         params: dict[str, Any] = {"startHistoryId": history_id, "historyTypes": "messageAdded"}
         while True:
-            data = _check(await self._http.get(f"{self._base}/history", params=params, headers=self._auth))
+            data = await self._call("GET", "/history", params=dict(params))
             for record in data.get("history", []):
                 ids += [m["message"]["id"] for m in record.get("messagesAdded", []) if m["message"]["id"] not in ids]
             if not data.get("nextPageToken"):
@@ -118,4 +134,8 @@ class GmailClient:
             params["pageToken"] = data["nextPageToken"]
 
     async def get_message(self, message_id: str) -> dict[str, Any]:
-        return _check(await self._http.get(f"{self._base}/messages/{message_id}", params={"format": "full"}, headers=self._auth))
+        return await self._call("GET", f"/messages/{message_id}", params={"format": "full"})
+
+    async def watch(self, topic: str) -> dict[str, Any]:
+        """Start or renew push notifications to a Pub/Sub topic: {historyId, expiration (epoch ms)}."""
+        return await self._call("POST", "/watch", json={"topicName": topic})

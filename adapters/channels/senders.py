@@ -8,12 +8,14 @@ from typing import Any
 
 import httpx
 
-from agentstream.adapters.channels.errors import PermanentError, RetryableError
+from agentstream.adapters.channels.errors import PermanentError, RetryableError, Unauthorized
 
 
 def _result(resp: httpx.Response, vendor: str) -> dict[str, Any]:
     if resp.status_code == 429 or resp.status_code >= 500:
         raise RetryableError(f"{vendor} answered {resp.status_code}")
+    if resp.status_code == 401:
+        raise Unauthorized(f"{vendor} answered 401")
     if resp.status_code >= 400:
         raise PermanentError(f"{vendor} answered {resp.status_code}: {resp.text[:200]}")
     return resp.json()

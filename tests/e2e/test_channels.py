@@ -14,14 +14,18 @@ import httpx
 import pytest
 from twilio.request_validator import RequestValidator
 
+from agentstream.adapters.credentials import CredentialStore
+from agentstream.adapters.dynamo import dynamodb_client
 from tests.conftest import isolated_env
-from tests.e2e.stack import RunningStack, log_events, running_stack, set_credentials
+from tests.e2e.stack import RunningStack, log_events, run_sync, running_stack, set_credentials, settings_of
 from tests.fakes.vendors import VendorServer
 from tests.services import Endpoints
 
 META = {"appSecret": "app-secret-1", "verifyToken": "verify-1", "accessToken": "meta-token-1"}
 TWILIO = {"accountSid": "AC123", "authToken": "twilio-token-1", "fromNumber": "+40700000000"}
 GMAIL = {"pushToken": "push-1", "accessToken": "gmail-token-1"}
+GMAIL_REFRESHING = {"pushToken": "push-r", "accessToken": "expired-0", "refreshToken": "refresh-r",
+                    "clientId": "client-r", "clientSecret": "client-secret-r"}
 
 
 @pytest.fixture(scope="module")
@@ -177,12 +181,50 @@ def test_gmail_push_fetches_the_message_and_answers_in_the_thread(stack: Running
     assert event.payload.content == "Bună ziua, aș dori o programare."
 
 
+def stored_gmail(stack: RunningStack, business: str) -> tuple[dict[str, str], str]:
+    """A business's gmail credentials as the gateway reads them, and the raw item as stored."""
+    s = settings_of(stack)
+
+    async def run() -> tuple[dict[str, str], str]:
+        async with dynamodb_client(s) as ddb:
+            raw = await ddb.get_item(TableName=s.tables.credentials, Key={"businessId": {"S": business}, "provider": {"S": "gmail"}})
+            return await CredentialStore(ddb, s.tables.credentials, s.credentials_key).get(business, "gmail"), str(raw)
+
+    return run_sync(run())
+
+
+def test_gmail_refreshes_an_expired_access_token_and_stores_the_new_one(stack: RunningStack, vendors: VendorServer) -> None:
+    """The token endpoint hands out an expired token first, then a fresh one; Gmail answers 401
+    to expired ones. A refresh is tried once per call, so the first push fails (Pub/Sub retries),
+    the second is read with the fresh token, and the reply goes out with it."""
+    set_credentials(stack.env, "demo-restaurant", "gmail", GMAIL_REFRESHING)
+    vendors.state.gmail_refused |= {"expired-0", "expired-1"}
+    vendors.state.google_tokens[:] = ["expired-1", "fresh-2"]
+    vendors.state.gmail_messages["G2"] = gmail_message("G2", "bob@example.com", "A table for two tonight?")
+    vendors.state.gmail_history[:] = ["G2"]
+    data = base64.b64encode(json.dumps({"emailAddress": "diner@example.com", "historyId": 200}).encode()).decode()
+    push = {"message": {"data": data, "messageId": "p2"}, "subscription": "projects/x/subscriptions/y"}
+    url = f"{stack.base_url}/webhooks/gmail/demo-restaurant"
+    assert httpx.post(url, params={"token": "push-r"}, json=push).status_code == 503
+    assert httpx.post(url, params={"token": "push-r"}, json=push).json() == {"received": 1}
+    (sent,) = wait_for(lambda: [r for r in vendors.state.sent("/messages/send") if "bob@example.com" in base64.urlsafe_b64decode(r.json["raw"]).decode()])
+    assert sent.headers["authorization"] == "Bearer fresh-2"
+    grants = vendors.state.sent("/google/token")
+    assert [g.form["refresh_token"] for g in grants] == ["refresh-r", "refresh-r"]
+    assert all(g.form["client_id"] == "client-r" and g.form["client_secret"] == "client-secret-r" for g in grants)
+    creds, raw = stored_gmail(stack, "demo-restaurant")
+    assert creds["accessToken"] == "fresh-2" and int(creds["tokenExpiry"]) > time.time() + 3000
+    assert not any(secret in raw for secret in ("fresh-2", "refresh-r", "client-secret-r")), "stored encrypted"
+    wait_for(lambda: [e for e in log_events(stack.env, "demo-restaurant#bob@example.com") if e.type == "ReplyDelivered"])
+
+
 def test_no_secret_reaches_the_logs(stack: RunningStack) -> None:
     """The tests above used every channel's secrets (and refused wrong ones); no log line of
     any process holds one of them."""
     logs = {p.name: p.read_text(errors="replace") for p in stack.logs.glob("*.log")}
     assert {"bridge.log", "worker.log", "gateway.log"} <= set(logs) and all(logs.values())
     secrets = [META["appSecret"], META["verifyToken"], META["accessToken"], TWILIO["authToken"],
-               GMAIL["pushToken"], GMAIL["accessToken"], stack.env["AGENTSTREAM_SECRET_KEY"], *stack.api_keys.values()]
+               GMAIL["pushToken"], GMAIL["accessToken"], stack.env["AGENTSTREAM_SECRET_KEY"], *stack.api_keys.values(),
+               *GMAIL_REFRESHING.values(), "expired-1", "fresh-2"]
     leaks = [(name, s) for name, text in logs.items() for s in secrets if s in text]
     assert leaks == []

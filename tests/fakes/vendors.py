@@ -1,7 +1,9 @@
-"""One local HTTP server speaking the Meta Graph, Twilio Messages and Gmail API shapes.
+"""One local HTTP server speaking the Meta Graph, Twilio Messages and Gmail API shapes, and
+Google's OAuth token endpoint.
 
-It records every request for assertions, can fail the next N requests with a status, and
-serves seeded Gmail history and messages. Run it with `with VendorServer() as vendors:`.
+It records every request for assertions, can fail the next N requests with a status, serves
+seeded Gmail history and messages, answers Gmail calls with a refused token with 401, and hands
+out the queued access tokens to refresh-token grants. Run it with `with VendorServer() as vendors:`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class VendorState:
     fail_status: int = 500
     gmail_history: list[str] = field(default_factory=list)
     gmail_messages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    gmail_refused: set[str] = field(default_factory=set)  # access tokens answered with 401
+    google_tokens: list[str] = field(default_factory=list)  # handed out in turn; none left: invalid_grant
 
     def sent(self, path_part: str) -> list[Recorded]:
         return [r for r in self.requests if r.method == "POST" and path_part in r.path]
@@ -66,15 +70,32 @@ def create_app(state: VendorState) -> Starlette:
     async def twilio_messages(request: Request) -> JSONResponse:
         return await record(request) or JSONResponse({"sid": f"SM{uuid.uuid4().hex}", "status": "queued"}, status_code=201)
 
+    def refused(request: Request) -> JSONResponse | None:
+        if request.headers.get("authorization", "").removeprefix("Bearer ") in state.gmail_refused:
+            return JSONResponse({"error": {"code": 401, "status": "UNAUTHENTICATED"}}, status_code=401)
+        return None
+
     async def gmail_history(request: Request) -> JSONResponse:
         added = [{"messagesAdded": [{"message": {"id": mid}}]} for mid in state.gmail_history]
-        return await record(request) or JSONResponse({"history": added, "historyId": "999"})
+        return await record(request) or refused(request) or JSONResponse({"history": added, "historyId": "999"})
 
     async def gmail_get(request: Request) -> JSONResponse:
-        return await record(request) or JSONResponse(state.gmail_messages[request.path_params["mid"]])
+        return await record(request) or refused(request) or JSONResponse(state.gmail_messages[request.path_params["mid"]])
 
     async def gmail_send(request: Request) -> JSONResponse:
-        return await record(request) or JSONResponse({"id": f"g{uuid.uuid4().hex[:12]}", "threadId": "t"})
+        return await record(request) or refused(request) or JSONResponse({"id": f"g{uuid.uuid4().hex[:12]}", "threadId": "t"})
+
+    async def gmail_watch(request: Request) -> JSONResponse:
+        expiration = str(int((time.time() + 7 * 86400) * 1000))
+        return await record(request) or refused(request) or JSONResponse({"historyId": "4242", "expiration": expiration})
+
+    async def google_token(request: Request) -> JSONResponse:
+        if failed := await record(request):
+            return failed
+        if not state.google_tokens:
+            return JSONResponse({"error": "invalid_grant", "error_description": "Token has been expired or revoked."}, status_code=400)
+        return JSONResponse({"access_token": state.google_tokens.pop(0), "expires_in": 3599, "token_type": "Bearer",
+                             "scope": "https://www.googleapis.com/auth/gmail.modify"})
 
     return Starlette(routes=[
         Route("/graph/{phone}/messages", graph_messages, methods=["POST"]),
@@ -82,6 +103,8 @@ def create_app(state: VendorState) -> Starlette:
         Route("/twilio/2010-04-01/Accounts/{sid}/Messages.json", twilio_messages, methods=["POST"]),
         Route("/gmail/gmail/v1/users/me/history", gmail_history),
         Route("/gmail/gmail/v1/users/me/messages/send", gmail_send, methods=["POST"]),
+        Route("/gmail/gmail/v1/users/me/watch", gmail_watch, methods=["POST"]),
+        Route("/google/token", google_token, methods=["POST"]),
         Route("/gmail/gmail/v1/users/me/messages/{mid}", gmail_get),
     ])
 
@@ -100,7 +123,7 @@ class VendorServer:
 
     def env(self) -> dict[str, str]:
         return {"META_GRAPH_BASE_URL": f"{self.base}/graph", "TWILIO_API_BASE_URL": f"{self.base}/twilio",
-                "GMAIL_API_BASE_URL": f"{self.base}/gmail"}
+                "GMAIL_API_BASE_URL": f"{self.base}/gmail", "GOOGLE_TOKEN_URI": f"{self.base}/google/token"}
 
     def __enter__(self) -> "VendorServer":
         self._thread.start()
