@@ -8,10 +8,12 @@ no-op and a replay running beside the live worker cannot move state backwards.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 from agentstream.adapters.dynamo import error_code, from_item, put_items, query_all, scan_all, to_item
 from agentstream.adapters.tables import MESSAGES_BY_SESSION, SESSIONS_GSI
+from agentstream.projections.base import Item, Projection, Put
 from agentstream.settings import Tables
 
 import structlog
@@ -24,6 +26,8 @@ class StaleWrite(RuntimeError):
 
 
 class ProjectionStore:
+    """Reads projections' state items and writes their puts (`Put.table` names a `Tables` field)."""
+
     def __init__(self, ddb: Any, tables: Tables) -> None:
         self._ddb = ddb
         self._t = tables
@@ -34,44 +38,63 @@ class ProjectionStore:
         )
         return from_item(resp["Item"]) if "Item" in resp else None
 
-    async def write(self, memory: dict[str, Any], sessions: list[dict[str, Any]], messages: list[dict[str, Any]]) -> None:
-        """Sessions, messages and the memory (the stream's checkpoint) in one transaction, each
-        conditional on its seq: all of an event's effects land together or not at all."""
-        puts = [self._monotonic_put(self._t.sessions, s, "lastSeq") for s in sessions]
-        puts += [self._monotonic_put(self._t.messages, m, "seq") for m in messages]
-        puts.append(self._monotonic_put(self._t.rag_user, memory, "lastSeq"))
+    async def load_states(self, projections: Iterable[Projection], business_id: str, user_id: str) -> dict[str, Item | None]:
+        """Each projection's state item of one customer (None where it has none), in one call."""
+        key = to_item({"businessId": business_id, "userId": user_id})
+        by_table = {getattr(self._t, p.table): p.name for p in projections}
+        request = {table: {"Keys": [key], "ConsistentRead": True} for table in by_table}
+        found: dict[str, Item | None] = dict.fromkeys(by_table.values())
+        while request:
+            resp = await self._ddb.batch_get_item(RequestItems=request)
+            for table, items in resp.get("Responses", {}).items():
+                for item in items:
+                    found[by_table[table]] = from_item(item)
+            request = resp.get("UnprocessedKeys") or {}
+        return found
+
+    async def write(self, puts: list[Put]) -> None:
+        """Puts in one transaction, each conditional on its position: all of the events' effects
+        (and the positions that say they are done) land together or not at all."""
+        requests = [self._monotonic_put(p) for p in puts]
         try:
-            if len(puts) == 1:
-                await self._ddb.put_item(**puts[0])
-            else:
-                await self._ddb.transact_write_items(TransactItems=[{"Put": p} for p in puts])
+            if len(requests) == 1:
+                await self._ddb.put_item(**requests[0])
+            elif requests:
+                await self._ddb.transact_write_items(TransactItems=[{"Put": r} for r in requests])
         except Exception as exc:
             if error_code(exc) in ("ConditionalCheckFailedException", "TransactionCanceledException"):
-                raise StaleWrite(f"rag-dynamic-user {memory['businessId']}/{memory['userId']} is past {memory['lastSeq']}") from None
+                raise StaleWrite(f"a newer state is stored for {_who(puts)}") from None
             raise
 
-    @staticmethod
-    def _monotonic_put(table: str, item: dict[str, Any], attr: str) -> dict[str, Any]:
+    def _monotonic_put(self, put: Put) -> dict[str, Any]:
+        condition = "attribute_not_exists(#a) OR #a <= :v"
+        names, values = {"#a": put.position}, {":v": put.item[put.position]}
+        if put.version > 1:  # a newer fold's state replaces an older fold's, whatever its position
+            condition += " OR attribute_not_exists(#ver) OR #ver < :ver"
+            names["#ver"], values[":ver"] = "version", put.version
         return {
-            "TableName": table,
-            "Item": to_item(item),
-            "ConditionExpression": "attribute_not_exists(#a) OR #a <= :v",
-            "ExpressionAttributeNames": {"#a": attr},
-            "ExpressionAttributeValues": to_item({":v": item[attr]}),
+            "TableName": getattr(self._t, put.table),
+            "Item": to_item(put.item),
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": to_item(values),
         }
 
-    async def write_bulk(self, memory: dict[str, Any], sessions: list[dict[str, Any]], messages: list[dict[str, Any]]) -> None:
-        """Like `write`, for a replay: message items never change once written (same event, same
-        item), so they go in unconditional batches; sessions and memory stay monotonic."""
+    async def write_bulk(self, puts: list[Put]) -> None:
+        """Like `write`, for a replay: items one event writes once go in unconditional batches;
+        the others stay monotonic (a replay beside the live worker never moves state back)."""
+        once: dict[str, list[Item]] = {}
+        for put in puts:
+            if put.written_once:
+                once.setdefault(getattr(self._t, put.table), []).append(put.item)
         await asyncio.gather(
-            put_items(self._ddb, self._t.messages, messages),
-            *(self._put_monotonic(self._t.sessions, s, "lastSeq") for s in sessions),
+            *(put_items(self._ddb, table, items) for table, items in once.items()),
+            *(self._put_monotonic(p) for p in puts if not p.written_once),
         )
-        await self._put_monotonic(self._t.rag_user, memory, "lastSeq")
 
-    async def _put_monotonic(self, table: str, item: dict[str, Any], attr: str) -> bool:
+    async def _put_monotonic(self, put: Put) -> bool:
         try:
-            await self._ddb.put_item(**self._monotonic_put(table, item, attr))
+            await self._ddb.put_item(**self._monotonic_put(put))
             return True
         except Exception as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
@@ -123,3 +146,8 @@ async def get_active_session_for_user(ddb: Any, tables: Tables, business_id: str
     """The seed's lookup: the customer's active session (GSI, or a scan when the GSI is missing)."""
     items = await sessions_of_user(ddb, tables, business_id, user_id, status="active")
     return max(items, key=lambda s: s.get("lastMessageAt", ""), default=None)
+
+
+def _who(puts: list[Put]) -> str:
+    item = next((p.item for p in puts if "userId" in p.item), {})
+    return f"{item.get('businessId')}#{item.get('userId')}"

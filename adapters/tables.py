@@ -1,4 +1,4 @@
-"""The nine tables of the contract (DESIGN.md section 4) and their idempotent set-up."""
+"""The tables of the contract (DESIGN.md section 4) and their idempotent set-up."""
 
 from __future__ import annotations
 
@@ -73,6 +73,7 @@ def table_specs(t: Tables) -> list[TableSpec]:
         TableSpec(t.rag_user, ("businessId", s), ("userId", s)),
         TableSpec(t.credentials, ("businessId", s), ("provider", s)),
         TableSpec(t.leases, ("shardId", s)),
+        TableSpec(t.facts, ("businessId", s), ("userId", s)),
     ]
 
 

@@ -29,6 +29,7 @@ from agentstream.adapters.projection_store import ProjectionStore
 from agentstream.adapters.tables import stream_arn
 from agentstream.adapters.ws_hub import SocketHub
 from agentstream.events import Event
+from agentstream.registry import PROJECTIONS, by_name
 from agentstream.settings import Settings
 from agentstream.streams.analytics import AnalyticsConsumer
 from agentstream.streams.bridge import Bridge, BridgeConfig, new_owner
@@ -44,6 +45,11 @@ from agentstream.streams.stopping import wait_or_stop
 from agentstream.streams.worker import Dlq, build_app, expire_idle_sessions
 
 log = structlog.get_logger(__name__)
+
+
+def state_tables(settings: Settings) -> list[str]:
+    """The tables of the registered projections' per-customer state items (their positions)."""
+    return [getattr(settings.tables, p.table) for p in PROJECTIONS]
 
 
 async def _started_producer(stack: AsyncExitStack, settings: Settings) -> Any:
@@ -67,7 +73,7 @@ async def run_bridge(settings: Settings, stop: asyncio.Event) -> None:
 
         async def on_loss(why: str) -> None:
             log.warning("bridge.reconciling", why=why)
-            await reconcile(ddb, store, producer, settings.tables.events, settings.tables.rag_user, settings.topic_events)
+            await reconcile(ddb, store, producer, settings.tables.events, state_tables(settings), settings.topic_events)
 
         bridge = Bridge(streams, producer, LeaseTable(ddb, settings.tables.leases, new_owner(), settings.bridge_lease_ttl_ms), config, on_loss)
         await bridge.run(stop)
@@ -78,7 +84,7 @@ async def run_reconcile(settings: Settings, business_id: str | None = None) -> A
         ddb = await stack.enter_async_context(dynamodb_client(settings))
         producer = await _started_producer(stack, settings)
         store = EventStore(ddb, settings.tables.events)
-        return await reconcile(ddb, store, producer, settings.tables.events, settings.tables.rag_user,
+        return await reconcile(ddb, store, producer, settings.tables.events, state_tables(settings),
                                settings.topic_events, business_id)
 
 
@@ -186,8 +192,10 @@ async def run_analytics(settings: Settings, stop: asyncio.Event, every_s: float 
 
 
 async def run_replay(settings: Settings, business_id: str | None, user_id: str | None,
-                     as_of: Any = None, verify: bool = False, fresh: bool = False, source: str = "table") -> Any:
-    """Replay from the events table or from `agent.events.v1`, with a progress bar (rate and ETA) on stderr."""
+                     as_of: Any = None, verify: bool = False, fresh: bool = False, source: str = "table",
+                     projection: str | None = None) -> Any:
+    """Replay from the events table or from `agent.events.v1`, with a progress bar (rate and ETA)
+    on stderr; every registered projection, or only the one named."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
@@ -199,7 +207,8 @@ async def run_replay(settings: Settings, business_id: str | None, user_id: str |
     scope = Scope(business_id, user_id, as_of)
     topic = await read_topic_events(settings.kafka_bootstrap_servers, settings.topic_events, scope.wants) if source == "kafka" else None
     async with dynamodb_client(settings) as ddb:
-        replayer = Replayer(ddb, settings, fresh=fresh and not verify)
+        registry = (by_name(projection),) if projection else PROJECTIONS
+        replayer = Replayer(ddb, settings, fresh=fresh and not verify, registry=registry)
         heads = None if topic else await replayer.streams(scope)
         total = sum(map(len, topic.by_stream.values())) if topic else sum(heads.values())
         columns = (TextColumn(f"replay from {source}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),

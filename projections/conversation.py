@@ -17,6 +17,7 @@ from typing import Any
 from agentstream.events import (
     Event, MessageReceived, ReplyGenerated, SessionClosed, SessionExpired, SessionResolved, derive_id, iso,
 )
+from agentstream.projections.base import FoldConfig, Put
 from agentstream.projections.topics import extract_topics
 
 RECENT_TOPICS = 10
@@ -29,12 +30,6 @@ NO_SESSION = "none"  # sessionId of an agent message that names no session (a ke
 END_STATUS: dict[type, str] = {SessionExpired: "abandoned", SessionResolved: "resolved", SessionClosed: "closed"}
 SessionEnd = SessionExpired | SessionResolved | SessionClosed
 Item = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class FoldConfig:
-    idle_minutes: int = 60
-    business_type: str = "general"
 
 
 @dataclass(frozen=True)
@@ -287,3 +282,22 @@ def fold(events: Iterable[Event], config: FoldConfig, business_id: str, user_id:
         sessions.update((s["sessionId"], s) for s in projection.sessions)
         messages.update((m["messageId"], m) for m in projection.messages)
     return memory, sessions, messages
+
+
+class ConversationProjection:
+    """Sessions, messages and the customer's memory (`rag-dynamic-user`, the state item)."""
+
+    name = "conversation"
+    table = "rag_user"
+    owns = {"rag_user": ("businessId", "userId"), "sessions": ("sessionId",), "messages": ("messageId", "sessionId")}
+    version = 1
+
+    def empty(self, business_id: str, user_id: str) -> Item:
+        return empty_memory(business_id, user_id)
+
+    def apply(self, state: Item, event: Event, config: FoldConfig) -> tuple[Item, list[Put]]:
+        p = apply(state, event, config)
+        return p.memory, [*(Put("sessions", s) for s in p.sessions), *(Put("messages", m, "seq") for m in p.messages)]
+
+
+CONVERSATION = ConversationProjection()

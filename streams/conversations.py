@@ -11,7 +11,8 @@ step is idempotent, so a crash anywhere is repaired by processing the event agai
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -23,13 +24,51 @@ from agentstream.adapters.llm import Responder
 from agentstream.adapters.projection_store import ProjectionStore, StaleWrite
 from agentstream.events import IMPORTED, Event, MessageReceived, new_event, reply_event_id, utc_now
 from agentstream.projections.context import ReplyContext
-from agentstream.projections.conversation import FoldConfig, active_session, apply, empty_memory
+from agentstream.projections.base import FoldConfig, Item, Projection, Put, key_of, position, state_version
+from agentstream.projections.conversation import active_session
+from agentstream.registry import PROJECTIONS
 from agentstream.projections.timecontext import time_context
 from agentstream.projections.topics import detect_language
 
 log = structlog.get_logger(__name__)
 PublishReply = Callable[[Event], Awaitable[None]]
 REPLY_LOOKAHEAD = 4  # events after an inbound read to find its reply (and the head) in one query
+MAX_WRITES = 90  # puts in one transaction (DynamoDB takes 100)
+REPLIES_FOLLOW = "conversation"  # an inbound is answered when this projection applies it
+States = dict[str, Item]
+
+
+@dataclass
+class Batch:
+    """The effects of the events folded since the last write: one put per item (the last)."""
+
+    writes: dict[tuple[str, tuple[Any, ...]], Put] = field(default_factory=dict)
+    applied: list[str] = field(default_factory=list)
+
+    def add(self, registry: Sequence[Projection], states: States, puts: dict[str, list[Put]], kind: str) -> None:
+        for p in registry:
+            if p.name in puts:
+                for put in puts[p.name]:
+                    self.writes[(put.table, key_of(p, put))] = put
+                self.writes[(p.table, ())] = Put(p.table, states[p.name], version=p.version)
+        self.applied.append(kind)
+
+    def clear(self) -> None:
+        self.writes.clear()
+        self.applied.clear()
+
+
+def fold_config(info: dict[str, Any], default_idle_minutes: int) -> FoldConfig:
+    """The business settings the folds read."""
+    return FoldConfig(idle_minutes(info, default_idle_minutes), str(info.get("businessType", "general")),
+                      str(info.get("timezone", "UTC")), info.get("openingHours") or {})
+
+
+def _current(projection: Projection, stored: Item | None, event: Event) -> Item:
+    """A stored state, or the empty one when there is none or an older fold version wrote it."""
+    if stored is None or state_version(stored) < projection.version:
+        return projection.empty(event.businessId, event.userId)
+    return stored
 
 
 def reply_key(inbound_event_id: str) -> str:
@@ -37,6 +76,12 @@ def reply_key(inbound_event_id: str) -> str:
 
 
 class ConversationProcessor:
+    """Folds one conversation's events into every registered projection and answers inbounds.
+
+    Each projection has its own position (its state item's lastSeq): an event is applied to
+    the projections that have not seen it, so a projection added later (or whose fold version
+    changed: its old state is dropped) catches up from the log through the gap filling."""
+
     def __init__(
         self,
         store: EventStore,
@@ -46,6 +91,7 @@ class ConversationProcessor:
         publish_reply: PublishReply,
         default_idle_minutes: int = 60,
         cache_size: int = 20_000,
+        registry: Sequence[Projection] = PROJECTIONS,
     ) -> None:
         self._store = store
         self._projections = projections
@@ -53,78 +99,99 @@ class ConversationProcessor:
         self._responder = responder
         self._publish_reply = publish_reply
         self._idle = default_idle_minutes
-        self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._registry = tuple(registry)
+        self._cache: OrderedDict[str, States] = OrderedDict()
         self._cache_size = cache_size
 
     async def handle(self, event: Event) -> None:
         """Apply an event of a conversation (and any missing ones before it)."""
-        memory = await self._memory(event)
-        if memory is None:
+        states = await self._states(event)
+        if states is None:
             metrics.WORKER_EVENTS.labels(type=event.type, outcome="forgotten").inc()
             return
-        last = int(memory["lastSeq"])
-        if event.seq <= last:
+        low = min(position(s) for s in states.values())
+        if event.seq <= low:
             metrics.WORKER_EVENTS.labels(type=event.type, outcome="duplicate").inc()
             return
         pending = [event]
-        if event.seq > last + 1:
-            missing = await self._store.read(event.streamId, after_seq=last, limit=event.seq - last - 1)
-            log.info("worker.gap_filled", streamId=event.streamId, after=last, upto=event.seq, found=len(missing))
+        if event.seq > low + 1:
+            missing = await self._store.read(event.streamId, after_seq=low, limit=event.seq - low - 1)
+            log.info("worker.gap_filled", streamId=event.streamId, after=low, upto=event.seq, found=len(missing))
             pending = [*missing, event]
+        batch = Batch()
         for item in pending:
-            if item.seq > int(memory["lastSeq"]):  # a reply folded with its inbound is done
-                memory = await self._apply(memory, item)
+            states = await self._apply(states, item, batch)
+            if len(batch.writes) >= MAX_WRITES:
+                states = await self._flush(event, states, batch)
+        await self._flush(event, states, batch)
 
-    async def _memory(self, event: Event) -> dict[str, Any] | None:
-        """The conversation's state; None for an event of a user erased after it happened."""
+    async def _states(self, event: Event) -> States | None:
+        """The conversation's state in every projection; None for an event of a user erased
+        after it happened. A state of an older fold version starts again from empty."""
         cached = self._cache.get(event.streamId)
         if cached is not None:
             self._cache.move_to_end(event.streamId)
             return cached
-        stored = await self._projections.load_memory(event.businessId, event.userId)
-        if stored is not None:
-            return stored
-        forgotten_at = await self._store.forgotten_at(event.businessId, event.userId)
-        if forgotten_at is not None and event.occurredAt <= forgotten_at:
-            return None
-        return empty_memory(event.businessId, event.userId)
+        stored = await self._projections.load_states(self._registry, event.businessId, event.userId)
+        if all(s is None for s in stored.values()):
+            forgotten_at = await self._store.forgotten_at(event.businessId, event.userId)
+            if forgotten_at is not None and event.occurredAt <= forgotten_at:
+                return None
+        return {p.name: _current(p, stored[p.name], event) for p in self._registry}
 
-    def _remember(self, stream: str, memory: dict[str, Any]) -> None:
-        self._cache[stream] = memory
+    def _remember(self, stream: str, states: States) -> None:
+        self._cache[stream] = states
         self._cache.move_to_end(stream)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
-    async def _apply(self, memory: dict[str, Any], event: Event) -> dict[str, Any]:
+    async def _apply(self, states: States, event: Event, batch: "Batch") -> States:
+        """Fold one event (and, for an inbound, its reply) into `batch`; the new states."""
+        if all(event.seq <= position(s) for s in states.values()):
+            return states  # a reply folded with its inbound is done
         info = await self._directory.info(event.businessId) or {}
-        config = FoldConfig(idle_minutes(info, self._idle), str(info.get("businessType", "general")))
-        projection = apply(memory, event, config)
-        memory, sessions, messages = projection.memory, projection.sessions, projection.messages
-        applied = [event.type]
-        if isinstance(event, MessageReceived) and IMPORTED not in event.payload.replyTo:
-            reply = await self._reply(event, memory, info)
+        config = fold_config(info, self._idle)
+        states, puts = self._fold(states, event, config)
+        batch.add(self._registry, states, puts, event.type)
+        if REPLIES_FOLLOW in puts and isinstance(event, MessageReceived) and IMPORTED not in event.payload.replyTo:
+            reply = await self._reply(event, states, info)
             if reply.seq == event.seq + 1:  # next in the log: its effects go in the same write
-                folded = apply(memory, reply, config)
-                memory, messages = folded.memory, [*messages, *folded.messages]
-                sessions = list({s["sessionId"]: s for s in (*sessions, *folded.sessions)}.values())
-                applied.append(reply.type)
+                states, puts = self._fold(states, reply, config)
+                batch.add(self._registry, states, puts, reply.type)
+        return states
+
+    async def _flush(self, event: Event, states: States, batch: "Batch") -> States:
+        """Write the batch in one transaction; on a newer stored state, reload it instead."""
+        if not batch.writes:
+            return states
         try:
-            await self._projections.write(memory, sessions, messages)
+            await self._projections.write(list(batch.writes.values()))
         except StaleWrite:
             self._cache.pop(event.streamId, None)
-            log.info("worker.stale_memory_reloaded", streamId=event.streamId, seq=event.seq)
-            return await self._projections.load_memory(event.businessId, event.userId) or memory
-        self._remember(event.streamId, memory)
-        for kind in applied:
+            log.info("worker.stale_state_reloaded", streamId=event.streamId, seq=event.seq)
+            batch.clear()
+            return await self._states(event) or states
+        self._remember(event.streamId, states)
+        for kind in batch.applied:
             metrics.WORKER_EVENTS.labels(type=kind, outcome="applied").inc()
-        return memory
+        batch.clear()
+        return states
 
-    async def _reply(self, inbound: MessageReceived, memory: dict[str, Any], info: dict[str, Any]) -> Event:
+    def _fold(self, states: States, event: Event, config: FoldConfig) -> tuple[States, dict[str, list[Put]]]:
+        """Apply `event` to each projection that has not seen it: the new states and, per
+        projection that applied it, the items it changed."""
+        states, puts = dict(states), {}
+        for p in self._registry:
+            if event.seq > position(states[p.name]):
+                states[p.name], puts[p.name] = p.apply(states[p.name], event, config)
+        return states, puts
+
+    async def _reply(self, inbound: MessageReceived, states: States, info: dict[str, Any]) -> Event:
         """The one reply to an inbound message: the model is asked only if the log has none."""
         reply, head = await self._logged_reply(inbound)
         if reply is None:
-            answer = await self._responder.answer(await self._context(inbound, memory, info))
-            session = active_session(memory) or {}
+            answer = await self._responder.answer(await self._context(inbound, states, info))
+            session = active_session(states[REPLIES_FOLLOW]) or {}
             draft = new_event(
                 "ReplyGenerated",
                 event_id=reply_event_id(inbound.eventId),
@@ -165,14 +232,14 @@ class ConversationProcessor:
             return None, int(later[-1]["seq"]) if later else inbound.seq
         return await self._store.find(inbound.businessId, reply_key(inbound.eventId)), None
 
-    async def _context(self, inbound: MessageReceived, memory: dict[str, Any], info: dict[str, Any]) -> ReplyContext:
+    async def _context(self, inbound: MessageReceived, states: States, info: dict[str, Any]) -> ReplyContext:
         business_type = str(info.get("businessType", "general"))
         text = inbound.payload.content
         return ReplyContext(
             business=info,
             system_instructions=await self._directory.system_instructions(business_type),
             rag_entries=await self._directory.rag_entries(inbound.businessId),
-            memory=memory,
+            memory=states[REPLIES_FOLLOW],
             time=time_context(inbound.occurredAt, str(info.get("timezone", "UTC")), info.get("openingHours") or {}),
             message=text,
             language=detect_language(text) if text.strip() else str(info.get("language", "en")),

@@ -1,21 +1,31 @@
-"""`forget`: erase one customer of one business from the log and every projection.
+"""`forget`: erase one customer of one business from the log and every registered projection.
 
 A tombstone (PK `forgotten#<business>#<user>` in the events table) stays behind, so a late
 Kafka record never brings the user back through the worker; a replay has no events left to
-fold. Kafka keeps its copies until the topics' retention: the report says so.
+fold. Each projection's items are found by folding the customer's stream before it is deleted
+(the folds are deterministic, so that is every item they wrote), plus the state item and, for
+sessions and messages, the seed's indexes. Kafka keeps its copies until the topics'
+retention: the report says so.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentstream.adapters.business import BusinessDirectory
 from agentstream.adapters.dynamo import batch_write, query_all, scan_all, to_item
-from agentstream.adapters.event_store import IDEM_PREFIX, TOMBSTONE_PREFIX
+from agentstream.adapters.event_store import IDEM_PREFIX, TOMBSTONE_PREFIX, EventStore
 from agentstream.adapters.projection_store import sessions_of_user
 from agentstream.adapters.tables import MESSAGES_BY_SESSION
 from agentstream.events import iso, utc_now
+from agentstream.projections.base import Projection, fold_events, key_of
+from agentstream.registry import PROJECTIONS
 from agentstream.settings import Settings
+from agentstream.streams.conversations import fold_config
+
+Key = tuple[Any, ...]
 
 
 def tombstone_key(business_id: str, user_id: str) -> dict[str, Any]:
@@ -26,10 +36,20 @@ def tombstone_key(business_id: str, user_id: str) -> dict[str, Any]:
 class ForgetReport:
     events: int = 0
     idempotency_records: int = 0
-    sessions: int = 0
-    messages: int = 0
-    memory: int = 0
+    items: dict[str, int] = field(default_factory=dict)  # projection table -> items deleted
     still_in_kafka: list[str] = field(default_factory=list)
+
+    @property
+    def sessions(self) -> int:
+        return self.items.get("sessions", 0)
+
+    @property
+    def messages(self) -> int:
+        return self.items.get("messages", 0)
+
+    @property
+    def memory(self) -> int:
+        return self.items.get("rag_user", 0)
 
 
 async def _delete(ddb: Any, table: str, keys: list[dict[str, Any]]) -> int:
@@ -38,28 +58,46 @@ async def _delete(ddb: Any, table: str, keys: list[dict[str, Any]]) -> int:
     return len(keys)
 
 
-async def forget(ddb: Any, settings: Settings, business_id: str, user_id: str) -> ForgetReport:
+async def forget(ddb: Any, settings: Settings, business_id: str, user_id: str,
+                 registry: Sequence[Projection] = PROJECTIONS) -> ForgetReport:
     t = settings.tables
     stream = f"{business_id}#{user_id}"
     report = ForgetReport()
     await ddb.put_item(TableName=t.events, Item=to_item({**tombstone_key(business_id, user_id), "forgottenAt": iso(utc_now())}))
-    events = await query_all(ddb, TableName=t.events, KeyConditionExpression="streamId = :s",
+    events = await EventStore(ddb, t.events).read(stream)
+    keys = await _projected_keys(ddb, settings, registry, events, business_id, user_id)
+    for field_name, (names, found) in keys.items():
+        report.items[field_name] = await _delete(ddb, getattr(t, field_name), [dict(zip(names, k)) for k in found])
+    logged = await query_all(ddb, TableName=t.events, KeyConditionExpression="streamId = :s",
                              ExpressionAttributeValues=to_item({":s": stream}), ProjectionExpression="streamId, seq")
-    report.events = await _delete(ddb, t.events, events)
+    report.events = await _delete(ddb, t.events, logged)
     idem = await scan_all(ddb, TableName=t.events, ProjectionExpression="streamId, seq",
                           FilterExpression="begins_with(streamId, :p) AND eventStreamId = :s",
                           ExpressionAttributeValues=to_item({":p": f"{IDEM_PREFIX}{business_id}#", ":s": stream}))
     report.idempotency_records = await _delete(ddb, t.events, idem)
-    sessions = await sessions_of_user(ddb, t, business_id, user_id)
-    for session in sessions:
-        messages = await query_all(ddb, TableName=t.messages, IndexName=MESSAGES_BY_SESSION,
-                                   KeyConditionExpression="sessionId = :s",
-                                   ExpressionAttributeValues=to_item({":s": session["sessionId"]}))
-        report.messages += await _delete(ddb, t.messages, [{"messageId": m["messageId"], "sessionId": m["sessionId"]} for m in messages])
-    report.sessions = await _delete(ddb, t.sessions, [{"sessionId": s["sessionId"]} for s in sessions])
-    report.memory = await _delete(ddb, t.rag_user, [{"businessId": business_id, "userId": user_id}])
     report.still_in_kafka = [
         f"{topic}: records keyed {stream!r} remain until the topic's retention (default 7 days) deletes them"
         for topic in (settings.topic_events, settings.topic_replies, settings.topic_dlq)
     ]
     return report
+
+
+async def _projected_keys(ddb: Any, settings: Settings, registry: Sequence[Projection], events: list[Any],
+                          business_id: str, user_id: str) -> dict[str, tuple[tuple[str, ...], set[Key]]]:
+    """Per projection table: its key attributes and the keys of the customer's items in it."""
+    config = fold_config(await BusinessDirectory(ddb, settings.tables).info(business_id) or {}, settings.session_idle_minutes)
+    keys: dict[str, tuple[tuple[str, ...], set[Key]]] = {}
+    for p in registry:
+        for table, names in p.owns.items():
+            keys.setdefault(table, (names, set()))
+        keys[p.table][1].add((business_id, user_id))
+        for put in fold_events(p, events, config, business_id, user_id)[1]:
+            keys[put.table][1].add(key_of(p, put))
+    if "sessions" in keys and "messages" in keys:  # also what the seed's indexes find
+        for session in await sessions_of_user(ddb, settings.tables, business_id, user_id):
+            keys["sessions"][1].add((session["sessionId"],))
+            for m in await query_all(ddb, TableName=settings.tables.messages, IndexName=MESSAGES_BY_SESSION,
+                                     KeyConditionExpression="sessionId = :s",
+                                     ExpressionAttributeValues=to_item({":s": session["sessionId"]})):
+                keys["messages"][1].add((m["messageId"], m["sessionId"]))
+    return keys

@@ -1,13 +1,14 @@
 """Publishes log events the stream lost (invariant 7): the events table is the truth.
 
-For every conversation, the events past what the projections applied (rag-dynamic-user
-lastSeq) are published again to `agent.events.v1`, in seq order. The worker skips what it
+For every conversation, the events past what its least advanced projection applied (the
+lowest lastSeq of the registered projections' state items) are published again to `agent.events.v1`, in seq order. The worker skips what it
 has already seen, so running this too often costs reads, never correctness.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,14 +49,18 @@ async def stream_heads(ddb: Any, table: str, segments: int = 4) -> dict[str, int
     return merged
 
 
-async def applied_seq(ddb: Any, table: str, stream: str) -> int:
+async def applied_seq(ddb: Any, state_tables: Sequence[str], stream: str) -> int:
+    """What every projection has applied of a stream: the lowest lastSeq of its state items."""
     business_id, _, user_id = stream.partition("#")
-    resp = await ddb.get_item(TableName=table, Key=to_item({"businessId": business_id, "userId": user_id}),
-                              ProjectionExpression="lastSeq", ConsistentRead=True)
-    return int(from_item(resp["Item"]).get("lastSeq", 0)) if "Item" in resp else 0
+    seqs = []
+    for table in state_tables:
+        resp = await ddb.get_item(TableName=table, Key=to_item({"businessId": business_id, "userId": user_id}),
+                                  ProjectionExpression="lastSeq", ConsistentRead=True)
+        seqs.append(int(from_item(resp["Item"]).get("lastSeq", 0)) if "Item" in resp else 0)
+    return min(seqs, default=0)
 
 
-async def reconcile(ddb: Any, store: EventStore, producer: Any, events_table: str, memory_table: str,
+async def reconcile(ddb: Any, store: EventStore, producer: Any, events_table: str, state_tables: Sequence[str],
                     topic: str, business_id: str | None = None) -> ReconcileReport:
     """Publish every event past each conversation's applied seq; returns what it did."""
     report = ReconcileReport()
@@ -64,7 +69,7 @@ async def reconcile(ddb: Any, store: EventStore, producer: Any, events_table: st
         if business_id and not stream.startswith(business_id + "#"):
             continue
         report.streams += 1
-        done = await applied_seq(ddb, memory_table, stream)
+        done = await applied_seq(ddb, state_tables, stream)
         if head <= done:
             continue
         report.behind += 1

@@ -1,4 +1,4 @@
-"""Rebuilds the projections from the log (invariant 5): all, one business or one user.
+"""Rebuilds the registered projections from the log (invariant 5): all, one business or one user.
 
 Each conversation is read in seq order (a Query per stream, streams in parallel; or off
 `agent.events.v1`, see `topic_source`) and folded with the same pure fold the worker uses; the
@@ -10,20 +10,22 @@ writing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import structlog
 
-from agentstream.adapters.business import BusinessDirectory, idle_minutes
+from agentstream.adapters.business import BusinessDirectory
 from agentstream.adapters.dynamo import batch_write, from_item, to_item
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.projection_store import ProjectionStore
 from agentstream.events import Event
-from agentstream.projections.conversation import FoldConfig, fold
+from agentstream.projections.base import Projection, Put, fold_events, state_version
+from agentstream.registry import PROJECTIONS
 from agentstream.settings import Settings
+from agentstream.streams.conversations import fold_config
 from agentstream.streams.reconcile import stream_heads
 from agentstream.streams.topic_source import TopicEvents
 
@@ -85,7 +87,10 @@ class Replayer:
     """Rebuilds projections. `fresh=True` is for empty target tables: every item goes out in
     unconditional batches across conversations (fast); otherwise writes are monotonic."""
 
-    def __init__(self, ddb: Any, settings: Settings, concurrency: int = 16, fresh: bool = False) -> None:
+    def __init__(self, ddb: Any, settings: Settings, concurrency: int = 16, fresh: bool = False,
+                 registry: Sequence[Projection] = PROJECTIONS) -> None:
+        """`registry`: the projections to rebuild (all registered ones by default)."""
+        self._registry = tuple(registry)
         self._batch = BatchWriter(ddb) if fresh else None
         self._ddb = ddb
         self._settings = settings
@@ -146,36 +151,37 @@ class Replayer:
         if not events:  # an erased customer, or none of the events is up to --as-of
             return 0, []
         info = await self._directory.info(business_id) or {}
-        config = FoldConfig(idle_minutes(info, self._settings.session_idle_minutes), str(info.get("businessType", "general")))
-        memory, sessions, messages = fold(events, config, business_id, user_id)
+        config = fold_config(info, self._settings.session_idle_minutes)
+        writes: list[tuple[Projection, Put]] = []
+        for p in self._registry:
+            state, puts = fold_events(p, events, config, business_id, user_id)
+            writes += [(p, put) for put in puts] + [(p, Put(p.table, state, version=p.version))]
         if verify:
-            return len(events), await self._compare(memory, sessions, messages)
+            return len(events), await self._compare(writes)
         if self._batch:
-            t = self._settings.tables
-            self._batch.add(t.messages, list(messages.values()))
-            self._batch.add(t.sessions, list(sessions.values()))
-            self._batch.add(t.rag_user, [memory])
+            for _, put in writes:
+                self._batch.add(getattr(self._settings.tables, put.table), [put.item])
         else:
-            await self._projections.write_bulk(memory, list(sessions.values()), list(messages.values()))
+            await self._projections.write_bulk([put for _, put in writes])
         return len(events), []
 
-    async def _compare(self, memory: dict[str, Any], sessions: dict[str, dict[str, Any]],
-                       messages: dict[str, dict[str, Any]]) -> list[str]:
-        t = self._settings.tables
+    async def _compare(self, writes: list[tuple[Projection, Put]]) -> list[str]:
         diffs: list[str] = []
-        checks = [(t.rag_user, {"businessId": memory["businessId"], "userId": memory["userId"]}, memory)]
-        checks += [(t.sessions, {"sessionId": s["sessionId"]}, s) for s in sessions.values()]
-        checks += [(t.messages, {"messageId": m["messageId"], "sessionId": m["sessionId"]}, m) for m in messages.values()]
-        for table, key, expected in checks:
+        for p, put in writes:
+            table = getattr(self._settings.tables, put.table)
+            key = {k: put.item[k] for k in p.owns[put.table]}
             resp = await self._ddb.get_item(TableName=table, Key=to_item(key), ConsistentRead=True)
             live = from_item(resp["Item"]) if "Item" in resp else None
-            if live != expected:
-                diffs.append(f"{table} {key}: " + _describe_difference(expected, live))
+            if live != put.item:
+                diffs.append(f"{table} {key}: " + _describe_difference(put, live))
         return diffs
 
 
-def _describe_difference(expected: dict[str, Any], live: dict[str, Any] | None) -> str:
+def _describe_difference(put: Put, live: dict[str, Any] | None) -> str:
     if live is None:
         return "missing in the live table"
+    if put.version and state_version(live) != put.version:
+        return f"written by fold version {state_version(live)}; this build folds version {put.version} (replay rebuilds it)"
+    expected = put.item
     changed = sorted(k for k in expected.keys() | live.keys() if expected.get(k) != live.get(k))
     return "differs in " + ", ".join(changed)

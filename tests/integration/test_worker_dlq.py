@@ -23,6 +23,7 @@ from agentstream.adapters.dynamo import dynamodb_client
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.projection_store import ProjectionStore
 from agentstream.events import Event, ReplyGenerated, new_event
+from agentstream.projections.base import Put
 from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.keyed import KeyedExecutor
@@ -107,11 +108,11 @@ class BrokenProjections(ProjectionStore):
         self.broken_stream = broken_stream
         self.failures = 0
 
-    async def write(self, memory: dict[str, Any], sessions: list[dict[str, Any]], messages: list[dict[str, Any]]) -> None:
-        if f"{memory['businessId']}#{memory['userId']}" == self.broken_stream:
+    async def write(self, puts: list[Put]) -> None:
+        if any(f"{p.item.get('businessId')}#{p.item.get('userId')}" == self.broken_stream for p in puts):
             self.failures += 1
             raise RuntimeError("injected projection failure")
-        await super().write(memory, sessions, messages)
+        await super().write(puts)
 
 
 @contextmanager

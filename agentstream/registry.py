@@ -1,0 +1,19 @@
+"""The projections every process folds the log into: the worker, replay, forget and reconcile
+loop over this list. A new projection is a module in projections/ and one line here."""
+
+from __future__ import annotations
+
+from agentstream.projections.base import Projection
+from agentstream.projections.conversation import CONVERSATION
+
+PROJECTIONS: tuple[Projection, ...] = (
+    CONVERSATION,
+)
+
+
+def by_name(name: str) -> Projection:
+    """The registered projection called `name` (ValueError naming the known ones otherwise)."""
+    for projection in PROJECTIONS:
+        if projection.name == name:
+            return projection
+    raise ValueError(f"unknown projection {name!r}; known: {', '.join(p.name for p in PROJECTIONS)}")
