@@ -99,6 +99,36 @@ class SessionEndPayload(_Payload):
     reason: str = ""
 
 
+FactKind = Literal["name", "phone", "email", "address", "language", "appointment", "order"]
+FACT_KINDS: tuple[str, ...] = FactKind.__args__  # type: ignore[attr-defined]
+# Single-valued kinds carry a string; multi-valued kinds (appointment, order) a flat map.
+FactValue = Union[str, dict[str, Union[str, int, bool, None]]]
+
+
+class ExtractedFact(_Payload):
+    kind: FactKind
+    value: FactValue
+
+
+class FactCorrectedPayload(_Payload):
+    kind: FactKind
+    value: FactValue
+    source: Literal["owner", "corrected"] = Field(
+        "owner", description="owner: the business; corrected: the customer, through the API")
+
+
+class FactRetractedPayload(_Payload):
+    kind: FactKind
+    value: FactValue | None = Field(None, description="only this value; all current values of the kind if absent")
+    source: Literal["owner", "corrected"] = "owner"
+
+
+class FactsExtractedPayload(_Payload):
+    facts: list[ExtractedFact] = Field(max_length=20)
+    model: str
+    sourceEventId: str = Field(description="the MessageReceived the facts were read from")
+
+
 PAYLOADS: dict[str, type[_Payload]] = {
     "MessageReceived": MessageReceivedPayload,
     "ReplyGenerated": ReplyGeneratedPayload,
@@ -107,6 +137,9 @@ PAYLOADS: dict[str, type[_Payload]] = {
     "SessionExpired": SessionEndPayload,
     "SessionResolved": SessionEndPayload,
     "SessionClosed": SessionEndPayload,
+    "FactCorrected": FactCorrectedPayload,
+    "FactRetracted": FactRetractedPayload,
+    "FactsExtracted": FactsExtractedPayload,
 }
 
 
@@ -174,6 +207,27 @@ class SessionClosed(_Envelope):
     payload: SessionEndPayload
 
 
+class FactCorrected(_Envelope):
+    """The owner or the customer (through the API) set a fact of the customer."""
+
+    type: Literal["FactCorrected"] = "FactCorrected"
+    payload: FactCorrectedPayload
+
+
+class FactRetracted(_Envelope):
+    """A fact of the customer no longer holds (closed with no successor)."""
+
+    type: Literal["FactRetracted"] = "FactRetracted"
+    payload: FactRetractedPayload
+
+
+class FactsExtracted(_Envelope):
+    """Facts a model read from a message (logged, so a replay never calls a model)."""
+
+    type: Literal["FactsExtracted"] = "FactsExtracted"
+    payload: FactsExtractedPayload
+
+
 Event = Annotated[
     Union[
         MessageReceived,
@@ -183,12 +237,16 @@ Event = Annotated[
         SessionExpired,
         SessionResolved,
         SessionClosed,
+        FactCorrected,
+        FactRetracted,
+        FactsExtracted,
     ],
     Field(discriminator="type"),
 ]
 EVENT_TYPES: dict[str, type[_Envelope]] = {
     m.model_fields["type"].default: m
-    for m in (MessageReceived, ReplyGenerated, ReplyDelivered, DeliveryFailed, SessionExpired, SessionResolved, SessionClosed)
+    for m in (MessageReceived, ReplyGenerated, ReplyDelivered, DeliveryFailed, SessionExpired, SessionResolved,
+              SessionClosed, FactCorrected, FactRetracted, FactsExtracted)
 }
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
