@@ -8,6 +8,7 @@ import unicodedata
 _FOLD = str.maketrans({"ă": "a", "â": "a", "î": "i", "ș": "s", "ş": "s", "ț": "t", "ţ": "t"})
 _APOSTROPHE = re.compile(r"['’`´]")
 _WORD = re.compile(r"[a-z]+")
+_ADDRESSES = re.compile(r"(?<!\S)[^\s@]*@\S+|(?:https?://|www\.)\S+", re.IGNORECASE)
 _RO_MARKS = re.compile(r"[ăâîșşțţ]", re.IGNORECASE)
 MIN_LENGTH = 3
 
@@ -110,7 +111,24 @@ yeah yes yet you youd youll your youre yours yourself
 good morning afternoon evening night day today tomorrow tonight
 """.split())
 
-STOP_WORDS = STOP_RO | STOP_EN
+# Words that only announce a fact or a time ("telefonul meu e …", "joi la 10"): not subjects.
+NOT_TOPICS = frozenset("""
+numesc cheama nume numele prenume prenumele telefon telefonul telefonului mobil mobilul numar numarul
+numere nr adresa adresei adresamea email emailul mail mailul sunati sunat suna stau locuiesc
+phone number numbers address name named called call live scrieti trimiteti contactati see
+
+luni lunea marti martea miercuri miercurea joi joia vineri vinerea sambata duminica saptamana
+monday tuesday wednesday thursday friday saturday sunday week weekend
+ianuarie februarie martie aprilie iunie iulie august septembrie octombrie noiembrie decembrie
+january february march april june july september october november december
+dimineata dupa amiaza pranz poimaine astazi diseara jumatate sfert noon midday tonight
+""".split())
+STOP_WORDS = STOP_RO | STOP_EN | NOT_TOPICS
+# Forms of the same subject, counted as one topic ("programați-mă" is about a "programare").
+CANONICAL = {w: "programare" for w in "programa programam programati programeaza programez programezi programeze "
+             "programat programata".split()} | {
+             w: "rezervare" for w in "rezerv rezerva rezervam rezervati rezervat rezervata".split()} | {
+             "book": "booking", "booked": "booking", "reserve": "reservation", "reserved": "reservation"}
 # Romanian words that decide the language (English words that look alike are left out).
 RO_WORDS = (STOP_RO - STOP_EN) | frozenset("""programare programari programa inchideti inchidem
 deschis deschisi deschideti deschidem maine pret preturi costa lei loc locuri liber libera
@@ -131,13 +149,25 @@ def words(text: str) -> list[str]:
     return _WORD.findall(_APOSTROPHE.sub("", fold_text(text)))
 
 
+def topic_words(text: str) -> list[str]:
+    """The words of a text that are topics, in order: folded, canonical, at least 3 letters, no
+    stop words, no e-mail or web addresses, not the customer's name ("mă numesc Ana")."""
+    from agentstream.projections.extraction import extract_name, fold_same_length  # (it imports this module)
+
+    text = _ADDRESSES.sub(" ", text)
+    name = extract_name(*fold_same_length(text))
+    named = set(words(name)) if name else set()
+    found = (CANONICAL.get(w, w) for w in words(text))
+    return [w for w in found if len(w) >= MIN_LENGTH and w not in STOP_WORDS and w not in named]
+
+
 def extract_topics(text: str, limit: int = 5) -> list[str]:
-    """Keywords in order of first appearance: folded, no stop words, at least 3 letters."""
+    """The first `limit` distinct topic words, in order of first appearance."""
     topics: list[str] = []
-    for word in words(text):
+    for word in topic_words(text):
         if len(topics) >= limit:
             break
-        if len(word) >= MIN_LENGTH and word not in STOP_WORDS and word not in topics:
+        if word not in topics:
             topics.append(word)
     return topics
 

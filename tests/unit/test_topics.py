@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
-from agentstream.projections.topics import STOP_WORDS, detect_language, extract_topics, words
+from agentstream.projections.topics import CANONICAL, STOP_WORDS, detect_language, extract_topics, topic_words, words
 
 ASCII = str.maketrans("ăâîșşțţĂÂÎȘŞȚŢ", "aaissttAAISSTT")
 
@@ -28,6 +28,16 @@ def test_order_of_first_appearance_dedup_limit_and_noise() -> None:
     assert extract_topics("Bună ziua! Hello, good evening, thank you!") == []
 
 
+def test_facts_announcers_names_days_and_addresses_are_not_topics() -> None:
+    assert extract_topics("Si maine? Ma numesc Ana, telefonul meu e 0722 123 456") == []
+    assert extract_topics("Puteti sa ma programati joi la 10 pentru tuns?") == ["programare", "tuns"]
+    assert extract_topics("Numele meu este Ion Popescu, vreau vopsit") == ["vopsit"]
+    assert extract_topics("Hi, I'm Sarah. My number is +44 20 7946 0958, email sarah.jones@gmail.com") == []
+    assert extract_topics("Can I book a haircut on Friday afternoon? See www.example.com/hair") == ["booking", "haircut"]
+    assert extract_topics("Rezervați-mi o masă sâmbătă seara") == ["rezervare", "masa"]
+    assert extract_topics("Sunt bine, vreau manichiură") == ["manichiura"], "'bine' is no name, and no topic"
+
+
 def test_language() -> None:
     assert detect_language("Bună") == "ro"
     assert detect_language("Buna ziua, la ce ora inchideti azi?") == "ro"
@@ -48,11 +58,9 @@ def test_topics_are_folded_keywords_in_order(text: str, limit: int) -> None:
     topics = extract_topics(text, limit)
     assert len(topics) <= limit and len(set(topics)) == len(topics)
     assert all(t.isascii() and t.isalpha() and t.islower() and len(t) >= 3 and t not in STOP_WORDS for t in topics)
-    found = words(text)
-    positions = [found.index(t) for t in topics]  # each is a word of the folded text…
-    assert positions == sorted(positions)  # …in order of first appearance
-    earlier = [w for w in found[: positions[-1]] if len(w) >= 3 and w not in STOP_WORDS] if topics else []
-    assert set(earlier) <= set(topics), "no keyword before the last topic was skipped"
+    candidates = topic_words(text)
+    assert set(candidates) <= {CANONICAL.get(w, w) for w in words(text)}, "each is a (canonical) word of the text"
+    assert topics == list(dict.fromkeys(candidates))[:limit], "in order of first appearance, none skipped"
 
 
 @given(TEXT)
