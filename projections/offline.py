@@ -1,16 +1,19 @@
 """The built-in offline responder: a deterministic answer from the context, no model needed.
 
-It answers in the customer's language, greets by the time of day, names the business, answers
-questions about opening hours (and prices or services) from the context, follows up on the
+It answers in the customer's language (a stated preference first), greets by the time of day and
+by name when the customer told us theirs, names the business, answers questions about opening
+hours (and prices or services) from the context, restates an appointment the message asked for
+(with whether the business is open then — it never says the booking is made), follows up on the
 earlier turn of the session and offers the business's contact details.
 """
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Any
 
 from agentstream.projections.context import ReplyContext
-from agentstream.projections.timecontext import DAYS, WEEKDAYS, TimeContext, day_name, when_opens
+from agentstream.projections.timecontext import DAYS, WEEKDAYS, TimeContext, day_name, time_context, when_opens
 from agentstream.projections.topics import detect_language, extract_topics, words
 
 HOURS_PREFIXES = ("deschi", "inchid", "inchis", "open", "clos")
@@ -20,17 +23,71 @@ TOMORROW_WORDS = frozenset({"maine", "tomorrow"})
 SERVICE_WORDS = frozenset({"pret", "preturi", "pretul", "cost", "costa", "costuri", "tarif", "tarife", "servicii",
                            "serviciile", "meniu", "meniul", "price", "prices", "menu", "services", "service"})
 MAX_SERVICES = 5
+MONTH_NAMES = {
+    "ro": ("ianuarie", "februarie", "martie", "aprilie", "mai", "iunie", "iulie", "august", "septembrie",
+           "octombrie", "noiembrie", "decembrie"),
+    "en": ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December"),
+}
+OPEN_THEN = {"salon": "salonul este deschis", "restaurant": "restaurantul este deschis",
+             "clinic": "clinica este deschisă"}
 GREETING = {
     "ro": {"morning": "Bună dimineața", "afternoon": "Bună ziua", "evening": "Bună seara", "night": "Bună seara"},
     "en": {"morning": "Good morning", "afternoon": "Good afternoon", "evening": "Good evening", "night": "Good evening"},
 }
 
 
+def _fact(ctx: ReplyContext, kind: str) -> Any:
+    """The value of the customer's current fact of a single-valued kind, or None."""
+    return next((f["value"] for f in ctx.facts if f["kind"] == kind), None)
+
+
 def reply_language(ctx: ReplyContext) -> str:
-    """The message's language; the business's (or the context's) when the message does not say."""
+    """The customer's stated preference; else the message's language; the business's (or the
+    context's) when the message does not say."""
+    preferred = _fact(ctx, "language")
+    if preferred in GREETING:
+        return str(preferred)
     fallback = str(ctx.business.get("language") or ctx.language)
     lang = detect_language(ctx.message, default=fallback)
     return lang if lang in GREETING else "en"
+
+
+def requested_appointment(ctx: ReplyContext) -> dict[str, Any] | None:
+    """The appointment the current message asked for (a current fact from this message), if any."""
+    found = [f["value"] for f in ctx.facts
+             if f["kind"] == "appointment" and f["sourceEventId"] == ctx.inbound_event_id]
+    return found[-1] if found else None
+
+
+def _open_then(business: dict[str, Any], at: str) -> bool:
+    """The business is open at the appointment's time (any time that day, for a day only)."""
+    hours = business.get("openingHours") or {}
+    if len(at) == 10:
+        return bool(hours.get(DAYS[date.fromisoformat(at).weekday()]))
+    return time_context(datetime.fromisoformat(at), str(business.get("timezone") or "UTC"), hours).is_open
+
+
+def appointment_answer(business: dict[str, Any], appointment: dict[str, Any], lang: str) -> str:
+    """'Am notat cererea dumneavoastră pentru tuns joi, 26 noiembrie, la ora 10:00; salonul este
+    deschis atunci. Un coleg vă va confirma programarea.' — a request noted, never a booking made."""
+    at, service = str(appointment["at"]), appointment.get("service")
+    day = date.fromisoformat(at[:10])
+    name, month = day_name(WEEKDAYS[day.weekday()], lang), MONTH_NAMES[lang][day.month - 1]
+    is_open, day_only = _open_then(business, at), len(at) == 10
+    if lang == "ro":
+        what = f"pentru {service}" if service else "de programare pentru"
+        when = f"{name}, {day.day} {month}" + ("" if day_only else f", la ora {at[11:16]}")
+        open_then = OPEN_THEN.get(str(business.get("businessType")), "suntem deschiși")
+        state = open_then if is_open else "suntem închiși"
+        then = "în acea zi" if day_only else "atunci"
+        ending = "Un coleg vă va confirma programarea." if is_open else "Un coleg vă va propune o altă oră."
+        return f"Am notat cererea dumneavoastră {what} {when}; {state} {then}. {ending}"
+    what = f" ({service})" if service else ""
+    when = f"{name}, {day.day} {month}" + ("" if day_only else f", at {at[11:16]}")
+    state = ("we are open" if is_open else "we are closed") + (" that day" if day_only else " then")
+    ending = "A colleague will confirm your booking." if is_open else "A colleague will suggest another time."
+    return f"I have noted your booking request{what} for {when}; {state}. {ending}"
 
 
 def asks_hours(message: str) -> bool:
@@ -117,13 +174,18 @@ def contact(business: dict[str, Any], lang: str) -> str:
 
 
 def offline_reply(ctx: ReplyContext) -> str:
-    """A reply that uses the context: language, time of day, opening hours (today's or
-    tomorrow's), earlier turns."""
+    """A reply that uses the context: language, time of day, the customer's name, the requested
+    appointment, opening hours (today's or tomorrow's), earlier turns."""
     lang = reply_language(ctx)
     name = ctx.business.get("name") or ("echipa noastră" if lang == "ro" else "our team")
     greeting = GREETING[lang][ctx.time.part_of_day]
-    intro = f"{greeting}! Aici {name}." if lang == "ro" else f"{greeting}! This is {name}."
-    if asks_tomorrow(ctx):
+    customer = _fact(ctx, "name")
+    greeting += f", {customer}!" if customer else "!"
+    intro = f"{greeting} Aici {name}." if lang == "ro" else f"{greeting} This is {name}."
+    appointment = requested_appointment(ctx)
+    if appointment:
+        answers = [appointment_answer(ctx.business, appointment, lang)]
+    elif asks_tomorrow(ctx):
         answers = [tomorrow_answer(ctx, lang)]
     else:
         answers = [hours_answer(ctx.time, lang)] if asks_hours(ctx.message) else []
