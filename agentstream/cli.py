@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
+import socket
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
@@ -32,6 +36,28 @@ def _configured(serve_metrics: bool = False) -> Settings:
 
         start_http_server(s.metrics_port, addr="127.0.0.1")
     return s
+
+
+def _one_shot() -> Settings:
+    """Settings for a command that runs once and ends: an unreachable service fails it at once,
+    in main()'s one line (botocore would retry a refused connection for ~25 s, and aiokafka
+    logs every failed connect)."""
+    s = _configured()
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    if s.dynamodb_endpoint_url:
+        _check_reachable(s.dynamodb_endpoint_url)
+    return s
+
+
+def _check_reachable(url: str, timeout_s: float = 3.0) -> None:
+    from botocore.exceptions import EndpointConnectionError
+
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout_s).close()
+    except OSError:
+        raise EndpointConnectionError(endpoint_url=url) from None
 
 
 def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -68,7 +94,7 @@ def setup(partitions: Annotated[Optional[int], typer.Option(help="partitions of 
     """Create the tables (with GSIs and the events stream) and topics; idempotent."""
     from agentstream.adapters.bootstrap import setup as do_setup
 
-    report, topics = asyncio.run(do_setup(_configured(), partitions, with_topics=not no_topics))
+    report, topics = asyncio.run(do_setup(_one_shot(), partitions, with_topics=not no_topics))
     console.print(f"tables created: {report.created or 'none'}; indexes added: {report.indexes_added or 'none'}; "
                   f"streams enabled: {report.streams_enabled or 'none'}; topics created: {topics or 'none'}")
 
@@ -78,7 +104,7 @@ def populate(data_dir: Annotated[Optional[Path], typer.Option(help="folder with 
     """Load system instructions, dynamic business RAG and business info from files."""
     from agentstream.adapters.bootstrap import populate as do_populate
 
-    counts = asyncio.run(do_populate(_configured(), data_dir))
+    counts = asyncio.run(do_populate(_one_shot(), data_dir))
     for table, count in counts.items():
         console.print(f"{table}: {count} items")
 
@@ -146,7 +172,7 @@ def replay(
         raise typer.BadParameter("--user needs --business")
     if source not in ("table", "kafka"):
         raise typer.BadParameter("--source is table or kafka")
-    report = asyncio.run(run_replay(_configured(), business, user, as_of, verify, fresh, source))
+    report = asyncio.run(run_replay(_one_shot(), business, user, as_of, verify, fresh, source))
     console.print(f"streams: {report.streams}; events folded: {report.events}")
     if verify:
         for line in report.differences:
@@ -163,7 +189,7 @@ def import_legacy(
     """Append the seed server's stored messages to the log (idempotent); then run `replay`."""
     from agentstream.wiring import run_import_legacy
 
-    r = asyncio.run(run_import_legacy(_configured(), messages_table, sessions_table))
+    r = asyncio.run(run_import_legacy(_one_shot(), messages_table, sessions_table))
     console.print(f"legacy messages: {r.messages}; appended: {r.appended}; already imported: {r.duplicates}; skipped: {r.skipped}")
 
 
@@ -172,7 +198,7 @@ def forget(business: str = typer.Option(..., help="business id"), user: str = ty
     """Erase a user: events, sessions, messages, memory. Says what Kafka still holds."""
     from agentstream.wiring import run_forget
 
-    r = asyncio.run(run_forget(_configured(), business, user))
+    r = asyncio.run(run_forget(_one_shot(), business, user))
     console.print(f"erased {business}#{user}: events {r.events}, idempotency records {r.idempotency_records}, "
                   f"sessions {r.sessions}, messages {r.messages}, memory {r.memory}")
     for line in r.still_in_kafka:
@@ -184,7 +210,7 @@ def reconcile(business: Annotated[Optional[str], typer.Option(help="only this bu
     """Publish log events the stream lost (past what the projections applied)."""
     from agentstream.wiring import run_reconcile
 
-    report = asyncio.run(run_reconcile(_configured(), business))
+    report = asyncio.run(run_reconcile(_one_shot(), business))
     console.print(f"streams checked: {report.streams}; behind: {report.behind}; events published: {report.published}")
 
 
@@ -195,7 +221,7 @@ def status() -> None:
 
     from agentstream.streams.status import collect, describe_watch
 
-    data = asyncio.run(collect(_configured()))
+    data = asyncio.run(collect(_one_shot()))
     table = Table("what", "value")
     for topic, size in data["topics"].items():
         table.add_row(f"records in {topic}", str(size))
@@ -244,14 +270,10 @@ def schemas(out: Path = typer.Option(Path("schemas"), help="folder for the JSON 
 @credentials_app.command("set")
 def credentials_set(business: str, provider: str, values: list[str]) -> None:
     """Set secrets: `agentstream credentials set BUSINESS PROVIDER KEY=VALUE…`."""
-    from agentstream.adapters.credentials import CredentialsError
     from agentstream.credentials_cli import set_values
 
-    try:
-        pairs = dict(_pair(v) for v in values)
-        keys = asyncio.run(set_values(_configured(), business, provider, pairs))
-    except CredentialsError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    pairs = dict(_pair(v) for v in values)
+    keys = asyncio.run(set_values(_one_shot(), business, provider, pairs))
     console.print(f"{business}/{provider}: set {', '.join(sorted(keys))}")
 
 
@@ -267,19 +289,15 @@ def credentials_show(business: str, provider: str) -> None:
     """Show which secrets are set, masked."""
     from agentstream.credentials_cli import show_values
 
-    print(json.dumps(asyncio.run(show_values(_configured(), business, provider)), indent=2))
+    print(json.dumps(asyncio.run(show_values(_one_shot(), business, provider)), indent=2))
 
 
 @credentials_app.command("rotate")
 def credentials_rotate(business: str, provider: str) -> None:
     """Replace the secret agentstream issues for a provider (widget, rest, meta verifyToken, gmail pushToken)."""
-    from agentstream.adapters.credentials import CredentialsError
     from agentstream.credentials_cli import rotate_value
 
-    try:
-        fresh = asyncio.run(rotate_value(_configured(), business, provider))
-    except CredentialsError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    fresh = asyncio.run(rotate_value(_one_shot(), business, provider))
     for key, value in fresh.items():
         print(f"{key}={value}")
 
@@ -292,18 +310,45 @@ def credentials_keygen() -> None:
     print(new_secret_key())
 
 
-def main() -> None:
-    """Entry point: unreachable services end in one clear line, not a traceback."""
-    from aiokafka.errors import KafkaConnectionError
-    from botocore.exceptions import EndpointConnectionError
+def what_to_do(exc: BaseException) -> str | None:
+    """What to do about an error a person can fix, in one line; None for anything else (a bug)."""
+    from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
+    from agentstream.adapters.credentials import CredentialsError
+
+    if isinstance(exc, BaseExceptionGroup):
+        return next(filter(None, map(what_to_do, exc.exceptions)), None)
+    if isinstance(exc, NoCredentialsError):
+        return ("no AWS credentials: for the local stack set DYNAMODB_ENDPOINT_URL (`make up` writes it to .env), "
+                "for AWS configure credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID…)")
+    if isinstance(exc, EndpointConnectionError):
+        return (f"cannot reach DynamoDB at {exc.kwargs.get('endpoint_url')}: start it (`make up`) "
+                "or fix DYNAMODB_ENDPOINT_URL")
+    if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+        return f"a DynamoDB table is missing ({exc.response['Error'].get('Message')}): run `agentstream setup`"
+    if isinstance(exc, (KafkaConnectionError, KafkaTimeoutError)):
+        return (f"cannot reach Kafka at {load().kafka_bootstrap_servers}: start it (`make up`) "
+                "or fix KAFKA_BOOTSTRAP_SERVERS")
+    if isinstance(exc, KafkaError) and exc.retriable:  # e.g. no group coordinator yet on a fresh broker
+        return f"Kafka is not ready ({type(exc).__name__}): try again in a moment"
+    if isinstance(exc, CredentialsError):
+        return str(exc)
+    return None
+
+
+def main() -> None:
+    """Entry point: a missing credential, an unreachable service or a missing table ends in one
+    line saying what to do, exit code 2, not a traceback."""
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     try:
         app()
-    except EndpointConnectionError as exc:
-        raise SystemExit(f"agentstream: cannot reach DynamoDB ({exc.kwargs.get('endpoint_url')}); is it running? (`make up` starts it)")
-    except KafkaConnectionError as exc:
-        raise SystemExit(f"agentstream: cannot reach Kafka ({exc}); is it running? (`make up` starts it)")
+    except Exception as exc:
+        line = what_to_do(exc)
+        if line is None:
+            raise
+        print(f"agentstream: {line}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -1,18 +1,53 @@
-"""Settings from the environment, with the seed's variable names (DESIGN.md sections 4 and 6)."""
+"""Settings from the environment, with the seed's variable names (DESIGN.md sections 4 and 6),
+then from the `.env` file `agentstream up` writes (real environment variables win)."""
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, DotEnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class SettingsError(SystemExit):
     """A wrong or missing setting: one clear line naming it, then exit."""
 
 
-class Tables(BaseSettings):
+def home_dir() -> Path:
+    """$AGENTSTREAM_HOME, else `.local` in the project root (the current folder for a copy
+    installed outside a checkout)."""
+    if os.environ.get("AGENTSTREAM_HOME"):
+        return Path(os.environ["AGENTSTREAM_HOME"]).resolve()
+    root = PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").is_file() else Path.cwd()
+    return root / ".local"
+
+
+def env_file() -> Path | None:
+    """The `.env` every command reads and `up` writes: $AGENTSTREAM_ENV_FILE (`none`: no file),
+    else the one beside the home folder, i.e. the project root's `.env`."""
+    chosen = os.environ.get("AGENTSTREAM_ENV_FILE", "").strip()
+    if chosen:
+        return None if chosen.lower() == "none" else Path(chosen).resolve()
+    return home_dir().parent / ".env"
+
+
+class _FromEnv(BaseSettings):
+    """Real environment variables, then the `.env` file, found afresh at every load."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, DotEnvSettingsSource(settings_cls, env_file=env_file()), file_secret_settings
+
+
+class Tables(_FromEnv):
     model_config = SettingsConfigDict(extra="ignore")
 
     events: str = Field("ai-agent-events", validation_alias="DYNAMODB_EVENTS_TABLE", min_length=3)
@@ -34,7 +69,7 @@ class Tables(BaseSettings):
     leases: str = Field("ai-agent-stream-leases", validation_alias="DYNAMODB_LEASES_TABLE", min_length=3)
 
 
-class Settings(BaseSettings):
+class Settings(_FromEnv):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
     aws_region: str = Field("us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))

@@ -10,18 +10,17 @@ from pathlib import Path
 
 from agentstream.adapters.credentials import new_secret_key
 from agentstream.adapters.local_services import LocalHome, Process, port_open, spawn
+from agentstream.settings import env_file, home_dir, load_settings
 
 DEMO_BUSINESSES = ["demo-salon", "demo-restaurant"]
-
-
-def home_dir() -> Path:
-    return Path(os.environ.get("AGENTSTREAM_HOME", ".local")).resolve()
+UP_OWNS = ("DYNAMODB_ENDPOINT_URL", "KAFKA_BOOTSTRAP_SERVERS", "AGENTSTREAM_SECRET_KEY")  # its lines of .env
 
 
 def secret_key(home: Path) -> str:
-    """AGENTSTREAM_SECRET_KEY, or a key kept in the home folder for the local stack."""
-    if os.environ.get("AGENTSTREAM_SECRET_KEY"):
-        return os.environ["AGENTSTREAM_SECRET_KEY"]
+    """AGENTSTREAM_SECRET_KEY (from the environment or .env), or a key kept in the home folder."""
+    known = load_settings().credentials_key
+    if known:
+        return known
     path = home / "secret.key"
     if not path.exists():
         home.mkdir(parents=True, exist_ok=True)
@@ -60,6 +59,28 @@ def start_services(home: Path, kafka_port: int = 9092, controller_port: int = 90
     return services
 
 
+def write_env_file(path: Path, values: dict[str, str]) -> None:
+    """Set `values` in a `.env` file (readable by its owner only), keeping its other lines."""
+    lines = path.read_text().splitlines() if path.exists() else [
+        "# Written by `agentstream up` for every agentstream command (and docker compose). `up` refreshes",
+        f"# {', '.join(values)}; your own lines stay. Real environment variables win over this file."]
+    out: list[str] = []
+    done: set[str] = set()
+    for line in lines:
+        key = line.strip().removeprefix("export ").partition("=")[0].strip()
+        if key not in values:
+            out.append(line)
+        elif key not in done:  # refreshed in place; a later duplicate goes
+            out.append(f"{key}={values[key]}")
+            done.add(key)
+    out += [f"{k}={v}" for k, v in values.items() if k not in done]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    tmp.touch(mode=0o600)
+    tmp.write_text("\n".join(out) + "\n")
+    tmp.replace(path)
+
+
 def spawn_component(name: str, env: dict[str, str], logs: Path) -> Process:
     """Run `agentstream NAME` as its own process (so it can crash and restart on its own)."""
     cmd = [sys.executable, "-m", "agentstream.cli", name]
@@ -81,15 +102,17 @@ def up(port: int = 8080) -> None:
     from rich.console import Console
 
     from agentstream.adapters.bootstrap import demo_credentials, populate, setup
-    from agentstream.settings import load_settings
 
     console = Console(stderr=True)
     home = home_dir()
     console.print(f"[bold]agentstream up[/] — home {home}")
     services = start_services(home)
     env = {**services.env, "AGENTSTREAM_SECRET_KEY": secret_key(home), "GATEWAY_PORT_HTTP": str(port),
-           "BRIDGE_IDLE_POLL": os.environ.get("BRIDGE_IDLE_POLL", "0.05")}
+           "BRIDGE_IDLE_POLL": os.environ.get("BRIDGE_IDLE_POLL", "0.05"), "AGENTSTREAM_HOME": str(home)}
     os.environ.update(env)
+    if dotenv := env_file():
+        write_env_file(dotenv, {name: os.environ[name] for name in UP_OWNS})
+        console.print(f"settings for other shells written to {dotenv}")
     settings = load_settings()
     components: list[Process] = []
     try:

@@ -13,6 +13,9 @@ from pydantic import AliasChoices
 from agentstream.settings import Settings, Tables
 from tests.services import Endpoints, start
 
+# Never the project's .env (an OPENAI_API_KEY there must not make a test call a real model): set
+# before any test loads settings (they read .env at each load), inherited by every process a test starts.
+os.environ["AGENTSTREAM_ENV_FILE"] = "none"
 os.environ.setdefault("LOG_FORMAT", "console")
 
 
@@ -35,6 +38,7 @@ def isolated_env(endpoints: Endpoints, **extra: str) -> dict[str, str]:
         "WORKER_GROUP": f"worker-{tag}", "DELIVERY_GROUP": f"delivery-{tag}", "ANALYTICS_GROUP": f"analytics-{tag}",
         "BRIDGE_IDLE_POLL": "0.05",
         "LOG_LEVEL": "INFO",
+        "AGENTSTREAM_ENV_FILE": "none",  # also for a process started with only this environment
     }
     for spec in Tables.model_fields.values():
         alias = spec.validation_alias
