@@ -9,7 +9,8 @@ from typing import Any
 
 from agentstream.adapters import kafka
 from agentstream.adapters.credentials import CredentialStore
-from agentstream.adapters.dynamo import dynamodb_client, to_item
+from agentstream.adapters.business import BusinessDirectory
+from agentstream.adapters.dynamo import dynamodb_client, scan_all, to_item
 from agentstream.adapters.tables import SetupReport, ensure_tables
 from agentstream.settings import Settings
 
@@ -42,7 +43,18 @@ async def populate(settings: Settings, data_dir: Path | None = None, only: list[
             for item in items:
                 await ddb.put_item(TableName=table, Item=to_item(item))
             counts[table] = len(items)
+        await record_history(ddb, settings)
     return counts
+
+
+async def record_history(ddb: Any, settings: Settings) -> None:
+    """Record the business data as it now is in the config history (a change from `populate` is
+    kept with its time, not only when a worker next reads it)."""
+    directory = BusinessDirectory(ddb, settings.tables, ttl_s=0)
+    for info in await scan_all(ddb, TableName=settings.tables.business_info):
+        await directory.info(info["businessId"])
+        await directory.system_instructions(str(info.get("businessType", "general")))
+        await directory.rag_entries(info["businessId"])
 
 
 async def demo_credentials(settings: Settings, business_ids: list[str]) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Business info, system instructions and dynamic business RAG, read with a short cache."""
+"""Business info, system instructions and dynamic business RAG, read with a short cache; each
+value read is recorded in the config history (with its version) the first time it is seen."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import asyncio
 import time
 from typing import Any
 
+from agentstream.adapters.config_history import ConfigHistory, info_key, instructions_key, rag_key
 from agentstream.adapters.dynamo import from_item, query_all, to_item
+from agentstream.events import utc_now
 from agentstream.settings import Tables
 
 
@@ -20,11 +23,17 @@ class BusinessDirectory:
         self._t = tables
         self._ttl = ttl_s
         self._cache: dict[tuple[str, str], tuple[float, asyncio.Future[Any]]] = {}
+        self._versions: dict[tuple[str, str], str] = {}
+        self.history = ConfigHistory(ddb, tables.config_history)
+
+    def version(self, kind: str, name: str) -> str:
+        """The version of the value last read (`kind` info, system or rag), "" if none was."""
+        return self._versions.get((kind, name), "")
 
     async def _cached(self, key: tuple[str, str], load: Any) -> Any:
         hit = self._cache.get(key)
         if hit is None or hit[0] <= time.monotonic():
-            hit = (time.monotonic() + self._ttl, asyncio.ensure_future(load()))
+            hit = (time.monotonic() + self._ttl, asyncio.ensure_future(self._recorded(key, load)))
             self._cache[key] = hit
         try:
             return await asyncio.shield(hit[1])
@@ -32,6 +41,14 @@ class BusinessDirectory:
             if self._cache.get(key) is hit:
                 del self._cache[key]  # a failed read is not remembered
             raise
+
+    async def _recorded(self, key: tuple[str, str], load: Any) -> Any:
+        """Load a value and record it in the history (if new) as in force from now."""
+        value = await load()
+        if value is not None:
+            history_key = {"info": info_key, "system": instructions_key, "rag": rag_key}[key[0]](key[1])
+            self._versions[key] = await self.history.record(history_key, value, utc_now())
+        return value
 
     async def info(self, business_id: str) -> dict[str, Any] | None:
         """The business-info item, or None for an unknown business."""

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from agentstream.adapters.dynamo import error_code, from_item, to_item
+from agentstream.adapters.tables import EVENTS_BY_ID
 from agentstream.events import Event, parse_event
 
 log = structlog.get_logger(__name__)
@@ -133,6 +134,15 @@ class EventStore:
             return None
         idem = from_item(resp["Item"])
         return await self.get(idem["eventStreamId"], int(idem["eventSeq"]))
+
+    async def by_id(self, event_id: str) -> Event | None:
+        """A logged event by its eventId (the events table's eventId-index), None if not logged."""
+        resp = await self._ddb.query(TableName=self._table, IndexName=EVENTS_BY_ID,
+                                     KeyConditionExpression="eventId = :e", ExpressionAttributeValues=to_item({":e": event_id}))
+        for key in map(from_item, resp.get("Items", [])):
+            if not str(key["streamId"]).startswith((IDEM_PREFIX, TOMBSTONE_PREFIX)):
+                return await self.get(key["streamId"], int(key["seq"]))
+        return None
 
     async def has(self, business_id: str, external_id: str) -> bool:
         resp = await self._ddb.get_item(

@@ -16,6 +16,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from agentstream.adapters.credentials import issue_widget_token, refreshable_user, verify_widget_token
+from agentstream.adapters.explain_routes import explain_routes
 from agentstream.adapters.facts_routes import facts_routes
 from agentstream.adapters.http_common import (
     UNAUTHORIZED, Deps, HttpError, authenticate, bearer, decode_utf8, deps, error, known_business, read_body,
@@ -221,6 +222,7 @@ def create_app(d: Deps) -> Starlette:
         Route("/v1/analytics/{businessId}", get_analytics),
         *webhook_routes(),
         *facts_routes(),
+        *explain_routes(),
     ]
     app = Starlette(routes=routes, exception_handlers={HttpError: _http_error})
     app.state.deps = d

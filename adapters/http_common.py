@@ -43,6 +43,7 @@ class Deps:
     http: Any = None
     analytics: AnalyticsConsumer | None = None  # None: GET /v1/analytics answers 503
     gmail: GmailAuth | None = None  # Gmail API calls with a refreshed access token
+    explainer: Any = None  # streams.explain.Explainer (None: the explain route answers 503)
 
 
 def deps(request: Request) -> Deps:

@@ -15,6 +15,7 @@ class Index:
     name: str
     hash_key: tuple[str, str]
     range_key: tuple[str, str] | None = None
+    projection: str = "ALL"  # or KEYS_ONLY
 
 
 @dataclass(frozen=True)
@@ -45,18 +46,20 @@ def _key_schema(hash_key: tuple[str, str], range_key: tuple[str, str] | None) ->
 
 
 def _index_def(ix: Index) -> dict[str, Any]:
-    return {"IndexName": ix.name, "KeySchema": _key_schema(ix.hash_key, ix.range_key), "Projection": {"ProjectionType": "ALL"}}
+    return {"IndexName": ix.name, "KeySchema": _key_schema(ix.hash_key, ix.range_key), "Projection": {"ProjectionType": ix.projection}}
 
 
 SESSIONS_GSI = "businessId-userId-index"
 MESSAGES_BY_SESSION = "sessionId-timestamp-index"
 MESSAGES_BY_BUSINESS = "businessId-timestamp-index"
+EVENTS_BY_ID = "eventId-index"  # finds a logged event by its eventId (explain)
 
 
 def table_specs(t: Tables) -> list[TableSpec]:
     s, n = "S", "N"
     return [
-        TableSpec(t.events, ("streamId", s), ("seq", n), stream=True),
+        TableSpec(t.events, ("streamId", s), ("seq", n), stream=True,
+                  indexes=(Index(EVENTS_BY_ID, ("eventId", s), projection="KEYS_ONLY"),)),
         TableSpec(t.sessions, ("sessionId", s), indexes=(Index(SESSIONS_GSI, ("businessId", s), ("userId", s)),)),
         TableSpec(
             t.messages,
@@ -74,6 +77,7 @@ def table_specs(t: Tables) -> list[TableSpec]:
         TableSpec(t.credentials, ("businessId", s), ("provider", s)),
         TableSpec(t.leases, ("shardId", s)),
         TableSpec(t.facts, ("businessId", s), ("userId", s)),
+        TableSpec(t.config_history, ("configKey", s), ("validFrom", s)),
     ]
 
 

@@ -22,7 +22,12 @@ IMPORTED = "imported"  # replyTo marker of messages imported from history: never
 
 
 class UnknownSchemaVersion(ValueError):
-    """An event carries a schemaVersion this build cannot read."""
+    """An event of a schemaVersion (or a type) this build cannot read: a newer build wrote it.
+    A consumer stops and says so (the fix is an upgrade); it never drops it or DLQs it."""
+
+
+class UnknownEventType(UnknownSchemaVersion):
+    """An event of a type this build does not know."""
 
 
 def derive_id(*parts: str) -> str:
@@ -80,6 +85,9 @@ class ReplyGeneratedPayload(_Payload):
     usage: Usage = Field(default_factory=Usage)
     fallback: bool = False
     deliverTo: dict[str, str] = Field(default_factory=dict, description="the inbound's replyTo addressing")
+    promptHash: str = Field("", description="v2: SHA-256 of the prompt sent (empty: unknown, e.g. upcast from v1)")
+    versions: dict[str, str] = Field(default_factory=dict, description=(
+        "v2: the versions of businessInfo, systemInstructions and rag the prompt was built from"))
 
 
 class ReplyDeliveredPayload(_Payload):
@@ -179,6 +187,7 @@ class MessageReceived(_Envelope):
 
 class ReplyGenerated(_Envelope):
     type: Literal["ReplyGenerated"] = "ReplyGenerated"
+    schemaVersion: Literal[2] = 2  # type: ignore[assignment]  # v2 added promptHash and versions
     payload: ReplyGeneratedPayload
 
 
@@ -250,20 +259,33 @@ EVENT_TYPES: dict[str, type[_Envelope]] = {
 }
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
-# schemaVersion -> function upcasting a raw dict of that version to the next one.
-UPCASTERS: dict[int, Any] = {}
+# (type, schemaVersion) -> function upcasting a raw dict of that version to the next one.
+UPCASTERS: dict[tuple[str, int], Any] = {
+    ("ReplyGenerated", 1): lambda raw: raw | {"schemaVersion": 2},  # the new fields' defaults: not recorded
+}
+
+
+def schema_version(event_type: str) -> int:
+    """The schemaVersion this build writes (and reads) for a type."""
+    return EVENT_TYPES[event_type].model_fields["schemaVersion"].default
 
 
 def parse_event(raw: dict[str, Any]) -> Event:
-    """Validate a raw event dict, upcasting older versions; unknown versions raise clearly."""
-    version = raw.get("schemaVersion", SCHEMA_VERSION)
-    while isinstance(version, int) and version < SCHEMA_VERSION and version in UPCASTERS:
-        raw = UPCASTERS[version](raw)
-        version = raw.get("schemaVersion")
-    if version != SCHEMA_VERSION:
-        raise UnknownSchemaVersion(
-            f"event {raw.get('eventId')!r} has schemaVersion {version!r}; this build reads {SCHEMA_VERSION}"
-        )
+    """Validate a raw event dict, upcasting older versions; an unknown type or a newer version
+    raises UnknownSchemaVersion (UnknownEventType) with a clear message."""
+    kind = raw.get("type")
+    if isinstance(kind, str) and kind not in EVENT_TYPES:
+        raise UnknownEventType(f"event {raw.get('eventId')!r} has type {kind!r}, which this build does not know: upgrade")
+    if kind in EVENT_TYPES:
+        current = schema_version(kind)
+        version = raw.get("schemaVersion", SCHEMA_VERSION)
+        while isinstance(version, int) and version < current and (kind, version) in UPCASTERS:
+            raw = UPCASTERS[(kind, version)](raw)
+            version = raw.get("schemaVersion")
+        if version != current:
+            raise UnknownSchemaVersion(
+                f"event {raw.get('eventId')!r} ({kind}) has schemaVersion {version!r}; this build reads {current}: upgrade"
+            )
     return _ADAPTER.validate_python(raw)
 
 

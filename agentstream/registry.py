@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from agentstream.projections.base import Projection
 from agentstream.projections.conversation import CONVERSATION
+from agentstream.projections.facts import FACTS
 
 PROJECTIONS: tuple[Projection, ...] = (
     CONVERSATION,
+    FACTS,
 )
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from agentstream.events import EVENT_TYPES, SCHEMA_VERSION
+from agentstream.events import EVENT_TYPES, schema_version
 
 
 def render_schemas() -> dict[str, str]:
     """File name → schema text for every event type."""
     return {
-        f"{name}.v{SCHEMA_VERSION}.json": json.dumps(model.model_json_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        f"{name}.v{schema_version(name)}.json": json.dumps(model.model_json_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         for name, model in sorted(EVENT_TYPES.items())
     }
 

@@ -67,6 +67,8 @@ class Tables(_FromEnv):
         "business-external-credentials", validation_alias="DYNAMODB_EXTERNAL_CREDENTIALS_TABLE", min_length=3
     )
     leases: str = Field("ai-agent-stream-leases", validation_alias="DYNAMODB_LEASES_TABLE", min_length=3)
+    facts: str = Field("ai-agent-customer-facts", validation_alias="DYNAMODB_CUSTOMER_FACTS_TABLE", min_length=3)
+    config_history: str = Field("ai-agent-config-history", validation_alias="DYNAMODB_CONFIG_HISTORY_TABLE", min_length=3)
 
 
 class Settings(_FromEnv):
@@ -102,7 +104,6 @@ class Settings(_FromEnv):
     session_idle_minutes: int = Field(60, ge=1, validation_alias="SESSION_IDLE_MINUTES")
     bridge_start_position: str = Field("TRIM_HORIZON", validation_alias="BRIDGE_START_POSITION")
     bridge_idle_poll_s: float = Field(0.05, gt=0, validation_alias="BRIDGE_IDLE_POLL")
-    facts: str = Field("ai-agent-customer-facts", validation_alias="DYNAMODB_CUSTOMER_FACTS_TABLE", min_length=3)
     bridge_lease_ttl_ms: int = Field(10_000, ge=1_000, validation_alias="BRIDGE_LEASE_TTL_MS")
     worker_group: str = Field("agentstream-worker", validation_alias="WORKER_GROUP")
     delivery_group: str = Field("agentstream-delivery", validation_alias="DELIVERY_GROUP")

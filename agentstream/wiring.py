@@ -37,6 +37,7 @@ from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.delivery import Delivery, run_delivery
 from agentstream.streams.gmail_watch import EVERY_S, WatchRenewer, run_watch_renewal
 from agentstream.streams.leases import LeaseTable
+from agentstream.streams.explain import Explainer
 from agentstream.streams.keyed import KeyedExecutor
 from agentstream.streams.outbound import external_sender
 from agentstream.streams.reconcile import reconcile
@@ -102,7 +103,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
 
         processor = ConversationProcessor(
             store, ProjectionStore(ddb, settings.tables), directory, responder, publish_reply,
-            default_idle_minutes=settings.session_idle_minutes,
+            default_idle_minutes=settings.session_idle_minutes, prompt_budget_chars=settings.prompt_budget_chars,
         )
         executor = KeyedExecutor(settings.worker_max_inflight)
         app = build_app(settings, processor, Dlq(producer, settings.topic_dlq), executor)
@@ -134,6 +135,7 @@ async def gateway_deps(stack: AsyncExitStack, settings: Settings) -> Deps:
         settings=settings, ddb=ddb, store=store, ingestor=Ingestor(store),
         directory=BusinessDirectory(ddb, settings.tables), projections=ProjectionStore(ddb, settings.tables),
         credentials=credentials, hub=SocketHub(), http=http, gmail=GmailAuth(credentials, settings.google_token_uri),
+        explainer=Explainer(ddb, settings),
     )
 
 
@@ -232,6 +234,11 @@ async def run_import_legacy(settings: Settings, messages_table: str | None, sess
         store = EventStore(ddb, settings.tables.events, head_cache=10_000)  # the import appends in runs per stream
         return await import_legacy(ddb, store, messages_table or settings.tables.messages,
                                    sessions_table or settings.tables.sessions)
+
+
+async def run_explain(settings: Settings, event_id: str) -> Any:
+    async with dynamodb_client(settings) as ddb:
+        return await Explainer(ddb, settings).explain(event_id)
 
 
 async def run_forget(settings: Settings, business_id: str, user_id: str) -> Any:

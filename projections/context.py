@@ -52,8 +52,18 @@ class ReplyContext:
 
 
 def business_block(business: dict[str, Any]) -> str:
-    info = {k: business[k] for k in INFO_FIELDS if business.get(k) not in (None, "", [], {})}
+    """The business's info fields in a fixed order (nested keys sorted: a stored map's key order
+    is not guaranteed, and the same info must give the same prompt)."""
+    info = {k: _sorted(business[k]) for k in INFO_FIELDS if business.get(k) not in (None, "", [], {})}
     return "Business information: " + json.dumps(info, ensure_ascii=False, sort_keys=False)
+
+
+def _sorted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
 
 
 def memory_block(memory: dict[str, Any]) -> str:

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agentstream.events import Event, FactCorrected, FactRetracted, FactsExtracted, MessageReceived
 from agentstream.events import iso as _iso_uncached
+from agentstream.projections.base import FoldConfig, Put
 from agentstream.projections.extraction import NATIONAL, ROMANIA, VALUE_LIMIT, extract, normalise_phone
 
 EXTRACTOR_VERSION = 1
@@ -262,3 +263,21 @@ def _clean_time(text: str, zone: tzinfo) -> str:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     moment = moment.astimezone(zone) if moment.tzinfo else moment.replace(tzinfo=zone)
     return moment.isoformat(timespec="seconds")
+
+
+class FactsProjection:
+    """The customer's facts, one item per customer in `ai-agent-customer-facts` (the state item)."""
+
+    name = "facts"
+    table = "facts"
+    owns = {"facts": ("businessId", "userId")}
+    version = EXTRACTOR_VERSION
+
+    def empty(self, business_id: str, user_id: str) -> State:
+        return empty_facts(business_id, user_id)
+
+    def apply(self, state: State, event: Event, config: FoldConfig) -> tuple[State, list[Put]]:
+        return apply_facts(state, event, config.timezone), []
+
+
+FACTS = FactsProjection()

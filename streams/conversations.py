@@ -10,11 +10,13 @@ step is idempotent, so a crash anywhere is repaired by processing the event agai
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import structlog
 
 from agentstream import metrics
@@ -23,7 +25,8 @@ from agentstream.adapters.event_store import EventStore, event_from_item
 from agentstream.adapters.llm import Responder
 from agentstream.adapters.projection_store import ProjectionStore, StaleWrite
 from agentstream.events import IMPORTED, Event, MessageReceived, new_event, reply_event_id, utc_now
-from agentstream.projections.context import ReplyContext
+from agentstream.projections.context import ReplyContext, build_prompt
+from agentstream.projections.facts import current_facts
 from agentstream.projections.base import FoldConfig, Item, Projection, Put, key_of, position, state_version
 from agentstream.projections.conversation import active_session
 from agentstream.registry import PROJECTIONS
@@ -92,6 +95,7 @@ class ConversationProcessor:
         default_idle_minutes: int = 60,
         cache_size: int = 20_000,
         registry: Sequence[Projection] = PROJECTIONS,
+        prompt_budget_chars: int = 12_000,
     ) -> None:
         self._store = store
         self._projections = projections
@@ -100,6 +104,7 @@ class ConversationProcessor:
         self._publish_reply = publish_reply
         self._idle = default_idle_minutes
         self._registry = tuple(registry)
+        self._budget = prompt_budget_chars
         self._cache: OrderedDict[str, States] = OrderedDict()
         self._cache_size = cache_size
 
@@ -190,7 +195,9 @@ class ConversationProcessor:
         """The one reply to an inbound message: the model is asked only if the log has none."""
         reply, head = await self._logged_reply(inbound)
         if reply is None:
-            answer = await self._responder.answer(await self._context(inbound, states, info))
+            ctx = await self._context(inbound, states, info)
+            sent = build_prompt(ctx, self._budget)
+            answer = await self._responder.answer(ctx)
             session = active_session(states[REPLIES_FOLLOW]) or {}
             draft = new_event(
                 "ReplyGenerated",
@@ -208,6 +215,8 @@ class ConversationProcessor:
                     "usage": {"promptTokens": answer.prompt_tokens, "completionTokens": answer.completion_tokens},
                     "fallback": answer.fallback,
                     "deliverTo": dict(inbound.payload.replyTo),
+                    "promptHash": prompt_hash(sent),
+                    "versions": self._versions(inbound, info),
                 },
             )
             reply = (await self._store.append(draft, external_id=reply_key(inbound.eventId), head=head)).event
@@ -234,14 +243,36 @@ class ConversationProcessor:
 
     async def _context(self, inbound: MessageReceived, states: States, info: dict[str, Any]) -> ReplyContext:
         business_type = str(info.get("businessType", "general"))
-        text = inbound.payload.content
-        return ReplyContext(
-            business=info,
-            system_instructions=await self._directory.system_instructions(business_type),
-            rag_entries=await self._directory.rag_entries(inbound.businessId),
-            memory=states[REPLIES_FOLLOW],
-            time=time_context(inbound.occurredAt, str(info.get("timezone", "UTC")), info.get("openingHours") or {}),
-            message=text,
-            language=detect_language(text) if text.strip() else str(info.get("language", "en")),
-            inbound_event_id=inbound.eventId,
-        )
+        instructions = await self._directory.system_instructions(business_type)
+        rag = await self._directory.rag_entries(inbound.businessId)
+        return reply_context(inbound, states, info, instructions, rag)
+
+    def _versions(self, inbound: MessageReceived, info: dict[str, Any]) -> dict[str, str]:
+        """The versions of the business data the prompt was built from (the config history's)."""
+        d, business_type = self._directory, str(info.get("businessType", "general"))
+        return {"businessInfo": d.version("info", inbound.businessId),
+                "systemInstructions": d.version("system", business_type), "rag": d.version("rag", inbound.businessId)}
+
+
+def reply_context(inbound: MessageReceived, states: States, info: dict[str, Any], instructions: str,
+                  rag: list[dict[str, Any]]) -> ReplyContext:
+    """The context of the reply to `inbound`, from the projections' states just after it (pure:
+    `explain` rebuilds it from the log)."""
+    text = inbound.payload.content
+    facts = states.get("facts")
+    return ReplyContext(
+        business=info,
+        system_instructions=instructions,
+        rag_entries=rag,
+        memory=states[REPLIES_FOLLOW],
+        time=time_context(inbound.occurredAt, str(info.get("timezone", "UTC")), info.get("openingHours") or {}),
+        message=text,
+        language=detect_language(text) if text.strip() else str(info.get("language", "en")),
+        inbound_event_id=inbound.eventId,
+        facts=current_facts(facts, inbound.occurredAt) if facts else [],
+    )
+
+
+def prompt_hash(prompt: list[dict[str, str]]) -> str:
+    """The SHA-256 of a prompt's messages (what ReplyGenerated records and `explain` checks)."""
+    return hashlib.sha256(orjson.dumps(prompt)).hexdigest()

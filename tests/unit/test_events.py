@@ -11,7 +11,7 @@ from boto3.dynamodb.types import TypeSerializer
 from hypothesis import given, strategies as st
 from pydantic import ValidationError
 
-from agentstream.events import UnknownSchemaVersion, new_event, parse_event, reply_event_id
+from agentstream.events import UnknownEventType, UnknownSchemaVersion, new_event, parse_event, reply_event_id
 from agentstream.schemas import render_schemas
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,11 +34,28 @@ def test_round_trip_keeps_text_and_time() -> None:
 
 
 def test_unknown_schema_version_is_a_clear_error() -> None:
-    with pytest.raises(UnknownSchemaVersion, match="schemaVersion 2"):
+    with pytest.raises(UnknownSchemaVersion, match="schemaVersion 2; this build reads 1: upgrade"):
         parse_event(raw_message(schemaVersion=2))
 
 
-@pytest.mark.parametrize("change", [{"type": "Nope"}, {"channel": "fax"}, {"businessId": ""}, {"occurredAt": "2026-01-01T10:00:00"}])
+def test_an_unknown_type_asks_for_an_upgrade_not_a_dlq() -> None:
+    with pytest.raises(UnknownEventType, match="type 'HandoffRequested'.*upgrade"):
+        parse_event(raw_message(type="HandoffRequested"))
+
+
+def test_a_v1_reply_is_upcast_to_v2_without_a_recorded_prompt() -> None:
+    reply = new_event("ReplyGenerated", business_id="b", user_id="u", channel="sms",
+                      payload={"content": "Da", "inReplyTo": "e1", "sessionId": "s", "model": "m"})
+    v1 = reply.to_json_dict() | {"schemaVersion": 1}
+    v1["payload"] = {k: v for k, v in v1["payload"].items() if k not in ("promptHash", "versions")}
+    upcast = parse_event(v1)
+    assert upcast.schemaVersion == 2 and upcast.payload.promptHash == "" and upcast.payload.versions == {}
+    assert upcast.payload.content == "Da"
+    with pytest.raises(UnknownSchemaVersion, match="ReplyGenerated.*schemaVersion 3"):
+        parse_event(reply.to_json_dict() | {"schemaVersion": 3})
+
+
+@pytest.mark.parametrize("change", [{"type": 7}, {"channel": "fax"}, {"businessId": ""}, {"occurredAt": "2026-01-01T10:00:00"}])
 def test_invalid_events_are_refused(change: dict) -> None:
     with pytest.raises(ValidationError):
         parse_event(raw_message(**change))

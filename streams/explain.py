@@ -1,0 +1,147 @@
+"""Why this reply: the exact context a reply was built from, rebuilt from the log.
+
+Given the eventId of a ReplyGenerated or of its inbound message, the customer's stream is
+folded up to the inbound (every registered projection, as the worker had them when it asked
+the model), the business info, system instructions and RAG entries in force at the inbound's
+time are read from the config history, and the prompt is built again. `reproduced` says whether
+its hash is the one the reply recorded; if not, the differences say what changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from agentstream.adapters.business import BusinessDirectory
+from agentstream.adapters.config_history import info_key, instructions_key, rag_key, version_of
+from agentstream.adapters.event_store import EventStore
+from agentstream.events import Event, MessageReceived, ReplyGenerated, iso
+from agentstream.projections.base import Projection, fold_events
+from agentstream.projections.context import ReplyContext, build_prompt
+from agentstream.registry import PROJECTIONS
+from agentstream.settings import Settings
+from agentstream.streams.conversations import fold_config, prompt_hash, reply_context, reply_key
+
+
+class NotExplainable(LookupError):
+    """No such event in the log (or not of the caller's business), or not a message or reply."""
+
+
+@dataclass
+class Explanation:
+    inbound: MessageReceived
+    reply: ReplyGenerated | None
+    context: ReplyContext
+    prompt: list[dict[str, str]]
+    prompt_hash: str
+    versions: dict[str, str]  # the business data's versions in force at the inbound's time
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def reproduced(self) -> bool:
+        return self.reply is not None and self.reply.payload.promptHash == self.prompt_hash
+
+    def differences(self) -> list[str]:
+        """Why the rebuilt prompt is not the one sent ([] when it is)."""
+        if self.reply is None:
+            return ["the message has no reply in the log"]
+        recorded = self.reply.payload
+        if not recorded.promptHash:
+            return ["the reply recorded no prompt hash (written before schemaVersion 2)"]
+        if self.reproduced:
+            return []
+        changed = [f"{name}: the reply used version {recorded.versions.get(name) or 'unknown'}, "
+                   f"the history has {self.versions.get(name) or 'none'} in force at {iso(self.inbound.occurredAt)}"
+                   for name in ("businessInfo", "systemInstructions", "rag")
+                   if recorded.versions.get(name) != self.versions.get(name)]
+        return changed or ["business data versions match: the fold or the prompt builder changed since (another build)"]
+
+    def to_json(self) -> dict[str, Any]:
+        ctx = self.context
+        return {
+            "eventId": self.reply.eventId if self.reply else None,
+            "inbound": {"eventId": self.inbound.eventId, "seq": self.inbound.seq, "occurredAt": iso(self.inbound.occurredAt),
+                        "content": self.inbound.payload.content},
+            "reply": None if self.reply is None else {"eventId": self.reply.eventId, "seq": self.reply.seq,
+                                                     "content": self.reply.payload.content, "model": self.reply.payload.model,
+                                                     "promptHash": self.reply.payload.promptHash,
+                                                     "versions": self.reply.payload.versions},
+            "reproduced": self.reproduced,
+            "promptHash": self.prompt_hash,
+            "differences": self.differences(),
+            "notes": self.notes,
+            "prompt": self.prompt,
+            "context": {
+                "facts": ctx.facts,
+                "time": asdict(ctx.time),
+                "language": ctx.language,
+                "businessInfo": ctx.business,
+                "systemInstructions": ctx.system_instructions,
+                "ragEntries": ctx.rag_entries,
+                "memory": ctx.memory,
+                "lastMessages": ctx.earlier_turns(),
+                "versions": self.versions,
+            },
+        }
+
+
+class Explainer:
+    def __init__(self, ddb: Any, settings: Settings, registry: Sequence[Projection] = PROJECTIONS) -> None:
+        self._store = EventStore(ddb, settings.tables.events)
+        self._directory = BusinessDirectory(ddb, settings.tables)
+        self._settings = settings
+        self._registry = tuple(registry)
+
+    async def explain(self, event_id: str, business_id: str | None = None) -> Explanation:
+        """Explain the reply `event_id` is (or answers); `business_id` limits it to one business."""
+        event = await self._store.by_id(event_id)
+        if event is None or (business_id is not None and event.businessId != business_id):
+            raise NotExplainable(f"no event {event_id!r} in the log")
+        inbound, reply = await self._pair(event)
+        events = await self._store.read(inbound.streamId, limit=inbound.seq)
+        notes: list[str] = []
+        used = reply.payload.versions if reply else {}
+        d, b = self._directory, inbound.businessId
+        info, info_version = await self._used(info_key(b), used.get("businessInfo"), inbound.occurredAt, notes,
+                                              lambda: d.info(b))
+        info = info or {}
+        business_type = str(info.get("businessType", "general"))
+        instructions, instructions_version = await self._used(
+            instructions_key(business_type), used.get("systemInstructions"), inbound.occurredAt, notes,
+            lambda: d.system_instructions(business_type))
+        rag, rag_version = await self._used(rag_key(b), used.get("rag"), inbound.occurredAt, notes, lambda: d.rag_entries(b))
+        config = fold_config(info, self._settings.session_idle_minutes)
+        states = {p.name: fold_events(p, events, config, inbound.businessId, inbound.userId)[0] for p in self._registry}
+        ctx = reply_context(inbound, states, info, instructions or "", rag or [])
+        prompt = build_prompt(ctx, self._settings.prompt_budget_chars)
+        versions = {"businessInfo": info_version, "systemInstructions": instructions_version, "rag": rag_version}
+        return Explanation(inbound, reply, ctx, prompt, prompt_hash(prompt), versions, notes)
+
+    async def _pair(self, event: Event) -> tuple[MessageReceived, ReplyGenerated | None]:
+        """The inbound message and its reply, from either of them."""
+        if isinstance(event, MessageReceived):
+            reply = await self._store.find(event.businessId, reply_key(event.eventId))
+            return event, reply if isinstance(reply, ReplyGenerated) else None
+        if isinstance(event, ReplyGenerated):
+            for earlier in await self._store.read(event.streamId, limit=event.seq):
+                if earlier.eventId == event.payload.inReplyTo and isinstance(earlier, MessageReceived):
+                    return earlier, event
+            raise NotExplainable(f"the inbound {event.payload.inReplyTo!r} of reply {event.eventId!r} is not in the log")
+        raise NotExplainable(f"event {event.eventId!r} is a {event.type}, not a message or a reply")
+
+    async def _used(self, key: str, version: str | None, when: datetime, notes: list[str], current: Any) -> tuple[Any, str]:
+        """The content the reply used: the recorded version from the history; else the one in
+        force at `when`; else the current one (noted)."""
+        if version:
+            for _, content, found in await self._directory.history.versions(key):
+                if found == version:
+                    return content, found
+            notes.append(f"{key}: version {version} is not in the config history")
+        in_force = await self._directory.history.at(key, when)
+        if in_force is not None:
+            return in_force
+        value = await current()
+        notes.append(f"{key}: no version recorded by {iso(when)}; the current one is shown")
+        return value, version_of(value) if value is not None else ""

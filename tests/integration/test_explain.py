@@ -1,0 +1,116 @@
+"""Why this reply (issue 14, item 3), on the real local DynamoDB server: a reply's context and
+prompt are rebuilt from the log and the config history, `reproduced` when the hash matches, with
+last month's business info after it changed; from the command line and over HTTP."""
+
+from __future__ import annotations
+
+import json
+from contextlib import AsyncExitStack
+
+import httpx
+
+from agentstream.adapters.bootstrap import demo_credentials
+from agentstream.adapters.dynamo import from_item, to_item
+from agentstream.events import Event, ReplyGenerated
+from agentstream.streams.explain import Explainer, NotExplainable
+from agentstream.wiring import gateway_deps
+from tests.integration.test_cli import cli
+from tests.integration.test_gateway_auth import _serve
+from tests.integration.world import World, drain, inbound
+
+ANA = ("Buna ziua, ma numesc Ana, telefonul meu e 0722 123 456", "Puteti sa ma programati joi la 10 pentru tuns?")
+
+
+async def _conversation(world: World, user: str) -> list[Event]:
+    """Two turns of a customer who gives her name and phone, then asks for Thursday at 10."""
+    for minute, text in enumerate(ANA):
+        await world.store.append(inbound(user, text, minute))
+    await drain(world, f"demo-salon#{user}")
+    return await world.store.read(f"demo-salon#{user}")
+
+
+def _replies(events: list[Event]) -> list[ReplyGenerated]:
+    return [e for e in events if isinstance(e, ReplyGenerated)]
+
+
+async def test_a_reply_is_reproduced_with_the_facts_and_time_it_was_built_from(world: World) -> None:
+    events = await _conversation(world, "ana")
+    reply = _replies(events)[-1]
+    assert reply.schemaVersion == 2 and len(reply.payload.promptHash) == 64
+    assert set(reply.payload.versions) == {"businessInfo", "systemInstructions", "rag"} and all(reply.payload.versions.values())
+
+    found = await Explainer(world.ddb, world.settings).explain(reply.eventId)
+    data = found.to_json()
+    assert data["reproduced"] is True and data["differences"] == [] and data["promptHash"] == reply.payload.promptHash
+    facts = {f["kind"]: f["value"] for f in data["context"]["facts"]}
+    assert facts["name"] == "Ana" and facts["phone"] == "+40722123456"
+    assert facts["appointment"] == {"at": "2026-11-26T10:00:00+02:00", "service": "tuns"}  # T0 is a Tuesday
+    assert data["context"]["time"] | {} == {**data["context"]["time"], "local_time": "10:01", "date": "2026-11-24", "weekday": "tuesday"}
+    assert "Ana" in data["prompt"][0]["content"] and data["prompt"][-1]["content"] == ANA[1]
+
+    by_inbound = await Explainer(world.ddb, world.settings).explain(reply.payload.inReplyTo)
+    assert by_inbound.to_json() == data
+
+
+async def test_after_the_opening_hours_change_a_reply_is_explained_with_the_old_ones(world: World) -> None:
+    reply = _replies(await _conversation(world, "ana2"))[-1]
+    table, key = world.settings.tables.business_info, to_item({"businessId": "demo-salon"})
+    info = from_item((await world.ddb.get_item(TableName=table, Key=key))["Item"])
+    old_hours = json.dumps(info["openingHours"]["mon"], ensure_ascii=False)
+    info["openingHours"]["mon"] = [["07:00", "23:00"]]
+    await world.ddb.put_item(TableName=table, Item=to_item(info))
+
+    explainer = Explainer(world.ddb, world.settings)  # a fresh directory: it reads (and records) the new info
+    assert (await explainer._directory.info("demo-salon"))["openingHours"]["mon"] == [["07:00", "23:00"]]
+    data = (await explainer.explain(reply.eventId)).to_json()
+    assert data["reproduced"] is True
+    assert data["context"]["businessInfo"]["openingHours"]["mon"] != [["07:00", "23:00"]]
+    assert old_hours.replace(" ", "") in data["prompt"][0]["content"].replace(" ", "")
+    assert data["context"]["versions"]["businessInfo"] == reply.payload.versions["businessInfo"]
+
+
+async def test_a_prompt_that_is_not_rebuilt_the_same_says_why(world: World) -> None:
+    reply = _replies(await _conversation(world, "ana3"))[-1]
+    smaller = world.settings.model_copy(update={"prompt_budget_chars": 1000})  # another build's prompt
+    data = (await Explainer(world.ddb, smaller).explain(reply.eventId)).to_json()
+    assert data["reproduced"] is False
+    assert data["differences"] == ["business data versions match: the fold or the prompt builder changed since (another build)"]
+
+
+async def test_explain_from_the_command_line_and_over_http(world: World) -> None:
+    reply = _replies(await _conversation(world, "ana4"))[-1]
+    printed = cli("explain", reply.eventId, "--json")
+    assert printed.returncode == 0, printed.stdout
+    data = json.loads(printed.stdout.strip().splitlines()[-1])
+    assert data["reproduced"] is True and {f["kind"] for f in data["context"]["facts"]} >= {"name", "phone", "appointment"}
+    person = cli("explain", reply.eventId)
+    assert "reproduced: yes" in person.stdout and "name: Ana" in person.stdout
+    missing = cli("explain", "no-such-event")
+    assert missing.returncode == 1 and "no event 'no-such-event' in the log" in missing.stdout
+
+    keys = await demo_credentials(world.settings, ["demo-salon", "demo-restaurant"])
+    async with AsyncExitStack() as stack:
+        d = await gateway_deps(stack, world.settings)
+        server, task, port = await _serve(d)
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+                def get(event_id: str, key: str) -> object:
+                    return http.get(f"/v1/replies/{event_id}/explain", headers={"Authorization": f"Bearer {key}"})
+
+                ok = await get(reply.eventId, keys["demo-salon"])
+                assert ok.status_code == 200 and ok.json()["reproduced"] is True
+                assert (await get(reply.eventId, keys["demo-restaurant"])).status_code == 404  # not its reply
+                assert (await get("no-such-event", keys["demo-salon"])).status_code == 404
+                assert (await get(reply.eventId, "demo-salon.wrong")).status_code == 401
+        finally:
+            server.should_exit = True
+            await task
+
+
+async def test_an_event_that_is_not_logged_is_not_explained(world: World) -> None:
+    try:
+        await Explainer(world.ddb, world.settings).explain("nothing-here")
+    except NotExplainable as exc:
+        assert "no event 'nothing-here'" in str(exc)
+    else:
+        raise AssertionError("an unknown event was explained")
