@@ -9,7 +9,7 @@ registry (`agentstream.registry`); a new projection is one module here and one l
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -66,14 +66,16 @@ def state_version(state: Item) -> int:
     return int(state.get("version", 1))
 
 
-def fold_events(projection: Projection, events: Iterable[Event], config: FoldConfig,
+def fold_events(projection: Projection, events: Iterable[Event], config: FoldConfig | Callable[[Event], FoldConfig],
                 business_id: str, user_id: str) -> tuple[Item, list[Put]]:
     """A customer's events (seq order, duplicates skipped) folded: the final state and every
-    item put along the way, the last put of each item only (in first-put order)."""
+    item put along the way, the last put of each item only (in first-put order). `config` may
+    be a function of the event (the business settings in force at its time)."""
+    config_of = config if callable(config) else lambda _: config
     state = projection.empty(business_id, user_id)
-    puts: dict[tuple[str, str], Put] = {}
+    puts: dict[tuple[Any, ...], Put] = {}
     for event in sorted(events, key=lambda e: e.seq):
-        state, changed = projection.apply(state, event, config)
+        state, changed = projection.apply(state, event, config_of(event))
         for put in changed:
             puts[(put.table, key_of(projection, put))] = put
     return state, list(puts.values())

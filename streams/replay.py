@@ -10,6 +10,7 @@ writing.
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,8 +22,9 @@ from agentstream.adapters.business import BusinessDirectory
 from agentstream.adapters.dynamo import batch_write, from_item, to_item
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.projection_store import ProjectionStore
-from agentstream.events import Event
-from agentstream.projections.base import Projection, Put, fold_events, state_version
+from agentstream.adapters.config_history import info_key
+from agentstream.events import Event, iso
+from agentstream.projections.base import FoldConfig, Projection, Put, fold_events, state_version
 from agentstream.registry import PROJECTIONS
 from agentstream.settings import Settings
 from agentstream.streams.conversations import fold_config
@@ -98,6 +100,8 @@ class Replayer:
         self._projections = ProjectionStore(ddb, settings.tables)
         self._directory = BusinessDirectory(ddb, settings.tables, ttl_s=600)
         self._slots = asyncio.Semaphore(concurrency)
+        self._idle = settings.session_idle_minutes
+        self._history: dict[str, tuple[list[str], list[FoldConfig], FoldConfig]] = {}
 
     async def streams(self, scope: Scope) -> dict[str, int]:
         """The conversations in scope with their head seq."""
@@ -150,8 +154,7 @@ class Replayer:
             events = [e for e in events if e.occurredAt <= scope.as_of]
         if not events:  # an erased customer, or none of the events is up to --as-of
             return 0, []
-        info = await self._directory.info(business_id) or {}
-        config = fold_config(info, self._settings.session_idle_minutes)
+        config = await self._configs(business_id)
         writes: list[tuple[Projection, Put]] = []
         for p in self._registry:
             state, puts = fold_events(p, events, config, business_id, user_id)
@@ -164,6 +167,22 @@ class Replayer:
         else:
             await self._projections.write_bulk([put for _, put in writes])
         return len(events), []
+
+    async def _configs(self, business_id: str) -> Callable[[Event], FoldConfig]:
+        """The business settings in force at each event's time (the config history; the current
+        info before the first recorded version), so a replay after a change reproduces the past."""
+        if business_id not in self._history:
+            current = await self._directory.info(business_id) or {}
+            versions = await self._directory.history.versions(info_key(business_id))
+            self._history[business_id] = ([v[0] for v in versions], [fold_config(v[1], self._idle) for v in versions],
+                                          fold_config(current, self._idle))
+        starts, configs, current = self._history[business_id]
+
+        def at(event: Event) -> FoldConfig:
+            i = bisect.bisect_right(starts, iso(event.occurredAt)) - 1
+            return configs[i] if i >= 0 else (configs[0] if configs else current)
+
+        return at
 
     async def _compare(self, writes: list[tuple[Projection, Put]]) -> list[str]:
         diffs: list[str] = []
