@@ -129,6 +129,26 @@ async def batch_write(ddb: Any, requests: dict[str, list[dict[str, Any]]]) -> No
         pending = (await ddb.batch_write_item(RequestItems=pending)).get("UnprocessedItems") or {}
 
 
+async def existing_keys(ddb: Any, table: str, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Those of `keys` (plain key maps of one table) whose item exists: consistent BatchGetItem
+    of the key attributes only, 100 keys a call (duplicates read once), retrying what was left
+    unprocessed."""
+    unique = list({tuple(sorted(k.items())): k for k in keys}.values())
+    if not unique:
+        return []
+    names = {f"#k{i}": name for i, name in enumerate(sorted(unique[0]))}
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(unique), 100):
+        request: dict[str, Any] = {table: {"Keys": [to_item(k) for k in unique[start:start + 100]],
+                                           "ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names,
+                                           "ConsistentRead": True}}
+        while request:
+            answer = await ddb.batch_get_item(RequestItems=request)
+            found.extend(from_item(i) for i in answer.get("Responses", {}).get(table, []))
+            request = answer.get("UnprocessedKeys") or {}
+    return found
+
+
 async def put_items(ddb: Any, table: str, items: list[dict[str, Any]], concurrency: int = 8) -> None:
     """Unconditional puts, 25 to a BatchWriteItem call, `concurrency` calls at a time."""
     slots = asyncio.Semaphore(concurrency)

@@ -55,7 +55,29 @@ async def send_keyed(producer: AIOKafkaProducer, topic: str,
 
 
 def topics(settings: Settings) -> list[str]:
+    """Every topic of the product (DESIGN.md section 3), the one list: `setup` creates these,
+    `status` sizes them, `forget` reports how long each keeps an erased customer's records. A
+    new topic is added here."""
     return [settings.topic_events, settings.topic_replies, settings.topic_dlq]
+
+
+async def topic_configs(bootstrap: str, names: list[str], keys: tuple[str, ...]) -> dict[str, dict[str, str] | None]:
+    """The named configs of each topic as the broker applies them (the topic's own value or the
+    broker's default), one DescribeConfigs request; None for a topic that does not exist."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        answers = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n, dict.fromkeys(keys)) for n in names])
+    finally:
+        await admin.close()
+    found: dict[str, dict[str, str] | None] = dict.fromkeys(names)
+    for answer in answers:
+        for resource in answer.to_object()["resources"]:
+            if not resource["error_code"]:
+                found[resource["resource_name"]] = {e["config_names"]: e["config_value"] for e in resource["config_entries"]}
+    return found
 
 
 async def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str]:

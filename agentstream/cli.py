@@ -193,16 +193,67 @@ def import_legacy(
     console.print(f"legacy messages: {r.messages}; appended: {r.appended}; already imported: {r.duplicates}; skipped: {r.skipped}")
 
 
-@app.command()
-def forget(business: str = typer.Option(..., help="business id"), user: str = typer.Option(..., help="user id")) -> None:
-    """Erase a user: events, sessions, messages, memory. Says what Kafka still holds."""
-    from agentstream.wiring import run_forget
+def _forget_usage(problem: str) -> typer.Exit:
+    """A wrong use of `forget`, in one line (exit 2)."""
+    typer.echo(f"agentstream forget: {problem}", err=True)
+    return typer.Exit(2)
 
-    r = asyncio.run(run_forget(_one_shot(), business, user))
-    console.print(f"erased {business}#{user}: events {r.events}, idempotency records {r.idempotency_records}, "
-                  f"sessions {r.sessions}, messages {r.messages}, memory {r.memory}")
-    for line in r.still_in_kafka:
-        console.print("still in Kafka: " + line)
+
+@app.command()
+def forget(
+    business: Annotated[Optional[str], typer.Option(help="business id (required unless --check-proof)")] = None,
+    user: Annotated[Optional[str], typer.Option(help="user id (required unless --check-proof)")] = None,
+    proof: Annotated[Optional[Path], typer.Option(help="also write a signed erasure receipt (JSON) to this file")] = None,
+    check_proof: Annotated[Optional[Path], typer.Option(help="verify a receipt --proof wrote (signature, counts); erases nothing")] = None,
+) -> None:
+    """Erase a user: events, every projection's items (sessions, messages, memory, facts). Says
+    what Kafka still holds; --proof FILE writes a signed receipt, --check-proof FILE checks one."""
+    if check_proof is not None:
+        if business or user or proof:
+            raise _forget_usage("--check-proof FILE takes no --business, --user or --proof")
+        from agentstream.receipt import check
+
+        settings = _configured()
+        if not settings.credentials_key:
+            raise _forget_usage("AGENTSTREAM_SECRET_KEY is not set: receipts are checked with the key that signed them")
+        try:
+            text = check_proof.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _forget_usage(f"cannot read {check_proof}: {exc}")
+        verdict = check(text, settings.credentials_key)
+        print(verdict.line)
+        raise typer.Exit(0 if verdict.valid else 1)
+    if not business or not user:
+        raise _forget_usage("--business and --user are required (or --check-proof FILE to verify a receipt)")
+    if proof is not None:
+        from agentstream.streams.erasure import forget_with_receipt, write_receipt
+
+        settings = _one_shot()
+        if not settings.credentials_key:
+            raise _forget_usage("AGENTSTREAM_SECRET_KEY is not set: it signs the receipt (nothing erased)")
+        if not proof.parent.is_dir() or not os.access(proof.parent, os.W_OK):
+            raise _forget_usage(f"cannot write the receipt to {proof}: no writable folder {proof.parent} (nothing erased)")
+        r, receipt = asyncio.run(forget_with_receipt(settings, business, user))
+    else:
+        from agentstream.wiring import run_forget
+
+        r = asyncio.run(run_forget(_one_shot(), business, user))
+    items = ", ".join(f"{table} {count}" for table, count in r.items.items())
+    console.print(f"erased {business}#{user}: events {r.events}, idempotency records {r.idempotency_records}, {items}")
+    if proof is None:
+        for line in r.still_in_kafka:
+            console.print("still in Kafka: " + line)
+        return
+    write_receipt(proof, receipt)
+    for topic in receipt["kafka"]:
+        if topic["exists"]:
+            until = f"until {topic['until']} at the latest" if topic["until"] else "until deleted by hand (no retention bound)"
+            console.print(f"still in Kafka: {topic['topic']} partition {topic['partition']} may hold the customer's records {until}")
+    left = {where: n for where, n in receipt["left"].items() if n}
+    console.print(f"receipt written to {proof}; items left after the erasure: "
+                  + (", ".join(f"{where} {n}" for where, n in left.items()) if left else "none"))
+    if left:
+        raise typer.Exit(1)
 
 
 @app.command()

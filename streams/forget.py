@@ -4,8 +4,9 @@ A tombstone (PK `forgotten#<business>#<user>` in the events table) stays behind,
 Kafka record never brings the user back through the worker; a replay has no events left to
 fold. Each projection's items are found by folding the customer's stream before it is deleted
 (the folds are deterministic, so that is every item they wrote), plus the state item and, for
-sessions and messages, the seed's indexes. Kafka keeps its copies until the topics'
-retention: the report says so.
+sessions and messages, the seed's indexes; an item counts as deleted if it existed. Kafka
+keeps its copies until the topics' retention: the report says so. The report keeps the deleted
+keys and the tombstone's time, for the signed receipt of `forget --proof` (streams/erasure.py).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.dynamo import batch_write, query_all, scan_all, to_item
+from agentstream.adapters.dynamo import batch_write, existing_keys, query_all, scan_all, to_item
 from agentstream.adapters.event_store import IDEM_PREFIX, TOMBSTONE_PREFIX, EventStore
+from agentstream.adapters.kafka import topics
 from agentstream.adapters.projection_store import sessions_of_user
 from agentstream.adapters.tables import MESSAGES_BY_SESSION
 from agentstream.events import iso, utc_now
@@ -38,6 +40,8 @@ class ForgetReport:
     idempotency_records: int = 0
     items: dict[str, int] = field(default_factory=dict)  # projection table -> items deleted
     still_in_kafka: list[str] = field(default_factory=list)
+    forgotten_at: str = ""  # the tombstone's forgottenAt
+    keys: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "events", "idempotency_records", projection tables -> deleted keys
 
     @property
     def sessions(self) -> int:
@@ -62,22 +66,27 @@ async def forget(ddb: Any, settings: Settings, business_id: str, user_id: str,
                  registry: Sequence[Projection] = PROJECTIONS) -> ForgetReport:
     t = settings.tables
     stream = f"{business_id}#{user_id}"
-    report = ForgetReport()
-    await ddb.put_item(TableName=t.events, Item=to_item({**tombstone_key(business_id, user_id), "forgottenAt": iso(utc_now())}))
+    report = ForgetReport(forgotten_at=iso(utc_now()))
+    await ddb.put_item(TableName=t.events, Item=to_item({**tombstone_key(business_id, user_id), "forgottenAt": report.forgotten_at}))
     events = await EventStore(ddb, t.events).read(stream)
     keys = await _projected_keys(ddb, settings, registry, events, business_id, user_id)
     for field_name, (names, found) in keys.items():
-        report.items[field_name] = await _delete(ddb, getattr(t, field_name), [dict(zip(names, k)) for k in found])
+        candidates = [dict(zip(names, k)) for k in found]
+        report.keys[field_name] = await existing_keys(ddb, getattr(t, field_name), candidates)
+        await _delete(ddb, getattr(t, field_name), candidates)
+        report.items[field_name] = len(report.keys[field_name])
     logged = await query_all(ddb, TableName=t.events, KeyConditionExpression="streamId = :s",
                              ExpressionAttributeValues=to_item({":s": stream}), ProjectionExpression="streamId, seq")
     report.events = await _delete(ddb, t.events, logged)
+    report.keys["events"] = logged
     idem = await scan_all(ddb, TableName=t.events, ProjectionExpression="streamId, seq",
                           FilterExpression="begins_with(streamId, :p) AND eventStreamId = :s",
                           ExpressionAttributeValues=to_item({":p": f"{IDEM_PREFIX}{business_id}#", ":s": stream}))
     report.idempotency_records = await _delete(ddb, t.events, idem)
+    report.keys["idempotency_records"] = idem
     report.still_in_kafka = [
         f"{topic}: records keyed {stream!r} remain until the topic's retention (default 7 days) deletes them"
-        for topic in (settings.topic_events, settings.topic_replies, settings.topic_dlq)
+        for topic in topics(settings)
     ]
     return report
 

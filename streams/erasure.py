@@ -1,0 +1,164 @@
+"""Provable erasure: `forget` with a signed receipt (`agentstream forget --proof FILE`).
+
+Before anything is erased, the broker is asked how long each of the product's topics keeps
+records (a broker that cannot be asked stops the command with nothing erased). Then `forget`
+runs, and the customer's items are looked for again by reading, with consistent reads of the
+base tables: the log by Query on the streamId, the idempotency records, every registered
+projection's state item by key and every key `forget` deleted, the sessions through the
+businessId-userId GSI, the messages through the businessId-timestamp index (filtered by
+userId) and through the sessions' index, and, for a table no index covers, a filtered scan.
+The receipt (agentstream/receipt.py) records the counts; a replay cannot check this, because
+the stream it would compare with is gone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiokafka.partitioner import DefaultPartitioner
+
+from agentstream import receipt as receipts
+from agentstream.adapters.credentials import CredentialsError
+from agentstream.adapters.dynamo import dynamodb_client, error_code, existing_keys, query_all, scan_all, to_item
+from agentstream.adapters.event_store import IDEM_PREFIX
+from agentstream.adapters.kafka import partitions_of, topic_configs, topics
+from agentstream.adapters.projection_store import sessions_of_user
+from agentstream.adapters.tables import MESSAGES_BY_BUSINESS, MESSAGES_BY_SESSION
+from agentstream.events import iso, utc_now
+from agentstream.projections.base import Projection
+from agentstream.registry import PROJECTIONS
+from agentstream.settings import Settings
+from agentstream.streams.forget import ForgetReport, forget, tombstone_key
+
+RETENTION_CONFIGS = ("cleanup.policy", "retention.ms", "segment.ms")
+CUSTOMER_KEY = ("businessId", "userId")
+
+
+def receipt_keys(settings: Settings) -> receipts.ReceiptKeys:
+    if not settings.credentials_key:
+        raise CredentialsError("AGENTSTREAM_SECRET_KEY is not set: it signs erasure receipts and checks them "
+                               "(`make up` writes one to .env; `agentstream credentials keygen` makes one)")
+    return receipts.ReceiptKeys(settings.credentials_key)
+
+
+async def topic_retention(settings: Settings) -> dict[str, dict[str, Any] | None]:
+    """Per product topic: its cleanup policy, retention.ms, segment.ms and partitions (None: no such topic)."""
+    names = topics(settings)
+    configs = await topic_configs(settings.kafka_bootstrap_servers, names, RETENTION_CONFIGS)
+    present = [n for n in names if configs[n] is not None]
+    partitions = await partitions_of(settings.kafka_bootstrap_servers, present) if present else {}
+    return {n: None if configs[n] is None else {**configs[n], "partitions": partitions.get(n, [])} for n in names}
+
+
+def kafka_holdings(retention: dict[str, dict[str, Any] | None], stream: str, forgotten_at: str) -> list[dict[str, Any]]:
+    """What each topic may still hold of the stream and until when. Kafka deletes a whole
+    segment once its newest record is older than retention.ms, and a segment takes records for
+    up to segment.ms: a record written before the erasure is gone by forgottenAt + segment.ms +
+    retention.ms at the latest (`until`; `agedOutAt` = forgottenAt + retention.ms is when the
+    records themselves pass the retention). A compacted-only topic or unlimited retention has no bound."""
+    erased = datetime.fromisoformat(forgotten_at.replace("Z", "+00:00"))
+    held: list[dict[str, Any]] = []
+    for topic, config in retention.items():
+        if config is None:
+            held.append({"topic": topic, "exists": False, "until": None})
+            continue
+        parts = config["partitions"]
+        entry: dict[str, Any] = {
+            "topic": topic, "exists": True,
+            "partition": DefaultPartitioner()(stream.encode(), parts, parts) if parts else None,  # records keyed by the stream
+            "cleanupPolicy": config.get("cleanup.policy"), "retentionMs": int(config.get("retention.ms") or -1),
+            "segmentMs": int(config.get("segment.ms") or 0), "agedOutAt": None, "until": None,
+        }
+        if "delete" in str(entry["cleanupPolicy"]).split(",") and entry["retentionMs"] >= 0:
+            entry["agedOutAt"] = iso(erased + timedelta(milliseconds=entry["retentionMs"]))
+            entry["until"] = iso(erased + timedelta(milliseconds=entry["retentionMs"] + entry["segmentMs"]))
+        held.append(entry)
+    return held
+
+
+def _owned(registry: Sequence[Projection]) -> dict[str, tuple[str, ...]]:
+    owned: dict[str, tuple[str, ...]] = {}
+    for p in registry:
+        owned.setdefault(p.table, CUSTOMER_KEY)
+        owned.update(p.owns)
+    return owned
+
+
+async def _indexed_or_scanned(ddb: Any, table: str, index: str, business_id: str, user_id: str) -> list[dict[str, Any]]:
+    """The customer's items of a table whose `index` is keyed by businessId: a Query filtered
+    by userId, or a filtered scan when the index is missing."""
+    values = to_item({":b": business_id, ":u": user_id})
+    try:
+        return await query_all(ddb, TableName=table, IndexName=index, KeyConditionExpression="businessId = :b",
+                               FilterExpression="userId = :u", ExpressionAttributeValues=values)
+    except Exception as exc:
+        if error_code(exc) not in ("ValidationException", "ResourceNotFoundException"):
+            raise
+    return await scan_all(ddb, TableName=table, FilterExpression="businessId = :b AND userId = :u",
+                          ExpressionAttributeValues=values, ConsistentRead=True)
+
+
+async def left_over(ddb: Any, settings: Settings, business_id: str, user_id: str,
+                    deleted: dict[str, list[dict[str, Any]]], registry: Sequence[Projection] = PROJECTIONS) -> dict[str, int]:
+    """The customer's items read after the erasure: "events", "idempotency_records" and each
+    table of every registered projection (a `Tables` field) -> how many are still there."""
+    t = settings.tables
+    stream = f"{business_id}#{user_id}"
+    left = {
+        "events": len(await query_all(ddb, TableName=t.events, KeyConditionExpression="streamId = :s", ConsistentRead=True,
+                                      ExpressionAttributeValues=to_item({":s": stream}), ProjectionExpression="streamId, seq")),
+        "idempotency_records": len(await scan_all(
+            ddb, TableName=t.events, ProjectionExpression="streamId, seq", ConsistentRead=True,
+            FilterExpression="begins_with(streamId, :p) AND eventStreamId = :s",
+            ExpressionAttributeValues=to_item({":p": f"{IDEM_PREFIX}{business_id}#", ":s": stream}))),
+    }
+    owned = _owned(registry)
+    sessions = {k["sessionId"] for k in deleted.get("sessions", [])}
+    for where, names in owned.items():
+        table = getattr(t, where)
+        found = list(deleted.get(where, []))
+        if names == CUSTOMER_KEY:
+            found.append({"businessId": business_id, "userId": user_id})
+        elif where == "sessions":
+            found += await sessions_of_user(ddb, t, business_id, user_id)
+        elif where == "messages":
+            found += await _indexed_or_scanned(ddb, table, MESSAGES_BY_BUSINESS, business_id, user_id)
+            for session_id in sessions | {s["sessionId"] for s in await sessions_of_user(ddb, t, business_id, user_id)}:
+                found += await query_all(ddb, TableName=table, IndexName=MESSAGES_BY_SESSION,
+                                         KeyConditionExpression="sessionId = :s", ExpressionAttributeValues=to_item({":s": session_id}))
+        else:  # a table no index of the customer covers
+            found += await scan_all(ddb, TableName=table, FilterExpression="businessId = :b AND userId = :u", ConsistentRead=True,
+                                    ExpressionAttributeValues=to_item({":b": business_id, ":u": user_id}))
+        # what an index found is confirmed by a consistent read of the table (an index lags a delete)
+        left[where] = len(await existing_keys(ddb, table, [{n: k[n] for n in names} for k in found]))
+    return left
+
+
+async def forget_with_receipt(settings: Settings, business_id: str, user_id: str,
+                              registry: Sequence[Projection] = PROJECTIONS) -> tuple[ForgetReport, dict[str, Any]]:
+    """Erase the customer (`forget`) and return its report and the signed receipt."""
+    keys = receipt_keys(settings)
+    retention = await topic_retention(settings)
+    t = settings.tables
+    async with dynamodb_client(settings) as ddb:
+        report = await forget(ddb, settings, business_id, user_id, registry)
+        left = await left_over(ddb, settings, business_id, user_id, report.keys, registry)
+        tomb = tombstone_key(business_id, user_id)
+        present = "Item" in await ddb.get_item(TableName=t.events, Key=to_item(tomb), ConsistentRead=True)
+    tables = {where: t.events if where == "idempotency_records" else getattr(t, where) for where in [*report.keys, *left]}
+    receipt = receipts.build(
+        keys, business_id=business_id, user_id=user_id, forgotten_at=report.forgotten_at, issued_at=iso(utc_now()),
+        tombstone=tomb, tombstone_present=present, tables=tables, deleted=report.keys, left=left,
+        kafka=kafka_holdings(retention, f"{business_id}#{user_id}", report.forgotten_at))
+    return report, receipt
+
+
+def write_receipt(path: Path, receipt: dict[str, Any]) -> None:
+    """Write the receipt whole or not at all (a temporary file beside it, then a rename)."""
+    part = path.with_name(f".{path.name}.part")
+    part.write_text(receipts.dumps(receipt), encoding="utf-8")
+    os.replace(part, path)
