@@ -12,7 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 from urllib.parse import urlsplit
 
 import typer
@@ -164,15 +164,22 @@ def replay(
     verify: bool = typer.Option(False, help="compare with the live tables instead of writing"),
     fresh: bool = typer.Option(False, help="the target tables are empty: write in unconditional batches (fast)"),
     source: Annotated[str, typer.Option(help="table (the events table) or kafka (agent.events.v1 from the beginning)")] = "table",
+    projection: Annotated[Optional[str], typer.Option(help="only this projection (e.g. facts after its extractor changed)")] = None,
 ) -> None:
-    """Rebuild sessions, messages and rag-dynamic-user from the log."""
+    """Rebuild the projections (sessions, messages, rag-dynamic-user, customer facts) from the log."""
+    from agentstream.registry import by_name
     from agentstream.wiring import run_replay
 
     if user and not business:
         raise typer.BadParameter("--user needs --business")
     if source not in ("table", "kafka"):
         raise typer.BadParameter("--source is table or kafka")
-    report = asyncio.run(run_replay(_one_shot(), business, user, as_of, verify, fresh, source))
+    if projection:
+        try:
+            by_name(projection)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    report = asyncio.run(run_replay(_one_shot(), business, user, as_of, verify, fresh, source, projection))
     console.print(f"streams: {report.streams}; events folded: {report.events}")
     if verify:
         for line in report.differences:
@@ -254,6 +261,40 @@ def forget(
                   + (", ".join(f"{where} {n}" for where, n in left.items()) if left else "none"))
     if left:
         raise typer.Exit(1)
+
+
+@app.command()
+def explain(event_id: str = typer.Argument(..., help="the eventId of a ReplyGenerated or of its inbound message"),
+            as_json: bool = typer.Option(False, "--json", help="one JSON object")) -> None:
+    """Why this reply: rebuild the exact context and prompt a reply was built from, from the log."""
+    from agentstream.streams.explain import NotExplainable
+    from agentstream.wiring import run_explain
+
+    try:
+        found = asyncio.run(run_explain(_one_shot(), event_id))
+    except NotExplainable as exc:
+        console.print(f"agentstream: {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps(found.to_json(), ensure_ascii=False, default=str))
+        return
+    print(render_explanation(found.to_json()))
+
+
+def render_explanation(data: dict[str, Any]) -> str:
+    """An explanation for a person: the message, the reply, whether it was reproduced, the facts,
+    the time and the prompt."""
+    reply = data["reply"] or {}
+    lines = [f"inbound  {data['inbound']['eventId']} (seq {data['inbound']['seq']}, {data['inbound']['occurredAt']}): "
+             f"{data['inbound']['content']}",
+             f"reply    {reply.get('eventId', '-')}: {reply.get('content', '(none)')}",
+             f"reproduced: {'yes' if data['reproduced'] else 'no'}",
+             *(f"  difference: {d}" for d in data["differences"]),
+             *(f"  note: {n}" for n in data["notes"]),
+             "facts:", *(f"  {f['kind']}: {f['value']} (since {f['validFrom']}, {f['source']})" for f in data["context"]["facts"]),
+             f"time: {data['context']['time']}", "prompt:"]
+    lines += [f"  [{m['role']}] {m['content']}" for m in data["prompt"]]
+    return "\n".join(lines)
 
 
 @app.command()

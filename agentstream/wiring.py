@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import json
 import uuid
 from datetime import timezone
@@ -43,7 +44,7 @@ from agentstream.streams.outbound import external_sender
 from agentstream.streams.reconcile import reconcile
 from agentstream.streams.status import export_lag
 from agentstream.streams.stopping import wait_or_stop
-from agentstream.streams.worker import Dlq, build_app, expire_idle_sessions
+from agentstream.streams.worker import UPGRADE_EXIT_CODE, Dlq, build_app, expire_idle_sessions
 
 log = structlog.get_logger(__name__)
 
@@ -106,7 +107,14 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             default_idle_minutes=settings.session_idle_minutes, prompt_budget_chars=settings.prompt_budget_chars,
         )
         executor = KeyedExecutor(settings.worker_max_inflight)
-        app = build_app(settings, processor, Dlq(producer, settings.topic_dlq), executor)
+        upgrade: list[str] = []
+
+        def on_upgrade_needed(why: str) -> None:
+            upgrade.append(why)
+            stop.set()
+
+        app = build_app(settings, processor, Dlq(producer, settings.topic_dlq), executor,
+                        on_upgrade_needed=on_upgrade_needed)
 
         async def idle_for(business_id: str) -> int:
             return idle_minutes(await directory.info(business_id), settings.session_idle_minutes)
@@ -124,6 +132,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             await asyncio.wait_for(executor.join(), timeout=30)
             await app.stop()
             log.info("worker.stopped")
+    if upgrade:
+        print(f"agentstream worker: stopped: {upgrade[0]} (upgrade this worker; nothing was skipped)", file=sys.stderr)
+        raise SystemExit(UPGRADE_EXIT_CODE)
 
 
 async def gateway_deps(stack: AsyncExitStack, settings: Settings) -> Deps:

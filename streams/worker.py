@@ -3,7 +3,9 @@
 Faust acks are manual (`noack`): an event is acked only after its effects are durable, and
 Faust commits the highest contiguous acked offset. Conversations run concurrently through a
 keyed executor; a failing event is retried, then sent to `agent.dlq.v1` with its error. No
-exception ever escapes into Faust (which would ack and silently drop the event).
+exception ever escapes into Faust (which would ack and silently drop the event). An event of a
+type or schemaVersion this build cannot read is neither acked nor DLQ'd: the worker says so and
+stops (exit code 3), and the upgraded worker reads it from the uncommitted offset.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import os
 from pathlib import Path
 from datetime import timedelta
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -29,6 +32,11 @@ from agentstream.streams.keyed import KeyedExecutor
 
 log = structlog.get_logger(__name__)
 RETRY_DELAYS = (0.2, 1.0, 3.0, 10.0)
+UPGRADE_EXIT_CODE = 3
+
+
+class UpgradeNeeded(Exception):
+    """The log holds an event this build cannot read: a newer build wrote it."""
 
 
 class Dlq:
@@ -51,10 +59,13 @@ class Dlq:
 
 async def process_with_retries(processor: ConversationProcessor, dlq: Dlq, key: bytes | None, raw: bytes,
                                retry_delays: tuple[float, ...] = RETRY_DELAYS) -> None:
-    """Parse and apply one record; never raises. Bad records and exhausted retries go to the DLQ."""
+    """Parse and apply one record. Bad records and exhausted retries go to the DLQ; an event this
+    build cannot read (in the record or in the log behind it) raises UpgradeNeeded."""
     try:
         event = parse_event(loads(raw))
-    except (ValueError, ValidationError, UnknownSchemaVersion) as exc:
+    except UnknownSchemaVersion as exc:
+        raise UpgradeNeeded(str(exc)) from None
+    except (ValueError, ValidationError) as exc:
         await dlq.send("parse", key, raw, f"{type(exc).__name__}: {exc}")
         return
     structlog.contextvars.bind_contextvars(eventId=event.eventId, streamId=event.streamId)
@@ -63,6 +74,8 @@ async def process_with_retries(processor: ConversationProcessor, dlq: Dlq, key: 
             try:
                 await processor.handle(event)
                 return
+            except UnknownSchemaVersion as exc:
+                raise UpgradeNeeded(str(exc)) from None
             except Exception as exc:
                 if delay is None:
                     await dlq.send("process", key, raw, f"{type(exc).__name__}: {exc}")
@@ -75,7 +88,10 @@ async def process_with_retries(processor: ConversationProcessor, dlq: Dlq, key: 
 
 
 def build_app(settings: Settings, processor: ConversationProcessor, dlq: Dlq, executor: KeyedExecutor,
-              retry_delays: tuple[float, ...] = RETRY_DELAYS) -> faust.App:
+              retry_delays: tuple[float, ...] = RETRY_DELAYS,
+              on_upgrade_needed: Callable[[str], None] = lambda why: None) -> faust.App:
+    """The Faust app; `on_upgrade_needed(why)` is called (the record left unacked) when an event
+    cannot be read by this build."""
     datadir = Path(os.environ.get("AGENTSTREAM_HOME", ".local")).resolve() / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -105,9 +121,13 @@ def build_app(settings: Settings, processor: ConversationProcessor, dlq: Dlq, ex
             async def job(record: Any = record, key: bytes | None = key, raw: bytes = raw) -> None:
                 try:
                     await process_with_retries(processor, dlq, key, raw, retry_delays)
+                except UpgradeNeeded as exc:
+                    log.error("worker.upgrade_needed", error=str(exc)[:300])
+                    on_upgrade_needed(str(exc))
+                    return  # never acked: its offset is not committed, the upgraded worker reads it
                 finally:
-                    record.ack()
                     metrics.WORKER_INFLIGHT.set(executor.inflight - 1)
+                record.ack()
 
             await executor.submit((key or b"").decode("utf-8", "replace"), job)
             metrics.WORKER_INFLIGHT.set(executor.inflight)

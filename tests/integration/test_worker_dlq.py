@@ -74,18 +74,16 @@ async def test_unreadable_records_go_to_the_dlq_and_the_worker_moves_on(
     env = isolated_env(endpoints)  # no OPENAI_API_KEY: the offline responder answers
     with running_stack(env, tmp_path / "logs", components=("worker",)) as stack:
         s = settings_from(stack.env, monkeypatch)
-        future = new_event("MessageReceived", business_id="demo-salon", user_id="A", channel="websocket",
-                           payload={"content": "from a newer build"}).with_seq(1).to_json_dict() | {"schemaVersion": 99}
         garbage = b"\x00this is {not json"
+        broken = {"type": "MessageReceived", "eventId": "e-broken"}  # valid JSON, not a valid event
         b = await append(s, "B", "Bună ziua, aveți loc mâine?")
-        await publish(s, [("demo-salon#A", kafka.dumps(future)), ("demo-salon#C", garbage), *as_records([b])])
+        await publish(s, [("demo-salon#A", kafka.dumps(broken)), ("demo-salon#C", garbage), *as_records([b])])
 
         dlq = await read_topic(s.kafka_bootstrap_servers, s.topic_dlq, expect=2, timeout=60)
         by_key = {r["key"]: r["value"] for r in dlq}
         assert set(by_key) == {"demo-salon#A", "demo-salon#C"}
-        assert by_key["demo-salon#A"]["stage"] == "parse"
-        assert "UnknownSchemaVersion" in by_key["demo-salon#A"]["error"] and "99" in by_key["demo-salon#A"]["error"]
-        assert by_key["demo-salon#A"]["event"] == future
+        assert by_key["demo-salon#A"]["stage"] == "parse" and "ValidationError" in by_key["demo-salon#A"]["error"]
+        assert by_key["demo-salon#A"]["event"] == broken
         assert by_key["demo-salon#C"]["stage"] == "parse"
         assert by_key["demo-salon#C"]["error"].startswith(("JSONDecodeError", "UnicodeDecodeError"))
         assert by_key["demo-salon#C"]["event"] == garbage.decode("utf-8", "replace")
@@ -93,11 +91,30 @@ async def test_unreadable_records_go_to_the_dlq_and_the_worker_moves_on(
 
         offsets = await wait_committed_to_end(s)
         assert all(c == e for c, e in offsets.values()), f"committed vs end per partition: {offsets}"
-        replies = await read_topic(s.kafka_bootstrap_servers, s.topic_replies, expect=2, timeout=5)
-        assert [r["value"]["payload"]["inReplyTo"] for r in replies] == [b.eventId]
-        logged = [e for e in log_events(stack.env, "demo-salon#B") if isinstance(e, ReplyGenerated)]
-        assert [e.payload.inReplyTo for e in logged] == [b.eventId]
-        assert log_events(stack.env, "demo-salon#A") == [] and log_events(stack.env, "demo-salon#C") == []
+
+
+async def test_an_event_from_a_newer_build_stops_the_worker_and_is_not_skipped(
+    endpoints: Endpoints, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = isolated_env(endpoints)
+    with running_stack(env, tmp_path / "logs", components=("worker",)) as stack:
+        s = settings_from(stack.env, monkeypatch)
+        b = await append(s, "B", "Bună ziua")
+        future = new_event("MessageReceived", business_id="demo-salon", user_id="A", channel="websocket",
+                           payload={"content": "from a newer build"}).with_seq(1).to_json_dict() | {"schemaVersion": 99}
+        await publish(s, [*as_records([b]), ("demo-salon#A", kafka.dumps(future))])
+        worker = stack.processes["worker"]
+        deadline = time.monotonic() + 90
+        while worker.popen.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert worker.popen.returncode == 3, "the worker stops with the upgrade exit code"
+        log = (tmp_path / "logs" / "worker.log").read_text()
+        assert "worker.upgrade_needed" in log and "schemaVersion 99" in log and "upgrade this worker" in log
+        assert await read_topic(s.kafka_bootstrap_servers, s.topic_dlq, expect=1, timeout=3) == []
+        (record,) = [r for r in await read_topic(s.kafka_bootstrap_servers, s.topic_events, expect=2) if r["key"] == "demo-salon#A"]
+        committed = (await wait_committed_to_end(s, timeout=5))[record["partition"]][0]
+        assert committed <= record["offset"], "the group's offset never passes the unreadable record"
+        assert log_events(stack.env, "demo-salon#A") == []  # nothing was made of it
 
 
 class BrokenProjections(ProjectionStore):
