@@ -3,6 +3,7 @@ calls, and helpers to feed it conversations (the `world` fixture is in conftest.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -12,7 +13,9 @@ from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.llm import Answer, OfflineResponder
 from agentstream.adapters.projection_store import ProjectionStore
 from agentstream.events import Event, new_event
+from agentstream.projections.base import Projection
 from agentstream.projections.context import ReplyContext
+from agentstream.registry import PROJECTIONS
 from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
 
@@ -48,14 +51,15 @@ class World:
     published: list[Event]
 
 
-def new_processor(ddb: Any, settings: Settings, responder: Any, published: list[Event]) -> ConversationProcessor:
+def new_processor(ddb: Any, settings: Settings, responder: Any, published: list[Event],
+                  registry: Sequence[Projection] = PROJECTIONS) -> ConversationProcessor:
     """The worker's processor over `ddb`; the replies it publishes land in `published`."""
 
     async def publish(event: Event) -> None:
         published.append(event)
 
     return ConversationProcessor(EventStore(ddb, settings.tables.events), ProjectionStore(ddb, settings.tables),
-                                 BusinessDirectory(ddb, settings.tables), responder, publish)
+                                 BusinessDirectory(ddb, settings.tables), responder, publish, registry=registry)
 
 
 def inbound(user: str, text: str, minutes: float = 0) -> Event:
