@@ -194,3 +194,33 @@ def test_the_gateway_serves_analytics_of_the_conversations_above(stack: RunningS
     assert data["sessions"]["opened"] >= 3 and data["fallbackRate"] == 0
     assert sum(h["messages"] for h in data["messagesPerHour"]) == data["messages"]
     assert httpx.get(f"{stack.base_url}/v1/analytics/demo-salon", headers=api(stack, "demo-restaurant")).status_code == 401
+
+
+def _cli(stack: RunningStack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agentstream.cli", *args], env={**os.environ, **stack.env},
+                          capture_output=True, text=True, timeout=120)
+
+
+async def test_the_memory_knows_the_customer_and_every_reply_is_explained(stack: RunningStack) -> None:
+    """Ana gives her name and phone, then asks for Thursday at 10: the next reply greets her by
+    name and restates the request without booking it; the log replays to the same tables, facts
+    included, and the reply's prompt is reproduced from the log."""
+    v = visitor(stack)
+    replies = []
+    async with websockets.connect(ws_url(stack, v)) as ws:
+        for text in ("Buna ziua, la ce ora inchideti azi?", "Si maine? Ma numesc Ana, telefonul meu e 0722 123 456",
+                     "Puteti sa ma programati joi la 10 pentru tuns?"):
+            await ws.send(json.dumps({"type": "message", "text": text, "clientMessageId": str(uuid.uuid4())}))
+            await receive(ws, "ack")
+            replies.append(await receive(ws, "reply"))
+    last = replies[-1]["text"]
+    assert "Ana" in last and "tuns" in last and "10:00" in last, last
+    assert not re.search(r"confirmat|am făcut programarea|booked", last, re.IGNORECASE), last
+    assert "numesc" not in last and "telefonul" not in last
+
+    verified = _cli(stack, "replay", "--business", "demo-salon", "--user", v["userId"], "--verify")
+    assert verified.returncode == 0 and "no differences" in verified.stderr, verified.stdout + verified.stderr
+    explained = json.loads(_cli(stack, "explain", replies[-1]["eventId"], "--json").stdout)
+    assert explained["reproduced"] is True
+    facts = {f["kind"]: f["value"] for f in explained["context"]["facts"]}
+    assert facts["name"] == "Ana" and facts["phone"] == "+40722123456" and facts["appointment"]["service"] == "tuns"
