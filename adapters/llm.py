@@ -33,6 +33,12 @@ class Answer:
     usage: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Completion:
+    content: str
+    model: str
+
+
 class Responder(Protocol):
     async def answer(self, ctx: ReplyContext) -> Answer: ...
 
@@ -86,6 +92,14 @@ class OpenAIResponder:
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
         )
+
+    async def complete_json(self, messages: list[dict[str, str]]) -> Completion:
+        """One completion asked for a JSON object, on the same client (fact extraction); no
+        fallback: an error is the caller's to handle."""
+        resp = await self._client.chat.completions.create(
+            model=self._model, messages=messages, response_format={"type": "json_object"}, temperature=0,  # type: ignore[arg-type]
+        )
+        return Completion(resp.choices[0].message.content or "", resp.model or self._model)
 
     async def close(self) -> None:
         await self._client.close()

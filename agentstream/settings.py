@@ -88,6 +88,7 @@ class Settings(_FromEnv):
     openai_timeout_s: float = Field(30.0, gt=0, validation_alias="OPENAI_TIMEOUT")
     openai_max_retries: int = Field(3, ge=0, validation_alias="OPENAI_MAX_RETRIES")
     prompt_budget_chars: int = Field(12000, ge=1000, validation_alias="PROMPT_BUDGET_CHARS")
+    facts_model_extraction: bool = Field(False, validation_alias="FACTS_MODEL_EXTRACTION")  # needs OPENAI_API_KEY
 
     twilio_api_base_url: str = Field("https://api.twilio.com", validation_alias="TWILIO_API_BASE_URL")
     meta_graph_base_url: str = Field("https://graph.facebook.com/v21.0", validation_alias="META_GRAPH_BASE_URL")

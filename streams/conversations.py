@@ -35,6 +35,7 @@ from agentstream.projections.topics import detect_language
 
 log = structlog.get_logger(__name__)
 PublishReply = Callable[[Event], Awaitable[None]]
+AfterReply = Callable[[MessageReceived, dict[str, Any]], Awaitable[None]]  # (inbound, business info)
 REPLY_LOOKAHEAD = 4  # events after an inbound read to find its reply (and the head) in one query
 MAX_WRITES = 90  # puts in one transaction (DynamoDB takes 100)
 REPLIES_FOLLOW = "conversation"  # an inbound is answered when this projection applies it
@@ -47,6 +48,7 @@ class Batch:
 
     writes: dict[tuple[str, tuple[Any, ...]], Put] = field(default_factory=dict)
     applied: list[str] = field(default_factory=list)
+    answered: list[tuple[MessageReceived, dict[str, Any]]] = field(default_factory=list)  # new replies, for after_reply
 
     def add(self, registry: Sequence[Projection], states: States, puts: dict[str, list[Put]], kind: str) -> None:
         for p in registry:
@@ -96,7 +98,10 @@ class ConversationProcessor:
         cache_size: int = 20_000,
         registry: Sequence[Projection] = PROJECTIONS,
         prompt_budget_chars: int = 12_000,
+        after_reply: AfterReply | None = None,
     ) -> None:
+        """`after_reply` is called with each inbound this processor has just answered with a new
+        reply, once the projections are written (optional fact extraction); it must not raise."""
         self._store = store
         self._projections = projections
         self._directory = directory
@@ -105,6 +110,7 @@ class ConversationProcessor:
         self._idle = default_idle_minutes
         self._registry = tuple(registry)
         self._budget = prompt_budget_chars
+        self._after_reply = after_reply
         self._cache: OrderedDict[str, States] = OrderedDict()
         self._cache_size = cache_size
 
@@ -129,6 +135,9 @@ class ConversationProcessor:
             if len(batch.writes) >= MAX_WRITES:
                 states = await self._flush(event, states, batch)
         await self._flush(event, states, batch)
+        if self._after_reply:
+            for inbound, info in batch.answered:
+                await self._after_reply(inbound, info)
 
     async def _states(self, event: Event) -> States | None:
         """The conversation's state in every projection; None for an event of a user erased
@@ -159,7 +168,9 @@ class ConversationProcessor:
         states, puts = self._fold(states, event, config)
         batch.add(self._registry, states, puts, event.type)
         if REPLIES_FOLLOW in puts and isinstance(event, MessageReceived) and IMPORTED not in event.payload.replyTo:
-            reply = await self._reply(event, states, info)
+            reply, new = await self._reply(event, states, info)
+            if new:
+                batch.answered.append((event, info))
             if reply.seq == event.seq + 1:  # next in the log: its effects go in the same write
                 states, puts = self._fold(states, reply, config)
                 batch.add(self._registry, states, puts, reply.type)
@@ -191,9 +202,11 @@ class ConversationProcessor:
                 states[p.name], puts[p.name] = p.apply(states[p.name], event, config)
         return states, puts
 
-    async def _reply(self, inbound: MessageReceived, states: States, info: dict[str, Any]) -> Event:
-        """The one reply to an inbound message: the model is asked only if the log has none."""
+    async def _reply(self, inbound: MessageReceived, states: States, info: dict[str, Any]) -> tuple[Event, bool]:
+        """The one reply to an inbound message (and whether this call appended it): the model is
+        asked only if the log has none."""
         reply, head = await self._logged_reply(inbound)
+        new = False
         if reply is None:
             ctx = await self._context(inbound, states, info)
             sent = build_prompt(ctx, self._budget)
@@ -219,12 +232,13 @@ class ConversationProcessor:
                     "versions": self._versions(inbound, info),
                 },
             )
-            reply = (await self._store.append(draft, external_id=reply_key(inbound.eventId), head=head)).event
+            appended = await self._store.append(draft, external_id=reply_key(inbound.eventId), head=head)
+            reply, new = appended.event, not appended.duplicate
             metrics.EVENTS_APPENDED.labels(type="ReplyGenerated", channel=inbound.channel).inc()
             metrics.REPLY_LATENCY.observe(max(0.0, (utc_now() - inbound.occurredAt).total_seconds()))
             log.info("worker.reply_appended", eventId=reply.eventId, inReplyTo=inbound.eventId, streamId=inbound.streamId)
         await self._publish_reply(reply)
-        return reply
+        return reply, new
 
     async def _logged_reply(self, inbound: MessageReceived) -> tuple[Event | None, int | None]:
         """The inbound's reply if the log has it; else None and the stream's head (None: not read).
