@@ -44,8 +44,8 @@ from agentstream.streams.keyed import KeyedExecutor
 from agentstream.streams.outbound import external_sender
 from agentstream.streams.reconcile import reconcile
 from agentstream.streams.status import export_lag
-from agentstream.streams.stopping import wait_or_stop
-from agentstream.streams.worker import UPGRADE_EXIT_CODE, Dlq, build_app, expire_idle_sessions
+from agentstream.streams.stopping import UPGRADE_EXIT_CODE, UpgradeNeeded, wait_or_stop
+from agentstream.streams.worker import Dlq, build_app, expire_idle_sessions
 
 log = structlog.get_logger(__name__)
 
@@ -186,12 +186,27 @@ async def run_gateway(settings: Settings, stop: asyncio.Event, port: int | None 
             create_app(d), host=settings.gateway_host, port=settings.gateway_port if port is None else port,
             log_level="warning", lifespan="off", ws_max_size=64 * 1024,
         ))
-        tasks = [asyncio.create_task(server.serve()), asyncio.create_task(run_delivery(consumer, delivery, stop)),
+        delivering = asyncio.create_task(run_delivery(consumer, delivery, stop))
+        delivering.add_done_callback(lambda _: stop.set())  # delivery never ends on its own: stop loudly
+        tasks = [asyncio.create_task(server.serve()), delivering,
                  asyncio.create_task(d.analytics.run(stop)), asyncio.create_task(export_lag(settings, stop)),
                  asyncio.create_task(run_watch_renewal(gmail_watch_renewer(d, f"gateway-{uuid.uuid4().hex[:8]}"), stop))]
         await stop.wait()
         server.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
+    _exit_if_died("gateway", delivering)
+
+
+def _exit_if_died(process: str, task: asyncio.Task[None]) -> None:
+    """A consumer loop that ended with an error stops its process with a non-zero code (3 when
+    it met an event this build cannot read), so a supervisor sees it."""
+    exc = None if task.cancelled() else task.exception()
+    if isinstance(exc, UpgradeNeeded):
+        print(f"agentstream {process}: stopped: {exc} (upgrade this {process}; nothing was skipped)", file=sys.stderr)
+        raise SystemExit(UPGRADE_EXIT_CODE)
+    if exc is not None:
+        log.error(f"{process}.consumer_died", error=f"{type(exc).__name__}: {exc}"[:300])
+        raise SystemExit(1)
 
 
 async def run_analytics(settings: Settings, stop: asyncio.Event, every_s: float = 60.0,

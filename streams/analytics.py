@@ -22,10 +22,10 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from agentstream.adapters.kafka import loads
-from agentstream.events import parse_event
+from agentstream.events import UnknownSchemaVersion, parse_event
 from agentstream.projections.analytics import BusinessStats, Limits
 from agentstream.settings import Settings
-from agentstream.streams.stopping import wait_or_stop
+from agentstream.streams.stopping import UpgradeNeeded, wait_or_stop
 
 log = structlog.get_logger(__name__)
 RECORDS = Counter("agentstream_analytics_records_total", "Records read by the analytics consumer", ["outcome"])
@@ -63,6 +63,7 @@ class AnalyticsConsumer:
         self._positions: dict[TopicPartition, int] = {}
         self.group_id = own_group(settings)
         self.running = False
+        self.upgrade_needed: str | None = None
 
     def businesses(self) -> list[str]:
         return sorted(self._stats)
@@ -75,6 +76,8 @@ class AnalyticsConsumer:
         """Fold one record; returns its outcome: counted, duplicate or skipped."""
         try:
             event = parse_event(loads(raw or b""))
+        except UnknownSchemaVersion as exc:
+            raise UpgradeNeeded(str(exc)) from None
         except Exception as exc:  # never stop the loop on one bad record
             log.warning("analytics.skipped", where=where, error=f"{type(exc).__name__}: {exc}"[:300])
             outcome = "skipped"
@@ -92,6 +95,10 @@ class AnalyticsConsumer:
         while not stop.is_set():
             try:
                 await self._consume(stop)
+            except UpgradeNeeded as exc:  # stop consuming (never skip it); the figures so far stay served
+                self.upgrade_needed = str(exc)
+                log.error("analytics.upgrade_needed", error=str(exc)[:300], hint="upgrade this gateway")
+                return
             except Exception:
                 log.exception("analytics.failed")
                 await wait_or_stop(stop, RETRY_DELAY_S)

@@ -21,7 +21,8 @@ from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.kafka import loads
 from agentstream.adapters.replies import reply_frame
 from agentstream.adapters.ws_hub import SocketHub
-from agentstream.events import ReplyGenerated, new_event, parse_event
+from agentstream.events import ReplyGenerated, UnknownSchemaVersion, new_event, parse_event
+from agentstream.streams.stopping import UpgradeNeeded
 
 log = structlog.get_logger(__name__)
 Sender = Callable[[ReplyGenerated], Awaitable[str | None]]
@@ -99,7 +100,10 @@ async def run_delivery(consumer: AIOKafkaConsumer, delivery: Delivery, stop: asy
         by_stream: dict[str, list[ReplyGenerated]] = {}
         for records in batches.values():
             for record in records:
-                reply = parse_event(loads(record.value))
+                try:
+                    reply = parse_event(loads(record.value))
+                except UnknownSchemaVersion as exc:
+                    raise UpgradeNeeded(str(exc)) from None  # nothing of this batch is committed
                 if isinstance(reply, ReplyGenerated):
                     by_stream.setdefault(reply.streamId, []).append(reply)
         if not batches:

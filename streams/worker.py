@@ -29,14 +29,10 @@ from agentstream.events import iso, new_event, parse_event, UnknownSchemaVersion
 from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.keyed import KeyedExecutor
+from agentstream.streams.stopping import UpgradeNeeded
 
 log = structlog.get_logger(__name__)
 RETRY_DELAYS = (0.2, 1.0, 3.0, 10.0)
-UPGRADE_EXIT_CODE = 3
-
-
-class UpgradeNeeded(Exception):
-    """The log holds an event this build cannot read: a newer build wrote it."""
 
 
 class Dlq:
@@ -109,6 +105,7 @@ def build_app(settings: Settings, processor: ConversationProcessor, dlq: Dlq, ex
         producer_acks=-1,
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
+        stream_wait_empty=False,  # run_worker joins its own jobs first; an unacked (unreadable) record must not hold the stop
     )
     topic = app.topic(settings.topic_events, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 

@@ -71,9 +71,9 @@ SALON = conversation("demo-salon", "ana", ["Vreau o programare la tuns", "Cât c
 async def test_consumer_counts_each_event_once_and_skips_bad_records(settings: Settings) -> None:
     await kafka.ensure_topics(settings, partitions=3)
     before = {o: records_read(o) for o in ("counted", "duplicate", "skipped")}
-    unknown_version = SALON[0].to_json_dict() | {"schemaVersion": 2, "eventId": "from-the-future"}
-    bad = [("demo-salon#x", b"not json"), ("demo-salon#x", json.dumps(unknown_version).encode()),
-           ("demo-salon#x", json.dumps({"type": "Nope"}).encode())]
+    no_payload = {k: v for k, v in SALON[0].to_json_dict().items() if k != "payload"} | {"eventId": "broken"}
+    bad = [("demo-salon#x", b"not json"), ("demo-salon#x", json.dumps(no_payload).encode()),
+           ("demo-salon#x", json.dumps({"eventId": "no type"}).encode())]
     await publish(settings, as_records(SALON) + bad + as_records(SALON[:3]))
 
     async with consuming(AnalyticsConsumer(settings)) as analytics:
@@ -93,6 +93,16 @@ async def test_consumer_counts_each_event_once_and_skips_bad_records(settings: S
         await until(lambda: restarted.snapshot("demo-salon")["events"] == len(SALON))
         await asyncio.sleep(1.0)
         assert restarted.snapshot("demo-salon") == snap
+
+
+async def test_an_event_from_a_newer_build_stops_the_consumer_and_is_not_counted(settings: Settings) -> None:
+    await kafka.ensure_topics(settings, partitions=1)  # one partition: the newer event comes after SALON
+    newer = SALON[0].to_json_dict() | {"schemaVersion": 9, "eventId": "from-the-future", "seq": 99}
+    await publish(settings, as_records(SALON) + [("demo-salon#ana", json.dumps(newer).encode())])
+    analytics, stop = AnalyticsConsumer(settings), asyncio.Event()
+    await asyncio.wait_for(analytics.run(stop), timeout=60)  # returns by itself: it stopped consuming
+    assert analytics.upgrade_needed is not None and "schemaVersion 9" in analytics.upgrade_needed
+    assert analytics.snapshot("demo-salon")["events"] == len(SALON) and not analytics.running
 
 
 async def test_a_restarted_run_resumes_where_it_left_off(settings: Settings) -> None:

@@ -216,3 +216,34 @@ async def test_an_event_failing_every_attempt_goes_to_the_dlq_and_others_are_ans
         logged = [e for e in log_events(env, "demo-salon#broken") if isinstance(e, ReplyGenerated)]
         assert [e.payload.inReplyTo for e in logged] == [broken.eventId]
         assert worker["responder"].answered.count(broken.eventId) == 1
+
+
+async def test_a_reply_from_a_newer_build_stops_delivery_and_is_not_committed(
+    endpoints: Endpoints, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = isolated_env(endpoints)
+    with running_stack(env, tmp_path / "logs", components=("gateway",)) as stack:
+        s = settings_from(stack.env, monkeypatch)
+        reply = new_event("ReplyGenerated", business_id="demo-salon", user_id="A", channel="websocket",
+                          payload={"content": "from a newer build", "inReplyTo": "e-1", "sessionId": "s", "model": "m"})
+        newer = reply.with_seq(2).to_json_dict() | {"schemaVersion": 9}
+        prod = kafka.producer(s)
+        await prod.start()
+        try:
+            await prod.send_and_wait(s.topic_replies, key=b"demo-salon#A", value=kafka.dumps(newer))
+        finally:
+            await prod.stop()
+        gateway = stack.processes["gateway"]
+        deadline = time.monotonic() + 60
+        while gateway.popen.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert gateway.popen.returncode == 3, "the gateway stops with the upgrade exit code"
+        log = (tmp_path / "logs" / "gateway.log").read_text()
+        assert "schemaVersion 9" in log and "upgrade this gateway" in log
+        admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap_servers)
+        await admin.start()
+        try:
+            committed = await admin.list_consumer_group_offsets(s.delivery_group)
+        finally:
+            await admin.close()
+        assert all(meta.offset <= 0 for tp, meta in committed.items() if tp.topic == s.topic_replies)
