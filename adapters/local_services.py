@@ -2,12 +2,14 @@
 
 Jars come from Maven Central through a small pom; ministack lives in its own virtualenv (its
 pinned botocore would clash with aiobotocore's). Everything sits under one home folder, so a
-second start reuses it. Processes start in their own process group and are stopped with it.
+second start reuses it. Processes start in their own process group and are stopped with it;
+Kafka and ministack also stop by themselves once the process that started them is gone (`spawn`).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import signal
@@ -16,8 +18,10 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 KAFKA_VERSION = "4.1.1"
 MINISTACK_VERSION = "1.5.33"
@@ -82,14 +86,7 @@ class Process:
     log: Path
 
     def stop(self, timeout: float = 20.0) -> None:
-        if self.popen.poll() is not None:
-            return
-        os.killpg(self.popen.pid, signal.SIGTERM)
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait()
+        stop_all([self], timeout)
 
     def kill(self) -> None:
         """Like a crash: SIGKILL, no clean shutdown."""
@@ -98,12 +95,87 @@ class Process:
             self.popen.wait()
 
 
-def spawn(name: str, cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> Process:
+def stop_all(processes: Iterable[Process], timeout: float = 20.0) -> None:
+    """Stop processes together: SIGTERM to each one's group, then wait for all; a group still
+    running after `timeout` gets SIGKILL."""
+    running = [proc for proc in processes if proc.popen.poll() is None]
+    for proc in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.popen.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for proc in running:
+        try:
+            proc.popen.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.popen.pid, signal.SIGKILL)
+            proc.popen.wait()
+
+
+_lifeline: tuple[int, int] | None = None
+
+
+def lifeline() -> tuple[int, int]:
+    """This process's lifeline, a pipe (read end, write end) made at first use and never closed.
+    The write end stays with this process and goes to each component it starts; the read end
+    sees end-of-file once all of them are gone, however they died (kill -9 included)."""
+    global _lifeline
+    if _lifeline is None:
+        _lifeline = os.pipe()
+    return _lifeline
+
+
+# `python -c` of this runs first in the child and then execs the command (same process id);
+# argv: the lifeline's read end to watch (-1: none), the command. Popen cannot reset the signal
+# mask (restore_signals only resets SIGPIPE/SIGXFSZ), and a mask survives exec: a child of a
+# thread that blocks SIGTERM (`up`'s supervisor, in sigtimedwait) would ignore its stop. The
+# watchdog is a forked child of the command, in its process group (a group stop ends it too).
+_CLEAN_EXEC = """
+import os, select, signal, sys, time
+signal.pthread_sigmask(signal.SIG_SETMASK, ())
+for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # ignored by this interpreter, not by the command
+    signal.signal(sig, signal.SIG_DFL)
+watch, command = int(sys.argv[1]), os.getpid()
+if watch >= 0 and os.fork() == 0:
+    try:
+        while os.getppid() == command:  # until the command exits by itself
+            if select.select([watch], [], [], 1.0)[0] and not os.read(watch, 1):  # the lifeline broke
+                os.kill(command, signal.SIGTERM)
+                deadline = time.monotonic() + 20
+                while os.getppid() == command and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                if os.getppid() == command:
+                    os.kill(command, signal.SIGKILL)
+    finally:
+        os._exit(0)
+if watch >= 0:
+    os.close(watch)
+os.execvp(sys.argv[2], sys.argv[2:])
+"""
+
+
+def spawn(name: str, cmd: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None,
+          lifeline_role: Literal["watch", "hold"] | None = None) -> Process:
+    """Start `cmd` in a session of its own, output to `log`, with the default signal mask
+    whatever the calling thread blocks.
+
+    lifeline_role="watch" is for programs that are not ours (Kafka, ministack): a watchdog
+    SIGTERMs it (SIGKILL 20 s later) once this process and every "hold" child (our components,
+    which watch AGENTSTREAM_PARENT_PID and stop cleanly) are gone. So a kill -9 of `up` stops
+    the components first, while Kafka and ministack still serve their last commits and lease
+    hand-backs, and then those two. Not prctl(PR_SET_PDEATHSIG): it would stop them at once,
+    under the components' feet; it fires when the forking *thread* ends, not the process; and
+    it needs code between fork and exec (a preexec_fn is unsafe with threads). A pipe's
+    end-of-file depends on neither threads nor timing.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
+    read_end, write_end = lifeline() if lifeline_role else (-1, -1)
+    watch = read_end if lifeline_role == "watch" else -1
+    fds = {"watch": (read_end,), "hold": (write_end,)}.get(lifeline_role or "", ())
     out = log.open("ab")
     popen = subprocess.Popen(
-        cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+        [sys.executable, "-I", "-S", "-c", _CLEAN_EXEC, str(watch), *cmd], stdout=out, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True, pass_fds=fds,
     )
     out.close()
     return Process(name, popen, log)
@@ -158,6 +230,7 @@ class LocalHome:
     def start_kafka(self, port: int, controller_port: int, data: Path, heap: str = "768m") -> Process:
         self.install_kafka()
         data.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
         props = data.parent / f"server-{port}.properties"
         props.write_text(_server_properties(port, controller_port, data))
         log4j = self.root / "kafka" / "log4j.properties"
@@ -166,7 +239,8 @@ class LocalHome:
         if not (data / "meta.properties").exists():
             cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             _run([*java, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster}", "-c", str(props)], self.logs / "kafka-format.log")
-        proc = spawn("kafka", [*java, "kafka.Kafka", str(props)], self.logs / f"kafka-{port}.log")
+        proc = spawn("kafka", [*java, "kafka.Kafka", str(props)], self.logs / f"kafka-{port}.log",
+                     lifeline_role="watch")
         wait_for_port(proc, port, timeout=90)
         return proc
 
@@ -192,7 +266,8 @@ class LocalHome:
         if state is not None:
             state.mkdir(parents=True, exist_ok=True)
             env |= {"PERSIST_STATE": "1", "STATE_DIR": str(state)}
-        proc = spawn("ministack", [str(self.ministack_bin)], self.logs / f"ministack-{port}.log", env=env, cwd=self.root)
+        proc = spawn("ministack", [str(self.ministack_bin)], self.logs / f"ministack-{port}.log", env=env, cwd=self.root,
+                     lifeline_role="watch")
         wait_for_port(proc, port, timeout=60)
         return proc
 

@@ -149,11 +149,16 @@ def analytics(
 
 
 @app.command()
-def up(port: int = typer.Option(8080, help="gateway port")) -> None:
+def up(port: int = typer.Option(8080, help="gateway port"),
+       kafka_port: int = typer.Option(9092, help="Kafka's port"),
+       kafka_controller_port: int = typer.Option(9093, help="Kafka's controller port"),
+       dynamodb_port: int = typer.Option(8000, help="the local DynamoDB server's port"),
+       bridge_metrics_port: int = typer.Option(9101, help="the bridge's metrics port"),
+       worker_metrics_port: int = typer.Option(9102, help="the worker's metrics port")) -> None:
     """The whole stack on this machine: Kafka, ministack, tables, topics, demo data, bridge, worker, gateway."""
     from agentstream.stack import up as do_up
 
-    do_up(port)
+    do_up(port, kafka_port, kafka_controller_port, dynamodb_port, bridge_metrics_port, worker_metrics_port)
 
 
 @app.command()

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentstream.adapters.credentials import new_secret_key
-from agentstream.adapters.local_services import LocalHome, Process, port_open, spawn
+from agentstream.adapters.local_services import LocalHome, Process, port_open, spawn, stop_all
 from agentstream.settings import env_file, home_dir, load_settings
 
 DEMO_BUSINESSES = ["demo-salon", "demo-restaurant"]
@@ -37,8 +37,7 @@ class Services:
     processes: list[Process] = field(default_factory=list)
 
     def stop(self) -> None:
-        for proc in reversed(self.processes):
-            proc.stop()
+        stop_all(self.processes)
 
 
 def start_services(home: Path, kafka_port: int = 9092, controller_port: int = 9093, dynamo_port: int = 8000,
@@ -82,9 +81,12 @@ def write_env_file(path: Path, values: dict[str, str]) -> None:
 
 
 def spawn_component(name: str, env: dict[str, str], logs: Path) -> Process:
-    """Run `agentstream NAME` as its own process (so it can crash and restart on its own)."""
+    """Run `agentstream NAME` as its own process (so it can crash and restart on its own). It
+    stops when this process dies (AGENTSTREAM_PARENT_PID), and the services this process started
+    wait for it (it holds the lifeline, see `spawn`)."""
     cmd = [sys.executable, "-m", "agentstream.cli", name]
-    return spawn(name, cmd, logs / f"{name}.log", env=env | {"AGENTSTREAM_PARENT_PID": str(os.getpid())})
+    return spawn(name, cmd, logs / f"{name}.log", env=env | {"AGENTSTREAM_PARENT_PID": str(os.getpid())},
+                 lifeline_role="hold")
 
 
 def wait_http(port: int, timeout: float = 30) -> None:
@@ -95,7 +97,8 @@ def wait_http(port: int, timeout: float = 30) -> None:
         raise RuntimeError(f"nothing listens on {port} after {timeout:.0f}s")
 
 
-def up(port: int = 8080) -> None:
+def up(port: int = 8080, kafka_port: int = 9092, kafka_controller_port: int = 9093, dynamodb_port: int = 8000,
+       bridge_metrics_port: int = 9101, worker_metrics_port: int = 9102) -> None:
     """Start everything, print the widget's address, and stop it all on Ctrl-C."""
     import asyncio
 
@@ -106,7 +109,7 @@ def up(port: int = 8080) -> None:
     console = Console(stderr=True)
     home = home_dir()
     console.print(f"[bold]agentstream up[/] — home {home}")
-    services = start_services(home)
+    services = start_services(home, kafka_port, kafka_controller_port, dynamodb_port)
     env = {**services.env, "AGENTSTREAM_SECRET_KEY": secret_key(home), "GATEWAY_PORT_HTTP": str(port),
            "BRIDGE_IDLE_POLL": os.environ.get("BRIDGE_IDLE_POLL", "0.05"), "AGENTSTREAM_HOME": str(home)}
     os.environ.update(env)
@@ -120,21 +123,24 @@ def up(port: int = 8080) -> None:
         asyncio.run(populate(settings))
         for business, api_key in asyncio.run(demo_credentials(settings, DEMO_BUSINESSES)).items():
             console.print(f"REST API key for {business} (shown once): {api_key}")
-        envs = {name: env | {"METRICS_PORT": port} for name, port in (("bridge", "9101"), ("worker", "9102"), ("gateway", "0"))}
+        metrics = {"bridge": bridge_metrics_port, "worker": worker_metrics_port, "gateway": 0}
+        envs = {name: env | {"METRICS_PORT": str(metrics_port)} for name, metrics_port in metrics.items()}
         components = [spawn_component(name, envs[name], home / "logs") for name in envs]
         wait_http(port)
         console.print(f"[bold green]ready[/]: chat widget on http://localhost:{port}/ — metrics on :{port}/metrics, "
-                      f":9101 (bridge), :9102 (worker); logs in {home / 'logs'}; Ctrl-C stops all")
+                      f":{bridge_metrics_port} (bridge), :{worker_metrics_port} (worker); logs in {home / 'logs'}; Ctrl-C stops all")
         _supervise(components, envs, home / "logs")
     finally:
         console.print("stopping…")
-        for proc in reversed(components):
-            proc.stop()
+        stop_all(components)  # together: each stops cleanly on its own, Kafka and ministack still up
         services.stop()
 
 
 def _supervise(components: list[Process], envs: dict[str, dict[str, str]], logs: Path) -> None:
-    """Wait for Ctrl-C or SIGTERM; restart a component that exits on its own."""
+    """Wait for Ctrl-C or SIGTERM; restart a component that exits on its own.
+
+    The two signals are blocked here and taken with sigtimedwait, so neither can cut a restart
+    short; the replacements still start with the default mask (see `spawn`) and stop on SIGTERM."""
     import signal
 
     stops = {signal.SIGINT, signal.SIGTERM}
