@@ -11,6 +11,7 @@ from pathlib import Path
 from agentstream.adapters.credentials import new_secret_key
 from agentstream.adapters.local_services import LocalHome, Process, port_open, spawn, stop_all
 from agentstream.settings import env_file, home_dir, load_settings
+from agentstream.streams.stopping import UPGRADE_EXIT_CODE
 
 DEMO_BUSINESSES = ["demo-salon", "demo-restaurant"]
 UP_OWNS = ("DYNAMODB_ENDPOINT_URL", "KAFKA_BOOTSTRAP_SERVERS", "AGENTSTREAM_SECRET_KEY")  # its lines of .env
@@ -145,8 +146,15 @@ def _supervise(components: list[Process], envs: dict[str, dict[str, str]], logs:
 
     stops = {signal.SIGINT, signal.SIGTERM}
     signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    upgrade: set[str] = set()
     while signal.sigtimedwait(stops, 1.0) is None:
         for i, proc in enumerate(components):
-            if proc.popen.poll() is not None:
-                print(f"{proc.name} exited with {proc.popen.returncode}; restarting (log: {proc.log})", file=sys.stderr)
-                components[i] = spawn_component(proc.name, envs[proc.name], logs)
+            if proc.popen.poll() is None or proc.name in upgrade:
+                continue
+            if proc.popen.returncode == UPGRADE_EXIT_CODE:  # restarting would meet the same event again
+                upgrade.add(proc.name)
+                print(f"{proc.name} stopped: the log holds an event this build cannot read; upgrade agentstream "
+                      f"(not restarted; log: {proc.log})", file=sys.stderr)
+                continue
+            print(f"{proc.name} exited with {proc.popen.returncode}; restarting (log: {proc.log})", file=sys.stderr)
+            components[i] = spawn_component(proc.name, envs[proc.name], logs)
