@@ -9,7 +9,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from agentstream.adapters.bootstrap import setup
 from agentstream.adapters.dynamo import dynamodb_client
 from agentstream.adapters.projection_store import get_active_session_for_user
-from agentstream.adapters.tables import SESSIONS_GSI, has_index, stream_arn
+from agentstream.adapters.tables import EVENTS_BY_ID, SESSIONS_GSI, has_index, stream_arn
 from agentstream.adapters.dynamo import to_item
 from agentstream.settings import Settings
 
@@ -17,13 +17,15 @@ from agentstream.settings import Settings
 async def test_setup_creates_everything_once(settings: Settings) -> None:
     first, topics = await setup(settings, partitions=2)
     second, topics_again = await setup(settings, partitions=2)
-    assert len(first.created) == 9 and set(topics) == {settings.topic_events, settings.topic_replies, settings.topic_dlq}
+    assert sorted(first.created) == sorted(settings.tables.model_dump().values())  # every table of the contract
+    assert len(first.created) == 11 and set(topics) == {settings.topic_events, settings.topic_replies, settings.topic_dlq}
     assert not second.changed and topics_again == []
     async with dynamodb_client(settings) as ddb:
         assert await has_index(ddb, settings.tables.sessions, SESSIONS_GSI)
         assert await has_index(ddb, settings.tables.messages, "sessionId-timestamp-index")
         assert await has_index(ddb, settings.tables.messages, "businessId-timestamp-index")
         assert (await stream_arn(ddb, settings.tables.events)).startswith("arn:")
+        assert await has_index(ddb, settings.tables.events, EVENTS_BY_ID)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
