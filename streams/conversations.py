@@ -29,9 +29,9 @@ from agentstream.projections.context import ReplyContext, build_prompt
 from agentstream.projections.facts import current_facts
 from agentstream.projections.base import FoldConfig, Item, Projection, Put, key_of, position, state_version
 from agentstream.projections.conversation import active_session
-from agentstream.registry import PROJECTIONS
 from agentstream.projections.timecontext import time_context
 from agentstream.projections.topics import detect_language
+from agentstream.registry import PROJECTIONS
 
 log = structlog.get_logger(__name__)
 PublishReply = Callable[[Event], Awaitable[None]]

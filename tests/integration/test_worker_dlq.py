@@ -44,6 +44,14 @@ async def append(s: Settings, user: str, text: str) -> Event:
         ))).event
 
 
+async def exit_code(proc: Any, timeout: float) -> int | None:
+    """The process's exit code once it has stopped by itself (None if still running at `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while proc.popen.poll() is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    return proc.popen.returncode
+
+
 async def wait_committed_to_end(s: Settings, timeout: float = 60.0) -> dict[int, tuple[int, int]]:
     """Wait until the worker's group has committed the end offset of every partition of the
     events topic; returns {partition: (committed, end)} as last seen."""
@@ -103,11 +111,7 @@ async def test_an_event_from_a_newer_build_stops_the_worker_and_is_not_skipped(
         future = new_event("MessageReceived", business_id="demo-salon", user_id="A", channel="websocket",
                            payload={"content": "from a newer build"}).with_seq(1).to_json_dict() | {"schemaVersion": 99}
         await publish(s, [*as_records([b]), ("demo-salon#A", kafka.dumps(future))])
-        worker = stack.processes["worker"]
-        deadline = time.monotonic() + 90
-        while worker.popen.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-        assert worker.popen.returncode == 3, "the worker stops with the upgrade exit code"
+        assert await exit_code(stack.processes["worker"], 90) == 3, "the worker stops with the upgrade exit code"
         log = (tmp_path / "logs" / "worker.log").read_text()
         assert "worker.upgrade_needed" in log and "schemaVersion 99" in log and "upgrade this worker" in log
         assert await read_topic(s.kafka_bootstrap_servers, s.topic_dlq, expect=1, timeout=3) == []
@@ -233,11 +237,7 @@ async def test_a_reply_from_a_newer_build_stops_delivery_and_is_not_committed(
             await prod.send_and_wait(s.topic_replies, key=b"demo-salon#A", value=kafka.dumps(newer))
         finally:
             await prod.stop()
-        gateway = stack.processes["gateway"]
-        deadline = time.monotonic() + 60
-        while gateway.popen.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-        assert gateway.popen.returncode == 3, "the gateway stops with the upgrade exit code"
+        assert await exit_code(stack.processes["gateway"], 60) == 3, "the gateway stops with the upgrade exit code"
         log = (tmp_path / "logs" / "gateway.log").read_text()
         assert "schemaVersion 9" in log and "upgrade this gateway" in log
         admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap_servers)
