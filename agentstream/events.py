@@ -137,6 +137,43 @@ class FactsExtractedPayload(_Payload):
     sourceEventId: str = Field(description="the MessageReceived the facts were read from")
 
 
+HandoffBy = Literal["customer", "owner", "responder"]
+
+
+class HandoffRequestedPayload(_Payload):
+    """The conversation is handed to a person: inbounds after this seq get no AI reply."""
+
+    sessionId: str
+    by: HandoffBy
+    reason: str = Field("", max_length=500)
+
+
+class HandoffReleasedPayload(_Payload):
+    """The conversation is handed back to the AI."""
+
+    sessionId: str
+    by: Literal["owner", "timeout", "system"] = "owner"
+    reason: str = Field("", max_length=500)
+
+
+class OwnerRepliedPayload(_Payload):
+    """A person of the business wrote to the customer (delivered like a reply)."""
+
+    sessionId: str
+    content: str = Field(min_length=1)
+    author: str = Field(min_length=1, max_length=100, description="the display name of the person")
+    deliverTo: dict[str, str] = Field(default_factory=dict, description="the last inbound's replyTo addressing")
+
+
+class HandoffNoticeSentPayload(_Payload):
+    """The customer is told, in their language, that a person will answer (delivered like a reply)."""
+
+    sessionId: str
+    content: str
+    handoffEventId: str
+    deliverTo: dict[str, str] = Field(default_factory=dict, description="the last inbound's replyTo addressing")
+
+
 PAYLOADS: dict[str, type[_Payload]] = {
     "MessageReceived": MessageReceivedPayload,
     "ReplyGenerated": ReplyGeneratedPayload,
@@ -148,6 +185,10 @@ PAYLOADS: dict[str, type[_Payload]] = {
     "FactCorrected": FactCorrectedPayload,
     "FactRetracted": FactRetractedPayload,
     "FactsExtracted": FactsExtractedPayload,
+    "HandoffRequested": HandoffRequestedPayload,
+    "HandoffReleased": HandoffReleasedPayload,
+    "OwnerReplied": OwnerRepliedPayload,
+    "HandoffNoticeSent": HandoffNoticeSentPayload,
 }
 
 
@@ -237,6 +278,34 @@ class FactsExtracted(_Envelope):
     payload: FactsExtractedPayload
 
 
+class HandoffRequested(_Envelope):
+    """The customer, the owner or the responder handed the conversation to a person."""
+
+    type: Literal["HandoffRequested"] = "HandoffRequested"
+    payload: HandoffRequestedPayload
+
+
+class HandoffReleased(_Envelope):
+    """The conversation went back to the AI (the owner released it, or the handoff timed out)."""
+
+    type: Literal["HandoffReleased"] = "HandoffReleased"
+    payload: HandoffReleasedPayload
+
+
+class OwnerReplied(_Envelope):
+    """A person's message to the customer, sent through the customer's channel."""
+
+    type: Literal["OwnerReplied"] = "OwnerReplied"
+    payload: OwnerRepliedPayload
+
+
+class HandoffNoticeSent(_Envelope):
+    """'A person will answer you': sent once when the owner takes a conversation over."""
+
+    type: Literal["HandoffNoticeSent"] = "HandoffNoticeSent"
+    payload: HandoffNoticeSentPayload
+
+
 Event = Annotated[
     Union[
         MessageReceived,
@@ -249,14 +318,21 @@ Event = Annotated[
         FactCorrected,
         FactRetracted,
         FactsExtracted,
+        HandoffRequested,
+        HandoffReleased,
+        OwnerReplied,
+        HandoffNoticeSent,
     ],
     Field(discriminator="type"),
 ]
 EVENT_TYPES: dict[str, type[_Envelope]] = {
     m.model_fields["type"].default: m
     for m in (MessageReceived, ReplyGenerated, ReplyDelivered, DeliveryFailed, SessionExpired, SessionResolved,
-              SessionClosed, FactCorrected, FactRetracted, FactsExtracted)
+              SessionClosed, FactCorrected, FactRetracted, FactsExtracted, HandoffRequested, HandoffReleased,
+              OwnerReplied, HandoffNoticeSent)
 }
+# Events carrying a message to the customer: published to agent.replies.v1 and delivered.
+OUTBOUND_TYPES: tuple[str, ...] = ("ReplyGenerated", "OwnerReplied", "HandoffNoticeSent")
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 # (type, schemaVersion) -> function upcasting a raw dict of that version to the next one.
