@@ -174,6 +174,16 @@ class HandoffNoticeSentPayload(_Payload):
     deliverTo: dict[str, str] = Field(default_factory=dict, description="the last inbound's replyTo addressing")
 
 
+class EventSkippedPayload(_Payload):
+    seq: int = Field(ge=1, description="the seq of the event of this stream that is skipped (it failed every attempt)")
+    stage: str = Field(description="where it failed, e.g. process")
+    error: str = Field(max_length=2000, description="the last error, shortened")
+
+
+class SkipRevokedPayload(_Payload):
+    seq: int = Field(ge=1, description="the seq of the formerly skipped event, to be applied again")
+
+
 PAYLOADS: dict[str, type[_Payload]] = {
     "MessageReceived": MessageReceivedPayload,
     "ReplyGenerated": ReplyGeneratedPayload,
@@ -189,6 +199,8 @@ PAYLOADS: dict[str, type[_Payload]] = {
     "HandoffReleased": HandoffReleasedPayload,
     "OwnerReplied": OwnerRepliedPayload,
     "HandoffNoticeSent": HandoffNoticeSentPayload,
+    "EventSkipped": EventSkippedPayload,
+    "SkipRevoked": SkipRevokedPayload,
 }
 
 
@@ -306,6 +318,20 @@ class HandoffNoticeSent(_Envelope):
     payload: HandoffNoticeSentPayload
 
 
+class EventSkipped(_Envelope):
+    """An event of this stream failed every attempt and went to the DLQ: the folds skip it."""
+
+    type: Literal["EventSkipped"] = "EventSkipped"
+    payload: EventSkippedPayload
+
+
+class SkipRevoked(_Envelope):
+    """A skipped event is to be applied after all (`agentstream dlq retry`, after a fix)."""
+
+    type: Literal["SkipRevoked"] = "SkipRevoked"
+    payload: SkipRevokedPayload
+
+
 Event = Annotated[
     Union[
         MessageReceived,
@@ -322,6 +348,8 @@ Event = Annotated[
         HandoffReleased,
         OwnerReplied,
         HandoffNoticeSent,
+        EventSkipped,
+        SkipRevoked,
     ],
     Field(discriminator="type"),
 ]
@@ -329,7 +357,7 @@ EVENT_TYPES: dict[str, type[_Envelope]] = {
     m.model_fields["type"].default: m
     for m in (MessageReceived, ReplyGenerated, ReplyDelivered, DeliveryFailed, SessionExpired, SessionResolved,
               SessionClosed, FactCorrected, FactRetracted, FactsExtracted, HandoffRequested, HandoffReleased,
-              OwnerReplied, HandoffNoticeSent)
+              OwnerReplied, HandoffNoticeSent, EventSkipped, SkipRevoked)
 }
 # Events carrying a message to the customer: published to agent.replies.v1 and delivered.
 OUTBOUND_TYPES: tuple[str, ...] = ("ReplyGenerated", "OwnerReplied", "HandoffNoticeSent")
