@@ -77,29 +77,33 @@ class OpenAIResponder:
     async def answer(self, ctx: ReplyContext) -> Answer:
         start = time.perf_counter()
         try:
-            resp = await self._client.chat.completions.create(
-                model=self._model, messages=build_prompt(ctx, self._budget)  # type: ignore[arg-type]
-            )
-        except openai.OpenAIError as exc:
+            resp = await self._chat({"model": self._model, "messages": build_prompt(ctx, self._budget)})
+            content, model, usage = _reply_of(resp)
+        except (openai.OpenAIError, ValueError) as exc:
             metrics.MODEL_ERRORS.labels(kind=type(exc).__name__).inc()
             log.warning("model.failed", error=type(exc).__name__, detail=str(exc)[:200])
             return Answer(FALLBACK.get(ctx.language, FALLBACK["en"]), self._model, _ms(start), fallback=True)
-        usage = resp.usage
         return Answer(
-            content=(resp.choices[0].message.content or "").strip() or FALLBACK.get(ctx.language, FALLBACK["en"]),
-            model=resp.model or self._model,
+            content=content.strip() or FALLBACK.get(ctx.language, FALLBACK["en"]),
+            model=model or self._model,
             latency_ms=_ms(start),
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
         )
+
+    async def _chat(self, body: dict[str, Any]) -> Any:
+        """One chat completion as the API's JSON, through the client's own request path (its
+        retries, timeout and errors), without the per-call transform of the typed `create`
+        (which cost about 5 ms of CPU a call here against about 2)."""
+        return await self._client.post("/chat/completions", cast_to=object, body=body)
 
     async def complete_json(self, messages: list[dict[str, str]]) -> Completion:
         """One completion asked for a JSON object, on the same client (fact extraction); no
         fallback: an error is the caller's to handle."""
-        resp = await self._client.chat.completions.create(
-            model=self._model, messages=messages, response_format={"type": "json_object"}, temperature=0,  # type: ignore[arg-type]
-        )
-        return Completion(resp.choices[0].message.content or "", resp.model or self._model)
+        resp = await self._chat({"model": self._model, "messages": messages,
+                                 "response_format": {"type": "json_object"}, "temperature": 0})
+        content, model, _ = _reply_of(resp)
+        return Completion(content, model or self._model)
 
     async def close(self) -> None:
         await self._client.close()
@@ -113,6 +117,15 @@ def _http_client() -> Any:
         return openai.DefaultAioHttpClient()
     except (AttributeError, RuntimeError):
         return None
+
+
+def _reply_of(resp: Any) -> tuple[str, str, dict[str, Any]]:
+    """(content, model, usage) of a chat completion's JSON; ValueError when it has no message."""
+    try:
+        choice = resp["choices"][0]["message"]
+        return str(choice.get("content") or ""), str(resp.get("model") or ""), dict(resp.get("usage") or {})
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise ValueError(f"not a chat completion: {str(resp)[:200]}") from exc
 
 
 def _ms(start: float) -> int:

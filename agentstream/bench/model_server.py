@@ -30,6 +30,7 @@ class ModelBehaviour:
     slow_delay_s: float = 0.0
     fail_next: int = 0
     fail_status: int = 500
+    malformed_next: int = 0  # the next N calls answer 200 with JSON that is not a completion
     requests: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -52,6 +53,9 @@ def create_app(behaviour: ModelBehaviour) -> Starlette:
         if behaviour.fail_next > 0:
             behaviour.fail_next -= 1
             return JSONResponse({"error": {"message": "injected failure", "type": "server_error"}}, status_code=behaviour.fail_status)
+        if behaviour.malformed_next > 0:
+            behaviour.malformed_next -= 1
+            return JSONResponse({"choices": []})
         prompt = " ".join(str(m.get("content", "")) for m in body.get("messages", []))
         slow = behaviour.slow_marker is not None and behaviour.slow_marker in prompt
         await asyncio.sleep(behaviour.slow_delay_s if slow else behaviour.delay_s)

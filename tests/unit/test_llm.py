@@ -63,3 +63,12 @@ async def test_a_model_slower_than_the_timeout_gives_the_fallback(model: ModelSe
     answer = await r.answer(context("hello"))
     assert answer.fallback and answer.content == FALLBACK["en"] and answer.latency_ms < 1500
     await r.close()
+
+
+async def test_a_reply_that_is_not_a_completion_gives_the_fallback(model: ModelServer) -> None:
+    model.behaviour.malformed_next = 1
+    r = responder(model)
+    answer = await r.answer(context("Aveți loc mâine?", language="ro"))
+    assert answer.fallback and answer.content == FALLBACK["ro"]
+    assert (await r.answer(context("again"))).content == "[model] re: again"
+    await r.close()
