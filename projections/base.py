@@ -26,6 +26,7 @@ class FoldConfig:
     business_type: str = "general"
     timezone: str = "UTC"
     opening_hours: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    handoff_timeout_minutes: int = 120  # a handed-off conversation goes back to the AI after this long
 
 
 @dataclass(frozen=True)

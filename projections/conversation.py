@@ -8,6 +8,7 @@ costs O(1) per event, whatever the history length (the memory item is bounded).
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,9 +16,11 @@ from functools import lru_cache
 from typing import Any
 
 from agentstream.events import (
-    Event, MessageReceived, ReplyGenerated, SessionClosed, SessionExpired, SessionResolved, derive_id, iso,
+    Event, HandoffNoticeSent, HandoffReleased, HandoffRequested, MessageReceived, OwnerReplied, ReplyGenerated,
+    SessionClosed, SessionExpired, SessionResolved, derive_id, iso,
 )
 from agentstream.projections.base import FoldConfig, Put
+from agentstream.projections.handoff import handoff_of
 from agentstream.projections.topics import extract_topics
 
 RECENT_TOPICS = 10
@@ -30,6 +33,7 @@ NO_SESSION = "none"  # sessionId of an agent message that names no session (a ke
 END_STATUS: dict[type, str] = {SessionExpired: "abandoned", SessionResolved: "resolved", SessionClosed: "closed"}
 SessionEnd = SessionExpired | SessionResolved | SessionClosed
 Item = dict[str, Any]
+DUE_SHARDS = 8  # partitions of the sessions' due index (dueShard 0..7); the expiry timer queries each
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,21 @@ def _source(channel: str) -> str:
     return "websocket" if channel == "websocket" else "cron" if channel == "system" else "webhook"
 
 
+def due_shard(session_id: str) -> int:
+    """The session's partition of the due index (stable: a hash of its id)."""
+    return zlib.crc32(session_id.encode()) % DUE_SHARDS
+
+
+def due_attributes(ctx: Item, config: FoldConfig) -> Item:
+    """`dueShard` and `nextDueAt` (when the session's next timer is due: today its expiry,
+    lastMessageAt + idle minutes) while the session is active; nothing once it ended, so the
+    due index holds active sessions only."""
+    if ctx["status"] != "active":
+        return {}
+    due = _parse(ctx["lastMessageAt"]) + timedelta(minutes=config.idle_minutes)
+    return {"dueShard": due_shard(ctx["sessionId"]), "nextDueAt": _iso(due)}
+
+
 def session_item(ctx: Item, event: Event, config: FoldConfig) -> Item:
     """The ai-agent-sessions item of a session context, as changed by `event`."""
     return {
@@ -89,17 +108,21 @@ def session_item(ctx: Item, event: Event, config: FoldConfig) -> Item:
             "context": {"channel": ctx.get("channel") or event.channel, "messageCount": int(ctx["conversationLength"])},
         },
         "lastSeq": event.seq,
+        **({"handoff": ctx["handoff"]} if ctx.get("handoff") else {}),
     }
 
 
 def message_item(event: Event, session_id: str, kind: str, content: str,
-                 external_id: str | None = None, response_id: str | None = None) -> Item:
-    """The ai-agent-messages item of one message (its id is the event's id)."""
+                 external_id: str | None = None, response_id: str | None = None, author: str | None = None) -> Item:
+    """The ai-agent-messages item of one message (its id is the event's id); an agent message's
+    `metadata.author` is "ai" (a reply or notice) or "human" (a person of the business)."""
     metadata: Item = {"source": _source(event.channel), "channel": event.channel}
     if external_id:
         metadata["externalId"] = external_id
     if response_id:
         metadata["responseId"] = response_id
+    if author:
+        metadata["author"] = author
     return {
         "messageId": event.eventId,
         "sessionId": session_id or NO_SESSION,
@@ -216,6 +239,9 @@ def _on_message(memory: Item, event: MessageReceived, config: FoldConfig) -> Pro
         ctx = None
     if ctx is None:
         ctx = _open_session(memory, event)
+    _drop_lapsed_handoff(ctx, event, config)
+    ctx["lastInbound"] = {"eventId": event.eventId, "channel": event.channel, "at": _at(event),
+                          "replyTo": dict(event.payload.replyTo)}
     content = event.payload.content
     history = memory["history"]
     _record_turn(ctx, event, "user", content)
@@ -231,7 +257,8 @@ def _on_message(memory: Item, event: MessageReceived, config: FoldConfig) -> Pro
 def _on_reply(memory: Item, event: ReplyGenerated, config: FoldConfig) -> Projection:
     ctx = active_session(memory)
     session_id = event.payload.sessionId or (ctx["sessionId"] if ctx else NO_SESSION)
-    message = message_item(event, session_id, "agent", event.payload.content, response_id=event.payload.inReplyTo)
+    message = message_item(event, session_id, "agent", event.payload.content, response_id=event.payload.inReplyTo,
+                           author="ai")
     history = memory["history"]
     history["totalMessages"] = int(history["totalMessages"]) + 1
     memory["summary"] = summary(history)
@@ -248,7 +275,69 @@ def _on_session_end(memory: Item, event: SessionEnd, config: FoldConfig) -> Proj
     if isinstance(event, SessionExpired) and not _idle(ctx, event.occurredAt + timedelta(seconds=1), config.idle_minutes):
         return Projection(memory)  # stale: the customer wrote again after the expiry was decided
     ctx["status"] = END_STATUS[type(event)]
+    ctx.pop("handoff", None)  # resolve, expiry and close hand the conversation back
     return Projection(memory, [session_item(ctx, event, config)])
+
+
+# ---- handoff to a person ---------------------------------------------------------------------
+
+
+def _drop_lapsed_handoff(ctx: Item, event: Event, config: FoldConfig) -> None:
+    """Forget a handoff whose person has been silent past the timeout at this event's time."""
+    if ctx.get("handoff") and handoff_of(ctx, event.occurredAt, config.handoff_timeout_minutes) is None:
+        del ctx["handoff"]
+
+
+def _session_of(memory: Item, session_id: str) -> Item | None:
+    ctx = active_session(memory)
+    return ctx if ctx is not None and ctx["sessionId"] == session_id else None
+
+
+def _on_handoff(memory: Item, event: HandoffRequested, config: FoldConfig) -> Projection:
+    ctx = _session_of(memory, event.payload.sessionId)
+    if ctx is None:
+        return Projection(memory)  # the session ended first: nothing to hand over
+    _drop_lapsed_handoff(ctx, event, config)
+    if ctx.get("handoff"):
+        return Projection(memory)  # already with a person: the first request stands
+    at = _at(event)
+    ctx["handoff"] = {"by": event.payload.by, "reason": event.payload.reason, "since": at, "seq": event.seq,
+                      "eventId": event.eventId, "lastActivityAt": at, "ownerReplied": False}
+    return Projection(memory, [session_item(ctx, event, config)])
+
+
+def _on_release(memory: Item, event: HandoffReleased, config: FoldConfig) -> Projection:
+    ctx = _session_of(memory, event.payload.sessionId)
+    if ctx is None or not ctx.get("handoff"):
+        return Projection(memory)
+    del ctx["handoff"]
+    return Projection(memory, [session_item(ctx, event, config)])
+
+
+def _on_outbound(memory: Item, event: OwnerReplied | HandoffNoticeSent, config: FoldConfig) -> Projection:
+    """A person's message (author "human") or the handoff notice (author "ai") to the customer."""
+    human = isinstance(event, OwnerReplied)
+    session_id = event.payload.sessionId or NO_SESSION
+    message = message_item(event, session_id, "agent", event.payload.content, author="human" if human else "ai")
+    if human:
+        message["metadata"]["authorName"] = event.payload.author
+    history = memory["history"]
+    history["totalMessages"] = int(history["totalMessages"]) + 1
+    memory["summary"] = summary(history)
+    ctx = _session_of(memory, session_id)
+    if ctx is None:
+        return Projection(memory, [], [message])
+    _record_turn(ctx, event, "agent", event.payload.content)
+    if human and handoff_of(ctx, event.occurredAt, config.handoff_timeout_minutes) is not None:
+        ctx["handoff"] = {**ctx["handoff"], "ownerReplied": True, "lastActivityAt": _at(event)}
+    return Projection(memory, [session_item(ctx, event, config)], [message])
+
+
+def handed_off(memory: Item, event: Event, config: FoldConfig) -> bool:
+    """Whether the customer's conversation is with a person at `event` (folded into `memory`):
+    then its inbound gets no AI reply (invariant 3, as amended for handoffs)."""
+    ctx = active_session(memory)
+    return handoff_of(ctx, event.occurredAt, config.handoff_timeout_minutes) is not None
 
 
 def apply(memory: Item, event: Event, config: FoldConfig) -> Projection:
@@ -266,6 +355,12 @@ def apply(memory: Item, event: Event, config: FoldConfig) -> Projection:
         return _on_reply(state, event, config)
     if isinstance(event, (SessionExpired, SessionResolved, SessionClosed)):
         return _on_session_end(state, event, config)
+    if isinstance(event, HandoffRequested):
+        return _on_handoff(state, event, config)
+    if isinstance(event, HandoffReleased):
+        return _on_release(state, event, config)
+    if isinstance(event, (OwnerReplied, HandoffNoticeSent)):
+        return _on_outbound(state, event, config)
     return Projection(state)  # ReplyDelivered, DeliveryFailed: only lastSeq moves
 
 
@@ -290,7 +385,7 @@ class ConversationProjection:
     name = "conversation"
     table = "rag_user"
     owns = {"rag_user": ("businessId", "userId"), "sessions": ("sessionId",), "messages": ("messageId", "sessionId")}
-    version = 1
+    version = 2  # v2: handoff state, the last inbound's addressing, messages' metadata.author
 
     def empty(self, business_id: str, user_id: str) -> Item:
         return empty_memory(business_id, user_id)
