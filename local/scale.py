@@ -1,0 +1,59 @@
+"""What `agentstream up --scale gateway=2,worker=3,delivery=2,bridge=2` starts.
+
+Each process kind scales by starting more of the same command: workers and delivery processes
+share their consumer groups, bridges share the shard leases, gateways sit behind one public port
+(a round-robin proxy) on ports of their own. No coordinator of ours is involved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KINDS = ("bridge", "worker", "gateway", "delivery")
+
+
+class ScaleError(ValueError):
+    """A --scale value that cannot be run."""
+
+
+@dataclass(frozen=True)
+class Component:
+    """One process: its name (for logs and restarts), its command and its own settings."""
+
+    name: str
+    argv: tuple[str, ...]
+    env: dict[str, str]
+
+
+def parse_scale(text: str) -> dict[str, int]:
+    """`gateway=2,worker=3` → counts for every kind (1 where not given)."""
+    counts = dict.fromkeys(KINDS, 1)
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        kind, _, number = part.partition("=")
+        if kind not in KINDS:
+            raise ScaleError(f"--scale: unknown process {kind!r} (one of {', '.join(KINDS)})")
+        if not number.isdigit() or not 1 <= int(number) <= 16:
+            raise ScaleError(f"--scale: {kind} needs a count from 1 to 16, not {number!r}")
+        counts[kind] = int(number)
+    return counts
+
+
+def plan(counts: dict[str, int], port: int, bridge_metrics_port: int, worker_metrics_port: int) -> list[Component]:
+    """The processes to start. One gateway listens on `port` itself; several listen on the ports
+    after it, with the proxy on `port`. The first bridge and worker keep their metrics ports;
+    the others take the next ones up, ten apart (9101, 9111, …)."""
+    metrics = {"bridge": bridge_metrics_port, "worker": worker_metrics_port}
+    out: list[Component] = []
+    for kind in KINDS:
+        n = counts.get(kind, 1)
+        for i in range(n):
+            name = kind if n == 1 else f"{kind}-{i + 1}"
+            env = {"METRICS_PORT": str(metrics[kind] + 10 * i if kind in metrics else 0)}
+            if kind == "gateway" and n > 1:
+                env["GATEWAY_PORT_HTTP"] = str(port + 1 + i)
+            out.append(Component(name, ("-m", "agentstream.cli", kind), env))
+    gateways = counts.get("gateway", 1)
+    if gateways > 1:
+        backends = [str(port + 1 + i) for i in range(gateways)]
+        out.append(Component("proxy", ("-m", "agentstream.local.proxy", str(port), *backends), {}))
+    return out
