@@ -5,6 +5,7 @@ COPY agentstream agentstream
 COPY streams streams
 COPY projections projections
 COPY adapters adapters
+COPY local local
 RUN pip install --no-cache-dir .
 USER nobody
 CMD ["agentstream", "--help"]

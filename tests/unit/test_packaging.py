@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.services import ROOT
 
 FOLDERS = {"agentstream": "agentstream", "streams": "agentstream/streams", "projections": "agentstream/projections",
-           "adapters": "agentstream/adapters"}
+           "adapters": "agentstream/adapters", "local": "agentstream/local"}
 
 
 def test_the_wheel_has_every_module_and_data_file(tmp_path: Path) -> None:
