@@ -93,3 +93,10 @@ def idle_minutes(info: dict[str, Any] | None, default: int) -> int:
     """The business's session idle timeout (business-info settings.sessionIdleMinutes)."""
     value = ((info or {}).get("settings") or {}).get("sessionIdleMinutes")
     return int(value) if isinstance(value, (int, float)) and value > 0 else default
+
+
+def handoff_timeout_minutes(info: dict[str, Any] | None, default: int = 120) -> int:
+    """How long a handed-off conversation stays with a person who does not write (business-info
+    settings.handoffTimeoutMinutes, 120 by default)."""
+    value = ((info or {}).get("settings") or {}).get("handoffTimeoutMinutes")
+    return int(value) if isinstance(value, (int, float)) and value > 0 else default

@@ -109,6 +109,7 @@ def session_item(ctx: Item, event: Event, config: FoldConfig) -> Item:
         },
         "lastSeq": event.seq,
         **({"handoff": ctx["handoff"]} if ctx.get("handoff") else {}),
+        **due_attributes(ctx, config),
     }
 
 
@@ -388,7 +389,7 @@ class ConversationProjection:
     version = 2  # v2: handoff state, the last inbound's addressing, messages' metadata.author
 
     def empty(self, business_id: str, user_id: str) -> Item:
-        return empty_memory(business_id, user_id)
+        return {**empty_memory(business_id, user_id), "version": self.version}
 
     def apply(self, state: Item, event: Event, config: FoldConfig) -> tuple[Item, list[Put]]:
         p = apply(state, event, config)

@@ -20,15 +20,18 @@ import orjson
 import structlog
 
 from agentstream import metrics
-from agentstream.adapters.business import BusinessDirectory, idle_minutes
+from agentstream.adapters.business import BusinessDirectory, handoff_timeout_minutes, idle_minutes
 from agentstream.adapters.event_store import EventStore, event_from_item
-from agentstream.adapters.llm import Responder
+from agentstream.adapters.llm import Answer, Responder
 from agentstream.adapters.projection_store import ProjectionStore, StaleWrite
-from agentstream.events import IMPORTED, Event, MessageReceived, new_event, reply_event_id, utc_now
+from agentstream.events import (
+    IMPORTED, OUTBOUND_TYPES, Event, HandoffRequested, MessageReceived, derive_id, new_event, reply_event_id, utc_now,
+)
 from agentstream.projections.context import ReplyContext, build_prompt
 from agentstream.projections.facts import current_facts
 from agentstream.projections.base import FoldConfig, Item, Projection, Put, key_of, position, state_version
-from agentstream.projections.conversation import active_session
+from agentstream.projections.conversation import active_session, handed_off
+from agentstream.projections.handoff import notice, wants_human
 from agentstream.projections.timecontext import time_context
 from agentstream.projections.topics import detect_language
 from agentstream.registry import PROJECTIONS
@@ -36,6 +39,8 @@ from agentstream.registry import PROJECTIONS
 log = structlog.get_logger(__name__)
 PublishReply = Callable[[Event], Awaitable[None]]
 AfterReply = Callable[[MessageReceived, dict[str, Any]], Awaitable[None]]  # (inbound, business info)
+OnHandoff = Callable[[Event], Awaitable[None]]  # tells the owner (topic agent.handoffs.v1, webhook); must not raise
+HANDOFF_MODEL = "handoff"  # the model of the reply that tells a customer who asked for a person that one will answer
 REPLY_LOOKAHEAD = 4  # events after an inbound read to find its reply (and the head) in one query
 MAX_WRITES = 90  # puts in one transaction (DynamoDB takes 100)
 REPLIES_FOLLOW = "conversation"  # an inbound is answered when this projection applies it
@@ -66,7 +71,8 @@ class Batch:
 def fold_config(info: dict[str, Any], default_idle_minutes: int) -> FoldConfig:
     """The business settings the folds read."""
     return FoldConfig(idle_minutes(info, default_idle_minutes), str(info.get("businessType", "general")),
-                      str(info.get("timezone", "UTC")), info.get("openingHours") or {})
+                      str(info.get("timezone", "UTC")), info.get("openingHours") or {},
+                      handoff_timeout_minutes=handoff_timeout_minutes(info))
 
 
 def _current(projection: Projection, stored: Item | None, event: Event) -> Item:
@@ -99,9 +105,12 @@ class ConversationProcessor:
         registry: Sequence[Projection] = PROJECTIONS,
         prompt_budget_chars: int = 12_000,
         after_reply: AfterReply | None = None,
+        on_handoff: OnHandoff | None = None,
     ) -> None:
         """`after_reply` is called with each inbound this processor has just answered with a new
-        reply, once the projections are written (optional fact extraction); it must not raise."""
+        reply, once the projections are written (optional fact extraction); it must not raise.
+        `on_handoff` is called with each HandoffRequested that hands a conversation to a person
+        when this processor folds it (at least once: a refold may call it again)."""
         self._store = store
         self._projections = projections
         self._directory = directory
@@ -111,6 +120,7 @@ class ConversationProcessor:
         self._registry = tuple(registry)
         self._budget = prompt_budget_chars
         self._after_reply = after_reply
+        self._on_handoff = on_handoff
         self._cache: OrderedDict[str, States] = OrderedDict()
         self._cache_size = cache_size
 
@@ -167,7 +177,8 @@ class ConversationProcessor:
         config = fold_config(info, self._idle)
         states, puts = self._fold(states, event, config)
         batch.add(self._registry, states, puts, event.type)
-        if REPLIES_FOLLOW in puts and isinstance(event, MessageReceived) and IMPORTED not in event.payload.replyTo:
+        await self._handoff_effects(event, states, puts, config)
+        if self._answers(event, states, puts, config):
             reply, new = await self._reply(event, states, info)
             if new:
                 batch.answered.append((event, info))
@@ -175,6 +186,63 @@ class ConversationProcessor:
                 states, puts = self._fold(states, reply, config)
                 batch.add(self._registry, states, puts, reply.type)
         return states
+
+    @staticmethod
+    def _answers(event: Event, states: States, puts: dict[str, list[Put]], config: FoldConfig) -> bool:
+        """Whether the AI answers this event: a new inbound, not imported, of a conversation not
+        handed to a person at its seq (decided by the log: replay decides the same)."""
+        return (REPLIES_FOLLOW in puts and isinstance(event, MessageReceived) and IMPORTED not in event.payload.replyTo
+                and not handed_off(states[REPLIES_FOLLOW], event, config))
+
+    async def _handoff_effects(self, event: Event, states: States, puts: dict[str, list[Put]], config: FoldConfig) -> None:
+        """What folding a handoff or an outbound message sets off: a person's message (and the
+        handoff notice) goes to agent.replies.v1; a handoff that took effect tells the owner and,
+        when the owner took over, the customer (once: the notice's id and record derive from it)."""
+        if REPLIES_FOLLOW not in puts:
+            return
+        if event.type in OUTBOUND_TYPES and event.type != "ReplyGenerated":
+            await self._publish_reply(event)
+        elif isinstance(event, HandoffRequested) and any(p.table == "sessions" for p in puts[REPLIES_FOLLOW]):
+            if self._on_handoff:
+                await self._on_handoff(event)
+            if event.payload.by == "owner":
+                await self._send_notice(event, states)
+
+    async def _send_notice(self, handoff: HandoffRequested, states: States) -> None:
+        """Tell the customer, in their language, that a person will answer (HandoffNoticeSent
+        through the channel of their last message)."""
+        ctx = active_session(states[REPLIES_FOLLOW]) or {}
+        last = ctx.get("lastInbound") or {}
+        said = [t["content"] for t in ctx.get("lastMessages", []) if t.get("role") == "user"]
+        draft = new_event(
+            "HandoffNoticeSent", event_id=derive_id("handoff-notice", handoff.eventId), business_id=handoff.businessId,
+            user_id=handoff.userId, location_id=handoff.locationId, channel=last.get("channel") or "system",
+            payload={"sessionId": handoff.payload.sessionId, "handoffEventId": handoff.eventId,
+                     "content": notice(detect_language(said[-1]) if said else "en", "owner"),
+                     "deliverTo": dict(last.get("replyTo") or {})},
+        )
+        appended = await self._store.append(draft, external_id=f"handoff-notice:{handoff.eventId}")
+        await self._publish_reply(appended.event)
+
+    async def _answer(self, ctx: ReplyContext) -> Answer:
+        """The model's answer, or, to a customer asking for a person, that one will answer."""
+        if wants_human(ctx.message):
+            return Answer(notice(ctx.language, "customer"), HANDOFF_MODEL, 0)
+        return await self._responder.answer(ctx)
+
+    async def _hand_off_if_asked(self, inbound: MessageReceived, reply: Event, states: States) -> None:
+        """After the reply to `inbound`: a customer who asked for a person, or a model that could
+        not answer (its fallback promises a colleague), hands the conversation to a person."""
+        payload = reply.payload
+        if not (getattr(payload, "model", "") == HANDOFF_MODEL or getattr(payload, "fallback", False)):
+            return
+        by, reason = ("customer", inbound.payload.content[:200]) if payload.model == HANDOFF_MODEL else ("responder", "fallback")
+        draft = new_event(
+            "HandoffRequested", event_id=derive_id("handoff", inbound.eventId), business_id=inbound.businessId,
+            user_id=inbound.userId, location_id=inbound.locationId, channel=inbound.channel,
+            payload={"sessionId": payload.sessionId, "by": by, "reason": reason},
+        )
+        await self._store.append(draft, external_id=f"handoff:{inbound.eventId}")
 
     async def _flush(self, event: Event, states: States, batch: "Batch") -> States:
         """Write the batch in one transaction; on a newer stored state, reload it instead."""
@@ -210,7 +278,7 @@ class ConversationProcessor:
         if reply is None:
             ctx = await self._context(inbound, states, info)
             sent = build_prompt(ctx, self._budget)
-            answer = await self._responder.answer(ctx)
+            answer = await self._answer(ctx)
             session = active_session(states[REPLIES_FOLLOW]) or {}
             draft = new_event(
                 "ReplyGenerated",
@@ -238,6 +306,7 @@ class ConversationProcessor:
             metrics.REPLY_LATENCY.observe(max(0.0, (utc_now() - inbound.occurredAt).total_seconds()))
             log.info("worker.reply_appended", eventId=reply.eventId, inReplyTo=inbound.eventId, streamId=inbound.streamId)
         await self._publish_reply(reply)
+        await self._hand_off_if_asked(inbound, reply, states)
         return reply, new
 
     async def _logged_reply(self, inbound: MessageReceived) -> tuple[Event | None, int | None]:
