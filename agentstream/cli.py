@@ -364,6 +364,33 @@ def schemas(out: Path = typer.Option(Path("schemas"), help="folder for the JSON 
         console.print(str(path))
 
 
+@app.command()
+def shadow(
+    business: Annotated[Optional[str], typer.Option(help="the business whose past inbound messages are replayed")] = None,
+    since: Annotated[Optional[str], typer.Option(help="only messages from this time (ISO, UTC unless it says)")] = None,
+    limit: Annotated[int, typer.Option(help="the latest N inbound messages that got a reply")] = 100,
+    model: Annotated[Optional[str], typer.Option(help="candidate model (default OPENAI_MODEL)")] = None,
+    instructions: Annotated[Optional[Path], typer.Option(help="file with the candidate system instructions")] = None,
+    max_calls: Annotated[Optional[int], typer.Option(help="hard cap on model calls")] = None,
+    concurrency: Annotated[int, typer.Option(help="inbound messages in flight at once")] = 4,
+    prices: Annotated[Optional[Path], typer.Option(help='JSON {"model": {"input": USD/1M tokens, "output": …}}')] = None,
+    out: Annotated[Path, typer.Option(help="the report (HTML; the JSON beside it)")] = Path("shadow-report.html"),
+) -> None:
+    """Try a new prompt or model on past traffic: rebuild each reply's context as `explain` does,
+    ask the candidate, write the pairs to agent.shadow.v1 and a report; never appends or delivers."""
+    from agentstream.shadow_cli import read_options, run, summary_lines
+    from agentstream.streams.shadow import ShadowError
+
+    try:
+        options = read_options(business, since, limit, model, instructions, max_calls, concurrency, prices, out)
+        report = asyncio.run(run(_one_shot(), options, out))
+    except ShadowError as exc:
+        typer.echo(f"agentstream shadow: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for line in summary_lines(report, out):
+        typer.echo(line, err=True)
+
+
 @credentials_app.command("set")
 def credentials_set(business: str, provider: str, values: list[str]) -> None:
     """Set secrets: `agentstream credentials set BUSINESS PROVIDER KEY=VALUE…`."""

@@ -81,6 +81,7 @@ class Settings(_FromEnv):
     topic_events: str = Field("agent.events.v1", validation_alias="TOPIC_EVENTS")
     topic_replies: str = Field("agent.replies.v1", validation_alias="TOPIC_REPLIES")
     topic_dlq: str = Field("agent.dlq.v1", validation_alias="TOPIC_DLQ")
+    topic_shadow: str = Field("agent.shadow.v1", validation_alias="TOPIC_SHADOW")  # `agentstream shadow`'s pairs
 
     openai_api_key: str | None = Field(None, validation_alias="OPENAI_API_KEY", repr=False)
     openai_base_url: str | None = Field(None, validation_alias="OPENAI_BASE_URL")
