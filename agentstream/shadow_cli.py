@@ -120,7 +120,7 @@ def summary_lines(report: dict[str, Any], out: Path) -> list[str]:
     old, new = s["old"], s["new"]
     return [
         f"inbounds: {s['inbounds']}; asked: {s['asked']}; not asked (--max-calls): {s['notAsked']}; "
-        f"not rebuilt: {s['notRebuilt']}; context reproduced: {s['reproduced']}",
+        f"not rebuilt: {s['notRebuilt']}; context reproduced: {s['reproduced']}; handoff notices: {s['handoffNotices']}",
         f"old: mean {old['meanLength']} chars, {old['fallbacks']} fallbacks, cost {money(old['costUsd'], old['costUnknown'])}; "
         f"new: mean {new['meanLength']} chars, {new['fallbacks']} fallbacks, cost {money(new['costUsd'], new['costUnknown'])}",
         f"report: {html_path} and {json_path}; pairs on {report['topic']}",

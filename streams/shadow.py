@@ -26,10 +26,11 @@ from agentstream.adapters.llm import Answer, OfflineResponder, OpenAIResponder, 
 from agentstream.events import UnknownSchemaVersion, iso, stream_id
 from agentstream.projections.context import ReplyContext
 from agentstream.settings import Settings
-from agentstream.streams.conversations import reply_key
+from agentstream.streams.conversations import HANDOFF_MODEL, reply_key
 from agentstream.streams.explain import Explainer, NotExplainable
 
 ASKED, NOT_ASKED, FAILED = "asked", "not asked: --max-calls reached", "not rebuilt"
+HANDOFF_NOTICE = "not asked: the reply was the handoff notice"  # the worker's, not the model's
 # USD per million tokens (input, output), list prices; a model is priced by its longest known
 # prefix (gpt-4o-mini-2024-07-18 as gpt-4o-mini). Others: `--prices FILE`, or "unknown".
 DEFAULT_PRICES: dict[str, tuple[float, float]] = {
@@ -205,6 +206,8 @@ class Shadow:
             rebuilt = await self._rebuild(inbound)
         except (NotExplainable, UnknownSchemaVersion) as exc:
             return Pair(inbound, FAILED, detail=str(exc))
+        if rebuilt.old.model == HANDOFF_MODEL:  # no prompt made that reply: nothing to compare
+            return Pair(inbound, HANDOFF_NOTICE, rebuilt.old, reproduced=rebuilt.reproduced)
         if not self._budget.take():  # another task took the last call meanwhile
             return Pair(inbound, NOT_ASKED, rebuilt.old, reproduced=rebuilt.reproduced)
         ctx = rebuilt.context if self._instructions is None else replace(rebuilt.context, system_instructions=self._instructions)

@@ -11,7 +11,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from agentstream.streams.shadow import ASKED, NOT_ASKED, Pair, report_paths
+from agentstream.streams.shadow import ASKED, FAILED, HANDOFF_NOTICE, NOT_ASKED, Pair, report_paths
 
 
 def side_summary(sides: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -40,7 +40,8 @@ def build_report(meta: dict[str, Any], pairs: Sequence[Pair]) -> dict[str, Any]:
         "summary": {
             "inbounds": len(rows), "asked": len(asked),
             "notAsked": sum(1 for r in rows if r["status"] == NOT_ASKED),
-            "notRebuilt": sum(1 for r in rows if r["status"] not in (ASKED, NOT_ASKED)),
+            "notRebuilt": sum(1 for r in rows if r["status"] == FAILED),
+            "handoffNotices": sum(1 for r in rows if r["status"] == HANDOFF_NOTICE),
             "reproduced": sum(1 for r in asked if r["reproduced"]),
             "old": side_summary([r["old"] for r in asked]),
             "new": side_summary([r["new"] for r in asked]),
@@ -106,6 +107,7 @@ def render_html(report: dict[str, Any]) -> str:
     notes = "".join(f"<p class=\"meta\">{_e(n)}</p>" for n in report["notes"])
     counts = (f"{s['inbounds']} inbound messages with a reply; candidate asked for {s['asked']}; "
               f"not asked (--max-calls): {s['notAsked']}; not rebuilt: {s['notRebuilt']}; "
+              f"handoff notices (not asked): {s['handoffNotices']}; "
               f"context reproduced exactly: {s['reproduced']} of {s['asked']}")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Shadow replay: {_e(report['business'])}</title>

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from agentstream.projections.conversation import empty_memory
 from agentstream.projections.timecontext import time_context
 from agentstream.shadow_cli import read_options
 from agentstream.streams.explain import NotExplainable
-from agentstream.streams.shadow import (ASKED, DEFAULT_PRICES, FAILED, NOT_ASKED, CallBudget, Inbound, Pair, Rebuilt,
+from agentstream.streams.shadow import (ASKED, DEFAULT_PRICES, FAILED, HANDOFF_NOTICE, NOT_ASKED, CallBudget, Inbound, Pair, Rebuilt,
                                         Shadow, ShadowError, Side, cost_usd, parse_prices, price_of)
 from agentstream.streams.shadow_report import build_report, render_html, write_report
 
@@ -111,6 +112,17 @@ async def test_an_inbound_that_cannot_be_rebuilt_uses_no_call() -> None:
     pairs = await Shadow(broken, model, CallBudget(1), DEFAULT_PRICES, concurrency=1).run([inbound(0), inbound(1)])
     assert [p.status for p in pairs] == [FAILED, ASKED] and len(model.contexts) == 1
     assert "no reply in the log" in pairs[0].detail
+
+
+async def test_a_handoff_notice_is_not_compared_and_uses_no_call() -> None:
+    async def notice(i: Inbound) -> Rebuilt:
+        rebuilt = await rebuild(i)
+        return replace(rebuilt, old=replace(rebuilt.old, model="handoff")) if i.eventId == "in-0" else rebuilt
+
+    model = SlowModel()
+    pairs = await Shadow(notice, model, CallBudget(1), DEFAULT_PRICES, concurrency=1).run([inbound(0), inbound(1)])
+    assert [p.status for p in pairs] == [HANDOFF_NOTICE, ASKED] and len(model.contexts) == 1
+    assert _report(pairs)["summary"]["handoffNotices"] == 1
 
 
 def test_prices_by_model_and_dated_versions_and_unknown() -> None:
