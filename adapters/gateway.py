@@ -18,6 +18,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from agentstream.adapters.credentials import issue_widget_token, refreshable_user, verify_widget_token
 from agentstream.adapters.explain_routes import explain_routes
 from agentstream.adapters.facts_routes import facts_routes
+from agentstream.adapters.handoff_routes import handoff_routes
 from agentstream.adapters.http_common import (
     UNAUTHORIZED, Deps, HttpError, authenticate, bearer, decode_utf8, deps, error, known_business, read_body,
     require_api_key,
@@ -223,6 +224,7 @@ def create_app(d: Deps) -> Starlette:
         *webhook_routes(),
         *facts_routes(),
         *explain_routes(),
+        *handoff_routes(),
     ]
     app = Starlette(routes=routes, exception_handlers={HttpError: _http_error})
     app.state.deps = d

@@ -16,6 +16,7 @@ from typing import Any
 
 Item = dict[str, Any]
 DEFAULT_TIMEOUT_MINUTES = 120
+OWNER_REPLIED = "owner replied"  # reason of the handoff an owner's first message implies (their message is the notice)
 
 _PERSON_RO = (r"(?:cineva|un om|o persoana(?: reala)?|un operator(?: uman)?|un coleg|un angajat|un consultant"
               r"|un agent(?: uman)?|un reprezentant|o fiinta umana|un om adevarat)")

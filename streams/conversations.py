@@ -31,7 +31,7 @@ from agentstream.projections.context import ReplyContext, build_prompt
 from agentstream.projections.facts import current_facts
 from agentstream.projections.base import FoldConfig, Item, Projection, Put, key_of, position, state_version
 from agentstream.projections.conversation import active_session, handed_off
-from agentstream.projections.handoff import notice, wants_human
+from agentstream.projections.handoff import OWNER_REPLIED, notice, wants_human
 from agentstream.projections.timecontext import time_context
 from agentstream.projections.topics import detect_language
 from agentstream.registry import PROJECTIONS
@@ -205,7 +205,7 @@ class ConversationProcessor:
         elif isinstance(event, HandoffRequested) and any(p.table == "sessions" for p in puts[REPLIES_FOLLOW]):
             if self._on_handoff:
                 await self._on_handoff(event)
-            if event.payload.by == "owner":
+            if event.payload.by == "owner" and event.payload.reason != OWNER_REPLIED:
                 await self._send_notice(event, states)
 
     async def _send_notice(self, handoff: HandoffRequested, states: States) -> None:

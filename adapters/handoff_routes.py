@@ -1,0 +1,195 @@
+"""Handing a conversation to a person, over the business API (its key first, as every /v1 route):
+
+- `POST /v1/sessions/{sessionId}/handoff` {"reason"?}: appends HandoffRequested (by "owner");
+- `POST /v1/sessions/{sessionId}/owner-messages` {"text", "author"}: appends OwnerReplied, sent
+  through the customer's channel (a conversation not yet handed off is handed off first); outside
+  WhatsApp's and Messenger's 24-hour customer-service window: 422, nothing appended;
+- `POST /v1/sessions/{sessionId}/release` {"reason"?}: appends HandoffReleased;
+- `GET /v1/businesses/{businessId}/conversations?status=ai|waiting|human|resolved`.
+
+The log decides (the conversation fold); these routes only append. The state they read (the
+session and the customer's memory item) is the worker's projection, a moment behind the log.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from agentstream.adapters.business import handoff_timeout_minutes
+from agentstream.adapters.dynamo import query_all, to_item
+from agentstream.adapters.http_common import Deps, HttpError, authenticate, decode_utf8, deps, read_body, require_api_key
+from agentstream.adapters.tables import SESSIONS_GSI
+from agentstream.events import Event, new_event, utc_now
+from agentstream.projections.handoff import OWNER_REPLIED, status_of
+
+MAX_BODY = 32 * 1024
+MAX_TEXT = 4_000
+MAX_AUTHOR = 100
+MAX_LIST = 500
+WINDOW = timedelta(hours=24)
+WINDOW_CHANNELS = {"whatsapp": "WhatsApp", "messenger": "Messenger"}
+STATUSES = ("ai", "waiting", "human", "resolved")
+
+
+async def _session(d: Deps, request: Request) -> dict[str, Any]:
+    """The path's session, once the API key is its business's (another business's session is as
+    unknown as a missing one); 409 once it ended."""
+    business_id = await authenticate(d, request)
+    session = await d.projections.session(request.path_params["sessionId"])
+    if session is None or session.get("businessId") != business_id:
+        raise HttpError(404, "unknown session")
+    if session.get("status") != "active":
+        raise HttpError(409, f"the session is {session.get('status')}: it can no longer be handed over")
+    return session
+
+
+async def _json(d: Deps, request: Request, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, str]:
+    """A JSON object body of strings with exactly these fields (an empty body is {} when none is required)."""
+    body = decode_utf8(await read_body(request, min(d.settings.max_body_bytes, MAX_BODY)))
+    if not body.strip() and not required:
+        return {}
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise HttpError(400, "body is not JSON") from None
+    allowed = set(required) | set(optional)
+    if not isinstance(data, dict) or not set(required) <= set(data) <= allowed \
+            or any(not isinstance(v, str) for v in data.values()):
+        fields = ", ".join([*(f'"{f}"' for f in required), *(f'"{f}" (optional)' for f in optional)])
+        raise HttpError(400, f"body must be a JSON object of strings: {fields}")
+    return data
+
+
+async def _timeout(d: Deps, business_id: str) -> int:
+    return handoff_timeout_minutes(await d.directory.info(business_id))
+
+
+def _status(session: dict[str, Any], timeout: int) -> str:
+    return status_of(session, utc_now(), timeout)
+
+
+async def _append(d: Deps, event: Event, external_id: str | None = None) -> dict[str, Any]:
+    result = await d.store.append(event, external_id=external_id)
+    return {"eventId": result.event.eventId, "seq": result.event.seq, "duplicate": result.duplicate}
+
+
+def _handoff_event(session: dict[str, Any], reason: str) -> Event:
+    return new_event("HandoffRequested", business_id=session["businessId"], user_id=session["userId"], channel="system",
+                     payload={"sessionId": session["sessionId"], "by": "owner", "reason": reason[:500]})
+
+
+async def request_handoff(request: Request) -> Response:
+    d = deps(request)
+    session = await _session(d, request)
+    body = await _json(d, request, (), ("reason",))
+    status = _status(session, await _timeout(d, session["businessId"]))
+    if status in ("waiting", "human"):
+        return JSONResponse({"sessionId": session["sessionId"], "status": status, "duplicate": True})
+    appended = await _append(d, _handoff_event(session, body.get("reason", "")))
+    return JSONResponse({"sessionId": session["sessionId"], "status": "waiting", **appended}, status_code=202)
+
+
+def window_refusal(channel: str, last_inbound_at: str | None, now: datetime) -> str | None:
+    """Why a free-text message cannot be sent on `channel` now (its vendor's 24-hour
+    customer-service window has closed since the customer's last message), or None."""
+    name = WINDOW_CHANNELS.get(channel)
+    if name is None:
+        return None
+    if last_inbound_at is None:
+        return f"outside {name}'s 24-hour customer-service window: the customer has not written in this session"
+    last = datetime.fromisoformat(last_inbound_at.replace("Z", "+00:00"))
+    if now - last <= WINDOW:
+        return None
+    return (f"outside {name}'s 24-hour customer-service window: the customer last wrote at {last_inbound_at}; "
+            f"a free-text message can only be sent within 24 hours of it")
+
+
+async def _last_inbound(d: Deps, session: dict[str, Any]) -> dict[str, Any]:
+    """The channel, addressing and time of the customer's last message in this session."""
+    memory = await d.projections.load_memory(session["businessId"], session["userId"]) or {}
+    ctx = memory.get("sessionContext") or {}
+    if ctx.get("sessionId") != session["sessionId"] or not ctx.get("lastInbound"):
+        channel = ((session.get("metadata") or {}).get("context") or {}).get("channel") or "rest"
+        return {"channel": channel, "replyTo": {}, "at": None}
+    return ctx["lastInbound"]
+
+
+def _text(body: dict[str, str]) -> tuple[str, str]:
+    text, author = body["text"].strip(), body["author"].strip()
+    if not text or len(text) > MAX_TEXT:
+        raise HttpError(400, f"text must be a non-empty string of at most {MAX_TEXT} characters")
+    if not author or len(author) > MAX_AUTHOR or not author.isprintable():
+        raise HttpError(400, f"author must be a display name of 1 to {MAX_AUTHOR} printable characters")
+    return text, author
+
+
+async def owner_message(request: Request) -> Response:
+    d = deps(request)
+    session = await _session(d, request)
+    text, author = _text(await _json(d, request, ("text", "author")))
+    last = await _last_inbound(d, session)
+    refusal = window_refusal(last["channel"], last.get("at"), utc_now())
+    if refusal:
+        raise HttpError(422, refusal)
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 1 <= len(key.strip()) <= 128:
+        raise HttpError(400, "Idempotency-Key must be 1 to 128 characters")
+    if _status(session, await _timeout(d, session["businessId"])) == "ai":
+        await _append(d, _handoff_event(session, OWNER_REPLIED))  # the fold ignores it if one is in flight
+    event = new_event("OwnerReplied", business_id=session["businessId"], user_id=session["userId"],
+                      channel=last["channel"], payload={"sessionId": session["sessionId"], "content": text,
+                                                        "author": author, "deliverTo": dict(last.get("replyTo") or {})})
+    appended = await _append(d, event, None if key is None else f"owner-message:{key.strip()}")
+    return JSONResponse({"sessionId": session["sessionId"], **appended}, status_code=202)
+
+
+async def release(request: Request) -> Response:
+    d = deps(request)
+    session = await _session(d, request)
+    body = await _json(d, request, (), ("reason",))
+    event = new_event("HandoffReleased", business_id=session["businessId"], user_id=session["userId"], channel="system",
+                      payload={"sessionId": session["sessionId"], "by": "owner", "reason": body.get("reason", "")[:500]})
+    appended = await _append(d, event)
+    return JSONResponse({"sessionId": session["sessionId"], "status": "ai", **appended}, status_code=202)
+
+
+def conversation_view(session: dict[str, Any], timeout: int, now: datetime) -> dict[str, Any]:
+    """One row of the conversations list."""
+    context = (session.get("metadata") or {}).get("context") or {}
+    return {
+        "sessionId": session["sessionId"], "userId": session["userId"], "status": status_of(session, now, timeout),
+        "sessionStatus": session.get("status"), "channel": context.get("channel"),
+        "messageCount": int(context.get("messageCount", 0)), "lastMessageAt": session.get("lastMessageAt"),
+        "createdAt": session.get("createdAt"), "handoff": session.get("handoff"),
+    }
+
+
+async def list_conversations(request: Request) -> Response:
+    d = deps(request)
+    business_id = request.path_params["businessId"]
+    await require_api_key(d, request, business_id)
+    wanted = request.query_params.get("status")
+    if wanted is not None and wanted not in STATUSES:
+        raise HttpError(400, f"status must be one of {', '.join(STATUSES)}")
+    sessions = await query_all(d.ddb, TableName=d.settings.tables.sessions, IndexName=SESSIONS_GSI,
+                               KeyConditionExpression="businessId = :b", ExpressionAttributeValues=to_item({":b": business_id}))
+    timeout, now = await _timeout(d, business_id), utc_now()
+    rows = [conversation_view(s, timeout, now) for s in sessions]
+    rows = sorted((r for r in rows if wanted is None or r["status"] == wanted),
+                  key=lambda r: r["lastMessageAt"] or "", reverse=True)
+    return JSONResponse({"businessId": business_id, "conversations": rows[:MAX_LIST]})
+
+
+def handoff_routes() -> list[BaseRoute]:
+    return [
+        Route("/v1/sessions/{sessionId}/handoff", request_handoff, methods=["POST"]),
+        Route("/v1/sessions/{sessionId}/owner-messages", owner_message, methods=["POST"]),
+        Route("/v1/sessions/{sessionId}/release", release, methods=["POST"]),
+        Route("/v1/businesses/{businessId}/conversations", list_conversations, methods=["GET"]),
+    ]
