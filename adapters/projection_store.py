@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
-from agentstream.adapters.dynamo import error_code, from_item, put_items, query_all, scan_all, to_item
+from agentstream.adapters.dynamo import batch_write, error_code, from_item, put_items, query_all, scan_all, to_item
 from agentstream.adapters.tables import MESSAGES_BY_SESSION, SESSIONS_GSI
 from agentstream.projections.base import Item, Projection, Put
 from agentstream.settings import Tables
@@ -100,6 +100,16 @@ class ProjectionStore:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return False
             raise
+
+    async def delete_stale(self, stale: list[tuple[Projection, Put]]) -> None:
+        """Delete items a fold no longer writes (a re-fold after a skipped event came back: e.g.
+        a session that now opens at an earlier seq has another id), 25 to a BatchWriteItem."""
+        keys = [(getattr(self._t, put.table), {k: put.item[k] for k in p.owns[put.table]}) for p, put in stale]
+        for start in range(0, len(keys), 25):
+            requests: dict[str, list[dict[str, Any]]] = {}
+            for table, key in keys[start:start + 25]:
+                requests.setdefault(table, []).append({"DeleteRequest": {"Key": to_item(key)}})
+            await batch_write(self._ddb, requests)
 
     async def session(self, session_id: str) -> dict[str, Any] | None:
         resp = await self._ddb.get_item(TableName=self._t.sessions, Key=to_item({"sessionId": session_id}))

@@ -19,12 +19,14 @@ import typer
 from rich.console import Console
 
 from agentstream import logs
+from agentstream.dlq_cli import dlq_app
 from agentstream.settings import Settings, settings as load
 
 app = typer.Typer(help="agentstream: event-sourced conversation backend for AI customer-service agents.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 credentials_app = typer.Typer(help="A business's channel secrets, stored encrypted.", no_args_is_help=True)
 app.add_typer(credentials_app, name="credentials")
+app.add_typer(dlq_app, name="dlq")
 console = Console(stderr=True)
 
 

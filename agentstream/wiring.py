@@ -45,6 +45,8 @@ from agentstream.streams.outbound import external_sender
 from agentstream.streams.reconcile import reconcile
 from agentstream.streams.status import export_lag
 from agentstream.streams.stopping import UPGRADE_EXIT_CODE, UpgradeNeeded, wait_or_stop
+from agentstream.streams.dead_letters import SkipRecorder
+from agentstream.adapters.dead_letters import DeadLetterIndex
 from agentstream.streams.worker import Dlq, build_app, expire_idle_sessions
 
 log = structlog.get_logger(__name__)
@@ -116,7 +118,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             stop.set()
 
         app = build_app(settings, processor, Dlq(producer, settings.topic_dlq), executor,
-                        on_upgrade_needed=on_upgrade_needed)
+                        on_upgrade_needed=on_upgrade_needed,
+                        skips=SkipRecorder(store, DeadLetterIndex(ddb, settings.tables.events)))
 
         async def idle_for(business_id: str) -> int:
             return idle_minutes(await directory.info(business_id), settings.session_idle_minutes)

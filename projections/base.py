@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agentstream.events import Event
+from agentstream.projections.skips import without_skipped
 
 Item = dict[str, Any]
 
@@ -69,13 +70,13 @@ def state_version(state: Item) -> int:
 
 def fold_events(projection: Projection, events: Iterable[Event], config: FoldConfig | Callable[[Event], FoldConfig],
                 business_id: str, user_id: str) -> tuple[Item, list[Put]]:
-    """A customer's events (seq order, duplicates skipped) folded: the final state and every
+    """A customer's events (seq order, duplicates and skipped events left out) folded: the final state and every
     item put along the way, the last put of each item only (in first-put order). `config` may
     be a function of the event (the business settings in force at its time)."""
     config_of = config if callable(config) else lambda _: config
     state = projection.empty(business_id, user_id)
     puts: dict[tuple[Any, ...], Put] = {}
-    for event in sorted(events, key=lambda e: e.seq):
+    for event in sorted(without_skipped(events), key=lambda e: e.seq):
         state, changed = projection.apply(state, event, config_of(event))
         for put in changed:
             puts[(put.table, key_of(projection, put))] = put

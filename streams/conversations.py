@@ -35,6 +35,10 @@ from agentstream.projections.handoff import OWNER_REPLIED, notice, wants_human
 from agentstream.projections.timecontext import time_context
 from agentstream.projections.topics import detect_language
 from agentstream.registry import PROJECTIONS
+from agentstream.events import SkipRevoked, UnknownSchemaVersion
+from agentstream.projections.base import fold_events
+from agentstream.projections.skips import SKIP_TYPES, skipped_seqs, without_skipped
+from agentstream.streams.dead_letters import EventFailed, refold
 
 log = structlog.get_logger(__name__)
 PublishReply = Callable[[Event], Awaitable[None]]
@@ -122,32 +126,92 @@ class ConversationProcessor:
         self._after_reply = after_reply
         self._on_handoff = on_handoff
         self._cache: OrderedDict[str, States] = OrderedDict()
+        self._skips_ahead: dict[str, frozenset[int]] = {}  # per stream: skipped seqs past the last gap filled
         self._cache_size = cache_size
 
     async def handle(self, event: Event) -> None:
         """Apply an event of a conversation (and any missing ones before it)."""
+        cached = event.streamId in self._cache
         states = await self._states(event)
         if states is None:
             metrics.WORKER_EVENTS.labels(type=event.type, outcome="forgotten").inc()
             return
         low = min(position(s) for s in states.values())
+        if isinstance(event, SkipRevoked):
+            await self._unskip(event, low)
+            return
         if event.seq <= low:
             metrics.WORKER_EVENTS.labels(type=event.type, outcome="duplicate").inc()
             return
         pending = [event]
-        if event.seq > low + 1:
-            missing = await self._store.read(event.streamId, after_seq=low, limit=event.seq - low - 1)
-            log.info("worker.gap_filled", streamId=event.streamId, after=low, upto=event.seq, found=len(missing))
-            pending = [*missing, event]
+        if event.seq > low + 1 or not cached:  # not cached: maybe a redelivery of an event skipped since
+            pending = await self._fill_gap(event, low)
+        elif event.seq in self._skips_ahead.get(event.streamId, ()):
+            pending = []  # redelivered, and skipped since: the log read when it was loaded said so
         batch = Batch()
         for item in pending:
-            states = await self._apply(states, item, batch)
+            states = await self._apply_named(states, item, event, batch)
             if len(batch.writes) >= MAX_WRITES:
                 states = await self._flush(event, states, batch)
         await self._flush(event, states, batch)
         if self._after_reply:
             for inbound, info in batch.answered:
                 await self._after_reply(inbound, info)
+
+    async def _fill_gap(self, event: Event, low: int) -> list[Event]:
+        """The events after `low` up to `event`, without those the log says are skipped. A skip
+        record comes after the event it names, so the log is read past `event` too (only the
+        skip records there are parsed): events that arrive between a poison event and its
+        `EventSkipped` never meet it again, nor does a poison event redelivered after a restart
+        (a stream not in the cache is read once; the skipped seqs found past `event` are kept)."""
+        items = await self._store.read_items(event.streamId, after_seq=low)
+        seen = [event_from_item(i) for i in items
+                if int(i["seq"]) < event.seq or (int(i["seq"]) > event.seq and i.get("type") in SKIP_TYPES)]
+        pending = [e for e in without_skipped([*seen, event]) if e.seq <= event.seq]
+        ahead = frozenset(seq for seq in skipped_seqs([*seen, event]) if seq > event.seq)
+        self._skips_ahead.pop(event.streamId, None)
+        if ahead:  # kept (only where there are any) for redeliveries of those events
+            self._skips_ahead[event.streamId] = ahead
+        if event.seq > low + 1 or pending != [event]:
+            log.info("worker.gap_filled", streamId=event.streamId, after=low, upto=event.seq, applied=len(pending),
+                     skipped=sum(1 for e in seen if e.seq < event.seq) + 1 - len(pending))
+        return pending
+
+    async def _apply_named(self, states: States, item: Event, handled: Event, batch: "Batch") -> States:
+        """`_apply`; a failure of an event read from the log to fill the gap says which it was."""
+        try:
+            return await self._apply(states, item, batch)
+        except UnknownSchemaVersion:
+            raise
+        except Exception as exc:
+            if item.seq == handled.seq:
+                raise
+            raise EventFailed(item, exc) from exc
+
+    async def _unskip(self, revocation: SkipRevoked, low: int) -> None:
+        """A skipped event brought back (`dlq retry`): if it is an inbound with no reply yet, it
+        is answered with the context it would have had; then (unless done already) every
+        projection is folded again from the log up to the revocation. A failure writes nothing
+        (the worker skips the event again)."""
+        events = await self._store.read(revocation.streamId, limit=revocation.seq)
+        info = await self._directory.info(revocation.businessId) or {}
+        config = fold_config(info, self._idle)
+        inbound = next((e for e in events if e.seq == revocation.payload.seq), None)
+        answered = None
+        if isinstance(inbound, MessageReceived):
+            before = [e for e in without_skipped(events) if e.seq < inbound.seq]
+            prior = {p.name: fold_events(p, before, config, inbound.businessId, inbound.userId)[0] for p in self._registry}
+            at_inbound, puts = self._fold(prior, inbound, config)
+            if self._answers(inbound, at_inbound, puts, config):
+                _, new = await self._reply(inbound, at_inbound, info)
+                answered = inbound if new else None
+        if revocation.seq > low:
+            states = await refold(self._projections, self._registry, events, config, revocation.businessId,
+                                  revocation.userId)
+            self._remember(revocation.streamId, states)
+            metrics.WORKER_EVENTS.labels(type=revocation.type, outcome="applied").inc()
+        if answered is not None and self._after_reply:
+            await self._after_reply(answered, info)
 
     async def _states(self, event: Event) -> States | None:
         """The conversation's state in every projection; None for an event of a user erased

@@ -2,7 +2,8 @@
 
 Faust acks are manual (`noack`): an event is acked only after its effects are durable, and
 Faust commits the highest contiguous acked offset. Conversations run concurrently through a
-keyed executor; a failing event is retried, then sent to `agent.dlq.v1` with its error. No
+keyed executor; a failing event is retried (stamina), then recorded as skipped in its
+conversation (`EventSkipped`) and sent to `agent.dlq.v1` with its error. No
 exception ever escapes into Faust (which would ack and silently drop the event). An event of a
 type or schemaVersion this build cannot read is neither acked nor DLQ'd: the worker says so and
 stops (exit code 3), and the upgraded worker reads it from the uncommitted offset.
@@ -15,9 +16,11 @@ import os
 from pathlib import Path
 from datetime import timedelta
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import faust
+import stamina
 import structlog
 from pydantic import ValidationError
 
@@ -25,14 +28,14 @@ from agentstream import metrics
 from agentstream.adapters.dynamo import scan_all
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.kafka import dumps, loads
-from agentstream.events import iso, new_event, parse_event, UnknownSchemaVersion, utc_now, derive_id
+from agentstream.events import Event, iso, new_event, parse_event, UnknownSchemaVersion, utc_now, derive_id
 from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
+from agentstream.streams.dead_letters import EventFailed, SkipRecorder
 from agentstream.streams.keyed import KeyedExecutor
 from agentstream.streams.stopping import UpgradeNeeded
 
 log = structlog.get_logger(__name__)
-RETRY_DELAYS = (0.2, 1.0, 3.0, 10.0)
 
 
 class Dlq:
@@ -53,10 +56,33 @@ class Dlq:
         log.error("dlq.sent", stage=stage, error=error[:300])
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a failing event is retried before it is skipped: stamina's exponential backoff with
+    jitter, `attempts` in all (the defaults wait about 0.2 + 0.4 + 0.8 + 1.6 s, plus jitter)."""
+
+    attempts: int = 5
+    wait_initial: float = 0.2
+    wait_max: float = 10.0
+    wait_jitter: float = 0.5
+
+
+RETRY = RetryPolicy()
+MAX_SKIPS_BEHIND = 10  # earlier events of the log found poisoned while handling one record
+
+
+def _retryable(exc: Exception) -> bool:
+    """Everything but an event this build cannot read (the fix for that is an upgrade)."""
+    return not isinstance(exc, UnknownSchemaVersion)
+
+
 async def process_with_retries(processor: ConversationProcessor, dlq: Dlq, key: bytes | None, raw: bytes,
-                               retry_delays: tuple[float, ...] = RETRY_DELAYS) -> None:
-    """Parse and apply one record. Bad records and exhausted retries go to the DLQ; an event this
-    build cannot read (in the record or in the log behind it) raises UpgradeNeeded."""
+                               retry: RetryPolicy = RETRY, skips: SkipRecorder | None = None) -> None:
+    """Parse and apply one record. A bad record goes to the DLQ; an event that fails every attempt
+    is recorded as skipped in its conversation (`EventSkipped`, so the conversation goes on
+    without it) and goes to the DLQ; an event this build cannot read (in the record or in the
+    log behind it) raises UpgradeNeeded. If the skip cannot be recorded, that error is raised
+    (the record is left unacked: a restarted worker meets it again)."""
     try:
         event = parse_event(loads(raw))
     except UnknownSchemaVersion as exc:
@@ -66,28 +92,44 @@ async def process_with_retries(processor: ConversationProcessor, dlq: Dlq, key: 
         return
     structlog.contextvars.bind_contextvars(eventId=event.eventId, streamId=event.streamId)
     try:
-        for attempt, delay in enumerate((*retry_delays, None)):
-            try:
-                await processor.handle(event)
+        for _ in range(MAX_SKIPS_BEHIND):
+            failed = await _attempts(processor, event, retry)
+            if failed is None:
                 return
-            except UnknownSchemaVersion as exc:
-                raise UpgradeNeeded(str(exc)) from None
-            except Exception as exc:
-                if delay is None:
-                    await dlq.send("process", key, raw, f"{type(exc).__name__}: {exc}")
-                    metrics.WORKER_EVENTS.labels(type=event.type, outcome="dlq").inc()
-                    return
-                log.warning("worker.retry", attempt=attempt + 1, error=f"{type(exc).__name__}: {exc}"[:300])
-                await asyncio.sleep(delay)
+            culprit, error = failed
+            if skips is not None:
+                await skips.record(culprit, "process", error)
+            await dlq.send("process", key, raw if culprit is event or skips is None else dumps(culprit.to_json_dict()), error)
+            metrics.WORKER_EVENTS.labels(type=culprit.type, outcome="dlq").inc()
+            if culprit is event or skips is None:
+                return  # else an earlier event failed for good: skipped, this one is tried again
     finally:
         structlog.contextvars.unbind_contextvars("eventId", "streamId")
 
 
+async def _attempts(processor: ConversationProcessor, event: Event, retry: RetryPolicy) -> tuple[Event, str] | None:
+    """Apply `event` with retries; None once applied, else the event that failed for good (it,
+    or an earlier one of the log read to fill a gap) and the error."""
+    try:
+        async for attempt in stamina.retry_context(on=_retryable, attempts=retry.attempts, timeout=None,
+                                                    wait_initial=retry.wait_initial, wait_max=retry.wait_max,
+                                                    wait_jitter=retry.wait_jitter):
+            with attempt:
+                await processor.handle(event)
+        return None
+    except UnknownSchemaVersion as exc:
+        raise UpgradeNeeded(str(exc)) from None
+    except EventFailed as exc:
+        return exc.event, str(exc)
+    except Exception as exc:
+        return event, f"{type(exc).__name__}: {exc}"
+
+
 def build_app(settings: Settings, processor: ConversationProcessor, dlq: Dlq, executor: KeyedExecutor,
-              retry_delays: tuple[float, ...] = RETRY_DELAYS,
-              on_upgrade_needed: Callable[[str], None] = lambda why: None) -> faust.App:
+              retry: RetryPolicy = RETRY, on_upgrade_needed: Callable[[str], None] = lambda why: None,
+              skips: SkipRecorder | None = None) -> faust.App:
     """The Faust app; `on_upgrade_needed(why)` is called (the record left unacked) when an event
-    cannot be read by this build."""
+    cannot be read by this build; `skips` records the events that fail every attempt."""
     datadir = Path(os.environ.get("AGENTSTREAM_HOME", ".local")).resolve() / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -117,7 +159,7 @@ def build_app(settings: Settings, processor: ConversationProcessor, dlq: Dlq, ex
 
             async def job(record: Any = record, key: bytes | None = key, raw: bytes = raw) -> None:
                 try:
-                    await process_with_retries(processor, dlq, key, raw, retry_delays)
+                    await process_with_retries(processor, dlq, key, raw, retry, skips)
                 except UpgradeNeeded as exc:
                     log.error("worker.upgrade_needed", error=str(exc)[:300])
                     on_upgrade_needed(str(exc))
