@@ -78,6 +78,7 @@ def table_specs(t: Tables) -> list[TableSpec]:
         TableSpec(t.leases, ("shardId", s)),
         TableSpec(t.facts, ("businessId", s), ("userId", s)),
         TableSpec(t.config_history, ("configKey", s), ("validFrom", s)),
+        TableSpec(t.analytics_snapshots, ("snapshotKey", s), ("part", n)),  # analytics state with its offsets
     ]
 
 

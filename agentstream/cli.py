@@ -131,11 +131,20 @@ def worker() -> None:
 
 @app.command()
 def gateway(port: Annotated[Optional[int], typer.Option(help="HTTP port (default GATEWAY_PORT_HTTP or 8080)")] = None) -> None:
-    """Run the HTTP gateway (widget, webhooks, REST) and reply delivery."""
+    """Run the HTTP gateway (widget, webhooks, REST) and the widget replies of its sockets."""
     from agentstream.wiring import run_gateway
 
     s = _configured()
     _run_until_signal(lambda stop: run_gateway(s, stop, port))
+
+
+@app.command()
+def delivery() -> None:
+    """Run reply delivery for the external channels (Twilio SMS, Meta, Gmail); start several at once."""
+    from agentstream.wiring import run_delivery
+
+    s = _configured(serve_metrics=True)
+    _run_until_signal(lambda stop: run_delivery(s, stop))
 
 
 @app.command()
@@ -157,7 +166,7 @@ def up(port: int = typer.Option(8080, help="gateway port"),
        dynamodb_port: int = typer.Option(8000, help="the local DynamoDB server's port"),
        bridge_metrics_port: int = typer.Option(9101, help="the bridge's metrics port"),
        worker_metrics_port: int = typer.Option(9102, help="the worker's metrics port")) -> None:
-    """The whole stack on this machine: Kafka, ministack, tables, topics, demo data, bridge, worker, gateway."""
+    """The whole stack on this machine: Kafka, ministack, tables, topics, demo data, bridge, worker, gateway, delivery."""
     from agentstream.stack import up as do_up
 
     do_up(port, kafka_port, kafka_controller_port, dynamodb_port, bridge_metrics_port, worker_metrics_port)

@@ -69,6 +69,8 @@ class Tables(_FromEnv):
     leases: str = Field("ai-agent-stream-leases", validation_alias="DYNAMODB_LEASES_TABLE", min_length=3)
     facts: str = Field("ai-agent-customer-facts", validation_alias="DYNAMODB_CUSTOMER_FACTS_TABLE", min_length=3)
     config_history: str = Field("ai-agent-config-history", validation_alias="DYNAMODB_CONFIG_HISTORY_TABLE", min_length=3)
+    analytics_snapshots: str = Field("ai-agent-analytics-snapshots", validation_alias="DYNAMODB_ANALYTICS_SNAPSHOTS_TABLE",
+                                     min_length=3)
 
 
 class Settings(_FromEnv):
@@ -110,6 +112,7 @@ class Settings(_FromEnv):
     worker_group: str = Field("agentstream-worker", validation_alias="WORKER_GROUP")
     delivery_group: str = Field("agentstream-delivery", validation_alias="DELIVERY_GROUP")
     analytics_group: str = Field("agentstream-analytics", min_length=1, validation_alias="ANALYTICS_GROUP")
+    analytics_snapshot_every_s: float = Field(60.0, gt=0, validation_alias="ANALYTICS_SNAPSHOT_EVERY")
     worker_max_inflight: int = Field(2000, ge=1, validation_alias="WORKER_MAX_INFLIGHT")
     metrics_port: int = Field(0, ge=0, le=65535, validation_alias="METRICS_PORT")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")

@@ -124,7 +124,7 @@ def up(port: int = 8080, kafka_port: int = 9092, kafka_controller_port: int = 90
         asyncio.run(populate(settings))
         for business, api_key in asyncio.run(demo_credentials(settings, DEMO_BUSINESSES)).items():
             console.print(f"REST API key for {business} (shown once): {api_key}")
-        metrics = {"bridge": bridge_metrics_port, "worker": worker_metrics_port, "gateway": 0}
+        metrics = {"bridge": bridge_metrics_port, "worker": worker_metrics_port, "gateway": 0, "delivery": 0}
         envs = {name: env | {"METRICS_PORT": str(metrics_port)} for name, metrics_port in metrics.items()}
         components = [spawn_component(name, envs[name], home / "logs") for name in envs]
         wait_http(port)

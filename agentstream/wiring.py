@@ -6,6 +6,7 @@ import asyncio
 import sys
 import json
 import uuid
+from types import SimpleNamespace
 from datetime import timezone
 from contextlib import AsyncExitStack
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import httpx
 import structlog
 import uvicorn
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agentstream.adapters import kafka
 from agentstream.adapters.business import BusinessDirectory, idle_minutes
@@ -32,10 +33,10 @@ from agentstream.adapters.ws_hub import SocketHub
 from agentstream.events import Event
 from agentstream.registry import PROJECTIONS, by_name
 from agentstream.settings import Settings
-from agentstream.streams.analytics import AnalyticsConsumer
+from agentstream.streams.analytics import AnalyticsConsumer, AnalyticsSnapshots
 from agentstream.streams.bridge import Bridge, BridgeConfig, new_owner
 from agentstream.streams.conversations import ConversationProcessor
-from agentstream.streams.delivery import Delivery, run_delivery
+from agentstream.streams.delivery import ExternalDelivery, SocketDelivery, external_runner, socket_runner
 from agentstream.streams.gmail_watch import EVERY_S, WatchRenewer, run_watch_renewal
 from agentstream.streams.leases import LeaseTable
 from agentstream.streams.explain import Explainer
@@ -166,38 +167,73 @@ def gmail_watch_renewer(d: Deps, owner: str, ttl_ms: int = int(3 * EVERY_S * 100
 
 
 async def run_gateway(settings: Settings, stop: asyncio.Event, port: int | None = None) -> None:
-    """The HTTP gateway and, in the same process, reply delivery (it holds the sockets), the
-    analytics consumer (its figures are served at GET /v1/analytics/{businessId}) and the Gmail
-    watch timer (one gateway at a time renews, by lease)."""
+    """The HTTP gateway and, in the same process, the widget replies of the sockets it holds
+    (`streams.delivery.socket_runner`), the analytics consumer (its figures are served at GET
+    /v1/analytics/{businessId}) and the Gmail watch timer (one gateway at a time renews, by
+    lease). External channels are `agentstream delivery`'s."""
     async with AsyncExitStack() as stack:
         d = await gateway_deps(stack, settings)
-        consumer = AIOKafkaConsumer(
-            settings.topic_replies, bootstrap_servers=settings.kafka_bootstrap_servers,
-            group_id=settings.delivery_group, enable_auto_commit=False, auto_offset_reset="earliest",
-        )
-        await consumer.start()
-        stack.push_async_callback(consumer.stop)
+        consumer = await _latest_replies_consumer(stack, settings)  # positioned before the first socket opens
         producer = await _started_producer(stack, settings)
-        dlq = Dlq(producer, settings.topic_dlq)
-
-        async def dead_letter(reply: Event, error: str) -> None:
-            await dlq.send("delivery", reply.streamId.encode(), kafka.dumps(reply.to_json_dict()), error)
-
-        delivery = Delivery(d.store, d.hub, external_sender(d, settings), dead_letter=dead_letter)
-        d.analytics = AnalyticsConsumer(settings)
+        sockets = socket_runner(consumer, SocketDelivery(d.store, d.hub), Dlq(producer, settings.topic_dlq))
+        d.analytics = AnalyticsConsumer(settings, snapshots=AnalyticsSnapshots(d.ddb, settings))
         server = uvicorn.Server(uvicorn.Config(
             create_app(d), host=settings.gateway_host, port=settings.gateway_port if port is None else port,
             log_level="warning", lifespan="off", ws_max_size=64 * 1024,
         ))
-        delivering = asyncio.create_task(run_delivery(consumer, delivery, stop))
-        delivering.add_done_callback(lambda _: stop.set())  # delivery never ends on its own: stop loudly
-        tasks = [asyncio.create_task(server.serve()), delivering,
-                 asyncio.create_task(d.analytics.run(stop)), asyncio.create_task(export_lag(settings, stop)),
+        delivering = asyncio.create_task(sockets.run(stop))
+        delivering.add_done_callback(lambda _: stop.set())  # the reply loop never ends on its own: stop loudly
+        analysing = asyncio.create_task(d.analytics.run(stop))
+        analysing.add_done_callback(lambda t: t.cancelled() or t.exception() is None or stop.set())
+        tasks = [asyncio.create_task(server.serve()), delivering, analysing,
+                 asyncio.create_task(export_lag(settings, stop)),
                  asyncio.create_task(run_watch_renewal(gmail_watch_renewer(d, f"gateway-{uuid.uuid4().hex[:8]}"), stop))]
         await stop.wait()
         server.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
     _exit_if_died("gateway", delivering)
+    _exit_if_died("gateway", analysing)
+
+
+async def _latest_replies_consumer(stack: AsyncExitStack, settings: Settings) -> AIOKafkaConsumer:
+    """Every partition of `agent.replies.v1` from its end, no group: each gateway sees every
+    reply published after it started (earlier ones reach a socket from the log on connect)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None,
+                                enable_auto_commit=False, auto_offset_reset="latest")
+    await consumer.start()
+    stack.push_async_callback(consumer.stop)
+    numbers = (await kafka.partitions_of(settings.kafka_bootstrap_servers, [settings.topic_replies])).get(settings.topic_replies)
+    if not numbers:
+        raise LookupError(f"topic {settings.topic_replies} does not exist (run `agentstream setup`)")
+    partitions = [TopicPartition(settings.topic_replies, p) for p in numbers]
+    consumer.assign(partitions)
+    await consumer.seek_to_end(*partitions)
+    for tp in partitions:
+        await consumer.position(tp)  # resolved now, not at the first fetch
+    return consumer
+
+
+async def run_delivery(settings: Settings, stop: asyncio.Event) -> None:
+    """`agentstream delivery`: external-channel replies, one of any number in `DELIVERY_GROUP`."""
+    async with AsyncExitStack() as stack:
+        ddb = await stack.enter_async_context(dynamodb_client(settings))
+        http = await stack.enter_async_context(httpx.AsyncClient(timeout=15))
+        credentials = CredentialStore(ddb, settings.tables.credentials, settings.credentials_key)
+        channel_deps = SimpleNamespace(credentials=credentials, http=http,
+                                       gmail=GmailAuth(credentials, settings.google_token_uri))
+        producer = await _started_producer(stack, settings)
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=settings.delivery_group,
+                                    enable_auto_commit=False, auto_offset_reset="earliest")
+        delivery = ExternalDelivery(EventStore(ddb, settings.tables.events), external_sender(channel_deps, settings))
+        runner = external_runner(consumer, delivery, Dlq(producer, settings.topic_dlq))
+        consumer.subscribe([settings.topic_replies], listener=runner.listener())
+        await consumer.start()
+        stack.push_async_callback(consumer.stop)
+        log.info("delivery.started", topic=settings.topic_replies, group=settings.delivery_group)
+        task = asyncio.create_task(runner.run(stop))
+        await asyncio.gather(task, return_exceptions=True)
+        log.info("delivery.stopped")
+    _exit_if_died("delivery", task)
 
 
 def _exit_if_died(process: str, task: asyncio.Task[None]) -> None:
@@ -214,14 +250,18 @@ def _exit_if_died(process: str, task: asyncio.Task[None]) -> None:
 
 async def run_analytics(settings: Settings, stop: asyncio.Event, every_s: float = 60.0,
                         business_id: str | None = None) -> None:
-    """The analytics consumer alone; every `every_s` seconds one JSON line per business on stdout."""
-    analytics = AnalyticsConsumer(settings)
-    task = asyncio.create_task(analytics.run(stop))
-    while not stop.is_set():
-        await wait_or_stop(stop, every_s)
-        for business in [business_id] if business_id else analytics.businesses():
-            print(json.dumps(analytics.snapshot(business), ensure_ascii=False), flush=True)
-    await task
+    """The analytics consumer alone (resumed from its saved snapshot); every `every_s` seconds
+    one JSON line per business on stdout."""
+    async with dynamodb_client(settings) as ddb:
+        analytics = AnalyticsConsumer(settings, snapshots=AnalyticsSnapshots(ddb, settings))
+        task = asyncio.create_task(analytics.run(stop))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or stop.set())
+        while not stop.is_set():
+            await wait_or_stop(stop, every_s)
+            for business in [business_id] if business_id else analytics.businesses():
+                print(json.dumps(analytics.snapshot(business), ensure_ascii=False), flush=True)
+        await asyncio.gather(task, return_exceptions=True)
+    _exit_if_died("analytics", task)
 
 
 async def run_replay(settings: Settings, business_id: str | None, user_id: str | None,

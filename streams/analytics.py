@@ -1,51 +1,45 @@
 """The analytics consumer: per-business figures from `agent.events.v1`, kept in memory.
 
-It reads with a consumer group of its own, so it never takes events from the worker. Its state
-lives only in this process and is rebuilt from the log: every partition is read from the
-beginning on start and offsets are never committed (a rebalance resumes each partition where
-this process left it). Every process needs every partition, so the group is `ANALYTICS_GROUP`
-plus the host and a random suffix: a gateway and `agentstream analytics` running side by side
-(or two gateways) each see all events instead of splitting them. Records that do not parse (bad
-JSON, an unknown `schemaVersion` or type) are logged, counted in
-`agentstream_analytics_records_total{outcome="skipped"}` and skipped; the loop goes on.
+It reads with a consumer group of its own, so it never takes events from the worker. Every
+process needs every partition, so the group is `ANALYTICS_GROUP` plus the host and a random
+suffix: a gateway and `agentstream analytics` running side by side (or two gateways) each see
+all events instead of splitting them. Offsets are never committed to Kafka: the state is saved
+with the offsets it covers (`AnalyticsSnapshots`, every `ANALYTICS_SNAPSHOT_EVERY` seconds and
+on stop) and a new process starts from the latest snapshot, reading only what came after it
+(the fold counts each event once, so a record read again is not counted twice). A snapshot of
+another version of the fold is not used: that process reads from offset 0. The loop is
+`ConsumerRunner`'s: a record that does not parse is logged, counted in
+`agentstream_analytics_records_total{outcome="skipped"}` and skipped (the worker DLQs it); an
+unknown `schemaVersion` or type stops consuming (the figures so far stay) until an upgrade.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import inspect
+import pickle
 import socket
 import uuid
+import zlib
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from agentstream.adapters.kafka import loads
-from agentstream.events import UnknownSchemaVersion, parse_event
+from agentstream.adapters.snapshots import SnapshotStore
+from agentstream.events import Event, parse_event
+from agentstream.projections import analytics as analytics_fold
 from agentstream.projections.analytics import BusinessStats, Limits
 from agentstream.settings import Settings
+from agentstream.streams.runner import ConsumerRunner, Failure
 from agentstream.streams.stopping import UpgradeNeeded, wait_or_stop
 
 log = structlog.get_logger(__name__)
 RECORDS = Counter("agentstream_analytics_records_total", "Records read by the analytics consumer", ["outcome"])
 BUSINESSES = Gauge("agentstream_analytics_businesses", "Businesses the analytics consumer has figures for")
-RETRY_DELAY_S = 5.0
-
-
-class _FromOwnPositions(ConsumerRebalanceListener):
-    """Each assigned partition starts where this process left it, else at offset 0 (the start)."""
-
-    def __init__(self, consumer: AIOKafkaConsumer, positions: dict[TopicPartition, int]) -> None:
-        self._consumer = consumer
-        self._positions = positions
-
-    async def on_partitions_revoked(self, revoked: Any) -> None:
-        pass
-
-    async def on_partitions_assigned(self, assigned: Any) -> None:
-        for tp in assigned:
-            self._consumer.seek(tp, self._positions.get(tp, 0))
 
 
 def own_group(settings: Settings) -> str:
@@ -53,14 +47,43 @@ def own_group(settings: Settings) -> str:
     return f"{settings.analytics_group}.{socket.gethostname()}.{uuid.uuid4().hex[:8]}"
 
 
+FOLD_VERSION = hashlib.sha256(inspect.getsource(analytics_fold).encode()).hexdigest()[:16]
+
+
+class AnalyticsSnapshots:
+    """The analytics state of `ANALYTICS_GROUP` with the offsets of `agent.events.v1` it covers."""
+
+    def __init__(self, ddb: Any, settings: Settings) -> None:
+        self._store = SnapshotStore(ddb, settings.tables.analytics_snapshots, settings.credentials_key)
+        self._name = f"analytics#{settings.analytics_group}#{settings.topic_events}"
+        self._topic = settings.topic_events
+
+    async def save(self, stats: dict[str, BusinessStats], positions: dict[TopicPartition, int]) -> None:
+        blob = zlib.compress(pickle.dumps(stats, protocol=pickle.HIGHEST_PROTOCOL))
+        offsets = {f"{tp.partition}": n for tp, n in positions.items() if tp.topic == self._topic}
+        await self._store.save(self._name, blob, offsets, FOLD_VERSION)
+
+    async def load(self) -> tuple[dict[str, BusinessStats], dict[TopicPartition, int]] | None:
+        """The saved state (signed by us, same fold version), or None: start from offset 0."""
+        found = await self._store.load(self._name)
+        if found is None or found.version != FOLD_VERSION:
+            return None
+        stats = pickle.loads(zlib.decompress(found.blob))  # noqa: S301 - HMAC-verified, written by this code
+        return stats, {TopicPartition(self._topic, int(p)): n for p, n in found.offsets.items()}
+
+
 class AnalyticsConsumer:
     """Folds every event into `BusinessStats` per business; `snapshot()` reads the figures."""
 
-    def __init__(self, settings: Settings, limits: Limits | None = None) -> None:
+    def __init__(self, settings: Settings, limits: Limits | None = None,
+                 snapshots: AnalyticsSnapshots | None = None) -> None:
         self._settings = settings
         self._limits = limits
+        self._snapshots = snapshots
         self._stats: dict[str, BusinessStats] = {}
         self._positions: dict[TopicPartition, int] = {}
+        self._saved: dict[TopicPartition, int] = {}
+        self._restored = False
         self.group_id = own_group(settings)
         self.running = False
         self.upgrade_needed: str | None = None
@@ -72,54 +95,84 @@ class AnalyticsConsumer:
         """The figures of one business (empty figures when it has no events yet)."""
         return (self._stats.get(business_id) or BusinessStats(business_id, self._limits)).snapshot()
 
-    def handle(self, raw: bytes | None, where: str = "") -> str:
-        """Fold one record; returns its outcome: counted, duplicate or skipped."""
-        try:
-            event = parse_event(loads(raw or b""))
-        except UnknownSchemaVersion as exc:
-            raise UpgradeNeeded(str(exc)) from None
-        except Exception as exc:  # never stop the loop on one bad record
-            log.warning("analytics.skipped", where=where, error=f"{type(exc).__name__}: {exc}"[:300])
-            outcome = "skipped"
-        else:
-            stats = self._stats.get(event.businessId)
-            if stats is None:
-                stats = self._stats[event.businessId] = BusinessStats(event.businessId, self._limits)
-                BUSINESSES.set(len(self._stats))
-            outcome = "counted" if stats.apply(event) else "duplicate"
+    def fold(self, event: Event) -> str:
+        """Fold one event; returns its outcome: counted or duplicate."""
+        stats = self._stats.get(event.businessId)
+        if stats is None:
+            stats = self._stats[event.businessId] = BusinessStats(event.businessId, self._limits)
+            BUSINESSES.set(len(self._stats))
+        outcome = "counted" if stats.apply(event) else "duplicate"
         RECORDS.labels(outcome=outcome).inc()
         return outcome
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until `stop` is set; a failure is logged and consuming starts again."""
-        while not stop.is_set():
-            try:
-                await self._consume(stop)
-            except UpgradeNeeded as exc:  # stop consuming (never skip it); the figures so far stay served
-                self.upgrade_needed = str(exc)
-                log.error("analytics.upgrade_needed", error=str(exc)[:300], hint="upgrade this gateway")
-                return
-            except Exception:
-                log.exception("analytics.failed")
-                await wait_or_stop(stop, RETRY_DELAY_S)
-
-    async def _consume(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set (or an event this build cannot read: then stop consuming
+        and keep the figures). Any other failure ends it with the error: its process stops."""
+        await self._restore()
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka_bootstrap_servers, group_id=self.group_id,
             enable_auto_commit=False, auto_offset_reset="earliest",
         )
-        consumer.subscribe([self._settings.topic_events], listener=_FromOwnPositions(consumer, self._positions))
+        runner: ConsumerRunner[Event] = ConsumerRunner(
+            consumer, "analytics", lambda record: parse_event(loads(record.value or b"")),
+            self._handle, self._skipped, commit=self._progress)
+
+        async def start_where_we_were(assigned: set[TopicPartition]) -> None:
+            for tp in assigned:
+                consumer.seek(tp, self._positions.get(tp, 0))
+
+        consumer.subscribe([self._settings.topic_events], listener=runner.listener(start_where_we_were))
         await consumer.start()
         self.running = True
-        log.info("analytics.started", topic=self._settings.topic_events, group=self.group_id)
+        log.info("analytics.started", topic=self._settings.topic_events, group=self.group_id,
+                 resumed={f"{tp.partition}": n for tp, n in self._positions.items()})
+        saving = asyncio.create_task(self._save_every(stop))
         try:
-            while not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=300, max_records=1000)
-                for tp, records in batches.items():
-                    for record in records:
-                        self.handle(record.value, f"{tp.topic}/{tp.partition}@{record.offset}")
-                    self._positions[tp] = records[-1].offset + 1
-                await asyncio.sleep(0)  # a long catch-up must not starve the gateway's requests
+            await runner.run(stop)
+        except UpgradeNeeded as exc:  # stop consuming (never skip it); the figures so far stay served
+            self.upgrade_needed = str(exc)
+            log.error("analytics.upgrade_needed", error=str(exc)[:300], hint="upgrade this gateway")
         finally:
             self.running = False
+            saving.cancel()
+            await asyncio.gather(saving, return_exceptions=True)
             await consumer.stop()
+        await self.save()
+
+    async def _restore(self) -> None:
+        if self._snapshots is None or self._restored:
+            return
+        self._restored = True
+        found = await self._snapshots.load()
+        if found is not None:
+            self._stats, self._positions = found
+            self._saved = dict(self._positions)
+            BUSINESSES.set(len(self._stats))
+
+    async def save(self) -> None:
+        """Save the state with the offsets it covers (when anything was read since the last save)."""
+        if self._snapshots is None or self._positions == self._saved:
+            return
+        positions = dict(self._positions)
+        await self._snapshots.save(self._stats, positions)  # pickled at once: state and offsets agree
+        self._saved = positions
+        log.info("analytics.snapshot_saved", offsets={f"{tp.partition}": n for tp, n in positions.items()})
+
+    async def _save_every(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await wait_or_stop(stop, self._settings.analytics_snapshot_every_s)
+            try:
+                await self.save()
+            except Exception:  # the next one may succeed; a restart reads a little more
+                log.exception("analytics.snapshot_failed")
+
+    async def _handle(self, event: Event, attempt: int) -> None:
+        self.fold(event)
+
+    async def _skipped(self, failure: Failure[Event]) -> None:
+        record = failure.record
+        log.warning("analytics.skipped", where=f"{record.topic}/{record.partition}@{record.offset}", error=failure.error[:300])
+        RECORDS.labels(outcome="skipped").inc()
+
+    async def _progress(self, positions: dict[TopicPartition, int]) -> None:
+        self._positions.update(positions)

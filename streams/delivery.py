@@ -1,79 +1,60 @@
 """Delivers replies from `agent.replies.v1` through the channel the inbound came from.
 
-A reply is sent once: ReplyDelivered in the log (keyed `delivered:<replyEventId>`) is the
-record, checked before sending. Channel errors are retried with exponential backoff; after
-the last attempt a DeliveryFailed event is appended and the reply goes to the DLQ. Widget
-replies go to the open socket; a customer who is not connected gets them on reconnect.
+Two kinds of consumer share the topic:
+- `agentstream delivery` (any number of them, one consumer group `DELIVERY_GROUP`) sends the
+  replies of external channels (Twilio SMS, Meta, Gmail) and records the REST ones;
+- every gateway reads every reply from the latest offset (no group, no commits) and sends the
+  widget replies whose customer holds a socket on *that* gateway. A customer connected nowhere
+  (or whose reply came before the gateway started) gets it from the log on (re)connect.
+
+A reply is sent once: ReplyDelivered in the log (keyed `delivered:<replyEventId>`) is the record,
+checked before sending and written right after the vendor accepted it. Twilio and Meta take no
+idempotency key, so a process killed between the vendor's answer and that one write sends the
+reply again when the next process reads it: that window is one DynamoDB write long.
+Failures follow `ConsumerRunner`'s policy; a reply given up on gets DeliveryFailed and the DLQ.
 """
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer
 
 from agentstream import metrics
+from agentstream.adapters.channels.errors import PermanentError
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.kafka import loads
 from agentstream.adapters.replies import reply_frame
 from agentstream.adapters.ws_hub import SocketHub
-from agentstream.events import ReplyGenerated, UnknownSchemaVersion, new_event, parse_event
-from agentstream.streams.stopping import UpgradeNeeded
+from agentstream.events import ReplyGenerated, new_event, parse_event
+from agentstream.streams.runner import ConsumerRunner, Failure, RetryPolicy
 
 log = structlog.get_logger(__name__)
 Sender = Callable[[ReplyGenerated], Awaitable[str | None]]
+PERMANENT = (PermanentError,)
 
 
 class Retryable(Exception):
     """A channel failure worth another attempt (429, 5xx, network)."""
 
 
-class Delivery:
-    def __init__(self, store: EventStore, hub: SocketHub, send_external: Sender, attempts: int = 5,
-                 base_delay: float = 0.5, dead_letter: Callable[[ReplyGenerated, str], Awaitable[None]] | None = None) -> None:
+def parse_reply(record: Any) -> ReplyGenerated | None:
+    """The reply of a record of `agent.replies.v1` (None for any other event)."""
+    event = parse_event(loads(record.value))
+    return event if isinstance(event, ReplyGenerated) else None
+
+
+class DeliveryLog:
+    """ReplyDelivered / DeliveryFailed in the conversation's log: the record of a send."""
+
+    def __init__(self, store: EventStore) -> None:
         self._store = store
-        self._dead_letter = dead_letter
-        self._hub = hub
-        self._send_external = send_external
-        self._attempts = attempts
-        self._base_delay = base_delay
 
-    async def deliver(self, reply: ReplyGenerated) -> None:
-        key = f"delivered:{reply.eventId}"
-        if await self._store.has(reply.businessId, key):
-            return
-        if reply.channel == "websocket":
-            if await self._hub.send(reply.streamId, reply_frame(reply)):
-                await self._record(reply, "ReplyDelivered", {"externalId": None, "attempts": 1})
-            return
-        if reply.channel == "rest":
-            await self._record(reply, "ReplyDelivered", {"externalId": None, "attempts": 1})
-            return
-        await self._deliver_external(reply)
+    async def done(self, reply: ReplyGenerated) -> bool:
+        return await self._store.has(reply.businessId, f"delivered:{reply.eventId}")
 
-    async def _deliver_external(self, reply: ReplyGenerated) -> None:
-        error = ""
-        for attempt in range(1, self._attempts + 1):
-            try:
-                external_id = await self._send_external(reply)
-                await self._record(reply, "ReplyDelivered", {"externalId": external_id, "attempts": attempt})
-                return
-            except Retryable as exc:
-                error = str(exc)
-                log.warning("delivery.retry", eventId=reply.eventId, attempt=attempt, error=error[:200])
-                await asyncio.sleep(self._base_delay * 2 ** (attempt - 1) * (0.5 + random.random()))
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                break
-        await self._record(reply, "DeliveryFailed", {"error": error[:1000], "attempts": attempt})
-        if self._dead_letter:
-            await self._dead_letter(reply, error)
-
-    async def _record(self, reply: ReplyGenerated, kind: str, payload: dict[str, Any]) -> None:
+    async def record(self, reply: ReplyGenerated, kind: str, payload: dict[str, Any]) -> None:
         event = new_event(
             kind, business_id=reply.businessId, user_id=reply.userId, channel=reply.channel,
             location_id=reply.locationId, payload={"replyEventId": reply.eventId, **payload},
@@ -85,36 +66,68 @@ class Delivery:
         log.info("delivery." + outcome, eventId=reply.eventId, streamId=reply.streamId, channel=reply.channel)
 
 
-async def _deliver_in_order(delivery: Delivery, replies: list[ReplyGenerated]) -> None:
-    for reply in replies:
-        await delivery.deliver(reply)
+class ExternalDelivery:
+    """The replies of external channels (and REST, recorded as delivered: it is polled)."""
+
+    def __init__(self, store: EventStore, send_external: Sender) -> None:
+        self.log = DeliveryLog(store)
+        self._send_external = send_external
+
+    async def deliver(self, reply: ReplyGenerated, attempt: int = 1) -> None:
+        if reply.channel == "websocket" or await self.log.done(reply):
+            return
+        external_id = None if reply.channel == "rest" else await self._send_external(reply)
+        await self.log.record(reply, "ReplyDelivered", {"externalId": external_id, "attempts": attempt})
+
+    async def failed(self, reply: ReplyGenerated, error: str, attempts: int) -> None:
+        await self.log.record(reply, "DeliveryFailed", {"error": error[:1000], "attempts": max(1, attempts)})
 
 
-async def run_delivery(consumer: AIOKafkaConsumer, delivery: Delivery, stop: asyncio.Event) -> None:
-    """Consume replies in batches, in order per conversation; commit once a batch is handled.
+class SocketDelivery:
+    """The widget replies of the customers connected to this gateway."""
 
-    A batch that fails is retried whole (delivery is idempotent), so nothing is skipped.
-    """
-    while not stop.is_set():
-        batches = await consumer.getmany(timeout_ms=200, max_records=500)
-        by_stream: dict[str, list[ReplyGenerated]] = {}
-        for records in batches.values():
-            for record in records:
-                try:
-                    reply = parse_event(loads(record.value))
-                except UnknownSchemaVersion as exc:
-                    raise UpgradeNeeded(str(exc)) from None  # nothing of this batch is committed
-                if isinstance(reply, ReplyGenerated):
-                    by_stream.setdefault(reply.streamId, []).append(reply)
-        if not batches:
-            continue
-        while True:
-            results = await asyncio.gather(
-                *(_deliver_in_order(delivery, replies) for replies in by_stream.values()), return_exceptions=True
-            )
-            failures = [r for r in results if isinstance(r, BaseException)]
-            if not failures:
-                break
-            log.error("delivery.batch_failed", error=f"{type(failures[0]).__name__}: {failures[0]}")
-            await asyncio.sleep(1.0)
-        await consumer.commit()
+    def __init__(self, store: EventStore, hub: SocketHub) -> None:
+        self.log = DeliveryLog(store)
+        self._hub = hub
+
+    async def deliver(self, reply: ReplyGenerated, attempt: int = 1) -> None:
+        if reply.channel != "websocket" or not self._hub.connected(reply.streamId) or await self.log.done(reply):
+            return
+        if await self._hub.send(reply.streamId, reply_frame(reply)):
+            await self.log.record(reply, "ReplyDelivered", {"externalId": None, "attempts": attempt})
+
+
+def dead_letter_to(dlq: Any, delivery: ExternalDelivery | None) -> Callable[[Failure[ReplyGenerated]], Awaitable[None]]:
+    """A reply given up on: DeliveryFailed in its log (when there is a reply), then the DLQ."""
+
+    async def dead_letter(failure: Failure[ReplyGenerated]) -> None:
+        reply = failure.item
+        if reply is not None and delivery is not None:
+            await delivery.failed(reply, failure.error, failure.attempts)
+        stage = "delivery-parse" if failure.stage == "parse" else "delivery"
+        await dlq.send(stage, failure.record.key, failure.record.value, failure.error)
+
+    return dead_letter
+
+
+def external_runner(consumer: Any, delivery: ExternalDelivery, dlq: Any,
+                    policy: RetryPolicy = RetryPolicy()) -> ConsumerRunner[ReplyGenerated]:
+    """The loop of `agentstream delivery` (the consumer in `DELIVERY_GROUP`, not yet subscribed)."""
+    return ConsumerRunner(consumer, "delivery", parse_reply, delivery.deliver, dead_letter_to(dlq, delivery),
+                          key_of=lambda record, reply: reply.streamId, policy=policy, permanent=PERMANENT)
+
+
+def socket_runner(consumer: Any, delivery: SocketDelivery, dlq: Any,
+                  policy: RetryPolicy = RetryPolicy(attempts=3, timeout=5.0)) -> ConsumerRunner[ReplyGenerated]:
+    """The gateway's loop: no group, nothing committed (a restarted gateway holds no sockets)."""
+
+    async def no_commit(positions: Any) -> None:
+        pass
+
+    async def dead_letter(failure: Failure[ReplyGenerated]) -> None:
+        if failure.stage == "parse":  # `agentstream delivery` dead-letters bad records once for all
+            return
+        log.warning("delivery.socket_gave_up", error=failure.error[:300])  # on reconnect it comes from the log
+
+    return ConsumerRunner(consumer, "sockets", parse_reply, delivery.deliver, dead_letter,
+                          key_of=lambda record, reply: reply.streamId, policy=policy, commit=no_commit)

@@ -1,4 +1,4 @@
-"""The app's processes (bridge, worker, gateway) started for end-to-end tests on the real services."""
+"""The app's processes (bridge, worker, gateway, delivery) started for end-to-end tests on the real services."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def prepare(env: dict[str, str]) -> dict[str, str]:
 
 
 @contextmanager
-def running_stack(env: dict[str, str], logs: Path, components: tuple[str, ...] = ("bridge", "worker", "gateway")) -> Iterator[RunningStack]:
+def running_stack(env: dict[str, str], logs: Path, components: tuple[str, ...] = ("bridge", "worker", "gateway", "delivery")) -> Iterator[RunningStack]:
     port = free_port()
     env = env | {"GATEWAY_PORT_HTTP": str(port), "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}"}
     stack = RunningStack(env, port, logs, prepare(env))
