@@ -27,6 +27,7 @@ PROVIDERS: dict[str, tuple[str, ...]] = {
     "gmail": ("pushToken", "accessToken", "refreshToken", "clientId", "clientSecret", "watchTopic", "tokenExpiry"),
     "widget": ("signingKey",),
     "rest": ("apiKey",),
+    "webhook": ("url", "secret"),  # the owner's handoff webhook (agentstream signs each call with the secret)
 }
 GENERATED = {"meta": "verifyToken", "gmail": "pushToken", "widget": "signingKey", "rest": "apiKey"}
 

@@ -58,7 +58,8 @@ def topics(settings: Settings) -> list[str]:
     """Every topic of the product (DESIGN.md section 3), the one list: `setup` creates these,
     `status` sizes them, `forget` reports how long each keeps an erased customer's records. A
     new topic is added here."""
-    return [settings.topic_events, settings.topic_replies, settings.topic_dlq, settings.topic_shadow]
+    return [settings.topic_events, settings.topic_replies, settings.topic_dlq, settings.topic_shadow,
+            settings.topic_handoffs]
 
 
 async def topic_configs(bootstrap: str, names: list[str], keys: tuple[str, ...]) -> dict[str, dict[str, str] | None]:

@@ -327,7 +327,7 @@ def status() -> None:
     """Topic sizes, worker and delivery lag, DLQ size, bridge shards and Gmail watch expiries."""
     from rich.table import Table
 
-    from agentstream.streams.status import collect, describe_watch
+    from agentstream.streams.status import collect, describe_watch, describe_webhook
 
     data = asyncio.run(collect(_one_shot()))
     table = Table("what", "value")
@@ -343,6 +343,8 @@ def status() -> None:
         table.add_row(f"gmail watch {watch['business']}", describe_watch(watch))
     if data["gmailWatches"] is None:
         table.add_row("gmail watches", "unknown: AGENTSTREAM_SECRET_KEY is not set or does not decrypt them")
+    for hook in data.get("handoffWebhooks") or []:
+        table.add_row(f"handoff webhook {hook['business']}", describe_webhook(hook))
     Console().print(table)
 
 

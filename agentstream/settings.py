@@ -84,6 +84,7 @@ class Settings(_FromEnv):
     topic_replies: str = Field("agent.replies.v1", validation_alias="TOPIC_REPLIES")
     topic_dlq: str = Field("agent.dlq.v1", validation_alias="TOPIC_DLQ")
     topic_shadow: str = Field("agent.shadow.v1", validation_alias="TOPIC_SHADOW")  # `agentstream shadow`'s pairs
+    topic_handoffs: str = Field("agent.handoffs.v1", validation_alias="TOPIC_HANDOFFS")  # the owner is told, by streamId
 
     openai_api_key: str | None = Field(None, validation_alias="OPENAI_API_KEY", repr=False)
     openai_base_url: str | None = Field(None, validation_alias="OPENAI_BASE_URL")

@@ -41,6 +41,7 @@ from agentstream.streams.gmail_watch import EVERY_S, WatchRenewer, run_watch_ren
 from agentstream.streams.leases import LeaseTable
 from agentstream.streams.explain import Explainer
 from agentstream.streams.fact_extraction import make_fact_extractor
+from agentstream.streams.handoff_notify import handoff_notifier
 from agentstream.streams.keyed import KeyedExecutor
 from agentstream.streams.outbound import external_sender
 from agentstream.streams.reconcile import reconcile
@@ -110,6 +111,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             store, ProjectionStore(ddb, settings.tables), directory, responder, publish_reply,
             default_idle_minutes=settings.session_idle_minutes, prompt_budget_chars=settings.prompt_budget_chars,
             after_reply=make_fact_extractor(settings, store, responder),  # None unless FACTS_MODEL_EXTRACTION
+            on_handoff=await handoff_notifier(stack, settings, ddb, producer),  # agent.handoffs.v1 and the webhook
         )
         executor = KeyedExecutor(settings.worker_max_inflight)
         upgrade: list[str] = []

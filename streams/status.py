@@ -16,6 +16,7 @@ from agentstream import metrics
 from agentstream.adapters.credentials import CredentialsError, CredentialStore
 from agentstream.adapters.dynamo import dynamodb_client
 from agentstream.adapters.kafka import partitions_of, topics
+from agentstream.adapters.owner_webhook import webhook_statuses
 from agentstream.settings import Settings
 from agentstream.streams.gmail_watch import watch_expiries
 from agentstream.streams.leases import LeaseTable, now_ms
@@ -67,6 +68,7 @@ async def collect(settings: Settings) -> dict[str, Any]:
     async with dynamodb_client(settings) as ddb:
         leases = await LeaseTable(ddb, settings.tables.leases, "status").all()
         status["gmailWatches"] = await _gmail_watches(ddb, settings)
+        status["handoffWebhooks"] = await _handoff_webhooks(ddb, settings)
     status["bridgeShards"] = [
         {"shard": k.split("|")[-1], "owner": v.owner, "alive": bool(v.owner) and v.expires_at > now_ms(),
          "finished": v.finished, "checkpoint": v.checkpoint}
@@ -81,6 +83,22 @@ async def _gmail_watches(ddb: Any, settings: Settings) -> list[dict[str, Any]] |
         return await watch_expiries(CredentialStore(ddb, settings.tables.credentials, settings.credentials_key))
     except CredentialsError:
         return None
+
+
+async def _handoff_webhooks(ddb: Any, settings: Settings) -> list[dict[str, str]] | None:
+    """Each business's last handoff-webhook outcome; None without the key that decrypts them."""
+    try:
+        return await webhook_statuses(CredentialStore(ddb, settings.tables.credentials, settings.credentials_key))
+    except CredentialsError:
+        return None
+
+
+def describe_webhook(hook: dict[str, str]) -> str:
+    """A status row's text for one business's handoff webhook."""
+    if hook.get("failures", "0") != "0":
+        return (f"FAILING: {hook['failures']} notification(s) failed since the last success; last at "
+                f"{hook.get('lastFailureAt')}: {hook.get('lastError')} ({hook.get('url')})")
+    return f"ok, last call {hook.get('lastCallAt')} ({hook.get('url')})"
 
 
 def describe_watch(watch: dict[str, Any]) -> str:
