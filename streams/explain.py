@@ -19,6 +19,7 @@ from agentstream.adapters.config_history import info_key, instructions_key, rag_
 from agentstream.adapters.event_store import EventStore
 from agentstream.events import Event, MessageReceived, ReplyGenerated, iso
 from agentstream.projections.base import Projection, fold_events
+from agentstream.projections.skips import without_skipped
 from agentstream.projections.context import ReplyContext, build_prompt
 from agentstream.registry import PROJECTIONS
 from agentstream.settings import Settings
@@ -100,7 +101,7 @@ class Explainer:
         if event is None or (business_id is not None and event.businessId != business_id):
             raise NotExplainable(f"no event {event_id!r} in the log")
         inbound, reply = await self._pair(event)
-        events = await self._store.read(inbound.streamId, limit=inbound.seq)
+        events = await self._as_folded(inbound, reply)
         notes: list[str] = []
         used = reply.payload.versions if reply else {}
         d, b = self._directory, inbound.businessId
@@ -118,6 +119,12 @@ class Explainer:
         prompt = build_prompt(ctx, self._settings.prompt_budget_chars)
         versions = {"businessInfo": info_version, "systemInstructions": instructions_version, "rag": rag_version}
         return Explanation(inbound, reply, ctx, prompt, prompt_hash(prompt), versions, notes)
+
+    async def _as_folded(self, inbound: MessageReceived, reply: ReplyGenerated | None) -> list[Event]:
+        """The conversation up to the inbound without the events skipped when the reply was made
+        (the skip records logged before the reply: a skip comes after the event it names)."""
+        logged = await self._store.read(inbound.streamId, limit=reply.seq if reply else inbound.seq)
+        return [e for e in without_skipped(logged) if e.seq <= inbound.seq]
 
     async def _pair(self, event: Event) -> tuple[MessageReceived, ReplyGenerated | None]:
         """The inbound message and its reply, from either of them."""

@@ -31,6 +31,7 @@ from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.registry import PROJECTIONS
 from agentstream.streams.dead_letters import SkipRecorder, retry_outcome, revoke, skipped_events
+from agentstream.streams.explain import Explainer
 from agentstream.streams.replay import Replayer, Scope
 from agentstream.streams.worker import RetryPolicy, process_with_retries
 
@@ -154,6 +155,9 @@ async def test_a_poison_inbound_is_skipped_and_the_message_after_it_is_answered(
     assert memory["lastSeq"] == (await worker.log())[-1].seq
     assert memory["history"]["totalMessages"] == 4  # two inbounds and their replies; not the poison
     assert await worker.verify() == []
+    explained = await Explainer(worker.ddb, worker.settings).explain(after.eventId)
+    assert explained.reproduced, "explain folds without the skipped event, as the worker did"
+    assert POISON not in str(explained.prompt)
     listed = await skipped_events(worker.store, worker.index, [worker.business])
     assert [(s.eventId, s.seq, s.type, s.stage) for s in listed] == [(poison.eventId, poison.seq, "MessageReceived", "process")]
 
@@ -206,6 +210,8 @@ async def test_retry_after_the_fix_refolds_and_answers_the_skipped_inbound_once(
         "the session now opens at the formerly skipped message; the one that opened later is gone"
     assert (await worker.memory())["history"]["totalMessages"] == 4
     assert await worker.verify() == []
+    assert (await Explainer(worker.ddb, worker.settings).explain(poison.eventId)).reproduced
+    assert (await Explainer(worker.ddb, worker.settings).explain(later.eventId)).reproduced
     with pytest.raises(LookupError, match="not skipped"):
         await retry_skipped(worker.settings, None, poison.eventId)
 
