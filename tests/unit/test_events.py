@@ -39,8 +39,8 @@ def test_unknown_schema_version_is_a_clear_error() -> None:
 
 
 def test_an_unknown_type_asks_for_an_upgrade_not_a_dlq() -> None:
-    with pytest.raises(UnknownEventType, match="type 'HandoffRequested'.*upgrade"):
-        parse_event(raw_message(type="HandoffRequested"))
+    with pytest.raises(UnknownEventType, match="type 'AppointmentBooked'.*upgrade"):
+        parse_event(raw_message(type="AppointmentBooked"))
 
 
 def test_a_v1_reply_is_upcast_to_v2_without_a_recorded_prompt() -> None:
