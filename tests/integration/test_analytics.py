@@ -8,17 +8,19 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import httpx
 from prometheus_client import REGISTRY
 
 from agentstream.adapters import kafka
 from agentstream.adapters.bootstrap import demo_credentials, populate, setup
+from agentstream.adapters.dynamo import dynamodb_client
 from agentstream.adapters.gateway import create_app
 from agentstream.adapters.http_common import UNAUTHORIZED
 from agentstream.events import Event, new_event, reply_event_id
 from agentstream.settings import Settings
-from agentstream.streams.analytics import AnalyticsConsumer
+from agentstream.streams.analytics import AnalyticsConsumer, AnalyticsSnapshots
 from agentstream.wiring import gateway_deps
 from tests.integration.kafka_helpers import as_records, publish
 
@@ -152,3 +154,55 @@ async def test_analytics_route_needs_the_business_api_key(settings: Settings) ->
                        await client.get("/v1/analytics/demo-salon", headers=other),
                        await client.get("/v1/analytics/no-such-business", headers=salon)]
             assert [(r.status_code, r.json()) for r in refused] == [(401, {"error": UNAUTHORIZED})] * 4
+
+
+async def end_offsets(settings: Settings) -> dict[Any, int]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await consumer.start()
+    try:
+        parts = [TopicPartition(settings.topic_events, p) for p in range(3)]
+        return {tp: n for tp, n in (await consumer.end_offsets(parts)).items() if n}
+    finally:
+        await consumer.stop()
+
+
+async def test_a_new_process_resumes_from_the_saved_snapshot_and_its_offsets(settings: Settings,
+                                                                             monkeypatch: Any) -> None:
+    """Analytics state is saved with the offsets it covers; a new process (another group) reads
+    only what came after them, with the same figures as a full re-read; a snapshot of another
+    fold version is not used."""
+    from agentstream.streams import analytics as module
+
+    await setup(settings, partitions=3)
+    await publish(settings, as_records(SALON))
+    read = lambda: sum(records_read(o) for o in ("counted", "duplicate", "skipped"))  # noqa: E731
+    async with dynamodb_client(settings) as ddb:
+        first = AnalyticsConsumer(settings, snapshots=AnalyticsSnapshots(ddb, settings))
+        async with consuming(first):
+            await until(lambda: first.snapshot("demo-salon")["events"] == len(SALON))
+        extra = conversation("demo-salon", "maria", ["orar sambata", "mersi"])
+        await publish(settings, as_records(extra))
+        ends = await end_offsets(settings)
+
+        before = read()
+        resumed = AnalyticsConsumer(settings, snapshots=AnalyticsSnapshots(ddb, settings))
+        assert resumed.group_id != first.group_id
+        async with consuming(resumed):
+            await until(lambda: all(resumed._positions.get(tp) == n for tp, n in ends.items()))
+        assert read() - before == len(extra), "only the events after the snapshot were read"
+
+        from_zero = AnalyticsConsumer(settings)
+        async with consuming(from_zero):
+            await until(lambda: all(from_zero._positions.get(tp) == n for tp, n in ends.items()))
+        assert resumed.snapshot("demo-salon") == from_zero.snapshot("demo-salon")
+        assert resumed.snapshot("demo-salon")["events"] == len(SALON) + len(extra)
+
+        monkeypatch.setattr(module, "FOLD_VERSION", "another-fold")
+        before = read()
+        refolded = AnalyticsConsumer(settings, snapshots=AnalyticsSnapshots(ddb, settings))
+        async with consuming(refolded):
+            await until(lambda: all(refolded._positions.get(tp) == n for tp, n in ends.items()))
+        assert read() - before == len(SALON) + len(extra), "a snapshot of another fold version is read from 0"
+        assert refolded.snapshot("demo-salon") == from_zero.snapshot("demo-salon")
