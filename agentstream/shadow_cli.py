@@ -70,7 +70,7 @@ async def run(settings: Settings, options: ShadowOptions, out: Path) -> dict[str
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-    for noisy in ("httpx", "openai"):  # one line per model call otherwise; the bar says how far it got
+    for noisy in ("httpx", "httpx2", "openai"):  # one line per model call otherwise; the bar says how far it got
         logging.getLogger(noisy).setLevel(logging.WARNING)
     topic = settings.topic_shadow
     if not (await kafka.partitions_of(settings.kafka_bootstrap_servers, [topic])).get(topic):
