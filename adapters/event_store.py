@@ -1,9 +1,14 @@
 """The event log in DynamoDB: gapless per-stream seq, idempotent appends (invariants 1 and 2).
 
-An event is an item (PK streamId, SK seq). An external id (a channel's message id, or a
+An event is an item (PK streamId, SK seq) that also carries when it was appended:
+`ingestedAt` (the appender's clock) and `ingestBucket` (its hour, `YYYY-MM-DDTHH`), the keys of
+the index ingestBucket-ingestedAt-index, which finds what was appended in a time window
+(reconcile); both are storage only and never part of the event. An external id (a channel's message id, or a
 derived key such as `reply:<inboundEventId>`) is recorded as an idempotency item
 (PK `idem#<businessId>#<key>`, SK 0) written in the same transaction as the event, with
-`attribute_not_exists` on both; a second append with the same key returns the first event.
+`attribute_not_exists` on both; a second append with the same key returns the first event. It
+names its event's stream (`eventStreamId`), so the index eventStreamId-index finds a
+customer's records without reading anyone else's (forget).
 """
 
 from __future__ import annotations
@@ -12,18 +17,19 @@ import asyncio
 import random
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import structlog
 
-from agentstream.adapters.dynamo import error_code, from_item, to_item
-from agentstream.adapters.tables import EVENTS_BY_ID
-from agentstream.events import Event, parse_event
+from agentstream.adapters.dynamo import error_code, from_item, query_all, to_item
+from agentstream.adapters.tables import EVENTS_BY_ID, EVENTS_BY_INGEST, EVENTS_BY_STREAM
+from agentstream.events import Event, iso, parse_event, utc_now
 
 log = structlog.get_logger(__name__)
 IDEM_PREFIX = "idem#"
 TOMBSTONE_PREFIX = "forgotten#"
+STORAGE_ONLY = ("ingestedAt", "ingestBucket")  # attributes of a stored event that are not the event's
 
 
 class AppendFailed(RuntimeError):
@@ -51,8 +57,24 @@ def is_event_item(item: dict[str, Any]) -> bool:
     return "eventId" in item and not str(item.get("streamId", "")).startswith((IDEM_PREFIX, TOMBSTONE_PREFIX))
 
 
+def ingest_bucket(at: str) -> str:
+    """The hour an `ingestedAt` falls in: the ingest index's partition."""
+    return at[:13]
+
+
+def log_item(event: Event, ingested_at: datetime | None = None) -> dict[str, Any]:
+    """The events-table item of a numbered event: the event and when it was appended."""
+    at = iso(ingested_at or utc_now())
+    return {**event.to_json_dict(), "ingestedAt": at, "ingestBucket": ingest_bucket(at)}
+
+
+def event_body(item: dict[str, Any]) -> dict[str, Any]:
+    """A stored event item without its storage-only attributes: the event as published."""
+    return {k: v for k, v in item.items() if k not in STORAGE_ONLY}
+
+
 def event_from_item(item: dict[str, Any]) -> Event:
-    return parse_event({k: v for k, v in item.items() if k != "ingestedAt"})
+    return parse_event(event_body(item))
 
 
 class EventStore:
@@ -98,7 +120,7 @@ class EventStore:
     async def _write(self, event: Event, external_id: str | None, aliases: tuple[str, ...] = ()) -> None:
         put = {
             "TableName": self._table,
-            "Item": to_item(event.to_json_dict()),
+            "Item": to_item(log_item(event)),
             "ConditionExpression": "attribute_not_exists(streamId)",
         }
         if external_id is None:
@@ -143,6 +165,31 @@ class EventStore:
             if not str(key["streamId"]).startswith((IDEM_PREFIX, TOMBSTONE_PREFIX)):
                 return await self.get(key["streamId"], int(key["seq"]))
         return None
+
+    async def ingested(self, since: datetime, until: datetime) -> dict[str, int]:
+        """The streams that had events appended between `since` and `until` (the appenders'
+        clocks), each with the lowest seq appended then: one Query per hour of the window on
+        the ingest index (keys only), so the cost follows the window, not the table."""
+        since, until = since.astimezone(timezone.utc), until.astimezone(timezone.utc)
+        low, high = iso(since), iso(until)
+        streams: dict[str, int] = {}
+        hour = since.replace(minute=0, second=0, microsecond=0)
+        while hour <= until:
+            bucket = ingest_bucket(iso(hour))
+            for key in await query_all(self._ddb, TableName=self._table, IndexName=EVENTS_BY_INGEST,
+                                       KeyConditionExpression="ingestBucket = :b AND ingestedAt BETWEEN :lo AND :hi",
+                                       ExpressionAttributeValues=to_item({":b": bucket, ":lo": low, ":hi": high})):
+                stream, seq = str(key["streamId"]), int(key["seq"])
+                streams[stream] = min(seq, streams.get(stream, seq))
+            hour += timedelta(hours=1)
+        return streams
+
+    async def idempotency_keys(self, stream: str) -> list[dict[str, Any]]:
+        """The keys (streamId, seq) of the idempotency records of a stream's events (the index
+        eventStreamId-index: only those records carry eventStreamId)."""
+        found = await query_all(self._ddb, TableName=self._table, IndexName=EVENTS_BY_STREAM,
+                                KeyConditionExpression="eventStreamId = :s", ExpressionAttributeValues=to_item({":s": stream}))
+        return [{"streamId": k["streamId"], "seq": int(k["seq"])} for k in found if str(k["streamId"]).startswith(IDEM_PREFIX)]
 
     async def has(self, business_id: str, external_id: str) -> bool:
         resp = await self._ddb.get_item(

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from agentstream.adapters.dynamo import batch_write, error_code, from_item, put_items, query_all, scan_all, to_item
-from agentstream.adapters.tables import MESSAGES_BY_SESSION, SESSIONS_GSI
+from agentstream.adapters.tables import MESSAGES_BY_SESSION, SESSIONS_DUE, SESSIONS_GSI
 from agentstream.projections.base import Item, Projection, Put
 from agentstream.settings import Tables
 
@@ -156,6 +156,40 @@ async def get_active_session_for_user(ddb: Any, tables: Tables, business_id: str
     """The seed's lookup: the customer's active session (GSI, or a scan when the GSI is missing)."""
     items = await sessions_of_user(ddb, tables, business_id, user_id, status="active")
     return max(items, key=lambda s: s.get("lastMessageAt", ""), default=None)
+
+
+async def due_sessions(ddb: Any, tables: Tables, shard: int, until: str) -> list[dict[str, Any]]:
+    """The active sessions of one due shard whose `nextDueAt` is at or before `until` (the
+    sparse index dueShard-nextDueAt-index: ended sessions are not in it)."""
+    return await query_all(ddb, TableName=tables.sessions, IndexName=SESSIONS_DUE,
+                           KeyConditionExpression="dueShard = :d AND nextDueAt <= :t",
+                           ExpressionAttributeValues=to_item({":d": shard, ":t": until}))
+
+
+async def positions(ddb: Any, state_tables: list[str], streams: list[str]) -> dict[str, int]:
+    """What every projection has applied of each stream (`businessId#userId`): the lowest
+    lastSeq of its state items (0 where one is missing), read 100 keys a BatchGetItem."""
+    applied = {stream: -1 for stream in streams}
+    for table in state_tables:
+        keys = [dict(zip(("businessId", "userId"), s.split("#", 1))) for s in streams]
+        found = {f"{i['businessId']}#{i['userId']}": int(i.get("lastSeq", 0))
+                 for i in await _get_many(ddb, table, keys, "businessId, userId, lastSeq")}
+        for stream in streams:
+            seq = found.get(stream, 0)
+            applied[stream] = seq if applied[stream] < 0 else min(applied[stream], seq)
+    return {stream: max(seq, 0) for stream, seq in applied.items()}
+
+
+async def _get_many(ddb: Any, table: str, keys: list[dict[str, Any]], projection: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(keys), 100):
+        request: dict[str, Any] = {table: {"Keys": [to_item(k) for k in keys[start:start + 100]],
+                                           "ProjectionExpression": projection, "ConsistentRead": True}}
+        while request:
+            answer = await ddb.batch_get_item(RequestItems=request)
+            found.extend(from_item(i) for i in answer.get("Responses", {}).get(table, []))
+            request = answer.get("UnprocessedKeys") or {}
+    return found
 
 
 def _who(puts: list[Put]) -> str:

@@ -53,14 +53,20 @@ SESSIONS_GSI = "businessId-userId-index"
 MESSAGES_BY_SESSION = "sessionId-timestamp-index"
 MESSAGES_BY_BUSINESS = "businessId-timestamp-index"
 EVENTS_BY_ID = "eventId-index"  # finds a logged event by its eventId (explain)
+EVENTS_BY_INGEST = "ingestBucket-ingestedAt-index"  # the events appended in a time window (reconcile)
+EVENTS_BY_STREAM = "eventStreamId-index"  # a stream's idempotency records (forget)
+SESSIONS_DUE = "dueShard-nextDueAt-index"  # sparse: active sessions by when their timer is due (expiry)
 
 
 def table_specs(t: Tables) -> list[TableSpec]:
     s, n = "S", "N"
     return [
         TableSpec(t.events, ("streamId", s), ("seq", n), stream=True,
-                  indexes=(Index(EVENTS_BY_ID, ("eventId", s), projection="KEYS_ONLY"),)),
-        TableSpec(t.sessions, ("sessionId", s), indexes=(Index(SESSIONS_GSI, ("businessId", s), ("userId", s)),)),
+                  indexes=(Index(EVENTS_BY_ID, ("eventId", s), projection="KEYS_ONLY"),
+                           Index(EVENTS_BY_INGEST, ("ingestBucket", s), ("ingestedAt", s), projection="KEYS_ONLY"),
+                           Index(EVENTS_BY_STREAM, ("eventStreamId", s), projection="KEYS_ONLY"))),
+        TableSpec(t.sessions, ("sessionId", s), indexes=(Index(SESSIONS_GSI, ("businessId", s), ("userId", s)),
+                                                         Index(SESSIONS_DUE, ("dueShard", n), ("nextDueAt", s)))),
         TableSpec(
             t.messages,
             ("messageId", s),

@@ -314,11 +314,21 @@ def render_explanation(data: dict[str, Any]) -> str:
 
 
 @app.command()
-def reconcile(business: Annotated[Optional[str], typer.Option(help="only this business")] = None) -> None:
+def reconcile(
+    business: Annotated[Optional[str], typer.Option(help="only this business")] = None,
+    since: Annotated[Optional[datetime], typer.Option(help="only conversations with events appended since this time (UTC; the ingest index, no table scan)")] = None,
+) -> None:
     """Publish log events the stream lost (past what the projections applied)."""
+    from datetime import timezone
+
     from agentstream.wiring import run_reconcile
 
-    report = asyncio.run(run_reconcile(_one_shot(), business))
+    if since is not None and business:
+        typer.echo("agentstream reconcile: --since covers every business; drop --business", err=True)
+        raise typer.Exit(2)
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=timezone.utc)
+    report = asyncio.run(run_reconcile(_one_shot(), business, since))
     console.print(f"streams checked: {report.streams}; behind: {report.behind}; events published: {report.published}")
 
 

@@ -7,7 +7,7 @@ import sys
 import json
 import uuid
 from types import SimpleNamespace
-from datetime import timezone
+from datetime import datetime, timezone
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -17,7 +17,7 @@ import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agentstream.adapters import kafka
-from agentstream.adapters.business import BusinessDirectory, idle_minutes
+from agentstream.adapters.business import BusinessDirectory
 from agentstream.adapters.channels.gmail import GmailClient
 from agentstream.adapters.channels.gmail_auth import GmailAuth
 from agentstream.adapters.credentials import CredentialStore
@@ -26,6 +26,7 @@ from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.gateway import create_app
 from agentstream.adapters.http_common import Deps
 from agentstream.adapters.ingest import Ingestor
+from agentstream.adapters.pending_reconcile import PendingReconcile
 from agentstream.adapters.llm import make_responder
 from agentstream.adapters.projection_store import ProjectionStore
 from agentstream.adapters.tables import stream_arn
@@ -44,12 +45,13 @@ from agentstream.streams.fact_extraction import make_fact_extractor
 from agentstream.streams.handoff_notify import handoff_notifier
 from agentstream.streams.keyed import KeyedExecutor
 from agentstream.streams.outbound import external_sender
-from agentstream.streams.reconcile import reconcile
+from agentstream.streams.reconcile import Reconciler, reconcile, reconcile_window
 from agentstream.streams.status import export_lag
 from agentstream.streams.stopping import UPGRADE_EXIT_CODE, UpgradeNeeded, wait_or_stop
 from agentstream.streams.dead_letters import SkipRecorder
 from agentstream.adapters.dead_letters import DeadLetterIndex
-from agentstream.streams.worker import Dlq, build_app, expire_idle_sessions
+from agentstream.streams.worker import Dlq, build_app
+from agentstream.streams.expiry import EVERY_S as EXPIRY_EVERY_S, ExpiryTimer, run_expiry
 
 log = structlog.get_logger(__name__)
 
@@ -78,19 +80,34 @@ async def run_bridge(settings: Settings, stop: asyncio.Event) -> None:
         )
         store = EventStore(ddb, settings.tables.events)
 
-        async def on_loss(why: str) -> None:
-            log.warning("bridge.reconciling", why=why)
-            await reconcile(ddb, store, producer, settings.tables.events, state_tables(settings), settings.topic_events)
+        async def run(since: datetime | None) -> Any:
+            if since is None:  # a lost position of unknown time: every conversation
+                return await reconcile(ddb, store, producer, settings.tables.events, state_tables(settings), settings.topic_events)
+            return await reconcile_window(ddb, store, producer, state_tables(settings), settings.topic_events, since)
+
+        reconciler = Reconciler(run, PendingReconcile(ddb, settings.tables.leases))
+
+        async def on_loss(why: str, since: datetime | None) -> None:
+            log.warning("bridge.reconciling", why=why, since=since.isoformat() if since else "all")
+            await reconciler.request(since)  # recorded, then run by the reconciler's own task
 
         bridge = Bridge(streams, producer, LeaseTable(ddb, settings.tables.leases, new_owner(), settings.bridge_lease_ttl_ms), config, on_loss)
-        await bridge.run(stop)
+        reconciling = asyncio.create_task(reconciler.run(stop), name="reconcile")
+        try:
+            await bridge.run(stop)
+        finally:  # a run cut short stays asked for in the table: the next bridge runs it
+            reconciling.cancel()
+            await asyncio.gather(reconciling, return_exceptions=True)
 
 
-async def run_reconcile(settings: Settings, business_id: str | None = None) -> Any:
+async def run_reconcile(settings: Settings, business_id: str | None = None, since: datetime | None = None) -> Any:
+    """Every conversation (a table scan), or with `since` those with events appended since then."""
     async with AsyncExitStack() as stack:
         ddb = await stack.enter_async_context(dynamodb_client(settings))
         producer = await _started_producer(stack, settings)
         store = EventStore(ddb, settings.tables.events)
+        if since is not None:
+            return await reconcile_window(ddb, store, producer, state_tables(settings), settings.topic_events, since)
         return await reconcile(ddb, store, producer, settings.tables.events, state_tables(settings),
                                settings.topic_events, business_id)
 
@@ -124,18 +141,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                         on_upgrade_needed=on_upgrade_needed,
                         skips=SkipRecorder(store, DeadLetterIndex(ddb, settings.tables.events)))
 
-        async def idle_for(business_id: str) -> int:
-            return idle_minutes(await directory.info(business_id), settings.session_idle_minutes)
-
+        expiry_lease = LeaseTable(ddb, settings.tables.leases, f"worker-{uuid.uuid4().hex[:8]}", int(3 * EXPIRY_EVERY_S * 1000))
         await app.start()
         log.info("worker.started", topic=settings.topic_events)
-        try:
-            while not stop.is_set():
-                try:
-                    await expire_idle_sessions(ddb, settings, store, idle_for)
-                except Exception:
-                    log.exception("worker.expiry_failed")
-                await wait_or_stop(stop, 60)
+        try:  # one worker at a time (the lease) expires the sessions that are due
+            await run_expiry(ExpiryTimer(expiry_lease, ddb, settings.tables, store), stop)
         finally:
             await asyncio.wait_for(executor.join(), timeout=30)
             await app.stop()

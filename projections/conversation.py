@@ -386,7 +386,7 @@ class ConversationProjection:
     name = "conversation"
     table = "rag_user"
     owns = {"rag_user": ("businessId", "userId"), "sessions": ("sessionId",), "messages": ("messageId", "sessionId")}
-    version = 2  # v2: handoff state, the last inbound's addressing, messages' metadata.author
+    version = 2  # v2: handoff state, the last inbound's addressing, messages' metadata.author, active sessions' dueShard and nextDueAt
 
     def empty(self, business_id: str, user_id: str) -> Item:
         return {**empty_memory(business_id, user_id), "version": self.version}

@@ -4,7 +4,9 @@ Each shard is read by the bridge holding its lease. A batch of records is produc
 key = streamId (idempotent producer, acks=all) and the shard's checkpoint moves only after
 Kafka acknowledged the whole batch. A child shard is read only after its parent finished.
 Lost stream positions (trimmed, expired, a restarted local server) fall back to TRIM_HORIZON
-and ask for a reconciliation from the log.
+and ask for a reconciliation from the log of the window they lost: from the time of the lost
+checkpoint's record (kept with the checkpoint) less a margin. The reconciliation runs in a task
+of its own; the shard reader goes on at once.
 """
 
 from __future__ import annotations
@@ -14,15 +16,18 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import structlog
 
 from agentstream import metrics
 from agentstream.adapters.dynamo import error_code, from_item
-from agentstream.adapters.event_store import is_event_item
+from agentstream.adapters.event_store import event_body, is_event_item
 from agentstream.adapters.kafka import dumps, send_keyed
+from agentstream.events import iso
 from agentstream.streams.leases import Lease, LeaseLost, LeaseTable, now_ms
+from agentstream.streams.reconcile import window_start
 from agentstream.streams.stopping import wait_or_stop
 
 log = structlog.get_logger(__name__)
@@ -37,6 +42,7 @@ class BridgeConfig:
     idle_poll_s: float = 0.2
     discover_every_s: float = 10.0
     batch_limit: int = 1000
+    loss_margin_s: float = 600.0  # a lost window starts this long before the lost checkpoint's time
 
 
 @dataclass
@@ -72,7 +78,7 @@ class Bridge:
         producer: Any,
         leases: LeaseTable,
         config: BridgeConfig,
-        on_loss: Callable[[str], Awaitable[None]] | None = None,
+        on_loss: Callable[[str, datetime | None], Awaitable[None]] | None = None,
     ) -> None:
         self._streams = streams
         self._producer = producer
@@ -102,10 +108,11 @@ class Bridge:
         local server restarted): what it held unread is recovered from the log."""
         table_prefix = self._cfg.stream_arn.split("/stream/")[0] + "/stream/"
         current = self._cfg.stream_arn + "|"
-        stale = [k for k, lease in (await self._leases.all()).items()
-                 if k.startswith(table_prefix) and not k.startswith(current) and not lease.finished]
+        stale = {k: lease for k, lease in (await self._leases.all()).items()
+                 if k.startswith(table_prefix) and not k.startswith(current) and not lease.finished}
         if stale:
-            await self._lost("-", f"{len(stale)} shard(s) of an older stream of this table were never finished")
+            times = [lease.checkpoint_at or lease.registered_at for lease in stale.values()]
+            await self._lost("-", f"{len(stale)} shard(s) of an older stream of this table were never finished", times)
             for key in stale:
                 await self._leases.delete(key)
 
@@ -151,7 +158,7 @@ class Bridge:
         heartbeat = asyncio.create_task(self._heartbeat(lease))
         inflight: Inflight | None = None
         try:
-            iterator = await self._iterator(shard_id, lease.checkpoint)
+            iterator = await self._iterator(shard_id, lease)
             while iterator:
                 iterator, inflight = await self._read_batch(lease, shard_id, iterator, inflight)
             await self._settle(lease, shard_id, inflight)
@@ -185,7 +192,7 @@ class Bridge:
             await settling
             code = error_code(exc)
             if code == "ExpiredIteratorException":
-                return await self._iterator(shard_id, lease.checkpoint), None
+                return await self._iterator(shard_id, lease), None
             if code in ("ProvisionedThroughputExceededException", "ThrottlingException", "LimitExceededException"):
                 metrics.BRIDGE_ERRORS.labels(kind="throttled").inc()
                 await asyncio.sleep(1.0)
@@ -203,7 +210,7 @@ class Bridge:
     async def _enqueue(self, records: list[dict[str, Any]]) -> Inflight:
         """Hand every event of a batch to the producer, in order, one Kafka batch per partition."""
         events = (from_item(image) for image in _new_images(records))
-        keyed = [(item["streamId"].encode(), dumps(item)) for item in events if is_event_item(item)]
+        keyed = [(item["streamId"].encode(), dumps(event_body(item))) for item in events if is_event_item(item)]
         self.stats.records += len(records)
         return Inflight(await send_keyed(self._producer, self._cfg.topic, keyed), records[-1], len(keyed))
 
@@ -212,14 +219,15 @@ class Bridge:
         if inflight is None or inflight.settled:
             return
         await asyncio.gather(*inflight.acks)
-        await self._leases.checkpoint(lease, inflight.last["dynamodb"]["SequenceNumber"])
+        await self._leases.checkpoint(lease, inflight.last["dynamodb"]["SequenceNumber"], at=_appended_at(inflight.last))
         inflight.settled = True
         _record_lag(shard_id, inflight.last)
         self.stats.published += inflight.events
         self.stats.batches += 1
         metrics.BRIDGE_RECORDS.inc(inflight.events)
 
-    async def _iterator(self, shard_id: str, checkpoint: str | None) -> str | None:
+    async def _iterator(self, shard_id: str, lease: Lease) -> str | None:
+        checkpoint = lease.checkpoint
         args: dict[str, Any] = {"StreamArn": self._cfg.stream_arn, "ShardId": shard_id}
         if checkpoint:
             try:
@@ -230,18 +238,22 @@ class Bridge:
             except Exception as exc:
                 if error_code(exc) not in LOST_POSITION | {"ValidationException"}:
                     raise
-                await self._lost(shard_id, f"checkpoint {checkpoint} no longer readable: {error_code(exc)}")
+                await self._lost(shard_id, f"checkpoint {checkpoint} no longer readable: {error_code(exc)}",
+                                 [lease.checkpoint_at or lease.registered_at])
                 args["ShardIteratorType"] = "TRIM_HORIZON"
         else:
             args["ShardIteratorType"] = self._cfg.start_position
         return (await self._streams.get_shard_iterator(**args)).get("ShardIterator")
 
-    async def _lost(self, shard_id: str, why: str) -> None:
+    async def _lost(self, shard_id: str, why: str, times: list[str | None]) -> None:
+        """Ask for the lost window to be reconciled: from the earliest of the lost positions'
+        times less the margin (the whole table if one has no time)."""
         self.stats.losses += 1
         metrics.BRIDGE_TRIMS.inc()
-        log.warning("bridge.position_lost", shard=shard_id, why=why)
+        since = window_start(times, timedelta(seconds=self._cfg.loss_margin_s))
+        log.warning("bridge.position_lost", shard=shard_id, why=why, since=iso(since) if since else "all")
         if self._on_loss:
-            await self._on_loss(why)
+            await self._on_loss(why, since)
 
     async def _heartbeat(self, lease: Lease) -> None:
         while True:
@@ -253,6 +265,17 @@ def _new_images(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The new item of each insert or update (removals carry none)."""
     return [image for r in records
             if r.get("eventName") != "REMOVE" and (image := r.get("dynamodb", {}).get("NewImage"))]
+
+
+def _appended_at(record: dict[str, Any]) -> str | None:
+    """When a stream record's event was appended: its `ingestedAt`, else the stream's own time."""
+    image = record.get("dynamodb", {}).get("NewImage") or {}
+    if "S" in image.get("ingestedAt", {}):
+        return str(image["ingestedAt"]["S"])
+    created = record.get("dynamodb", {}).get("ApproximateCreationDateTime")
+    if created is None:
+        return None
+    return iso(created if isinstance(created, datetime) else datetime.fromtimestamp(float(created), timezone.utc))
 
 
 def _record_lag(shard_id: str, record: dict[str, Any]) -> None:

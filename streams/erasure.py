@@ -3,7 +3,8 @@
 Before anything is erased, the broker is asked how long each of the product's topics keeps
 records (a broker that cannot be asked stops the command with nothing erased). Then `forget`
 runs, and the customer's items are looked for again by reading, with consistent reads of the
-base tables: the log by Query on the streamId, the idempotency records, every registered
+base tables: the log by Query on the streamId, the idempotency records (every deleted key and
+what the index eventStreamId-index still finds, confirmed by consistent reads), every registered
 projection's state item by key and every key `forget` deleted, the sessions through the
 businessId-userId GSI, the messages through the businessId-timestamp index (filtered by
 userId) and through the sessions' index, and, for a table no index covers, a filtered scan.
@@ -24,7 +25,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from agentstream import receipt as receipts
 from agentstream.adapters.credentials import CredentialsError
 from agentstream.adapters.dynamo import dynamodb_client, error_code, existing_keys, query_all, scan_all, to_item
-from agentstream.adapters.event_store import IDEM_PREFIX
+from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.kafka import partitions_of, topic_configs, topics
 from agentstream.adapters.projection_store import sessions_of_user
 from agentstream.adapters.tables import MESSAGES_BY_BUSINESS, MESSAGES_BY_SESSION
@@ -111,10 +112,8 @@ async def left_over(ddb: Any, settings: Settings, business_id: str, user_id: str
     left = {
         "events": len(await query_all(ddb, TableName=t.events, KeyConditionExpression="streamId = :s", ConsistentRead=True,
                                       ExpressionAttributeValues=to_item({":s": stream}), ProjectionExpression="streamId, seq")),
-        "idempotency_records": len(await scan_all(
-            ddb, TableName=t.events, ProjectionExpression="streamId, seq", ConsistentRead=True,
-            FilterExpression="begins_with(streamId, :p) AND eventStreamId = :s",
-            ExpressionAttributeValues=to_item({":p": f"{IDEM_PREFIX}{business_id}#", ":s": stream}))),
+        "idempotency_records": len(await existing_keys(ddb, t.events, [
+            *deleted.get("idempotency_records", []), *await EventStore(ddb, t.events).idempotency_keys(stream)])),
     }
     owned = _owned(registry)
     sessions = {k["sessionId"] for k in deleted.get("sessions", [])}

@@ -4,7 +4,9 @@ A tombstone (PK `forgotten#<business>#<user>` in the events table) stays behind,
 Kafka record never brings the user back through the worker; a replay has no events left to
 fold. Each projection's items are found by folding the customer's stream before it is deleted
 (the folds are deterministic, so that is every item they wrote), plus the state item and, for
-sessions and messages, the seed's indexes; an item counts as deleted if it existed. Kafka
+sessions and messages, the seed's indexes; an item counts as deleted if it existed. The
+idempotency records are found through the index eventStreamId-index (each names its event's
+stream), so forget reads what the customer has, never the whole events table. Kafka
 keeps its copies until the topics' retention: the report says so. The report keeps the deleted
 keys and the tombstone's time, for the signed receipt of `forget --proof` (streams/erasure.py).
 """
@@ -16,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.dynamo import batch_write, existing_keys, query_all, scan_all, to_item
-from agentstream.adapters.event_store import IDEM_PREFIX, TOMBSTONE_PREFIX, EventStore
+from agentstream.adapters.dynamo import batch_write, existing_keys, query_all, to_item
+from agentstream.adapters.event_store import TOMBSTONE_PREFIX, EventStore
 from agentstream.adapters.kafka import topics
 from agentstream.adapters.projection_store import sessions_of_user
 from agentstream.adapters.tables import MESSAGES_BY_SESSION
@@ -79,9 +81,7 @@ async def forget(ddb: Any, settings: Settings, business_id: str, user_id: str,
                              ExpressionAttributeValues=to_item({":s": stream}), ProjectionExpression="streamId, seq")
     report.events = await _delete(ddb, t.events, logged)
     report.keys["events"] = logged
-    idem = await scan_all(ddb, TableName=t.events, ProjectionExpression="streamId, seq",
-                          FilterExpression="begins_with(streamId, :p) AND eventStreamId = :s",
-                          ExpressionAttributeValues=to_item({":p": f"{IDEM_PREFIX}{business_id}#", ":s": stream}))
+    idem = await EventStore(ddb, t.events).idempotency_keys(stream)
     report.idempotency_records = await _delete(ddb, t.events, idem)
     report.keys["idempotency_records"] = idem
     report.still_in_kafka = [

@@ -1,19 +1,22 @@
 """Shard leases and checkpoints in the leases table, shared by every bridge process.
 
 A lease item: shardId, owner, counter, expiresAt (epoch ms), checkpoint (last sequence number
-published and acknowledged by Kafka), parentShardId, finished (the shard ended and was read to
-its end). Every write is conditional on the owner and counter we last saw, so two bridges never
+published and acknowledged by Kafka), checkpointAt (when that record was appended to the log,
+its `ingestedAt`: where a lost window starts), registeredAt, parentShardId, finished (the shard
+ended and was read to its end). Every write is conditional on the owner and counter we last saw, so two bridges never
 both believe they hold a shard.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from agentstream.adapters.dynamo import error_code, from_item, scan_all, to_item
+from agentstream.events import iso, utc_now
 
 
 def now_ms() -> int:
@@ -29,6 +32,8 @@ class Lease:
     checkpoint: str | None = None
     parent: str | None = None
     finished: bool = False
+    checkpoint_at: str | None = None  # ISO: when the checkpointed record was appended
+    registered_at: str | None = None  # ISO: when the shard was first seen
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
 
     @classmethod
@@ -41,6 +46,8 @@ class Lease:
             checkpoint=item.get("checkpoint"),
             parent=item.get("parentShardId"),
             finished=bool(item.get("finished", False)),
+            checkpoint_at=item.get("checkpointAt"),
+            registered_at=item.get("registeredAt"),
         )
 
     def item(self) -> dict[str, Any]:
@@ -50,7 +57,8 @@ class Lease:
             "expiresAt": self.expires_at,
             "finished": self.finished,
         }
-        for key, value in (("owner", self.owner), ("checkpoint", self.checkpoint), ("parentShardId", self.parent)):
+        for key, value in (("owner", self.owner), ("checkpoint", self.checkpoint), ("parentShardId", self.parent),
+                           ("checkpointAt", self.checkpoint_at), ("registeredAt", self.registered_at)):
             if value is not None:
                 data[key] = value
         return data
@@ -76,22 +84,24 @@ class LeaseTable:
 
     async def register(self, shard_id: str, parent: str | None) -> None:
         """Create the lease row of a newly discovered shard (no-op if it exists)."""
-        lease = Lease(shard_id, parent=parent)
+        lease = Lease(shard_id, parent=parent, registered_at=iso(utc_now()))
         await self._put(lease, "attribute_not_exists(shardId)", {}, ignore_conflict=True)
 
     async def acquire(self, lease: Lease) -> Lease | None:
         """Take an unowned or expired lease; None if someone else was faster."""
-        taken = Lease(lease.shard_id, self.owner, lease.counter + 1, now_ms() + self.ttl_ms,
-                      lease.checkpoint, lease.parent, lease.finished)
+        taken = dataclasses.replace(lease, owner=self.owner, counter=lease.counter + 1,
+                                    expires_at=now_ms() + self.ttl_ms, lock=asyncio.Lock())
         ok = await self._put(taken, "attribute_not_exists(shardId) OR #c = :c", {":c": lease.counter}, ignore_conflict=True)
         return taken if ok else None
 
     async def renew(self, lease: Lease) -> None:
         await self._advance(lease, lambda nxt: None)
 
-    async def checkpoint(self, lease: Lease, sequence_number: str, finished: bool = False) -> None:
+    async def checkpoint(self, lease: Lease, sequence_number: str, finished: bool = False, at: str | None = None) -> None:
+        """Move the checkpoint (`at`: when its record was appended, if known)."""
         def change(nxt: Lease) -> None:
             nxt.checkpoint = sequence_number or nxt.checkpoint
+            nxt.checkpoint_at = at or nxt.checkpoint_at
             nxt.finished = finished
 
         await self._advance(lease, change)
@@ -119,11 +129,11 @@ class LeaseTable:
             change(nxt)
             await self._put(nxt, "#o = :o AND #c = :c", {":o": self.owner, ":c": lease.counter})
             lease.counter, lease.expires_at = nxt.counter, nxt.expires_at
-            lease.checkpoint, lease.finished = nxt.checkpoint, nxt.finished
+            lease.checkpoint, lease.finished, lease.checkpoint_at = nxt.checkpoint, nxt.finished, nxt.checkpoint_at
 
     def _next(self, lease: Lease) -> Lease:
-        return Lease(lease.shard_id, self.owner, lease.counter + 1, now_ms() + self.ttl_ms,
-                     lease.checkpoint, lease.parent, lease.finished)
+        return dataclasses.replace(lease, owner=self.owner, counter=lease.counter + 1,
+                                   expires_at=now_ms() + self.ttl_ms, lock=asyncio.Lock())
 
     async def _put(self, lease: Lease, condition: str, values: dict[str, Any], ignore_conflict: bool = False) -> bool:
         names = {k: v for k, v in (("#c", "counter"), ("#o", "owner")) if k in condition}

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from datetime import timedelta
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,10 +24,8 @@ import structlog
 from pydantic import ValidationError
 
 from agentstream import metrics
-from agentstream.adapters.dynamo import scan_all
-from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.kafka import dumps, loads
-from agentstream.events import Event, iso, new_event, parse_event, UnknownSchemaVersion, utc_now, derive_id
+from agentstream.events import Event, iso, parse_event, UnknownSchemaVersion, utc_now
 from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.dead_letters import EventFailed, SkipRecorder
@@ -172,36 +169,3 @@ def build_app(settings: Settings, processor: ConversationProcessor, dlq: Dlq, ex
             metrics.WORKER_INFLIGHT.set(executor.inflight)
 
     return app
-
-
-async def expire_idle_sessions(ddb: Any, settings: Settings, store: EventStore, idle_for: Any) -> int:
-    """Append SessionExpired for active sessions idle past their timeout (event time = last + idle)."""
-    sessions = await scan_all(
-        ddb, TableName=settings.tables.sessions, FilterExpression="#s = :a",
-        ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":a": {"S": "active"}},
-    )
-    now = utc_now()
-    expired = 0
-    for session in sessions:
-        minutes = await idle_for(session["businessId"])
-        last = parse_event_time(session["lastMessageAt"])
-        if last + timedelta(minutes=minutes) >= now:
-            continue
-        event = new_event(
-            "SessionExpired",
-            event_id=derive_id("expired", session["sessionId"]),
-            business_id=session["businessId"],
-            user_id=session["userId"],
-            channel="system",
-            occurred_at=last + timedelta(minutes=minutes),
-            payload={"sessionId": session["sessionId"], "reason": f"idle for {minutes} min"},
-        )
-        result = await store.append(event, external_id=f"expire:{session['sessionId']}")
-        expired += 0 if result.duplicate else 1
-    return expired
-
-
-def parse_event_time(value: str) -> Any:
-    from datetime import datetime
-
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))

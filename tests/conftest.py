@@ -35,6 +35,7 @@ def isolated_env(endpoints: Endpoints, **extra: str) -> dict[str, str]:
         "AGENTSTREAM_SECRET_KEY": Fernet.generate_key().decode(),
         "TOPIC_EVENTS": f"t{tag}.events", "TOPIC_REPLIES": f"t{tag}.replies", "TOPIC_DLQ": f"t{tag}.dlq",
         "TOPIC_SHADOW": f"t{tag}.shadow",
+        "TOPIC_HANDOFFS": f"t{tag}.handoffs",
         "KAFKA_PARTITIONS": "3",
         "WORKER_GROUP": f"worker-{tag}", "DELIVERY_GROUP": f"delivery-{tag}", "ANALYTICS_GROUP": f"analytics-{tag}",
         "BRIDGE_IDLE_POLL": "0.05",

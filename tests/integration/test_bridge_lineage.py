@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime, timezone
 from collections.abc import AsyncIterator
 
 import pytest
@@ -89,18 +90,19 @@ async def test_trimmed_checkpoint_starts_at_trim_horizon_and_reconciles(ddb: obj
     await leases.register(key, None)
     lease = await leases.acquire((await leases.all())[key])
     assert lease is not None
-    await leases.checkpoint(lease, shard.records[1]["dynamodb"]["SequenceNumber"])
+    await leases.checkpoint(lease, shard.records[1]["dynamodb"]["SequenceNumber"], at="2026-12-01T10:00:00.000Z")
     await leases.release(lease)
     shard.trimmed_before = 3  # the stream dropped the first three records
-    losses: list[str] = []
+    losses: list[tuple[str, datetime | None]] = []
 
-    async def on_loss(why: str) -> None:
-        losses.append(why)
+    async def on_loss(why: str, since: datetime | None) -> None:
+        losses.append((why, since))
 
     bridge = make_bridge(fake, producer, ddb, settings, "one", on_loss=on_loss)
     await run_until(bridge, lambda: len(producer.sent) >= 2)
     assert published(producer) == ["b#u-4", "b#u-5"]
-    assert losses and "no longer readable" in losses[0]
+    assert losses and "no longer readable" in losses[0][0]
+    assert losses[0][1] == datetime(2026, 12, 1, 9, 50, tzinfo=timezone.utc), "the lost window: the checkpoint's time less the margin"
 
 
 async def test_two_bridges_share_shards_and_take_over_from_a_dead_one(ddb: object, settings: Settings) -> None:

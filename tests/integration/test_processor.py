@@ -107,18 +107,17 @@ async def test_import_legacy_is_idempotent_and_never_answers_history(world: Worl
 
 
 async def test_idle_sessions_expire_through_the_log(world: World) -> None:
-    from agentstream.streams.worker import expire_idle_sessions
+    from agentstream.streams.expiry import ExpiryTimer
+    from agentstream.streams.leases import LeaseTable
 
     old = new_event("MessageReceived", business_id="demo-salon", user_id="u7", channel="websocket", occurred_at=T0,
                     payload={"content": "salut", "replyTo": {"imported": "legacy"}})  # history: no reply, T0 is long past
     await world.store.append(old)
     await drain(world, "demo-salon#u7")
+    timer = ExpiryTimer(LeaseTable(world.ddb, world.settings.tables.leases, "w1"), world.ddb, world.settings.tables, world.store)
 
-    async def idle_for(business_id: str) -> int:
-        return 60
-
-    assert await expire_idle_sessions(world.ddb, world.settings, world.store, idle_for) >= 1
-    assert await expire_idle_sessions(world.ddb, world.settings, world.store, idle_for) == 0, "one expiry per session"
+    assert await timer.round() == 1
+    assert await timer.round() == 0, "one expiry per session"
     await drain(world, "demo-salon#u7")
     expired = [e for e in await world.store.read("demo-salon#u7") if e.type == "SessionExpired"]
     assert len(expired) == 1 and expired[0].occurredAt == T0 + timedelta(seconds=3600)

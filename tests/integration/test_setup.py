@@ -9,7 +9,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from agentstream.adapters.bootstrap import setup
 from agentstream.adapters.dynamo import dynamodb_client
 from agentstream.adapters.projection_store import get_active_session_for_user
-from agentstream.adapters.tables import EVENTS_BY_ID, SESSIONS_GSI, has_index, stream_arn
+from agentstream.adapters.tables import (
+    EVENTS_BY_ID, EVENTS_BY_INGEST, EVENTS_BY_STREAM, SESSIONS_DUE, SESSIONS_GSI, has_index, stream_arn,
+)
 from agentstream.adapters.dynamo import to_item
 from agentstream.settings import Settings
 
@@ -27,6 +29,9 @@ async def test_setup_creates_everything_once(settings: Settings) -> None:
         assert await has_index(ddb, settings.tables.messages, "businessId-timestamp-index")
         assert (await stream_arn(ddb, settings.tables.events)).startswith("arn:")
         assert await has_index(ddb, settings.tables.events, EVENTS_BY_ID)
+        for table, index in ((settings.tables.events, EVENTS_BY_INGEST), (settings.tables.events, EVENTS_BY_STREAM),
+                             (settings.tables.sessions, SESSIONS_DUE)):
+            assert await has_index(ddb, table, index), index
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
@@ -59,3 +64,27 @@ async def test_setup_finishes_a_table_without_its_gsi_and_lookup_falls_back(sett
         found = await get_active_session_for_user(ddb, settings.tables, "b1", "u1")
         assert found is not None and found["sessionId"] == "s1"
         assert await get_active_session_for_user(ddb, settings.tables, "b1", "u2") is None
+
+
+async def test_setup_adds_the_cost_indexes_to_an_older_events_table_and_they_cover_its_items(settings: Settings) -> None:
+    """An events table from before the ingest and idempotency indexes: setup adds them, and the
+    idempotency records already there are found through eventStreamId-index."""
+    from agentstream.adapters.event_store import EventStore
+    from agentstream.events import new_event
+
+    async with dynamodb_client(settings) as ddb:
+        await ddb.create_table(
+            TableName=settings.tables.events, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "streamId", "KeyType": "HASH"}, {"AttributeName": "seq", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": "streamId", "AttributeType": "S"}, {"AttributeName": "seq", "AttributeType": "N"}],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+        )
+        store = EventStore(ddb, settings.tables.events)
+        event = new_event("MessageReceived", business_id="b1", user_id="u1", channel="rest", payload={"content": "salut"})
+        await store.append(event, external_id="rest:m1")
+    report, _ = await setup(settings, with_topics=False)
+    assert {f"{settings.tables.events}/{EVENTS_BY_INGEST}", f"{settings.tables.events}/{EVENTS_BY_STREAM}"} <= set(report.indexes_added)
+    async with dynamodb_client(settings) as ddb:
+        store = EventStore(ddb, settings.tables.events)
+        assert await store.idempotency_keys("b1#u1") == [{"streamId": "idem#b1#rest:m1", "seq": 0}]
+        assert await has_index(ddb, settings.tables.sessions, SESSIONS_DUE)  # a new table: created with it

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given, settings, strategies as st
 
 from agentstream.events import Event, new_event, reply_event_id
-from agentstream.projections.conversation import FoldConfig, active_session, apply, empty_memory, fold
+from agentstream.projections.conversation import DUE_SHARDS, FoldConfig, active_session, apply, due_shard, empty_memory, fold
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc)
 CONFIG = FoldConfig(idle_minutes=60, business_type="salon")
@@ -78,6 +78,22 @@ def test_a_stale_expiry_does_not_end_a_session_the_customer_kept_alive() -> None
     later = apply(first.memory, msg(2, 50), CONFIG)
     expired = apply(later.memory, end("SessionExpired", 3, 60, sid), CONFIG)  # decided from the first message
     assert active_session(expired.memory)["sessionId"] == sid
+
+
+def test_an_active_session_is_due_at_its_expiry_and_leaves_the_due_index_when_it_ends() -> None:
+    first = apply(empty_memory("b", "u"), msg(1, 0), CONFIG)
+    (session,) = first.sessions
+    assert session["nextDueAt"] == "2026-11-24T09:00:00.000Z" and session["dueShard"] == due_shard(session["sessionId"])
+    assert 0 <= session["dueShard"] < DUE_SHARDS
+    replied = apply(first.memory, reply(2, 10, msg(1, 0), session["sessionId"]), CONFIG)
+    assert replied.sessions[0]["nextDueAt"] == "2026-11-24T09:10:00.000Z", "each turn moves the due time"
+    longer = apply(empty_memory("b", "u"), msg(1, 0), FoldConfig(idle_minutes=15))
+    assert longer.sessions[0]["nextDueAt"] == "2026-11-24T08:15:00.000Z", "the business's idle minutes"
+    for kind in ("SessionExpired", "SessionResolved", "SessionClosed"):
+        ended = apply(replied.memory, end(kind, 3, 71, session["sessionId"]), CONFIG).sessions[0]
+        assert "nextDueAt" not in ended and "dueShard" not in ended, kind
+    abandoned, opened = apply(replied.memory, msg(3, 200), CONFIG).sessions
+    assert "nextDueAt" not in abandoned and opened["nextDueAt"] == "2026-11-24T12:20:00.000Z"
 
 
 def test_duplicates_change_nothing() -> None:

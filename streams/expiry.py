@@ -1,0 +1,106 @@
+"""The session timer: appends SessionExpired for active sessions idle past their timeout.
+
+Every worker runs the timer; the lease `timer:session-expiry` in the leases table lets one of
+them at a time do the work. A round reads only what is due: the conversation fold gives each
+active session `nextDueAt` (lastMessageAt + the business's idle minutes) under a small
+`dueShard`, and removes both when the session ends, so the sparse index
+dueShard-nextDueAt-index holds active sessions only and a round is one Query per shard that
+returns the due ones. Its cost follows the sessions that are due, not the sessions table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.projection_store import due_sessions
+from agentstream.events import derive_id, iso, new_event, utc_now
+from agentstream.projections.conversation import DUE_SHARDS
+from agentstream.settings import Tables
+from agentstream.streams.leases import Lease, LeaseLost, LeaseTable, now_ms
+from agentstream.streams.stopping import wait_or_stop
+
+log = structlog.get_logger(__name__)
+LEASE = "timer:session-expiry"
+EVERY_S = 60.0
+
+
+def _time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+class ExpiryTimer:
+    def __init__(self, leases: LeaseTable, ddb: Any, tables: Tables, store: EventStore, shards: int = DUE_SHARDS) -> None:
+        self._leases = leases
+        self._ddb = ddb
+        self._tables = tables
+        self._store = store
+        self._shards = shards
+        self._held: Lease | None = None
+
+    async def round(self, now: datetime | None = None) -> int | None:
+        """Expire what is due: how many sessions got a SessionExpired, or None while another
+        process holds the lease."""
+        if not await self._hold():
+            return None
+        until = iso(now or utc_now())
+        shards = await asyncio.gather(*(due_sessions(self._ddb, self._tables, n, until) for n in range(self._shards)))
+        expired = 0
+        for session in (s for shard in shards for s in shard):
+            expired += await self._expire(session)
+        return expired
+
+    async def release(self) -> None:
+        """Hand the lease back (on shutdown), so another worker takes the timer at once."""
+        if self._held:
+            await self._leases.release(self._held)
+            self._held = None
+
+    async def _hold(self) -> bool:
+        if self._held:
+            try:
+                await self._leases.renew(self._held)
+                return True
+            except LeaseLost:
+                self._held = None
+        current = await self._leases.get(LEASE) or Lease(LEASE)
+        if current.available(now_ms()):
+            self._held = await self._leases.acquire(current)
+        return self._held is not None
+
+    async def _expire(self, session: dict[str, Any]) -> int:
+        """Append the session's SessionExpired at its due time, once per due time (its id and
+        idempotency key derive from the session and nextDueAt: an expiry the fold found stale,
+        because the customer wrote first, does not stand in for the next one); 1 if appended now."""
+        due, last = _time(session["nextDueAt"]), _time(session["lastMessageAt"])
+        minutes = round((due - last).total_seconds() / 60)
+        event = new_event(
+            "SessionExpired", event_id=derive_id("expired", session["sessionId"], session["nextDueAt"]), business_id=session["businessId"],
+            user_id=session["userId"], channel="system", occurred_at=due,
+            payload={"sessionId": session["sessionId"], "reason": f"idle for {minutes} min"},
+        )
+        try:
+            result = await self._store.append(event, external_id=f"expire:{session['sessionId']}:{session['nextDueAt']}")
+        except Exception as exc:  # one session's failure must not stop the others'
+            log.warning("expiry.failed", sessionId=session["sessionId"], error=f"{type(exc).__name__}: {exc}"[:200])
+            return 0
+        return 0 if result.duplicate else 1
+
+
+async def run_expiry(timer: ExpiryTimer, stop: asyncio.Event, every_s: float = EVERY_S) -> None:
+    """A round every `every_s` seconds until `stop`; then the lease is handed back."""
+    try:
+        while not stop.is_set():
+            try:
+                expired = await timer.round()
+                if expired:
+                    log.info("expiry.round", expired=expired)
+            except Exception as exc:  # the timer must never take the worker down
+                log.warning("expiry.round_failed", error=f"{type(exc).__name__}: {exc}"[:200])
+            await wait_or_stop(stop, every_s)
+    finally:
+        await timer.release()

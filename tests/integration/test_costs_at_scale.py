@@ -1,0 +1,200 @@
+"""Work that grows with the work, not with the table: with 100 000 customers in the log and
+their sessions (half active, half ended), the expiry timer, reconciliation of a lost window and
+forget read in proportion to the handful they concern. The work is counted through a wrapper
+of the DynamoDB client (calls and items read), never timed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from agentstream.adapters.bootstrap import populate
+from agentstream.adapters.dynamo import dynamodb_client, put_items, put_log_items
+from agentstream.adapters.event_store import EventStore, log_item
+from agentstream.adapters.projection_store import ProjectionStore
+from agentstream.adapters.tables import EVENTS_BY_INGEST, SESSIONS_DUE, ensure_tables
+from agentstream.events import Event, derive_id, new_event, utc_now
+from agentstream.projections.base import FoldConfig
+from agentstream.projections.conversation import CONVERSATION, DUE_SHARDS
+from agentstream.registry import PROJECTIONS
+from agentstream.settings import Settings
+from agentstream.streams.erasure import left_over
+from agentstream.streams.expiry import ExpiryTimer
+from agentstream.streams.forget import forget
+from agentstream.streams.leases import LeaseTable
+from agentstream.streams.reconcile import reconcile_window
+from tests.conftest import isolated_env, settings_from
+from tests.integration.counting import CountingDdb
+from tests.integration.world import T0, CountingResponder, World, drain, new_processor
+from tests.services import Endpoints
+
+pytestmark = pytest.mark.timeout(1500)  # writing the 100 000 customers (about 450 000 items) takes minutes
+BULK = 100_000
+BUSINESS = "demo-salon"
+HANDFUL = 5
+
+
+def _bulk_customer(i: int, now: datetime) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """Customer i as the product leaves it: even ones wrote 30 minutes ago (an active session,
+    due in half an hour), odd ones two days ago and were resolved (an ended session). Their log
+    items (appended at their time) and the conversation projection's items."""
+    user = f"bulk-{i:06d}"
+    at = now - (timedelta(minutes=30) if i % 2 == 0 else timedelta(days=2, minutes=i % 1440))
+    first = new_event("MessageReceived", business_id=BUSINESS, user_id=user, channel="rest", occurred_at=at,
+                      payload={"content": "Aveți loc mâine?"}, event_id=derive_id("bulk", user)).with_seq(1)
+    events: list[Event] = [first]
+    state, puts = CONVERSATION.apply(CONVERSATION.empty(BUSINESS, user), first, FoldConfig(business_type="salon"))
+    if i % 2:
+        session_id = next(p.item["sessionId"] for p in puts if p.table == "sessions")
+        resolved = new_event("SessionResolved", business_id=BUSINESS, user_id=user, channel="system",
+                             occurred_at=at + timedelta(minutes=5), event_id=derive_id("bulk-end", user),
+                             payload={"sessionId": session_id, "reason": "done"}).with_seq(2)
+        events.append(resolved)
+        state, more = CONVERSATION.apply(state, resolved, FoldConfig(business_type="salon"))
+        puts += more
+    items: dict[str, list[dict[str, Any]]] = {"rag_user": [{**state, "version": CONVERSATION.version}]}
+    for put in puts:  # the last put of each item wins, as the worker leaves it
+        items.setdefault(put.table, []).append(put.item)
+    items["sessions"] = list({s["sessionId"]: s for s in items["sessions"]}.values())
+    return [log_item(e, e.occurredAt) for e in events], items
+
+
+async def _write_bulk(ddb: Any, settings: Settings) -> None:
+    started = time.monotonic()
+    now = utc_now()
+    log: list[dict[str, Any]] = []
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for i in range(BULK):
+        events, items = _bulk_customer(i, now)
+        log += events
+        for table, rows in items.items():
+            tables.setdefault(table, []).extend(rows)
+    built = time.monotonic()
+    await put_log_items(ddb, settings.tables.events, log, concurrency=16)
+    for table, rows in tables.items():
+        await put_items(ddb, getattr(settings.tables, table), rows, concurrency=16)
+    print(f"\nbulk: {len(log) + sum(map(len, tables.values()))} items built in {built - started:.0f} s,"
+          f" written in {time.monotonic() - built:.0f} s")
+
+
+@pytest.fixture(scope="module")
+async def bulk(endpoints: Endpoints) -> AsyncIterator[Settings]:
+    """One set of tables with the 100 000 customers, shared by this module's tests."""
+    with pytest.MonkeyPatch.context() as mp:
+        settings = settings_from(isolated_env(endpoints), mp)
+        async with dynamodb_client(settings) as ddb:
+            await ensure_tables(ddb, settings.tables)
+            await populate(settings)
+            await _write_bulk(ddb, settings)
+        yield settings
+
+
+@pytest.fixture
+async def scaled(bulk: Settings) -> AsyncIterator[World]:
+    """The worker's processor over the bulk tables."""
+    async with dynamodb_client(bulk) as ddb:
+        published: list[Event] = []
+        responder = CountingResponder()
+        yield World(ddb, bulk, EventStore(ddb, bulk.tables.events), new_processor(ddb, bulk, responder, published),
+                    responder, published)
+
+
+def old_message(user: str, minutes: float = 0, text: str = "salut") -> Event:
+    return new_event("MessageReceived", business_id=BUSINESS, user_id=user, channel="websocket",
+                     occurred_at=T0 + timedelta(minutes=minutes),
+                     payload={"content": text, "replyTo": {"imported": "legacy"}})  # long past: no reply
+
+
+class Producer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+        self.sent.append((topic, key))
+
+    async def flush(self) -> None:
+        pass
+
+
+async def test_the_expiry_timer_reads_only_the_due_sessions(scaled: World) -> None:
+    due = [f"due-{n}" for n in range(HANDFUL)]
+    for user in due:
+        await scaled.store.append(old_message(user))
+        await drain(scaled, f"{BUSINESS}#{user}")
+    counting = CountingDdb(scaled.ddb)
+    timer = ExpiryTimer(LeaseTable(counting, scaled.settings.tables.leases, "w1"), counting, scaled.settings.tables,
+                        EventStore(counting, scaled.settings.tables.events))
+
+    assert await timer.round() == HANDFUL
+    print(f"\nexpiry round, {BULK} sessions, {HANDFUL} due: {counting.total_calls} calls, {counting.total_read} items read,"
+          f" {dict(counting.calls)}")
+    assert counting.indexes[SESSIONS_DUE] == HANDFUL, "the index returns the due sessions and nothing else"
+    assert counting.calls["query"] == DUE_SHARDS + HANDFUL  # one Query per shard, one head read per append
+    assert "scan" not in counting.calls
+    assert counting.total_read <= 2 * HANDFUL + 2 and counting.total_calls <= DUE_SHARDS + 2 * HANDFUL + 2
+
+    for user in due:
+        await drain(scaled, f"{BUSINESS}#{user}")
+        expired = [e for e in await scaled.store.read(f"{BUSINESS}#{user}") if e.type == "SessionExpired"]
+        assert len(expired) == 1 and expired[0].occurredAt == T0 + timedelta(minutes=60)
+    counting.reset()
+    assert await timer.round() == 0
+    assert counting.indexes[SESSIONS_DUE] == 0, "ended sessions left the index"
+    assert await LeaseTable(scaled.ddb, scaled.settings.tables.leases, "w2").get("timer:session-expiry") is not None
+    other = ExpiryTimer(LeaseTable(scaled.ddb, scaled.settings.tables.leases, "w2"), scaled.ddb, scaled.settings.tables,
+                        scaled.store)
+    assert await other.round() is None, "one timer cluster-wide: the lease holder's"
+
+
+async def test_reconciling_a_lost_window_reads_only_what_was_appended_in_it(scaled: World) -> None:
+    since = utc_now()
+    behind = [f"late-{n}" for n in range(HANDFUL)]
+    caught_up = ["fine-0", "fine-1"]
+    for user in behind + caught_up:
+        await scaled.store.append(old_message(user))
+    for user in caught_up:
+        await drain(scaled, f"{BUSINESS}#{user}")
+    counting = CountingDdb(scaled.ddb)
+    producer = Producer()
+    state_tables = [getattr(scaled.settings.tables, p.table) for p in PROJECTIONS]
+
+    report = await reconcile_window(counting, EventStore(counting, scaled.settings.tables.events), producer,
+                                    state_tables, "events", since)
+    print(f"\nreconcile of a window with 7 appends, {BULK} customers in the log: {counting.total_calls} calls, "
+          f"{counting.total_read} items read, {dict(counting.calls)}")
+    assert sorted(key.decode() for _, key in producer.sent) == sorted(f"{BUSINESS}#{u}" for u in behind)
+    assert (report.streams, report.behind, report.published) == (HANDFUL + 2, HANDFUL, HANDFUL)
+    assert counting.indexes[EVENTS_BY_INGEST] == HANDFUL + 2, "the window's events and nothing else"
+    assert "scan" not in counting.calls and "get_item" not in counting.calls
+    assert counting.calls["batch_get_item"] == len(state_tables), "the positions: one BatchGetItem per projection table"
+    assert counting.total_read <= 4 * (HANDFUL + 2) + 10
+
+
+async def test_forget_reads_what_the_customer_has_not_the_table(scaled: World) -> None:
+    user = "gone"
+    stream = f"{BUSINESS}#{user}"
+    for n in range(3):
+        event = new_event("MessageReceived", business_id=BUSINESS, user_id=user, channel="rest",
+                          payload={"content": f"mesaj {n}", "externalId": f"gone-{n}"})
+        await scaled.store.append(event, external_id=f"rest:gone-{n}")
+        await drain(scaled, stream)
+    logged = await scaled.store.read(stream)
+    assert [e.type for e in logged].count("ReplyGenerated") == 3
+    counting = CountingDdb(scaled.ddb)
+
+    report = await forget(counting, scaled.settings, BUSINESS, user)
+    print(f"\nforget of a customer with {len(logged)} events among {BULK} customers: {counting.total_calls} calls, "
+          f"{counting.total_read} items read, {dict(counting.calls)}")
+    assert report.events == len(logged)
+    assert report.idempotency_records == 6, "3 channel ids and 3 reply keys"
+    assert "scan" not in counting.calls
+    assert counting.total_read <= 10 * len(logged) + 20
+    left = await left_over(scaled.ddb, scaled.settings, BUSINESS, user, report.keys)
+    assert set(left.values()) == {0}, left
+    assert not await scaled.store.has(BUSINESS, "rest:gone-0")
+    assert await ProjectionStore(scaled.ddb, scaled.settings.tables).load_memory(BUSINESS, user) is None
+    assert await scaled.store.read(f"{BUSINESS}#bulk-000000"), "nobody else's log is touched"
