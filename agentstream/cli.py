@@ -368,12 +368,14 @@ def tail(topic: str = typer.Argument("agent.events.v1"), from_beginning: bool = 
 
 
 @app.command()
-def bench(name: str = typer.Argument(..., help="bridge | pipeline | replay | worker")) -> None:
-    """Run a benchmark on real services; prints figures and ends with one JSON line."""
+def bench(name: str = typer.Argument(..., help="bridge | pipeline | replay | worker | model-server")) -> None:
+    """Run a benchmark on real services; prints figures and ends with one JSON line. `model-server`
+    runs the benches' local OpenAI-compatible model on its own (BENCH_MODEL_PORT, BENCH_MODEL_DELAY_MS)."""
     import importlib
 
-    if name not in ("bridge", "pipeline", "replay", "worker"):
-        raise typer.BadParameter(f"unknown benchmark {name!r}: bridge, pipeline, replay or worker")
+    if name not in ("bridge", "pipeline", "replay", "worker", "model-server"):
+        raise typer.BadParameter(f"unknown benchmark {name!r}: bridge, pipeline, replay, worker or model-server")
+    name = name.replace("-", "_")
     logs.configure("WARNING", "console")
     importlib.import_module(f"agentstream.bench.{name}").main()
 

@@ -1,4 +1,5 @@
-"""A local OpenAI-compatible chat-completions server for tests and benchmarks.
+"""A local OpenAI-compatible chat-completions server for tests and benchmarks (a bench tool:
+`agentstream bench model-server` runs it on its own; it is never used by the product itself).
 
 It answers `POST /v1/chat/completions` like the real API, after a configurable delay (per
 customer, matched on the prompt's text), can fail the next N calls with a status, and
@@ -88,3 +89,19 @@ class ModelServer:
     def __exit__(self, *exc: object) -> None:
         self._server.should_exit = True
         self._thread.join(5)
+
+
+def main() -> None:
+    """`agentstream bench model-server`: serve until Ctrl-C on BENCH_MODEL_PORT (default 8090), each
+    answer after BENCH_MODEL_DELAY_MS (default 0); point OPENAI_BASE_URL at the printed address."""
+    import os
+
+    behaviour = ModelBehaviour(delay_s=int(os.environ.get("BENCH_MODEL_DELAY_MS", "0")) / 1000)
+    server = ModelServer(behaviour, port=int(os.environ.get("BENCH_MODEL_PORT", "8090")))
+    print(f"OPENAI_BASE_URL={server.base_url} (any OPENAI_API_KEY); Ctrl-C stops", flush=True)
+    with server:
+        try:
+            while server._thread.is_alive():  # noqa: SLF001
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
