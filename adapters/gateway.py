@@ -18,7 +18,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from agentstream.adapters.credentials import issue_widget_token, refreshable_user, verify_widget_token
 from agentstream.adapters.explain_routes import explain_routes
 from agentstream.adapters.facts_routes import facts_routes
-from agentstream.adapters.handoff_routes import handoff_routes
+from agentstream.adapters.handoff_routes import handoff_routes, resolve_conversation
+from agentstream.adapters.inbox_routes import inbox_routes
 from agentstream.adapters.http_common import (
     UNAUTHORIZED, Deps, HttpError, authenticate, bearer, decode_utf8, deps, error, known_business, read_body,
     require_api_key,
@@ -26,7 +27,6 @@ from agentstream.adapters.http_common import (
 from agentstream.adapters.ingest import InboundMessage
 from agentstream.adapters.projection_store import get_active_session_for_user
 from agentstream.adapters.webhook_routes import webhook_routes
-from agentstream.events import new_event
 from agentstream.adapters.replies import pending_replies, reply_frame
 
 log = structlog.get_logger(__name__)
@@ -180,13 +180,8 @@ async def get_session_messages(request: Request) -> Response:
 
 async def resolve_session(request: Request) -> Response:
     d = deps(request)
-    session = await _owned_session(d, request)
-    event = new_event(
-        "SessionResolved", business_id=session["businessId"], user_id=session["userId"], channel="system",
-        payload={"sessionId": session["sessionId"], "reason": "resolved through the API"},
-    )
-    result = await d.store.append(event, external_id=f"resolve:{session['sessionId']}")
-    return JSONResponse({"eventId": result.event.eventId, "duplicate": result.duplicate}, status_code=202)
+    result = await resolve_conversation(d, await _owned_session(d, request))
+    return JSONResponse({"eventId": result["eventId"], "duplicate": result["duplicate"]}, status_code=202)
 
 
 async def get_analytics(request: Request) -> Response:
@@ -225,6 +220,7 @@ def create_app(d: Deps) -> Starlette:
         *facts_routes(),
         *explain_routes(),
         *handoff_routes(),
+        *inbox_routes(),
     ]
     app = Starlette(routes=routes, exception_handlers={HttpError: _http_error})
     app.state.deps = d

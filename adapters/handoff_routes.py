@@ -38,12 +38,22 @@ STATUSES = ("ai", "waiting", "human", "resolved")
 
 
 async def _session(d: Deps, request: Request) -> dict[str, Any]:
-    """The path's session, once the API key is its business's (another business's session is as
-    unknown as a missing one); 409 once it ended."""
+    """The path's session, once the API key is its business's."""
     business_id = await authenticate(d, request)
-    session = await d.projections.session(request.path_params["sessionId"])
+    return await active_session(d, business_id, request.path_params["sessionId"])
+
+
+async def owned_session(d: Deps, business_id: str, session_id: str) -> dict[str, Any]:
+    """The business's session; another business's session is as unknown as a missing one (404)."""
+    session = await d.projections.session(session_id)
     if session is None or session.get("businessId") != business_id:
         raise HttpError(404, "unknown session")
+    return session
+
+
+async def active_session(d: Deps, business_id: str, session_id: str) -> dict[str, Any]:
+    """The business's session (404 otherwise); 409 once it ended."""
+    session = await owned_session(d, business_id, session_id)
     if session.get("status") != "active":
         raise HttpError(409, f"the session is {session.get('status')}: it can no longer be handed over")
     return session
@@ -84,15 +94,22 @@ def _handoff_event(session: dict[str, Any], reason: str) -> Event:
                      payload={"sessionId": session["sessionId"], "by": "owner", "reason": reason[:500]})
 
 
+async def hand_off(d: Deps, session: dict[str, Any], reason: str) -> dict[str, Any]:
+    """HandoffRequested by the owner, unless the conversation is already with a person (then
+    {"status", "duplicate": True} and nothing appended)."""
+    status = _status(session, await _timeout(d, session["businessId"]))
+    if status in ("waiting", "human"):
+        return {"sessionId": session["sessionId"], "status": status, "duplicate": True}
+    appended = await _append(d, _handoff_event(session, reason))
+    return {"sessionId": session["sessionId"], "status": "waiting", **appended}
+
+
 async def request_handoff(request: Request) -> Response:
     d = deps(request)
     session = await _session(d, request)
     body = await _json(d, request, (), ("reason",))
-    status = _status(session, await _timeout(d, session["businessId"]))
-    if status in ("waiting", "human"):
-        return JSONResponse({"sessionId": session["sessionId"], "status": status, "duplicate": True})
-    appended = await _append(d, _handoff_event(session, body.get("reason", "")))
-    return JSONResponse({"sessionId": session["sessionId"], "status": "waiting", **appended}, status_code=202)
+    result = await hand_off(d, session, body.get("reason", ""))
+    return JSONResponse(result, status_code=202 if "eventId" in result else 200)
 
 
 def window_refusal(channel: str, last_inbound_at: str | None, now: datetime) -> str | None:
@@ -132,12 +149,20 @@ def _text(body: dict[str, str]) -> tuple[str, str]:
 async def owner_message(request: Request) -> Response:
     d = deps(request)
     session = await _session(d, request)
-    text, author = _text(await _json(d, request, ("text", "author")))
+    body = await _json(d, request, ("text", "author"))
+    appended = await send_owner_message(d, session, body["text"], body["author"], request.headers.get("idempotency-key"))
+    return JSONResponse({"sessionId": session["sessionId"], **appended}, status_code=202)
+
+
+async def send_owner_message(d: Deps, session: dict[str, Any], text: str, author: str,
+                             key: str | None = None) -> dict[str, Any]:
+    """OwnerReplied through the customer's last channel (a conversation with the AI is handed off
+    first); 400 for a bad text, author or key, 422 outside the vendor's 24-hour window."""
+    text, author = _text({"text": text, "author": author})
     last = await _last_inbound(d, session)
     refusal = window_refusal(last["channel"], last.get("at"), utc_now())
     if refusal:
         raise HttpError(422, refusal)
-    key = request.headers.get("idempotency-key")
     if key is not None and not 1 <= len(key.strip()) <= 128:
         raise HttpError(400, "Idempotency-Key must be 1 to 128 characters")
     if _status(session, await _timeout(d, session["businessId"])) == "ai":
@@ -145,18 +170,28 @@ async def owner_message(request: Request) -> Response:
     event = new_event("OwnerReplied", business_id=session["businessId"], user_id=session["userId"],
                       channel=last["channel"], payload={"sessionId": session["sessionId"], "content": text,
                                                         "author": author, "deliverTo": dict(last.get("replyTo") or {})})
-    appended = await _append(d, event, None if key is None else f"owner-message:{key.strip()}")
-    return JSONResponse({"sessionId": session["sessionId"], **appended}, status_code=202)
+    return await _append(d, event, None if key is None else f"owner-message:{key.strip()}")
+
+
+async def release_conversation(d: Deps, session: dict[str, Any], reason: str) -> dict[str, Any]:
+    """HandoffReleased by the owner: the AI answers again."""
+    event = new_event("HandoffReleased", business_id=session["businessId"], user_id=session["userId"], channel="system",
+                      payload={"sessionId": session["sessionId"], "by": "owner", "reason": reason[:500]})
+    return {"sessionId": session["sessionId"], "status": "ai", **await _append(d, event)}
 
 
 async def release(request: Request) -> Response:
     d = deps(request)
     session = await _session(d, request)
     body = await _json(d, request, (), ("reason",))
-    event = new_event("HandoffReleased", business_id=session["businessId"], user_id=session["userId"], channel="system",
-                      payload={"sessionId": session["sessionId"], "by": "owner", "reason": body.get("reason", "")[:500]})
-    appended = await _append(d, event)
-    return JSONResponse({"sessionId": session["sessionId"], "status": "ai", **appended}, status_code=202)
+    return JSONResponse(await release_conversation(d, session, body.get("reason", "")), status_code=202)
+
+
+async def resolve_conversation(d: Deps, session: dict[str, Any], reason: str = "resolved through the API") -> dict[str, Any]:
+    """SessionResolved (once per session: a second resolve is a duplicate)."""
+    event = new_event("SessionResolved", business_id=session["businessId"], user_id=session["userId"], channel="system",
+                      payload={"sessionId": session["sessionId"], "reason": reason})
+    return await _append(d, event, external_id=f"resolve:{session['sessionId']}")
 
 
 def conversation_view(session: dict[str, Any], timeout: int, now: datetime) -> dict[str, Any]:

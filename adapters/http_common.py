@@ -95,9 +95,17 @@ def bearer(request: Request, refusal: str = UNAUTHORIZED) -> str:
 async def authenticate(d: Deps, request: Request) -> str:
     """The businessId the request's API key names, checked before the body or anything else is
     read. A missing or wrong key and an unknown business get one and the same 401."""
-    business_id = await d.credentials.api_key_business(bearer(request))
-    if business_id is None or await d.directory.info(business_id) is None:
+    business_id = await business_of_key(d, bearer(request))
+    if business_id is None:
         raise HttpError(401, UNAUTHORIZED)
+    return business_id
+
+
+async def business_of_key(d: Deps, api_key: str) -> str | None:
+    """The known business an API key `<businessId>.<secret>` is the key of, else None."""
+    business_id = await d.credentials.api_key_business(api_key)
+    if business_id is None or await d.directory.info(business_id) is None:
+        return None
     return business_id
 
 

@@ -71,6 +71,7 @@ class Tables(_FromEnv):
     config_history: str = Field("ai-agent-config-history", validation_alias="DYNAMODB_CONFIG_HISTORY_TABLE", min_length=3)
     analytics_snapshots: str = Field("ai-agent-analytics-snapshots", validation_alias="DYNAMODB_ANALYTICS_SNAPSHOTS_TABLE",
                                      min_length=3)
+    inbox_views: str = Field("ai-agent-inbox-views", validation_alias="DYNAMODB_INBOX_VIEWS_TABLE", min_length=3)  # beside the log
 
 
 class Settings(_FromEnv):
