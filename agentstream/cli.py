@@ -165,11 +165,17 @@ def up(port: int = typer.Option(8080, help="gateway port"),
        kafka_controller_port: int = typer.Option(9093, help="Kafka's controller port"),
        dynamodb_port: int = typer.Option(8000, help="the local DynamoDB server's port"),
        bridge_metrics_port: int = typer.Option(9101, help="the bridge's metrics port"),
-       worker_metrics_port: int = typer.Option(9102, help="the worker's metrics port")) -> None:
+       worker_metrics_port: int = typer.Option(9102, help="the worker's metrics port"),
+       scale: str = typer.Option("", help="how many of each process, e.g. gateway=2,worker=3,delivery=2,bridge=2")) -> None:
     """The whole stack on this machine: Kafka, ministack, tables, topics, demo data, bridge, worker, gateway, delivery."""
+    from agentstream.local.scale import ScaleError, parse_scale
     from agentstream.stack import up as do_up
 
-    do_up(port, kafka_port, kafka_controller_port, dynamodb_port, bridge_metrics_port, worker_metrics_port)
+    try:
+        counts = parse_scale(scale)
+    except ScaleError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    do_up(port, kafka_port, kafka_controller_port, dynamodb_port, bridge_metrics_port, worker_metrics_port, counts)
 
 
 @app.command()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from agentstream.adapters.credentials import new_secret_key
 from agentstream.adapters.local_services import LocalHome, Process, port_open, spawn, stop_all
+from agentstream.local.scale import parse_scale, plan
 from agentstream.settings import env_file, home_dir, load_settings
 from agentstream.streams.stopping import UPGRADE_EXIT_CODE
 
@@ -81,11 +82,11 @@ def write_env_file(path: Path, values: dict[str, str]) -> None:
     tmp.replace(path)
 
 
-def spawn_component(name: str, env: dict[str, str], logs: Path) -> Process:
-    """Run `agentstream NAME` as its own process (so it can crash and restart on its own). It
-    stops when this process dies (AGENTSTREAM_PARENT_PID), and the services this process started
-    wait for it (it holds the lifeline, see `spawn`)."""
-    cmd = [sys.executable, "-m", "agentstream.cli", name]
+def spawn_component(name: str, env: dict[str, str], logs: Path, argv: tuple[str, ...] = ()) -> Process:
+    """Run `agentstream NAME` (or `python ARGV`) as its own process (so it can crash and restart on
+    its own). It stops when this process dies (AGENTSTREAM_PARENT_PID), and the services this
+    process started wait for it (it holds the lifeline, see `spawn`)."""
+    cmd = [sys.executable, *(argv or ("-m", "agentstream.cli", name))]
     return spawn(name, cmd, logs / f"{name}.log", env=env | {"AGENTSTREAM_PARENT_PID": str(os.getpid())},
                  lifeline_role="hold")
 
@@ -99,8 +100,9 @@ def wait_http(port: int, timeout: float = 30) -> None:
 
 
 def up(port: int = 8080, kafka_port: int = 9092, kafka_controller_port: int = 9093, dynamodb_port: int = 8000,
-       bridge_metrics_port: int = 9101, worker_metrics_port: int = 9102) -> None:
-    """Start everything, print the widget's address, and stop it all on Ctrl-C."""
+       bridge_metrics_port: int = 9101, worker_metrics_port: int = 9102, scale: dict[str, int] | None = None) -> None:
+    """Start everything (`scale`: how many of each process, see local/scale.py), print the
+    widget's address, and stop it all on Ctrl-C."""
     import asyncio
 
     from rich.console import Console
@@ -124,20 +126,20 @@ def up(port: int = 8080, kafka_port: int = 9092, kafka_controller_port: int = 90
         asyncio.run(populate(settings))
         for business, api_key in asyncio.run(demo_credentials(settings, DEMO_BUSINESSES)).items():
             console.print(f"REST API key for {business} (shown once): {api_key}")
-        metrics = {"bridge": bridge_metrics_port, "worker": worker_metrics_port, "gateway": 0, "delivery": 0}
-        envs = {name: env | {"METRICS_PORT": str(metrics_port)} for name, metrics_port in metrics.items()}
-        components = [spawn_component(name, envs[name], home / "logs") for name in envs]
+        planned = {c.name: c for c in plan(scale or parse_scale(""), port, bridge_metrics_port, worker_metrics_port)}
+        components = [spawn_component(c.name, env | c.env, home / "logs", c.argv) for c in planned.values()]
         wait_http(port)
         console.print(f"[bold green]ready[/]: chat widget on http://localhost:{port}/ — metrics on :{port}/metrics, "
                       f":{bridge_metrics_port} (bridge), :{worker_metrics_port} (worker); logs in {home / 'logs'}; Ctrl-C stops all")
-        _supervise(components, envs, home / "logs")
+        console.print("processes: " + ", ".join(planned))
+        _supervise(components, {name: (env | c.env, c.argv) for name, c in planned.items()}, home / "logs")
     finally:
         console.print("stopping…")
         stop_all(components)  # together: each stops cleanly on its own, Kafka and ministack still up
         services.stop()
 
 
-def _supervise(components: list[Process], envs: dict[str, dict[str, str]], logs: Path) -> None:
+def _supervise(components: list[Process], how: dict[str, tuple[dict[str, str], tuple[str, ...]]], logs: Path) -> None:
     """Wait for Ctrl-C or SIGTERM; restart a component that exits on its own.
 
     The two signals are blocked here and taken with sigtimedwait, so neither can cut a restart
@@ -157,4 +159,5 @@ def _supervise(components: list[Process], envs: dict[str, dict[str, str]], logs:
                       f"(not restarted; log: {proc.log})", file=sys.stderr)
                 continue
             print(f"{proc.name} exited with {proc.popen.returncode}; restarting (log: {proc.log})", file=sys.stderr)
-            components[i] = spawn_component(proc.name, envs[proc.name], logs)
+            env, argv = how[proc.name]
+            components[i] = spawn_component(proc.name, env, logs, argv)
