@@ -3,33 +3,59 @@
 Each connection (an HTTP request stream or a WebSocket) goes whole to the next gateway in turn;
 a gateway that refuses the connection (stopped, restarting) is skipped. It works on bytes, so
 webhooks, the REST API, the widget page and its socket all pass unchanged. Run it as
-`python -m agentstream.local.proxy PORT BACKEND_PORT...`.
+`python -m agentstream.local.proxy PORT BACKEND...`, a backend being a port on this machine or
+HOST:PORT; a host name stands for every address it resolves to, looked up again for each
+connection (docker compose's `gateway` name resolves to each of its replicas).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 
 CHUNK = 64 * 1024
 
 
-class RoundRobin:
-    """Listens on `port` and hands each connection to the next backend that accepts it."""
+Backend = tuple[str, int]
 
-    def __init__(self, backends: Sequence[int], host: str = "127.0.0.1") -> None:
-        self._backends = list(backends)
-        self._host = host
-        self._turn = itertools.cycle(range(len(self._backends)))
+
+def backend(text: str) -> Backend:
+    """`8081` or `gateway:8080` → (host, port)."""
+    host, _, port = text.rpartition(":")
+    if not port.isdigit():
+        raise ValueError(f"not a port or HOST:PORT: {text!r}")
+    return host or "127.0.0.1", int(port)
+
+
+class RoundRobin:
+    """Listens on `port` and hands each connection to the next backend address that accepts it."""
+
+    def __init__(self, backends: Sequence[int | Backend]) -> None:
+        self._backends = [("127.0.0.1", b) if isinstance(b, int) else b for b in backends]
+        self._turn = itertools.count()
+
+    async def _addresses(self) -> list[Backend]:
+        loop, found = asyncio.get_running_loop(), []
+        for host, port in self._backends:
+            try:
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except OSError:
+                continue
+            found += sorted({(info[4][0], port) for info in infos})
+        return found
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
-        for _ in range(len(self._backends)):
-            port = self._backends[next(self._turn)]
+        addresses = await self._addresses()
+        start = next(self._turn)
+        for i in range(len(addresses)):
+            host, port = addresses[(start + i) % len(addresses)]
             try:
-                return await asyncio.open_connection(self._host, port)
+                return await asyncio.open_connection(host, port)
             except OSError:
                 continue
         return None
@@ -43,8 +69,8 @@ class RoundRobin:
         up_reader, up_writer = backend
         await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
 
-    async def serve(self, port: int, stop: asyncio.Event) -> None:
-        server = await asyncio.start_server(self.handle, self._host, port, reuse_address=True)
+    async def serve(self, port: int, stop: asyncio.Event, host: str = "127.0.0.1") -> None:
+        server = await asyncio.start_server(self.handle, host, port, reuse_address=True)
         async with server:
             await stop.wait()
 
@@ -69,20 +95,25 @@ async def _close(writer: asyncio.StreamWriter) -> None:
         pass
 
 
-async def _main(port: int, backends: list[int]) -> None:
+async def _main(port: int, backends: list[Backend], host: str) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await RoundRobin(backends).serve(port, stop)
+    await RoundRobin(backends).serve(port, stop, host)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """PORT BACKEND...; PROXY_HOST is the address to listen on (default 127.0.0.1)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) < 2 or not all(a.isdigit() for a in args):
-        print("usage: python -m agentstream.local.proxy PORT BACKEND_PORT...", file=sys.stderr)
-        raise SystemExit(2)
-    asyncio.run(_main(int(args[0]), [int(a) for a in args[1:]]))
+    try:
+        if len(args) < 2 or not args[0].isdigit():
+            raise ValueError("usage: python -m agentstream.local.proxy PORT BACKEND... (a port or HOST:PORT)")
+        backends = [backend(a) for a in args[1:]]
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
+    asyncio.run(_main(int(args[0]), backends, os.environ.get("PROXY_HOST", "127.0.0.1")))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from agentstream.adapters.local_services import free_port
-from agentstream.local.proxy import RoundRobin
+from agentstream.local.proxy import RoundRobin, backend
 
 
 async def _backend(name: bytes) -> tuple[asyncio.Server, int]:
@@ -35,7 +35,7 @@ async def proxied() -> AsyncIterator[tuple[int, list[asyncio.Server], list[int]]
     servers = [await _backend(n) for n in (b"a", b"b")]
     dead = free_port()  # nothing listens here: a gateway being restarted
     port, stop = free_port(), asyncio.Event()
-    task = asyncio.create_task(RoundRobin([servers[0][1], dead, servers[1][1]]).serve(port, stop))
+    task = asyncio.create_task(RoundRobin([servers[0][1], ("localhost", dead), ("127.0.0.1", servers[1][1])]).serve(port, stop))
     for _ in range(100):
         try:
             (await asyncio.open_connection("127.0.0.1", port))[1].close()  # listening
@@ -63,3 +63,9 @@ async def test_no_backend_listening_gives_503(proxied) -> None:  # type: ignore[
         s.close()
         await s.wait_closed()
     assert (await _ask(port, b"x")).startswith(b"HTTP/1.1 503")
+
+
+def test_backends_are_ports_or_host_and_port() -> None:
+    assert [backend(b) for b in ("8081", "gateway:8080")] == [("127.0.0.1", 8081), ("gateway", 8080)]
+    with pytest.raises(ValueError, match="not a port"):
+        backend("gateway")

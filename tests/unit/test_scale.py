@@ -31,3 +31,17 @@ def test_scaled_gateways_sit_behind_the_proxy_on_the_public_port() -> None:
 def test_bad_scale_is_refused_with_what_is_wrong(text: str, message: str) -> None:
     with pytest.raises(ScaleError, match=message):
         parse_scale(text)
+
+
+def test_docker_compose_runs_every_process_kind_and_can_scale_each() -> None:
+    """`docker compose up --scale KIND=N` needs each kind as a service with no fixed name or host port."""
+    import yaml
+
+    from agentstream.local.scale import KINDS
+    from tests.services import ROOT
+
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for kind in KINDS:
+        assert services[kind]["command"] == ["agentstream", kind]
+        assert "container_name" not in services[kind] and "ports" not in services[kind], kind
+    assert services["proxy"]["command"][-2:] == ["8080", "gateway:8080"]
