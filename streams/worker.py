@@ -100,6 +100,7 @@ async def process_with_retries(processor: ConversationProcessor, dlq: Dlq, key: 
             metrics.WORKER_EVENTS.labels(type=culprit.type, outcome="dlq").inc()
             if culprit is event or skips is None:
                 return  # else an earlier event failed for good: skipped, this one is tried again
+        log.error("worker.too_many_failed_events_behind", limit=MAX_SKIPS_BEHIND)  # acked; the next event fills the gap
     finally:
         structlog.contextvars.unbind_contextvars("eventId", "streamId")
 

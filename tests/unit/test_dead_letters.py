@@ -296,3 +296,26 @@ async def test_any_delivery_pattern_skips_only_the_poison_and_ends_in_the_replay
     assert sorted(await worker.replies_to()) == sorted([logged[0].eventId, logged[2].eventId])
     assert [e.payload.seq for e in log if isinstance(e, EventSkipped)] == [logged[1].seq]
     assert await worker.verify() == []
+
+
+async def test_an_event_this_build_cannot_read_is_never_retried_skipped_or_dlqd() -> None:
+    """An unknown type or schemaVersion in the log behind the record: the worker must stop."""
+    from agentstream.events import UnknownSchemaVersion
+    from agentstream.streams.stopping import UpgradeNeeded
+
+    class Behind:
+        calls = 0
+
+        async def handle(self, event: Event) -> None:
+            self.calls += 1
+            raise UnknownSchemaVersion("event 'x' (MessageReceived) has schemaVersion 9; this build reads 1: upgrade")
+
+    class NoSkips:
+        async def record(self, *args: Any) -> None:
+            raise AssertionError("skipped")
+
+    processor, dlq = Behind(), FakeDlq()
+    event = new_event("MessageReceived", business_id="b", user_id="u", channel="sms", payload={"content": "x"}).with_seq(2)
+    with pytest.raises(UpgradeNeeded, match="schemaVersion 9"):
+        await process_with_retries(processor, dlq, b"b#u", dumps(event.to_json_dict()), NO_WAIT, NoSkips())  # type: ignore[arg-type]
+    assert processor.calls == 1 and dlq.sent == []
