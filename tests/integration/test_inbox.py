@@ -280,3 +280,15 @@ async def test_the_customer_facts_are_shown(owner: Owner, browser: Browser) -> N
     row = row_of((await browser.http.get("/inbox")).text, sid)
     assert "<b>phone</b> +40722123456" in row and "<b>name</b> Elena Popescu" in row
     assert "<b>phone</b> +40722123456" in (await browser.http.get(f"/inbox/conversations/{sid}")).text
+
+
+async def test_rotating_the_api_key_signs_the_inbox_out(owner: Owner, browser: Browser) -> None:
+    await signed_in(owner, browser, "Chef", business=RESTAURANT)
+    assert "Chef · demo-restaurant" in (await browser.http.get("/inbox")).text
+    new_key = f"{RESTAURANT}.rotated-secret-for-the-inbox-test"
+    await owner.gw.d.credentials.set(RESTAURANT, "rest", {"apiKey": new_key})  # as `credentials rotate` does
+    owner.gw.keys[RESTAURANT] = new_key
+    page = await browser.http.get("/inbox")
+    assert 'name="apiKey"' in page.text and "Chef · demo-restaurant" not in page.text
+    assert (await browser.http.post("/inbox/sign-out", data={"csrf": "x"})).status_code == 401
+    assert (await browser.sign_in(new_key, "Chef")).status_code == 303

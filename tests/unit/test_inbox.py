@@ -1,0 +1,84 @@
+"""The inbox's pure parts: the signed session cookie, CSRF, unread counts and escaped templates."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+from typing import Any
+
+from cryptography.fernet import Fernet
+from starlette.requests import Request
+from starlette.responses import Response
+
+from agentstream.adapters import inbox_session
+from agentstream.adapters.inbox_data import Conversation
+from agentstream.adapters.inbox_routes import _fragment
+from agentstream.adapters.inbox_session import COOKIE, InboxSession, csrf_ok, read_session, write_session
+from agentstream.adapters.inbox_views import unread
+
+HOSTILE = "<script>alert('x')</script> '; DROP TABLE sessions;-- & \"q\""
+
+
+def deps(key: str | None = None, base: str = "http://localhost:8080") -> Any:
+    settings = SimpleNamespace(credentials_key=key or Fernet.generate_key().decode(), public_base_url=base)
+    return SimpleNamespace(settings=settings)
+
+
+def request_with(cookie: str | None) -> Request:
+    headers = [(b"cookie", f"{COOKIE}={cookie}".encode())] if cookie is not None else []
+    return Request({"type": "http", "method": "GET", "path": "/inbox", "headers": headers})
+
+
+def cookie_of(d: Any, session: InboxSession) -> tuple[str, str]:
+    response = Response()
+    write_session(d, response, session)
+    header = response.headers["set-cookie"]
+    return header.split(";")[0].split("=", 1)[1], header
+
+
+def test_a_signed_in_session_round_trips_and_its_cookie_is_httponly_and_strict() -> None:
+    d = deps()
+    value, header = cookie_of(d, InboxSession("tok", "demo-salon", "Ana", "abcd"))
+    flags = {p.strip().lower() for p in header.split(";")[1:]}
+    assert {"httponly", "samesite=strict", "path=/inbox"} <= flags and "secure" not in flags
+    assert read_session(d, request_with(value)) == InboxSession("tok", "demo-salon", "Ana", "abcd")
+    _, secure = cookie_of(deps(base="https://inbox.example"), InboxSession("tok"))
+    assert "secure" in {p.strip().lower() for p in secure.split(";")[1:]}
+
+
+def test_a_tampered_foreign_or_old_cookie_is_no_session(monkeypatch: Any) -> None:
+    d = deps()
+    value, _ = cookie_of(d, InboxSession("tok", "demo-salon", "Ana", "abcd"))
+    assert read_session(d, request_with(value[:-3] + "xyz")) is None
+    assert read_session(deps(), request_with(value)) is None  # signed with another secret key
+    assert read_session(d, request_with("")) is None and read_session(d, request_with(None)) is None
+    later = time.time() + inbox_session.MAX_AGE_S + 60
+    monkeypatch.setattr(time, "time", lambda: later)
+    assert read_session(d, request_with(value)) is None
+
+
+def test_csrf_needs_the_session_token() -> None:
+    session = InboxSession("the-token")
+    assert csrf_ok(session, "the-token")
+    assert not csrf_ok(session, "other") and not csrf_ok(session, "") and not csrf_ok(session, None)
+    assert not csrf_ok(None, "the-token")
+
+
+def test_unread_counts_customer_messages_after_the_seen_seq() -> None:
+    messages = [{"type": "user", "seq": 1}, {"type": "agent", "seq": 2}, {"type": "user", "seq": 3},
+                {"type": "user", "seq": 5}, {"type": "agent", "seq": 6}]
+    assert [unread(messages, seen) for seen in (0, 2, 3, 6)] == [3, 2, 1, 0]
+
+
+def test_fragments_escape_every_text() -> None:
+    convo = Conversation(
+        {"sessionId": "s<1>", "userId": HOSTILE, "status": "human", "channel": "websocket", "lastMessageAt": None},
+        [{"type": "user", "seq": 1, "content": HOSTILE, "timestamp": "2026-12-01T10:00:00.000Z", "metadata": {}},
+         {"type": "agent", "seq": 2, "content": "ok", "metadata": {"author": "human", "authorName": "<i>Ana</i>"}}],
+        [("name", HOSTILE)], unread=1)
+    session = InboxSession("tok", "demo-salon", "<i>Ana</i>", "k")
+    html = _fragment("inbox_messages.html", c=convo) + _fragment("inbox_rows.html", rows=[convo]) \
+        + _fragment("inbox_actions.html", c=convo, session=session)
+    assert "<script>" not in html and "<i>" not in html and "s<1>" not in html
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &#39;; DROP TABLE sessions;-- &amp; &#34;q&#34;" in html
+    assert "&lt;i&gt;Ana&lt;/i&gt;" in html and "s%3C1%3E" in html
