@@ -5,6 +5,7 @@ append: the AI stays quiet while a person has the conversation, and answers agai
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -83,53 +84,61 @@ async def owner(endpoints: Endpoints) -> AsyncIterator[Owner]:
                 await task
 
 
+def fresh(name: str) -> str:
+    """A customer of this run only (the module's tables are shared by its tests)."""
+    return f"{name}-{uuid.uuid4().hex[:6]}"
+
+
 def replied_to(events: list[Event]) -> set[str]:
     return {e.payload.inReplyTo for e in events if e.type == "ReplyGenerated"}
 
 
 async def test_handoff_quiets_the_ai_until_release_and_the_owner_writes_in_between(owner: Owner) -> None:
-    await owner.customer_says("r1", "Bună, aveți loc vineri?")
-    sid = await owner.session_id("r1")
+    r1 = fresh("r1")
+    await owner.customer_says(r1, "Bună, aveți loc vineri?")
+    sid = await owner.session_id(r1)
     taken = await owner.post(sid, "handoff", {"reason": "client VIP"})
     assert taken.status_code == 202 and taken.json()["status"] == "waiting"
-    await drain(owner.world, stream_id(SALON, "r1"))
-    assert [c["sessionId"] for c in await owner.conversations("waiting")] == [sid]
+    await drain(owner.world, stream_id(SALON, r1))
+    waiting = await owner.conversations("waiting")
+    assert sid in [c["sessionId"] for c in waiting] and all(c["status"] == "waiting" for c in waiting)
     again = await owner.post(sid, "handoff")
     assert again.status_code == 200 and again.json()["duplicate"] is True
-    quiet = await owner.customer_says("r1", "mai sunteți acolo?")
-    assert quiet.eventId not in replied_to(await owner.log("r1"))
+    quiet = await owner.customer_says(r1, "mai sunteți acolo?")
+    assert quiet.eventId not in replied_to(await owner.log(r1))
     sent = await owner.post(sid, "owner-messages", {"text": "Bună, sunt Ana: da, vineri la 10.", "author": "Ana"})
     assert sent.status_code == 202, sent.text
-    await drain(owner.world, stream_id(SALON, "r1"))
-    person = next(e for e in await owner.log("r1") if e.type == "OwnerReplied")
+    await drain(owner.world, stream_id(SALON, r1))
+    person = next(e for e in await owner.log(r1) if e.type == "OwnerReplied")
     assert person.payload.author == "Ana" and person.payload.deliverTo == {"socket": "widget"} and person.channel == "websocket"
     assert person.eventId in [p.eventId for p in owner.world.published]
     assert sid in [c["sessionId"] for c in await owner.conversations("human")]
     assert (await owner.post(sid, "release")).status_code == 202
-    await drain(owner.world, stream_id(SALON, "r1"))
+    await drain(owner.world, stream_id(SALON, r1))
     assert sid in [c["sessionId"] for c in await owner.conversations("ai")]
-    answered = await owner.customer_says("r1", "mulțumesc! la ce oră închideți?")
-    events = await owner.log("r1")
+    answered = await owner.customer_says(r1, "mulțumesc! la ce oră închideți?")
+    events = await owner.log(r1)
     assert answered.eventId in replied_to(events)
     assert [e.type for e in events if e.type.startswith("Handoff")] == ["HandoffRequested", "HandoffNoticeSent", "HandoffReleased"]
-    report = await Replayer(owner.world.ddb, owner.world.settings).run(Scope(SALON, "r1"), verify=True)
+    report = await Replayer(owner.world.ddb, owner.world.settings).run(Scope(SALON, r1), verify=True)
     assert report.differences == []
 
 
 async def test_an_owner_message_hands_off_without_a_separate_notice(owner: Owner) -> None:
-    await owner.customer_says("r2", "hello, do you do colouring?")
-    sid = await owner.session_id("r2")
+    r2 = fresh("r2")
+    await owner.customer_says(r2, "hello, do you do colouring?")
+    sid = await owner.session_id(r2)
     assert (await owner.post(sid, "owner-messages", {"text": "Hi, Ana here: yes we do.", "author": "Ana"})).status_code == 202
-    await drain(owner.world, stream_id(SALON, "r2"))
-    types = [e.type for e in await owner.log("r2")]
+    await drain(owner.world, stream_id(SALON, r2))
+    types = [e.type for e in await owner.log(r2)]
     assert types.count("HandoffRequested") == 1 and "HandoffNoticeSent" not in types
-    quiet = await owner.customer_says("r2", "great, how much?")
-    assert quiet.eventId not in replied_to(await owner.log("r2"))
+    quiet = await owner.customer_says(r2, "great, how much?")
+    assert quiet.eventId not in replied_to(await owner.log(r2))
 
 
 @pytest.mark.parametrize("channel", ["whatsapp", "messenger"])
 async def test_outside_the_24_hour_window_an_owner_message_is_refused(owner: Owner, channel: str) -> None:
-    user = f"r3-{channel}"
+    user = fresh(f"r3-{channel}")
     await owner.customer_says(user, "aveți loc?", channel=channel, ago=timedelta(hours=25), reply_to={"to": "+40700000009"})
     sid = await owner.session_id(user)
     before = await owner.log(user)
@@ -139,16 +148,18 @@ async def test_outside_the_24_hour_window_an_owner_message_is_refused(owner: Own
 
 
 async def test_inside_the_window_a_whatsapp_customer_can_be_answered(owner: Owner) -> None:
-    await owner.customer_says("r4", "aveți loc?", channel="whatsapp", ago=timedelta(hours=23), reply_to={"to": "+40700000009"})
-    sid = await owner.session_id("r4")
+    r4 = fresh("r4")
+    await owner.customer_says(r4, "aveți loc?", channel="whatsapp", ago=timedelta(hours=23), reply_to={"to": "+40700000009"})
+    sid = await owner.session_id(r4)
     sent = await owner.post(sid, "owner-messages", {"text": "Da!", "author": "Ana"})
     assert sent.status_code == 202, sent.text
 
 
 async def test_every_route_checks_the_key_first_and_bad_input_changes_nothing(owner: Owner) -> None:
-    await owner.customer_says("r5", "salut")
-    sid = await owner.session_id("r5")
-    before = await owner.log("r5")
+    r5 = fresh("r5")
+    await owner.customer_says(r5, "salut")
+    sid = await owner.session_id(r5)
+    before = await owner.log(r5)
     for action in ("handoff", "owner-messages", "release"):
         assert (await owner.post(sid, action, b"{garbage", headers={})).status_code == 401
         assert (await owner.post(sid, action, b"{garbage", headers={"Authorization": f"Bearer {SALON}.wrong"})).status_code == 401
@@ -161,5 +172,5 @@ async def test_every_route_checks_the_key_first_and_bad_input_changes_nothing(ow
     assert (await owner.post(sid, "handoff", {"reason": 5})).status_code == 400
     bad_status = await owner.gw.http.get(f"/v1/businesses/{SALON}/conversations?status=open", headers=owner.headers())
     assert bad_status.status_code == 400
-    assert await owner.log("r5") == before
+    assert await owner.log(r5) == before
     assert (await owner.post("no-such-session", "handoff")).status_code == 404
