@@ -27,7 +27,7 @@ from agentstream.adapters.http_common import (
 from agentstream.adapters.ingest import InboundMessage
 from agentstream.adapters.projection_store import get_active_session_for_user
 from agentstream.adapters.webhook_routes import webhook_routes
-from agentstream.adapters.replies import pending_replies, reply_frame
+from agentstream.adapters.replies import DeliveryLog, pending_replies, reply_frame
 
 log = structlog.get_logger(__name__)
 MAX_TEXT = 16_000
@@ -108,8 +108,9 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     stream = f"{business_id}#{user_id}"
     await d.hub.add(stream, ws)
     try:
-        for reply in await pending_replies(d.store, stream):
+        for reply in await pending_replies(d.store, stream):  # the ones no gateway could deliver live
             await ws.send_json(reply_frame(reply))
+            await DeliveryLog(d.store).record(reply, "ReplyDelivered", {"externalId": None, "attempts": 1})
         while True:
             await _on_frame(d, ws, business_id, user_id, await ws.receive_text())
     except WebSocketDisconnect:

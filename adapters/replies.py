@@ -5,8 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
+
+from agentstream import metrics
 from agentstream.adapters.event_store import EventStore
-from agentstream.events import OUTBOUND_TYPES, Event, ReplyDelivered
+from agentstream.events import OUTBOUND_TYPES, Event, ReplyDelivered, new_event
+
+log = structlog.get_logger(__name__)
 
 RECENT_EVENTS = 100
 
@@ -30,3 +35,25 @@ async def pending_replies(store: EventStore, stream: str) -> list[Event]:
     events = await store.read(stream, after_seq=max(0, head - RECENT_EVENTS))
     delivered = {e.payload.replyEventId for e in events if isinstance(e, ReplyDelivered)}
     return [e for e in events if e.type in OUTBOUND_TYPES and e.eventId not in delivered]
+
+
+class DeliveryLog:
+    """ReplyDelivered / DeliveryFailed in the conversation's log (keyed `delivered:<eventId>`):
+    the record that an outbound event was sent, checked before sending."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+
+    async def done(self, reply: Event) -> bool:
+        return await self._store.has(reply.businessId, f"delivered:{reply.eventId}")
+
+    async def record(self, reply: Event, kind: str, payload: dict[str, Any]) -> None:
+        event = new_event(
+            kind, business_id=reply.businessId, user_id=reply.userId, channel=reply.channel,
+            location_id=reply.locationId, payload={"replyEventId": reply.eventId, **payload},
+        )
+        sent = payload.get("externalId")
+        await self._store.append(event, external_id=f"delivered:{reply.eventId}", aliases=(f"sent:{sent}",) if sent else ())
+        outcome = "delivered" if kind == "ReplyDelivered" else "failed"
+        metrics.DELIVERIES.labels(channel=reply.channel, outcome=outcome).inc()
+        log.info("delivery." + outcome, eventId=reply.eventId, streamId=reply.streamId, channel=reply.channel)

@@ -21,13 +21,12 @@ from typing import Any
 
 import structlog
 
-from agentstream import metrics
 from agentstream.adapters.channels.errors import PermanentError
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.kafka import loads
-from agentstream.adapters.replies import reply_frame
+from agentstream.adapters.replies import DeliveryLog, reply_frame
 from agentstream.adapters.ws_hub import SocketHub
-from agentstream.events import ReplyGenerated, new_event, parse_event
+from agentstream.events import OUTBOUND_TYPES, ReplyGenerated, parse_event
 from agentstream.streams.runner import ConsumerRunner, Failure, RetryPolicy
 
 log = structlog.get_logger(__name__)
@@ -40,30 +39,10 @@ class Retryable(Exception):
 
 
 def parse_reply(record: Any) -> ReplyGenerated | None:
-    """The reply of a record of `agent.replies.v1` (None for any other event)."""
+    """The outbound event (a reply, a person's message, the handoff notice) of a record of
+    `agent.replies.v1`; None for any other event."""
     event = parse_event(loads(record.value))
-    return event if isinstance(event, ReplyGenerated) else None
-
-
-class DeliveryLog:
-    """ReplyDelivered / DeliveryFailed in the conversation's log: the record of a send."""
-
-    def __init__(self, store: EventStore) -> None:
-        self._store = store
-
-    async def done(self, reply: ReplyGenerated) -> bool:
-        return await self._store.has(reply.businessId, f"delivered:{reply.eventId}")
-
-    async def record(self, reply: ReplyGenerated, kind: str, payload: dict[str, Any]) -> None:
-        event = new_event(
-            kind, business_id=reply.businessId, user_id=reply.userId, channel=reply.channel,
-            location_id=reply.locationId, payload={"replyEventId": reply.eventId, **payload},
-        )
-        sent = payload.get("externalId")
-        await self._store.append(event, external_id=f"delivered:{reply.eventId}", aliases=(f"sent:{sent}",) if sent else ())
-        outcome = "delivered" if kind == "ReplyDelivered" else "failed"
-        metrics.DELIVERIES.labels(channel=reply.channel, outcome=outcome).inc()
-        log.info("delivery." + outcome, eventId=reply.eventId, streamId=reply.streamId, channel=reply.channel)
+    return event if event.type in OUTBOUND_TYPES else None  # type: ignore[return-value]
 
 
 class ExternalDelivery:
