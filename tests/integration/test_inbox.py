@@ -4,6 +4,7 @@ local DynamoDB server; the worker's processor (world.py) folds what the page app
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -229,9 +230,11 @@ async def next_live_event(lines: AsyncIterator[str]) -> dict[str, str]:
     raise AssertionError("the stream ended")
 
 
-async def test_an_open_conversation_and_the_list_update_live(owner: Owner, browser: Browser) -> None:
-    await owner.customer_says("i5", "salut")
-    sid = await owner.session_id("i5")
+@pytest.mark.parametrize("run", range(int(os.environ.get("INBOX_LIVE_RUNS", "1"))))  # N runs in a row on one gateway
+async def test_an_open_conversation_and_the_list_update_live(owner: Owner, browser: Browser, run: int) -> None:
+    user = f"i5-{run}"
+    await owner.customer_says(user, "salut")
+    sid = await owner.session_id(user)
     await signed_in(owner, browser)
     async with browser.http.stream("GET", f"/inbox/conversations/{sid}/live") as convo, \
             browser.http.stream("GET", "/inbox/live") as listed:
@@ -240,7 +243,7 @@ async def test_an_open_conversation_and_the_list_update_live(owner: Owner, brows
         assert "salut" in first["messages"] and "mesaj nou pe viu" not in first["messages"]
         before = await next_live_event(list_lines)
         assert unread_in(row_of(before["rows"], sid)) == 0  # the open conversation has been read
-        await owner.customer_says("i5", "mesaj nou pe viu")
+        await owner.customer_says(user, "mesaj nou pe viu")
         update = await next_live_event(convo_lines)
         assert update["messages"].index("salut") < update["messages"].index("mesaj nou pe viu")
         after = await next_live_event(list_lines)
