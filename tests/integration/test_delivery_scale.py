@@ -284,3 +284,23 @@ async def test_a_delivery_process_goes_on_past_bad_records_and_failing_replies(
     stages = sorted((r["key"], r["value"]["stage"]) for r in dlq)
     assert stages == [("demo-restaurant#" + nobody, "delivery"), ("demo-salon#junk", "delivery-parse")]
     assert len([r for r in vendors.state.sent("/Messages.json") if r.form.get("To") == phone]) == 3
+
+
+async def test_a_reply_from_a_newer_build_stops_delivery_with_exit_3_uncommitted(
+        sms_stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Last in this module: the newer reply stays on its topic for good."""
+    stack = sms_stack
+    s = settings_from(stack.env, monkeypatch)
+    newer = new_event("ReplyGenerated", business_id="demo-salon", user_id="newer", channel="sms",
+                      payload={"content": "from a newer build", "inReplyTo": "e-1", "sessionId": "", "model": "m"})
+    async with Answers(s) as answer:
+        await answer.publish(b"demo-salon#newer", kafka.dumps(newer.with_seq(2).to_json_dict() | {"schemaVersion": 9}))
+    process = spawn_component("delivery", stack.env, tmp_path)
+    try:
+        code = await asyncio.to_thread(process.popen.wait, 120)
+    finally:
+        process.stop()
+    log = (tmp_path / "delivery.log").read_text()
+    assert code == 3, log
+    assert "schemaVersion 9" in log and "upgrade this delivery" in log
+    assert not await committed_to_end(s), "the group's offset never passes the newer reply"
