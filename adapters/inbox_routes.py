@@ -32,7 +32,8 @@ from agentstream.adapters.inbox_session import (
 )
 
 MAX_FORM = 32 * 1024
-LIVE_POLL_S = 1.0
+LIVE_POLL_S = 1.0  # an open conversation: one session read and one messages query a second
+LIST_POLL_S = 3.0  # the list: a sessions query, then one messages query per listed conversation
 LIVE_FOR_S = 300.0  # a live stream ends after this; the browser's EventSource reconnects
 SIGN_IN_REFUSED = "That API key is not valid for any business."
 _ENV = Environment(loader=PackageLoader("agentstream", "templates"), autoescape=select_autoescape(default=True),
@@ -166,8 +167,8 @@ async def act(request: Request) -> Response:
     return RedirectResponse(f"/inbox/conversations/{session_id}", status_code=303)
 
 
-def _sse(produce: Callable[[], Awaitable[dict[str, str]]], request: Request) -> StreamingResponse:
-    """Server-sent events: `produce()` every LIVE_POLL_S, sent when it changed."""
+def _sse(produce: Callable[[], Awaitable[dict[str, str]]], request: Request, every_s: float = LIVE_POLL_S) -> StreamingResponse:
+    """Server-sent events: `produce()` every `every_s`, sent when it changed."""
 
     async def events() -> AsyncIterator[str]:
         last: dict[str, str] | None = None
@@ -179,7 +180,7 @@ def _sse(produce: Callable[[], Awaitable[dict[str, str]]], request: Request) -> 
             if current != last:
                 yield f"data: {json.dumps(current)}\n\n"
                 last = current
-            await asyncio.sleep(LIVE_POLL_S)
+            await asyncio.sleep(every_s)
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
@@ -193,9 +194,13 @@ async def live_conversation(request: Request) -> Response:
     business_id, reader = session.business_id or "", session.name or ""
     first = await owned_session(d, business_id, request.path_params["sessionId"])
 
+    shown = [-1]
+
     async def produce() -> dict[str, str]:
         convo = await inbox_data.conversation(d, await owned_session(d, business_id, first["sessionId"]))
-        await inbox_data.views(d).opened(business_id, first["sessionId"], reader, convo.seen_seq)
+        if convo.seen_seq != shown[0]:  # the reader has now been shown these messages
+            await inbox_data.views(d).opened(business_id, first["sessionId"], reader, convo.seen_seq)
+            shown[0] = convo.seen_seq
         return {"messages": _fragment("inbox_messages.html", c=convo),
                 "actions": _fragment("inbox_actions.html", c=convo, session=session)}
 
@@ -214,7 +219,7 @@ async def live_list(request: Request) -> Response:
         rows = await inbox_data.conversations(d, session.business_id or "", wanted)
         return {"rows": _fragment("inbox_rows.html", rows=rows)}
 
-    return _sse(produce, request)
+    return _sse(produce, request, LIST_POLL_S)
 
 
 def _html_errors(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
