@@ -125,6 +125,8 @@ class ConsumerRunner(Generic[T]):
         self._fatal: BaseException | None = None
         self._stopping = False
         self._paused_keys: set[str] = set()
+        self._generation: dict[TopicPartition, int] = {}  # bumped when a partition is taken away
+        self._running: dict[TopicPartition, int] = {}  # jobs started and not finished, per partition
 
     def listener(self, on_assigned: Callable[[set[TopicPartition]], Awaitable[None]] | None = None) -> ConsumerRebalanceListener:
         """Pass to `consumer.subscribe`: partitions taken away are finished and committed first."""
@@ -171,12 +173,21 @@ class ConsumerRunner(Generic[T]):
         if item is None:
             self.offsets.done(tp, record.offset)
             return
-        key = self._key_of(record, item)
-        await self._executor.submit(key, lambda: self._job(tp, record, item, key))
+        key, generation = self._key_of(record, item), self._generation.get(tp, 0)
+        await self._executor.submit(key, lambda: self._job(tp, record, item, key, generation))
 
-    async def _job(self, tp: TopicPartition, record: Any, item: T, key: str) -> None:
+    async def _job(self, tp: TopicPartition, record: Any, item: T, key: str, generation: int) -> None:
         if self._stopping or self._fatal is not None or key in self._paused_keys:
             return  # the process stops, or an earlier record of this key paused: left uncommitted
+        if generation != self._generation.get(tp, 0):
+            return  # its partition was taken away before it started: the new owner handles it
+        self._running[tp] = self._running.get(tp, 0) + 1
+        try:
+            await self._attempts(tp, record, item, key)
+        finally:
+            self._running[tp] -= 1
+
+    async def _attempts(self, tp: TopicPartition, record: Any, item: T, key: str) -> None:
         attempts = 0
         try:
             async for attempt in stamina.retry_context(
@@ -239,8 +250,14 @@ class ConsumerRunner(Generic[T]):
             await self._consumer.commit(mine)
 
     async def hand_back(self, partitions: set[TopicPartition]) -> None:
-        """Finish what is in flight and commit it before the partitions go to another process."""
-        await self._executor.join()
+        """Before the partitions go to another process: their records not started yet are dropped
+        (left uncommitted, for the new owner), the ones running are finished, and what is done is
+        committed. Waiting for the whole queue instead could outlast the group's rebalance, and
+        then two processes would handle the same records at once (a reply sent twice)."""
+        for tp in partitions:
+            self._generation[tp] = self._generation.get(tp, 0) + 1
+        while any(self._running.get(tp, 0) for tp in partitions):
+            await asyncio.sleep(0.02)
         await self._commit_done()
         self.offsets.forget(partitions)
 

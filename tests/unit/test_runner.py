@@ -210,3 +210,29 @@ async def test_a_dead_letter_that_cannot_be_written_ends_the_loop_with_its_error
     with pytest.raises(RuntimeError, match="kafka unreachable"):
         await asyncio.wait_for(h.task, 30)
     assert not h.consumer.committed.get(TopicPartition(TOPIC, 0))
+
+
+async def test_a_revoked_partition_finishes_what_runs_and_leaves_the_queue_to_the_new_owner() -> None:
+    """A rebalance waits for the records being handled, not for the partition's whole queue
+    (which could outlast the rebalance and let two processes send the same reply)."""
+    records = [(0, "a", rec("a", n)) for n in range(5)] + [(1, "b", rec("b", 1))]
+    started, release = asyncio.Event(), asyncio.Event()
+    seen: list[tuple[str, int]] = []
+
+    async def handle(item: dict[str, Any], attempt: int) -> None:
+        if item == {"key": "a", "n": 0}:
+            started.set()
+            await release.wait()
+        seen.append((item["key"], item["n"]))
+
+    h = Harness(FakeConsumer(records, per_poll=10), handle)
+    await started.wait()
+    await h.until(lambda: ("b", 1) in seen)
+    handing = asyncio.create_task(h.runner.hand_back({TopicPartition(TOPIC, 0)}))
+    await asyncio.sleep(0.05)
+    assert not handing.done(), "the running record is finished first"
+    release.set()
+    await asyncio.wait_for(handing, 10)
+    assert h.consumer.committed[TopicPartition(TOPIC, 0)] == 1, "committed up to the record that ran"
+    await h.finish()
+    assert [n for k, n in seen if k == "a"] == [0], "the queued records were left for the new owner"
