@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agentstream.adapters.business import handoff_timeout_minutes
 from agentstream.adapters.dynamo import from_item, query_all, to_item
@@ -26,6 +28,7 @@ class Conversation:
     messages: list[dict[str, Any]]
     facts: list[tuple[str, str]] = field(default_factory=list)
     unread: int = 0
+    timezone: str = "UTC"  # the business's: times are shown in it
 
     @property
     def last(self) -> dict[str, Any] | None:
@@ -69,8 +72,21 @@ async def customer_facts(d: Deps, business_id: str, user_ids: list[str]) -> dict
     return found
 
 
-async def _timeout(d: Deps, business_id: str) -> int:
-    return handoff_timeout_minutes(await d.directory.info(business_id))
+def local_time(ts: str | None, timezone: str, fmt: str = "%H:%M") -> str:
+    """An item's UTC timestamp in the business's time zone ('' for none)."""
+    if not ts:
+        return ""
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone(zone).strftime(fmt)
+
+
+async def _business(d: Deps, business_id: str) -> tuple[int, str]:
+    """The business's handoff timeout (minutes) and time zone."""
+    info = await d.directory.info(business_id)
+    return handoff_timeout_minutes(info), str((info or {}).get("timezone") or "UTC")
 
 
 async def conversations(d: Deps, business_id: str, status: str | None = None) -> list[Conversation]:
@@ -78,7 +94,7 @@ async def conversations(d: Deps, business_id: str, status: str | None = None) ->
     message, unread count and the customer's current facts."""
     sessions = await query_all(d.ddb, TableName=d.settings.tables.sessions, IndexName=SESSIONS_GSI,
                                KeyConditionExpression="businessId = :b", ExpressionAttributeValues=to_item({":b": business_id}))
-    timeout, now = await _timeout(d, business_id), utc_now()
+    (timeout, timezone), now = await _business(d, business_id), utc_now()
     rows = [conversation_view(s, timeout, now) for s in sessions]
     rows = sorted((r for r in rows if status is None or r["status"] == status),
                   key=lambda r: r["lastMessageAt"] or "", reverse=True)[:MAX_ROWS]
@@ -91,13 +107,14 @@ async def conversations(d: Deps, business_id: str, status: str | None = None) ->
     found = await asyncio.gather(*(messages(r["sessionId"]) for r in rows))
     seen = await views(d).seen(business_id)
     facts = await customer_facts(d, business_id, [r["userId"] for r in rows])
-    return [Conversation(r, m, facts.get(r["userId"], []), unread(m, seen.get(r["sessionId"], 0)))
+    return [Conversation(r, m, facts.get(r["userId"], []), unread(m, seen.get(r["sessionId"], 0)), timezone)
             for r, m in zip(rows, found)]
 
 
 async def conversation(d: Deps, session: dict[str, Any]) -> Conversation:
     """One conversation with all its messages in order."""
-    view = conversation_view(session, await _timeout(d, session["businessId"]), utc_now())
+    timeout, timezone = await _business(d, session["businessId"])
+    view = conversation_view(session, timeout, utc_now())
     messages = in_order(await d.projections.session_messages(session["sessionId"]))
     facts = await customer_facts(d, session["businessId"], [session["userId"]])
-    return Conversation(view, messages, facts.get(session["userId"], []))
+    return Conversation(view, messages, facts.get(session["userId"], []), timezone=timezone)

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from agentstream.adapters import inbox_session
-from agentstream.adapters.inbox_data import Conversation
+from agentstream.adapters.inbox_data import Conversation, local_time
 from agentstream.adapters.inbox_routes import _fragment
 from agentstream.adapters.inbox_session import COOKIE, InboxSession, csrf_ok, read_session, write_session
 from agentstream.adapters.inbox_views import unread
@@ -82,3 +82,9 @@ def test_fragments_escape_every_text() -> None:
     assert "<script>" not in html and "<i>" not in html and "s<1>" not in html
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &#39;; DROP TABLE sessions;-- &amp; &#34;q&#34;" in html
     assert "&lt;i&gt;Ana&lt;/i&gt;" in html and "s%3C1%3E" in html
+
+
+def test_times_are_shown_in_the_business_time_zone() -> None:
+    assert local_time("2026-12-01T15:02:09.123Z", "Europe/Bucharest") == "17:02"
+    assert local_time("2026-07-01T15:02:09.123Z", "Europe/Bucharest", "%Y-%m-%d %H:%M") == "2026-07-01 18:02"  # summer time
+    assert local_time("2026-12-01T15:02:09.123Z", "Not/AZone") == "15:02" and local_time(None, "UTC") == ""
