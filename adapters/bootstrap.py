@@ -12,6 +12,7 @@ from agentstream.adapters.credentials import CredentialStore
 from agentstream.adapters.business import BusinessDirectory
 from agentstream.adapters.dynamo import dynamodb_client, scan_all, to_item
 from agentstream.adapters.tables import SetupReport, ensure_tables
+from agentstream.projections.nudge import settings_error as nudge_settings_error
 from agentstream.settings import Settings
 
 DATA_FILES = {"business_info": "businesses.json", "rag_system": "system_instructions.json", "rag_business": "rag_business.json"}
@@ -31,9 +32,24 @@ def load_data(name: str, data_dir: Path | None = None) -> list[dict[str, Any]]:
     return json.loads(resources.files("agentstream").joinpath(f"data/{name}").read_text(encoding="utf-8"))
 
 
+class BusinessDataError(ValueError):
+    """A business-info item whose settings are refused (nothing is written)."""
+
+
+def check_businesses(items: list[dict[str, Any]], default_idle_minutes: int) -> None:
+    """Refuse business settings that cannot hold (a nudge not shorter than the idle timeout)."""
+    for item in items:
+        error = nudge_settings_error(item, default_idle_minutes)
+        if error:
+            raise BusinessDataError(error)
+
+
 async def populate(settings: Settings, data_dir: Path | None = None, only: list[str] | None = None) -> dict[str, int]:
-    """Put the data files' items into their tables (idempotent: same items, same keys)."""
+    """Put the data files' items into their tables (idempotent: same items, same keys); business
+    settings that cannot hold are refused before anything is written."""
     counts: dict[str, int] = {}
+    if not only or "business_info" in only:
+        check_businesses(load_data(DATA_FILES["business_info"], data_dir), settings.session_idle_minutes)
     async with dynamodb_client(settings) as ddb:
         for attr, name in DATA_FILES.items():
             if only and attr not in only:

@@ -100,3 +100,16 @@ def handoff_timeout_minutes(info: dict[str, Any] | None, default: int = 120) -> 
     settings.handoffTimeoutMinutes, 120 by default)."""
     value = ((info or {}).get("settings") or {}).get("handoffTimeoutMinutes")
     return int(value) if isinstance(value, (int, float)) and value > 0 else default
+
+
+def nudge_config(info: dict[str, Any] | None, default_idle_minutes: int = 60) -> dict[str, Any]:
+    """The fold's nudge settings (FoldConfig fields): settings.nudgeAfterMinutes, used only when
+    shorter than the idle timeout (`populate` refuses others; a stored one is read as off),
+    settings.nudgeTexts {language: text} and the business's language."""
+    settings = (info or {}).get("settings") or {}
+    after = settings.get("nudgeAfterMinutes")
+    valid = isinstance(after, (int, float)) and not isinstance(after, bool) and 0 < after < idle_minutes(info, default_idle_minutes)
+    texts = settings.get("nudgeTexts")
+    return {"nudge_after_minutes": int(after) if valid else 0,
+            "nudge_texts": {str(k): v for k, v in texts.items() if isinstance(v, str)} if isinstance(texts, dict) else {},
+            "language": str((info or {}).get("language") or "en")}

@@ -34,7 +34,13 @@ async def pending_replies(store: EventStore, stream: str) -> list[Event]:
     head = await store.head(stream)
     events = await store.read(stream, after_seq=max(0, head - RECENT_EVENTS))
     delivered = {e.payload.replyEventId for e in events if isinstance(e, ReplyDelivered)}
-    return [e for e in events if e.type in OUTBOUND_TYPES and e.eventId not in delivered]
+    return [e for e in events if e.type in OUTBOUND_TYPES and e.eventId not in delivered and not live_only(e)]
+
+
+def live_only(event: Event) -> bool:
+    """A nudge goes to a customer who is there: a widget connected when it was sent; it is not
+    caught up on (re)connect (nor could the log alone tell whether the fold let it stand)."""
+    return event.type == "NudgeSent"
 
 
 class DeliveryLog:

@@ -104,9 +104,13 @@ def setup(partitions: Annotated[Optional[int], typer.Option(help="partitions of 
 @app.command()
 def populate(data_dir: Annotated[Optional[Path], typer.Option(help="folder with the JSON data files")] = None) -> None:
     """Load system instructions, dynamic business RAG and business info from files."""
-    from agentstream.adapters.bootstrap import populate as do_populate
+    from agentstream.adapters.bootstrap import BusinessDataError, populate as do_populate
 
-    counts = asyncio.run(do_populate(_one_shot(), data_dir))
+    try:
+        counts = asyncio.run(do_populate(_one_shot(), data_dir))
+    except BusinessDataError as exc:
+        console.print(f"agentstream: refused: {exc}", markup=False)
+        raise typer.Exit(2) from None
     for table, count in counts.items():
         console.print(f"{table}: {count} items")
 

@@ -174,6 +174,15 @@ class HandoffNoticeSentPayload(_Payload):
     deliverTo: dict[str, str] = Field(default_factory=dict, description="the last inbound's replyTo addressing")
 
 
+class NudgeSentPayload(_Payload):
+    """The one idle nudge of a session ("are you still there?"), appended by the session timer;
+    delivered like a reply only when the conversation fold lets it stand."""
+
+    sessionId: str
+    content: str = Field(min_length=1)
+    deliverTo: dict[str, str] = Field(default_factory=dict, description="the last inbound's replyTo addressing")
+
+
 class EventSkippedPayload(_Payload):
     seq: int = Field(ge=1, description="the seq of the event of this stream that is skipped (it failed every attempt)")
     stage: str = Field(description="where it failed, e.g. process")
@@ -199,6 +208,7 @@ PAYLOADS: dict[str, type[_Payload]] = {
     "HandoffReleased": HandoffReleasedPayload,
     "OwnerReplied": OwnerRepliedPayload,
     "HandoffNoticeSent": HandoffNoticeSentPayload,
+    "NudgeSent": NudgeSentPayload,
     "EventSkipped": EventSkippedPayload,
     "SkipRevoked": SkipRevokedPayload,
 }
@@ -318,6 +328,13 @@ class HandoffNoticeSent(_Envelope):
     payload: HandoffNoticeSentPayload
 
 
+class NudgeSent(_Envelope):
+    """A quiet session's one nudge, sent while the business is open (the fold decides if it stands)."""
+
+    type: Literal["NudgeSent"] = "NudgeSent"
+    payload: NudgeSentPayload
+
+
 class EventSkipped(_Envelope):
     """An event of this stream failed every attempt and went to the DLQ: the folds skip it."""
 
@@ -348,6 +365,7 @@ Event = Annotated[
         HandoffReleased,
         OwnerReplied,
         HandoffNoticeSent,
+        NudgeSent,
         EventSkipped,
         SkipRevoked,
     ],
@@ -357,10 +375,10 @@ EVENT_TYPES: dict[str, type[_Envelope]] = {
     m.model_fields["type"].default: m
     for m in (MessageReceived, ReplyGenerated, ReplyDelivered, DeliveryFailed, SessionExpired, SessionResolved,
               SessionClosed, FactCorrected, FactRetracted, FactsExtracted, HandoffRequested, HandoffReleased,
-              OwnerReplied, HandoffNoticeSent, EventSkipped, SkipRevoked)
+              OwnerReplied, HandoffNoticeSent, NudgeSent, EventSkipped, SkipRevoked)
 }
 # Events carrying a message to the customer: published to agent.replies.v1 and delivered.
-OUTBOUND_TYPES: tuple[str, ...] = ("ReplyGenerated", "OwnerReplied", "HandoffNoticeSent")
+OUTBOUND_TYPES: tuple[str, ...] = ("ReplyGenerated", "OwnerReplied", "HandoffNoticeSent", "NudgeSent")
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 # (type, schemaVersion) -> function upcasting a raw dict of that version to the next one.

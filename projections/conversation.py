@@ -16,12 +16,13 @@ from functools import lru_cache
 from typing import Any
 
 from agentstream.events import (
-    Event, HandoffNoticeSent, HandoffReleased, HandoffRequested, MessageReceived, OwnerReplied, ReplyGenerated,
-    SessionClosed, SessionExpired, SessionResolved, derive_id, iso,
+    Event, HandoffNoticeSent, HandoffReleased, HandoffRequested, MessageReceived, NudgeSent, OwnerReplied,
+    ReplyGenerated, SessionClosed, SessionExpired, SessionResolved, derive_id, iso,
 )
+from agentstream.projections import nudge as nudges
 from agentstream.projections.base import FoldConfig, Put
 from agentstream.projections.handoff import handoff_of
-from agentstream.projections.topics import extract_topics
+from agentstream.projections.topics import detect_language, extract_topics
 
 RECENT_TOPICS = 10
 TOPIC_COUNTS = 50
@@ -83,13 +84,29 @@ def due_shard(session_id: str) -> int:
 
 
 def due_attributes(ctx: Item, config: FoldConfig) -> Item:
-    """`dueShard` and `nextDueAt` (when the session's next timer is due: today its expiry,
-    lastMessageAt + idle minutes) while the session is active; nothing once it ended, so the
-    due index holds active sessions only."""
+    """`dueShard` and `nextDueAt` (when the session's next timer is due: the earlier of its
+    expiry, lastMessageAt + idle minutes, and its nudge's due time) while the session is active;
+    nothing once it ended, so the due index holds active sessions only."""
     if ctx["status"] != "active":
         return {}
     due = _parse(ctx["lastMessageAt"]) + timedelta(minutes=config.idle_minutes)
-    return {"dueShard": due_shard(ctx["sessionId"]), "nextDueAt": _iso(due)}
+    nudge = nudge_due_attributes(ctx, config)
+    first = min(due, _parse(nudge["nudgeDue"]["at"])) if nudge else due
+    return {"dueShard": due_shard(ctx["sessionId"]), "nextDueAt": _iso(first), "expiresAt": _iso(due), **nudge}
+
+
+def nudge_due_attributes(ctx: Item, config: FoldConfig) -> Item:
+    """`nudgeDue` {at, until, content, channel, deliverTo}: what the timer appends as the
+    session's NudgeSent and from when (nothing when no nudge is due)."""
+    window = nudges.due(ctx, config)
+    if window is None:
+        return {}
+    said = [t["content"] for t in ctx.get("lastMessages", []) if t.get("role") == "user"]
+    language = detect_language(said[-1], config.language) if said else config.language
+    inbound = ctx.get("lastInbound") or {}
+    return {"nudgeDue": {"at": _iso(window.start), "until": _iso(window.until), "content": nudges.text(config, language),
+                         "channel": inbound.get("channel") or ctx.get("channel") or "websocket",
+                         "deliverTo": dict(inbound.get("replyTo") or {})}}
 
 
 def session_item(ctx: Item, event: Event, config: FoldConfig) -> Item:
@@ -109,6 +126,7 @@ def session_item(ctx: Item, event: Event, config: FoldConfig) -> Item:
         },
         "lastSeq": event.seq,
         **({"handoff": ctx["handoff"]} if ctx.get("handoff") else {}),
+        **({"nudge": ctx["nudge"]} if ctx.get("nudge") else {}),
         **due_attributes(ctx, config),
     }
 
@@ -334,6 +352,33 @@ def _on_outbound(memory: Item, event: OwnerReplied | HandoffNoticeSent, config: 
     return Projection(memory, [session_item(ctx, event, config)], [message])
 
 
+def _on_nudge(memory: Item, event: NudgeSent, config: FoldConfig) -> Projection:
+    """The timer's nudge: it stands (a message to the customer, recorded on the session) only if
+    the session may get one at the event's time; otherwise the session records it as refused
+    (no message: it is never delivered) and no nudge is due again."""
+    ctx = _session_of(memory, event.payload.sessionId)
+    if ctx is None or ctx.get("nudge"):
+        return Projection(memory)  # ended first, or nudged already: nothing changes
+    with_person = handoff_of(ctx, event.occurredAt, config.handoff_timeout_minutes) is not None
+    reason = nudges.refusal(ctx, event.occurredAt, config, with_person)
+    ctx["nudge"] = {"eventId": event.eventId, "at": _at(event), "status": "refused" if reason else "sent",
+                    **({"reason": reason} if reason else {})}
+    if reason:
+        return Projection(memory, [session_item(ctx, event, config)])
+    message = message_item(event, ctx["sessionId"], "agent", event.payload.content, author="ai")
+    message["metadata"]["kind"] = "nudge"
+    history = memory["history"]
+    history["totalMessages"] = int(history["totalMessages"]) + 1
+    memory["summary"] = summary(history)
+    _record_turn(ctx, event, "agent", event.payload.content)
+    return Projection(memory, [session_item(ctx, event, config)], [message])
+
+
+def nudge_stands(puts: Iterable[Put]) -> bool:
+    """Whether the conversation fold accepted a NudgeSent (it wrote the nudge as a message)."""
+    return any(p.table == "messages" for p in puts)
+
+
 def handed_off(memory: Item, event: Event, config: FoldConfig) -> bool:
     """Whether the customer's conversation is with a person at `event` (folded into `memory`):
     then its inbound gets no AI reply (invariant 3, as amended for handoffs)."""
@@ -362,6 +407,8 @@ def apply(memory: Item, event: Event, config: FoldConfig) -> Projection:
         return _on_release(state, event, config)
     if isinstance(event, (OwnerReplied, HandoffNoticeSent)):
         return _on_outbound(state, event, config)
+    if isinstance(event, NudgeSent):
+        return _on_nudge(state, event, config)
     return Projection(state)  # ReplyDelivered, DeliveryFailed: only lastSeq moves
 
 
@@ -386,7 +433,7 @@ class ConversationProjection:
     name = "conversation"
     table = "rag_user"
     owns = {"rag_user": ("businessId", "userId"), "sessions": ("sessionId",), "messages": ("messageId", "sessionId")}
-    version = 2  # v2: handoff state, the last inbound's addressing, messages' metadata.author, active sessions' dueShard and nextDueAt
+    version = 3  # v2: handoff state, the last inbound's addressing, messages' metadata.author, active sessions' dueShard and nextDueAt; v3: nudges (nudge, nudgeDue, expiresAt)
 
     def empty(self, business_id: str, user_id: str) -> Item:
         return {**empty_memory(business_id, user_id), "version": self.version}

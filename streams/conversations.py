@@ -20,7 +20,7 @@ import orjson
 import structlog
 
 from agentstream import metrics
-from agentstream.adapters.business import BusinessDirectory, handoff_timeout_minutes, idle_minutes
+from agentstream.adapters.business import BusinessDirectory, handoff_timeout_minutes, idle_minutes, nudge_config
 from agentstream.adapters.event_store import EventStore, event_from_item
 from agentstream.adapters.llm import Answer, Responder
 from agentstream.adapters.projection_store import ProjectionStore, StaleWrite
@@ -30,7 +30,7 @@ from agentstream.events import (
 from agentstream.projections.context import ReplyContext, build_prompt
 from agentstream.projections.facts import current_facts
 from agentstream.projections.base import FoldConfig, Item, Projection, Put, key_of, position, state_version
-from agentstream.projections.conversation import active_session, handed_off
+from agentstream.projections.conversation import active_session, handed_off, nudge_stands
 from agentstream.projections.handoff import OWNER_REPLIED, notice, wants_human
 from agentstream.projections.timecontext import time_context
 from agentstream.projections.topics import detect_language
@@ -76,7 +76,14 @@ def fold_config(info: dict[str, Any], default_idle_minutes: int) -> FoldConfig:
     """The business settings the folds read."""
     return FoldConfig(idle_minutes(info, default_idle_minutes), str(info.get("businessType", "general")),
                       str(info.get("timezone", "UTC")), info.get("openingHours") or {},
-                      handoff_timeout_minutes=handoff_timeout_minutes(info))
+                      handoff_timeout_minutes=handoff_timeout_minutes(info), **nudge_config(info, default_idle_minutes))
+
+
+def published_when_folded(event: Event, puts: list[Put]) -> bool:
+    """Whether a folded outbound event goes to agent.replies.v1: a NudgeSent only when the
+    conversation fold let it stand (one the fold refused, e.g. appended after a handoff raced
+    the timer, is never delivered); a person's message and the handoff notice always."""
+    return event.type != "NudgeSent" or nudge_stands(puts)
 
 
 def _current(projection: Projection, stored: Item | None, event: Event) -> Item:
@@ -265,7 +272,8 @@ class ConversationProcessor:
         if REPLIES_FOLLOW not in puts:
             return
         if event.type in OUTBOUND_TYPES and event.type != "ReplyGenerated":
-            await self._publish_reply(event)
+            if published_when_folded(event, puts[REPLIES_FOLLOW]):
+                await self._publish_reply(event)
         elif isinstance(event, HandoffRequested) and any(p.table == "sessions" for p in puts[REPLIES_FOLLOW]):
             if self._on_handoff:
                 await self._on_handoff(event)

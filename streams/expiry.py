@@ -6,6 +6,11 @@ active session `nextDueAt` (lastMessageAt + the business's idle minutes) under a
 `dueShard`, and removes both when the session ends, so the sparse index
 dueShard-nextDueAt-index holds active sessions only and a round is one Query per shard that
 returns the due ones. Its cost follows the sessions that are due, not the sessions table.
+
+Nudges ride on the same index: when a business has `nudgeAfterMinutes`, the fold makes
+`nextDueAt` the earlier of the expiry (`expiresAt`) and the nudge's due time (`nudgeDue.at`,
+the next instant the business is open), and the timer appends the session's one NudgeSent
+(external id `nudge:<sessionId>`) when it is due; the fold decides whether it stands.
 """
 
 from __future__ import annotations
@@ -47,11 +52,14 @@ class ExpiryTimer:
         process holds the lease."""
         if not await self._hold():
             return None
-        until = iso(now or utc_now())
+        now = now or utc_now()
+        until = iso(now)
         shards = await asyncio.gather(*(due_sessions(self._ddb, self._tables, n, until) for n in range(self._shards)))
         expired = 0
         for session in (s for shard in shards for s in shard):
-            expired += await self._expire(session)
+            await self._nudge_if_due(session, now)
+            if session.get("expiresAt", session["nextDueAt"]) <= until:
+                expired += await self._expire(session)
         return expired
 
     async def release(self) -> None:
@@ -76,18 +84,40 @@ class ExpiryTimer:
         """Append the session's SessionExpired at its due time, once per due time (its id and
         idempotency key derive from the session and nextDueAt: an expiry the fold found stale,
         because the customer wrote first, does not stand in for the next one); 1 if appended now."""
-        due, last = _time(session["nextDueAt"]), _time(session["lastMessageAt"])
+        due_at = session.get("expiresAt", session["nextDueAt"])  # nextDueAt may be the nudge's
+        due, last = _time(due_at), _time(session["lastMessageAt"])
         minutes = round((due - last).total_seconds() / 60)
         event = new_event(
-            "SessionExpired", event_id=derive_id("expired", session["sessionId"], session["nextDueAt"]), business_id=session["businessId"],
+            "SessionExpired", event_id=derive_id("expired", session["sessionId"], due_at), business_id=session["businessId"],
             user_id=session["userId"], channel="system", occurred_at=due,
             payload={"sessionId": session["sessionId"], "reason": f"idle for {minutes} min"},
         )
         try:
-            result = await self._store.append(event, external_id=f"expire:{session['sessionId']}:{session['nextDueAt']}")
+            result = await self._store.append(event, external_id=f"expire:{session['sessionId']}:{due_at}")
         except Exception as exc:  # one session's failure must not stop the others'
             log.warning("expiry.failed", sessionId=session["sessionId"], error=f"{type(exc).__name__}: {exc}"[:200])
             return 0
+        return 0 if result.duplicate else 1
+
+
+    async def _nudge_if_due(self, session: dict[str, Any], now: datetime) -> int:
+        """Append the session's one NudgeSent (external id nudge:<sessionId>) when its nudge is
+        due; its time is now, and the conversation fold decides whether it stands. 1 if appended."""
+        plan = session.get("nudgeDue")
+        if not plan or _time(plan["at"]) > now:
+            return 0
+        event = new_event(
+            "NudgeSent", event_id=derive_id("nudge", session["sessionId"]), business_id=session["businessId"],
+            user_id=session["userId"], location_id=session.get("locationId"), channel=plan["channel"], occurred_at=now,
+            payload={"sessionId": session["sessionId"], "content": plan["content"], "deliverTo": dict(plan["deliverTo"])},
+        )
+        try:
+            result = await self._store.append(event, external_id=f"nudge:{session['sessionId']}")
+        except Exception as exc:  # one session's failure must not stop the others'
+            log.warning("nudge.failed", sessionId=session["sessionId"], error=f"{type(exc).__name__}: {exc}"[:200])
+            return 0
+        if not result.duplicate:
+            log.info("nudge.appended", sessionId=session["sessionId"])
         return 0 if result.duplicate else 1
 
 
