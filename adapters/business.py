@@ -110,6 +110,6 @@ def nudge_config(info: dict[str, Any] | None, default_idle_minutes: int = 60) ->
     after = settings.get("nudgeAfterMinutes")
     valid = isinstance(after, (int, float)) and not isinstance(after, bool) and 0 < after < idle_minutes(info, default_idle_minutes)
     texts = settings.get("nudgeTexts")
-    return {"nudge_after_minutes": int(after) if valid else 0,
+    return {"nudge_after_minutes": after if valid else 0,
             "nudge_texts": {str(k): v for k, v in texts.items() if isinstance(v, str)} if isinstance(texts, dict) else {},
             "language": str((info or {}).get("language") or "en")}

@@ -28,7 +28,7 @@ class FoldConfig:
     timezone: str = "UTC"
     opening_hours: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     handoff_timeout_minutes: int = 120  # a handed-off conversation goes back to the AI after this long
-    nudge_after_minutes: int = 0  # idle nudges: off (0) unless shorter than idle_minutes
+    nudge_after_minutes: float = 0  # idle nudges: off (0) unless shorter than idle_minutes (fractions allowed)
     nudge_texts: dict[str, str] = field(default_factory=dict, hash=False, compare=False)  # language -> nudge text
     language: str = "en"  # the business's language (a nudge's when the customer's is unknown)
 

@@ -39,7 +39,9 @@ def _time(value: str) -> datetime:
 
 
 class ExpiryTimer:
-    def __init__(self, leases: LeaseTable, ddb: Any, tables: Tables, store: EventStore, shards: int = DUE_SHARDS) -> None:
+    def __init__(self, leases: LeaseTable, ddb: Any, tables: Tables, store: EventStore, shards: int = DUE_SHARDS,
+                 lease: str = LEASE) -> None:
+        self._lease = lease
         self._leases = leases
         self._ddb = ddb
         self._tables = tables
@@ -75,7 +77,7 @@ class ExpiryTimer:
                 return True
             except LeaseLost:
                 self._held = None
-        current = await self._leases.get(LEASE) or Lease(LEASE)
+        current = await self._leases.get(self._lease) or Lease(self._lease)
         if current.available(now_ms()):
             self._held = await self._leases.acquire(current)
         return self._held is not None
