@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -94,12 +95,12 @@ def retry_command(event: Annotated[Optional[str], typer.Option("--event", help="
     """After a fix: append SkipRevoked for the skipped events; the worker folds their customers'
     projections again from the log and answers an inbound that had no reply. Exit 1 if one
     failed again (skipped again) or was not applied within --wait."""
-    from agentstream.cli import _one_shot, console
+    from agentstream.cli import _one_shot
 
     try:
         done = asyncio.run(retry_skipped(_one_shot(), business, event, wait))
     except LookupError as exc:
-        console.print(f"agentstream: {exc.args[0]}")
+        print(f"agentstream: {exc.args[0]}", file=sys.stderr)
         raise typer.Exit(1) from None
     if not done:
         print("no skipped events")

@@ -27,7 +27,7 @@ from agentstream.projections.base import Put
 from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.keyed import KeyedExecutor
-from agentstream.streams.worker import Dlq, build_app
+from agentstream.streams.worker import Dlq, RetryPolicy, build_app
 from tests.conftest import isolated_env, settings_from
 from tests.e2e.stack import log_events, prepare, running_stack
 from tests.integration.kafka_helpers import as_records, publish, read_topic
@@ -137,7 +137,7 @@ class BrokenProjections(ProjectionStore):
 
 
 @contextmanager
-def worker_in_thread(s: Settings, broken_stream: str, retry_delays: tuple[float, ...]) -> Iterator[dict[str, Any]]:
+def worker_in_thread(s: Settings, broken_stream: str, retry: RetryPolicy) -> Iterator[dict[str, Any]]:
     """The worker as `run_worker` composes it, with a failing projection store and short retry
     delays, on an event loop of its own in a thread."""
     state: dict[str, Any] = {}
@@ -160,7 +160,7 @@ def worker_in_thread(s: Settings, broken_stream: str, retry_delays: tuple[float,
             processor = ConversationProcessor(EventStore(ddb, s.tables.events), state["projections"],
                                               BusinessDirectory(ddb, s.tables), state["responder"], publish_reply)
             executor = KeyedExecutor(s.worker_max_inflight)
-            app = build_app(s, processor, Dlq(producer, s.topic_dlq), executor, retry_delays=retry_delays)
+            app = build_app(s, processor, Dlq(producer, s.topic_dlq), executor, retry=retry)
             await app.start()
             ready.set()
             try:
@@ -194,8 +194,8 @@ async def test_an_event_failing_every_attempt_goes_to_the_dlq_and_others_are_ans
     env = isolated_env(endpoints)
     prepare(env)
     s = settings_from(env, monkeypatch)
-    delays = (0.05, 0.1, 0.2)
-    with worker_in_thread(s, "demo-salon#broken", delays) as worker:
+    retry = RetryPolicy(attempts=4, wait_initial=0.05, wait_max=0.2, wait_jitter=0.05)
+    with worker_in_thread(s, "demo-salon#broken", retry) as worker:
         broken = await append(s, "broken", "Această conversație nu se poate salva")
         others = [await append(s, f"ok{i}", f"Aveți loc azi? {i}") for i in range(6)]
         await publish(s, as_records([broken, *others]))
@@ -206,11 +206,11 @@ async def test_an_event_failing_every_attempt_goes_to_the_dlq_and_others_are_ans
         assert record["key"] == "demo-salon#broken" and record["value"]["stage"] == "process"
         assert record["value"]["error"] == "RuntimeError: injected projection failure"
         assert record["value"]["event"] == broken.to_json_dict()
-        assert worker["projections"].failures == len(delays) + 1
+        assert worker["projections"].failures == retry.attempts
 
         offsets = await wait_committed_to_end(s)
         assert all(c == e for c, e in offsets.values()), f"committed vs end per partition: {offsets}"
-        replies = await read_topic(s.kafka_bootstrap_servers, s.topic_replies, expect=len(others) + len(delays) + 1, timeout=10)
+        replies = await read_topic(s.kafka_bootstrap_servers, s.topic_replies, expect=len(others) + retry.attempts, timeout=10)
         answered = {r["value"]["payload"]["inReplyTo"] for r in replies}
         assert {e.eventId for e in others} <= answered
         for event in others:
