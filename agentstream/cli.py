@@ -109,7 +109,7 @@ def populate(data_dir: Annotated[Optional[Path], typer.Option(help="folder with 
     try:
         counts = asyncio.run(do_populate(_one_shot(), data_dir))
     except BusinessDataError as exc:
-        console.print(f"agentstream: refused: {exc}", markup=False)
+        print(f"agentstream: refused: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
     for table, count in counts.items():
         console.print(f"{table}: {count} items")

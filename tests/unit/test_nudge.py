@@ -4,6 +4,7 @@ WhatsApp's 24 hours) and what the conversation fold makes of a NudgeSent."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -236,3 +237,27 @@ def test_stored_settings_the_fold_reads() -> None:
     assert nudge_config(info) == {"nudge_after_minutes": 20, "nudge_texts": {"ro": "Mai sunteți?"}, "language": "ro"}
     assert nudge_config({"settings": {"nudgeAfterMinutes": 60}})["nudge_after_minutes"] == 0  # not shorter: off
     assert nudge_config(None) == {"nudge_after_minutes": 0, "nudge_texts": {}, "language": "en"}
+
+
+def test_populate_command_refuses_in_one_line(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from agentstream.adapters.bootstrap import DATA_FILES, load_data
+
+    for name in DATA_FILES.values():
+        items = load_data(name)
+        if name == "businesses.json":
+            business = items[0]["businessId"]
+            items[0]["settings"] = {"sessionIdleMinutes": 60, "nudgeAfterMinutes": 60}
+        (tmp_path / name).write_text(json.dumps(items), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DYNAMODB_", "KAFKA_"))}
+    done = subprocess.run([sys.executable, "-m", "agentstream.cli", "populate", "--data-dir", str(tmp_path)],
+                          env=env | {"AGENTSTREAM_ENV_FILE": "none", "AWS_DEFAULT_REGION": "eu-central-1"},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"agentstream: refused: {business}: settings.nudgeAfterMinutes (60) must be shorter than the idle "
+        "timeout sessionIdleMinutes (60)"]
