@@ -103,6 +103,7 @@ async def quiet_customer_gets_one_nudge(base_url: str, port: int, store: EventSt
     return visitor["userId"]
 
 
+@pytest.mark.timeout(300 + 30 * RUNS)
 async def test_a_quiet_widget_customer_gets_one_nudge_and_replay_verifies(
         endpoints: Endpoints, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env = isolated_env(endpoints)
