@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import time
+from datetime import timedelta
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -121,3 +122,32 @@ async def test_a_quiet_widget_customer_gets_one_nudge_and_replay_verifies(
                     assert report.differences == [], report.differences
             finally:
                 await timer.release()
+
+
+async def test_a_nudge_appended_after_a_handoff_raced_it_is_refused_and_never_published(world: Any, tmp_path: Path) -> None:
+    """The timer read the session before the owner's handoff was folded and appended its nudge after
+    it: the worker's fold refuses it (recorded on the session, no message) and publishes nothing."""
+    from agentstream.events import new_event, utc_now
+    from tests.integration.world import drain
+
+    await populate(world.settings, nudging_salon(tmp_path / "data"), only=["business_info"])
+    now = utc_now()
+    first = new_event("MessageReceived", business_id="demo-salon", user_id="n1", channel="websocket",
+                      payload={"content": "Hello, are you open today?", "replyTo": {"socket": "widget"}}, occurred_at=now)
+    await world.store.append(first)
+    await drain(world, "demo-salon#n1")
+    sid = next(e.payload.sessionId for e in await world.store.read("demo-salon#n1") if e.type == "ReplyGenerated")
+    await world.store.append(new_event("HandoffRequested", business_id="demo-salon", user_id="n1", channel="system",
+                                       payload={"sessionId": sid, "by": "owner", "reason": "VIP"}, occurred_at=now))
+    raced = await world.store.append(new_event(
+        "NudgeSent", business_id="demo-salon", user_id="n1", channel="websocket", occurred_at=now + timedelta(minutes=1),
+        payload={"sessionId": sid, "content": "Still there?", "deliverTo": {"socket": "widget"}}), external_id=f"nudge:{sid}")
+    await drain(world, "demo-salon#n1")
+    assert raced.event.eventId not in [e.eventId for e in world.published]
+    session = await world.processor._projections.session(sid)
+    messages = await world.processor._projections.session_messages(sid)
+    assert raced.event.eventId not in [m["messageId"] for m in messages]
+    assert session is not None and "nudgeDue" not in session
+    assert session["nudge"]["status"] == "refused" and session["nudge"]["reason"] == "handed off"
+    report = await Replayer(world.ddb, world.settings).run(Scope("demo-salon", "n1"), verify=True)
+    assert report.differences == []
