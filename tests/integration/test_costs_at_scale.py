@@ -123,7 +123,8 @@ async def test_the_expiry_timer_reads_only_the_due_sessions(scaled: World) -> No
         await scaled.store.append(old_message(user))
         await drain(scaled, f"{BUSINESS}#{user}")
     counting = CountingDdb(scaled.ddb)
-    timer = ExpiryTimer(LeaseTable(counting, scaled.settings.tables.leases, "w1"), counting, scaled.settings.tables,
+    lease = LeaseTable(counting, scaled.settings.tables.leases, "w1", ttl_ms=600_000)  # held through the test
+    timer = ExpiryTimer(lease, counting, scaled.settings.tables,
                         EventStore(counting, scaled.settings.tables.events))
 
     assert await timer.round() == HANDFUL
