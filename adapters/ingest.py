@@ -14,6 +14,15 @@ from agentstream.events import new_event
 
 log = structlog.get_logger(__name__)
 MAX_CONTENT_CHARS = 16_000
+CLIENT_CHOSEN_IDS = ("websocket", "rest")  # ids a client makes up: unique per customer, not per business
+
+
+def idempotency_key(msg: "InboundMessage") -> str:
+    """The key a resent message is recognised by: the channel's own message id (Twilio's
+    MessageSid, Meta's mid, Gmail's id), or, for ids a client chooses, that id per customer."""
+    if msg.channel in CLIENT_CHOSEN_IDS:
+        return f"{msg.channel}:{msg.user_id}:{msg.external_id}"
+    return f"{msg.channel}:{msg.external_id}"
 
 
 @dataclass(frozen=True)
@@ -35,7 +44,7 @@ class Ingestor:
         self._store = store
 
     async def ingest(self, msg: InboundMessage) -> AppendResult:
-        """Append once per (business, channel, external id); a retry returns the first event."""
+        """Append once per (business, `idempotency_key`); a retry returns the first event."""
         event = new_event(
             "MessageReceived",
             business_id=msg.business_id,
@@ -51,7 +60,7 @@ class Ingestor:
                 "replyTo": dict(msg.reply_to or {}),
             },
         )
-        result = await self._store.append(event, external_id=f"{msg.channel}:{msg.external_id}")
+        result = await self._store.append(event, external_id=idempotency_key(msg))
         if result.duplicate:
             metrics.INGEST_DUPLICATES.labels(channel=msg.channel).inc()
         else:

@@ -70,6 +70,18 @@ async def test_resent_frame_is_one_message_and_one_reply(stack: RunningStack) ->
     assert first["eventId"] == second["eventId"] == reply["inReplyTo"]
 
 
+async def test_two_visitors_with_the_same_client_message_id_are_two_messages(stack: RunningStack) -> None:
+    """Client message ids are the widget's own (a counter, say): unique per visitor, not per business."""
+    frame = json.dumps({"type": "message", "text": "Aveți loc azi?", "clientMessageId": "1"})
+    answers = []
+    for v in (visitor(stack), visitor(stack)):
+        async with websockets.connect(ws_url(stack, v)) as ws:
+            await ws.send(frame)
+            ack = await receive(ws, "ack")
+            answers.append((ack["eventId"], (await receive(ws, "reply"))["inReplyTo"]))
+    assert answers[0][0] != answers[1][0] and all(ack == reply for ack, reply in answers)
+
+
 async def test_bad_frames_get_clear_errors(stack: RunningStack) -> None:
     v = visitor(stack)
     async with websockets.connect(ws_url(stack, v)) as ws:
