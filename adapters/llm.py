@@ -83,8 +83,11 @@ class OpenAIResponder:
             metrics.MODEL_ERRORS.labels(kind=type(exc).__name__).inc()
             log.warning("model.failed", error=type(exc).__name__, detail=str(exc)[:200])
             return Answer(FALLBACK.get(ctx.language, FALLBACK["en"]), self._model, _ms(start), fallback=True)
+        if not content.strip():  # an empty answer is a failed one: the fallback, and a person is asked
+            log.warning("model.empty_answer", model=model or self._model)
+            return Answer(FALLBACK.get(ctx.language, FALLBACK["en"]), model or self._model, _ms(start), fallback=True)
         return Answer(
-            content=content.strip() or FALLBACK.get(ctx.language, FALLBACK["en"]),
+            content=content.strip(),
             model=model or self._model,
             latency_ms=_ms(start),
             prompt_tokens=int(usage.get("prompt_tokens") or 0),

@@ -32,6 +32,7 @@ class ModelBehaviour:
     fail_next: int = 0
     fail_status: int = 500
     malformed_next: int = 0  # the next N calls answer 200 with JSON that is not a completion
+    empty_next: int = 0  # the next N completions have empty content
     requests: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -57,6 +58,11 @@ def create_app(behaviour: ModelBehaviour) -> Starlette:
         if behaviour.malformed_next > 0:
             behaviour.malformed_next -= 1
             return JSONResponse({"choices": []})
+        if behaviour.empty_next > 0:
+            behaviour.empty_next -= 1
+            empty = _answer(body)
+            empty["choices"][0]["message"]["content"] = ""
+            return JSONResponse(empty)
         prompt = " ".join(str(m.get("content", "")) for m in body.get("messages", []))
         slow = behaviour.slow_marker is not None and behaviour.slow_marker in prompt
         await asyncio.sleep(behaviour.slow_delay_s if slow else behaviour.delay_s)

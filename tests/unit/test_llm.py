@@ -72,3 +72,11 @@ async def test_a_reply_that_is_not_a_completion_gives_the_fallback(model: ModelS
     assert answer.fallback and answer.content == FALLBACK["ro"]
     assert (await r.answer(context("again"))).content == "[model] re: again"
     await r.close()
+
+
+async def test_an_empty_answer_is_a_fallback(model: ModelServer) -> None:
+    model.behaviour.empty_next = 1
+    r = responder(model)
+    answer = await r.answer(context("Aveți loc mâine?", language="ro"))
+    assert answer.fallback and answer.content == FALLBACK["ro"]
+    await r.close()
