@@ -25,18 +25,17 @@ from agentstream.adapters.event_store import EventStore, event_from_item
 from agentstream.adapters.llm import Answer, Responder
 from agentstream.adapters.projection_store import ProjectionStore, StaleWrite
 from agentstream.events import (
-    IMPORTED, OUTBOUND_TYPES, Event, HandoffRequested, MessageReceived, derive_id, new_event, reply_event_id, utc_now,
+    IMPORTED, OUTBOUND_TYPES, Event, HandoffRequested, MessageReceived, SkipRevoked, UnknownSchemaVersion, derive_id,
+    new_event, reply_event_id, utc_now,
 )
 from agentstream.projections.context import ReplyContext, build_prompt
 from agentstream.projections.facts import current_facts
-from agentstream.projections.base import FoldConfig, Item, Projection, Put, key_of, position, state_version
+from agentstream.projections.base import FoldConfig, Item, Projection, Put, fold_events, key_of, position, state_version
 from agentstream.projections.conversation import active_session, handed_off, nudge_stands
 from agentstream.projections.handoff import OWNER_REPLIED, notice, wants_human
 from agentstream.projections.timecontext import time_context
 from agentstream.projections.topics import detect_language
 from agentstream.registry import PROJECTIONS
-from agentstream.events import SkipRevoked, UnknownSchemaVersion
-from agentstream.projections.base import fold_events
 from agentstream.projections.skips import SKIP_TYPES, skipped_seqs, without_skipped
 from agentstream.streams.dead_letters import EventFailed, refold
 
