@@ -50,7 +50,8 @@ from agentstream.streams.status import export_lag
 from agentstream.streams.stopping import UPGRADE_EXIT_CODE, UpgradeNeeded, wait_or_stop
 from agentstream.streams.dead_letters import SkipRecorder
 from agentstream.adapters.dead_letters import DeadLetterIndex
-from agentstream.streams.worker import Dlq, build_app
+from agentstream.adapters.dlq import Dlq
+from agentstream.streams.worker import build_app
 from agentstream.streams.expiry import EVERY_S as EXPIRY_EVERY_S, ExpiryTimer, run_expiry
 
 log = structlog.get_logger(__name__)

@@ -11,11 +11,9 @@ stops (exit code 3), and the upgraded worker reads it from the uncommitted offse
 
 from __future__ import annotations
 
-import asyncio
 import os
 from pathlib import Path
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -24,47 +22,18 @@ import structlog
 from pydantic import ValidationError
 
 from agentstream import metrics
+from agentstream.adapters.dlq import Dlq
 from agentstream.adapters.kafka import dumps, loads
-from agentstream.events import Event, iso, parse_event, UnknownSchemaVersion, utc_now
+from agentstream.events import Event, parse_event, UnknownSchemaVersion
 from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.dead_letters import EventFailed, SkipRecorder
 from agentstream.streams.keyed import KeyedExecutor
+from agentstream.streams.runner import RetryPolicy
 from agentstream.streams.stopping import UpgradeNeeded
 
 log = structlog.get_logger(__name__)
-
-
-class Dlq:
-    """Publishes events that failed for good, with their error, to `agent.dlq.v1`."""
-
-    def __init__(self, producer: Any, topic: str) -> None:
-        self._producer = producer
-        self._topic = topic
-
-    async def send(self, stage: str, key: bytes | None, raw: bytes, error: str) -> None:
-        try:
-            body: Any = loads(raw)
-        except ValueError:
-            body = raw.decode("utf-8", "replace")
-        record = {"stage": stage, "error": error, "failedAt": iso(utc_now()), "event": body}
-        await (await self._producer.send(self._topic, key=key, value=dumps(record)))
-        metrics.DLQ_EVENTS.labels(stage=stage).inc()
-        log.error("dlq.sent", stage=stage, error=error[:300])
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How a failing event is retried before it is skipped: stamina's exponential backoff with
-    jitter, `attempts` in all (the defaults wait about 0.2 + 0.4 + 0.8 + 1.6 s, plus jitter)."""
-
-    attempts: int = 5
-    wait_initial: float = 0.2
-    wait_max: float = 10.0
-    wait_jitter: float = 0.5
-
-
-RETRY = RetryPolicy()
+RETRY = RetryPolicy(attempts=5, wait_initial=0.2, wait_max=10.0, wait_jitter=0.5, timeout=60.0)  # about 3 s in all, plus jitter
 MAX_SKIPS_BEHIND = 10  # earlier events of the log found poisoned while handling one record
 
 
@@ -109,7 +78,7 @@ async def _attempts(processor: ConversationProcessor, event: Event, retry: Retry
     """Apply `event` with retries; None once applied, else the event that failed for good (it,
     or an earlier one of the log read to fill a gap) and the error."""
     try:
-        async for attempt in stamina.retry_context(on=_retryable, attempts=retry.attempts, timeout=None,
+        async for attempt in stamina.retry_context(on=_retryable, attempts=retry.attempts, timeout=retry.timeout,
                                                     wait_initial=retry.wait_initial, wait_max=retry.wait_max,
                                                     wait_jitter=retry.wait_jitter):
             with attempt:

@@ -27,7 +27,9 @@ from agentstream.projections.base import Put
 from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.keyed import KeyedExecutor
-from agentstream.streams.worker import Dlq, RetryPolicy, build_app
+from agentstream.adapters.dlq import Dlq
+from agentstream.streams.runner import RetryPolicy
+from agentstream.streams.worker import build_app
 from tests.conftest import isolated_env, settings_from
 from tests.e2e.stack import log_events, prepare, running_stack
 from tests.integration.kafka_helpers import as_records, publish, read_topic

@@ -33,7 +33,8 @@ from agentstream.registry import PROJECTIONS
 from agentstream.streams.dead_letters import SkipRecorder, retry_outcome, revoke, skipped_events
 from agentstream.streams.explain import Explainer
 from agentstream.streams.replay import Replayer, Scope
-from agentstream.streams.worker import RetryPolicy, process_with_retries
+from agentstream.streams.runner import RetryPolicy
+from agentstream.streams.worker import process_with_retries
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc)
 POISON = "otravă"
