@@ -24,7 +24,7 @@ tools:
 
 # Kafka's jars from Maven Central and ministack's own virtualenv, once, under $(AGENTSTREAM_HOME).
 services: install tools
-	$(BIN)/python -c 'from agentstream.adapters.local_services import LocalHome; from pathlib import Path; h = LocalHome(Path("$(AGENTSTREAM_HOME)")); h.install_kafka(); h.install_ministack()'
+	$(BIN)/python -c 'from agentstream.local.services import LocalHome; from pathlib import Path; h = LocalHome(Path("$(AGENTSTREAM_HOME)")); h.install_kafka(); h.install_ministack()'
 
 up: services
 	$(BIN)/agentstream up

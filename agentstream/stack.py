@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentstream.adapters.credentials import new_secret_key
-from agentstream.adapters.local_services import LocalHome, Process, port_open, spawn, stop_all
+from agentstream.local.services import LocalHome, Process, port_open, spawn, stop_all
 from agentstream.local.scale import parse_scale, plan
 from agentstream.settings import env_file, home_dir, load_settings
 from agentstream.streams.stopping import UPGRADE_EXIT_CODE

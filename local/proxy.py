@@ -51,9 +51,8 @@ class RoundRobin:
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         addresses = await self._addresses()
-        start = next(self._turn)
-        for i in range(len(addresses)):
-            host, port = addresses[(start + i) % len(addresses)]
+        for _ in range(len(addresses)):  # each try takes a turn, so the live ones alternate strictly
+            host, port = addresses[next(self._turn) % len(addresses)]
             try:
                 return await asyncio.open_connection(host, port)
             except OSError:

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from agentstream.adapters.local_services import LocalHome, Process, free_port
+from agentstream.local.services import LocalHome, Process, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 KAFKA_IMAGE = "apache/kafka:4.1.1"  # as docker-compose.yml
 MINISTACK_IMAGE = "ministackorg/ministack:latest"
 MINISTACK_PORT = 4566  # the image's port (ministack's GATEWAY_PORT default; its README: docker run -p 4566:4566)
-KAFKA_ENV = {  # the apache/kafka image turns KAFKA_A_B into a.b; as local_services' server.properties
+KAFKA_ENV = {  # the apache/kafka image turns KAFKA_A_B into a.b; as local/services.py's server.properties
     "KAFKA_NODE_ID": "1",
     "KAFKA_PROCESS_ROLES": "broker,controller",
     "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@localhost:9093",

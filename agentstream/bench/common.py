@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from agentstream.adapters.local_services import LocalHome, free_port
+from agentstream.local.services import LocalHome, free_port
 from agentstream.settings import Settings, Tables
 from agentstream.stack import home_dir
 

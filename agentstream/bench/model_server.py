@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from agentstream.adapters.local_services import free_port
+from agentstream.local.services import free_port
 
 
 @dataclass

@@ -32,7 +32,7 @@ from agentstream.adapters.bootstrap import demo_credentials, populate, setup
 from agentstream.adapters.dynamo import dynamodb_client
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.kafka import producer
-from agentstream.adapters.local_services import free_port
+from agentstream.local.services import free_port
 from agentstream.bench.common import CpuMeter, isolated_env, report, services, settings_for, summary
 from agentstream.bench.model_server import ModelBehaviour, ModelServer
 from agentstream.events import new_event

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agentstream.adapters.bootstrap import demo_credentials, populate, setup
-from agentstream.adapters.local_services import Process, free_port
+from agentstream.local.services import Process, free_port
 from agentstream.settings import Settings
 from agentstream.stack import DEMO_BUSINESSES, spawn_component, wait_http
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from agentstream.adapters.dynamo import dynamodb_client
 from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.local_services import LocalHome, free_port
+from agentstream.local.services import LocalHome, free_port
 from agentstream.events import Event, new_event
 from tests.conftest import isolated_env
 from tests.e2e.stack import RunningStack, log_events, run_sync, running_stack, settings_of

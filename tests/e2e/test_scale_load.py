@@ -30,7 +30,7 @@ import pytest
 import websockets
 from twilio.request_validator import RequestValidator
 
-from agentstream.adapters.local_services import Process, free_port, spawn
+from agentstream.local.services import Process, free_port, spawn
 from agentstream.bench.model_server import ModelServer
 from agentstream.stack import spawn_component, wait_http
 from tests.conftest import isolated_env
@@ -95,7 +95,7 @@ def cluster(endpoints: Endpoints, tmp_path: Path) -> Iterator[tuple[Cluster, Ven
 
 
 def _listening(port: int) -> bool:
-    from agentstream.adapters.local_services import port_open
+    from agentstream.local.services import port_open
     return port_open(port)
 
 

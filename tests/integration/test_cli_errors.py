@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from agentstream.adapters.local_services import free_port
+from agentstream.local.services import free_port
 from tests.conftest import isolated_env
 from tests.services import Endpoints
 

@@ -23,7 +23,7 @@ from agentstream.adapters import kafka
 from agentstream.adapters.dynamo import dynamodb_client
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.ingest import InboundMessage, Ingestor
-from agentstream.adapters.local_services import free_port, spawn
+from agentstream.local.services import free_port, spawn
 from agentstream.events import DeliveryFailed, ReplyDelivered, ReplyGenerated, new_event, reply_event_id
 from agentstream.settings import Settings
 from agentstream.stack import spawn_component, wait_http

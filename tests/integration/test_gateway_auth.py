@@ -28,7 +28,7 @@ from agentstream.adapters.credentials import REFRESH_GRACE_S, issue_widget_token
 from agentstream.adapters.dynamo import to_item
 from agentstream.adapters.gateway import WIDGET_REFUSED, create_app
 from agentstream.adapters.http_common import UNAUTHORIZED, Deps
-from agentstream.adapters.local_services import free_port
+from agentstream.local.services import free_port
 from agentstream.adapters.webhook_routes import REFUSED
 from agentstream.wiring import gateway_deps
 from tests.conftest import isolated_env, settings_from

@@ -21,7 +21,7 @@ from starlette.routing import Route
 from agentstream.adapters.credentials import CredentialStore, new_secret_key
 from agentstream.adapters.dynamo import dynamodb_client
 from agentstream.adapters.kafka import ensure_topics, producer
-from agentstream.adapters.local_services import free_port
+from agentstream.local.services import free_port
 from agentstream.adapters.owner_webhook import OwnerWebhook, Retry, webhook_statuses
 from agentstream.adapters.tables import ensure_tables
 from agentstream.events import new_event

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from agentstream.adapters.local_services import free_port
+from agentstream.local.services import free_port
 
 SUPERVISOR = """
 import json, sys, time

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import websockets
 
-from agentstream.adapters.local_services import free_port, port_open
+from agentstream.local.services import free_port, port_open
 from tests.integration.test_up_signals import alive, children, cmdline, identity, left, shared_home, tree, wait_until
 
 SCALE = {"gateway": 2, "worker": 2, "delivery": 2, "bridge": 2}

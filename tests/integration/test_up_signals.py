@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from agentstream.adapters.local_services import LocalHome, free_port, port_open
+from agentstream.local.services import LocalHome, free_port, port_open
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPONENTS = ("bridge", "worker", "gateway")

@@ -9,7 +9,7 @@ import sys
 
 import openai
 
-from agentstream.adapters.local_services import free_port
+from agentstream.local.services import free_port
 
 
 def test_the_model_server_answers_the_openai_client_and_stops_on_ctrl_c() -> None:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from agentstream.adapters.local_services import free_port
+from agentstream.local.services import free_port
 from agentstream.local.proxy import RoundRobin, backend
 
 
@@ -34,17 +34,10 @@ async def _ask(port: int, line: bytes) -> bytes:
 async def proxied() -> AsyncIterator[tuple[int, list[asyncio.Server], list[int]]]:
     servers = [await _backend(n) for n in (b"a", b"b")]
     dead = free_port()  # nothing listens here: a gateway being restarted
-    port, stop = free_port(), asyncio.Event()
-    task = asyncio.create_task(RoundRobin([servers[0][1], ("localhost", dead), ("127.0.0.1", servers[1][1])]).serve(port, stop))
-    for _ in range(100):
-        try:
-            (await asyncio.open_connection("127.0.0.1", port))[1].close()  # listening
-            break
-        except OSError:
-            await asyncio.sleep(0.02)
-    yield port, [s for s, _ in servers], [p for _, p in servers]
-    stop.set()
-    await task
+    proxy = RoundRobin([servers[0][1], ("localhost", dead), ("127.0.0.1", servers[1][1])])
+    front = await asyncio.start_server(proxy.handle, "127.0.0.1", 0)  # listening once this returns
+    yield front.sockets[0].getsockname()[1], [s for s, _ in servers], [p for _, p in servers]
+    front.close()
     for s, _ in servers:
         s.close()
 
