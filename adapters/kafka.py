@@ -81,6 +81,10 @@ async def topic_configs(bootstrap: str, names: list[str], keys: tuple[str, ...])
     return found
 
 
+class TopicMissing(LookupError):
+    """A topic the process needs does not exist: `agentstream setup` creates it."""
+
+
 async def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str]:
     """Create the contract's topics that are missing; returns the ones created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=30_000)

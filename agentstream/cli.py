@@ -475,6 +475,7 @@ def what_to_do(exc: BaseException) -> str | None:
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
     from agentstream.adapters.credentials import CredentialsError
+    from agentstream.adapters.kafka import TopicMissing
 
     if isinstance(exc, BaseExceptionGroup):
         return next(filter(None, map(what_to_do, exc.exceptions)), None)
@@ -491,7 +492,7 @@ def what_to_do(exc: BaseException) -> str | None:
                 "or fix KAFKA_BOOTSTRAP_SERVERS")
     if isinstance(exc, KafkaError) and exc.retriable:  # e.g. no group coordinator yet on a fresh broker
         return f"Kafka is not ready ({type(exc).__name__}): try again in a moment"
-    if isinstance(exc, CredentialsError):
+    if isinstance(exc, (CredentialsError, TopicMissing)):
         return str(exc)
     return None
 

@@ -217,7 +217,7 @@ async def _latest_replies_consumer(stack: AsyncExitStack, settings: Settings) ->
     stack.push_async_callback(consumer.stop)
     numbers = (await kafka.partitions_of(settings.kafka_bootstrap_servers, [settings.topic_replies])).get(settings.topic_replies)
     if not numbers:
-        raise LookupError(f"topic {settings.topic_replies} does not exist (run `agentstream setup`)")
+        raise kafka.TopicMissing(f"topic {settings.topic_replies} does not exist: run `agentstream setup`")
     partitions = [TopicPartition(settings.topic_replies, p) for p in numbers]
     consumer.assign(partitions)
     await consumer.seek_to_end(*partitions)

@@ -34,7 +34,7 @@ from agentstream.local.services import Process, free_port, spawn
 from agentstream.bench.model_server import ModelServer
 from agentstream.stack import spawn_component, wait_http
 from tests.conftest import isolated_env
-from tests.e2e.stack import log_events, prepare, set_credentials
+from tests.e2e.stack import log_events, prepare, run_sync, set_credentials
 from tests.fakes.vendors import VendorServer
 from tests.services import Endpoints
 
@@ -204,7 +204,7 @@ def test_every_message_answered_once_in_order_while_each_kind_is_killed(cluster:
         return await asyncio.gather(*widgets), await asyncio.gather(*texts)
 
     started = time.monotonic()
-    widgets, texted = asyncio.run(load())
+    widgets, texted = run_sync(load())
     print(f"load done in {time.monotonic() - started:.0f}s")
     assert running.kills == ["gateway-2", "worker-1", "delivery-1", "bridge-1"]
 

@@ -96,3 +96,8 @@ def test_a_second_shell_reads_the_projects_dotenv(tmp_path: Path, endpoints: End
 
     real = shell | {"DYNAMODB_EXTERNAL_CREDENTIALS_TABLE": "not-created-credentials"}
     one_line(run("credentials", "show", "demo-salon", "twilio", env=real, cwd=elsewhere), "run `agentstream setup`")
+
+
+def test_a_gateway_before_setup_says_to_run_it(bare: dict[str, str], endpoints: Endpoints) -> None:
+    env = bare | isolated_env(endpoints, GATEWAY_PORT_HTTP=str(free_port()))
+    one_line(run("gateway", env=env), "does not exist: run `agentstream setup`")

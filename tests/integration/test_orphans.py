@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from agentstream.local.services import free_port
+from tests.e2e.stack import prepare
 
 SUPERVISOR = """
 import json, sys, time
@@ -33,6 +34,7 @@ def running(pid: int) -> bool:
 
 def test_a_component_stops_when_its_supervisor_is_killed(env: dict[str, str], tmp_path: Path) -> None:
     env = env | {"GATEWAY_PORT_HTTP": str(free_port())}
+    prepare(env)  # tables and topics: a gateway without its replies topic stops at once
     supervisor = subprocess.Popen([sys.executable, "-c", SUPERVISOR, json.dumps(env), str(tmp_path)],
                                   stdout=subprocess.PIPE, text=True)
     child = int(supervisor.stdout.readline())

@@ -16,6 +16,7 @@ import httpx
 import websockets
 
 from agentstream.local.services import free_port, port_open
+from tests.e2e.stack import run_sync
 from tests.integration.test_up_signals import alive, children, cmdline, identity, left, shared_home, tree, wait_until
 
 SCALE = {"gateway": 2, "worker": 2, "delivery": 2, "bridge": 2}
@@ -75,9 +76,9 @@ def test_scaled_stack_answers_through_the_public_port_and_stops_on_ctrl_c(tmp_pa
         async def customers() -> list[dict]:
             return await asyncio.gather(*(_chat(port, f"Buna ziua, la ce ora inchideti azi? ({i})") for i in range(6)))
 
-        replies = asyncio.run(customers())
+        replies = run_sync(customers())
         assert len({r["inReplyTo"] for r in replies}) == 6 and all(r["text"] for r in replies)
-        direct = [asyncio.run(_chat(p, "Si maine?")) for p in gateways]  # a customer on each gateway itself
+        direct = [run_sync(_chat(p, "Si maine?")) for p in gateways]  # a customer on each gateway itself
         assert all(r["text"] for r in direct)
 
         everything = tree(popen.pid) | {identity(popen.pid)}

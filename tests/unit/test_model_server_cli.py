@@ -23,8 +23,9 @@ def test_the_model_server_answers_the_openai_client_and_stops_on_ctrl_c() -> Non
         client = openai.OpenAI(api_key="sk-local", base_url=f"http://127.0.0.1:{port}/v1", max_retries=0)
         resp = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "La ce oră închideți?"}])
         assert resp.choices[0].message.content == "[model] re: La ce oră închideți?"
+        client.close()  # no keep-alive connection for the server's shutdown to wait on
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0
+        assert proc.wait(timeout=30) == 0
     finally:
         proc.kill()
         proc.wait()
