@@ -9,6 +9,7 @@ records every request so tests can check what the worker sent.
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 import time
 import uuid
@@ -105,9 +106,9 @@ def main() -> None:
     behaviour = ModelBehaviour(delay_s=int(os.environ.get("BENCH_MODEL_DELAY_MS", "0")) / 1000)
     server = ModelServer(behaviour, port=int(os.environ.get("BENCH_MODEL_PORT", "8090")))
     print(f"OPENAI_BASE_URL={server.base_url} (any OPENAI_API_KEY); Ctrl-C stops", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # set explicitly: a SIGINT ignored by the parent is inherited
+        signal.signal(sig, lambda *_: stop.set())
     with server:
-        try:
-            while server._thread.is_alive():  # noqa: SLF001
-                time.sleep(0.5)
-        except KeyboardInterrupt:
+        while server._thread.is_alive() and not stop.wait(0.5):  # noqa: SLF001
             pass

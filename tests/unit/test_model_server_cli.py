@@ -16,7 +16,8 @@ def test_the_model_server_answers_the_openai_client_and_stops_on_ctrl_c() -> Non
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "agentstream.cli", "bench", "model-server"], text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=os.environ | {"BENCH_MODEL_PORT": str(port), "AGENTSTREAM_ENV_FILE": "none"})
+                            env=os.environ | {"BENCH_MODEL_PORT": str(port), "AGENTSTREAM_ENV_FILE": "none"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # a parent ignoring Ctrl-C
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip().startswith(f"OPENAI_BASE_URL=http://127.0.0.1:{port}/v1")
