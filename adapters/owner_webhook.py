@@ -3,9 +3,10 @@
 Each call is a POST of the event's JSON with `X-Agentstream-Timestamp: <unix seconds>` and
 `X-Agentstream-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>" with the secret>`;
 a receiver recomputes it and refuses old timestamps. A network error, a 429 or a 5xx is retried
-with exponential backoff and jitter (stamina); the outcome of the last call per business is kept
-beside the business's credentials (`webhook-status`), where `agentstream status` reads it. The
-secret and the URL's query never reach the logs.
+with exponential backoff and jitter (agentstream/retry.py, the policy every retrying caller uses);
+the outcome of the last call per business is kept beside the business's credentials
+(`webhook-status`), where `agentstream status` reads it. The secret and the URL's query never
+reach the logs.
 """
 
 from __future__ import annotations
@@ -13,17 +14,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import stamina
 import structlog
 
 from agentstream.adapters.credentials import CredentialStore
 from agentstream.adapters.kafka import dumps
 from agentstream.events import iso, utc_now
+from agentstream.retry import RetryPolicy
 
 log = structlog.get_logger(__name__)
 STATUS = "webhook-status"  # the credentials item holding the last call's outcome
@@ -33,12 +33,7 @@ class RetryableCall(Exception):
     """The receiver answered 429 or 5xx: worth another attempt."""
 
 
-@dataclass(frozen=True)
-class Retry:
-    attempts: int = 5
-    wait_initial: float = 0.5
-    wait_max: float = 10.0
-    timeout: float = 60.0
+WEBHOOK_RETRY = RetryPolicy(attempts=5, wait_initial=0.5, wait_max=10.0, wait_jitter=1.0, timeout=60.0)
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -62,7 +57,7 @@ def _where(url: str) -> str:
 class OwnerWebhook:
     """Calls a business's webhook with an event, retried; records the outcome for `status`."""
 
-    def __init__(self, credentials: CredentialStore, http: httpx.AsyncClient, retry: Retry = Retry()) -> None:
+    def __init__(self, credentials: CredentialStore, http: httpx.AsyncClient, retry: RetryPolicy = WEBHOOK_RETRY) -> None:
         self._credentials = credentials
         self._http = http
         self._retry = retry
@@ -75,9 +70,7 @@ class OwnerWebhook:
         body = dumps(payload)
         attempts = 0
         try:
-            async for attempt in stamina.retry_context(
-                    on=(httpx.TransportError, RetryableCall), attempts=self._retry.attempts,
-                    timeout=self._retry.timeout, wait_initial=self._retry.wait_initial, wait_max=self._retry.wait_max):
+            async for attempt in self._retry.attempts_of((httpx.TransportError, RetryableCall)):
                 with attempt:
                     attempts += 1
                     await self._call(config["url"], config["secret"], body)

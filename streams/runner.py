@@ -24,28 +24,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-import stamina
 import structlog
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from agentstream.events import UnknownSchemaVersion
+from agentstream.retry import RetryPolicy
 from agentstream.streams.keyed import KeyedExecutor
 from agentstream.streams.stopping import UpgradeNeeded
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how long a failing record is tried before the dead letter."""
-
-    attempts: int = 5
-    wait_initial: float = 0.5
-    wait_max: float = 5.0
-    wait_jitter: float = 0.5
-    timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -190,11 +179,7 @@ class ConsumerRunner(Generic[T]):
     async def _attempts(self, tp: TopicPartition, record: Any, item: T, key: str) -> None:
         attempts = 0
         try:
-            async for attempt in stamina.retry_context(
-                on=self._retryable, attempts=self._policy.attempts, timeout=self._policy.timeout,
-                wait_initial=self._policy.wait_initial, wait_max=self._policy.wait_max,
-                wait_jitter=self._policy.wait_jitter,
-            ):
+            async for attempt in self._policy.attempts_of(self._retryable):
                 with attempt:
                     attempts = attempt.num
                     if self._stopping or self._fatal is not None:

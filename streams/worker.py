@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
-import stamina
 import structlog
 from pydantic import ValidationError
 
@@ -25,11 +24,11 @@ from agentstream import metrics
 from agentstream.adapters.dlq import Dlq
 from agentstream.adapters.kafka import dumps, loads
 from agentstream.events import Event, parse_event, UnknownSchemaVersion
+from agentstream.retry import RetryPolicy
 from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.dead_letters import EventFailed, SkipRecorder
 from agentstream.streams.keyed import KeyedExecutor
-from agentstream.streams.runner import RetryPolicy
 from agentstream.streams.stopping import UpgradeNeeded
 
 log = structlog.get_logger(__name__)
@@ -78,9 +77,7 @@ async def _attempts(processor: ConversationProcessor, event: Event, retry: Retry
     """Apply `event` with retries; None once applied, else the event that failed for good (it,
     or an earlier one of the log read to fill a gap) and the error."""
     try:
-        async for attempt in stamina.retry_context(on=_retryable, attempts=retry.attempts, timeout=retry.timeout,
-                                                    wait_initial=retry.wait_initial, wait_max=retry.wait_max,
-                                                    wait_jitter=retry.wait_jitter):
+        async for attempt in retry.attempts_of(_retryable):
             with attempt:
                 await processor.handle(event)
         return None

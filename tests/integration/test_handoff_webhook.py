@@ -22,9 +22,10 @@ from agentstream.adapters.credentials import CredentialStore, new_secret_key
 from agentstream.adapters.dynamo import dynamodb_client
 from agentstream.adapters.kafka import ensure_topics, producer
 from agentstream.local.services import free_port
-from agentstream.adapters.owner_webhook import OwnerWebhook, Retry, webhook_statuses
+from agentstream.adapters.owner_webhook import OwnerWebhook, webhook_statuses
 from agentstream.adapters.tables import ensure_tables
 from agentstream.events import new_event
+from agentstream.retry import RetryPolicy
 from agentstream.settings import Settings
 from agentstream.streams.handoff_notify import make_handoff_notifier
 from agentstream.streams.status import describe_webhook
@@ -78,7 +79,7 @@ async def test_the_webhook_is_signed_and_retried_until_it_answers(store: Credent
     try:
         await store.set("demo-salon", "webhook", {"url": url, "secret": SECRET})
         async with httpx.AsyncClient() as http:
-            hook = OwnerWebhook(store, http, Retry(attempts=4, wait_initial=0.05, wait_max=0.2))
+            hook = OwnerWebhook(store, http, RetryPolicy(attempts=4, wait_initial=0.05, wait_max=0.2))
             event = handoff()
             assert await hook.notify("demo-salon", event.to_json_dict()) is True
     finally:
@@ -101,7 +102,7 @@ async def test_a_failing_webhook_shows_in_status(store: CredentialStore) -> None
     try:
         await store.set("demo-salon", "webhook", {"url": url, "secret": SECRET})
         async with httpx.AsyncClient() as http:
-            hook = OwnerWebhook(store, http, Retry(attempts=3, wait_initial=0.05, wait_max=0.1))
+            hook = OwnerWebhook(store, http, RetryPolicy(attempts=3, wait_initial=0.05, wait_max=0.1))
             assert await hook.notify("demo-salon", handoff().to_json_dict()) is False
             assert await hook.notify("demo-salon", handoff().to_json_dict()) is False
     finally:
