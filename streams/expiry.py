@@ -26,7 +26,7 @@ from agentstream.adapters.projection_store import due_sessions
 from agentstream.events import derive_id, iso, new_event, utc_now
 from agentstream.projections.conversation import DUE_SHARDS
 from agentstream.settings import Tables
-from agentstream.streams.leases import Lease, LeaseLost, LeaseTable, now_ms
+from agentstream.streams.leases import HeldLease, LeaseTable
 from agentstream.streams.stopping import wait_or_stop
 
 log = structlog.get_logger(__name__)
@@ -41,18 +41,16 @@ def _time(value: str) -> datetime:
 class ExpiryTimer:
     def __init__(self, leases: LeaseTable, ddb: Any, tables: Tables, store: EventStore, shards: int = DUE_SHARDS,
                  lease: str = LEASE) -> None:
-        self._lease = lease
-        self._leases = leases
+        self._lease = HeldLease(leases, lease)
         self._ddb = ddb
         self._tables = tables
         self._store = store
         self._shards = shards
-        self._held: Lease | None = None
 
     async def round(self, now: datetime | None = None) -> int | None:
         """Expire what is due: how many sessions got a SessionExpired, or None while another
         process holds the lease."""
-        if not await self._hold():
+        if not await self._lease.hold():
             return None
         now = now or utc_now()
         until = iso(now)
@@ -66,21 +64,7 @@ class ExpiryTimer:
 
     async def release(self) -> None:
         """Hand the lease back (on shutdown), so another worker takes the timer at once."""
-        if self._held:
-            await self._leases.release(self._held)
-            self._held = None
-
-    async def _hold(self) -> bool:
-        if self._held:
-            try:
-                await self._leases.renew(self._held)
-                return True
-            except LeaseLost:
-                self._held = None
-        current = await self._leases.get(self._lease) or Lease(self._lease)
-        if current.available(now_ms()):
-            self._held = await self._leases.acquire(current)
-        return self._held is not None
+        await self._lease.release()
 
     async def _expire(self, session: dict[str, Any]) -> int:
         """Append the session's SessionExpired at its due time, once per due time (its id and

@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 
 from agentstream.adapters.credentials import CredentialStore
-from agentstream.streams.leases import Lease, LeaseLost, LeaseTable, now_ms
+from agentstream.streams.leases import HeldLease, LeaseTable, now_ms
 from agentstream.streams.stopping import wait_or_stop
 
 log = structlog.get_logger(__name__)
@@ -28,35 +28,20 @@ Watch = Callable[[str, str], Awaitable[dict[str, Any]]]  # (businessId, topic) -
 class WatchRenewer:
     def __init__(self, leases: LeaseTable, store: CredentialStore, watch: Watch,
                  renew_within_ms: int = RENEW_WITHIN_MS) -> None:
-        self._leases = leases
+        self._lease = HeldLease(leases, LEASE)
         self._store = store
         self._watch = watch
         self._within = renew_within_ms
-        self._held: Lease | None = None
 
     async def round(self) -> list[str] | None:
         """Renew what is due: the businesses renewed, or None while another process holds the lease."""
-        if not await self._hold():
+        if not await self._lease.hold():
             return None
         return [b for b in await self._store.businesses("gmail") if await self._renew_if_due(b)]
 
     async def release(self) -> None:
         """Hand the lease back (on shutdown), so another gateway takes the timer at once."""
-        if self._held:
-            await self._leases.release(self._held)
-            self._held = None
-
-    async def _hold(self) -> bool:
-        if self._held:
-            try:
-                await self._leases.renew(self._held)
-                return True
-            except LeaseLost:
-                self._held = None
-        current = await self._leases.get(LEASE) or Lease(LEASE)
-        if current.available(now_ms()):
-            self._held = await self._leases.acquire(current)
-        return self._held is not None
+        await self._lease.release()
 
     async def _renew_if_due(self, business_id: str) -> bool:
         try:

@@ -4,7 +4,11 @@ A lease item: shardId, owner, counter, expiresAt (epoch ms), checkpoint (last se
 published and acknowledged by Kafka), checkpointAt (when that record was appended to the log,
 its `ingestedAt`: where a lost window starts), registeredAt, parentShardId, finished (the shard
 ended and was read to its end). Every write is conditional on the owner and counter we last saw, so two bridges never
-both believe they hold a shard.
+both believe they hold a shard. The rows are read and written by adapters/lease_store.py; what
+is here is who holds what and for how long.
+
+A timer that one process of many runs at a time (session expiry, Gmail watch renewal) holds a
+single named lease with `HeldLease`.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentstream.adapters.dynamo import error_code, from_item, scan_all, to_item
+from agentstream.adapters.lease_store import LeaseStore
 from agentstream.events import iso, utc_now
 
 
@@ -73,26 +77,23 @@ class LeaseLost(RuntimeError):
 
 class LeaseTable:
     def __init__(self, ddb: Any, table: str, owner: str, ttl_ms: int = 10_000) -> None:
-        self._ddb = ddb
-        self._table = table
+        self._store = LeaseStore(ddb, table)
         self.owner = owner
         self.ttl_ms = ttl_ms
 
     async def all(self) -> dict[str, Lease]:
-        items = await scan_all(self._ddb, TableName=self._table, ConsistentRead=True)
-        return {i["shardId"]: Lease.from_item(i) for i in items}
+        return {i["shardId"]: Lease.from_item(i) for i in await self._store.read_all()}
 
     async def register(self, shard_id: str, parent: str | None) -> None:
         """Create the lease row of a newly discovered shard (no-op if it exists)."""
         lease = Lease(shard_id, parent=parent, registered_at=iso(utc_now()))
-        await self._put(lease, "attribute_not_exists(shardId)", {}, ignore_conflict=True)
+        await self._store.create(lease.item())
 
     async def acquire(self, lease: Lease) -> Lease | None:
         """Take an unowned or expired lease; None if someone else was faster."""
         taken = dataclasses.replace(lease, owner=self.owner, counter=lease.counter + 1,
                                     expires_at=now_ms() + self.ttl_ms, lock=asyncio.Lock())
-        ok = await self._put(taken, "attribute_not_exists(shardId) OR #c = :c", {":c": lease.counter}, ignore_conflict=True)
-        return taken if ok else None
+        return taken if await self._store.acquire(taken.item(), lease.counter) else None
 
     async def renew(self, lease: Lease) -> None:
         await self._advance(lease, lambda nxt: None)
@@ -114,20 +115,19 @@ class LeaseTable:
             for _ in range(2):
                 nxt = self._next(lease)
                 nxt.owner, nxt.expires_at = None, 0
-                try:
-                    await self._put(nxt, "#o = :o AND #c = :c", {":o": self.owner, ":c": lease.counter})
+                if await self._store.write_if_held(nxt.item(), self.owner, lease.counter):
                     return
-                except LeaseLost:
-                    current = await self.get(lease.shard_id)
-                    if current is None or current.owner != self.owner:
-                        return
-                    lease.counter, lease.checkpoint = current.counter, current.checkpoint
+                current = await self.get(lease.shard_id)
+                if current is None or current.owner != self.owner:
+                    return
+                lease.counter, lease.checkpoint = current.counter, current.checkpoint
 
     async def _advance(self, lease: Lease, change: Any) -> None:
         async with lease.lock:
             nxt = self._next(lease)
             change(nxt)
-            await self._put(nxt, "#o = :o AND #c = :c", {":o": self.owner, ":c": lease.counter})
+            if not await self._store.write_if_held(nxt.item(), self.owner, lease.counter):
+                raise LeaseLost(lease.shard_id)
             lease.counter, lease.expires_at = nxt.counter, nxt.expires_at
             lease.checkpoint, lease.finished, lease.checkpoint_at = nxt.checkpoint, nxt.finished, nxt.checkpoint_at
 
@@ -135,26 +135,39 @@ class LeaseTable:
         return dataclasses.replace(lease, owner=self.owner, counter=lease.counter + 1,
                                    expires_at=now_ms() + self.ttl_ms, lock=asyncio.Lock())
 
-    async def _put(self, lease: Lease, condition: str, values: dict[str, Any], ignore_conflict: bool = False) -> bool:
-        names = {k: v for k, v in (("#c", "counter"), ("#o", "owner")) if k in condition}
-        kwargs: dict[str, Any] = {"TableName": self._table, "Item": to_item(lease.item()), "ConditionExpression": condition}
-        if names:
-            kwargs["ExpressionAttributeNames"] = names
-        if values:
-            kwargs["ExpressionAttributeValues"] = to_item(values)
-        try:
-            await self._ddb.put_item(**kwargs)
-            return True
-        except Exception as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
-            if ignore_conflict:
-                return False
-            raise LeaseLost(lease.shard_id) from None
-
     async def delete(self, shard_id: str) -> None:
-        await self._ddb.delete_item(TableName=self._table, Key=to_item({"shardId": shard_id}))
+        await self._store.delete(shard_id)
 
     async def get(self, shard_id: str) -> Lease | None:
-        resp = await self._ddb.get_item(TableName=self._table, Key=to_item({"shardId": shard_id}), ConsistentRead=True)
-        return Lease.from_item(from_item(resp["Item"])) if "Item" in resp else None
+        item = await self._store.read(shard_id)
+        return Lease.from_item(item) if item is not None else None
+
+
+class HeldLease:
+    """One named lease held across rounds by a timer that one process of many runs at a time:
+    taken when it is free or expired, renewed at each round, handed back on stop."""
+
+    def __init__(self, leases: LeaseTable, name: str) -> None:
+        self._leases = leases
+        self.name = name
+        self._held: Lease | None = None
+
+    async def hold(self) -> bool:
+        """True if this process holds the lease now (renewed, or just taken); False while
+        another holds it."""
+        if self._held:
+            try:
+                await self._leases.renew(self._held)
+                return True
+            except LeaseLost:
+                self._held = None
+        current = await self._leases.get(self.name) or Lease(self.name)
+        if current.available(now_ms()):
+            self._held = await self._leases.acquire(current)
+        return self._held is not None
+
+    async def release(self) -> None:
+        """Hand the lease back (on shutdown), so another process takes the timer at once."""
+        if self._held:
+            await self._leases.release(self._held)
+            self._held = None

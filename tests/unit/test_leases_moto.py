@@ -1,0 +1,67 @@
+"""Leases on moto's DynamoDB (fast tier): a named timer lease is held by one process at a time
+and handed over on release or expiry; a shard lease taken by another is lost, never both held."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from agentstream.settings import Settings
+from agentstream.streams.leases import HeldLease, Lease, LeaseLost, LeaseTable
+
+
+def table(ddb: Any, settings: Settings, owner: str, ttl_ms: int = 600_000) -> LeaseTable:
+    return LeaseTable(ddb, settings.tables.leases, owner, ttl_ms)
+
+
+async def test_a_named_lease_is_held_by_one_process_until_it_hands_it_back(moto_ddb: Any, moto_settings: Settings,
+                                                                            biz: str) -> None:
+    name = f"timer:{biz}"
+    first, second = HeldLease(table(moto_ddb, moto_settings, "w1"), name), HeldLease(table(moto_ddb, moto_settings, "w2"), name)
+    assert await first.hold() and await first.hold(), "taken, then renewed"
+    assert not await second.hold(), "held elsewhere"
+    assert (await table(moto_ddb, moto_settings, "probe").get(name)).owner == "w1"  # type: ignore[union-attr]
+    await first.release()
+    assert await second.hold(), "handed back: the other takes it at once"
+    assert not await first.hold()
+    await second.release()
+    await second.release()  # nothing held: nothing to do
+    row = await table(moto_ddb, moto_settings, "probe").get(name)
+    assert row is not None and row.owner is None
+
+
+async def test_an_expired_named_lease_is_taken_over_and_its_old_holder_lets_go(moto_ddb: Any, moto_settings: Settings,
+                                                                               biz: str) -> None:
+    name = f"timer:{biz}"
+    lapsed = HeldLease(table(moto_ddb, moto_settings, "w1", ttl_ms=-60_000), name)  # expires as it is written
+    assert await lapsed.hold()
+    taker = HeldLease(table(moto_ddb, moto_settings, "w2"), name)
+    assert await taker.hold(), "an expired lease is free"
+    assert not await lapsed.hold(), "its renewal is refused: the lease was lost"
+    await lapsed.release()
+    assert (await table(moto_ddb, moto_settings, "probe").get(name)).owner == "w2"  # type: ignore[union-attr]
+
+
+async def test_a_shard_lease_taken_by_another_is_lost(moto_ddb: Any, moto_settings: Settings, biz: str) -> None:
+    shard = f"{biz}:shard-1"
+    one, two = table(moto_ddb, moto_settings, "one", ttl_ms=-60_000), table(moto_ddb, moto_settings, "two")
+    await one.register(shard, None)
+    await one.register(shard, "ignored")  # registering again changes nothing
+    row = await one.get(shard)
+    assert row is not None and row.owner is None and row.parent is None
+    mine = await one.acquire(row)
+    assert mine is not None
+    await one.checkpoint(mine, "seq-1", at="2026-05-01T10:00:00.000Z")
+    assert await one.acquire(row) is None, "the counter moved: a stale copy takes nothing"
+    theirs = await two.acquire(await two.get(shard))  # type: ignore[arg-type]
+    assert theirs is not None and theirs.checkpoint == "seq-1"
+    with pytest.raises(LeaseLost):
+        await one.checkpoint(mine, "seq-2")
+    await one.release(mine)  # not ours any more: left as it is
+    current = await two.get(shard)
+    assert current is not None and (current.owner, current.checkpoint) == ("two", "seq-1")
+    await two.release(theirs)
+    assert (await two.all())[shard].available(0) and isinstance((await two.all())[shard], Lease)
+    await two.delete(shard)
+    assert await two.get(shard) is None
