@@ -12,6 +12,7 @@ from typing import Any
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
+from agentstream.metrics import DYNAMODB_CALLS
 from agentstream.settings import Settings
 
 
@@ -35,15 +36,22 @@ def _client_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
+def _count_call(model: Any, **_: Any) -> None:
+    """Counts each API call (agentstream_dynamodb_calls_total, by service and operation)."""
+    DYNAMODB_CALLS.labels(model.service_model.service_name, model.name).inc()
+
+
 @asynccontextmanager
 async def dynamodb_client(settings: Settings) -> AsyncIterator[Any]:
     async with get_session().create_client("dynamodb", **_client_kwargs(settings)) as client:
+        client.meta.events.register("before-call", _count_call)
         yield client
 
 
 @asynccontextmanager
 async def streams_client(settings: Settings) -> AsyncIterator[Any]:
     async with get_session().create_client("dynamodbstreams", **_client_kwargs(settings)) as client:
+        client.meta.events.register("before-call", _count_call)
         yield client
 
 

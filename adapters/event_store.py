@@ -25,6 +25,7 @@ import structlog
 from agentstream.adapters.dynamo import error_code, from_item, query_all, to_item
 from agentstream.adapters.tables import EVENTS_BY_ID, EVENTS_BY_INGEST, EVENTS_BY_STREAM
 from agentstream.events import Event, iso, parse_event, utc_now
+from agentstream.metrics import APPEND_CONFLICTS
 
 log = structlog.get_logger(__name__)
 IDEM_PREFIX = "idem#"
@@ -109,6 +110,7 @@ class EventStore:
                 outcome = await self._on_conflict(exc, event, external_id)
                 if outcome is not None:
                     return outcome
+                APPEND_CONFLICTS.inc()
                 self._heads.pop(event.streamId, None)
                 await asyncio.sleep(min(0.2, 0.002 * 2 ** min(attempt, 7)) * random.random())
                 continue

@@ -378,13 +378,14 @@ def tail(topic: str = typer.Argument("agent.events.v1"), from_beginning: bool = 
 
 
 @app.command()
-def bench(name: str = typer.Argument(..., help="bridge | pipeline | replay | worker | model-server")) -> None:
-    """Run a benchmark on real services; prints figures and ends with one JSON line. `model-server`
+def bench(name: str = typer.Argument(..., help="bridge | pipeline | direct | replay | worker | model-server")) -> None:
+    """Run a benchmark on real services; prints figures and ends with one JSON line. `direct` runs
+    the pipeline bench's baseline (the seed's request/response flow) alone; `model-server`
     runs the benches' local OpenAI-compatible model on its own (BENCH_MODEL_PORT, BENCH_MODEL_DELAY_MS)."""
     import importlib
 
-    if name not in ("bridge", "pipeline", "replay", "worker", "model-server"):
-        raise typer.BadParameter(f"unknown benchmark {name!r}: bridge, pipeline, replay, worker or model-server")
+    if name not in ("bridge", "pipeline", "direct", "replay", "worker", "model-server"):
+        raise typer.BadParameter(f"unknown benchmark {name!r}: bridge, pipeline, direct, replay, worker or model-server")
     name = name.replace("-", "_")
     logs.configure("WARNING", "console")
     importlib.import_module(f"agentstream.bench.{name}").main()

@@ -26,3 +26,7 @@ DLQ_EVENTS = Counter("agentstream_dlq_events_total", "Events sent to the dead-le
 CONSUMER_LAG = Gauge("agentstream_consumer_lag_records", "Records past a consumer group's committed offsets",
                      ["group", "topic"])
 DLQ_SIZE = Gauge("agentstream_dlq_records", "Records in the dead-letter topic")
+DYNAMODB_CALLS = Counter("agentstream_dynamodb_calls_total", "DynamoDB and DynamoDB Streams API calls made",
+                         ["service", "operation"])
+APPEND_CONFLICTS = Counter("agentstream_append_conflicts_total",
+                           "Appends that lost the race for a stream's head and tried again")

@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from agentstream.local.services import LocalHome, free_port
+from agentstream.metrics import DYNAMODB_CALLS
 from agentstream.settings import Settings, Tables
 from agentstream.stack import home_dir
 
@@ -36,11 +38,44 @@ def services(pids: dict[str, int] | None = None) -> Iterator[dict[str, str]]:
         env["KAFKA_BOOTSTRAP_SERVERS"] = f"127.0.0.1:{port}"
     if pids is not None:
         pids.update((proc.name, proc.popen.pid) for proc in started)
+        pids.update(_configured_pids())
     try:
         yield env
     finally:
         for proc in reversed(started):
             proc.stop()
+
+
+def _configured_pids() -> dict[str, int]:
+    """The process ids of the configured Kafka and DynamoDB server (the tests' session services),
+    when they listen on this machine as this user: their CPU is measured too."""
+    ports: dict[str, int | None] = {}
+    if url := os.environ.get("DYNAMODB_ENDPOINT_URL"):
+        ports["ministack"] = urlsplit(url).port
+    if servers := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        ports["kafka"] = int(servers.split(",")[0].rsplit(":", 1)[1])
+    return {name: pid for name, port in ports.items() if port and (pid := listening_pid(port)) is not None}
+
+
+def listening_pid(port: int) -> int | None:
+    """The process (of this user) listening on a local TCP port, found through /proc."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for fields in (line.split() for line in lines):
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                    return int(proc.name)
+            except OSError:
+                continue
+    return None
 
 
 def cpu_seconds(pid: int) -> float:
@@ -70,6 +105,11 @@ class CpuMeter:
         """CPU seconds spent by each process since `before` (a `read()`)."""
         now = self.read()
         return {name: now[name] - before[name] for name in before}
+
+
+def own_ddb_calls() -> float:
+    """This process's DynamoDB calls so far (agentstream_dynamodb_calls_total, every operation)."""
+    return sum(s.value for metric in DYNAMODB_CALLS.collect() for s in metric.samples if s.name.endswith("_total"))
 
 
 def isolated_env(base: dict[str, str], **extra: str) -> dict[str, str]:

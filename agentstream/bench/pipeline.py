@@ -1,248 +1,150 @@
 """`agentstream bench pipeline`: the whole stack (bridge, worker, gateway as processes) with a
-local OpenAI-compatible model.
+local OpenAI-compatible model. Every phase runs on a stack of its own with fresh tables and
+topics of the same size (fresh.py), so no phase pays for the items of another.
 
-1. 200 conversations × 5 turns, model answering in 500 ms: ideal 2.5 s against measured,
-   with reorders, losses and duplicates counted.
-2. Steady 50 messages/s over WebSockets with a 0 ms model: p50/p99 from the inbound ack to the
-   reply frame, beside the raw Kafka produce→consume round trip measured in the same run, and
-   the p50 of each hop (from the timestamps in the events and on the topics).
-3. The worker's peak RSS, and the CPU each process spent per turn in phases 1 and 2.
+1. Head of line: 200 conversations × 5 turns, model answering in 500 ms: ideal 2.5 s against
+   measured, with reorders, losses and duplicates counted; CPU per turn of each process, the
+   DynamoDB calls our processes made (counted from their /metrics), our CPU over ministack's.
+2. The direct flow (direct.py, the seed's request/response design) at the same concurrency
+   and message count, against the same ministack with the same client: the whole stack's CPU
+   per turn (ours + ministack + Kafka) over the direct flow's (its process + ministack).
+3. Steady 50 messages/s over WebSockets with a 0 ms model: p50/p99 from the inbound ack to the
+   reply frame, beside the raw Kafka round trip measured in the same run, the p50 of each hop,
+   and the append conflicts per message (our processes racing for a conversation's head).
+4. Half capacity: a short probe measures the stack's CPU per steady message, which gives the
+   rate the machine can carry (capacity.py); a steady phase at half of it, p50 and p99 against
+   the raw Kafka round trip's p50 and p99 at that rate.
 
-BENCH_PIPELINE_RATE changes phase 2's rate (default 50 messages/s).
+The last JSON line carries `targets`: each target of issue 16 with its figure and whether it is met.
+Sizes: BENCH_PIPELINE_RATE (phase 3, default 50), BENCH_PIPELINE_CONVERSATIONS (200),
+BENCH_PIPELINE_TURNS (5), BENCH_HALF_SECONDS (20), BENCH_PROBE_RATE (10).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import tempfile
-import time
-import uuid
-from collections import Counter, defaultdict
-from datetime import datetime
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-import httpx
-import websockets
-from aiokafka import AIOKafkaConsumer
-
-from agentstream.adapters.bootstrap import demo_credentials, populate, setup
-from agentstream.adapters.dynamo import dynamodb_client
-from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.kafka import producer
-from agentstream.local.services import free_port
-from agentstream.bench.common import CpuMeter, isolated_env, report, services, settings_for, summary
+from agentstream.bench import direct, load
+from agentstream.bench.capacity import capacity, machine_cpu
+from agentstream.bench.common import report, services, summary
+from agentstream.bench.fresh import OURS, Stack, fresh_stack, per_unit
 from agentstream.bench.model_server import ModelBehaviour, ModelServer
-from agentstream.events import new_event
-from agentstream.stack import DEMO_BUSINESSES, spawn_component, wait_http
+
+Fresh = Callable[[str], AbstractContextManager[Stack]]
+# Issue 16's targets. ddb_calls_per_turn must not rise above the count before the issue's work
+# (17.5 in the head-of-line phase, this bench at commit b608304).
+TARGETS = {"ours_over_ministack_cpu": ("<=", 0.5), "ours_over_direct_cpu": ("<=", 1.5),
+           "append_conflicts_per_turn": ("<=", 0.05), "ddb_calls_per_turn": ("<=", 17.5),
+           "half_capacity_p50_over_kafka_rtt": ("<=", 8), "half_capacity_p99_over_kafka_rtt": ("<=", 20),
+           "ideal_over_measured": (">=", 0.7)}
 
 
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
+def _head_of_line(fresh: Fresh, conversations: int, turns: int) -> dict[str, Any]:
+    with fresh("turns") as stack:
+        before = stack.read()
+        result = asyncio.run(load.take_turns(stack.settings, conversations, turns))
+        figures = per_unit(stack.since(before), result["replies"])
+        rss = load.peak_rss_mb(stack.procs["worker"].popen.pid)
+    return result | {"per_turn": figures, "worker_peak_rss_mb": rss}
 
 
-async def _turns(s: Any, conversations: int, turns: int) -> dict[str, Any]:
-    """Each conversation sends its next turn when the previous reply is on agent.replies.v1."""
-    consumer = AIOKafkaConsumer(s.topic_replies, bootstrap_servers=s.kafka_bootstrap_servers, group_id=None,
-                                auto_offset_reset="latest")
-    await consumer.start()
-    await asyncio.sleep(1.0)
-    sent: dict[str, list[str]] = defaultdict(list)
-    replies: dict[str, list[str]] = defaultdict(list)
-    async with dynamodb_client(s) as ddb:
-        store = EventStore(ddb, s.tables.events)
-
-        async def send(user: str) -> None:
-            turn = len(sent[user]) + 1
-            event = new_event("MessageReceived", business_id="demo-restaurant", user_id=user, channel="rest",
-                              payload={"content": f"turn {turn}: a table for two?", "externalId": f"{user}-{turn}"})
-            sent[user].append((await store.append(event, external_id=f"rest:{user}-{turn}")).event.eventId)
-
-        users = [f"bench-{uuid.uuid4().hex[:6]}-{i}" for i in range(conversations)]
-        start = time.perf_counter()
-        await asyncio.gather(*(send(u) for u in users))
-        total = conversations * turns
-        received = 0
-        deadline = time.monotonic() + 300
-        while received < total and time.monotonic() < deadline:
-            follow_ups = []
-            for records in (await consumer.getmany(timeout_ms=100)).values():
-                for r in records:
-                    reply = json.loads(r.value)
-                    user = reply["userId"]
-                    replies[user].append(reply["payload"]["inReplyTo"])
-                    received += 1
-                    if len(sent[user]) < turns and len(replies[user]) == len(sent[user]):
-                        follow_ups.append(send(user))
-            await asyncio.gather(*follow_ups)
-        elapsed = time.perf_counter() - start
-    await consumer.stop()
-    duplicates = sum(c - 1 for u in users for c in Counter(replies[u]).values() if c > 1)
-    lost = sum(len(set(sent[u]) - set(replies[u])) for u in users)
-    reorders = sum(1 for u in users if [x for i, x in enumerate(replies[u]) if x not in replies[u][:i]] != sent[u][: len(set(replies[u]))])
-    return {"elapsed_s": round(elapsed, 2), "replies": received, "duplicates": duplicates, "lost": lost, "reorders": reorders}
+def _steady(fresh: Fresh, name: str, rate: float, seconds: float, with_hops: bool = False) -> dict[str, Any]:
+    """`rate` messages/s over widget sockets (25 at most, each sending about once a second or
+    slower), then the raw Kafka round trip at the same rate on the same broker."""
+    sockets = max(1, min(25, int(rate)))
+    with fresh(name) as stack:
+        before, machine = stack.read(), machine_cpu()
+        answered = asyncio.run(load.steady_ws(f"http://127.0.0.1:{stack.port}", stack.port, rate, seconds, sockets))
+        spent, machine_after = stack.since(before), machine_cpu()
+        hops = load.hops(answered, *asyncio.run(load.topic_times(stack.settings))) if with_hops else {}
+        rtt = summary(asyncio.run(load.kafka_round_trip(stack.settings, rate, max(50, int(rate * seconds)))))
+        rss = load.peak_rss_mb(stack.procs["worker"].popen.pid)
+    latency = summary([(framed - acked) * 1000 for acked, framed in answered.values()])
+    return {"rate": rate, "samples": len(answered), "latency": latency, "kafka_rtt": rtt, "hops": hops,
+            "per_message": per_unit(spent, len(answered)), "worker_peak_rss_mb": rss,
+            "stack_cpu_s": sum(spent.cpu.values()), "machine": (machine, machine_after)}
 
 
-async def _steady_ws(base_url: str, port: int, rate: int, seconds: float, sockets: int = 25) -> dict[str, tuple[float, float]]:
-    """`rate` messages/s, evenly spaced, over `sockets` widget connections; latency = ack → reply
-    frame. Socket i sends at t0 + i/rate + n·sockets/rate, so the sockets take turns instead of
-    all sending at once (which would be bursts of `sockets` messages, not a steady rate).
-    Returns {inbound eventId: (ack time, reply frame time)}, wall clock."""
-    answered: dict[str, tuple[float, float]] = {}
-    every = sockets / rate
-    connected = asyncio.Barrier(sockets)
-    go: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-
-    async def client(index: int) -> None:
-        async with httpx.AsyncClient() as http:
-            v = (await http.post(f"{base_url}/v1/widget/demo-salon/visitors")).json()
-        url = f"ws://127.0.0.1:{port}/ws/demo-salon?userId={v['userId']}&token={v['token']}"
-        async with websockets.connect(url) as ws:
-            acked: dict[str, float] = {}
-
-            async def reader() -> None:
-                while True:
-                    frame = json.loads(await ws.recv())
-                    if frame["type"] == "ack":
-                        acked[frame["eventId"]] = time.time()
-                    elif frame["type"] == "reply" and frame["inReplyTo"] in acked:
-                        answered[frame["inReplyTo"]] = (acked[frame["inReplyTo"]], time.time())
-
-            task = asyncio.create_task(reader())
-            if await connected.wait() == 0:  # every socket is open: one start time for all
-                go.set_result(time.perf_counter())
-            t0 = await go
-            for n in range(int(seconds / every)):
-                await asyncio.sleep(max(0.0, t0 + index / rate + n * every - time.perf_counter()))
-                await ws.send(json.dumps({"type": "message", "text": f"Are you open? {n}", "clientMessageId": str(uuid.uuid4())}))
-            await asyncio.sleep(5.0)
-            task.cancel()
-
-    await asyncio.gather(*(client(i) for i in range(sockets)))
-    return answered
+def _whole_stack_ms(per: dict[str, Any]) -> float:
+    """Our processes, ministack and Kafka: what the pipeline costs beside the load and the model."""
+    return sum(per["cpu_ms"].get(name, 0.0) for name in (*OURS, "ministack", "kafka"))
 
 
-async def _topic_times(s: Any) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
-    """When each inbound reached agent.events.v1, and when each one's reply was written (its
-    occurredAt) and reached agent.replies.v1; keyed by the inbound's eventId."""
-    inbound: dict[str, float] = {}
-    replies: dict[str, tuple[float, float]] = {}
-    for topic in (s.topic_events, s.topic_replies):
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=s.kafka_bootstrap_servers, group_id=None,
-                                    auto_offset_reset="earliest", enable_auto_commit=False)
-        await consumer.start()
-        try:
-            while batches := await consumer.getmany(timeout_ms=2000):
-                for record in (r for rs in batches.values() for r in rs):
-                    event = json.loads(record.value)
-                    if topic == s.topic_events and event["type"] == "MessageReceived":
-                        inbound[event["eventId"]] = record.timestamp / 1000
-                    elif topic == s.topic_replies:
-                        written = datetime.fromisoformat(event["occurredAt"].replace("Z", "+00:00")).timestamp()
-                        replies[event["payload"]["inReplyTo"]] = (written, record.timestamp / 1000)
-        finally:
-            await consumer.stop()
-    return inbound, replies
+def _ratio(a: float | None, b: float | None, digits: int = 2) -> float | None:
+    return round(a / b, digits) if a is not None and b else None
 
 
-def _hops(answered: dict[str, tuple[float, float]], inbound: dict[str, float],
-          replies: dict[str, tuple[float, float]]) -> dict[str, float]:
-    """p50 of each hop, in ms: ack → inbound on the events topic (bridge) → reply written
-    (worker) → reply on the replies topic → reply frame on the socket (delivery)."""
-    hops: dict[str, list[float]] = defaultdict(list)
-    for event_id, (acked, framed) in answered.items():
-        if event_id in inbound and event_id in replies:
-            written, published = replies[event_id]
-            points = [("bridge", acked, inbound[event_id]), ("worker", inbound[event_id], written),
-                      ("reply_publish", written, published), ("delivery", published, framed)]
-            for name, start, end in points:
-                hops[name].append((end - start) * 1000)
-    return {f"hop_{name}_p50_ms": summary(values)["p50"] for name, values in hops.items()}
+def _targets(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for key, (op, bound) in TARGETS.items():
+        value = figures.get(key)
+        met = value is not None and (value <= bound if op == "<=" else value >= bound)
+        out[key] = {"target": f"{op} {bound}", "value": value, "met": met}
+    return out
 
 
-async def _kafka_round_trip(s: Any, rate: int, count: int) -> list[float]:
-    topic = f"{s.topic_events}.rtt"
-    prod = producer(s)
-    await prod.start()
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=s.kafka_bootstrap_servers, group_id=None, auto_offset_reset="earliest")
-    await prod.send_and_wait(topic, b"warm-up")
-    await consumer.start()
-    latencies: list[float] = []
-
-    async def consume() -> None:
-        while len(latencies) < count:
-            for records in (await consumer.getmany(timeout_ms=100)).values():
-                now = time.perf_counter()
-                latencies.extend((now - float(r.value)) * 1000 for r in records if r.value != b"warm-up")
-
-    reader = asyncio.create_task(consume())
-    start = time.perf_counter()
-    for n in range(count):
-        await asyncio.sleep(max(0.0, start + n / rate - time.perf_counter()))
-        await prod.send(topic, str(time.perf_counter()).encode())
-    await asyncio.wait_for(reader, 60)
-    await consumer.stop()
-    await prod.stop()
-    return latencies
-
-
-def _per_unit_ms(spent: dict[str, float], units: int) -> dict[str, float]:
-    """CPU seconds per process as ms per turn or message, with their total."""
-    per_unit = {name: seconds * 1000 / max(units, 1) for name, seconds in spent.items()}
-    return {name: round(ms, 1) for name, ms in per_unit.items()} | {"total": round(sum(per_unit.values()), 1)}
-
-
-def run(conversations: int = 200, turns: int = 5, model_ms: int = 500, rate: int = 50, seconds: float = 10.0) -> dict[str, Any]:
+def run(conversations: int = 200, turns: int = 5, model_ms: int = 500, rate: float = 50, seconds: float = 10.0,
+        half_seconds: float = 20.0, probe_rate: float = 10, probe_seconds: float = 6.0) -> dict[str, Any]:
     behaviour = ModelBehaviour(delay_s=model_ms / 1000)
     pids: dict[str, int] = {}
+    logs = Path(tempfile.mkdtemp(prefix="agentstream-bench-logs-"))
     with services(pids) as base, ModelServer(behaviour) as model:
-        port = free_port()
-        env = isolated_env(base, OPENAI_API_KEY="bench-key", OPENAI_BASE_URL=model.base_url,
-                           GATEWAY_PORT_HTTP=str(port), KAFKA_PARTITIONS="6")
-        s = settings_for(env)
-        asyncio.run(setup(s))
-        asyncio.run(populate(s))
-        asyncio.run(demo_credentials(s, DEMO_BUSINESSES))
-        logs = Path(tempfile.mkdtemp(prefix="agentstream-bench-logs-"))
-        procs = {name: spawn_component(name, env, logs) for name in ("bridge", "worker", "gateway")}
-        meter = CpuMeter(pids | {name: proc.popen.pid for name, proc in procs.items()}, own="load_and_model")
-        try:
-            wait_http(port, 60)
-            time.sleep(3.0)
-            before = meter.read()
-            turns_result = asyncio.run(_turns(s, conversations, turns))
-            turns_cpu = _per_unit_ms(meter.since(before), turns_result["replies"])
-            behaviour.delay_s = 0.0
-            before = meter.read()
-            answered = asyncio.run(_steady_ws(f"http://127.0.0.1:{port}", port, rate, seconds))
-            steady_cpu = _per_unit_ms(meter.since(before), len(answered))
-            hops = _hops(answered, *asyncio.run(_topic_times(s)))
-            kafka_rtt = asyncio.run(_kafka_round_trip(s, rate, int(rate * seconds)))
-            rss = peak_rss_mb(procs["worker"].popen.pid)
-        finally:
-            for proc in procs.values():
-                proc.stop()
-    ideal = turns * model_ms / 1000
-    lat, rtt = summary([(framed - acked) * 1000 for acked, framed in answered.values()]), summary(kafka_rtt)
-    return {
+
+        def fresh(name: str) -> AbstractContextManager[Stack]:
+            return fresh_stack(base, pids, model.base_url, logs / name)
+
+        hol = _head_of_line(fresh, conversations, turns)
+        baseline = direct.measure(base, pids.get("ministack"), conversations, turns, model_ms)
+        behaviour.delay_s = 0.0
+        steady = _steady(fresh, "steady", rate, seconds, with_hops=True)
+        probe = _steady(fresh, "probe", probe_rate, probe_seconds)
+        carried = capacity(probe["stack_cpu_s"], probe["samples"], *probe["machine"])
+        half = _steady(fresh, "half_capacity", round(carried.rate_per_s / 2, 1), half_seconds)
+    return _figures(conversations, turns, model_ms, hol, baseline, steady, carried.as_dict(), half, logs)
+
+
+def _figures(conversations: int, turns: int, model_ms: int, hol: dict[str, Any], baseline: dict[str, Any],
+             steady: dict[str, Any], carried: dict[str, Any], half: dict[str, Any], logs: Path) -> dict[str, Any]:
+    ideal, per_turn = turns * model_ms / 1000, hol["per_turn"]
+    whole = _whole_stack_ms(per_turn)
+    figures: dict[str, Any] = {
         "conversations": conversations, "turns": turns, "model_ms": model_ms,
-        "ideal_s": ideal, "measured_s": turns_result["elapsed_s"],
-        "ideal_over_measured": round(ideal / turns_result["elapsed_s"], 3), "target_ratio": 0.7,
-        "replies": turns_result["replies"], "reorders": turns_result["reorders"],
-        "lost": turns_result["lost"], "duplicates": turns_result["duplicates"],
-        "cpu_ms_per_turn": turns_cpu,
-        "steady_rate_per_s": rate, "ack_to_reply_p50_ms": lat["p50"], "ack_to_reply_p99_ms": lat["p99"],
-        "latency_samples": len(answered), **hops, "cpu_ms_per_steady_message": steady_cpu,
-        "raw_kafka_rtt_p50_ms": rtt["p50"], "raw_kafka_rtt_p99_ms": rtt["p99"],
-        "worker_peak_rss_mb": rss, "logs": str(logs),
+        "ideal_s": ideal, "measured_s": hol["elapsed_s"], "ideal_over_measured": round(ideal / hol["elapsed_s"], 3),
+        "target_ratio": 0.7, "replies": hol["replies"], "reorders": hol["reorders"], "lost": hol["lost"],
+        "duplicates": hol["duplicates"], "cpu_ms_per_turn": per_turn["cpu_ms"],
+        "ddb_calls_per_turn": per_turn["ddb_calls"], "ddb_calls_per_turn_by_process": per_turn["ddb_calls_by_process"],
+        "load_ddb_calls_per_turn": per_turn["load_ddb_calls"], "streams_calls_per_turn": per_turn["streams_calls"],
+        "ours_over_ministack_cpu": per_turn["ours_over_ministack_cpu"],
+        "whole_stack_cpu_ms_per_turn": round(whole, 1), "direct": baseline,
+        "ours_over_direct_cpu": _ratio(whole, baseline["cpu_ms_per_turn"]["total"]),
+        "steady_rate_per_s": steady["rate"], "ack_to_reply_p50_ms": steady["latency"]["p50"],
+        "ack_to_reply_p99_ms": steady["latency"]["p99"], "latency_samples": steady["samples"], **steady["hops"],
+        "cpu_ms_per_steady_message": steady["per_message"]["cpu_ms"],
+        "append_conflicts_per_turn": steady["per_message"]["append_conflicts"],
+        "steady_ddb_calls_per_message": steady["per_message"]["ddb_calls"],
+        "steady_ddb_calls_per_message_by_process": steady["per_message"]["ddb_calls_by_process"],
+        "steady_ours_over_ministack_cpu": steady["per_message"]["ours_over_ministack_cpu"],
+        "raw_kafka_rtt_p50_ms": steady["kafka_rtt"]["p50"], "raw_kafka_rtt_p99_ms": steady["kafka_rtt"]["p99"],
+        "capacity_probe": carried, "half_capacity_rate_per_s": half["rate"], "half_capacity_samples": half["samples"],
+        "half_capacity_p50_ms": half["latency"]["p50"], "half_capacity_p99_ms": half["latency"]["p99"],
+        "half_capacity_kafka_rtt_p50_ms": half["kafka_rtt"]["p50"], "half_capacity_kafka_rtt_p99_ms": half["kafka_rtt"]["p99"],
+        "half_capacity_p50_over_kafka_rtt": _ratio(half["latency"]["p50"], half["kafka_rtt"]["p50"], 1),
+        "half_capacity_p99_over_kafka_rtt": _ratio(half["latency"]["p99"], half["kafka_rtt"]["p99"], 1),
+        "half_capacity_append_conflicts_per_message": half["per_message"]["append_conflicts"],
+        "worker_peak_rss_mb": max(hol["worker_peak_rss_mb"], steady["worker_peak_rss_mb"], half["worker_peak_rss_mb"]),
+        "logs": str(logs),
     }
+    return figures | {"targets": _targets(figures)}
 
 
 def main() -> None:
-    """BENCH_PIPELINE_RATE sets phase 2's rate (default 50 messages/s)."""
-    report("pipeline", run(rate=int(os.environ.get("BENCH_PIPELINE_RATE", "50"))))
+    env = os.environ.get
+    report("pipeline", run(conversations=int(env("BENCH_PIPELINE_CONVERSATIONS", "200")),
+                           turns=int(env("BENCH_PIPELINE_TURNS", "5")), rate=float(env("BENCH_PIPELINE_RATE", "50")),
+                           half_seconds=float(env("BENCH_HALF_SECONDS", "20")), probe_rate=float(env("BENCH_PROBE_RATE", "10"))))

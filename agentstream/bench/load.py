@@ -1,0 +1,176 @@
+"""The load of `agentstream bench pipeline` and what it reads back: conversations taking turns,
+steady widget traffic over WebSockets, each message's hops from the topics, and the raw Kafka
+round trip it is compared with."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections import Counter, defaultdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import websockets
+from aiokafka import AIOKafkaConsumer
+
+from agentstream.adapters.dynamo import dynamodb_client
+from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.kafka import producer
+from agentstream.bench.common import summary
+from agentstream.events import new_event
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+async def take_turns(s: Any, conversations: int, turns: int) -> dict[str, Any]:
+    """Each conversation sends its next turn when the previous reply is on agent.replies.v1."""
+    consumer = AIOKafkaConsumer(s.topic_replies, bootstrap_servers=s.kafka_bootstrap_servers, group_id=None,
+                                auto_offset_reset="latest")
+    await consumer.start()
+    await asyncio.sleep(1.0)
+    sent: dict[str, list[str]] = defaultdict(list)
+    replies: dict[str, list[str]] = defaultdict(list)
+    async with dynamodb_client(s) as ddb:
+        store = EventStore(ddb, s.tables.events)
+
+        async def send(user: str) -> None:
+            turn = len(sent[user]) + 1
+            event = new_event("MessageReceived", business_id="demo-restaurant", user_id=user, channel="rest",
+                              payload={"content": f"turn {turn}: a table for two?", "externalId": f"{user}-{turn}"})
+            sent[user].append((await store.append(event, external_id=f"rest:{user}-{turn}")).event.eventId)
+
+        users = [f"bench-{uuid.uuid4().hex[:6]}-{i}" for i in range(conversations)]
+        start = time.perf_counter()
+        await asyncio.gather(*(send(u) for u in users))
+        total = conversations * turns
+        received = 0
+        deadline = time.monotonic() + 300
+        while received < total and time.monotonic() < deadline:
+            follow_ups = []
+            for records in (await consumer.getmany(timeout_ms=100)).values():
+                for r in records:
+                    reply = json.loads(r.value)
+                    user = reply["userId"]
+                    replies[user].append(reply["payload"]["inReplyTo"])
+                    received += 1
+                    if len(sent[user]) < turns and len(replies[user]) == len(sent[user]):
+                        follow_ups.append(send(user))
+            await asyncio.gather(*follow_ups)
+        elapsed = time.perf_counter() - start
+    await consumer.stop()
+    duplicates = sum(c - 1 for u in users for c in Counter(replies[u]).values() if c > 1)
+    lost = sum(len(set(sent[u]) - set(replies[u])) for u in users)
+    reorders = sum(1 for u in users if [x for i, x in enumerate(replies[u]) if x not in replies[u][:i]] != sent[u][: len(set(replies[u]))])
+    return {"elapsed_s": round(elapsed, 2), "replies": received, "duplicates": duplicates, "lost": lost, "reorders": reorders}
+
+
+async def steady_ws(base_url: str, port: int, rate: float, seconds: float, sockets: int = 25) -> dict[str, tuple[float, float]]:
+    """`rate` messages/s, evenly spaced, over `sockets` widget connections; latency = ack → reply
+    frame. Socket i sends at t0 + i/rate + n·sockets/rate, so the sockets take turns instead of
+    all sending at once (which would be bursts of `sockets` messages, not a steady rate).
+    Returns {inbound eventId: (ack time, reply frame time)}, wall clock."""
+    answered: dict[str, tuple[float, float]] = {}
+    every = sockets / rate
+    connected = asyncio.Barrier(sockets)
+    go: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    async def client(index: int) -> None:
+        async with httpx.AsyncClient() as http:
+            v = (await http.post(f"{base_url}/v1/widget/demo-salon/visitors")).json()
+        url = f"ws://127.0.0.1:{port}/ws/demo-salon?userId={v['userId']}&token={v['token']}"
+        async with websockets.connect(url) as ws:
+            acked: dict[str, float] = {}
+
+            async def reader() -> None:
+                while True:
+                    frame = json.loads(await ws.recv())
+                    if frame["type"] == "ack":
+                        acked[frame["eventId"]] = time.time()
+                    elif frame["type"] == "reply" and frame["inReplyTo"] in acked:
+                        answered[frame["inReplyTo"]] = (acked[frame["inReplyTo"]], time.time())
+
+            task = asyncio.create_task(reader())
+            if await connected.wait() == 0:  # every socket is open: one start time for all
+                go.set_result(time.perf_counter())
+            t0 = await go
+            for n in range(int(seconds / every)):
+                await asyncio.sleep(max(0.0, t0 + index / rate + n * every - time.perf_counter()))
+                await ws.send(json.dumps({"type": "message", "text": f"Are you open? {n}", "clientMessageId": str(uuid.uuid4())}))
+            await asyncio.sleep(5.0)
+            task.cancel()
+
+    await asyncio.gather(*(client(i) for i in range(sockets)))
+    return answered
+
+
+async def topic_times(s: Any) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:
+    """When each inbound reached agent.events.v1, and when each one's reply was written (its
+    occurredAt) and reached agent.replies.v1; keyed by the inbound's eventId."""
+    inbound: dict[str, float] = {}
+    replies: dict[str, tuple[float, float]] = {}
+    for topic in (s.topic_events, s.topic_replies):
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=s.kafka_bootstrap_servers, group_id=None,
+                                    auto_offset_reset="earliest", enable_auto_commit=False)
+        await consumer.start()
+        try:
+            while batches := await consumer.getmany(timeout_ms=2000):
+                for record in (r for rs in batches.values() for r in rs):
+                    event = json.loads(record.value)
+                    if topic == s.topic_events and event["type"] == "MessageReceived":
+                        inbound[event["eventId"]] = record.timestamp / 1000
+                    elif topic == s.topic_replies:
+                        written = datetime.fromisoformat(event["occurredAt"].replace("Z", "+00:00")).timestamp()
+                        replies[event["payload"]["inReplyTo"]] = (written, record.timestamp / 1000)
+        finally:
+            await consumer.stop()
+    return inbound, replies
+
+
+def hops(answered: dict[str, tuple[float, float]], inbound: dict[str, float],
+          replies: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """p50 of each hop, in ms: ack → inbound on the events topic (bridge) → reply written
+    (worker) → reply on the replies topic → reply frame on the socket (delivery)."""
+    hops: dict[str, list[float]] = defaultdict(list)
+    for event_id, (acked, framed) in answered.items():
+        if event_id in inbound and event_id in replies:
+            written, published = replies[event_id]
+            points = [("bridge", acked, inbound[event_id]), ("worker", inbound[event_id], written),
+                      ("reply_publish", written, published), ("delivery", published, framed)]
+            for name, start, end in points:
+                hops[name].append((end - start) * 1000)
+    return {f"hop_{name}_p50_ms": summary(values)["p50"] for name, values in hops.items()}
+
+
+async def kafka_round_trip(s: Any, rate: float, count: int) -> list[float]:
+    topic = f"{s.topic_events}.rtt"
+    prod = producer(s)
+    await prod.start()
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=s.kafka_bootstrap_servers, group_id=None, auto_offset_reset="earliest")
+    await prod.send_and_wait(topic, b"warm-up")
+    await consumer.start()
+    latencies: list[float] = []
+
+    async def consume() -> None:
+        while len(latencies) < count:
+            for records in (await consumer.getmany(timeout_ms=100)).values():
+                now = time.perf_counter()
+                latencies.extend((now - float(r.value)) * 1000 for r in records if r.value != b"warm-up")
+
+    reader = asyncio.create_task(consume())
+    start = time.perf_counter()
+    for n in range(count):
+        await asyncio.sleep(max(0.0, start + n / rate - time.perf_counter()))
+        await prod.send(topic, str(time.perf_counter()).encode())
+    await asyncio.wait_for(reader, 60)
+    await consumer.stop()
+    await prod.stop()
+    return latencies
