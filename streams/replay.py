@@ -19,9 +19,9 @@ from typing import Any
 import structlog
 
 from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.dynamo import batch_write, from_item, to_item
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.projection_store import ProjectionStore
+from agentstream.adapters.replay_store import BatchWriter, LiveItems
 from agentstream.adapters.config_history import info_key
 from agentstream.events import Event, iso
 from agentstream.projections.base import FoldConfig, Projection, Put, fold_events, state_version
@@ -52,39 +52,6 @@ class Scope:
         return (self.business_id is None or business == self.business_id) and (self.user_id is None or user == self.user_id)
 
 
-class BatchWriter:
-    """Unconditional puts gathered across conversations, 25 to a BatchWriteItem call."""
-
-    def __init__(self, ddb: Any) -> None:
-        self._ddb = ddb
-        self._pending: list[tuple[str, dict[str, Any]]] = []
-        self._calls: set[asyncio.Task[None]] = set()
-
-    def add(self, table: str, items: list[dict[str, Any]]) -> None:
-        self._pending += [(table, i) for i in items]
-        while len(self._pending) >= 25:
-            self._send(self._pending[:25])
-            self._pending = self._pending[25:]
-
-    def _send(self, chunk: list[tuple[str, dict[str, Any]]]) -> None:
-        task = asyncio.create_task(self._write(chunk))
-        self._calls.add(task)
-        task.add_done_callback(self._calls.discard)
-
-    async def _write(self, chunk: list[tuple[str, dict[str, Any]]]) -> None:
-        pending: dict[str, list[dict[str, Any]]] = {}
-        for table, item in chunk:
-            pending.setdefault(table, []).append({"PutRequest": {"Item": to_item(item)}})
-        await batch_write(self._ddb, pending)
-
-    async def flush(self) -> None:
-        if self._pending:
-            self._send(self._pending)
-            self._pending = []
-        while self._calls:
-            await asyncio.gather(*list(self._calls))
-
-
 class Replayer:
     """Rebuilds projections. `fresh=True` is for empty target tables: every item goes out in
     unconditional batches across conversations (fast); otherwise writes are monotonic."""
@@ -94,6 +61,7 @@ class Replayer:
         """`registry`: the projections to rebuild (all registered ones by default)."""
         self._registry = tuple(registry)
         self._batch = BatchWriter(ddb) if fresh else None
+        self._live = LiveItems(ddb)
         self._ddb = ddb
         self._settings = settings
         self._store = EventStore(ddb, settings.tables.events)
@@ -189,8 +157,7 @@ class Replayer:
         for p, put in writes:
             table = getattr(self._settings.tables, put.table)
             key = {k: put.item[k] for k in p.owns[put.table]}
-            resp = await self._ddb.get_item(TableName=table, Key=to_item(key), ConsistentRead=True)
-            live = from_item(resp["Item"]) if "Item" in resp else None
+            live = await self._live.get(table, key)
             if live != put.item:
                 diffs.append(f"{table} {key}: " + _describe_difference(put, live))
         return diffs
