@@ -108,7 +108,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     stream = f"{business_id}#{user_id}"
     await d.hub.add(stream, ws)
     try:
-        for reply in await pending_replies(d.store, stream):  # the ones no gateway could deliver live
+        for reply in await pending_replies(d.store, stream, ws.query_params.get("after")):  # missed while away
             await ws.send_json(reply_frame(reply))
             await DeliveryLog(d.store).record(reply, "ReplyDelivered", {"externalId": None, "attempts": 1})
         while True:

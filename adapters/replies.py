@@ -29,12 +29,22 @@ def reply_frame(reply: Event) -> dict[str, Any]:
     }
 
 
-async def pending_replies(store: EventStore, stream: str) -> list[Event]:
-    """Recent outbound events of a conversation with no ReplyDelivered yet, in log order."""
+async def pending_replies(store: EventStore, stream: str, after: str | None = None) -> list[Event]:
+    """Recent outbound events of a conversation the customer may not have, in log order.
+
+    With `after` (an event id the widget holds: its oldest unanswered message, or else the last
+    reply it showed), every outbound event after that one: a frame written to a socket whose
+    gateway died before the widget read it is marked delivered yet never arrived, and the widget
+    drops the ones it has by eventId. Without it (or with an id not among the recent events),
+    those with no ReplyDelivered yet."""
     head = await store.head(stream)
     events = await store.read(stream, after_seq=max(0, head - RECENT_EVENTS))
+    outbound = [e for e in events if e.type in OUTBOUND_TYPES and not live_only(e)]
+    cursor = next((e.seq for e in events if e.eventId == after), None) if after else None
+    if cursor is not None:
+        return [e for e in outbound if e.seq > cursor]
     delivered = {e.payload.replyEventId for e in events if isinstance(e, ReplyDelivered)}
-    return [e for e in events if e.type in OUTBOUND_TYPES and e.eventId not in delivered and not live_only(e)]
+    return [e for e in outbound if e.eventId not in delivered]
 
 
 def live_only(event: Event) -> bool:

@@ -70,6 +70,33 @@ async def test_resent_frame_is_one_message_and_one_reply(stack: RunningStack) ->
     assert first["eventId"] == second["eventId"] == reply["inReplyTo"]
 
 
+async def _catch_up(url: str) -> tuple[list[str], str]:
+    """The reply eventIds a new socket gets before the ack of a first message (its catch-up: the
+    gateway sends that before it reads any frame), and the eventId of that message's own reply."""
+    async with websockets.connect(url) as ws:
+        await ws.send(json.dumps({"type": "message", "text": "Multumesc", "clientMessageId": str(uuid.uuid4())}))
+        frames = []
+        while (frame := json.loads(await asyncio.wait_for(ws.recv(), 60)))["type"] != "ack":
+            frames.append(frame["eventId"])
+        return frames, (await receive(ws, "reply"))["eventId"]
+
+
+async def test_a_reconnecting_widget_gets_what_came_after_its_cursor(stack: RunningStack) -> None:
+    """A frame written to a socket whose gateway died was recorded delivered yet never read: the
+    widget's cursor (its oldest unanswered message) brings it again; without one, it does not come."""
+    v = visitor(stack)
+    async with websockets.connect(ws_url(stack, v)) as ws:
+        await ws.send(json.dumps({"type": "message", "text": "Aveti loc vineri?", "clientMessageId": "c1"}))
+        ack = await receive(ws, "ack")
+        first = (await receive(ws, "reply"))["eventId"]  # delivered here; suppose it never reached the page
+    frames, second = await _catch_up(ws_url(stack, v))
+    assert frames == [], "no cursor: only replies not yet delivered"
+    frames, third = await _catch_up(ws_url(stack, v) + f"&after={ack['eventId']}")
+    assert frames == [first, second], "every reply after the oldest unanswered message, delivered or not"
+    assert (await _catch_up(ws_url(stack, v) + f"&after={third}"))[0] == [], "nothing after the last reply"
+    assert (await _catch_up(ws_url(stack, v) + "&after=not-an-event"))[0] == [], "an unknown cursor: as without one"
+
+
 async def test_two_visitors_with_the_same_client_message_id_are_two_messages(stack: RunningStack) -> None:
     """Client message ids are the widget's own (a counter, say): unique per visitor, not per business."""
     frame = json.dumps({"type": "message", "text": "Aveți loc azi?", "clientMessageId": "1"})

@@ -31,6 +31,7 @@ class Recorded:
     json: Any = None
     form: dict[str, str] = field(default_factory=dict)
     query: dict[str, str] = field(default_factory=dict)
+    at: float = field(default_factory=time.time)  # when it arrived (wall clock)
 
 
 @dataclass
