@@ -3,11 +3,13 @@
 One small item per (business, session, reader) in `ai-agent-inbox-views` (PK businessId, SK
 `<sessionId>#<reader>`): the highest message seq the reader has been shown and when. A
 conversation's unread count is the customer's messages after the highest seq any person of the
-business has seen. Nothing here is an event: replaying the log neither needs nor changes it.
+business has seen. Nothing here is an event: replaying the log neither needs nor changes it;
+`forget` deletes the items of the customer's sessions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from agentstream.adapters.dynamo import error_code, query_all, to_item
@@ -40,6 +42,17 @@ class InboxViews:
         for item in items:
             seen[item["sessionId"]] = max(seen.get(item["sessionId"], 0), int(item["seenSeq"]))
         return seen
+
+    async def of_sessions(self, business_id: str, session_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """The keys (businessId, viewKey) of every reader's item of these sessions, read
+        consistently: one Query per session (`forget` deletes them)."""
+        keys: list[dict[str, Any]] = []
+        for session_id in sorted(set(session_ids)):
+            keys += await query_all(self._ddb, TableName=self._table, ConsistentRead=True,
+                                    KeyConditionExpression="businessId = :b AND begins_with(viewKey, :p)",
+                                    ExpressionAttributeValues=to_item({":b": business_id, ":p": f"{session_id}#"}),
+                                    ProjectionExpression="businessId, viewKey")
+        return keys
 
 
 def unread(messages: list[dict[str, Any]], seen_seq: int) -> int:

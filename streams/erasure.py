@@ -7,7 +7,8 @@ base tables: the log by Query on the streamId, the idempotency records (every de
 what the index eventStreamId-index still finds, confirmed by consistent reads), every registered
 projection's state item by key and every key `forget` deleted, the sessions through the
 businessId-userId GSI, the messages through the businessId-timestamp index (filtered by
-userId) and through the sessions' index, and, for a table no index covers, a filtered scan.
+userId) and through the sessions' index, the inbox's view state of those sessions, and, for a
+table no index covers, a filtered scan. The reads go through adapters/erasure_store.py.
 The receipt (agentstream/receipt.py) records the counts; a replay cannot check this, because
 the stream it would compare with is gone.
 """
@@ -24,11 +25,13 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from agentstream import receipt as receipts
 from agentstream.adapters.credentials import CredentialsError
-from agentstream.adapters.dynamo import dynamodb_client, error_code, existing_keys, query_all, scan_all, to_item
+from agentstream.adapters.dynamo import dynamodb_client
+from agentstream.adapters.erasure_store import ErasureStore
 from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.inbox_views import InboxViews
 from agentstream.adapters.kafka import partitions_of, topic_configs, topics
-from agentstream.adapters.projection_store import sessions_of_user
-from agentstream.adapters.tables import MESSAGES_BY_BUSINESS, MESSAGES_BY_SESSION
+from agentstream.adapters.projection_store import ProjectionStore, sessions_of_user
+from agentstream.adapters.tables import MESSAGES_BY_BUSINESS
 from agentstream.events import iso, utc_now
 from agentstream.projections.base import Projection
 from agentstream.registry import PROJECTIONS
@@ -89,51 +92,39 @@ def _owned(registry: Sequence[Projection]) -> dict[str, tuple[str, ...]]:
     return owned
 
 
-async def _indexed_or_scanned(ddb: Any, table: str, index: str, business_id: str, user_id: str) -> list[dict[str, Any]]:
-    """The customer's items of a table whose `index` is keyed by businessId: a Query filtered
-    by userId, or a filtered scan when the index is missing."""
-    values = to_item({":b": business_id, ":u": user_id})
-    try:
-        return await query_all(ddb, TableName=table, IndexName=index, KeyConditionExpression="businessId = :b",
-                               FilterExpression="userId = :u", ExpressionAttributeValues=values)
-    except Exception as exc:
-        if error_code(exc) not in ("ValidationException", "ResourceNotFoundException"):
-            raise
-    return await scan_all(ddb, TableName=table, FilterExpression="businessId = :b AND userId = :u",
-                          ExpressionAttributeValues=values, ConsistentRead=True)
-
-
 async def left_over(ddb: Any, settings: Settings, business_id: str, user_id: str,
                     deleted: dict[str, list[dict[str, Any]]], registry: Sequence[Projection] = PROJECTIONS) -> dict[str, int]:
-    """The customer's items read after the erasure: "events", "idempotency_records" and each
-    table of every registered projection (a `Tables` field) -> how many are still there."""
+    """The customer's items read after the erasure: "events", "idempotency_records", each
+    table of every registered projection (a `Tables` field) and "inbox_views" -> how many are
+    still there."""
     t = settings.tables
     stream = f"{business_id}#{user_id}"
+    store = ErasureStore(ddb)
     left = {
-        "events": len(await query_all(ddb, TableName=t.events, KeyConditionExpression="streamId = :s", ConsistentRead=True,
-                                      ExpressionAttributeValues=to_item({":s": stream}), ProjectionExpression="streamId, seq")),
-        "idempotency_records": len(await existing_keys(ddb, t.events, [
+        "events": len(await store.log_keys(t.events, stream, consistent=True)),
+        "idempotency_records": len(await store.existing(t.events, [
             *deleted.get("idempotency_records", []), *await EventStore(ddb, t.events).idempotency_keys(stream)])),
     }
-    owned = _owned(registry)
-    sessions = {k["sessionId"] for k in deleted.get("sessions", [])}
-    for where, names in owned.items():
+    of_user = await sessions_of_user(ddb, t, business_id, user_id)
+    sessions = {k["sessionId"] for k in [*deleted.get("sessions", []), *of_user]}
+    projections = ProjectionStore(ddb, t)
+    for where, names in _owned(registry).items():
         table = getattr(t, where)
         found = list(deleted.get(where, []))
         if names == CUSTOMER_KEY:
             found.append({"businessId": business_id, "userId": user_id})
         elif where == "sessions":
-            found += await sessions_of_user(ddb, t, business_id, user_id)
+            found += of_user
         elif where == "messages":
-            found += await _indexed_or_scanned(ddb, table, MESSAGES_BY_BUSINESS, business_id, user_id)
-            for session_id in sessions | {s["sessionId"] for s in await sessions_of_user(ddb, t, business_id, user_id)}:
-                found += await query_all(ddb, TableName=table, IndexName=MESSAGES_BY_SESSION,
-                                         KeyConditionExpression="sessionId = :s", ExpressionAttributeValues=to_item({":s": session_id}))
+            found += await store.customer_items(table, business_id, user_id, index=MESSAGES_BY_BUSINESS)
+            for session_id in sessions:
+                found += await projections.session_messages(session_id)
         else:  # a table no index of the customer covers
-            found += await scan_all(ddb, TableName=table, FilterExpression="businessId = :b AND userId = :u", ConsistentRead=True,
-                                    ExpressionAttributeValues=to_item({":b": business_id, ":u": user_id}))
+            found += await store.customer_items(table, business_id, user_id)
         # what an index found is confirmed by a consistent read of the table (an index lags a delete)
-        left[where] = len(await existing_keys(ddb, table, [{n: k[n] for n in names} for k in found]))
+        left[where] = len(await store.existing(table, [{n: k[n] for n in names} for k in found]))
+    views = [*deleted.get("inbox_views", []), *await InboxViews(ddb, t.inbox_views).of_sessions(business_id, sessions)]
+    left["inbox_views"] = len(await store.existing(t.inbox_views, views))
     return left
 
 
@@ -147,7 +138,7 @@ async def forget_with_receipt(settings: Settings, business_id: str, user_id: str
         report = await forget(ddb, settings, business_id, user_id, registry)
         left = await left_over(ddb, settings, business_id, user_id, report.keys, registry)
         tomb = tombstone_key(business_id, user_id)
-        present = "Item" in await ddb.get_item(TableName=t.events, Key=to_item(tomb), ConsistentRead=True)
+        present = await ErasureStore(ddb).has(t.events, tomb)
     tables = {where: t.events if where == "idempotency_records" else getattr(t, where) for where in [*report.keys, *left]}
     receipt = receipts.build(
         keys, business_id=business_id, user_id=user_id, forgotten_at=report.forgotten_at, issued_at=iso(utc_now()),

@@ -6,7 +6,9 @@ fold. Each projection's items are found by folding the customer's stream before 
 (the folds are deterministic, so that is every item they wrote), plus the state item and, for
 sessions and messages, the seed's indexes; an item counts as deleted if it existed. The
 idempotency records are found through the index eventStreamId-index (each names its event's
-stream), so forget reads what the customer has, never the whole events table. Kafka
+stream), so forget reads what the customer has, never the whole events table. The inbox's view
+state of the customer's sessions (`ai-agent-inbox-views`, keyed by businessId and
+`<sessionId>#<reader>`) goes too: one Query per session (report place "inbox_views"). Kafka
 keeps its copies until the topics' retention: the report says so. The report keeps the deleted
 keys and the tombstone's time, for the signed receipt of `forget --proof` (streams/erasure.py).
 """
@@ -18,11 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.dynamo import batch_write, existing_keys, query_all, to_item
+from agentstream.adapters.erasure_store import ErasureStore
 from agentstream.adapters.event_store import TOMBSTONE_PREFIX, EventStore
+from agentstream.adapters.inbox_views import InboxViews
 from agentstream.adapters.kafka import topics
-from agentstream.adapters.projection_store import sessions_of_user
-from agentstream.adapters.tables import MESSAGES_BY_SESSION
+from agentstream.adapters.projection_store import ProjectionStore, sessions_of_user
 from agentstream.events import iso, utc_now
 from agentstream.projections.base import Projection, fold_events, key_of
 from agentstream.registry import PROJECTIONS
@@ -43,7 +45,7 @@ class ForgetReport:
     items: dict[str, int] = field(default_factory=dict)  # projection table -> items deleted
     still_in_kafka: list[str] = field(default_factory=list)
     forgotten_at: str = ""  # the tombstone's forgottenAt
-    keys: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "events", "idempotency_records", projection tables -> deleted keys
+    keys: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # "events", "idempotency_records", projection tables, "inbox_views" -> deleted keys
 
     @property
     def sessions(self) -> int:
@@ -58,31 +60,29 @@ class ForgetReport:
         return self.items.get("rag_user", 0)
 
 
-async def _delete(ddb: Any, table: str, keys: list[dict[str, Any]]) -> int:
-    for start in range(0, len(keys), 25):
-        await batch_write(ddb, {table: [{"DeleteRequest": {"Key": to_item(k)}} for k in keys[start:start + 25]]})
-    return len(keys)
-
-
 async def forget(ddb: Any, settings: Settings, business_id: str, user_id: str,
                  registry: Sequence[Projection] = PROJECTIONS) -> ForgetReport:
     t = settings.tables
     stream = f"{business_id}#{user_id}"
     report = ForgetReport(forgotten_at=iso(utc_now()))
-    await ddb.put_item(TableName=t.events, Item=to_item({**tombstone_key(business_id, user_id), "forgottenAt": report.forgotten_at}))
+    store = ErasureStore(ddb)
+    await store.put_tombstone(t.events, tombstone_key(business_id, user_id), report.forgotten_at)
     events = await EventStore(ddb, t.events).read(stream)
     keys = await _projected_keys(ddb, settings, registry, events, business_id, user_id)
     for field_name, (names, found) in keys.items():
         candidates = [dict(zip(names, k)) for k in found]
-        report.keys[field_name] = await existing_keys(ddb, getattr(t, field_name), candidates)
-        await _delete(ddb, getattr(t, field_name), candidates)
+        report.keys[field_name] = await store.existing(getattr(t, field_name), candidates)
+        await store.delete(getattr(t, field_name), candidates)
         report.items[field_name] = len(report.keys[field_name])
-    logged = await query_all(ddb, TableName=t.events, KeyConditionExpression="streamId = :s",
-                             ExpressionAttributeValues=to_item({":s": stream}), ProjectionExpression="streamId, seq")
-    report.events = await _delete(ddb, t.events, logged)
+    sessions = {k[0] for k in keys["sessions"][1]} if "sessions" in keys else set()
+    views = await InboxViews(ddb, t.inbox_views).of_sessions(business_id, sessions)
+    report.items["inbox_views"] = await store.delete(t.inbox_views, views)
+    report.keys["inbox_views"] = views
+    logged = await store.log_keys(t.events, stream)
+    report.events = await store.delete(t.events, logged)
     report.keys["events"] = logged
     idem = await EventStore(ddb, t.events).idempotency_keys(stream)
-    report.idempotency_records = await _delete(ddb, t.events, idem)
+    report.idempotency_records = await store.delete(t.events, idem)
     report.keys["idempotency_records"] = idem
     report.still_in_kafka = [
         f"{topic}: records keyed {stream!r} remain until the topic's retention (default 7 days) deletes them"
@@ -103,10 +103,9 @@ async def _projected_keys(ddb: Any, settings: Settings, registry: Sequence[Proje
         for put in fold_events(p, events, config, business_id, user_id)[1]:
             keys[put.table][1].add(key_of(p, put))
     if "sessions" in keys and "messages" in keys:  # also what the seed's indexes find
+        projections = ProjectionStore(ddb, settings.tables)
         for session in await sessions_of_user(ddb, settings.tables, business_id, user_id):
             keys["sessions"][1].add((session["sessionId"],))
-            for m in await query_all(ddb, TableName=settings.tables.messages, IndexName=MESSAGES_BY_SESSION,
-                                     KeyConditionExpression="sessionId = :s",
-                                     ExpressionAttributeValues=to_item({":s": session["sessionId"]})):
+            for m in await projections.session_messages(session["sessionId"]):
                 keys["messages"][1].add((m["messageId"], m["sessionId"]))
     return keys

@@ -1,6 +1,6 @@
 """Provable erasure (issue 14, item 4) against the real local server and broker: a customer's
-live traffic through the processor, then `agentstream forget --proof` and `--check-proof` as a
-person runs them; and after the erasure a replay from the table and from Kafka brings nothing
+live traffic through the processor and the business's people reading it in the inbox, then
+`agentstream forget --proof` and `--check-proof` as a person runs them; and after the erasure a replay from the table and from Kafka brings nothing
 of the customer back, facts included."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from cryptography.fernet import Fernet
 
 from agentstream.adapters.dynamo import query_all, scan_all, to_item
+from agentstream.adapters.inbox_views import InboxViews
 from agentstream.adapters.kafka import ensure_topics, topics
 from agentstream.events import new_event
 from agentstream.registry import PROJECTIONS
@@ -65,9 +66,29 @@ async def customer_items(world: World, user: str) -> dict[str, int]:
     return counts
 
 
+async def inbox_reads(world: World) -> dict[str, set[str]]:
+    """Two people of the business open each customer's conversation in the inbox (what GET
+    /inbox/conversations/{id} records); per user, the sessions whose view state is kept."""
+    sessions: dict[str, set[str]] = {}
+    views = InboxViews(world.ddb, world.settings.tables.inbox_views)
+    for session in await scan_all(world.ddb, TableName=world.settings.tables.sessions):
+        if session.get("businessId") == "demo-salon" and session.get("userId") in (PHONE, "stays"):
+            sessions.setdefault(session["userId"], set()).add(session["sessionId"])
+            for reader in ("Maria", "Ion"):
+                await views.opened("demo-salon", session["sessionId"], reader, 2)
+    return sessions
+
+
+async def viewed_sessions(world: World) -> set[str]:
+    """The sessions with view state in the inbox views table (the test's own scan)."""
+    return {i["sessionId"] for i in await scan_all(world.ddb, TableName=world.settings.tables.inbox_views)}
+
+
 async def test_forget_proof_writes_a_signed_receipt_that_check_proof_verifies(world: World, tmp_path: Path) -> None:
     s = world.settings
     await live_traffic(world)
+    read = await inbox_reads(world)
+    assert len(read[PHONE]) == 1 and len(read["stays"]) == 1 and read[PHONE] | read["stays"] <= await viewed_sessions(world)
     admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap_servers)
     await admin.start()
     try:  # the receipt must report what the broker applies, not a default
@@ -84,18 +105,22 @@ async def test_forget_proof_writes_a_signed_receipt_that_check_proof_verifies(wo
     assert erased.returncode == 0, erased.stdout
     assert "items left after the erasure: none" in erased.stdout and "still in Kafka" in erased.stdout
     assert await customer_items(world, PHONE) == dict.fromkeys(before, 0)
+    viewed = await viewed_sessions(world)
+    assert not read[PHONE] & viewed, "the inbox's view state of the customer's session is gone"
+    assert read["stays"] <= viewed, "the other customer's is kept"
 
     text = receipt_file.read_text()
     for plain in PLAIN:
         assert plain not in text, f"{plain!r} is in the receipt"
     receipt = json.loads(text)
     owned = {where for p in PROJECTIONS for where in p.owns}
-    assert set(receipt["left"]) == {"events", "idempotency_records", *owned}
+    assert set(receipt["left"]) == {"events", "idempotency_records", "inbox_views", *owned}
     assert set(receipt["left"].values()) == {0}
     deleted = {where: entry["count"] for where, entry in receipt["deleted"].items()}
     assert all(len(entry["keys"]) == entry["count"] for entry in receipt["deleted"].values())
     assert {where: deleted.get(where, 0) for where in before} == before, "deleted counts are what was there"
     assert deleted["idempotency_records"] == 4, "two channel ids, two replies"
+    assert deleted["inbox_views"] == 2, "two readers of the customer's one session"
     assert receipt["tombstone"]["present"] and receipt["tombstone"]["forgottenAt"] == receipt["forgottenAt"]
     assert receipt["deleted"]["events"]["table"] == s.tables.events
 
