@@ -78,6 +78,14 @@ def listening_pid(port: int) -> int | None:
     return None
 
 
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident memory so far, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far (0 once it is gone)."""
     try:

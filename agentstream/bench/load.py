@@ -9,8 +9,8 @@ import json
 import time
 import uuid
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,13 +22,6 @@ from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.kafka import producer
 from agentstream.bench.common import summary
 from agentstream.events import new_event
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
 
 
 async def take_turns(s: Any, conversations: int, turns: int) -> dict[str, Any]:
@@ -73,13 +66,22 @@ async def take_turns(s: Any, conversations: int, turns: int) -> dict[str, Any]:
     return {"elapsed_s": round(elapsed, 2), "replies": received, "duplicates": duplicates, "lost": lost, "reorders": reorders}
 
 
-async def steady_ws(base_url: str, port: int, rate: float, seconds: float, sockets: int = 25) -> dict[str, tuple[float, float]]:
-    """`rate` messages/s, evenly spaced, over `sockets` widget connections; latency = ack → reply
-    frame. Socket i sends at t0 + i/rate + n·sockets/rate, so the sockets take turns instead of
-    all sending at once (which would be bursts of `sockets` messages, not a steady rate).
-    Returns {inbound eventId: (ack time, reply frame time)}, wall clock."""
+@dataclass
+class SteadyRun:
+    sent: int
+    answered: dict[str, tuple[float, float]]  # inbound eventId: (ack time, reply frame time), wall clock
+
+
+async def steady_ws(base_url: str, port: int, rate: float, seconds: float, sockets: int = 25,
+                    drain_s: float = 180.0) -> SteadyRun:
+    """`rate` messages/s, evenly spaced, over `sockets` widget connections (each sends at least
+    once); latency = ack → reply frame. Socket i sends at t0 + i/rate + n·sockets/rate, so the
+    sockets take turns instead of all sending at once (which would be bursts of `sockets`
+    messages, not a steady rate). Then each socket waits until every message it sent is answered
+    (`drain_s` at most), so the work of a phase that fell behind is inside the phase."""
     answered: dict[str, tuple[float, float]] = {}
     every = sockets / rate
+    per_socket = max(1, int(seconds / every))
     connected = asyncio.Barrier(sockets)
     go: asyncio.Future[float] = asyncio.get_running_loop().create_future()
 
@@ -89,6 +91,7 @@ async def steady_ws(base_url: str, port: int, rate: float, seconds: float, socke
         url = f"ws://127.0.0.1:{port}/ws/demo-salon?userId={v['userId']}&token={v['token']}"
         async with websockets.connect(url) as ws:
             acked: dict[str, float] = {}
+            mine: set[str] = set()
 
             async def reader() -> None:
                 while True:
@@ -97,19 +100,22 @@ async def steady_ws(base_url: str, port: int, rate: float, seconds: float, socke
                         acked[frame["eventId"]] = time.time()
                     elif frame["type"] == "reply" and frame["inReplyTo"] in acked:
                         answered[frame["inReplyTo"]] = (acked[frame["inReplyTo"]], time.time())
+                        mine.add(frame["inReplyTo"])
 
             task = asyncio.create_task(reader())
             if await connected.wait() == 0:  # every socket is open: one start time for all
                 go.set_result(time.perf_counter())
             t0 = await go
-            for n in range(int(seconds / every)):
+            for n in range(per_socket):
                 await asyncio.sleep(max(0.0, t0 + index / rate + n * every - time.perf_counter()))
                 await ws.send(json.dumps({"type": "message", "text": f"Are you open? {n}", "clientMessageId": str(uuid.uuid4())}))
-            await asyncio.sleep(5.0)
+            deadline = time.monotonic() + drain_s
+            while len(mine) < per_socket and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
             task.cancel()
 
     await asyncio.gather(*(client(i) for i in range(sockets)))
-    return answered
+    return SteadyRun(sockets * per_socket, answered)
 
 
 async def topic_times(s: Any) -> tuple[dict[str, float], dict[str, tuple[float, float]]]:

@@ -32,7 +32,7 @@ from typing import Any
 
 from agentstream.bench import direct, load
 from agentstream.bench.capacity import capacity, machine_cpu
-from agentstream.bench.common import report, services, summary
+from agentstream.bench.common import peak_rss_mb, report, services, summary
 from agentstream.bench.fresh import OURS, Stack, fresh_stack, per_unit
 from agentstream.bench.model_server import ModelBehaviour, ModelServer
 
@@ -50,7 +50,7 @@ def _head_of_line(fresh: Fresh, conversations: int, turns: int) -> dict[str, Any
         before = stack.read()
         result = asyncio.run(load.take_turns(stack.settings, conversations, turns))
         figures = per_unit(stack.since(before), result["replies"])
-        rss = load.peak_rss_mb(stack.procs["worker"].popen.pid)
+        rss = peak_rss_mb(stack.procs["worker"].popen.pid)
     return result | {"per_turn": figures, "worker_peak_rss_mb": rss}
 
 
@@ -60,14 +60,14 @@ def _steady(fresh: Fresh, name: str, rate: float, seconds: float, with_hops: boo
     sockets = max(1, min(25, int(rate)))
     with fresh(name) as stack:
         before, machine = stack.read(), machine_cpu()
-        answered = asyncio.run(load.steady_ws(f"http://127.0.0.1:{stack.port}", stack.port, rate, seconds, sockets))
+        run = asyncio.run(load.steady_ws(f"http://127.0.0.1:{stack.port}", stack.port, rate, seconds, sockets))
         spent, machine_after = stack.since(before), machine_cpu()
-        hops = load.hops(answered, *asyncio.run(load.topic_times(stack.settings))) if with_hops else {}
+        hops = load.hops(run.answered, *asyncio.run(load.topic_times(stack.settings))) if with_hops else {}
         rtt = summary(asyncio.run(load.kafka_round_trip(stack.settings, rate, max(50, int(rate * seconds)))))
-        rss = load.peak_rss_mb(stack.procs["worker"].popen.pid)
-    latency = summary([(framed - acked) * 1000 for acked, framed in answered.values()])
-    return {"rate": rate, "samples": len(answered), "latency": latency, "kafka_rtt": rtt, "hops": hops,
-            "per_message": per_unit(spent, len(answered)), "worker_peak_rss_mb": rss,
+        rss = peak_rss_mb(stack.procs["worker"].popen.pid)
+    latency = summary([(framed - acked) * 1000 for acked, framed in run.answered.values()])
+    return {"rate": rate, "sent": run.sent, "samples": len(run.answered), "latency": latency, "kafka_rtt": rtt,
+            "hops": hops, "per_message": per_unit(spent, run.sent), "worker_peak_rss_mb": rss,
             "stack_cpu_s": sum(spent.cpu.values()), "machine": (machine, machine_after)}
 
 
@@ -104,7 +104,7 @@ def run(conversations: int = 200, turns: int = 5, model_ms: int = 500, rate: flo
         behaviour.delay_s = 0.0
         steady = _steady(fresh, "steady", rate, seconds, with_hops=True)
         probe = _steady(fresh, "probe", probe_rate, probe_seconds)
-        carried = capacity(probe["stack_cpu_s"], probe["samples"], *probe["machine"])
+        carried = capacity(probe["stack_cpu_s"], probe["sent"], *probe["machine"])
         half = _steady(fresh, "half_capacity", round(carried.rate_per_s / 2, 1), half_seconds)
     return _figures(conversations, turns, model_ms, hol, baseline, steady, carried.as_dict(), half, logs)
 
@@ -124,14 +124,16 @@ def _figures(conversations: int, turns: int, model_ms: int, hol: dict[str, Any],
         "whole_stack_cpu_ms_per_turn": round(whole, 1), "direct": baseline,
         "ours_over_direct_cpu": _ratio(whole, baseline["cpu_ms_per_turn"]["total"]),
         "steady_rate_per_s": steady["rate"], "ack_to_reply_p50_ms": steady["latency"]["p50"],
-        "ack_to_reply_p99_ms": steady["latency"]["p99"], "latency_samples": steady["samples"], **steady["hops"],
+        "ack_to_reply_p99_ms": steady["latency"]["p99"], "steady_sent": steady["sent"], "latency_samples": steady["samples"],
+        **steady["hops"],
         "cpu_ms_per_steady_message": steady["per_message"]["cpu_ms"],
         "append_conflicts_per_turn": steady["per_message"]["append_conflicts"],
         "steady_ddb_calls_per_message": steady["per_message"]["ddb_calls"],
         "steady_ddb_calls_per_message_by_process": steady["per_message"]["ddb_calls_by_process"],
         "steady_ours_over_ministack_cpu": steady["per_message"]["ours_over_ministack_cpu"],
         "raw_kafka_rtt_p50_ms": steady["kafka_rtt"]["p50"], "raw_kafka_rtt_p99_ms": steady["kafka_rtt"]["p99"],
-        "capacity_probe": carried, "half_capacity_rate_per_s": half["rate"], "half_capacity_samples": half["samples"],
+        "capacity_probe": carried, "half_capacity_rate_per_s": half["rate"], "half_capacity_sent": half["sent"],
+        "half_capacity_samples": half["samples"],
         "half_capacity_p50_ms": half["latency"]["p50"], "half_capacity_p99_ms": half["latency"]["p99"],
         "half_capacity_kafka_rtt_p50_ms": half["kafka_rtt"]["p50"], "half_capacity_kafka_rtt_p99_ms": half["kafka_rtt"]["p99"],
         "half_capacity_p50_over_kafka_rtt": _ratio(half["latency"]["p50"], half["kafka_rtt"]["p50"], 1),

@@ -31,9 +31,8 @@ from agentstream.adapters.bootstrap import populate, setup
 from agentstream.adapters.dynamo import dynamodb_client, put_log_items
 from agentstream.adapters.event_store import idem_item
 from agentstream.adapters.kafka import dumps, producer
-from agentstream.bench.common import CpuMeter, isolated_env, report, services, settings_for
+from agentstream.bench.common import CpuMeter, isolated_env, peak_rss_mb, report, services, settings_for
 from agentstream.bench.model_server import ModelBehaviour, ModelServer
-from agentstream.bench.pipeline import peak_rss_mb
 from agentstream.bench.replay import _events
 from agentstream.events import parse_event
 from agentstream.settings import Settings

@@ -8,7 +8,13 @@ import asyncio
 
 import pytest
 
+from agentstream.adapters.dynamo import dynamodb_client
+from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.tables import ensure_tables
 from agentstream.bench import bridge, pipeline, replay, worker
+from agentstream.events import new_event
+from agentstream.metrics import APPEND_CONFLICTS, DYNAMODB_CALLS
+from agentstream.settings import Settings
 from tests.services import Endpoints
 
 
@@ -40,13 +46,85 @@ async def test_worker_bench() -> None:
     assert figures["worker_peak_rss_mb"] > 0 and figures["cpu_seconds_while_worker_ran"]["worker"] > 0
 
 
+def _counted(metric: object) -> float:
+    return sum(s.value for m in metric.collect() for s in m.samples if s.name.endswith("_total"))  # type: ignore[attr-defined]
+
+
+async def test_counters_count_each_call_and_each_lost_race(settings: Settings) -> None:
+    """What the pipeline bench reads from each process's /metrics counts what happened: an
+    append with a stale head is one conflict and four calls in all (put, failed put, head, put)."""
+    async with dynamodb_client(settings) as ddb:
+        await ensure_tables(ddb, settings.tables, only=[settings.tables.events])
+        store = EventStore(ddb, settings.tables.events)
+        calls, conflicts = _counted(DYNAMODB_CALLS), _counted(APPEND_CONFLICTS)
+        first = await store.append(_message("first"), head=0)
+        second = await store.append(_message("second"), head=0)  # stale: seq 1 is taken
+    assert (first.event.seq, second.event.seq) == (1, 2)
+    assert _counted(APPEND_CONFLICTS) - conflicts == 1
+    assert _counted(DYNAMODB_CALLS) - calls == 4
+
+
+def _message(text: str) -> object:
+    return new_event("MessageReceived", business_id="b1", user_id="counted", channel="sms", payload={"content": text})
+
+
 async def test_pipeline_bench() -> None:
-    figures = await asyncio.to_thread(pipeline.run, conversations=4, turns=2, model_ms=10, rate=10, seconds=2.5)
+    conversations, turns = 4, 2
+    figures = await asyncio.to_thread(pipeline.run, conversations=conversations, turns=turns, model_ms=10, rate=10,
+                                      seconds=2.5, half_seconds=3.0, probe_rate=5, probe_seconds=2.0)
     assert figures["replies"] == 8 and (figures["lost"], figures["duplicates"], figures["reorders"]) == (0, 0, 0)
-    assert figures["latency_samples"] == 25, "25 sockets, one message each, every one answered"
+    assert figures["latency_samples"] == 20, "10 sockets, two messages each, every one answered"
     hops = [f"hop_{name}_p50_ms" for name in ("bridge", "worker", "reply_publish", "delivery")]
     assert all(figures[h] >= 0 for h in hops)
     for phase in ("cpu_ms_per_turn", "cpu_ms_per_steady_message"):
-        assert {"bridge", "worker", "gateway", "load_and_model"} <= figures[phase].keys()
-        assert figures[phase]["worker"] > 0 and figures[phase]["total"] > 0
+        assert {"bridge", "worker", "gateway", "load_and_model", "ministack", "kafka"} <= figures[phase].keys()
+        assert figures[phase]["worker"] > 0 and figures[phase]["ministack"] > 0 and figures[phase]["total"] > 0
+    _check_counted_calls(figures)
+    _check_ratios(figures, conversations, turns)
+    _check_half_capacity(figures)
+    assert figures["targets"]["ours_over_direct_cpu"]["value"] == figures["ours_over_direct_cpu"]
+    assert {"target", "value", "met"} <= figures["targets"]["append_conflicts_per_turn"].keys()
 
+
+def _check_counted_calls(figures: dict) -> None:
+    """Bounds from the calls a turn must make. Turns phase: the bench appends each inbound itself
+    (a head read and a transaction, once more per lost race), the worker at least writes the
+    reply. Steady phase: the gateway at least writes the inbound, the worker the reply; today a
+    message takes about 14, so over 30 a message would be a counting fault (a call counted twice)."""
+    by_process = figures["ddb_calls_per_turn_by_process"]
+    assert 2.0 <= figures["load_ddb_calls_per_turn"] <= 4.0
+    assert by_process["worker"] >= 1.0 and 1.0 <= figures["ddb_calls_per_turn"] <= 30
+    assert figures["ddb_calls_per_turn"] == pytest.approx(sum(by_process.values()), abs=0.05)
+    steady = figures["steady_ddb_calls_per_message_by_process"]
+    assert steady["gateway"] >= 1.0 and steady["worker"] >= 1.0 and 2.0 <= figures["steady_ddb_calls_per_message"] <= 30
+    assert figures["streams_calls_per_turn"] > 0, "the bridge reads the table's stream"
+
+
+def _check_ratios(figures: dict, conversations: int, turns: int) -> None:
+    """Ratios of measured CPU; the direct flow's calls are exact: 6 a message, a new session per
+    customer, the business read once (info, instructions, RAG)."""
+    direct = figures["direct"]
+    n = conversations * turns
+    assert direct["turns"] == n and direct["ddb_calls_per_turn"] == round(6 + (conversations + 3) / n, 2)
+    assert direct["cpu_ms_per_turn"]["direct"] > 0 and direct["cpu_ms_per_turn"]["ministack"] > 0
+    per_turn = figures["cpu_ms_per_turn"]
+    ours = per_turn["gateway"] + per_turn["bridge"] + per_turn["worker"]
+    assert figures["ours_over_ministack_cpu"] == pytest.approx(ours / per_turn["ministack"], rel=0.05)
+    whole = ours + per_turn["ministack"] + per_turn["kafka"]
+    assert figures["whole_stack_cpu_ms_per_turn"] == pytest.approx(whole, abs=0.5)
+    assert figures["ours_over_direct_cpu"] == pytest.approx(whole / direct["cpu_ms_per_turn"]["total"], rel=0.05)
+
+
+def _check_half_capacity(figures: dict) -> None:
+    """The rate follows from the probe; every message of the phase is answered (a socket a
+    message a second, 25 sockets at most, each sending at least once in the 3 s)."""
+    probe = figures["capacity_probe"]
+    assert probe["cpu_ms_per_message"] > 0 and 0 < probe["cores_available"] <= probe["cores"]
+    rate = figures["half_capacity_rate_per_s"]
+    assert rate == pytest.approx(probe["rate_per_s"] / 2, abs=0.1)
+    sockets = max(1, min(25, int(rate)))
+    assert figures["half_capacity_samples"] == sockets * max(1, int(3.0 / (sockets / rate)))
+    assert 0 < figures["half_capacity_p50_ms"] <= figures["half_capacity_p99_ms"]
+    assert 0 < figures["half_capacity_kafka_rtt_p50_ms"] <= figures["half_capacity_kafka_rtt_p99_ms"]
+    ratio = figures["half_capacity_p50_ms"] / figures["half_capacity_kafka_rtt_p50_ms"]
+    assert figures["half_capacity_p50_over_kafka_rtt"] == pytest.approx(ratio, abs=0.1)
