@@ -261,3 +261,24 @@ class EventStore:
         self._heads.move_to_end(stream)
         while len(self._heads) > self._head_cache:
             self._heads.popitem(last=False)
+
+
+async def stream_heads(ddb: Any, table: str, segments: int = 4) -> dict[str, int]:
+    """The highest seq of every conversation in the log (parallel scan)."""
+
+    async def segment(n: int) -> dict[str, int]:
+        heads: dict[str, int] = {}
+        paginator = ddb.get_paginator("scan")
+        async for page in paginator.paginate(TableName=table, Segment=n, TotalSegments=segments,
+                                             ProjectionExpression="streamId, seq"):
+            for item in page.get("Items", []):
+                stream, seq = item["streamId"]["S"], int(item["seq"]["N"])
+                if not stream.startswith((IDEM_PREFIX, TOMBSTONE_PREFIX)):
+                    heads[stream] = max(seq, heads.get(stream, 0))
+        return heads
+
+    merged: dict[str, int] = {}
+    for part in await asyncio.gather(*(segment(n) for n in range(segments))):
+        for stream, seq in part.items():
+            merged[stream] = max(seq, merged.get(stream, 0))
+    return merged

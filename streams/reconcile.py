@@ -23,7 +23,7 @@ from typing import Any
 
 import structlog
 
-from agentstream.adapters.event_store import IDEM_PREFIX, TOMBSTONE_PREFIX, EventStore
+from agentstream.adapters.event_store import EventStore, stream_heads
 from agentstream.adapters.kafka import dumps
 from agentstream.adapters.pending_reconcile import FULL, PendingReconcile
 from agentstream.adapters.projection_store import positions
@@ -38,27 +38,6 @@ class ReconcileReport:
     streams: int = 0
     behind: int = 0
     published: int = 0
-
-
-async def stream_heads(ddb: Any, table: str, segments: int = 4) -> dict[str, int]:
-    """The highest seq of every conversation in the log (parallel scan)."""
-
-    async def segment(n: int) -> dict[str, int]:
-        heads: dict[str, int] = {}
-        paginator = ddb.get_paginator("scan")
-        async for page in paginator.paginate(TableName=table, Segment=n, TotalSegments=segments,
-                                             ProjectionExpression="streamId, seq"):
-            for item in page.get("Items", []):
-                stream, seq = item["streamId"]["S"], int(item["seq"]["N"])
-                if not stream.startswith((IDEM_PREFIX, TOMBSTONE_PREFIX)):
-                    heads[stream] = max(seq, heads.get(stream, 0))
-        return heads
-
-    merged: dict[str, int] = {}
-    for part in await asyncio.gather(*(segment(n) for n in range(segments))):
-        for stream, seq in part.items():
-            merged[stream] = max(seq, merged.get(stream, 0))
-    return merged
 
 
 async def _publish_behind(ddb: Any, store: EventStore, producer: Any, state_tables: Sequence[str], topic: str,

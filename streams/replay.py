@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 
 from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.event_store import EventStore, stream_heads
 from agentstream.adapters.projection_store import ProjectionStore
 from agentstream.adapters.replay_store import BatchWriter, LiveItems
 from agentstream.adapters.config_history import info_key
@@ -28,7 +28,6 @@ from agentstream.projections.base import FoldConfig, Projection, Put, fold_event
 from agentstream.registry import PROJECTIONS
 from agentstream.settings import Settings
 from agentstream.streams.conversations import fold_config
-from agentstream.streams.reconcile import stream_heads
 from agentstream.streams.topic_source import TopicEvents
 
 log = structlog.get_logger(__name__)
