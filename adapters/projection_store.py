@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from agentstream.adapters.dynamo import batch_write, error_code, from_item, put_items, query_all, scan_all, to_item
-from agentstream.adapters.tables import MESSAGES_BY_SESSION, SESSIONS_DUE, SESSIONS_GSI
+from agentstream.adapters.tables import MESSAGES_BY_BUSINESS, MESSAGES_BY_SESSION, SESSIONS_DUE, SESSIONS_GSI
 from agentstream.projections.base import Item, Projection, Put
 from agentstream.settings import Tables
 
@@ -128,6 +128,13 @@ class ProjectionStore:
             resp = await self._ddb.query(**kwargs, Limit=limit)
             return list(reversed([from_item(i) for i in resp.get("Items", [])]))
         return await query_all(self._ddb, **kwargs)
+
+    async def customer_messages(self, business_id: str, user_id: str) -> list[dict[str, Any]]:
+        """A customer's messages through the business's index (GSI businessId-timestamp-index,
+        filtered by userId), in time order."""
+        return await query_all(self._ddb, TableName=self._t.messages, IndexName=MESSAGES_BY_BUSINESS,
+                               KeyConditionExpression="businessId = :b", FilterExpression="userId = :u",
+                               ExpressionAttributeValues=to_item({":b": business_id, ":u": user_id}))
 
 
 async def sessions_of_user(ddb: Any, tables: Tables, business_id: str, user_id: str,

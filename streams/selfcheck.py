@@ -14,11 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.dynamo import query_all, to_item
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.llm import OfflineResponder
 from agentstream.adapters.projection_store import ProjectionStore, get_active_session_for_user
-from agentstream.adapters.tables import MESSAGES_BY_BUSINESS
 from agentstream.events import Event, new_event
 from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
@@ -36,14 +34,6 @@ class Check:
 
 async def _no_publish(reply: Event) -> None:
     """The check's replies stay in the log; nothing is delivered."""
-
-
-async def _business_messages(ddb: Any, settings: Settings, business_id: str, user_id: str) -> list[dict[str, Any]]:
-    return await query_all(
-        ddb, TableName=settings.tables.messages, IndexName=MESSAGES_BY_BUSINESS,
-        KeyConditionExpression="businessId = :b", FilterExpression="userId = :u",
-        ExpressionAttributeValues=to_item({":b": business_id, ":u": user_id}),
-    )
 
 
 async def check_sessions_and_messages(ddb: Any, settings: Settings, business_id: str = "demo-salon",
@@ -68,7 +58,7 @@ async def check_sessions_and_messages(ddb: Any, settings: Settings, business_id:
     kinds = [m["type"] for m in in_session]
     checks.append(Check("messages stored in the session (sessionId-timestamp-index)", kinds == ["user", "agent"] * 2,
                         f"{len(in_session)} messages: {', '.join(kinds)}"))
-    by_business = await _business_messages(ddb, settings, business_id, user_id)
+    by_business = await projections.customer_messages(business_id, user_id)
     checks.append(Check("messages found by business (businessId-timestamp-index)", len(by_business) == len(in_session) == 4,
                         f"{len(by_business)} messages"))
     memory = await projections.load_memory(business_id, user_id) or {}
