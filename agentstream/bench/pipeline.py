@@ -37,10 +37,11 @@ from agentstream.bench.fresh import OURS, Stack, fresh_stack, per_unit
 from agentstream.bench.model_server import ModelBehaviour, ModelServer
 
 Fresh = Callable[[str], AbstractContextManager[Stack]]
-# Issue 16's targets. ddb_calls_per_turn must not rise above the count before the issue's work
-# (17.5 in the head-of-line phase, this bench at commit b608304).
+# Issue 16's targets. ddb_calls_per_turn must not rise above the count before the issue's work:
+# 3.91 and 3.88 in two runs of this bench (commits 24b6115 and ba8a5f7, hot path as at b608304),
+# of which the bridge's lease calls, made by the clock, were 0.28 and 0.25.
 TARGETS = {"ours_over_ministack_cpu": ("<=", 0.5), "ours_over_direct_cpu": ("<=", 1.5),
-           "append_conflicts_per_turn": ("<=", 0.05), "ddb_calls_per_turn": ("<=", 17.5),
+           "append_conflicts_per_turn": ("<=", 0.05), "ddb_calls_per_turn": ("<=", 3.9),
            "half_capacity_p50_over_kafka_rtt": ("<=", 8), "half_capacity_p99_over_kafka_rtt": ("<=", 20),
            "ideal_over_measured": (">=", 0.7)}
 

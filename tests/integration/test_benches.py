@@ -5,6 +5,7 @@ never asserted here; the figures themselves come from full runs (README, Benchma
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 
@@ -57,15 +58,16 @@ async def test_counters_count_each_call_and_each_lost_race(settings: Settings) -
         await ensure_tables(ddb, settings.tables, only=[settings.tables.events])
         store = EventStore(ddb, settings.tables.events)
         calls, conflicts = _counted(DYNAMODB_CALLS), _counted(APPEND_CONFLICTS)
-        first = await store.append(_message("first"), head=0)
-        second = await store.append(_message("second"), head=0)  # stale: seq 1 is taken
+        user = f"counted-{uuid.uuid4().hex[:8]}"
+        first = await store.append(_message(user, "first"), head=0)
+        second = await store.append(_message(user, "second"), head=0)  # stale: seq 1 is taken
     assert (first.event.seq, second.event.seq) == (1, 2)
     assert _counted(APPEND_CONFLICTS) - conflicts == 1
     assert _counted(DYNAMODB_CALLS) - calls == 4
 
 
-def _message(text: str) -> object:
-    return new_event("MessageReceived", business_id="b1", user_id="counted", channel="sms", payload={"content": text})
+def _message(user: str, text: str) -> object:
+    return new_event("MessageReceived", business_id="b1", user_id=user, channel="sms", payload={"content": text})
 
 
 async def test_pipeline_bench() -> None:
