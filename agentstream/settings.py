@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, DotEnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
@@ -79,6 +80,8 @@ class Settings(_FromEnv):
 
     aws_region: str = Field("us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
     dynamodb_endpoint_url: str | None = Field(None, validation_alias="DYNAMODB_ENDPOINT_URL")
+    # the hot path's client (a turn's calls): "lean" (aiodynamo over aiohttp) or "botocore"
+    dynamodb_client: Literal["lean", "botocore"] = Field("lean", validation_alias="DYNAMODB_CLIENT")
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS")
     kafka_partitions: int = Field(6, ge=1, validation_alias="KAFKA_PARTITIONS")
     topic_events: str = Field("agent.events.v1", validation_alias="TOPIC_EVENTS")

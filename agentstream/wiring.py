@@ -22,6 +22,7 @@ from agentstream.adapters.channels.gmail import GmailClient
 from agentstream.adapters.channels.gmail_auth import GmailAuth
 from agentstream.adapters.credentials import CredentialStore
 from agentstream.adapters.dynamo import clients, dynamodb_client
+from agentstream.adapters.lean_dynamo import hot_dynamodb_client
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.gateway import create_app
 from agentstream.adapters.http_common import Deps
@@ -116,9 +117,10 @@ async def run_reconcile(settings: Settings, business_id: str | None = None, sinc
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     async with AsyncExitStack() as stack:
         ddb = await stack.enter_async_context(dynamodb_client(settings))
+        hot = await stack.enter_async_context(hot_dynamodb_client(settings))  # a turn's calls
         producer = await _started_producer(stack, settings)
-        store = EventStore(ddb, settings.tables.events)
-        directory = BusinessDirectory(ddb, settings.tables)
+        store = EventStore(hot, settings.tables.events)
+        directory = BusinessDirectory(hot, settings.tables)
         responder = make_responder(settings)
         stack.push_async_callback(responder.close)  # the model client's connection pool
 
@@ -126,7 +128,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             await (await producer.send(settings.topic_replies, key=reply.streamId.encode(), value=kafka.dumps(reply.to_json_dict())))
 
         processor = ConversationProcessor(
-            store, ProjectionStore(ddb, settings.tables), directory, responder, publish_reply,
+            store, ProjectionStore(hot, settings.tables), directory, responder, publish_reply,
             default_idle_minutes=settings.session_idle_minutes, prompt_budget_chars=settings.prompt_budget_chars,
             after_reply=make_fact_extractor(settings, store, responder),  # None unless FACTS_MODEL_EXTRACTION
             on_handoff=await handoff_notifier(stack, settings, ddb, producer),  # agent.handoffs.v1 and the webhook
@@ -158,12 +160,13 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
 
 async def gateway_deps(stack: AsyncExitStack, settings: Settings) -> Deps:
     ddb = await stack.enter_async_context(dynamodb_client(settings))
-    store = EventStore(ddb, settings.tables.events)
+    hot = await stack.enter_async_context(hot_dynamodb_client(settings))  # ingest, replies, business data
+    store = EventStore(hot, settings.tables.events)
     http = await stack.enter_async_context(httpx.AsyncClient(timeout=15))
     credentials = CredentialStore(ddb, settings.tables.credentials, settings.credentials_key)
     return Deps(
         settings=settings, ddb=ddb, store=store, ingestor=Ingestor(store),
-        directory=BusinessDirectory(ddb, settings.tables), projections=ProjectionStore(ddb, settings.tables),
+        directory=BusinessDirectory(hot, settings.tables), projections=ProjectionStore(hot, settings.tables),
         credentials=credentials, hub=SocketHub(), http=http, gmail=GmailAuth(credentials, settings.google_token_uri),
         explainer=Explainer(ddb, settings),
     )
@@ -237,7 +240,8 @@ async def run_delivery(settings: Settings, stop: asyncio.Event) -> None:
         producer = await _started_producer(stack, settings)
         consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=settings.delivery_group,
                                     enable_auto_commit=False, auto_offset_reset="earliest")
-        delivery = ExternalDelivery(EventStore(ddb, settings.tables.events), external_sender(channel_deps, settings))
+        hot = await stack.enter_async_context(hot_dynamodb_client(settings))
+        delivery = ExternalDelivery(EventStore(hot, settings.tables.events), external_sender(channel_deps, settings))
         runner = external_runner(consumer, delivery, Dlq(producer, settings.topic_dlq))
         consumer.subscribe([settings.topic_replies], listener=runner.listener())
         await consumer.start()
