@@ -130,7 +130,7 @@ def measure(base: dict[str, str], ministack_pid: int | None, conversations: int,
     """The flow in a process of its own on fresh tables (dropped after)."""
     from agentstream.bench.fresh import drop_tables, fresh_env
 
-    env, s = fresh_env(base)
+    env, s, _ = fresh_env(base)
     try:
         out = subprocess.run([sys.executable, "-m", "agentstream.bench.direct", str(conversations), str(turns),
                               str(model_ms), str(ministack_pid or 0)],

@@ -48,6 +48,11 @@ class Stack:
     procs: dict[str, Process]
     metrics_urls: dict[str, str]
     meter: CpuMeter
+    api_keys: dict[str, str]  # REST API key by business
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     def read(self) -> Spent:
         return Spent(self.meter.read(), {name: scrape(url) for name, url in self.metrics_urls.items()}, own_ddb_calls())
@@ -72,14 +77,14 @@ def scrape(url: str) -> dict[str, float]:
     return counts
 
 
-def fresh_env(base: dict[str, str], **extra: str) -> tuple[dict[str, str], Settings]:
-    """New table and topic names, the tables created and filled with the demo businesses."""
+def fresh_env(base: dict[str, str], **extra: str) -> tuple[dict[str, str], Settings, dict[str, str]]:
+    """New table and topic names, the tables created and filled with the demo businesses; with
+    the demo businesses' REST API keys."""
     env = isolated_env(base, **extra)
     s = settings_for(env)
     asyncio.run(setup(s))
     asyncio.run(populate(s))
-    asyncio.run(demo_credentials(s, DEMO_BUSINESSES))
-    return env, s
+    return env, s, asyncio.run(demo_credentials(s, DEMO_BUSINESSES))
 
 
 async def drop_tables(s: Settings) -> None:
@@ -97,7 +102,7 @@ def fresh_stack(base: dict[str, str], service_pids: dict[str, int], model_url: s
     """The bridge, worker and gateway (logs in `logs`) on fresh tables and topics; their tables
     dropped after."""
     port, metrics = free_port(), {"bridge": free_port(), "worker": free_port()}
-    env, s = fresh_env(base, OPENAI_API_KEY="bench-key", OPENAI_BASE_URL=model_url,
+    env, s, api_keys = fresh_env(base, OPENAI_API_KEY="bench-key", OPENAI_BASE_URL=model_url,
                        GATEWAY_PORT_HTTP=str(port), KAFKA_PARTITIONS="6")
     logs.mkdir(parents=True, exist_ok=True)
     procs = {name: spawn_component(name, env | {"METRICS_PORT": str(metrics.get(name, 0))}, logs) for name in OURS}
@@ -108,7 +113,7 @@ def fresh_stack(base: dict[str, str], service_pids: dict[str, int], model_url: s
         for name in ("bridge", "worker"):
             wait_http(metrics[name], 60)
         time.sleep(3.0)
-        yield Stack(s, port, procs, urls, meter)
+        yield Stack(s, port, procs, urls, meter, api_keys)
     finally:
         for proc in procs.values():
             proc.stop()

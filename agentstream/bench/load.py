@@ -17,29 +17,28 @@ import httpx
 import websockets
 from aiokafka import AIOKafkaConsumer
 
-from agentstream.adapters.dynamo import dynamodb_client
-from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.kafka import producer
 from agentstream.bench.common import summary
-from agentstream.events import new_event
 
 
-async def take_turns(s: Any, conversations: int, turns: int) -> dict[str, Any]:
-    """Each conversation sends its next turn when the previous reply is on agent.replies.v1."""
+async def take_turns(s: Any, base_url: str, api_key: str, conversations: int, turns: int) -> dict[str, Any]:
+    """Each conversation sends its next turn (through the gateway's REST API, with the demo
+    restaurant's API key) when the previous reply is on agent.replies.v1."""
     consumer = AIOKafkaConsumer(s.topic_replies, bootstrap_servers=s.kafka_bootstrap_servers, group_id=None,
                                 auto_offset_reset="latest")
     await consumer.start()
     await asyncio.sleep(1.0)
     sent: dict[str, list[str]] = defaultdict(list)
     replies: dict[str, list[str]] = defaultdict(list)
-    async with dynamodb_client(s) as ddb:
-        store = EventStore(ddb, s.tables.events)
+    async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=120) as http:
 
         async def send(user: str) -> None:
             turn = len(sent[user]) + 1
-            event = new_event("MessageReceived", business_id="demo-restaurant", user_id=user, channel="rest",
-                              payload={"content": f"turn {turn}: a table for two?", "externalId": f"{user}-{turn}"})
-            sent[user].append((await store.append(event, external_id=f"rest:{user}-{turn}")).event.eventId)
+            body = {"businessId": "demo-restaurant", "userId": user, "text": f"turn {turn}: a table for two?",
+                    "externalId": f"{user}-{turn}"}
+            answer = await http.post("/v1/messages", json=body)
+            answer.raise_for_status()
+            sent[user].append(answer.json()["eventId"])
 
         users = [f"bench-{uuid.uuid4().hex[:6]}-{i}" for i in range(conversations)]
         start = time.perf_counter()

@@ -2,9 +2,10 @@
 local OpenAI-compatible model. Every phase runs on a stack of its own with fresh tables and
 topics of the same size (fresh.py), so no phase pays for the items of another.
 
-1. Head of line: 200 conversations × 5 turns, model answering in 500 ms: ideal 2.5 s against
-   measured, with reorders, losses and duplicates counted; CPU per turn of each process, the
-   DynamoDB calls our processes made (counted from their /metrics), our CPU over ministack's.
+1. Head of line: 200 conversations × 5 turns through the REST API, model answering in 500 ms:
+   ideal 2.5 s against measured, with reorders, losses and duplicates counted; CPU per turn of
+   each process, the DynamoDB calls our processes made (counted from their /metrics), our CPU
+   over ministack's.
 2. The direct flow (direct.py, the seed's request/response design) at the same concurrency
    and message count, against the same ministack with the same client: the whole stack's CPU
    per turn (ours + ministack + Kafka) over the direct flow's (its process + ministack).
@@ -49,7 +50,8 @@ TARGETS = {"ours_over_ministack_cpu": ("<=", 0.5), "ours_over_direct_cpu": ("<="
 def _head_of_line(fresh: Fresh, conversations: int, turns: int) -> dict[str, Any]:
     with fresh("turns") as stack:
         before = stack.read()
-        result = asyncio.run(load.take_turns(stack.settings, conversations, turns))
+        result = asyncio.run(load.take_turns(stack.settings, stack.base_url, stack.api_keys["demo-restaurant"],
+                                             conversations, turns))
         figures = per_unit(stack.since(before), result["replies"])
         rss = peak_rss_mb(stack.procs["worker"].popen.pid)
     return result | {"per_turn": figures, "worker_peak_rss_mb": rss}
@@ -61,7 +63,7 @@ def _steady(fresh: Fresh, name: str, rate: float, seconds: float, with_hops: boo
     sockets = max(1, min(25, int(rate)))
     with fresh(name) as stack:
         before, machine = stack.read(), machine_cpu()
-        run = asyncio.run(load.steady_ws(f"http://127.0.0.1:{stack.port}", stack.port, rate, seconds, sockets))
+        run = asyncio.run(load.steady_ws(stack.base_url, stack.port, rate, seconds, sockets))
         spent, machine_after = stack.since(before), machine_cpu()
         hops = load.hops(run.answered, *asyncio.run(load.topic_times(stack.settings))) if with_hops else {}
         rtt = summary(asyncio.run(load.kafka_round_trip(stack.settings, rate, max(50, int(rate * seconds)))))
