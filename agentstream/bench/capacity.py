@@ -35,12 +35,17 @@ class Capacity:
                 "cores_available": round(self.cores_available, 2), "rate_per_s": round(self.rate_per_s, 1)}
 
 
-def capacity(stack_cpu_s: float, messages: int, machine_before: tuple[float, float],
-             machine_after: tuple[float, float]) -> Capacity:
-    """From a probe: the stack's CPU seconds over `messages`, and the machine's busy time over
-    the same window (`machine_cpu()` before and after); other programs keep at most 90 % of it."""
+def others_cores(stack_cpu_s: float, machine_before: tuple[float, float], machine_after: tuple[float, float]) -> float:
+    """The cores other programs kept busy over a window: the machine's busy time (`machine_cpu()`
+    before and after) less the stack's CPU seconds, over the window's wall time."""
     busy = machine_after[0] - machine_before[0]
     wall = max(machine_after[1] - machine_before[1], 0.001)
-    others = max(0.0, (busy - stack_cpu_s) / wall)
-    available = max(cores() - others, 0.1 * cores())
+    return max(0.0, (busy - stack_cpu_s) / wall)
+
+
+def capacity(stack_cpu_s: float, messages: int, machine_before: tuple[float, float],
+             machine_after: tuple[float, float]) -> Capacity:
+    """From a probe: the stack's CPU seconds over `messages`, and the cores other programs kept
+    busy meanwhile (the stack gets at least 10 % of the machine)."""
+    available = max(cores() - others_cores(stack_cpu_s, machine_before, machine_after), 0.1 * cores())
     return Capacity(stack_cpu_s * 1000 / max(messages, 1), cores(), available)

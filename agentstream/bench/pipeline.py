@@ -32,17 +32,18 @@ from pathlib import Path
 from typing import Any
 
 from agentstream.bench import direct, load
-from agentstream.bench.capacity import capacity, machine_cpu
+from agentstream.bench.capacity import capacity, machine_cpu, others_cores
 from agentstream.bench.common import peak_rss_mb, report, services, summary
 from agentstream.bench.fresh import OURS, Stack, fresh_stack, per_unit
 from agentstream.bench.model_server import ModelBehaviour, ModelServer
 
 Fresh = Callable[[str], AbstractContextManager[Stack]]
 # Issue 16's targets. ddb_calls_per_turn must not rise above the count before the issue's work:
-# 3.91 and 3.88 in two runs of this bench (commits 24b6115 and ba8a5f7, hot path as at b608304),
-# of which the bridge's lease calls, made by the clock, were 0.28 and 0.25.
+# worker and bridge 3.91 and 3.88 in two runs of this bench (commits 24b6115 and ba8a5f7, hot
+# path as at b608304; the bridge's 0.28 and 0.25 are lease calls, made by the clock) and the
+# gateway's REST ingest 2.02 (head read and transaction, commit d8bbb77): 5.9.
 TARGETS = {"ours_over_ministack_cpu": ("<=", 0.5), "ours_over_direct_cpu": ("<=", 1.5),
-           "append_conflicts_per_turn": ("<=", 0.05), "ddb_calls_per_turn": ("<=", 3.9),
+           "append_conflicts_per_turn": ("<=", 0.05), "ddb_calls_per_turn": ("<=", 5.9),
            "half_capacity_p50_over_kafka_rtt": ("<=", 8), "half_capacity_p99_over_kafka_rtt": ("<=", 20),
            "ideal_over_measured": (">=", 0.7)}
 
@@ -142,6 +143,7 @@ def _figures(conversations: int, turns: int, model_ms: int, hol: dict[str, Any],
         "half_capacity_p50_over_kafka_rtt": _ratio(half["latency"]["p50"], half["kafka_rtt"]["p50"], 1),
         "half_capacity_p99_over_kafka_rtt": _ratio(half["latency"]["p99"], half["kafka_rtt"]["p99"], 1),
         "half_capacity_append_conflicts_per_message": half["per_message"]["append_conflicts"],
+        "half_capacity_other_programs_cores": round(others_cores(half["stack_cpu_s"], *half["machine"]), 2),
         "worker_peak_rss_mb": max(hol["worker_peak_rss_mb"], steady["worker_peak_rss_mb"], half["worker_peak_rss_mb"]),
         "logs": str(logs),
     }

@@ -121,6 +121,7 @@ def _check_half_capacity(figures: dict) -> None:
     message a second, 25 sockets at most, each sending at least once in the 3 s)."""
     probe = figures["capacity_probe"]
     assert probe["cpu_ms_per_message"] > 0 and 0 < probe["cores_available"] <= probe["cores"]
+    assert 0 <= figures["half_capacity_other_programs_cores"] <= probe["cores"]
     rate = figures["half_capacity_rate_per_s"]
     assert rate == pytest.approx(probe["rate_per_s"] / 2, abs=0.1)
     sockets = max(1, min(25, int(rate)))
