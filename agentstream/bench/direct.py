@@ -4,9 +4,9 @@ as the baseline of `agentstream bench pipeline`'s `ours_over_direct_cpu`.
 Per message: find the customer's active session by the sessions' GSI (a new session on the
 first message), save the user message, update the session, read the last 4 messages, read the
 business info, system instructions and RAG (cached per business), wait for the model (a sleep:
-no model is called), update rag-dynamic-user, save the agent message. With the client our
-processes use (aiobotocore through `dynamodb_client`, whose calls are counted), in a process
-of its own on fresh tables, `conversations` customers at once, each sending `turns` messages
+no model is called), update rag-dynamic-user, save the agent message. With the client of our
+processes' hot path (`hot_dynamodb_client`: the lean client, or aiobotocore with
+DYNAMODB_CLIENT=botocore; both count their calls), in a process of its own on fresh tables, `conversations` customers at once, each sending `turns` messages
 one after the other.
 
 `agentstream bench direct` runs it alone (BENCH_DIRECT_CONVERSATIONS, BENCH_DIRECT_TURNS).
@@ -23,7 +23,8 @@ import time
 import uuid
 from typing import Any
 
-from agentstream.adapters.dynamo import dynamodb_client, from_item, to_item
+from agentstream.adapters.dynamo import from_item, to_item
+from agentstream.adapters.lean_dynamo import hot_dynamodb_client
 from agentstream.adapters.tables import MESSAGES_BY_SESSION, SESSIONS_GSI
 from agentstream.bench.common import CpuMeter, own_ddb_calls, report, services
 from agentstream.events import iso, utc_now
@@ -109,7 +110,7 @@ class DirectFlow:
 async def flow(s: Settings, conversations: int, turns: int, model_ms: int, ministack_pid: int) -> dict[str, Any]:
     """Run the flow here; CPU of this process and of the server (when its pid is known)."""
     meter = CpuMeter({"ministack": ministack_pid} if ministack_pid else {}, own="direct")
-    async with dynamodb_client(s) as ddb:
+    async with hot_dynamodb_client(s) as ddb:
         direct = DirectFlow(ddb, s.tables)
 
         async def customer(index: int) -> None:
