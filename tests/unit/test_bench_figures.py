@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentstream.bench import pipeline
+from agentstream.bench import load
 
 
 def test_hops_split_each_reply_at_its_timestamps() -> None:
@@ -13,6 +13,6 @@ def test_hops_split_each_reply_at_its_timestamps() -> None:
     answered = {"a": (100.0, 100.1), "b": (200.0, 200.1), "lost": (300.0, 300.5)}
     inbound = {"a": 100.02, "b": 200.02}
     replies = {"a": (100.05, 100.055), "b": (200.05, 200.055)}
-    assert pipeline._hops(answered, inbound, replies) == pytest.approx(
+    assert load.hops(answered, inbound, replies) == pytest.approx(
         {"hop_bridge_p50_ms": 20.0, "hop_worker_p50_ms": 30.0, "hop_reply_publish_p50_ms": 5.0, "hop_delivery_p50_ms": 45.0},
         abs=0.01)
