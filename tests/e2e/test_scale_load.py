@@ -49,15 +49,16 @@ QUOTED = re.compile(r"\[(m-[0-9a-f]+-\d+)\]")  # the message's own mark, quoted 
 @dataclass
 class Cluster:
     env: dict[str, str]
-    port: int
+    port: int  # the proxy's
     logs: Path
+    gateway_ports: dict[str, int] = field(default_factory=dict)  # a restarted gateway keeps its port
     processes: dict[str, Process] = field(default_factory=dict)
     kills: list[str] = field(default_factory=list)
     killed_at: dict[str, float] = field(default_factory=dict)  # wall clock of each kill -9
 
     def start(self, name: str) -> None:
         kind = name.rsplit("-", 1)[0]
-        env = self.env | ({"GATEWAY_PORT_HTTP": str(self.port + int(name.rsplit("-", 1)[1]))} if kind == "gateway" else {})
+        env = self.env | ({"GATEWAY_PORT_HTTP": str(self.gateway_ports[name])} if kind == "gateway" else {})
         self.processes[name] = spawn_component(name, env, self.logs, ("-m", "agentstream.cli", kind))
 
     def kill_and_restart(self, name: str) -> None:
@@ -75,10 +76,7 @@ class Cluster:
 @pytest.fixture
 def cluster(endpoints: Endpoints, tmp_path: Path) -> Iterator[tuple[Cluster, VendorServer]]:
     with VendorServer() as vendors:
-        port = free_port()
-        while any(_listening(port + i) for i in range(1, COUNTS["gateway"] + 1)):
-            port = free_port()
-        model_port = free_port()
+        port, model_port = free_port(), free_port()
         # the fake model in a process of its own: in this one, the load's customers starve it (a
         # model that times out hands the conversation to a person, and the AI rightly goes quiet)
         env = isolated_env(endpoints, **vendors.env()) | {
@@ -86,14 +84,15 @@ def cluster(endpoints: Endpoints, tmp_path: Path) -> Iterator[tuple[Cluster, Ven
             "OPENAI_BASE_URL": f"http://127.0.0.1:{model_port}/v1", "OPENAI_TIMEOUT": "120", "BENCH_MODEL_PORT": str(model_port)}
         prepare(env)
         set_credentials(env, "demo-salon", "twilio", TWILIO)
-        running = Cluster(env, port, tmp_path)
+        # each port of its own (not port + i, which a concurrent run's free port can take)
+        running = Cluster(env, port, tmp_path, {f"gateway-{i}": free_port() for i in range(1, COUNTS["gateway"] + 1)})
         running.processes["model"] = spawn("model", [sys.executable, "-m", "agentstream.cli", "bench", "model-server"],
                                            tmp_path / "model.log", env=env)
         try:
             for kind, n in COUNTS.items():
                 for i in range(1, n + 1):
                     running.start(f"{kind}-{i}")
-            backends = [str(port + i) for i in range(1, COUNTS["gateway"] + 1)]
+            backends = [str(p) for p in running.gateway_ports.values()]
             running.processes["proxy"] = spawn("proxy", [sys.executable, "-m", "agentstream.local.proxy", str(port), *backends],
                                                tmp_path / "proxy.log", env=env)
             for p in [port, *map(int, backends)]:
@@ -102,11 +101,6 @@ def cluster(endpoints: Endpoints, tmp_path: Path) -> Iterator[tuple[Cluster, Ven
             yield running, vendors
         finally:
             running.stop()
-
-
-def _listening(port: int) -> bool:
-    from agentstream.local.services import port_open
-    return port_open(port)
 
 
 @dataclass
