@@ -30,6 +30,7 @@ class ModelBehaviour:
     delay_s: float = 0.0
     slow_marker: str | None = None  # prompts containing this wait `slow_delay_s`
     slow_delay_s: float = 0.0
+    held: threading.Event | None = None  # if given, slow prompts wait until it is set instead
     fail_next: int = 0
     fail_status: int = 500
     malformed_next: int = 0  # the next N calls answer 200 with JSON that is not a completion
@@ -66,7 +67,11 @@ def create_app(behaviour: ModelBehaviour) -> Starlette:
             return JSONResponse(empty)
         prompt = " ".join(str(m.get("content", "")) for m in body.get("messages", []))
         slow = behaviour.slow_marker is not None and behaviour.slow_marker in prompt
-        await asyncio.sleep(behaviour.slow_delay_s if slow else behaviour.delay_s)
+        if slow and behaviour.held is not None:
+            while not behaviour.held.is_set():
+                await asyncio.sleep(0.02)
+        else:
+            await asyncio.sleep(behaviour.slow_delay_s if slow else behaviour.delay_s)
         return JSONResponse(_answer(body))
 
     return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])

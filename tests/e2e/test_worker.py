@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import uuid
 from collections import Counter
@@ -26,7 +27,7 @@ from tests.services import Endpoints
 
 @pytest.fixture(scope="module")
 def model() -> Iterator[ModelServer]:
-    with ModelServer(ModelBehaviour(delay_s=0.02, slow_marker="SLOW", slow_delay_s=3.0)) as server:
+    with ModelServer(ModelBehaviour(delay_s=0.02, slow_marker="SLOW", held=threading.Event())) as server:
         yield server
 
 
@@ -40,7 +41,7 @@ def vendors() -> Iterator[VendorServer]:
 def stack(endpoints: Endpoints, model: ModelServer, vendors: VendorServer,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     env = isolated_env(endpoints, OPENAI_API_KEY="sk-test-not-real", OPENAI_BASE_URL=model.base_url,
-                       OPENAI_MODEL="local-model", **vendors.env())
+                       OPENAI_MODEL="local-model", OPENAI_TIMEOUT="120", **vendors.env())
     with running_stack(env, tmp_path_factory.mktemp("logs")) as running:
         set_credentials(running.env, "demo-restaurant", "twilio",
                         {"accountSid": "AC9", "authToken": "tok", "fromNumber": "+4420000"})
@@ -59,12 +60,17 @@ async def _chat(stack: RunningStack, text: str) -> float:
 
 
 async def test_a_slow_model_answer_for_one_customer_does_not_delay_another(stack: RunningStack, model: ModelServer) -> None:
+    """Customer A's model call is held until B has had a whole turn: B is not queued behind A."""
+    held = model.behaviour.held
+    assert held is not None
     slow = asyncio.create_task(_chat(stack, "SLOW question from customer A"))
-    await asyncio.sleep(0.3)
-    fast = await _chat(stack, "quick question from customer B")
-    slow_took = await slow
-    assert slow_took >= 3.0
-    assert fast < 2.0, f"customer B waited {fast:.2f}s behind customer A"
+    while not any("SLOW" in json.dumps(r["body"]) for r in model.behaviour.requests):  # A's call is at the model
+        assert not slow.done(), "customer A was answered without the model"
+        await asyncio.sleep(0.05)
+    await _chat(stack, "quick question from customer B")
+    assert not slow.done(), "customer B's reply came only after customer A's"
+    held.set()
+    await slow
     sent = [r["body"] for r in model.behaviour.requests]
     assert sent[-1]["model"] == "local-model" and sent[-1]["messages"][0]["role"] == "system"
 
