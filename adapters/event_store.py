@@ -202,6 +202,23 @@ class EventStore:
         )
         return "Item" in resp
 
+    async def claim(self, business_id: str, name: str, stream: str, owner: str, hold_ms: int) -> bool:
+        """Take the claim `name` (an idempotency-namespace record, found by forget through its
+        `eventStreamId`) for `hold_ms`, or keep it: False while another owner holds it unexpired."""
+        now = int(utc_now().timestamp() * 1000)
+        item = {"streamId": idem_key(business_id, name), "seq": 0, "eventStreamId": stream,
+                "claimedBy": owner, "claimUntil": now + hold_ms}
+        try:
+            await self._ddb.put_item(
+                TableName=self._table, Item=to_item(item),
+                ConditionExpression="attribute_not_exists(streamId) OR claimUntil < :now OR claimedBy = :me",
+                ExpressionAttributeValues=to_item({":now": now, ":me": owner}))
+        except Exception as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
     async def forgotten_at(self, business_id: str, user_id: str) -> datetime | None:
         """When the user was erased (`agentstream forget`), if ever."""
         resp = await self._ddb.get_item(

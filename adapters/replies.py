@@ -63,6 +63,12 @@ class DeliveryLog:
     async def done(self, reply: Event) -> bool:
         return await self._store.has(reply.businessId, f"delivered:{reply.eventId}")
 
+    async def claim(self, reply: Event, owner: str, hold_ms: int) -> bool:
+        """The right to send `reply` for `hold_ms` (`sending:<eventId>`): one process at a time,
+        even two that both believe they own its partition (one evicted from the group, not yet
+        told)."""
+        return await self._store.claim(reply.businessId, f"sending:{reply.eventId}", reply.streamId, owner, hold_ms)
+
     async def record(self, reply: Event, kind: str, payload: dict[str, Any]) -> None:
         event = new_event(
             kind, business_id=reply.businessId, user_id=reply.userId, channel=reply.channel,

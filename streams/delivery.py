@@ -8,14 +8,20 @@ Two kinds of consumer share the topic:
   (or whose reply came before the gateway started) gets it from the log on (re)connect.
 
 A reply is sent once: ReplyDelivered in the log (keyed `delivered:<replyEventId>`) is the record,
-checked before sending and written right after the vendor accepted it. Twilio and Meta take no
+checked before sending and written right after the vendor accepted it; an external send is made
+under a claim (`sending:<replyEventId>`, held 20 s, more than a vendor call's 15 s timeout), so two
+processes that both believe they own a partition do not both send. Twilio and Meta take no
 idempotency key, so a process killed between the vendor's answer and that one write sends the
-reply again when the next process reads it: that window is one DynamoDB write long.
+reply again when the next process reads it, once the claim has run out: that window is one
+DynamoDB write long.
 Failures follow `ConsumerRunner`'s policy; a reply given up on gets DeliveryFailed and the DLQ.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -46,17 +52,39 @@ def parse_reply(record: Any) -> ReplyGenerated | None:
 
 
 class ExternalDelivery:
-    """The replies of external channels (and REST, recorded as delivered: it is polled)."""
+    """The replies of external channels (and REST, recorded as delivered: it is polled).
 
-    def __init__(self, store: EventStore, send_external: Sender) -> None:
+    Before an external send the process claims the reply for `hold_ms`: a process that lost its
+    partitions without knowing yet (evicted from the group while the machine was starved, say)
+    and the new owner would otherwise both send it. The other waits until the reply is recorded
+    or the claim runs out (its holder died: the send-twice window)."""
+
+    def __init__(self, store: EventStore, send_external: Sender, hold_ms: int = 20_000, poll_s: float = 0.5) -> None:
         self.log = DeliveryLog(store)
         self._send_external = send_external
+        self._owner = f"delivery-{uuid.uuid4().hex[:12]}"
+        self._hold_ms, self._poll_s = hold_ms, poll_s
 
     async def deliver(self, reply: ReplyGenerated, attempt: int = 1) -> None:
         if reply.channel == "websocket" or await self.log.done(reply):
             return
-        external_id = None if reply.channel == "rest" else await self._send_external(reply)
+        external_id = None
+        if reply.channel != "rest":
+            if not await self._claimed(reply):
+                return  # another process sent and recorded it meanwhile
+            external_id = await self._send_external(reply)
         await self.log.record(reply, "ReplyDelivered", {"externalId": external_id, "attempts": attempt})
+
+    async def _claimed(self, reply: ReplyGenerated) -> bool:
+        """True once this process holds the claim; False if the reply was recorded meanwhile."""
+        deadline = time.monotonic() + 2 * self._hold_ms / 1000
+        while not await self.log.claim(reply, self._owner, self._hold_ms):
+            if await self.log.done(reply):
+                return False
+            if time.monotonic() > deadline:
+                raise Retryable(f"reply {reply.eventId} stays claimed by another delivery process")
+            await asyncio.sleep(self._poll_s)
+        return True
 
     async def failed(self, reply: ReplyGenerated, error: str, attempts: int) -> None:
         await self.log.record(reply, "DeliveryFailed", {"error": error[:1000], "attempts": max(1, attempts)})

@@ -1,0 +1,68 @@
+"""Two delivery processes that both hold a reply (one evicted from the group without knowing yet):
+the reply's claim lets one send it; the other waits and sends nothing. On moto's DynamoDB."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from agentstream.adapters.event_store import EventStore
+from agentstream.events import ReplyGenerated, new_event
+from agentstream.settings import Settings
+from agentstream.streams.delivery import ExternalDelivery
+
+
+@pytest.fixture
+def store(moto_ddb: Any, moto_settings: Settings) -> EventStore:
+    return EventStore(moto_ddb, moto_settings.tables.events)
+
+
+async def sms_reply(store: EventStore, biz: str) -> ReplyGenerated:
+    draft = new_event("ReplyGenerated", business_id=biz, user_id="+40711", channel="sms", payload={
+        "content": "ok", "inReplyTo": "in-1", "sessionId": "", "model": "test", "deliverTo": {"via": "twilio"}})
+    return (await store.append(draft)).event  # type: ignore[return-value]
+
+
+class Vendor:
+    """A Twilio that takes `seconds` to answer and counts what it was sent."""
+
+    def __init__(self, seconds: float = 0.3) -> None:
+        self.sent: list[str] = []
+        self._seconds = seconds
+
+    async def send(self, reply: ReplyGenerated) -> str:
+        self.sent.append(reply.eventId)
+        await asyncio.sleep(self._seconds)
+        return f"SM{len(self.sent)}"
+
+
+async def test_two_owners_of_one_reply_send_it_once(store: EventStore, biz: str) -> None:
+    reply, vendor = await sms_reply(store, biz), Vendor()
+    first, second = (ExternalDelivery(store, vendor.send, poll_s=0.05) for _ in range(2))
+    await asyncio.gather(first.deliver(reply), second.deliver(reply))
+    assert vendor.sent == [reply.eventId]
+    recorded = [e for e in await store.read(reply.streamId) if e.type == "ReplyDelivered"]
+    assert [e.payload.replyEventId for e in recorded] == [reply.eventId]
+
+
+async def test_a_claim_left_by_a_dead_process_runs_out_and_the_reply_is_sent(store: EventStore, biz: str) -> None:
+    """The holder died between its send and its record: the next process sends once the claim has
+    run out (the one send-twice window), and never before."""
+    reply, vendor = await sms_reply(store, biz), Vendor(seconds=0)
+    dead = ExternalDelivery(store, vendor.send, hold_ms=2000)
+    assert await dead.log.claim(reply, "delivery-dead", 2000)
+    waiting = asyncio.create_task(ExternalDelivery(store, vendor.send, hold_ms=2000, poll_s=0.05).deliver(reply))
+    await asyncio.sleep(0.2)
+    assert vendor.sent == [] and not waiting.done(), "sent while another process held the claim"
+    await waiting
+    assert vendor.sent == [reply.eventId]
+
+
+async def test_the_same_process_retrying_keeps_its_claim(store: EventStore, biz: str) -> None:
+    reply = await sms_reply(store, biz)
+    delivery = ExternalDelivery(store, Vendor(seconds=0).send)
+    assert await delivery._claimed(reply)  # noqa: SLF001
+    assert await delivery._claimed(reply), "a retry of the same process claims again at once"  # noqa: SLF001
+    assert not await ExternalDelivery(store, Vendor().send).log.claim(reply, "delivery-other", 20_000)
