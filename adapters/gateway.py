@@ -109,7 +109,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     await d.hub.add(stream, ws)
     try:
         for reply in await pending_replies(d.store, stream, ws.query_params.get("after")):  # missed while away
-            await ws.send_json(reply_frame(reply))
+            await d.hub.send_once(ws, reply_frame(reply))
             await DeliveryLog(d.store).record(reply, "ReplyDelivered", {"externalId": None, "attempts": 1})
         while True:
             await _on_frame(d, ws, business_id, user_id, await ws.receive_text())
