@@ -76,7 +76,8 @@ class ExternalDelivery:
         await self.log.record(reply, "ReplyDelivered", {"externalId": external_id, "attempts": attempt})
 
     async def _claimed(self, reply: ReplyGenerated) -> bool:
-        """True once this process holds the claim; False if the reply was recorded meanwhile."""
+        """True once this process holds the claim and the reply is still not recorded; False if it
+        was recorded meanwhile (by a process whose claim has since run out, too)."""
         deadline = time.monotonic() + 2 * self._hold_ms / 1000
         while not await self.log.claim(reply, self._owner, self._hold_ms):
             if await self.log.done(reply):
@@ -84,7 +85,7 @@ class ExternalDelivery:
             if time.monotonic() > deadline:
                 raise Retryable(f"reply {reply.eventId} stays claimed by another delivery process")
             await asyncio.sleep(self._poll_s)
-        return True
+        return not await self.log.done(reply)  # recorded by another between our check and the claim
 
     async def failed(self, reply: ReplyGenerated, error: str, attempts: int) -> None:
         await self.log.record(reply, "DeliveryFailed", {"error": error[:1000], "attempts": max(1, attempts)})

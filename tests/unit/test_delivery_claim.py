@@ -66,3 +66,14 @@ async def test_the_same_process_retrying_keeps_its_claim(store: EventStore, biz:
     assert await delivery._claimed(reply)  # noqa: SLF001
     assert await delivery._claimed(reply), "a retry of the same process claims again at once"  # noqa: SLF001
     assert not await ExternalDelivery(store, Vendor().send).log.claim(reply, "delivery-other", 20_000)
+
+
+async def test_a_process_stalled_past_the_claim_sends_nothing_already_recorded(store: EventStore, biz: str) -> None:
+    """It read "not delivered", stalled while another claimed, sent and recorded, and the claim
+    ran out: it claims, finds the record and sends nothing."""
+    reply, vendor = await sms_reply(store, biz), Vendor(seconds=0)
+    await ExternalDelivery(store, vendor.send, hold_ms=1).deliver(reply)
+    await asyncio.sleep(0.01)  # the first process's claim has run out
+    stalled = ExternalDelivery(store, vendor.send)
+    assert not await stalled._claimed(reply)  # noqa: SLF001
+    assert vendor.sent == [reply.eventId]
