@@ -24,7 +24,7 @@ import structlog
 
 from agentstream.adapters.dynamo import error_code, from_item, query_all, to_item
 from agentstream.adapters.tables import EVENTS_BY_ID, EVENTS_BY_INGEST, EVENTS_BY_STREAM
-from agentstream.events import Event, iso, parse_event, utc_now
+from agentstream.events import Event, iso, now_ms, parse_event, utc_now
 from agentstream.metrics import APPEND_CONFLICTS
 
 log = structlog.get_logger(__name__)
@@ -205,7 +205,7 @@ class EventStore:
     async def claim(self, business_id: str, name: str, stream: str, owner: str, hold_ms: int) -> bool:
         """Take the claim `name` (an idempotency-namespace record, found by forget through its
         `eventStreamId`) for `hold_ms`, or keep it: False while another owner holds it unexpired."""
-        now = int(utc_now().timestamp() * 1000)
+        now = now_ms()
         item = {"streamId": idem_key(business_id, name), "seq": 0, "eventStreamId": stream,
                 "claimedBy": owner, "claimUntil": now + hold_ms}
         try:

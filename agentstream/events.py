@@ -6,6 +6,8 @@ which upcasts older schema versions and refuses unknown ones with a clear error.
 
 from __future__ import annotations
 
+import time
+
 import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Union
@@ -38,6 +40,11 @@ def derive_id(*parts: str) -> str:
 def stream_id(business_id: str, user_id: str) -> str:
     """The conversation stream of one customer of one business."""
     return f"{business_id}#{user_id}"
+
+
+def now_ms() -> int:
+    """Epoch milliseconds: lease and claim expiry times."""
+    return int(time.time() * 1000)
 
 
 def utc_now() -> datetime:

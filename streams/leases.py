@@ -15,16 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from agentstream.adapters.lease_store import LeaseStore
-from agentstream.events import iso, utc_now
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
+from agentstream.events import iso, now_ms, utc_now
 
 
 @dataclass
