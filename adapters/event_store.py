@@ -204,20 +204,44 @@ class EventStore:
 
     async def claim(self, business_id: str, name: str, stream: str, owner: str, hold_ms: int) -> bool:
         """Take the claim `name` (an idempotency-namespace record, found by forget through its
-        `eventStreamId`) for `hold_ms`, or keep it: False while another owner holds it unexpired."""
+        `eventStreamId`) for `hold_ms`, or keep it: False while another owner holds it unexpired,
+        and for good once it is marked done (`mark_claim`)."""
         now = now_ms()
         item = {"streamId": idem_key(business_id, name), "seq": 0, "eventStreamId": stream,
                 "claimedBy": owner, "claimUntil": now + hold_ms}
         try:
             await self._ddb.put_item(
                 TableName=self._table, Item=to_item(item),
-                ConditionExpression="attribute_not_exists(streamId) OR claimUntil < :now OR claimedBy = :me",
+                ConditionExpression="(attribute_not_exists(streamId) OR claimUntil < :now OR claimedBy = :me)"
+                                    " AND attribute_not_exists(doneAt)",
                 ExpressionAttributeValues=to_item({":now": now, ":me": owner}))
         except Exception as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return False
             raise
         return True
+
+    async def mark_claim(self, business_id: str, name: str, marks: dict[str, Any]) -> None:
+        """Mark the claim `name` done (`doneAt`, with `marks`): nobody claims it again. One
+        uncontended write; a record erased meanwhile (forget) is not brought back."""
+        values = {"doneAt": now_ms(), **marks}
+        try:
+            await self._ddb.update_item(
+                TableName=self._table, Key=to_item({"streamId": idem_key(business_id, name), "seq": 0}),
+                UpdateExpression="SET " + ", ".join(f"{k} = :{k}" for k in values),
+                ConditionExpression="attribute_exists(streamId)",
+                ExpressionAttributeValues=to_item({f":{k}": v for k, v in values.items()}))
+        except Exception as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    async def claim_marks(self, business_id: str, name: str) -> dict[str, Any] | None:
+        """What a claim done was marked with (`mark_claim`), or None while it is not done."""
+        resp = await self._ddb.get_item(TableName=self._table,
+                                        Key=to_item({"streamId": idem_key(business_id, name), "seq": 0}),
+                                        ConsistentRead=True)
+        item = from_item(resp["Item"]) if "Item" in resp else {}
+        return item if "doneAt" in item else None
 
     async def forgotten_at(self, business_id: str, user_id: str) -> datetime | None:
         """When the user was erased (`agentstream forget`), if ever."""

@@ -3,6 +3,7 @@ received: replies, a person's messages and the handoff notice (the outbound even
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -53,6 +54,17 @@ def live_only(event: Event) -> bool:
     return event.type == "NudgeSent"
 
 
+@dataclass(frozen=True)
+class Sent:
+    """A reply the vendor accepted, with the vendor's id for it (if it gave one)."""
+
+    external_id: str | None
+
+
+def _claim_name(reply: Event) -> str:
+    return f"sending:{reply.eventId}"
+
+
 class DeliveryLog:
     """ReplyDelivered / DeliveryFailed in the conversation's log (keyed `delivered:<eventId>`):
     the record that an outbound event was sent, checked before sending."""
@@ -66,8 +78,18 @@ class DeliveryLog:
     async def claim(self, reply: Event, owner: str, hold_ms: int) -> bool:
         """The right to send `reply` for `hold_ms` (`sending:<eventId>`): one process at a time,
         even two that both believe they own its partition (one evicted from the group, not yet
-        told)."""
-        return await self._store.claim(reply.businessId, f"sending:{reply.eventId}", reply.streamId, owner, hold_ms)
+        told); never again once it is marked sent."""
+        return await self._store.claim(reply.businessId, _claim_name(reply), reply.streamId, owner, hold_ms)
+
+    async def mark_sent(self, reply: Event, external_id: str | None) -> None:
+        """The vendor accepted `reply`: said on its claim at once, one uncontended write (the
+        record in the log is an append, which may have to wait for the conversation's head)."""
+        await self._store.mark_claim(reply.businessId, _claim_name(reply), {"sentAs": external_id} if external_id else {})
+
+    async def sent_before(self, reply: Event) -> Sent | None:
+        """`reply` as a process that died before recording it sent it, if one did."""
+        marks = await self._store.claim_marks(reply.businessId, _claim_name(reply))
+        return None if marks is None else Sent(marks.get("sentAs"))
 
     async def record(self, reply: Event, kind: str, payload: dict[str, Any]) -> None:
         event = new_event(

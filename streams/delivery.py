@@ -11,9 +11,11 @@ A reply is sent once: ReplyDelivered in the log (keyed `delivered:<replyEventId>
 checked before sending and written right after the vendor accepted it; an external send is made
 under a claim (`sending:<replyEventId>`, held 20 s, more than a vendor call's 15 s timeout), so two
 processes that both believe they own a partition do not both send. Twilio and Meta take no
-idempotency key, so a process killed between the vendor's answer and that one write sends the
-reply again when the next process reads it, once the claim has run out: that window is one
-DynamoDB write long.
+idempotency key, so the vendor's acceptance is marked on the claim at once (one uncontended
+write, before the record, an append that may wait for the conversation's head): a process
+killed after the mark leaves the reply recorded by the next one, never sent again; one killed
+between the vendor's answer and the mark sends it again through the next process, once the
+claim has run out: that window is one DynamoDB write long.
 Failures follow `ConsumerRunner`'s policy; a reply given up on gets DeliveryFailed and the DLQ.
 """
 
@@ -30,7 +32,7 @@ import structlog
 from agentstream.adapters.channels.errors import PermanentError
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.kafka import loads
-from agentstream.adapters.replies import DeliveryLog, reply_frame
+from agentstream.adapters.replies import DeliveryLog, Sent, reply_frame
 from agentstream.adapters.ws_hub import SocketHub
 from agentstream.events import OUTBOUND_TYPES, ReplyGenerated, parse_event
 from agentstream.streams.runner import ConsumerRunner, Failure, RetryPolicy
@@ -64,30 +66,47 @@ class ExternalDelivery:
         self._send_external = send_external
         self._owner = f"delivery-{uuid.uuid4().hex[:12]}"
         self._hold_ms, self._poll_s = hold_ms, poll_s
+        self._accepted: dict[str, str | None] = {}  # sent by this process, not yet recorded
 
     async def deliver(self, reply: ReplyGenerated, attempt: int = 1) -> None:
         if reply.channel == "websocket" or await self.log.done(reply):
             return
         external_id = None
         if reply.channel != "rest":
-            if not await self._claimed(reply):
+            claim = await self._claimed(reply)
+            if claim is False:
                 return  # another process sent and recorded it meanwhile
-            external_id = await self._send_external(reply)
+            sent = claim if isinstance(claim, Sent) else await self._send_once(reply)
+            external_id = sent.external_id
         await self.log.record(reply, "ReplyDelivered", {"externalId": external_id, "attempts": attempt})
+        self._accepted.pop(reply.eventId, None)
 
-    async def _claimed(self, reply: ReplyGenerated) -> bool:
+    async def _send_once(self, reply: ReplyGenerated) -> Sent:
+        """Send `reply` and mark it sent on its claim; a retry after a failed write (the mark or
+        the record) writes again and never sends again."""
+        if reply.eventId not in self._accepted:
+            self._accepted[reply.eventId] = await self._send_external(reply)
+        await self.log.mark_sent(reply, self._accepted[reply.eventId])
+        return Sent(self._accepted[reply.eventId])
+
+    async def _claimed(self, reply: ReplyGenerated) -> bool | Sent:
         """True once this process holds the claim and the reply is still not recorded; False if it
-        was recorded meanwhile (by a process whose claim has since run out, too)."""
+        was recorded meanwhile (by a process whose claim has since run out, too); `Sent` if a
+        process sent it and died before recording it."""
         deadline = time.monotonic() + 2 * self._hold_ms / 1000
         while not await self.log.claim(reply, self._owner, self._hold_ms):
             if await self.log.done(reply):
                 return False
+            sent = await self.log.sent_before(reply)
+            if sent is not None:
+                return sent
             if time.monotonic() > deadline:
                 raise Retryable(f"reply {reply.eventId} stays claimed by another delivery process")
             await asyncio.sleep(self._poll_s)
         return not await self.log.done(reply)  # recorded by another between our check and the claim
 
     async def failed(self, reply: ReplyGenerated, error: str, attempts: int) -> None:
+        self._accepted.pop(reply.eventId, None)
         await self.log.record(reply, "DeliveryFailed", {"error": error[:1000], "attempts": max(1, attempts)})
 
 

@@ -1,7 +1,8 @@
 """`agentstream delivery` that dies (os._exit, as a kill -9 would: no commit, no clean-up) at a
 fixed point of its first external send: `python -m tests.integration.delivery_killer POINT` with
-POINT before_send | after_send (the vendor accepted it, ReplyDelivered not yet written) |
-after_record (ReplyDelivered written, the offset not yet committed)."""
+POINT before_send | after_send (the vendor accepted it, nothing written yet) | after_mark (its
+claim marked sent, ReplyDelivered not yet written) | after_record (ReplyDelivered written, the
+offset not yet committed)."""
 
 from __future__ import annotations
 
@@ -45,7 +46,15 @@ def main(point: str) -> None:
         if point == "after_record":
             die(point)
 
+    mark_sent = delivery.DeliveryLog.mark_sent
+
+    async def dying_mark(self: Any, reply: Any, external_id: str | None) -> None:
+        await mark_sent(self, reply, external_id)
+        if point == "after_mark":
+            die(point)
+
     wiring.external_sender = external_sender  # type: ignore[assignment]
+    delivery.DeliveryLog.mark_sent = dying_mark  # type: ignore[method-assign]
     delivery.DeliveryLog.record = dying_record  # type: ignore[method-assign]
     asyncio.run(wiring.run_delivery(Settings(), asyncio.Event()))
 

@@ -208,12 +208,14 @@ def sms_stack(endpoints: Endpoints, vendors: VendorServer, tmp_path_factory: pyt
         yield stack
 
 
-@pytest.mark.parametrize("point, vendor_requests", [("before_send", 1), ("after_send", 2), ("after_record", 1)])
+@pytest.mark.parametrize("point, vendor_requests",
+                         [("before_send", 1), ("after_send", 2), ("after_mark", 1), ("after_record", 1)])
 async def test_a_delivery_process_killed_mid_send(point: str, vendor_requests: int, sms_stack: Any,
                                                   vendors: VendorServer, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Killed before the send: the next process sends it once. Killed between Twilio's answer and
-    ReplyDelivered (the one window): sent twice, recorded once. Killed after the record: not sent again."""
+    the claim's mark (the one window): sent twice, recorded once. Killed after the mark or the
+    record: not sent again, recorded once (with Twilio's id)."""
     stack = sms_stack
     s = settings_from(stack.env, monkeypatch)
     phone = f"+4072{free_port():07d}"
@@ -243,6 +245,7 @@ async def test_a_delivery_process_killed_mid_send(point: str, vendor_requests: i
     assert len(sent()) == vendor_requests
     assert [type(e).__name__ for e in delivered(stack.env, reply)] == ["ReplyDelivered"]
     assert all(r.form["Body"] == f"answer to kill {point}" for r in sent())
+    assert delivered(stack.env, reply)[0].payload.externalId, "recorded with Twilio's id for it"
 
 
 async def test_a_delivery_process_goes_on_past_bad_records_and_failing_replies(

@@ -77,3 +77,39 @@ async def test_a_process_stalled_past_the_claim_sends_nothing_already_recorded(s
     stalled = ExternalDelivery(store, vendor.send)
     assert not await stalled._claimed(reply)  # noqa: SLF001
     assert vendor.sent == [reply.eventId]
+
+
+async def test_a_reply_marked_sent_by_a_process_that_died_is_recorded_not_sent_again(store: EventStore, biz: str) -> None:
+    """The holder died after the vendor's answer was marked on the claim, before its record: the
+    next process records it with the vendor's id at once (no wait for the claim to run out) and
+    sends nothing."""
+    reply, vendor = await sms_reply(store, biz), Vendor(seconds=0)
+    dead = ExternalDelivery(store, vendor.send, hold_ms=60_000)
+    assert await dead._claimed(reply)  # noqa: SLF001
+    await dead._send_once(reply)  # noqa: SLF001  (then it dies: no record)
+    await asyncio.wait_for(ExternalDelivery(store, vendor.send, hold_ms=60_000).deliver(reply), timeout=10)
+    assert vendor.sent == [reply.eventId]
+    recorded = [e for e in await store.read(reply.streamId) if e.type == "ReplyDelivered"]
+    assert [e.payload.externalId for e in recorded] == ["SM1"]
+
+
+async def test_a_retry_after_a_failed_write_sends_nothing_again(store: EventStore, biz: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """DynamoDB failed right after the vendor accepted the reply (the record's write): the
+    runner's retry writes it and sends nothing again."""
+    reply, vendor = await sms_reply(store, biz), Vendor(seconds=0)
+    delivery = ExternalDelivery(store, vendor.send)
+    record, failures = delivery.log.record, [RuntimeError("throttled")]
+
+    async def failing_once(*args: Any) -> None:
+        if failures:
+            raise failures.pop()
+        await record(*args)
+
+    monkeypatch.setattr(delivery.log, "record", failing_once)
+    with pytest.raises(RuntimeError):
+        await delivery.deliver(reply)
+    await delivery.deliver(reply, attempt=2)
+    assert vendor.sent == [reply.eventId]
+    recorded = [e for e in await store.read(reply.streamId) if e.type == "ReplyDelivered"]
+    assert [(e.payload.externalId, e.payload.attempts) for e in recorded] == [("SM1", 2)]
