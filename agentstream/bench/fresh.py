@@ -135,4 +135,5 @@ def per_unit(spent: Spent, units: int) -> dict[str, Any]:
         "load_ddb_calls": round(spent.load_calls / n, 2),
         "streams_calls": round(spent.total("streams") / n, 2),
         "append_conflicts": round(spent.total("append_conflicts") / n, 3),
+        "append_conflicts_by_process": {name: round(c["append_conflicts"] / n, 3) for name, c in spent.counts.items()},
     }
