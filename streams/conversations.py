@@ -133,6 +133,7 @@ class ConversationProcessor:
         self._on_handoff = on_handoff
         self._cache: OrderedDict[str, States] = OrderedDict()
         self._skips_ahead: dict[str, frozenset[int]] = {}  # per stream: skipped seqs past the last gap filled
+        self._unchecked: set[str] = set()  # cached from a duplicate's load, the log not yet read for skips
         self._cache_size = cache_size
 
     async def handle(self, event: Event) -> None:
@@ -148,10 +149,13 @@ class ConversationProcessor:
             return
         if event.seq <= low:
             metrics.WORKER_EVENTS.labels(type=event.type, outcome="duplicate").inc()
+            if not cached:  # read again after a restart or a rebalance: the stream's next ones are too
+                self._remember(event.streamId, states)
+                self._unchecked.add(event.streamId)
             return
         pending = [event]
-        if event.seq > low + 1 or not cached:  # not cached: maybe a redelivery of an event skipped since
-            pending = await self._fill_gap(event, low)
+        if event.seq > low + 1 or not cached or event.streamId in self._unchecked:
+            pending = await self._fill_gap(event, low)  # not read here yet: maybe a redelivery of an event skipped since
         elif event.seq in self._skips_ahead.get(event.streamId, ()):
             pending = []  # redelivered, and skipped since: the log read when it was loaded said so
         batch = Batch()
@@ -176,6 +180,7 @@ class ConversationProcessor:
         pending = [e for e in without_skipped([*seen, event]) if e.seq <= event.seq]
         ahead = frozenset(seq for seq in skipped_seqs([*seen, event]) if seq > event.seq)
         self._skips_ahead.pop(event.streamId, None)
+        self._unchecked.discard(event.streamId)
         if ahead:  # kept (only where there are any) for redeliveries of those events
             self._skips_ahead[event.streamId] = ahead
         if event.seq > low + 1 or pending != [event]:
@@ -237,7 +242,7 @@ class ConversationProcessor:
         self._cache[stream] = states
         self._cache.move_to_end(stream)
         while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+            self._unchecked.discard(self._cache.popitem(last=False)[0])
 
     async def _apply(self, states: States, event: Event, batch: "Batch") -> States:
         """Fold one event (and, for an inbound, its reply) into `batch`; the new states."""

@@ -1,0 +1,44 @@
+"""A worker that reads a conversation's events again (after a restart, a rebalance or an offset
+reset) loads the conversation's state once, not once per event, and changes nothing."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from agentstream.settings import Settings
+from tests.unit.test_dead_letters import Worker
+
+
+@pytest.fixture
+async def worker(moto_ddb: Any, moto_settings: Settings, biz: str) -> Worker:
+    return Worker(moto_ddb, moto_settings, biz, f"u{uuid.uuid4().hex[:6]}")
+
+
+async def test_a_restarted_worker_loads_a_conversations_state_once_for_its_applied_events(
+        worker: Worker, monkeypatch: pytest.MonkeyPatch) -> None:
+    for minute, text in enumerate(["Bună ziua", "Aveți loc mâine?", "La ora 10?"]):
+        await worker.say(text, minute)
+        await worker.drain()
+    logged, memory = await worker.log(), await worker.memory()
+
+    worker.processor = worker.new_processor()  # restarted: nothing cached
+    projections = worker.processor._projections  # noqa: SLF001
+    load, loads = projections.load_states, []
+
+    async def counted(*args: Any) -> Any:
+        loads.append(args)
+        return await load(*args)
+
+    monkeypatch.setattr(projections, "load_states", counted)
+    for event in logged:
+        await worker.deliver(event)
+    assert len(logged) == 6 and len(loads) == 1, "one load for the conversation, then the cache"
+    assert await worker.log() == logged and await worker.memory() == memory
+
+    after = await worker.say("Mulțumesc", 4)  # the next new event goes on from the cached state
+    await worker.drain(after.seq - 1)
+    assert len(loads) == 1
+    assert (await worker.replies_to())[-1] == after.eventId
