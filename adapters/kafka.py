@@ -29,9 +29,26 @@ def loads(raw: bytes | str) -> Any:
     return json.loads(raw)
 
 
+def event_headers(seq: int, event_type: str) -> list[tuple[str, bytes]]:
+    """A logged event's record headers on `agent.events.v1`: its seq and type, so a consumer can
+    tell an event it has applied from the record's key and these, without parsing it."""
+    return [("seq", str(seq).encode()), ("type", event_type.encode())]
+
+
+def seq_of(headers: Any) -> tuple[int, str] | None:
+    """(seq, type) from a record's headers (pairs or a mapping); None when absent or unreadable."""
+    try:
+        found = dict(headers or ())
+        return int(found["seq"]), bytes(found["type"]).decode()
+    except (KeyError, TypeError, ValueError, UnicodeDecodeError):
+        return None
+
+
 async def send_keyed(producer: AIOKafkaProducer, topic: str,
-                     records: Iterable[tuple[bytes, bytes]]) -> list[asyncio.Future[Any]]:
-    """Hand (key, value) records to the producer as one batch per partition, in order.
+                     records: Iterable[tuple[bytes, bytes] | tuple[bytes, bytes, list[tuple[str, bytes]]]]
+                     ) -> list[asyncio.Future[Any]]:
+    """Hand (key, value) or (key, value, headers) records to the producer as one batch per
+    partition, in order.
 
     Partitions are chosen as `send()` chooses them (murmur2 of the key, like the Java client), and
     batches of a partition are queued in order, so per-key order is kept. Much cheaper than one
@@ -40,14 +57,15 @@ async def send_keyed(producer: AIOKafkaProducer, topic: str,
     partition_of = DefaultPartitioner()
     open_batches: dict[int, Any] = {}
     acks: list[asyncio.Future[Any]] = []
-    for key, value in records:
+    for key, value, *rest in records:
+        headers = rest[0] if rest else []
         partition = partition_of(key, partitions, partitions)
         batch = open_batches.get(partition)
-        if batch is None or batch.append(timestamp=None, key=key, value=value) is None:
+        if batch is None or batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
             if batch is not None:  # full: queue it and start the next one
                 acks.append(await producer.send_batch(batch, topic, partition=partition))
             batch = open_batches[partition] = producer.create_batch()
-            if batch.append(timestamp=None, key=key, value=value) is None:  # an empty batch takes any one record
+            if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:  # an empty batch takes any one record
                 raise ValueError(f"a record of {len(value)} bytes did not fit an empty Kafka batch")
     for partition, batch in open_batches.items():
         acks.append(await producer.send_batch(batch, topic, partition=partition))

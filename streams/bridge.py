@@ -24,7 +24,7 @@ import structlog
 from agentstream import metrics
 from agentstream.adapters.dynamo import error_code, from_item
 from agentstream.adapters.event_store import event_body, is_event_item
-from agentstream.adapters.kafka import dumps, send_keyed
+from agentstream.adapters.kafka import dumps, event_headers, send_keyed
 from agentstream.events import iso
 from agentstream.streams.leases import Lease, LeaseLost, LeaseTable, now_ms
 from agentstream.streams.reconcile import window_start
@@ -210,7 +210,8 @@ class Bridge:
     async def _enqueue(self, records: list[dict[str, Any]]) -> Inflight:
         """Hand every event of a batch to the producer, in order, one Kafka batch per partition."""
         events = (from_item(image) for image in _new_images(records))
-        keyed = [(item["streamId"].encode(), dumps(event_body(item))) for item in events if is_event_item(item)]
+        keyed = [(item["streamId"].encode(), dumps(event_body(item)), event_headers(int(item["seq"]), str(item["type"])))
+                 for item in events if is_event_item(item)]
         self.stats.records += len(records)
         return Inflight(await send_keyed(self._producer, self._cfg.topic, keyed), records[-1], len(keyed))
 

@@ -136,6 +136,11 @@ class ConversationProcessor:
         self._unchecked: set[str] = set()  # cached from a duplicate's load, the log not yet read for skips
         self._cache_size = cache_size
 
+    def applied(self, stream: str, seq: int) -> bool:
+        """Whether every projection of a cached conversation has applied its event `seq`."""
+        states = self._cache.get(stream)
+        return states is not None and seq <= min(position(s) for s in states.values())
+
     async def handle(self, event: Event) -> None:
         """Apply an event of a conversation (and any missing ones before it)."""
         cached = event.streamId in self._cache

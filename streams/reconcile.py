@@ -24,7 +24,7 @@ from typing import Any
 import structlog
 
 from agentstream.adapters.event_store import EventStore, stream_heads
-from agentstream.adapters.kafka import dumps
+from agentstream.adapters.kafka import dumps, event_headers
 from agentstream.adapters.pending_reconcile import FULL, PendingReconcile
 from agentstream.adapters.projection_store import positions
 from agentstream.events import iso, utc_now
@@ -54,7 +54,8 @@ async def _publish_behind(ddb: Any, store: EventStore, producer: Any, state_tabl
         events = await store.read(stream, after_seq=done)
         report.behind += bool(events)
         for event in events:
-            await producer.send(topic, key=stream.encode(), value=dumps(event.to_json_dict()))
+            await producer.send(topic, key=stream.encode(), value=dumps(event.to_json_dict()),
+                                headers=event_headers(event.seq, event.type))
             report.published += 1
     await producer.flush()
 

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from agentstream import metrics
 from agentstream.adapters.dlq import Dlq
-from agentstream.adapters.kafka import dumps, loads
+from agentstream.adapters.kafka import dumps, loads, seq_of
 from agentstream.events import Event, parse_event, UnknownSchemaVersion
 from agentstream.retry import RetryPolicy
 from agentstream.settings import Settings
@@ -89,6 +89,16 @@ async def _attempts(processor: ConversationProcessor, event: Event, retry: Retry
         return event, f"{type(exc).__name__}: {exc}"
 
 
+def applied_before(processor: ConversationProcessor, key: bytes, headers: Any) -> bool:
+    """Whether the record's event (its seq and type in the headers) is one the processor has
+    applied already, as its cache knows; a revocation always goes through (it may answer)."""
+    known = seq_of(headers)
+    if known is None or known[1] == "SkipRevoked" or not processor.applied(key.decode("utf-8", "replace"), known[0]):
+        return False
+    metrics.WORKER_EVENTS.labels(type=known[1], outcome="duplicate").inc()
+    return True
+
+
 def build_app(settings: Settings, processor: ConversationProcessor, dlq: Dlq, executor: KeyedExecutor,
               retry: RetryPolicy = RETRY, on_upgrade_needed: Callable[[str], None] = lambda why: None,
               skips: SkipRecorder | None = None) -> faust.App:
@@ -101,6 +111,9 @@ def build_app(settings: Settings, processor: ConversationProcessor, dlq: Dlq, ex
     async def conversations(stream: faust.StreamT) -> None:
         async for record in stream.noack().events():
             key = record.key if isinstance(record.key, bytes) else None
+            if key is not None and applied_before(processor, key, record.headers):
+                record.ack()  # read again (a rebalance, an offset reset): known from its key and seq alone
+                continue
             raw = record.value
 
             async def job(record: Any = record, key: bytes | None = key, raw: bytes = raw) -> None:

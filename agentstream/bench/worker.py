@@ -36,7 +36,7 @@ from aiokafka.errors import GroupCoordinatorNotAvailableError
 from agentstream.adapters.bootstrap import populate, setup
 from agentstream.adapters.dynamo import dynamodb_client, put_log_items
 from agentstream.adapters.event_store import idem_item
-from agentstream.adapters.kafka import dumps, producer
+from agentstream.adapters.kafka import dumps, event_headers, producer
 from agentstream.bench.common import CpuMeter, isolated_env, peak_rss_mb, report, services, settings_for
 from agentstream.bench.model_server import ModelBehaviour, ModelServer
 from agentstream.bench.replay import _events
@@ -66,7 +66,8 @@ async def _log(s: Settings, users: int, per_user: int) -> int:
                 await put_log_items(ddb, s.tables.events, _with_idempotency(events))
                 # one stream's events in seq order, streams interleaved as they would arrive live
                 events.sort(key=lambda e: (e["seq"], e["streamId"]))
-                futures = [await prod.send(s.topic_events, key=e["streamId"].encode(), value=dumps(e)) for e in events]
+                futures = [await prod.send(s.topic_events, key=e["streamId"].encode(), value=dumps(e),
+                                           headers=event_headers(e["seq"], e["type"])) for e in events]
                 await asyncio.gather(*futures)
                 sent += len(events)
     finally:

@@ -25,7 +25,8 @@ async def read_topic(bootstrap: str, topic: str, expect: int, timeout: float = 6
         while len(records) < expect and time.monotonic() < deadline:
             for batch in (await consumer.getmany(timeout_ms=200)).values():
                 records.extend({"key": r.key.decode() if r.key else None, "partition": r.partition,
-                                "offset": r.offset, "value": json.loads(r.value)} for r in batch)
+                                "offset": r.offset, "value": json.loads(r.value),
+                                "headers": {k: v.decode() for k, v in r.headers or ()}} for r in batch)
             await asyncio.sleep(0)
     finally:
         await consumer.stop()

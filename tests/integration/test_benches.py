@@ -45,6 +45,7 @@ async def test_worker_bench() -> None:
     assert figures["committed"] == figures["events"] == 80
     assert figures["model_calls"] == 0, "every inbound of the backlog already has its reply"
     assert figures["worker_peak_rss_mb"] > 0 and figures["cpu_seconds_while_worker_ran"]["worker"] > 0
+    assert figures["applied_events_per_s"] > 0 and figures["faust_noop_events_per_s"] > 0, "both read the whole topic"
 
 
 def _counted(metric: object) -> float:

@@ -44,6 +44,7 @@ async def test_events_reach_kafka_in_seq_order_per_stream(settings: Settings) ->
     partitions: dict[str, set[int]] = defaultdict(set)
     for r in records:
         assert r["key"] == r["value"]["streamId"]
+        assert r["headers"] == {"seq": str(r["value"]["seq"]), "type": r["value"]["type"]}, "a consumer can skip it unparsed"
         by_stream[r["key"]].append(r["value"]["seq"])
         partitions[r["key"]].add(r["partition"])
     assert all(seqs == list(range(1, per_user + 1)) for seqs in by_stream.values())

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
+from agentstream.adapters.kafka import event_headers, seq_of
 from agentstream.settings import Settings
+from agentstream.streams.worker import applied_before
 from tests.unit.test_dead_letters import Worker
 
 
@@ -42,3 +44,25 @@ async def test_a_restarted_worker_loads_a_conversations_state_once_for_its_appli
     await worker.drain(after.seq - 1)
     assert len(loads) == 1
     assert (await worker.replies_to())[-1] == after.eventId
+
+
+async def test_an_applied_event_is_known_from_its_key_and_headers_alone(worker: Worker) -> None:
+    """The bridge puts each event's seq and type in its record's headers: the worker acks an event
+    its cache says is applied without parsing it; anything else goes through."""
+    await worker.say("Bună ziua", 0)
+    await worker.drain()
+    (inbound, reply), key = await worker.log(), worker.stream.encode()
+    processor = worker.processor
+    assert applied_before(processor, key, event_headers(inbound.seq, inbound.type))
+    assert applied_before(processor, key, dict(event_headers(reply.seq, reply.type)))
+    assert not applied_before(processor, key, event_headers(reply.seq + 1, "MessageReceived")), "not applied yet"
+    assert not applied_before(processor, key, event_headers(reply.seq, "SkipRevoked")), "a revocation may answer"
+    assert not applied_before(processor, b"other#stream", event_headers(1, "MessageReceived")), "not cached here"
+    assert not applied_before(worker.new_processor(), key, event_headers(1, "MessageReceived")), "after a restart"
+    for headers in (None, [], [("seq", b"x"), ("type", b"MessageReceived")], [("seq", b"1")]):
+        assert not applied_before(processor, key, headers)
+
+
+def test_headers_round_trip() -> None:
+    assert seq_of(event_headers(42, "ReplyGenerated")) == (42, "ReplyGenerated")
+    assert seq_of([("type", b"\xff"), ("seq", b"1")]) is None
