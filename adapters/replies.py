@@ -96,8 +96,9 @@ class DeliveryLog:
             kind, business_id=reply.businessId, user_id=reply.userId, channel=reply.channel,
             location_id=reply.locationId, payload={"replyEventId": reply.eventId, **payload},
         )
-        sent = payload.get("externalId")
-        await self._store.append(event, external_id=f"delivered:{reply.eventId}", aliases=(f"sent:{sent}",) if sent else ())
+        sent = payload.get("externalId")  # the reply is nearly always still the head: no head read
+        await self._store.append(event, external_id=f"delivered:{reply.eventId}", aliases=(f"sent:{sent}",) if sent else (),
+                                 head=reply.seq)
         outcome = "delivered" if kind == "ReplyDelivered" else "failed"
         metrics.DELIVERIES.labels(channel=reply.channel, outcome=outcome).inc()
         log.info("delivery." + outcome, eventId=reply.eventId, streamId=reply.streamId, channel=reply.channel)

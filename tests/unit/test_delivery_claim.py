@@ -113,3 +113,26 @@ async def test_a_retry_after_a_failed_write_sends_nothing_again(store: EventStor
     assert vendor.sent == [reply.eventId]
     recorded = [e for e in await store.read(reply.streamId) if e.type == "ReplyDelivered"]
     assert [(e.payload.externalId, e.payload.attempts) for e in recorded] == [("SM1", 2)]
+
+
+async def test_the_record_is_written_after_the_reply_without_reading_the_head(store: EventStore, biz: str,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reply is delivered right after it is appended, so it is the head: the record goes at the
+    next seq without a head read; if the customer wrote in between, it goes after that."""
+    reply, vendor = await sms_reply(store, biz), Vendor(seconds=0)
+    head, reads = store.head, []
+
+    async def counted(stream: str) -> int:
+        reads.append(stream)
+        return await head(stream)
+
+    monkeypatch.setattr(store, "head", counted)
+    await ExternalDelivery(store, vendor.send).deliver(reply)
+    assert reads == []
+    assert [(e.type, e.seq) for e in await store.read(reply.streamId)][-1] == ("ReplyDelivered", reply.seq + 1)
+
+    later = await sms_reply(store, biz)
+    inbound = new_event("MessageReceived", business_id=biz, user_id="+40711", channel="sms", payload={"content": "și?"})
+    await store.append(inbound)  # the customer wrote before the reply was delivered
+    await ExternalDelivery(store, vendor.send).deliver(later)
+    assert [e.type for e in await store.read(reply.streamId, after_seq=later.seq)] == ["MessageReceived", "ReplyDelivered"]
