@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -78,6 +80,15 @@ def event_from_item(item: dict[str, Any]) -> Event:
     return parse_event(event_body(item))
 
 
+@dataclass
+class _Turn:
+    """The appends to one stream queued in this process, and the seq the last of them wrote."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    waiting: int = 0
+    written: int | None = None
+
+
 class EventStore:
     """Append to and read from the events table."""
 
@@ -91,6 +102,7 @@ class EventStore:
         self._max_attempts = max_attempts
         self._heads: OrderedDict[str, int] = OrderedDict()
         self._head_cache = head_cache
+        self._turns: dict[str, _Turn] = {}
 
     async def append(self, event: Event, external_id: str | None = None, aliases: tuple[str, ...] = (),
                      head: int | None = None) -> AppendResult:
@@ -98,7 +110,18 @@ class EventStore:
 
         `aliases` are further ids that find the event later (e.g. the channel's id of a sent reply).
         `head` is the stream's head as the caller has just read it, which saves reading it again
-        (if another event got there first, the append reads the head and tries again)."""
+        (if another event got there first, the append reads the head and tries again). Appends
+        to one stream take turns in this process, so they never race each other; one queued
+        behind another starts from the seq that one wrote when its `head` is older."""
+        async with self._turn(event.streamId) as turn:
+            if head is not None and turn.written is not None:
+                head = max(head, turn.written)
+            result = await self._append(event, external_id, aliases, head)
+            turn.written = result.event.seq if not result.duplicate else turn.written
+            return result
+
+    async def _append(self, event: Event, external_id: str | None, aliases: tuple[str, ...],
+                      head: int | None) -> AppendResult:
         for attempt in range(self._max_attempts):
             known = head if head is not None else self._heads.get(event.streamId)
             seq = (known if known is not None else await self.head(event.streamId)) + 1
@@ -118,6 +141,19 @@ class EventStore:
             log.debug("event.appended", eventId=event.eventId, streamId=event.streamId, seq=seq, type=event.type)
             return AppendResult(stored, duplicate=False)
         raise AppendFailed(f"append to {event.streamId} failed after {self._max_attempts} attempts")
+
+    @asynccontextmanager
+    async def _turn(self, stream: str) -> AsyncIterator["_Turn"]:
+        """This process's turn to append to `stream`; the record lives while appends queue for it."""
+        turn = self._turns.setdefault(stream, _Turn())
+        turn.waiting += 1
+        try:
+            async with turn.lock:
+                yield turn
+        finally:
+            turn.waiting -= 1
+            if not turn.waiting:
+                del self._turns[stream]
 
     async def _write(self, event: Event, external_id: str | None, aliases: tuple[str, ...] = ()) -> None:
         put = {

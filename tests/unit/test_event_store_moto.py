@@ -17,6 +17,7 @@ import pytest
 
 from agentstream.adapters.event_store import EventStore
 from agentstream.events import Event, new_event
+from agentstream.metrics import APPEND_CONFLICTS
 from agentstream.settings import Settings
 
 
@@ -76,6 +77,22 @@ async def test_concurrent_appenders_get_gapless_seqs(moto_ddb: Any, moto_setting
     assert sorted(s for batch in seqs for s in batch) == list(range(1, 19))
     assert [e.seq for e in events] == list(range(1, 19))
     assert len({e.payload.content for e in events}) == 18
+
+
+def _conflicts() -> float:
+    return sum(s.value for m in APPEND_CONFLICTS.collect() for s in m.samples if s.name.endswith("_total"))
+
+
+async def test_appends_of_one_process_take_turns_and_never_race(store: EventStore, biz: str) -> None:
+    """A gateway appends a customer's message while it records a reply's delivery (its hint, the
+    reply's seq, is passed by the message): no lost race, the record goes after the message."""
+    reply = (await store.append(message(biz, text="reply"))).event
+    before = _conflicts()
+    appended = await asyncio.gather(*(store.append(message(biz, text=f"m{i}")) for i in range(4)),
+                                    store.append(message(biz, text="delivered"), head=reply.seq))
+    assert sorted(r.event.seq for r in appended) == list(range(2, 7))
+    assert _conflicts() == before, "appends of one process never lose a race to each other"
+    assert store._turns == {}, "nothing kept once no append waits"  # noqa: SLF001
 
 
 async def test_an_external_id_appends_once_and_returns_the_first_event(store: EventStore, biz: str) -> None:
