@@ -159,7 +159,6 @@ class EventStore:
             except Exception as exc:
                 if error_code(exc) != "TransactionCanceledException":
                     raise
-                APPEND_CONFLICTS.inc()  # a race lost (the seq, or a newer item): counted like an append's
                 return False
             turn.written = seq
             return True
