@@ -416,12 +416,8 @@ class ConversationProcessor:
         both.add(self._registry, folded, puts, reply.type)
         if len(both.writes) + 2 > MAX_TRANSACTION:
             return None
-        try:
-            if not await self._store.append_at(draft, reply.seq, reply_key(inbound.eventId),
-                                               self._projections.transact_items(both.writes.values())):
-                return None
-        except Exception as exc:  # an item refused (too large, say): apart, the reply still goes out
-            log.warning("worker.reply_transaction_failed", streamId=inbound.streamId, error=f"{type(exc).__name__}: {exc}"[:300])
+        if not await self._store.append_at(draft, reply.seq, reply_key(inbound.eventId),
+                                           self._projections.transact_items(both.writes.values())):
             return None
         self._written(inbound.streamId, folded, both)
         batch.clear()
