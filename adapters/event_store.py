@@ -142,27 +142,6 @@ class EventStore:
             return AppendResult(stored, duplicate=False)
         raise AppendFailed(f"append to {event.streamId} failed after {self._max_attempts} attempts")
 
-    async def append_at(self, event: Event, seq: int, external_id: str, with_items: list[dict[str, Any]]) -> bool:
-        """Write `event` at `seq`, its external id, and `with_items` (more TransactWriteItems
-        entries: the items it changes elsewhere) in one transaction. False, with nothing written,
-        when anything got there first: that seq, that external id, or a condition of the others."""
-        async with self._turn(event.streamId) as turn:
-            if turn.written is not None and turn.written >= seq:
-                return False
-            stored = event.with_seq(seq)
-            items = [{"Put": {"TableName": self._table, "Item": to_item(log_item(stored)),
-                              "ConditionExpression": "attribute_not_exists(streamId)"}},
-                     {"Put": {"TableName": self._table, "Item": to_item(idem_item(event.businessId, external_id, stored)),
-                              "ConditionExpression": "attribute_not_exists(streamId)"}}, *with_items]
-            try:
-                await self._ddb.transact_write_items(TransactItems=items)
-            except Exception as exc:
-                if error_code(exc) != "TransactionCanceledException":
-                    raise
-                return False
-            turn.written = seq
-            return True
-
     @asynccontextmanager
     async def _turn(self, stream: str) -> AsyncIterator["_Turn"]:
         """This process's turn to append to `stream`; the record lives while appends queue for it."""

@@ -66,11 +66,6 @@ class ProjectionStore:
                 raise StaleWrite(f"a newer state is stored for {_who(puts)}") from None
             raise
 
-    def transact_items(self, puts: Iterable[Put]) -> list[dict[str, Any]]:
-        """The puts as TransactWriteItems entries, each conditional on its position (`write`'s),
-        for a transaction of another store's (a reply and the projections it changes)."""
-        return [{"Put": self._monotonic_put(p)} for p in puts]
-
     def _monotonic_put(self, put: Put) -> dict[str, Any]:
         condition = "attribute_not_exists(#a) OR #a <= :v"
         names, values = {"#a": put.position}, {":v": put.item[put.position]}

@@ -46,7 +46,6 @@ OnHandoff = Callable[[Event], Awaitable[None]]  # tells the owner (topic agent.h
 HANDOFF_MODEL = "handoff"  # the model of the reply that tells a customer who asked for a person that one will answer
 REPLY_LOOKAHEAD = 4  # events after an inbound read to find its reply (and the head) in one query
 MAX_WRITES = 90  # puts in one transaction (DynamoDB takes 100)
-MAX_TRANSACTION = 100
 REPLIES_FOLLOW = "conversation"  # an inbound is answered when this projection applies it
 States = dict[str, Item]
 
@@ -220,7 +219,7 @@ class ConversationProcessor:
             prior = {p.name: fold_events(p, before, config, inbound.businessId, inbound.userId)[0] for p in self._registry}
             at_inbound, puts = self._fold(prior, inbound, config)
             if self._answers(inbound, at_inbound, puts, config):
-                _, new, _ = await self._reply(inbound, at_inbound, info)
+                _, new = await self._reply(inbound, at_inbound, info)
                 answered = inbound if new else None
         if revocation.seq > low:
             states = await refold(self._projections, self._registry, events, config, revocation.businessId,
@@ -260,11 +259,9 @@ class ConversationProcessor:
         batch.add(self._registry, states, puts, event.type)
         await self._handoff_effects(event, states, puts, config)
         if self._answers(event, states, puts, config):
-            reply, new, written = await self._reply(event, states, info, (config, batch))
+            reply, new = await self._reply(event, states, info)
             if new:
                 batch.answered.append((event, info))
-            if written is not None:
-                return written  # the reply went into the log with the projections it changes
             if reply.seq == event.seq + 1:  # next in the log: its effects go in the same write
                 states, puts = self._fold(states, reply, config)
                 batch.add(self._registry, states, puts, reply.type)
@@ -339,15 +336,11 @@ class ConversationProcessor:
             log.info("worker.stale_state_reloaded", streamId=event.streamId, seq=event.seq)
             batch.clear()
             return await self._states(event) or states
-        self._written(event.streamId, states, batch)
-        return states
-
-    def _written(self, stream: str, states: States, batch: Batch) -> None:
-        """The batch is written: its states are the conversation's."""
-        self._remember(stream, states)
+        self._remember(event.streamId, states)
         for kind in batch.applied:
             metrics.WORKER_EVENTS.labels(type=kind, outcome="applied").inc()
         batch.clear()
+        return states
 
     def _fold(self, states: States, event: Event, config: FoldConfig) -> tuple[States, dict[str, list[Put]]]:
         """Apply `event` to each projection that has not seen it: the new states and, per
@@ -358,14 +351,11 @@ class ConversationProcessor:
                 states[p.name], puts[p.name] = p.apply(states[p.name], event, config)
         return states, puts
 
-    async def _reply(self, inbound: MessageReceived, states: States, info: dict[str, Any],
-                     unwritten: tuple[FoldConfig, Batch] | None = None) -> tuple[Event, bool, States | None]:
-        """The one reply to an inbound message, whether this call appended it, and, when it went
-        into the log in one transaction with the projections it changes and the `unwritten` batch
-        before it (an inbound at the head: the usual case), the states after it. The model is
-        asked only if the log has no reply."""
+    async def _reply(self, inbound: MessageReceived, states: States, info: dict[str, Any]) -> tuple[Event, bool]:
+        """The one reply to an inbound message (and whether this call appended it): the model is
+        asked only if the log has none."""
         reply, head = await self._logged_reply(inbound)
-        new, written = False, None
+        new = False
         if reply is None:
             ctx = await self._context(inbound, states, info)
             sent = build_prompt(ctx, self._budget)
@@ -391,37 +381,14 @@ class ConversationProcessor:
                     "versions": self._versions(inbound, info),
                 },
             )
-            if unwritten is not None and head == inbound.seq:
-                written = await self._append_with_projections(inbound, draft, states, *unwritten)
-            if written is not None:
-                reply, new = draft.with_seq(inbound.seq + 1), True
-            else:
-                appended = await self._store.append(draft, external_id=reply_key(inbound.eventId), head=head)
-                reply, new = appended.event, not appended.duplicate
+            appended = await self._store.append(draft, external_id=reply_key(inbound.eventId), head=head)
+            reply, new = appended.event, not appended.duplicate
             metrics.EVENTS_APPENDED.labels(type="ReplyGenerated", channel=inbound.channel).inc()
             metrics.REPLY_LATENCY.observe(max(0.0, (utc_now() - inbound.occurredAt).total_seconds()))
             log.info("worker.reply_appended", eventId=reply.eventId, inReplyTo=inbound.eventId, streamId=inbound.streamId)
         await self._publish_reply(reply)
         await self._hand_off_if_asked(inbound, reply, states)
-        return reply, new, written
-
-    async def _append_with_projections(self, inbound: MessageReceived, draft: Event, states: States,
-                                       config: FoldConfig, batch: Batch) -> States | None:
-        """Write the reply right after its inbound, with the batch and the reply's own effects, in
-        one transaction: the states after it; None, with nothing written, when the log or a
-        projection moved first (the caller then appends and writes them apart, as before)."""
-        reply = draft.with_seq(inbound.seq + 1)
-        folded, puts = self._fold(states, reply, config)
-        both = Batch(dict(batch.writes), list(batch.applied))
-        both.add(self._registry, folded, puts, reply.type)
-        if len(both.writes) + 2 > MAX_TRANSACTION:
-            return None
-        if not await self._store.append_at(draft, reply.seq, reply_key(inbound.eventId),
-                                           self._projections.transact_items(both.writes.values())):
-            return None
-        self._written(inbound.streamId, folded, both)
-        batch.clear()
-        return folded
+        return reply, new
 
     async def _logged_reply(self, inbound: MessageReceived) -> tuple[Event | None, int | None]:
         """The inbound's reply if the log has it; else None and the stream's head (None: not read).
