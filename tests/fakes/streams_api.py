@@ -135,7 +135,9 @@ class FakeBatch:
 
     def __init__(self) -> None:
         self.records: list[tuple[bytes, bytes]] = []
+        self.headers: list[list[tuple[str, bytes]]] = []
 
-    def append(self, *, timestamp: float | None, key: bytes, value: bytes) -> bool:
+    def append(self, *, timestamp: float | None, key: bytes, value: bytes, headers: Any = ()) -> bool:
         self.records.append((key, value))
+        self.headers.append(list(headers))
         return True
