@@ -110,7 +110,7 @@ class Producer:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes]] = []
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+    async def send(self, topic: str, key: bytes, value: bytes, headers: Any = ()) -> None:
         self.sent.append((topic, key))
 
     async def flush(self) -> None:
