@@ -201,14 +201,30 @@ async def run_gateway(settings: Settings, stop: asyncio.Event, port: int | None 
         delivering.add_done_callback(lambda _: stop.set())  # the reply loop never ends on its own: stop loudly
         analysing = asyncio.create_task(d.analytics.run(stop))
         analysing.add_done_callback(lambda t: t.cancelled() or t.exception() is None or stop.set())
-        tasks = [asyncio.create_task(server.serve()), delivering, analysing,
+        serving = asyncio.create_task(serve(server))
+        serving.add_done_callback(lambda t: t.cancelled() or t.exception() is None or stop.set())
+        tasks = [serving, delivering, analysing,
                  asyncio.create_task(export_lag(settings, stop)),
                  asyncio.create_task(run_watch_renewal(gmail_watch_renewer(d, f"gateway-{uuid.uuid4().hex[:8]}"), stop))]
         await stop.wait()
         server.should_exit = True
         await asyncio.gather(*tasks, return_exceptions=True)
+    _exit_if_died("gateway", serving)
     _exit_if_died("gateway", delivering)
     _exit_if_died("gateway", analysing)
+
+
+class CannotListen(RuntimeError):
+    """The gateway's HTTP server could not start (its port taken, say)."""
+
+
+async def serve(server: uvicorn.Server) -> None:
+    """uvicorn's server. Its start-up failure is raised as CannotListen: uvicorn itself exits
+    with code 3, which is `UPGRADE_EXIT_CODE` (a supervisor would not restart the gateway)."""
+    try:
+        await server.serve()
+    except SystemExit:
+        raise CannotListen(f"cannot listen on {server.config.host}:{server.config.port}") from None
 
 
 async def _latest_replies_consumer(stack: AsyncExitStack, settings: Settings) -> AIOKafkaConsumer:
