@@ -92,6 +92,11 @@ def _current(projection: Projection, stored: Item | None, event: Event) -> Item:
     return stored
 
 
+def applied_up_to(states: States) -> int:
+    """The seq every projection of a conversation has applied (the lowest position)."""
+    return min(position(s) for s in states.values())
+
+
 def reply_key(inbound_event_id: str) -> str:
     return f"reply:{inbound_event_id}"
 
@@ -139,7 +144,7 @@ class ConversationProcessor:
     def applied(self, stream: str, seq: int) -> bool:
         """Whether every projection of a cached conversation has applied its event `seq`."""
         states = self._cache.get(stream)
-        return states is not None and seq <= min(position(s) for s in states.values())
+        return states is not None and seq <= applied_up_to(states)
 
     async def handle(self, event: Event) -> None:
         """Apply an event of a conversation (and any missing ones before it)."""
@@ -148,7 +153,7 @@ class ConversationProcessor:
         if states is None:
             metrics.WORKER_EVENTS.labels(type=event.type, outcome="forgotten").inc()
             return
-        low = min(position(s) for s in states.values())
+        low = applied_up_to(states)
         if isinstance(event, SkipRevoked):
             await self._unskip(event, low)
             return
