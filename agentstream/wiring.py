@@ -200,9 +200,9 @@ async def run_gateway(settings: Settings, stop: asyncio.Event, port: int | None 
         delivering = asyncio.create_task(sockets.run(stop))
         delivering.add_done_callback(lambda _: stop.set())  # the reply loop never ends on its own: stop loudly
         analysing = asyncio.create_task(d.analytics.run(stop))
-        analysing.add_done_callback(lambda t: t.cancelled() or t.exception() is None or stop.set())
+        stop_on_error(analysing, stop)
         serving = asyncio.create_task(serve(server))
-        serving.add_done_callback(lambda t: t.cancelled() or t.exception() is None or stop.set())
+        stop_on_error(serving, stop)
         tasks = [serving, delivering, analysing,
                  asyncio.create_task(export_lag(settings, stop)),
                  asyncio.create_task(run_watch_renewal(gmail_watch_renewer(d, f"gateway-{uuid.uuid4().hex[:8]}"), stop))]
@@ -269,6 +269,11 @@ async def run_delivery(settings: Settings, stop: asyncio.Event) -> None:
     _exit_if_died("delivery", task)
 
 
+def stop_on_error(task: asyncio.Task[None], stop: asyncio.Event) -> None:
+    """A task of a process that fails sets `stop`: the process stops (and `_exit_if_died` says why)."""
+    task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or stop.set())
+
+
 def _exit_if_died(process: str, task: asyncio.Task[None]) -> None:
     """A consumer loop that ended with an error stops its process with a non-zero code (3 when
     it met an event this build cannot read), so a supervisor sees it."""
@@ -288,7 +293,7 @@ async def run_analytics(settings: Settings, stop: asyncio.Event, every_s: float 
     async with dynamodb_client(settings) as ddb:
         analytics = AnalyticsConsumer(settings, snapshots=AnalyticsSnapshots(ddb, settings))
         task = asyncio.create_task(analytics.run(stop))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or stop.set())
+        stop_on_error(task, stop)
         while not stop.is_set():
             await wait_or_stop(stop, every_s)
             for business in [business_id] if business_id else analytics.businesses():
