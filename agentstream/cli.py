@@ -477,6 +477,7 @@ def what_to_do(exc: BaseException) -> str | None:
 
     from agentstream.adapters.credentials import CredentialsError
     from agentstream.adapters.kafka import TopicMissing
+    from agentstream.local.scale import PortTaken
 
     if isinstance(exc, BaseExceptionGroup):
         return next(filter(None, map(what_to_do, exc.exceptions)), None)
@@ -493,7 +494,7 @@ def what_to_do(exc: BaseException) -> str | None:
                 "or fix KAFKA_BOOTSTRAP_SERVERS")
     if isinstance(exc, KafkaError) and exc.retriable:  # e.g. no group coordinator yet on a fresh broker
         return f"Kafka is not ready ({type(exc).__name__}): try again in a moment"
-    if isinstance(exc, (CredentialsError, TopicMissing)):
+    if isinstance(exc, (CredentialsError, TopicMissing, PortTaken)):
         return str(exc)
     return None
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from agentstream.adapters.credentials import new_secret_key
 from agentstream.local.services import LocalHome, Process, port_open, spawn, stop_all
-from agentstream.local.scale import parse_scale, plan
+from agentstream.local.scale import parse_scale, plan, refuse_taken_ports
 from agentstream.settings import env_file, home_dir, load_settings
 from agentstream.streams.stopping import UPGRADE_EXIT_CODE
 
@@ -111,6 +111,8 @@ def up(port: int = 8080, kafka_port: int = 9092, kafka_controller_port: int = 90
 
     console = Console(stderr=True)
     home = home_dir()
+    planned = {c.name: c for c in plan(scale or parse_scale(""), port, bridge_metrics_port, worker_metrics_port)}
+    refuse_taken_ports(list(planned.values()), port_open)
     console.print(f"[bold]agentstream up[/] — home {home}")
     services = start_services(home, kafka_port, kafka_controller_port, dynamodb_port)
     env = {**services.env, "AGENTSTREAM_SECRET_KEY": secret_key(home), "GATEWAY_PORT_HTTP": str(port),
@@ -126,7 +128,6 @@ def up(port: int = 8080, kafka_port: int = 9092, kafka_controller_port: int = 90
         asyncio.run(populate(settings))
         for business, api_key in asyncio.run(demo_credentials(settings, DEMO_BUSINESSES)).items():
             console.print(f"REST API key for {business} (shown once): {api_key}")
-        planned = {c.name: c for c in plan(scale or parse_scale(""), port, bridge_metrics_port, worker_metrics_port)}
         components = [spawn_component(c.name, env | c.env, home / "logs", c.argv) for c in planned.values()]
         wait_http(port)
         console.print(f"[bold green]ready[/]: chat widget on http://localhost:{port}/ — metrics on :{port}/metrics, "

@@ -7,6 +7,7 @@ share their consumer groups, bridges share the shard leases, gateways sit behind
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 KINDS = ("bridge", "worker", "gateway", "delivery")
@@ -16,6 +17,10 @@ class ScaleError(ValueError):
     """A --scale value that cannot be run."""
 
 
+class PortTaken(RuntimeError):
+    """A port a planned process must listen on is already in use."""
+
+
 @dataclass(frozen=True)
 class Component:
     """One process: its name (for logs and restarts), its command and its own settings."""
@@ -23,6 +28,7 @@ class Component:
     name: str
     argv: tuple[str, ...]
     env: dict[str, str]
+    ports: tuple[int, ...] = ()  # what it listens on
 
 
 def parse_scale(text: str) -> dict[str, int]:
@@ -48,12 +54,24 @@ def plan(counts: dict[str, int], port: int, bridge_metrics_port: int, worker_met
         n = counts.get(kind, 1)
         for i in range(n):
             name = kind if n == 1 else f"{kind}-{i + 1}"
-            env = {"METRICS_PORT": str(metrics[kind] + 10 * i if kind in metrics else 0)}
-            if kind == "gateway" and n > 1:
-                env["GATEWAY_PORT_HTTP"] = str(port + 1 + i)
-            out.append(Component(name, ("-m", "agentstream.cli", kind), env))
+            listens = [metrics[kind] + 10 * i] if kind in metrics else []
+            env = {"METRICS_PORT": str(listens[0] if listens else 0)}
+            if kind == "gateway":
+                listens.append(port if n == 1 else port + 1 + i)
+                env["GATEWAY_PORT_HTTP"] = str(listens[-1])
+            out.append(Component(name, ("-m", "agentstream.cli", kind), env, tuple(listens)))
     gateways = counts.get("gateway", 1)
     if gateways > 1:
         backends = [str(port + 1 + i) for i in range(gateways)]
-        out.append(Component("proxy", ("-m", "agentstream.local.proxy", str(port), *backends), {}))
+        out.append(Component("proxy", ("-m", "agentstream.local.proxy", str(port), *backends), {}, (port,)))
     return out
+
+
+def refuse_taken_ports(components: list[Component], listening: Callable[[int], bool]) -> None:
+    """Raise PortTaken for the first port a component needs that something already listens on
+    (a gateway that cannot listen would only exit and be restarted, again and again)."""
+    for c in components:
+        for p in c.ports:
+            if listening(p):
+                raise PortTaken(f"port {p} is taken (the {c.name} process listens there): stop what uses it "
+                                "or pick other ports (--port, --bridge-metrics-port, --worker-metrics-port)")

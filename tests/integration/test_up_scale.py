@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -15,17 +16,19 @@ from pathlib import Path
 import httpx
 import websockets
 
-from agentstream.local.services import free_port, port_open
+from agentstream.local.services import port_open
 from tests.e2e.stack import run_sync
 from tests.integration.test_up_signals import alive, children, cmdline, identity, left, shared_home, tree, wait_until
 
 SCALE = {"gateway": 2, "worker": 2, "delivery": 2, "bridge": 2}
 
 
-def _free_block(size: int) -> int:
-    """A port whose next `size` ports are free too (the scaled gateways listen after the public one)."""
+def _quiet_block(size: int) -> int:
+    """A port whose next `size` ports are free too (the scaled gateways listen after the public one),
+    below Linux's ephemeral range (32768 up), so no outgoing connection of another test takes one
+    between this check and the gateway's listen."""
     while True:
-        base = free_port()
+        base = random.randrange(20000, 32000 - size)
         if all(not port_open(base + i) for i in range(size + 1)):
             return base
 
@@ -48,14 +51,14 @@ def test_scaled_stack_answers_through_the_public_port_and_stops_on_ctrl_c(tmp_pa
     (home / "kafka").mkdir(parents=True)
     (home / "kafka" / "lib").symlink_to(shared.kafka_lib)
     (home / "ministack-venv").symlink_to(shared.ministack_bin.parent.parent)
-    port, metrics = _free_block(SCALE["gateway"]), _free_block(30)
+    port = _quiet_block(40)  # public port, the gateways after it, Kafka, ministack, metrics from +10 (ten apart)
     env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DYNAMODB_ENDPOINT_URL",
                                                            "AGENTSTREAM_SECRET_KEY")}
     env |= {"AGENTSTREAM_HOME": str(home), "AGENTSTREAM_ENV_FILE": "none", "LOG_FORMAT": "console"}
     scale = ",".join(f"{k}={v}" for k, v in SCALE.items())
     cmd = [sys.executable, "-m", "agentstream.cli", "up", "--port", str(port), "--scale", scale,
-           "--kafka-port", str(free_port()), "--kafka-controller-port", str(free_port()),
-           "--dynamodb-port", str(free_port()), "--bridge-metrics-port", str(metrics), "--worker-metrics-port", str(metrics + 1)]
+           "--kafka-port", str(port + 5), "--kafka-controller-port", str(port + 6), "--dynamodb-port", str(port + 7),
+           "--bridge-metrics-port", str(port + 10), "--worker-metrics-port", str(port + 11)]
     with (home / "up.log").open("wb") as out:
         popen = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                  start_new_session=True)

@@ -11,7 +11,8 @@ def test_default_is_one_of_each_on_the_usual_ports() -> None:
     components = plan(parse_scale(""), 8080, 9101, 9102)
     assert [c.name for c in components] == ["bridge", "worker", "gateway", "delivery"]
     assert {c.name: c.env["METRICS_PORT"] for c in components} == {"bridge": "9101", "worker": "9102", "gateway": "0", "delivery": "0"}
-    assert all("GATEWAY_PORT_HTTP" not in c.env for c in components), "the one gateway keeps the public port"
+    assert {c.name: c.env.get("GATEWAY_PORT_HTTP") for c in components}["gateway"] == "8080", "the one gateway keeps the public port"
+    assert {c.name: c.ports for c in components} == {"bridge": (9101,), "worker": (9102,), "gateway": (8080,), "delivery": ()}
 
 
 def test_scaled_gateways_sit_behind_the_proxy_on_the_public_port() -> None:
@@ -22,6 +23,32 @@ def test_scaled_gateways_sit_behind_the_proxy_on_the_public_port() -> None:
     assert components["proxy"].argv[-3:] == ("8080", "8081", "8082")
     assert [components[f"worker-{i}"].env["METRICS_PORT"] for i in (1, 2, 3)] == ["9102", "9112", "9122"]
     assert components["worker-2"].argv[-1] == "worker" and components["delivery-2"].argv[-1] == "delivery"
+    assert components["proxy"].ports == (8080,) and components["gateway-2"].ports == (8082,)
+
+
+def test_up_refuses_a_taken_port_before_starting_anything(tmp_path) -> None:
+    """A gateway whose port is taken would exit and be restarted forever: `up` says so and starts nothing."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from agentstream.local.services import free_port
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = os.environ | {"AGENTSTREAM_HOME": str(tmp_path), "AGENTSTREAM_ENV_FILE": "none"}
+        metrics = [str(free_port()) for _ in range(2)]  # not the usual 9101, which a running stack holds
+        run = subprocess.run([sys.executable, "-m", "agentstream.cli", "up", "--port", str(port - 1), "--scale", "gateway=2",
+                              "--bridge-metrics-port", metrics[0], "--worker-metrics-port", metrics[1]],
+                             capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [f"agentstream: port {port} is taken (the gateway-1 process listens there): "
+                                               "stop what uses it or pick other ports (--port, --bridge-metrics-port, "
+                                               "--worker-metrics-port)"]
+    assert not (tmp_path / "logs").exists() and not (tmp_path / "kafka").exists(), "nothing was started"
 
 
 @pytest.mark.parametrize("text, message", [
