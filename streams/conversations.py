@@ -139,7 +139,17 @@ class ConversationProcessor:
         self._cache: OrderedDict[str, States] = OrderedDict()
         self._skips_ahead: dict[str, frozenset[int]] = {}  # per stream: skipped seqs past the last gap filled
         self._unchecked: set[str] = set()  # cached from a duplicate's load, the log not yet read for skips
+        self._seen: OrderedDict[str, int] = OrderedDict()  # per stream: the highest seq the consumer has
         self._cache_size = cache_size
+
+    def saw(self, stream: str, seq: int) -> None:
+        """The consumer holds the conversation's event `seq` (maybe queued behind the one being
+        answered): a reply appended meanwhile reads the head first instead of guessing it stale."""
+        if seq > self._seen.get(stream, 0):
+            self._seen[stream] = seq
+            self._seen.move_to_end(stream)
+            if len(self._seen) > self._cache_size:
+                self._seen.popitem(last=False)
 
     def applied(self, stream: str, seq: int) -> bool:
         """Whether every projection of a cached conversation has applied its event `seq`."""
@@ -386,6 +396,8 @@ class ConversationProcessor:
                     "versions": self._versions(inbound, info),
                 },
             )
+            if head is not None and self._seen.get(inbound.streamId, 0) > head:
+                head = None  # the customer wrote again meanwhile: read the head rather than lose a write to it
             appended = await self._store.append(draft, external_id=reply_key(inbound.eventId), head=head)
             reply, new = appended.event, not appended.duplicate
             metrics.EVENTS_APPENDED.labels(type="ReplyGenerated", channel=inbound.channel).inc()

@@ -1,0 +1,66 @@
+"""A customer who writes again while the model is answering: the worker's consumer already holds
+that message, so the reply is appended after it without first losing a write to it (an append
+conflict), and the conversation's log stays gap-free and in order."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from agentstream.adapters.kafka import event_headers
+from agentstream.adapters.llm import Answer, OfflineResponder
+from agentstream.events import ReplyGenerated
+from agentstream.metrics import APPEND_CONFLICTS
+from agentstream.projections.context import ReplyContext
+from agentstream.settings import Settings
+from agentstream.streams.worker import applied_before
+from tests.unit.test_dead_letters import Worker
+
+
+@dataclass
+class InterruptedResponder:
+    """Answers offline; on its first call the customer's next message is logged and its record
+    reaches the worker's consumer (if `consumed`) before the answer comes back."""
+
+    worker: Any = None
+    consumed: bool = True
+    calls: list[str] = field(default_factory=list)
+
+    async def answer(self, ctx: ReplyContext) -> Answer:
+        self.calls.append(ctx.message)
+        if len(self.calls) == 1:
+            again = await self.worker.say("Și mâine?", 1)
+            if self.consumed:
+                assert not applied_before(self.worker.processor, again.streamId.encode(),
+                                          event_headers(again.seq, again.type))
+        return await OfflineResponder().answer(ctx)
+
+    async def close(self) -> None:
+        pass
+
+
+def conflicts() -> float:
+    return APPEND_CONFLICTS._value.get()  # noqa: SLF001
+
+
+@pytest.mark.parametrize("consumed, lost_writes", [(True, 0), (False, 1)])
+async def test_a_reply_goes_after_a_message_the_consumer_already_holds(
+        moto_ddb: Any, moto_settings: Settings, biz: str, consumed: bool, lost_writes: int) -> None:
+    responder = InterruptedResponder(consumed=consumed)
+    worker = Worker(moto_ddb, moto_settings, biz, f"u{uuid.uuid4().hex[:6]}", responder=responder)  # type: ignore[arg-type]
+    responder.worker = worker
+    first = await worker.say("Bună ziua", 0)
+    before = conflicts()
+    await worker.deliver(first)
+    assert conflicts() - before == lost_writes, "the reply lost no write to the message it had heard of"
+
+    await worker.drain(first.seq)
+    log = await worker.log()
+    assert [e.seq for e in log] == list(range(1, len(log) + 1)), "no gap in the conversation"
+    assert [(e.type, getattr(e.payload, "content", None) if e.type == "MessageReceived" else None) for e in log] == [
+        ("MessageReceived", "Bună ziua"), ("MessageReceived", "Și mâine?"), ("ReplyGenerated", None),
+        ("ReplyGenerated", None)]
+    assert [e.payload.inReplyTo for e in log if isinstance(e, ReplyGenerated)] == [first.eventId, log[1].eventId]
