@@ -152,12 +152,15 @@ class ConversationProcessor:
                 self._seen.popitem(last=False)
 
     def applied(self, stream: str, seq: int) -> bool:
-        """Whether every projection of a cached conversation has applied its event `seq`."""
+        """Whether every projection of a cached conversation has applied its event `seq`. Never
+        for a first event: a stream starts again at 1 after `forget` (see `handle`)."""
         states = self._cache.get(stream)
-        return states is not None and seq <= applied_up_to(states)
+        return states is not None and 1 < seq <= applied_up_to(states)
 
     async def handle(self, event: Event) -> None:
         """Apply an event of a conversation (and any missing ones before it)."""
+        if event.seq == 1:  # read again, or the customer's first message since `forget` erased them
+            self._drop(event.streamId)  # either way the state comes from the tables, not the cache
         cached = event.streamId in self._cache
         states = await self._states(event)
         if states is None:
@@ -257,6 +260,11 @@ class ConversationProcessor:
             if forgotten_at is not None and event.occurredAt <= forgotten_at:
                 return None
         return {p.name: _current(p, stored[p.name], event) for p in self._registry}
+
+    def _drop(self, stream: str) -> None:
+        self._cache.pop(stream, None)
+        self._unchecked.discard(stream)
+        self._skips_ahead.pop(stream, None)
 
     def _remember(self, stream: str, states: States) -> None:
         self._cache[stream] = states
