@@ -57,7 +57,6 @@ class Batch:
     writes: dict[tuple[str, tuple[Any, ...]], Put] = field(default_factory=dict)
     applied: list[str] = field(default_factory=list)
     answered: list[tuple[MessageReceived, dict[str, Any]]] = field(default_factory=list)  # new replies, for after_reply
-    warm: bool = False  # the cached conversation's next event: nothing read from the log for it
 
     def add(self, registry: Sequence[Projection], states: States, puts: dict[str, list[Put]], kind: str) -> None:
         for p in registry:
@@ -140,7 +139,17 @@ class ConversationProcessor:
         self._cache: OrderedDict[str, States] = OrderedDict()
         self._skips_ahead: dict[str, frozenset[int]] = {}  # per stream: skipped seqs past the last gap filled
         self._unchecked: set[str] = set()  # cached from a duplicate's load, the log not yet read for skips
+        self._seen: OrderedDict[str, int] = OrderedDict()  # per stream: the highest seq the consumer has
         self._cache_size = cache_size
+
+    def saw(self, stream: str, seq: int) -> None:
+        """The consumer holds the conversation's event `seq` (maybe queued behind the one being
+        answered): a reply appended meanwhile reads the head first instead of guessing it stale."""
+        if seq > self._seen.get(stream, 0):
+            self._seen[stream] = seq
+            self._seen.move_to_end(stream)
+            if len(self._seen) > self._cache_size:
+                self._seen.popitem(last=False)
 
     def applied(self, stream: str, seq: int) -> bool:
         """Whether every projection of a cached conversation has applied its event `seq`. Never
@@ -149,16 +158,7 @@ class ConversationProcessor:
         return states is not None and 1 < seq <= applied_up_to(states)
 
     async def handle(self, event: Event) -> None:
-        """Apply an event of a conversation (and any missing ones before it). After a failure the
-        conversation is no longer cached: a retry reads the tables and the log again (the reply
-        may be logged already, and its model must not be asked twice)."""
-        try:
-            await self._handle(event)
-        except BaseException:
-            self._drop(event.streamId)
-            raise
-
-    async def _handle(self, event: Event) -> None:
+        """Apply an event of a conversation (and any missing ones before it)."""
         if event.seq == 1:  # read again, or the customer's first message since `forget` erased them
             self._drop(event.streamId)  # either way the state comes from the tables, not the cache
         cached = event.streamId in self._cache
@@ -176,13 +176,12 @@ class ConversationProcessor:
                 self._remember(event.streamId, states)
                 self._unchecked.add(event.streamId)
             return
-        pending, batch = [event], Batch()
+        pending = [event]
         if event.seq > low + 1 or not cached or event.streamId in self._unchecked:
             pending = await self._fill_gap(event, low)  # not read here yet: maybe a redelivery of an event skipped since
         elif event.seq in self._skips_ahead.get(event.streamId, ()):
             pending = []  # redelivered, and skipped since: the log read when it was loaded said so
-        else:
-            batch.warm = True
+        batch = Batch()
         for item in pending:
             states = await self._apply_named(states, item, event, batch)
             if len(batch.writes) >= MAX_WRITES:
@@ -283,7 +282,7 @@ class ConversationProcessor:
         batch.add(self._registry, states, puts, event.type)
         await self._handoff_effects(event, states, puts, config)
         if self._answers(event, states, puts, config):
-            reply, new = await self._reply(event, states, info, read_first=not batch.warm)
+            reply, new = await self._reply(event, states, info)
             if new:
                 batch.answered.append((event, info))
             if reply.seq == event.seq + 1:  # next in the log: its effects go in the same write
@@ -375,61 +374,46 @@ class ConversationProcessor:
                 states[p.name], puts[p.name] = p.apply(states[p.name], event, config)
         return states, puts
 
-    async def _reply(self, inbound: MessageReceived, states: States, info: dict[str, Any],
-                     read_first: bool = True) -> tuple[Event, bool]:
-        """The one reply to an inbound message (and whether this call appended it).
-
-        The log is read for a reply (and the head) once. `read_first`: before the model is asked,
-        so a reply already logged (a crash before the projections were written) is never asked
-        again; that is for a conversation just loaded or whose gap was filled. Otherwise right
-        after the answer: a reply can then exist only if another worker took the conversation
-        meanwhile (its append returns that reply), and the head is fresh, so a message the
-        customer sent while the model answered costs no write lost to it."""
-        reply, head = await self._logged_reply(inbound) if read_first else (None, None)
+    async def _reply(self, inbound: MessageReceived, states: States, info: dict[str, Any]) -> tuple[Event, bool]:
+        """The one reply to an inbound message (and whether this call appended it): the model is
+        asked only if the log has none."""
+        reply, head = await self._logged_reply(inbound)
         new = False
         if reply is None:
             ctx = await self._context(inbound, states, info)
             sent = build_prompt(ctx, self._budget)
             answer = await self._answer(ctx)
-            if not read_first:
-                reply, head = await self._logged_reply(inbound)
-            if reply is None:
-                reply, new = await self._append_reply(inbound, states, info, answer, prompt_hash(sent), head)
+            session = active_session(states[REPLIES_FOLLOW]) or {}
+            draft = new_event(
+                "ReplyGenerated",
+                event_id=reply_event_id(inbound.eventId),
+                business_id=inbound.businessId,
+                user_id=inbound.userId,
+                location_id=inbound.locationId,
+                channel=inbound.channel,
+                payload={
+                    "content": answer.content,
+                    "inReplyTo": inbound.eventId,
+                    "sessionId": session.get("sessionId", ""),
+                    "model": answer.model,
+                    "latencyMs": answer.latency_ms,
+                    "usage": {"promptTokens": answer.prompt_tokens, "completionTokens": answer.completion_tokens},
+                    "fallback": answer.fallback,
+                    "deliverTo": dict(inbound.payload.replyTo),
+                    "promptHash": prompt_hash(sent),
+                    "versions": self._versions(inbound, info),
+                },
+            )
+            if head is not None and self._seen.get(inbound.streamId, 0) > head:
+                head = None  # the customer wrote again meanwhile: read the head rather than lose a write to it
+            appended = await self._store.append(draft, external_id=reply_key(inbound.eventId), head=head)
+            reply, new = appended.event, not appended.duplicate
+            metrics.EVENTS_APPENDED.labels(type="ReplyGenerated", channel=inbound.channel).inc()
+            metrics.REPLY_LATENCY.observe(max(0.0, (utc_now() - inbound.occurredAt).total_seconds()))
+            log.info("worker.reply_appended", eventId=reply.eventId, inReplyTo=inbound.eventId, streamId=inbound.streamId)
         await self._publish_reply(reply)
         await self._hand_off_if_asked(inbound, reply, states)
         return reply, new
-
-    async def _append_reply(self, inbound: MessageReceived, states: States, info: dict[str, Any], answer: Answer,
-                            hashed: str, head: int | None) -> tuple[Event, bool]:
-        """Log the model's answer as the inbound's reply (at most once): the reply, and whether it is new."""
-        session = active_session(states[REPLIES_FOLLOW]) or {}
-        draft = new_event(
-            "ReplyGenerated",
-            event_id=reply_event_id(inbound.eventId),
-            business_id=inbound.businessId,
-            user_id=inbound.userId,
-            location_id=inbound.locationId,
-            channel=inbound.channel,
-            payload={
-                "content": answer.content,
-                "inReplyTo": inbound.eventId,
-                "sessionId": session.get("sessionId", ""),
-                "model": answer.model,
-                "latencyMs": answer.latency_ms,
-                "usage": {"promptTokens": answer.prompt_tokens, "completionTokens": answer.completion_tokens},
-                "fallback": answer.fallback,
-                "deliverTo": dict(inbound.payload.replyTo),
-                "promptHash": hashed,
-                "versions": self._versions(inbound, info),
-            },
-        )
-        appended = await self._store.append(draft, external_id=reply_key(inbound.eventId), head=head)
-        if not appended.duplicate:
-            metrics.EVENTS_APPENDED.labels(type="ReplyGenerated", channel=inbound.channel).inc()
-            metrics.REPLY_LATENCY.observe(max(0.0, (utc_now() - inbound.occurredAt).total_seconds()))
-            log.info("worker.reply_appended", eventId=appended.event.eventId, inReplyTo=inbound.eventId,
-                     streamId=inbound.streamId)
-        return appended.event, not appended.duplicate
 
     async def _logged_reply(self, inbound: MessageReceived) -> tuple[Event | None, int | None]:
         """The inbound's reply if the log has it; else None and the stream's head (None: not read).

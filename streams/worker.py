@@ -91,9 +91,14 @@ async def _attempts(processor: ConversationProcessor, event: Event, retry: Retry
 
 def applied_before(processor: ConversationProcessor, key: bytes, headers: Any) -> bool:
     """Whether the record's event (its seq and type in the headers) is one the processor has
-    applied already, as its cache knows; a revocation always goes through (it may answer)."""
+    applied already, as its cache knows; a revocation always goes through (it may answer).
+    Either way the processor learns that the conversation's log reaches that seq."""
     known = seq_of(headers)
-    if known is None or known[1] == "SkipRevoked" or not processor.applied(key.decode("utf-8", "replace"), known[0]):
+    if known is None:
+        return False
+    stream = key.decode("utf-8", "replace")
+    processor.saw(stream, known[0])
+    if known[1] == "SkipRevoked" or not processor.applied(stream, known[0]):
         return False
     metrics.WORKER_EVENTS.labels(type=known[1], outcome="duplicate").inc()
     return True

@@ -1,7 +1,6 @@
-"""Where the worker appends a reply. A customer who writes again while the model is answering
-costs no write lost to that message (an append conflict): for a cached conversation's next
-message the log is read after the model answers, so the head is fresh. The log stays gap-free and
-in order, and a retry after a failed write never asks the model a second time."""
+"""A customer who writes again while the model is answering: the worker's consumer already holds
+that message, so the reply is appended after it without first losing a write to it (an append
+conflict), and the conversation's log stays gap-free and in order."""
 
 from __future__ import annotations
 
@@ -11,26 +10,32 @@ from typing import Any
 
 import pytest
 
+from agentstream.adapters.kafka import event_headers
 from agentstream.adapters.llm import Answer, OfflineResponder
 from agentstream.events import ReplyGenerated
 from agentstream.metrics import APPEND_CONFLICTS
 from agentstream.projections.context import ReplyContext
 from agentstream.settings import Settings
+from agentstream.streams.worker import applied_before
 from tests.unit.test_dead_letters import Worker
 
 
 @dataclass
-class Responder:
-    """Answers offline; while answering the message `interrupt_on`, the customer writes again."""
+class InterruptedResponder:
+    """Answers offline; on its first call the customer's next message is logged and its record
+    reaches the worker's consumer (if `consumed`) before the answer comes back."""
 
     worker: Any = None
-    interrupt_on: str = ""
-    asked: list[str] = field(default_factory=list)
+    consumed: bool = True
+    calls: list[str] = field(default_factory=list)
 
     async def answer(self, ctx: ReplyContext) -> Answer:
-        self.asked.append(ctx.message)
-        if ctx.message == self.interrupt_on:
-            await self.worker.say("Și la ora 10?", 2)
+        self.calls.append(ctx.message)
+        if len(self.calls) == 1:
+            again = await self.worker.say("Și mâine?", 1)
+            if self.consumed:
+                assert not applied_before(self.worker.processor, again.streamId.encode(),
+                                          event_headers(again.seq, again.type))
         return await OfflineResponder().answer(ctx)
 
     async def close(self) -> None:
@@ -41,49 +46,21 @@ def conflicts() -> float:
     return APPEND_CONFLICTS._value.get()  # noqa: SLF001
 
 
-@pytest.fixture
-def worker(moto_ddb: Any, moto_settings: Settings, biz: str) -> Worker:
-    responder = Responder()
+@pytest.mark.parametrize("consumed, lost_writes", [(True, 0), (False, 1)])
+async def test_a_reply_goes_after_a_message_the_consumer_already_holds(
+        moto_ddb: Any, moto_settings: Settings, biz: str, consumed: bool, lost_writes: int) -> None:
+    responder = InterruptedResponder(consumed=consumed)
     worker = Worker(moto_ddb, moto_settings, biz, f"u{uuid.uuid4().hex[:6]}", responder=responder)  # type: ignore[arg-type]
     responder.worker = worker
-    return worker
-
-
-def contents(log: list[Any]) -> list[str]:
-    return [e.payload.content if e.type == "MessageReceived" else f"reply to {e.payload.inReplyTo[:8]}" for e in log]
-
-
-async def test_a_message_sent_while_the_model_answers_costs_no_lost_write(worker: Worker) -> None:
-    worker.responder.interrupt_on = "Aveți loc mâine?"  # type: ignore[attr-defined]
-    await worker.deliver(await worker.say("Bună ziua", 0))
-    second = await worker.say("Aveți loc mâine?", 1)
+    first = await worker.say("Bună ziua", 0)
     before = conflicts()
-    await worker.deliver(second)  # the conversation is cached: this is its next event
-    assert conflicts() - before == 0, "the reply was appended after the message sent meanwhile, at the first try"
+    await worker.deliver(first)
+    assert conflicts() - before == lost_writes, "the reply lost no write to the message it had heard of"
 
-    await worker.drain(second.seq)
+    await worker.drain(first.seq)
     log = await worker.log()
     assert [e.seq for e in log] == list(range(1, len(log) + 1)), "no gap in the conversation"
-    first, third = log[0].eventId[:8], log[3].eventId[:8]
-    assert contents(log) == ["Bună ziua", f"reply to {first}", "Aveți loc mâine?", "Și la ora 10?",
-                             f"reply to {second.eventId[:8]}", f"reply to {third}"]
-
-
-async def test_a_retry_after_a_failed_write_does_not_ask_the_model_again(
-        worker: Worker, monkeypatch: pytest.MonkeyPatch) -> None:
-    await worker.deliver(await worker.say("Bună ziua", 0))
-    second = await worker.say("Aveți loc mâine?", 1)
-    projections = worker.processor._projections  # noqa: SLF001
-    write, failures = projections.write, []
-
-    async def throttled_once(*args: Any) -> Any:
-        if not failures:
-            failures.append(args)
-            raise RuntimeError("ProvisionedThroughputExceededException")
-        return await write(*args)
-
-    monkeypatch.setattr(projections, "write", throttled_once)
-    await worker.deliver(second)  # fails once after the reply is logged, then the retry goes through
-    assert failures and worker.responder.asked == ["Bună ziua", "Aveți loc mâine?"]  # type: ignore[attr-defined]
-    assert await worker.replies_to() == [(await worker.log())[0].eventId, second.eventId]
-    assert await worker.verify() == []
+    assert [(e.type, getattr(e.payload, "content", None) if e.type == "MessageReceived" else None) for e in log] == [
+        ("MessageReceived", "Bună ziua"), ("MessageReceived", "Și mâine?"), ("ReplyGenerated", None),
+        ("ReplyGenerated", None)]
+    assert [e.payload.inReplyTo for e in log if isinstance(e, ReplyGenerated)] == [first.eventId, log[1].eventId]
