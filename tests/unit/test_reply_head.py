@@ -1,6 +1,7 @@
-"""A customer who writes again while the model is answering: the worker's consumer already holds
-that message, so the reply is appended after it without first losing a write to it (an append
-conflict), and the conversation's log stays gap-free and in order."""
+"""Where the worker appends a reply. A customer who writes again while the model is answering:
+the worker's consumer already holds that message, so the reply is appended after it without
+first losing a write to it (an append conflict), and the conversation's log stays gap-free and in
+order. And a backlog whose replies are logged already never asks the model again."""
 
 from __future__ import annotations
 
@@ -64,3 +65,38 @@ async def test_a_reply_goes_after_a_message_the_consumer_already_holds(
         ("MessageReceived", "Bună ziua"), ("MessageReceived", "Și mâine?"), ("ReplyGenerated", None),
         ("ReplyGenerated", None)]
     assert [e.payload.inReplyTo for e in log if isinstance(e, ReplyGenerated)] == [first.eventId, log[1].eventId]
+
+
+
+async def test_a_backlog_whose_replies_are_logged_asks_the_model_nothing(
+        moto_ddb: Any, moto_settings: Settings, biz: str) -> None:
+    """As a worker meets it with projection tables of its own (a new deployment, projections built
+    again) reading the topic from its start: each customer's second inbound is then a cached
+    conversation's next event, its reply already in the log behind it."""
+    from agentstream.adapters.business import BusinessDirectory
+    from agentstream.adapters.projection_store import ProjectionStore
+    from agentstream.adapters.tables import ensure_tables
+    from agentstream.streams.conversations import ConversationProcessor
+    from tests.unit.test_dead_letters import PoisonedResponder
+
+    worker = Worker(moto_ddb, moto_settings, biz, f"u{uuid.uuid4().hex[:6]}")
+    for minute, text in enumerate(["Bună ziua", "Aveți loc mâine?", "La ora 10?"]):
+        await worker.say(text, minute)
+        await worker.drain()
+    logged = await worker.log()
+    tag = uuid.uuid4().hex[:6]
+    fresh = moto_settings.tables.model_copy(update={name: f"{tag}-{name.replace('_', '-')}" for name in (
+        "sessions", "messages", "rag_user", "facts", "inbox_views")})
+    await ensure_tables(moto_ddb, fresh, only=[fresh.sessions, fresh.messages, fresh.rag_user, fresh.facts])
+    asked = PoisonedResponder()
+
+    async def publish(_: Any) -> None:
+        pass
+
+    worker.processor = ConversationProcessor(worker.store, ProjectionStore(moto_ddb, fresh),
+                                             BusinessDirectory(moto_ddb, moto_settings.tables), asked, publish)
+    for event in logged:
+        await worker.deliver(event)
+    assert asked.answered == [] and await worker.log() == logged
+    memory = await ProjectionStore(moto_ddb, fresh).load_memory(biz, worker.user)
+    assert memory == await worker.memory(), "the projections were built again, the same"
