@@ -60,9 +60,8 @@ def plan(counts: dict[str, int], port: int, bridge_metrics_port: int, worker_met
                 listens.append(port if n == 1 else port + 1 + i)
                 env["GATEWAY_PORT_HTTP"] = str(listens[-1])
             out.append(Component(name, ("-m", "agentstream.cli", kind), env, tuple(listens)))
-    gateways = counts.get("gateway", 1)
-    if gateways > 1:
-        backends = [str(port + 1 + i) for i in range(gateways)]
+    if counts.get("gateway", 1) > 1:
+        backends = [c.env["GATEWAY_PORT_HTTP"] for c in out if c.argv[-1] == "gateway"]
         out.append(Component("proxy", ("-m", "agentstream.local.proxy", str(port), *backends), {}, (port,)))
     return out
 
