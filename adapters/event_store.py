@@ -133,7 +133,7 @@ class EventStore:
                 outcome = await self._on_conflict(exc, event, external_id)
                 if outcome is not None:
                     return outcome
-                APPEND_CONFLICTS.inc()
+                APPEND_CONFLICTS.labels(event.type).inc()
                 self._heads.pop(event.streamId, None)
                 await asyncio.sleep(min(0.2, 0.002 * 2 ** min(attempt, 7)) * random.random())
                 continue

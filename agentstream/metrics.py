@@ -31,4 +31,5 @@ DLQ_SIZE = Gauge("agentstream_dlq_records", "Records in the dead-letter topic")
 DYNAMODB_CALLS = Counter("agentstream_dynamodb_calls_total", "DynamoDB and DynamoDB Streams API calls made",
                          ["service", "operation"])
 APPEND_CONFLICTS = Counter("agentstream_append_conflicts_total",
-                           "Appends that lost the race for a stream's head and tried again")
+                           "Appends that lost the race for a stream's head and tried again, by the type of the event appended",
+                           ["type"])

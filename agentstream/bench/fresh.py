@@ -74,6 +74,8 @@ def scrape(url: str) -> dict[str, float]:
                 counts["streams" if sample.labels["service"] == "dynamodbstreams" else "dynamodb"] += sample.value
             elif sample.name == "agentstream_append_conflicts_total":
                 counts["append_conflicts"] += sample.value
+                key = f"append_conflicts.{sample.labels['type']}"
+                counts[key] = counts.get(key, 0.0) + sample.value
     return counts
 
 
@@ -136,4 +138,16 @@ def per_unit(spent: Spent, units: int) -> dict[str, Any]:
         "streams_calls": round(spent.total("streams") / n, 2),
         "append_conflicts": round(spent.total("append_conflicts") / n, 3),
         "append_conflicts_by_process": {name: round(c["append_conflicts"] / n, 3) for name, c in spent.counts.items()},
+        "append_conflicts_by_type": _by_type(spent, n),
     }
+
+
+def _by_type(spent: Spent, n: int) -> dict[str, float]:
+    """Append conflicts per unit by the type of the event that lost the race."""
+    totals: dict[str, float] = {}
+    for counts in spent.counts.values():
+        for key, value in counts.items():
+            if key.startswith("append_conflicts."):
+                kind = key.split(".", 1)[1]
+                totals[kind] = totals.get(kind, 0.0) + value
+    return {kind: round(value / n, 3) for kind, value in sorted(totals.items()) if value}

@@ -6,7 +6,9 @@ reply's idempotency record, as the live path leaves them) are written to the eve
 to the events topic before the worker starts. Figures:
 
 - the worker's rate (events folded, projected and acked, until its consumer group's lag is 0)
-  against a bare aiokafka consumer reading the same topic in the same run;
+  against a bare aiokafka consumer reading the same topic in the same run, and against a bare
+  loop making the worker's DynamoDB calls for each event with the worker's client and
+  concurrency (bare_loop.py; target ≥ 0.7), with both's calls per event by operation;
 - the rate of a second worker (a new consumer group, nothing cached: as after an offset reset)
   on the same events, every one of them applied by then, against the bare consumer (target ≥ 0.3)
   and against a Faust agent that only acks each record (`faust_noop`, the worker's own app):
@@ -37,10 +39,12 @@ from agentstream.adapters.bootstrap import populate, setup
 from agentstream.adapters.dynamo import dynamodb_client, put_log_items
 from agentstream.adapters.event_store import idem_item
 from agentstream.adapters.kafka import dumps, event_headers, producer
+from agentstream.bench.bare_loop import bare_loop_rate, served_calls
 from agentstream.bench.common import CpuMeter, isolated_env, peak_rss_mb, report, services, settings_for
 from agentstream.bench.model_server import ModelBehaviour, ModelServer
 from agentstream.bench.replay import _events
 from agentstream.events import parse_event
+from agentstream.local.services import free_port
 from agentstream.settings import Settings
 from agentstream.stack import spawn_component
 from agentstream.streams.conversations import reply_key
@@ -138,22 +142,26 @@ class Consumed:
     committed: int
     cpu: dict[str, float]
     rss_mb: float
+    calls_per_event: dict[str, float]  # DynamoDB calls by operation, from the process's /metrics
 
 
 def _consume(env: dict[str, str], s: Settings, pids: dict[str, int], logs: Path, name: str, group: str, total: int,
              timeout: float, argv: tuple[str, ...] = ()) -> Consumed:
     """Run `name` (the worker, or `argv`) in its own consumer group over the whole topic, until the
     group's lag is 0: its rate, the CPU seconds of every process meanwhile, its peak RSS."""
-    proc = spawn_component(name, env | {"WORKER_GROUP": group}, logs, argv)
+    port = free_port()
+    proc = spawn_component(name, env | {"WORKER_GROUP": group, "METRICS_PORT": str(port)}, logs, argv)
     try:
         meter = CpuMeter(pids | {name: proc.popen.pid})
         before = meter.read()
         waited = asyncio.run(_wait_worker(s, total, proc.popen.pid, timeout, group))
         cpu = {n: round(seconds, 1) for n, seconds in meter.since(before).items()}
         rss = peak_rss_mb(proc.popen.pid)
+        calls = served_calls(f"http://127.0.0.1:{port}/metrics") if not argv else {}
     finally:
         proc.stop()
-    return Consumed(waited["rate"], waited["wall_s"], waited["first_commit_s"], int(waited["committed"]), cpu, rss)
+    per = {op: round(n / max(total, 1), 3) for op, n in sorted(calls.items()) if n}
+    return Consumed(waited["rate"], waited["wall_s"], waited["first_commit_s"], int(waited["committed"]), cpu, rss, per)
 
 
 def run(users: int = 10_000, per_user: int = 10, timeout: float = 3600) -> dict[str, Any]:
@@ -174,11 +182,18 @@ def run(users: int = 10_000, per_user: int = 10, timeout: float = 3600) -> dict[
         applied = _consume(env, s, pids, logs, "worker", f"{s.worker_group}-again", total, timeout)
         noop = _consume(env, s, pids, logs, "faust-noop", f"{s.worker_group}-noop", total, timeout,
                         ("-m", "agentstream.bench.faust_noop"))
+        loop_cpu = CpuMeter(pids, own="bare_loop")
+        loop_before = loop_cpu.read()
+        loop = asyncio.run(bare_loop_rate(s, total))
+        loop_spent = {n: round(seconds, 1) for n, seconds in loop_cpu.since(loop_before).items()}
         bare = asyncio.run(_bare_rate(s, total))
     return {
         "events": total, "users": users, "committed": backlog.committed,
         "worker_events_per_s": round(backlog.rate), "bare_consumer_events_per_s": round(bare),
         "worker_vs_bare": round(backlog.rate / bare, 4),
+        "bare_loop_events_per_s": round(loop.rate), "worker_vs_bare_loop": round(backlog.rate / loop.rate, 3),
+        "target_worker_vs_bare_loop": 0.7, "worker_calls_per_event": backlog.calls_per_event,
+        "bare_loop_calls_per_event": loop.calls_per_event, "cpu_seconds_while_bare_loop_ran": loop_spent,
         "applied_events_per_s": round(applied.rate), "applied_vs_bare": round(applied.rate / bare, 4),
         "target_applied_vs_bare": 0.3,
         "faust_noop_events_per_s": round(noop.rate), "faust_noop_vs_bare": round(noop.rate / bare, 4),

@@ -46,10 +46,19 @@ async def test_worker_bench() -> None:
     assert figures["model_calls"] == 0, "every inbound of the backlog already has its reply"
     assert figures["worker_peak_rss_mb"] > 0 and figures["cpu_seconds_while_worker_ran"]["worker"] > 0
     assert figures["applied_events_per_s"] > 0 and figures["faust_noop_events_per_s"] > 0, "both read the whole topic"
+    loop, ours = figures["bare_loop_calls_per_event"], figures["worker_calls_per_event"]
+    assert figures["bare_loop_events_per_s"] > 0 and loop.keys() <= ours.keys(), (ours, loop)
+    # the worker's calls per event are the loop's, plus a few reads of business data as it starts
+    assert all(0 <= ours[op] - n <= 0.15 for op, n in loop.items()), f"the bare loop makes the worker's calls: {ours} {loop}"
 
 
 def _counted(metric: object) -> float:
     return sum(s.value for m in metric.collect() for s in m.samples if s.name.endswith("_total"))  # type: ignore[attr-defined]
+
+
+def _lost(kind: str) -> float:
+    return sum(s.value for m in APPEND_CONFLICTS.collect() for s in m.samples
+               if s.name.endswith("_total") and s.labels["type"] == kind)
 
 
 async def test_counters_count_each_call_and_each_lost_race(settings: Settings) -> None:
@@ -58,12 +67,13 @@ async def test_counters_count_each_call_and_each_lost_race(settings: Settings) -
     async with dynamodb_client(settings) as ddb:
         await ensure_tables(ddb, settings.tables, only=[settings.tables.events])
         store = EventStore(ddb, settings.tables.events)
-        calls, conflicts = _counted(DYNAMODB_CALLS), _counted(APPEND_CONFLICTS)
+        calls, conflicts, lost = _counted(DYNAMODB_CALLS), _counted(APPEND_CONFLICTS), _lost("MessageReceived")
         user = f"counted-{uuid.uuid4().hex[:8]}"
         first = await store.append(_message(user, "first"), head=0)
         second = await store.append(_message(user, "second"), head=0)  # stale: seq 1 is taken
     assert (first.event.seq, second.event.seq) == (1, 2)
     assert _counted(APPEND_CONFLICTS) - conflicts == 1
+    assert _lost("MessageReceived") - lost == 1, "counted under the type of the event that lost the race"
     assert _counted(DYNAMODB_CALLS) - calls == 4
 
 

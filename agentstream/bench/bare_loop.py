@@ -1,0 +1,131 @@
+"""The bare loop `bench worker` weighs the worker's backlog pass against: an aiokafka consumer
+that makes, for each event of the backlog, the DynamoDB calls the worker makes for it, with the
+worker's client (`hot_dynamodb_client`) and concurrency (a conversation's events in order, up
+to 1 000 in flight across conversations), and nothing else: no Faust, no event model, no fold,
+no model call, no reply published.
+
+Per event, as the worker does on a backlog whose replies are logged:
+- a conversation's first event: its projection items (one BatchGetItem), whether `forget` erased
+  the customer (one GetItem: the worker asks for a customer it has no state of, every one of this
+  backlog's) and its log up to there (one Query);
+- an inbound: the events after it (one Query, where the worker looks for its reply) and the
+  projections' write: one transaction of the user's state items as the worker left them (the
+  loop runs after the worker), a sessions item and the inbound's and its reply's messages
+  items, built from the events to the fold's sizes under keys of the loop's own;
+- a reply: nothing (the worker folds it with its inbound).
+
+The calls it made, by operation, come back with its rate, so the bench shows they match the
+worker's own count."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer
+from prometheus_client.parser import text_string_to_metric_families
+
+from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.lean_dynamo import hot_dynamodb_client
+from agentstream.adapters.projection_store import ProjectionStore
+from agentstream.metrics import DYNAMODB_CALLS
+from agentstream.projections.base import Put
+from agentstream.registry import PROJECTIONS
+from agentstream.settings import Settings
+from agentstream.streams.conversations import REPLY_LOOKAHEAD
+from agentstream.streams.keyed import KeyedExecutor
+
+
+@dataclass(frozen=True)
+class BareRun:
+    rate: float  # events a second
+    calls_per_event: dict[str, float]  # by DynamoDB operation
+
+
+def served_calls(url: str) -> dict[str, float]:
+    """A process's DynamoDB calls so far, by operation, from its /metrics."""
+    text = httpx.get(url, timeout=10).text
+    return {s.labels["operation"]: s.value for family in text_string_to_metric_families(text) for s in family.samples
+            if s.name == "agentstream_dynamodb_calls_total" and s.labels["service"] == "dynamodb"}
+
+
+def calls_by_operation() -> dict[str, float]:
+    """This process's DynamoDB calls so far, by operation."""
+    return {s.labels["operation"]: s.value for metric in DYNAMODB_CALLS.collect() for s in metric.samples
+            if s.name.endswith("_total") and s.labels["service"] == "dynamodb"}
+
+
+class _Calls:
+    """The worker's calls for one conversation's events, made bare."""
+
+    def __init__(self, store: EventStore, projections: ProjectionStore) -> None:
+        self._store, self._projections = store, projections
+        self._states: dict[str, list[Put]] = {}
+
+    async def event(self, event: dict[str, Any]) -> None:
+        stream = event["streamId"]
+        if stream not in self._states:
+            stored = await self._projections.load_states(PROJECTIONS, event["businessId"], event["userId"])
+            # the worker found no state for any of the backlog's customers, so it asked whether `forget` erased them
+            await self._store.forgotten_at(event["businessId"], event["userId"])
+            self._states[stream] = [Put(p.table, item, version=p.version) for p in PROJECTIONS
+                                    if (item := stored.get(p.name)) is not None]
+            await self._store.read_items(stream, after_seq=0)
+        if event["type"] != "MessageReceived":
+            return
+        later = await self._store.read_items(stream, after_seq=int(event["seq"]), limit=REPLY_LOOKAHEAD)
+        reply = next((i for i in later if i.get("type") == "ReplyGenerated"), None)
+        rows = [_row(e) for e in (event, reply) if e is not None]
+        await self._projections.write([*self._states[stream], _session(event), *rows])
+
+
+def _row(event: dict[str, Any]) -> Put:
+    """A messages item the size of the conversation fold's (under a key of the loop's own)."""
+    return Put("messages", {"messageId": f"bare-{event['eventId']}", "sessionId": f"bare-{event['streamId']}",
+                            "businessId": event["businessId"], "userId": event["userId"], "seq": int(event["seq"]),
+                            "type": event["type"], "content": (event.get("payload") or {}).get("content", ""),
+                            "timestamp": event["occurredAt"], "metadata": {"channel": event.get("channel", "")}},
+               position="seq")
+
+
+def _session(event: dict[str, Any]) -> Put:
+    """A sessions item the size of the conversation fold's (under a key of the loop's own)."""
+    at = event["occurredAt"]
+    return Put("sessions", {"sessionId": f"bare-{event['streamId']}", "businessId": event["businessId"],
+                            "userId": event["userId"], "locationId": event.get("locationId", ""), "status": "active",
+                            "createdAt": at, "updatedAt": at, "lastMessageAt": at, "expiresAt": at, "nextDueAt": at,
+                            "dueShard": 0, "lastSeq": int(event["seq"]), "metadata": {"channel": event.get("channel", "")}})
+
+
+async def bare_loop_rate(s: Settings, total: int, max_inflight: int = 1000) -> BareRun:
+    """Consume the whole events topic making the worker's calls for each event; events/s."""
+    consumer = AIOKafkaConsumer(s.topic_events, bootstrap_servers=s.kafka_bootstrap_servers, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    before = calls_by_operation()
+    await consumer.start()
+    try:
+        async with hot_dynamodb_client(s) as ddb:
+            calls = _Calls(EventStore(ddb, s.tables.events), ProjectionStore(ddb, s.tables))
+            executor, count, start = KeyedExecutor(max_inflight), 0, time.perf_counter()
+            while count < total:
+                for records in (await consumer.getmany(timeout_ms=500, max_records=1000)).values():
+                    for record in records:
+                        count += 1
+                        await executor.submit(record.key.decode(), _job(calls, record.value))
+            await executor.join()
+            elapsed = time.perf_counter() - start
+    finally:
+        await consumer.stop()
+    after = calls_by_operation()
+    per = {op: round((n - before.get(op, 0.0)) / max(count, 1), 3) for op, n in sorted(after.items())}
+    return BareRun(count / elapsed, {op: n for op, n in per.items() if n})
+
+
+def _job(calls: _Calls, raw: bytes) -> Any:
+    async def job() -> None:
+        await calls.event(orjson.loads(raw))
+    return job
