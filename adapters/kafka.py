@@ -35,6 +35,17 @@ def event_headers(seq: int, event_type: str) -> list[tuple[str, bytes]]:
     return [("seq", str(seq).encode()), ("type", event_type.encode())]
 
 
+FIRST_PUBLICATION = ("first", b"1")  # on `agent.replies.v1`: a reply published the first time, just logged
+
+
+def first_publication(headers: Any) -> bool:
+    """Whether a reply's record says it is the reply's first publication (see `FIRST_PUBLICATION`)."""
+    try:
+        return dict(headers or ()).get(FIRST_PUBLICATION[0]) == FIRST_PUBLICATION[1]
+    except (TypeError, ValueError):
+        return False
+
+
 def seq_of(headers: Any) -> tuple[int, str] | None:
     """(seq, type) from a record's headers (pairs or a mapping); None when absent or unreadable."""
     try:

@@ -124,8 +124,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         responder = make_responder(settings)
         stack.push_async_callback(responder.close)  # the model client's connection pool
 
-        async def publish_reply(reply: Event) -> None:
-            await (await producer.send(settings.topic_replies, key=reply.streamId.encode(), value=kafka.dumps(reply.to_json_dict())))
+        async def publish_reply(reply: Event, first: bool = False) -> None:
+            await (await producer.send(settings.topic_replies, key=reply.streamId.encode(), value=kafka.dumps(reply.to_json_dict()),
+                                       headers=[kafka.FIRST_PUBLICATION] if first else None))
 
         processor = ConversationProcessor(
             store, ProjectionStore(hot, settings.tables), directory, responder, publish_reply,

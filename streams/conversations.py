@@ -14,7 +14,7 @@ import hashlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import structlog
@@ -40,7 +40,15 @@ from agentstream.projections.skips import SKIP_TYPES, skipped_seqs, without_skip
 from agentstream.streams.dead_letters import EventFailed, refold
 
 log = structlog.get_logger(__name__)
-PublishReply = Callable[[Event], Awaitable[None]]
+
+
+class PublishReply(Protocol):
+    """Puts an outbound event on `agent.replies.v1`; `first`: a reply this call has just logged,
+    so never published (nor delivered) before: delivery need not look for its record."""
+
+    def __call__(self, reply: Event, first: bool = False) -> Awaitable[None]: ...
+
+
 AfterReply = Callable[[MessageReceived, dict[str, Any]], Awaitable[None]]  # (inbound, business info)
 OnHandoff = Callable[[Event], Awaitable[None]]  # tells the owner (topic agent.handoffs.v1, webhook); must not raise
 HANDOFF_MODEL = "handoff"  # the model of the reply that tells a customer who asked for a person that one will answer
@@ -411,7 +419,7 @@ class ConversationProcessor:
             metrics.EVENTS_APPENDED.labels(type="ReplyGenerated", channel=inbound.channel).inc()
             metrics.REPLY_LATENCY.observe(max(0.0, (utc_now() - inbound.occurredAt).total_seconds()))
             log.info("worker.reply_appended", eventId=reply.eventId, inReplyTo=inbound.eventId, streamId=inbound.streamId)
-        await self._publish_reply(reply)
+        await self._publish_reply(reply, first=new)
         await self._hand_off_if_asked(inbound, reply, states)
         return reply, new
 

@@ -25,13 +25,14 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from agentstream.adapters.channels.errors import PermanentError
 from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.kafka import loads
+from agentstream.adapters.kafka import first_publication, loads
 from agentstream.adapters.replies import DeliveryLog, Sent, reply_frame
 from agentstream.adapters.ws_hub import SocketHub
 from agentstream.events import OUTBOUND_TYPES, ReplyGenerated, parse_event
@@ -51,6 +52,20 @@ def parse_reply(record: Any) -> ReplyGenerated | None:
     `agent.replies.v1`; None for any other event."""
     event = parse_event(loads(record.value))
     return event if event.type in OUTBOUND_TYPES else None  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class LiveReply:
+    """An outbound event as a gateway reads it, and whether its record is the reply's first
+    publication (the worker has just logged it: no process can have delivered it yet)."""
+
+    reply: ReplyGenerated
+    first: bool = False
+
+
+def parse_live_reply(record: Any) -> LiveReply | None:
+    reply = parse_reply(record)
+    return None if reply is None else LiveReply(reply, first_publication(record.headers))
 
 
 class ExternalDelivery:
@@ -111,14 +126,22 @@ class ExternalDelivery:
 
 
 class SocketDelivery:
-    """The widget replies of the customers connected to this gateway."""
+    """The widget replies of the customers connected to this gateway.
+
+    A reply published again (a worker that took a conversation over publishes the replies it
+    finds logged) is sent only if the log has no record of its delivery; one published the first
+    time has none, so its frame goes out without that read (a socket that got it at connect from
+    the log is not sent it again: the hub sends a reply once a socket)."""
 
     def __init__(self, store: EventStore, hub: SocketHub) -> None:
         self.log = DeliveryLog(store)
         self._hub = hub
 
-    async def deliver(self, reply: ReplyGenerated, attempt: int = 1) -> None:
-        if reply.channel != "websocket" or not self._hub.connected(reply.streamId) or await self.log.done(reply):
+    async def deliver(self, live: LiveReply, attempt: int = 1) -> None:
+        reply = live.reply
+        if reply.channel != "websocket" or not self._hub.connected(reply.streamId):
+            return
+        if not live.first and await self.log.done(reply):
             return
         if await self._hub.send(reply.streamId, reply_frame(reply)):
             await self.log.record(reply, "ReplyDelivered", {"externalId": None, "attempts": attempt})
@@ -145,16 +168,16 @@ def external_runner(consumer: Any, delivery: ExternalDelivery, dlq: Any,
 
 
 def socket_runner(consumer: Any, delivery: SocketDelivery, dlq: Any,
-                  policy: RetryPolicy = RetryPolicy(attempts=3, timeout=5.0)) -> ConsumerRunner[ReplyGenerated]:
+                  policy: RetryPolicy = RetryPolicy(attempts=3, timeout=5.0)) -> ConsumerRunner[LiveReply]:
     """The gateway's loop: no group, nothing committed (a restarted gateway holds no sockets)."""
 
     async def no_commit(positions: Any) -> None:
         pass
 
-    async def dead_letter(failure: Failure[ReplyGenerated]) -> None:
+    async def dead_letter(failure: Failure[LiveReply]) -> None:
         if failure.stage == "parse":  # `agentstream delivery` dead-letters bad records once for all
             return
         log.warning("delivery.socket_gave_up", error=failure.error[:300])  # on reconnect it comes from the log
 
-    return ConsumerRunner(consumer, "sockets", parse_reply, delivery.deliver, dead_letter,
-                          key_of=lambda record, reply: reply.streamId, policy=policy, commit=no_commit)
+    return ConsumerRunner(consumer, "sockets", parse_live_reply, delivery.deliver, dead_letter,
+                          key_of=lambda record, live: live.reply.streamId, policy=policy, commit=no_commit)

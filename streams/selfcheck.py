@@ -32,7 +32,7 @@ class Check:
     detail: str = ""
 
 
-async def _no_publish(reply: Event) -> None:
+async def _no_publish(reply: Event, first: bool = False) -> None:
     """The check's replies stay in the log; nothing is delivered."""
 
 

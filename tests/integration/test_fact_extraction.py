@@ -94,7 +94,7 @@ def worker(world: World, settings: Settings) -> Worker:
     store = EventStore(world.ddb, settings.tables.events)
     responder = make_responder(settings)
 
-    async def publish(event: Event) -> None:
+    async def publish(event: Event, first: bool = False) -> None:
         world.published.append(event)
 
     processor = ConversationProcessor(store, ProjectionStore(world.ddb, settings.tables),

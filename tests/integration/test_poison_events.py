@@ -85,7 +85,7 @@ def worker_in_thread(s: Settings, model: PoisonedModel) -> Iterator[None]:
             await producer.start()
             stack.push_async_callback(producer.stop)
 
-            async def publish_reply(reply: Event) -> None:
+            async def publish_reply(reply: Event, first: bool = False) -> None:
                 await (await producer.send(s.topic_replies, key=reply.streamId.encode(), value=kafka.dumps(reply.to_json_dict())))
 
             store = EventStore(ddb, s.tables.events)

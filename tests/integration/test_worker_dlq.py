@@ -154,7 +154,7 @@ def worker_in_thread(s: Settings, broken_stream: str, retry: RetryPolicy) -> Ite
             await producer.start()
             stack.push_async_callback(producer.stop)
 
-            async def publish_reply(reply: Event) -> None:
+            async def publish_reply(reply: Event, first: bool = False) -> None:
                 await (await producer.send(s.topic_replies, key=reply.streamId.encode(), value=kafka.dumps(reply.to_json_dict())))
 
             state["projections"] = BrokenProjections(ddb, s, broken_stream)

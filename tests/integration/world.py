@@ -55,7 +55,7 @@ def new_processor(ddb: Any, settings: Settings, responder: Any, published: list[
                   registry: Sequence[Projection] = PROJECTIONS) -> ConversationProcessor:
     """The worker's processor over `ddb`; the replies it publishes land in `published`."""
 
-    async def publish(event: Event) -> None:
+    async def publish(event: Event, first: bool = False) -> None:
         published.append(event)
 
     return ConversationProcessor(EventStore(ddb, settings.tables.events), ProjectionStore(ddb, settings.tables),

@@ -89,7 +89,7 @@ class Worker:
     def new_processor(self) -> ConversationProcessor:
         """A fresh processor (as after a restart: nothing cached)."""
 
-        async def publish(_: Event) -> None:
+        async def publish(_: Event, first: bool = False) -> None:
             pass
 
         return ConversationProcessor(self.store, ProjectionStore(self.ddb, self.settings.tables),

@@ -90,7 +90,7 @@ async def test_a_backlog_whose_replies_are_logged_asks_the_model_nothing(
     await ensure_tables(moto_ddb, fresh, only=[fresh.sessions, fresh.messages, fresh.rag_user, fresh.facts])
     asked = PoisonedResponder()
 
-    async def publish(_: Any) -> None:
+    async def publish(_: Any, first: bool = False) -> None:
         pass
 
     worker.processor = ConversationProcessor(worker.store, ProjectionStore(moto_ddb, fresh),

@@ -36,21 +36,27 @@ def processor(worker: Worker, publish: PublishReply) -> ConversationProcessor:
 async def test_a_reply_logged_but_never_published_is_published_by_the_next_worker(worker: Worker) -> None:
     inbound = await worker.say("Bună ziua, aveți loc mâine?", 0)
 
-    async def dies(reply: Event) -> None:
+    firsts: list[bool] = []
+
+    async def dies(reply: Event, first: bool = False) -> None:
+        firsts.append(first)
         raise Killed
 
     with pytest.raises(Killed):
         await processor(worker, dies).handle(inbound)
     assert [e.type for e in await worker.log()] == ["MessageReceived", "ReplyGenerated"], "logged, not published"
 
+    assert firsts == [True], "a reply just logged is published as its first publication"
     published: list[Event] = []
 
-    async def publish(reply: Event) -> None:
+    async def publish(reply: Event, first: bool = False) -> None:
         published.append(reply)
+        firsts.append(first)
 
     successor = processor(worker, publish)
     for event in await worker.log():  # the inbound again (its offset was not committed), then the reply
         await successor.handle(event)
     assert [(r.type, r.payload.inReplyTo) for r in published] == [("ReplyGenerated", inbound.eventId)]
+    assert firsts == [True, False], "found in the log: maybe delivered already, so delivery checks"
     assert worker.responder.answered == [inbound.eventId], "the model was asked once"
     assert await worker.verify() == []
