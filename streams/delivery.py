@@ -137,13 +137,6 @@ class SocketDelivery:
         self.log = DeliveryLog(store)
         self._hub = hub
 
-    def parse(self, record: Any) -> LiveReply | None:
-        """A record's reply, if its conversation (the record's key) has a socket here: every
-        gateway reads every reply, and those of other gateways' customers are not even parsed."""
-        if record.key is None or not self._hub.connected(record.key.decode("utf-8", "replace")):
-            return None
-        return parse_live_reply(record)
-
     async def deliver(self, live: LiveReply, attempt: int = 1) -> None:
         reply = live.reply
         if reply.channel != "websocket" or not self._hub.connected(reply.streamId):
@@ -186,5 +179,5 @@ def socket_runner(consumer: Any, delivery: SocketDelivery, dlq: Any,
             return
         log.warning("delivery.socket_gave_up", error=failure.error[:300])  # on reconnect it comes from the log
 
-    return ConsumerRunner(consumer, "sockets", delivery.parse, delivery.deliver, dead_letter,
+    return ConsumerRunner(consumer, "sockets", parse_live_reply, delivery.deliver, dead_letter,
                           key_of=lambda record, live: live.reply.streamId, policy=policy, commit=no_commit)

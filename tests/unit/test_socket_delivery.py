@@ -4,11 +4,9 @@ socket never gets one reply twice. On moto, with a socket that records its frame
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.kafka import FIRST_PUBLICATION, dumps
 from agentstream.adapters.ws_hub import SocketHub
 from agentstream.events import Event, ReplyDelivered, new_event, reply_event_id
 from agentstream.settings import Settings
@@ -83,17 +81,3 @@ async def test_a_reply_published_again_before_delivery_is_sent(moto_ddb: Any, mo
     await hub.add(reply.streamId, socket)  # type: ignore[arg-type]
     await SocketDelivery(store, hub).deliver(LiveReply(reply))
     assert [f["eventId"] for f in socket.frames] == [reply.eventId] and store.looked_up == 1
-
-
-async def test_a_gateway_parses_only_the_replies_of_its_own_sockets(moto_ddb: Any, moto_settings: Settings,
-                                                                   biz: str) -> None:
-    store = EventStore(moto_ddb, moto_settings.tables.events)
-    reply = await _logged_reply(store, biz, "u1")
-    hub = SocketHub()
-    delivery = SocketDelivery(store, hub)
-    await hub.add(reply.streamId, Socket())  # type: ignore[arg-type]
-    theirs = SimpleNamespace(key=f"{biz}#elsewhere".encode(), value=b"not even JSON", headers=[])
-    ours = SimpleNamespace(key=reply.streamId.encode(), value=dumps(reply.to_json_dict()), headers=[FIRST_PUBLICATION])
-    assert delivery.parse(theirs) is None, "another gateway's customer: not parsed at all"
-    live = delivery.parse(ours)
-    assert live is not None and (live.reply.eventId, live.first) == (reply.eventId, True)
