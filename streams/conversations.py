@@ -147,6 +147,7 @@ class ConversationProcessor:
         self._cache: OrderedDict[str, States] = OrderedDict()
         self._skips_ahead: dict[str, frozenset[int]] = {}  # per stream: skipped seqs past the last gap filled
         self._unchecked: set[str] = set()  # cached from a duplicate's load, the log not yet read for skips
+        self._outdated: dict[str, int] = {}  # streams just loaded with an older fold's state: how far it had got
         self._seen: OrderedDict[str, int] = OrderedDict()  # per stream: the highest seq the consumer has
         self._cache_size = cache_size
 
@@ -186,7 +187,9 @@ class ConversationProcessor:
             return
         pending = [event]
         if event.seq > low + 1 or not cached or event.streamId in self._unchecked:
-            pending = await self._fill_gap(event, low)  # not read here yet: maybe a redelivery of an event skipped since
+            # not read here yet: maybe a redelivery of an event skipped since; a state an older fold
+            # version wrote is folded again up to where that fold had got, in one pass
+            pending = await self._fill_gap(event, low, self._outdated.pop(event.streamId, 0))
         elif event.seq in self._skips_ahead.get(event.streamId, ()):
             pending = []  # redelivered, and skipped since: the log read when it was loaded said so
         batch = Batch()
@@ -199,24 +202,27 @@ class ConversationProcessor:
             for inbound, info in batch.answered:
                 await self._after_reply(inbound, info)
 
-    async def _fill_gap(self, event: Event, low: int) -> list[Event]:
-        """The events after `low` up to `event`, without those the log says are skipped. A skip
-        record comes after the event it names, so the log is read past `event` too (only the
-        skip records there are parsed): events that arrive between a poison event and its
-        `EventSkipped` never meet it again, nor does a poison event redelivered after a restart
-        (a stream not in the cache is read once; the skipped seqs found past `event` are kept)."""
+    async def _fill_gap(self, event: Event, low: int, upto: int = 0) -> list[Event]:
+        """The events after `low` up to `event` (or up to seq `upto`, if further), without those
+        the log says are skipped. A skip record comes after the event it names, so the log is
+        read past that point too (only the skip records there are parsed): events that arrive
+        between a poison event and its `EventSkipped` never meet it again, nor does a poison
+        event redelivered after a restart (a stream not in the cache is read once; the skipped
+        seqs found past it are kept)."""
+        upto = max(upto, event.seq)
         items = await self._store.read_items(event.streamId, after_seq=low)
-        seen = [event_from_item(i) for i in items
-                if int(i["seq"]) < event.seq or (int(i["seq"]) > event.seq and i.get("type") in SKIP_TYPES)]
-        pending = [e for e in without_skipped([*seen, event]) if e.seq <= event.seq]
-        ahead = frozenset(seq for seq in skipped_seqs([*seen, event]) if seq > event.seq)
+        seen = [event_from_item(i) for i in items if int(i["seq"]) != event.seq
+                and (int(i["seq"]) <= upto or i.get("type") in SKIP_TYPES)]
+        logged = sorted([*seen, event], key=lambda e: e.seq)
+        pending = [e for e in without_skipped(logged) if e.seq <= upto]
+        ahead = frozenset(seq for seq in skipped_seqs(logged) if seq > upto)
         self._skips_ahead.pop(event.streamId, None)
         self._unchecked.discard(event.streamId)
         if ahead:  # kept (only where there are any) for redeliveries of those events
             self._skips_ahead[event.streamId] = ahead
         if event.seq > low + 1 or pending != [event]:
-            log.info("worker.gap_filled", streamId=event.streamId, after=low, upto=event.seq, applied=len(pending),
-                     skipped=sum(1 for e in seen if e.seq < event.seq) + 1 - len(pending))
+            log.info("worker.gap_filled", streamId=event.streamId, after=low, upto=upto, applied=len(pending),
+                     skipped=sum(1 for e in logged if e.seq <= upto) - len(pending))
         return pending
 
     async def _apply_named(self, states: States, item: Event, handled: Event, batch: "Batch") -> States:
@@ -267,6 +273,9 @@ class ConversationProcessor:
             forgotten_at = await self._store.forgotten_at(event.businessId, event.userId)
             if forgotten_at is not None and event.occurredAt <= forgotten_at:
                 return None
+        outdated = [position(s) for p in self._registry if (s := stored[p.name]) is not None and state_version(s) < p.version]
+        if outdated:  # the items that fold wrote beside its state reach that far: the new fold goes as far first
+            self._outdated[event.streamId] = max(outdated)
         return {p.name: _current(p, stored[p.name], event) for p in self._registry}
 
     def _drop(self, stream: str) -> None:
