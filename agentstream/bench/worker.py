@@ -39,7 +39,7 @@ from agentstream.adapters.bootstrap import populate, setup
 from agentstream.adapters.dynamo import dynamodb_client, put_log_items
 from agentstream.adapters.event_store import idem_item
 from agentstream.adapters.kafka import dumps, event_headers, producer
-from agentstream.bench.bare_loop import bare_loop_rate, served_calls
+from agentstream.bench.bare_loop import bare_loop_rate, served_calls, stored_states
 from agentstream.bench.common import CpuMeter, isolated_env, peak_rss_mb, report, services, settings_for
 from agentstream.bench.model_server import ModelBehaviour, ModelServer
 from agentstream.bench.replay import _events
@@ -58,8 +58,9 @@ def _with_idempotency(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return events + [idem_item(r.businessId, reply_key(r.payload.inReplyTo), r) for r in replies]
 
 
-async def _log(s: Settings, users: int, per_user: int) -> int:
-    """Write the backlog into the table, then onto the topic (as the bridge would); returns its size."""
+async def _log(s: Settings, users: int, per_user: int, also: str | None = None) -> int:
+    """Write the backlog into the table (and into the events table `also`, the bare loop's), then
+    onto the topic (as the bridge would); returns its size."""
     sent = 0
     prod = producer(s, linger_ms=20)
     await prod.start()
@@ -67,7 +68,8 @@ async def _log(s: Settings, users: int, per_user: int) -> int:
         async with dynamodb_client(s) as ddb:
             for first in range(0, users, 500):  # a slice of users at a time keeps the loader small
                 events = [e for u in range(first, min(users, first + 500)) for e in _events(u, per_user)]
-                await put_log_items(ddb, s.tables.events, _with_idempotency(events))
+                for table in (s.tables.events, *([also] if also else [])):
+                    await put_log_items(ddb, table, _with_idempotency(events))
                 # one stream's events in seq order, streams interleaved as they would arrive live
                 events.sort(key=lambda e: (e["seq"], e["streamId"]))
                 futures = [await prod.send(s.topic_events, key=e["streamId"].encode(), value=dumps(e),
@@ -172,10 +174,12 @@ def run(users: int = 10_000, per_user: int = 10, timeout: float = 3600) -> dict[
         env = isolated_env(base, OPENAI_API_KEY="bench-key", OPENAI_BASE_URL=model.base_url,
                            KAFKA_PARTITIONS=str(PARTITIONS))
         s = settings_for(env)
+        loop_s = settings_for(isolated_env(base) | {"TOPIC_EVENTS": s.topic_events})  # the bare loop's own tables
         asyncio.run(setup(s, partitions=PARTITIONS))
+        asyncio.run(setup(loop_s, partitions=PARTITIONS))
         asyncio.run(populate(s))
         started = time.perf_counter()
-        total = asyncio.run(_log(s, users, per_user))
+        total = asyncio.run(_log(s, users, per_user, also=loop_s.tables.events))
         load_s = time.perf_counter() - started
         logs = Path(tempfile.mkdtemp(prefix="agentstream-bench-logs-"))
         backlog = _consume(env, s, pids, logs, "worker", s.worker_group, total, timeout)
@@ -184,7 +188,7 @@ def run(users: int = 10_000, per_user: int = 10, timeout: float = 3600) -> dict[
                         ("-m", "agentstream.bench.faust_noop"))
         loop_cpu = CpuMeter(pids, own="bare_loop")
         loop_before = loop_cpu.read()
-        loop = asyncio.run(bare_loop_rate(s, total))
+        loop = asyncio.run(bare_loop_rate(loop_s, total, asyncio.run(stored_states(s))))
         loop_spent = {n: round(seconds, 1) for n, seconds in loop_cpu.since(loop_before).items()}
         bare = asyncio.run(_bare_rate(s, total))
     return {
