@@ -37,9 +37,9 @@ from agentstream.adapters.dynamo import dynamodb_client, scan_all
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.lean_dynamo import hot_dynamodb_client
 from agentstream.adapters.projection_store import ProjectionStore
+from agentstream.events import stream_id
 from agentstream.metrics import DYNAMODB_CALLS
 from agentstream.projections.base import Put
-from agentstream.events import stream_id
 from agentstream.registry import PROJECTIONS
 from agentstream.settings import Settings
 from agentstream.streams.conversations import REPLY_LOOKAHEAD

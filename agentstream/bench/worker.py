@@ -186,9 +186,10 @@ def run(users: int = 10_000, per_user: int = 10, timeout: float = 3600) -> dict[
         applied = _consume(env, s, pids, logs, "worker", f"{s.worker_group}-again", total, timeout)
         noop = _consume(env, s, pids, logs, "faust-noop", f"{s.worker_group}-noop", total, timeout,
                         ("-m", "agentstream.bench.faust_noop"))
+        states = asyncio.run(stored_states(s))  # the items the worker left, which the loop writes
         loop_cpu = CpuMeter(pids, own="bare_loop")
         loop_before = loop_cpu.read()
-        loop = asyncio.run(bare_loop_rate(loop_s, total, asyncio.run(stored_states(s))))
+        loop = asyncio.run(bare_loop_rate(loop_s, total, states))
         loop_spent = {n: round(seconds, 1) for n, seconds in loop_cpu.since(loop_before).items()}
         bare = asyncio.run(_bare_rate(s, total))
     return {
