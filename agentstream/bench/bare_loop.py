@@ -28,10 +28,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
-from prometheus_client.parser import text_string_to_metric_families
 
 from agentstream.adapters.dynamo import dynamodb_client, scan_all
 from agentstream.adapters.event_store import EventStore
@@ -50,13 +48,6 @@ from agentstream.streams.keyed import KeyedExecutor
 class BareRun:
     rate: float  # events a second
     calls_per_event: dict[str, float]  # by DynamoDB operation
-
-
-def served_calls(url: str) -> dict[str, float]:
-    """A process's DynamoDB calls so far, by operation, from its /metrics."""
-    text = httpx.get(url, timeout=10).text
-    return {s.labels["operation"]: s.value for family in text_string_to_metric_families(text) for s in family.samples
-            if s.name == "agentstream_dynamodb_calls_total" and s.labels["service"] == "dynamodb"}
 
 
 def calls_by_operation() -> dict[str, float]:

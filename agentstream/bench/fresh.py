@@ -71,12 +71,24 @@ def scrape(url: str) -> dict[str, float]:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name == "agentstream_dynamodb_calls_total":
-                counts["streams" if sample.labels["service"] == "dynamodbstreams" else "dynamodb"] += sample.value
+                service = "streams" if sample.labels["service"] == "dynamodbstreams" else "dynamodb"
+                _add(counts, service, sample.labels["operation"], sample.value)
             elif sample.name == "agentstream_append_conflicts_total":
-                counts["append_conflicts"] += sample.value
-                key = f"append_conflicts.{sample.labels['type']}"
-                counts[key] = counts.get(key, 0.0) + sample.value
+                _add(counts, "append_conflicts", sample.labels["type"], sample.value)
     return counts
+
+
+def _add(counts: dict[str, float], counter: str, label: str, value: float) -> None:
+    """`value` to `counter` and to its `counter.label` share."""
+    counts[counter] += value
+    key = f"{counter}.{label}"
+    counts[key] = counts.get(key, 0.0) + value
+
+
+def labelled(counts: dict[str, float], counter: str) -> dict[str, float]:
+    """`counter`'s shares by label, from `scrape`'s counts (or a sum of them)."""
+    prefix = f"{counter}."
+    return {key[len(prefix):]: value for key, value in sorted(counts.items()) if key.startswith(prefix)}
 
 
 def fresh_env(base: dict[str, str], **extra: str) -> tuple[dict[str, str], Settings, dict[str, str]]:
@@ -146,8 +158,6 @@ def _by_type(spent: Spent, n: int) -> dict[str, float]:
     """Append conflicts per unit by the type of the event that lost the race."""
     totals: dict[str, float] = {}
     for counts in spent.counts.values():
-        for key, value in counts.items():
-            if key.startswith("append_conflicts."):
-                kind = key.split(".", 1)[1]
-                totals[kind] = totals.get(kind, 0.0) + value
+        for kind, value in labelled(counts, "append_conflicts").items():
+            totals[kind] = totals.get(kind, 0.0) + value
     return {kind: round(value / n, 3) for kind, value in sorted(totals.items()) if value}

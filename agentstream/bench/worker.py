@@ -39,8 +39,9 @@ from agentstream.adapters.bootstrap import populate, setup
 from agentstream.adapters.dynamo import dynamodb_client, put_log_items
 from agentstream.adapters.event_store import idem_item
 from agentstream.adapters.kafka import dumps, event_headers, producer
-from agentstream.bench.bare_loop import bare_loop_rate, served_calls, stored_states
+from agentstream.bench.bare_loop import bare_loop_rate, stored_states
 from agentstream.bench.common import CpuMeter, isolated_env, peak_rss_mb, report, services, settings_for
+from agentstream.bench.fresh import labelled, scrape
 from agentstream.bench.model_server import ModelBehaviour, ModelServer
 from agentstream.bench.replay import _events
 from agentstream.events import parse_event
@@ -159,7 +160,7 @@ def _consume(env: dict[str, str], s: Settings, pids: dict[str, int], logs: Path,
         waited = asyncio.run(_wait_worker(s, total, proc.popen.pid, timeout, group))
         cpu = {n: round(seconds, 1) for n, seconds in meter.since(before).items()}
         rss = peak_rss_mb(proc.popen.pid)
-        calls = served_calls(f"http://127.0.0.1:{port}/metrics") if not argv else {}
+        calls = labelled(scrape(f"http://127.0.0.1:{port}/metrics"), "dynamodb") if not argv else {}
     finally:
         proc.stop()
     per = {op: round(n / max(total, 1), 3) for op, n in sorted(calls.items()) if n}

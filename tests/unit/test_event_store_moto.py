@@ -79,7 +79,7 @@ async def test_concurrent_appenders_get_gapless_seqs(moto_ddb: Any, moto_setting
     assert len({e.payload.content for e in events}) == 18
 
 
-def _conflicts() -> float:
+def conflicts_so_far() -> float:
     return sum(s.value for m in APPEND_CONFLICTS.collect() for s in m.samples if s.name.endswith("_total"))
 
 
@@ -87,11 +87,11 @@ async def test_appends_of_one_process_take_turns_and_never_race(store: EventStor
     """A gateway appends a customer's message while it records a reply's delivery (its hint, the
     reply's seq, is passed by the message): no lost race, the record goes after the message."""
     reply = (await store.append(message(biz, text="reply"))).event
-    before = _conflicts()
+    before = conflicts_so_far()
     appended = await asyncio.gather(*(store.append(message(biz, text=f"m{i}")) for i in range(4)),
                                     store.append(message(biz, text="delivered"), head=reply.seq))
     assert sorted(r.event.seq for r in appended) == list(range(2, 7))
-    assert _conflicts() == before, "appends of one process never lose a race to each other"
+    assert conflicts_so_far() == before, "appends of one process never lose a race to each other"
     assert store._turns == {}, "nothing kept once no append waits"  # noqa: SLF001
 
 

@@ -14,11 +14,11 @@ import pytest
 from agentstream.adapters.kafka import event_headers
 from agentstream.adapters.llm import Answer, OfflineResponder
 from agentstream.events import ReplyGenerated
-from agentstream.metrics import APPEND_CONFLICTS
 from agentstream.projections.context import ReplyContext
 from agentstream.settings import Settings
 from agentstream.streams.worker import applied_before
 from tests.unit.test_dead_letters import Worker
+from tests.unit.test_event_store_moto import conflicts_so_far
 
 
 @dataclass
@@ -43,10 +43,6 @@ class InterruptedResponder:
         pass
 
 
-def conflicts() -> float:
-    return sum(s.value for m in APPEND_CONFLICTS.collect() for s in m.samples if s.name.endswith("_total"))
-
-
 @pytest.mark.parametrize("consumed, lost_writes", [(True, 0), (False, 1)])
 async def test_a_reply_goes_after_a_message_the_consumer_already_holds(
         moto_ddb: Any, moto_settings: Settings, biz: str, consumed: bool, lost_writes: int) -> None:
@@ -54,9 +50,9 @@ async def test_a_reply_goes_after_a_message_the_consumer_already_holds(
     worker = Worker(moto_ddb, moto_settings, biz, f"u{uuid.uuid4().hex[:6]}", responder=responder)  # type: ignore[arg-type]
     responder.worker = worker
     first = await worker.say("Bună ziua", 0)
-    before = conflicts()
+    before = conflicts_so_far()
     await worker.deliver(first)
-    assert conflicts() - before == lost_writes, "the reply lost no write to the message it had heard of"
+    assert conflicts_so_far() - before == lost_writes, "the reply lost no write to the message it had heard of"
 
     await worker.drain(first.seq)
     log = await worker.log()

@@ -40,16 +40,22 @@ async def _logged_reply(store: EventStore, biz: str, user: str) -> Event:
     return (await store.append(reply)).event
 
 
+async def _connected(ddb: Any, settings: Settings, biz: str) -> tuple[CountingStore, Event, SocketHub, Socket]:
+    """A logged reply, and its customer's socket open on this gateway."""
+    store = CountingStore(ddb, settings.tables.events)
+    reply = await _logged_reply(store, biz, "u1")
+    hub, socket = SocketHub(), Socket()
+    await hub.add(reply.streamId, socket)  # type: ignore[arg-type]
+    return store, reply, hub, socket
+
+
 async def _delivered(store: EventStore, reply: Event) -> list[Event]:
     return [e for e in await store.read(reply.streamId) if isinstance(e, ReplyDelivered)]
 
 
 async def test_a_first_publication_is_sent_without_reading_for_its_record(moto_ddb: Any, moto_settings: Settings,
                                                                         biz: str) -> None:
-    store = CountingStore(moto_ddb, moto_settings.tables.events)
-    reply = await _logged_reply(store, biz, "u1")
-    hub, socket = SocketHub(), Socket()
-    await hub.add(reply.streamId, socket)  # type: ignore[arg-type]
+    store, reply, hub, socket = await _connected(moto_ddb, moto_settings, biz)
     await SocketDelivery(store, hub).deliver(LiveReply(reply, first=True))
     assert [f["eventId"] for f in socket.frames] == [reply.eventId]
     assert store.looked_up == 0
@@ -58,11 +64,8 @@ async def test_a_first_publication_is_sent_without_reading_for_its_record(moto_d
 
 async def test_a_reply_published_again_is_sent_only_if_not_delivered(moto_ddb: Any, moto_settings: Settings,
                                                                    biz: str) -> None:
-    store = CountingStore(moto_ddb, moto_settings.tables.events)
-    reply = await _logged_reply(store, biz, "u1")
-    first, later = Socket(), Socket()
-    hub = SocketHub()
-    await hub.add(reply.streamId, first)  # type: ignore[arg-type]
+    store, reply, hub, first = await _connected(moto_ddb, moto_settings, biz)
+    later = Socket()
     delivery = SocketDelivery(store, hub)
     await delivery.deliver(LiveReply(reply, first=True))
     await delivery.deliver(LiveReply(reply, first=True))  # the same record twice (a producer's retry)
@@ -75,9 +78,6 @@ async def test_a_reply_published_again_is_sent_only_if_not_delivered(moto_ddb: A
 
 async def test_a_reply_published_again_before_delivery_is_sent(moto_ddb: Any, moto_settings: Settings,
                                                              biz: str) -> None:
-    store = CountingStore(moto_ddb, moto_settings.tables.events)
-    reply = await _logged_reply(store, biz, "u1")
-    hub, socket = SocketHub(), Socket()
-    await hub.add(reply.streamId, socket)  # type: ignore[arg-type]
+    store, reply, hub, socket = await _connected(moto_ddb, moto_settings, biz)
     await SocketDelivery(store, hub).deliver(LiveReply(reply))
     assert [f["eventId"] for f in socket.frames] == [reply.eventId] and store.looked_up == 1
