@@ -111,6 +111,7 @@ class Settings(_FromEnv):
     widget_token_ttl_s: int = Field(24 * 3600, ge=60, validation_alias="WIDGET_TOKEN_TTL")
 
     session_idle_minutes: int = Field(60, ge=1, validation_alias="SESSION_IDLE_MINUTES")
+    session_timer_every_s: float = Field(60.0, ge=0, validation_alias="SESSION_TIMER_EVERY")  # 0: this worker runs none
     bridge_start_position: str = Field("TRIM_HORIZON", validation_alias="BRIDGE_START_POSITION")
     bridge_idle_poll_s: float = Field(0.05, gt=0, validation_alias="BRIDGE_IDLE_POLL")
     bridge_lease_ttl_ms: int = Field(10_000, ge=1_000, validation_alias="BRIDGE_LEASE_TTL_MS")

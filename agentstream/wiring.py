@@ -53,7 +53,7 @@ from agentstream.streams.dead_letters import SkipRecorder
 from agentstream.adapters.dead_letters import DeadLetterIndex
 from agentstream.adapters.dlq import Dlq
 from agentstream.streams.worker import build_app
-from agentstream.streams.expiry import EVERY_S as EXPIRY_EVERY_S, ExpiryTimer, run_expiry
+from agentstream.streams.expiry import ExpiryTimer, run_expiry
 
 log = structlog.get_logger(__name__)
 
@@ -145,11 +145,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                         on_upgrade_needed=on_upgrade_needed,
                         skips=SkipRecorder(store, DeadLetterIndex(ddb, settings.tables.events)))
 
-        expiry_lease = LeaseTable(ddb, settings.tables.leases, f"worker-{uuid.uuid4().hex[:8]}", int(3 * EXPIRY_EVERY_S * 1000))
         await app.start()
         log.info("worker.started", topic=settings.topic_events)
-        try:  # one worker at a time (the lease) expires the sessions that are due
-            await run_expiry(ExpiryTimer(expiry_lease, ddb, settings.tables, store), stop)
+        try:
+            await session_timer(settings, ddb, store, stop)
         finally:
             await asyncio.wait_for(executor.join(), timeout=30)
             await app.stop()
@@ -157,6 +156,17 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     if upgrade:
         print(f"agentstream worker: stopped: {upgrade[0]} (upgrade this worker; nothing was skipped)", file=sys.stderr)
         raise SystemExit(UPGRADE_EXIT_CODE)
+
+
+async def session_timer(settings: Settings, ddb: Any, store: EventStore, stop: asyncio.Event) -> None:
+    """Until `stop`: one worker at a time (the lease) expires and nudges the sessions that are due,
+    every SESSION_TIMER_EVERY seconds; 0 leaves the timer to the other workers."""
+    every_s = settings.session_timer_every_s
+    if not every_s:
+        await stop.wait()
+        return
+    lease = LeaseTable(ddb, settings.tables.leases, f"worker-{uuid.uuid4().hex[:8]}", int(3 * every_s * 1000))
+    await run_expiry(ExpiryTimer(lease, ddb, settings.tables, store), stop, every_s)
 
 
 async def gateway_deps(stack: AsyncExitStack, settings: Settings) -> Deps:

@@ -47,9 +47,11 @@ async def test_worker_bench() -> None:
     assert figures["worker_peak_rss_mb"] > 0 and figures["cpu_seconds_while_worker_ran"]["worker"] > 0
     assert figures["applied_events_per_s"] > 0 and figures["faust_noop_events_per_s"] > 0, "both read the whole topic"
     loop, ours = figures["bare_loop_calls_per_event"], figures["worker_calls_per_event"]
-    assert figures["bare_loop_events_per_s"] > 0 and loop.keys() <= ours.keys(), (ours, loop)
-    # the worker's calls per event are the loop's, plus a few reads of business data as it starts
-    assert all(0 <= ours[op] - n <= 0.15 for op, n in loop.items()), f"the bare loop makes the worker's calls: {ours} {loop}"
+    assert figures["bare_loop_events_per_s"] > 0 and loop.keys() == ours.keys(), (ours, loop)
+    # the worker's calls are the loop's, plus a read or two of business data as it starts (and no
+    # session timer, whose rounds would expire the backlog's long-idle sessions)
+    extra = {op: round((ours[op] - n) * 80) for op, n in loop.items()}
+    assert all(0 <= more <= 2 for more in extra.values()), f"the bare loop makes the worker's calls: {ours} {loop}"
 
 
 def _counted(metric: object) -> float:

@@ -1,13 +1,18 @@
 """Leases on moto's DynamoDB (fast tier): a named timer lease is held by one process at a time
-and handed over on release or expiry; a shard lease taken by another is lost, never both held."""
+and handed over on release or expiry; a shard lease taken by another is lost, never both held;
+a worker takes the session timer's lease unless SESSION_TIMER_EVERY is 0."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
+from agentstream.adapters.event_store import EventStore
 from agentstream.settings import Settings
+from agentstream.streams.expiry import LEASE as EXPIRY_LEASE
+from agentstream.wiring import session_timer
 from agentstream.streams.leases import HeldLease, Lease, LeaseLost, LeaseTable
 
 
@@ -65,3 +70,34 @@ async def test_a_shard_lease_taken_by_another_is_lost(moto_ddb: Any, moto_settin
     assert (await two.all())[shard].available(0) and isinstance((await two.all())[shard], Lease)
     await two.delete(shard)
     assert await two.get(shard) is None
+
+
+class _Untouched:
+    """A DynamoDB client that fails any call made on it."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the timer called DynamoDB ({name})")
+
+
+async def test_a_worker_runs_the_session_timer_under_its_lease_unless_told_not_to(moto_ddb: Any,
+                                                                                   moto_settings: Settings) -> None:
+    off, stop = moto_settings.model_copy(update={"session_timer_every_s": 0}), asyncio.Event()
+    quiet = asyncio.create_task(session_timer(off, _Untouched(), EventStore(_Untouched(), "events"), stop))
+    await asyncio.sleep(0.05)
+    assert not quiet.done(), "SESSION_TIMER_EVERY=0: the worker runs no timer, and waits for its stop"
+    stop.set()
+    await quiet
+
+    stop = asyncio.Event()
+    store = EventStore(moto_ddb, moto_settings.tables.events)
+    running = asyncio.create_task(session_timer(moto_settings, moto_ddb, store, stop))
+    probe = table(moto_ddb, moto_settings, "probe")
+    for _ in range(100):
+        row = await probe.get(EXPIRY_LEASE)
+        if row is not None and row.owner:
+            break
+        await asyncio.sleep(0.02)
+    assert row is not None and row.owner and row.owner.startswith("worker-"), "the timer's first round takes the lease"
+    stop.set()
+    await running
+    assert (await probe.get(EXPIRY_LEASE)).owner is None, "handed back on stop"  # type: ignore[union-attr]
