@@ -59,8 +59,9 @@ def _head_of_line(fresh: Fresh, conversations: int, turns: int) -> dict[str, Any
 
 
 def _steady(fresh: Fresh, name: str, rate: float, seconds: float, with_hops: bool = False) -> dict[str, Any]:
-    """`rate` messages/s over widget sockets (25 at most, each sending about once a second or
-    slower), then the raw Kafka round trip at the same rate on the same broker."""
+    """`rate` messages/s over widget sockets (25 at most: at 50 msg/s each sends twice a second,
+    whether or not it has its replies), then the raw Kafka round trip at the same rate on the
+    same broker."""
     sockets = max(1, min(25, int(rate)))
     with fresh(name) as stack:
         before, machine = stack.read(), machine_cpu()
