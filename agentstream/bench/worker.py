@@ -59,9 +59,9 @@ def _with_idempotency(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return events + [idem_item(r.businessId, reply_key(r.payload.inReplyTo), r) for r in replies]
 
 
-async def _log(s: Settings, users: int, per_user: int, also: str | None = None) -> int:
-    """Write the backlog into the table (and into the events table `also`, the bare loop's), then
-    onto the topic (as the bridge would); returns its size."""
+async def _log(s: Settings, users: int, per_user: int, tables: tuple[str, ...]) -> int:
+    """Write the backlog into each of the events `tables`, then onto the topic (as the bridge
+    would); returns its size."""
     sent = 0
     prod = producer(s, linger_ms=20)
     await prod.start()
@@ -69,7 +69,7 @@ async def _log(s: Settings, users: int, per_user: int, also: str | None = None) 
         async with dynamodb_client(s) as ddb:
             for first in range(0, users, 500):  # a slice of users at a time keeps the loader small
                 events = [e for u in range(first, min(users, first + 500)) for e in _events(u, per_user)]
-                for table in (s.tables.events, *([also] if also else [])):
+                for table in tables:
                     await put_log_items(ddb, table, _with_idempotency(events))
                 # one stream's events in seq order, streams interleaved as they would arrive live
                 events.sort(key=lambda e: (e["seq"], e["streamId"]))
@@ -176,12 +176,12 @@ def run(users: int = 10_000, per_user: int = 10, timeout: float = 3600) -> dict[
         env = isolated_env(base, OPENAI_API_KEY="bench-key", OPENAI_BASE_URL=model.base_url,
                            KAFKA_PARTITIONS=str(PARTITIONS), SESSION_TIMER_EVERY="0")
         s = settings_for(env)
-        loop_s = settings_for(isolated_env(base) | {"TOPIC_EVENTS": s.topic_events})  # the bare loop's own tables
+        loop_s = settings_for(isolated_env(base, TOPIC_EVENTS=s.topic_events))  # the bare loop's own tables
         asyncio.run(setup(s, partitions=PARTITIONS))
         asyncio.run(setup(loop_s, partitions=PARTITIONS))
         asyncio.run(populate(s))
         started = time.perf_counter()
-        total = asyncio.run(_log(s, users, per_user, also=loop_s.tables.events))
+        total = asyncio.run(_log(s, users, per_user, (s.tables.events, loop_s.tables.events)))
         load_s = time.perf_counter() - started
         logs = Path(tempfile.mkdtemp(prefix="agentstream-bench-logs-"))
         backlog = _consume(env, s, pids, logs, "worker", s.worker_group, total, timeout)
