@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import typer
 from rich.console import Console
 
-from agentstream import logs
+from agentstream import logs, loops
 from agentstream.dlq_cli import dlq_app
 from agentstream.settings import Settings, settings as load
 
@@ -62,10 +62,10 @@ def _check_reachable(url: str, timeout_s: float = 3.0) -> None:
         raise EndpointConnectionError(endpoint_url=url) from None
 
 
-def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run a long-lived coroutine; SIGINT/SIGTERM set its stop event for a clean shutdown. A
-    process started by `up` or the tests (AGENTSTREAM_PARENT_PID) also stops when that parent
-    dies, so a killed supervisor leaves no orphans."""
+def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]], loop: str) -> None:
+    """Run a long-lived coroutine on the `loop` named (EVENT_LOOP); SIGINT/SIGTERM set its stop
+    event for a clean shutdown. A process started by `up` or the tests (AGENTSTREAM_PARENT_PID)
+    also stops when that parent dies, so a killed supervisor leaves no orphans."""
 
     async def runner() -> None:
         stop = asyncio.Event()
@@ -78,7 +78,7 @@ def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
         if watch:
             watch.cancel()
 
-    asyncio.run(runner())
+    loops.run(runner(), loop)
 
 
 async def _stop_when_orphaned(parent: int, stop: asyncio.Event, grace_s: float = 30.0) -> None:
@@ -121,7 +121,7 @@ def bridge() -> None:
     from agentstream.wiring import run_bridge
 
     s = _configured(serve_metrics=True)
-    _run_until_signal(lambda stop: run_bridge(s, stop))
+    _run_until_signal(lambda stop: run_bridge(s, stop), s.event_loop)
 
 
 @app.command()
@@ -130,7 +130,7 @@ def worker() -> None:
     from agentstream.wiring import run_worker
 
     s = _configured(serve_metrics=True)
-    _run_until_signal(lambda stop: run_worker(s, stop))
+    _run_until_signal(lambda stop: run_worker(s, stop), s.event_loop)
 
 
 @app.command()
@@ -139,7 +139,7 @@ def gateway(port: Annotated[Optional[int], typer.Option(help="HTTP port (default
     from agentstream.wiring import run_gateway
 
     s = _configured()
-    _run_until_signal(lambda stop: run_gateway(s, stop, port))
+    _run_until_signal(lambda stop: run_gateway(s, stop, port), s.event_loop)
 
 
 @app.command()
@@ -148,7 +148,7 @@ def delivery() -> None:
     from agentstream.wiring import run_delivery
 
     s = _configured(serve_metrics=True)
-    _run_until_signal(lambda stop: run_delivery(s, stop))
+    _run_until_signal(lambda stop: run_delivery(s, stop), s.event_loop)
 
 
 @app.command()
@@ -160,7 +160,7 @@ def analytics(
     from agentstream.wiring import run_analytics
 
     s = _configured(serve_metrics=True)
-    _run_until_signal(lambda stop: run_analytics(s, stop, every, business))
+    _run_until_signal(lambda stop: run_analytics(s, stop, every, business), s.event_loop)
 
 
 @app.command()
@@ -374,7 +374,7 @@ def tail(topic: str = typer.Argument("agent.events.v1"), from_beginning: bool = 
     from agentstream.adapters.kafka import follow
 
     s = _configured()
-    _run_until_signal(lambda stop: follow(s, topic, from_beginning, stop))
+    _run_until_signal(lambda stop: follow(s, topic, from_beginning, stop), s.event_loop)
 
 
 @app.command()

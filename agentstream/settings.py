@@ -82,6 +82,7 @@ class Settings(_FromEnv):
     dynamodb_endpoint_url: str | None = Field(None, validation_alias="DYNAMODB_ENDPOINT_URL")
     # the hot path's client (a turn's calls): "lean" (aiodynamo over aiohttp) or "botocore"
     dynamodb_client: Literal["lean", "botocore"] = Field("lean", validation_alias="DYNAMODB_CLIENT")
+    event_loop: Literal["uvloop", "asyncio"] = Field("uvloop", validation_alias="EVENT_LOOP")  # of the long-lived processes
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS")
     kafka_partitions: int = Field(6, ge=1, validation_alias="KAFKA_PARTITIONS")
     topic_events: str = Field("agent.events.v1", validation_alias="TOPIC_EVENTS")

@@ -23,7 +23,6 @@ worker's own count."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any

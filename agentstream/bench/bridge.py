@@ -11,11 +11,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from agentstream import loops
 from agentstream.adapters.dynamo import clients, put_log_items, to_item
 from agentstream.adapters.kafka import ensure_topics, producer
 from agentstream.adapters.tables import ensure_tables, stream_arn
 from agentstream.bench.common import isolated_env, report, services, settings_for, summary
 from agentstream.events import new_event
+from agentstream.settings import Settings
 from agentstream.streams.bridge import Bridge, BridgeConfig
 from agentstream.streams.leases import LeaseTable
 
@@ -129,4 +131,4 @@ async def run(events: int = 20_000, streams: int = 200, steady_rate: int = 500, 
 
 
 def main() -> None:
-    report("bridge", asyncio.run(run()))
+    report("bridge", loops.run(run(), Settings().event_loop))

@@ -23,6 +23,7 @@ import time
 import uuid
 from typing import Any
 
+from agentstream import loops
 from agentstream.adapters.dynamo import from_item, to_item
 from agentstream.adapters.lean_dynamo import hot_dynamodb_client
 from agentstream.adapters.tables import MESSAGES_BY_SESSION, SESSIONS_GSI
@@ -153,4 +154,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     conversations, turns, model_ms, ministack_pid = map(int, sys.argv[1:5])
-    print(json.dumps(asyncio.run(flow(Settings(), conversations, turns, model_ms, ministack_pid))))
+    settings = Settings()
+    print(json.dumps(loops.run(flow(settings, conversations, turns, model_ms, ministack_pid), settings.event_loop)))

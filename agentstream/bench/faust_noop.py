@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from agentstream import loops
 from agentstream.settings import Settings
 from agentstream.streams.worker import events_topic, faust_app
 
@@ -25,7 +26,8 @@ async def run(settings: Settings) -> None:
 
 
 def main() -> None:
-    asyncio.run(run(Settings()))
+    settings = Settings()
+    loops.run(run(settings), settings.event_loop)
 
 
 if __name__ == "__main__":

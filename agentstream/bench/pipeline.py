@@ -31,6 +31,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from agentstream import loops
 from agentstream.bench import direct, load
 from agentstream.bench.capacity import capacity, machine_cpu, others_cores
 from agentstream.bench.common import peak_rss_mb, report, services, summary
@@ -68,7 +69,8 @@ def _steady(fresh: Fresh, name: str, rate: float, seconds: float, with_hops: boo
         run = asyncio.run(load.steady_ws(stack.base_url, stack.port, rate, seconds, sockets))
         spent, machine_after = stack.since(before), machine_cpu()
         hops = load.hops(run.answered, *asyncio.run(load.topic_times(stack.settings))) if with_hops else {}
-        rtt = summary(asyncio.run(load.kafka_round_trip(stack.settings, rate, max(50, int(rate * seconds)))))
+        rtt = summary(loops.run(load.kafka_round_trip(stack.settings, rate, max(50, int(rate * seconds))),
+                                 stack.settings.event_loop))  # on our processes' loop
         rss = peak_rss_mb(stack.procs["worker"].popen.pid)
     latency = summary([(framed - acked) * 1000 for acked, framed in run.answered.values()])
     return {"rate": rate, "sent": run.sent, "samples": len(run.answered), "latency": latency, "kafka_rtt": rtt,

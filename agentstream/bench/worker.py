@@ -35,6 +35,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
+from agentstream import loops
 from agentstream.adapters.bootstrap import populate, setup
 from agentstream.adapters.dynamo import dynamodb_client, put_log_items
 from agentstream.adapters.event_store import idem_item
@@ -191,9 +192,9 @@ def run(users: int = 10_000, per_user: int = 10, timeout: float = 3600) -> dict[
         states = asyncio.run(stored_states(s))  # the items the worker left, which the loop writes
         loop_cpu = CpuMeter(pids, own="bare_loop")
         loop_before = loop_cpu.read()
-        loop = asyncio.run(bare_loop_rate(loop_s, total, states))
+        loop = loops.run(bare_loop_rate(loop_s, total, states), s.event_loop)  # on the worker's loop
         loop_spent = {n: round(seconds, 1) for n, seconds in loop_cpu.since(loop_before).items()}
-        bare = asyncio.run(_bare_rate(s, total))
+        bare = loops.run(_bare_rate(s, total), s.event_loop)
     return {
         "events": total, "users": users, "committed": backlog.committed,
         "worker_events_per_s": round(backlog.rate), "bare_consumer_events_per_s": round(bare),
