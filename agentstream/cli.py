@@ -27,7 +27,7 @@ app = typer.Typer(help="agentstream: event-sourced conversation backend for AI c
 credentials_app = typer.Typer(help="A business's channel secrets, stored encrypted.", no_args_is_help=True)
 app.add_typer(credentials_app, name="credentials")
 app.add_typer(dlq_app, name="dlq")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # a message is one line, whatever the terminal width (or none)
 
 
 def _configured(serve_metrics: bool = False) -> Settings:
