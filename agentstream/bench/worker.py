@@ -16,7 +16,10 @@ to the events topic before the worker starts. Figures:
 - the worker's peak RSS (VmHWM; target < 300 MB);
 - model calls (0: every inbound already has its reply in the log);
 - the CPU seconds of the worker (and of Kafka and ministack, when the run started them) while
-  it worked through the backlog, which show what bounds its rate.
+  it worked through the backlog, which show what bounds its rate; the worker's and the bare
+  loop's CPU over ministack's for the same calls (`worker_over_ministack_cpu`,
+  `bare_loop_over_ministack_cpu`): the second is what the client side of those calls costs
+  with nothing else around it.
 
 Smaller runs: BENCH_WORKER_USERS and BENCH_WORKER_EVENTS_PER_USER (defaults 10 000 and 10).
 """
@@ -168,6 +171,11 @@ def _consume(env: dict[str, str], s: Settings, pids: dict[str, int], logs: Path,
     return Consumed(waited["rate"], waited["wall_s"], waited["first_commit_s"], int(waited["committed"]), cpu, rss, per)
 
 
+def _over_ministack(cpu: dict[str, float], name: str) -> float | None:
+    """`name`'s CPU seconds over ministack's in the same window."""
+    return round(cpu[name] / cpu["ministack"], 3) if cpu.get("ministack") and name in cpu else None
+
+
 def run(users: int = 10_000, per_user: int = 10, timeout: float = 3600) -> dict[str, Any]:
     """The worker on the backlog, then a fresh worker (new group, nothing cached) on the same
     events, all applied by then; a no-op Faust agent and a bare aiokafka consumer on the topic."""
@@ -202,6 +210,9 @@ def run(users: int = 10_000, per_user: int = 10, timeout: float = 3600) -> dict[
         "bare_loop_events_per_s": round(loop.rate), "worker_vs_bare_loop": round(backlog.rate / loop.rate, 3),
         "target_worker_vs_bare_loop": 0.7, "worker_calls_per_event": backlog.calls_per_event,
         "bare_loop_calls_per_event": loop.calls_per_event, "cpu_seconds_while_bare_loop_ran": loop_spent,
+        # the client's side of the same DynamoDB calls against ministack's (issue 16's ours over ministack, per process)
+        "worker_over_ministack_cpu": _over_ministack(backlog.cpu, "worker"),
+        "bare_loop_over_ministack_cpu": _over_ministack(loop_spent, "bare_loop"),
         "applied_events_per_s": round(applied.rate), "applied_vs_bare": round(applied.rate / bare, 4),
         "target_applied_vs_bare": 0.3,
         "faust_noop_events_per_s": round(noop.rate), "faust_noop_vs_bare": round(noop.rate / bare, 4),
