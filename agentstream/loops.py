@@ -22,7 +22,7 @@ def event_loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | N
     return uvloop.new_event_loop
 
 
-def run(main: Coroutine[Any, Any, T], loop: str = "uvloop") -> T:
+def run(main: Coroutine[Any, Any, T], loop: str) -> T:
     """`asyncio.run(main)` on the event loop named."""
     with asyncio.Runner(loop_factory=event_loop_factory(loop)) as runner:
         return runner.run(main)
