@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from agentstream.events import Event, new_event
 from agentstream.projections.conversation import FoldConfig, active_session, apply, empty_memory, fold, handed_off
@@ -130,9 +130,14 @@ def _log(actions: list[tuple[str, int]]) -> list[Event]:
 
 def _expected_handed_off(events: list[Event], inbound: Event) -> bool:
     """The rule read straight off the log: a HandoffRequested earlier in the inbound's session,
-    not released or resolved since, whose person wrote within the timeout."""
+    not released or resolved since, whose person wrote within the timeout; the session itself
+    ends when the inbound comes more than the idle time after its last message."""
     since: datetime | None = None
+    last_message: datetime | None = None
+    idle = timedelta(minutes=CONFIG.idle_minutes)
     for e in events:
+        if e.type == "MessageReceived" and last_message is not None and e.occurredAt - last_message > idle:
+            since = last_message = None  # the session went idle: this inbound opens a new one
         if e.seq >= inbound.seq:
             break
         if since is not None and e.occurredAt - since > timedelta(minutes=120):
@@ -143,11 +148,17 @@ def _expected_handed_off(events: list[Event], inbound: Event) -> bool:
             since = None
         elif e.type == "OwnerReplied" and since is not None:
             since = e.occurredAt
+        if e.type == "SessionResolved" and e.payload.sessionId != "none":
+            last_message = None
+        elif e.type == "MessageReceived" or (e.type in ("ReplyGenerated", "OwnerReplied") and last_message):
+            last_message = e.occurredAt
     return since is not None and inbound.occurredAt - since <= timedelta(minutes=120)
 
 
 @settings(max_examples=300, deadline=None)
 @given(ACTIONS)
+@example([("in", 1), ("handoff", 31), ("handoff", 150), ("handoff", 150), ("handoff", 150), ("in", 120)])
+@example([("in", 1), ("handoff", 32), ("handoff", 150), ("handoff", 150), ("handoff", 150), ("in", 119), ("in", 1)])
 def test_an_inbound_gets_a_reply_iff_not_handed_off_at_its_seq(actions: list[tuple[str, int]]) -> None:
     events = _log(actions)
     answered = {e.payload.inReplyTo for e in events if e.type == "ReplyGenerated"}
