@@ -149,7 +149,14 @@ class ConversationProcessor:
         self._unchecked: set[str] = set()  # cached from a duplicate's load, the log not yet read for skips
         self._outdated: dict[str, int] = {}  # streams just loaded with an older fold's state: how far it had got
         self._seen: OrderedDict[str, int] = OrderedDict()  # per stream: the highest seq the consumer has
+        self._log_read: dict[str, tuple[int, int]] = {}  # per cached stream: (epoch, head) of its last log read
+        self._epoch = 0  # bumped when partitions are revoked: another worker may have answered since
         self._cache_size = cache_size
+
+    def partitions_revoked(self) -> None:
+        """Another worker may answer this one's conversations from now on: what it read of their
+        logs no longer tells it which inbounds are unanswered (see `_unanswered`)."""
+        self._epoch += 1
 
     def saw(self, stream: str, seq: int) -> None:
         """The consumer holds the conversation's event `seq` (maybe queued behind the one being
@@ -193,14 +200,26 @@ class ConversationProcessor:
         elif event.seq in self._skips_ahead.get(event.streamId, ()):
             pending = []  # redelivered, and skipped since: the log read when it was loaded said so
         batch = Batch()
-        for item in pending:
-            states = await self._apply_named(states, item, event, batch)
-            if len(batch.writes) >= MAX_WRITES:
-                states = await self._flush(event, states, batch)
-        await self._flush(event, states, batch)
+        try:
+            for item in pending:
+                states = await self._apply_named(states, item, event, batch)
+                if len(batch.writes) >= MAX_WRITES:
+                    states = await self._flush(event, states, batch)
+            await self._flush(event, states, batch)
+        except BaseException:
+            self._log_read.pop(event.streamId, None)  # maybe answered, not written: the next try reads the log
+            raise
         if self._after_reply:
             for inbound, info in batch.answered:
                 await self._after_reply(inbound, info)
+
+    def _unanswered(self, event: Event) -> bool:
+        """Whether `event` is known to have no reply in the log without reading it: the stream's
+        last read of the log, in this epoch, ended at or before it. Past that read only the
+        conversation's worker appends replies, and this process is that worker until its
+        partitions are revoked (a failed try forgets the read: it may have appended one)."""
+        read = self._log_read.get(event.streamId)
+        return read is not None and read[0] == self._epoch and event.seq >= read[1]
 
     async def _fill_gap(self, event: Event, low: int, upto: int = 0) -> list[Event]:
         """The events after `low` up to `event` (or up to seq `upto`, if further), without those
@@ -209,8 +228,9 @@ class ConversationProcessor:
         between a poison event and its `EventSkipped` never meet it again, nor does a poison
         event redelivered after a restart (a stream not in the cache is read once; the skipped
         seqs found past it are kept)."""
-        upto = max(upto, event.seq)
+        upto, epoch = max(upto, event.seq), self._epoch
         items = await self._store.read_items(event.streamId, after_seq=low)
+        self._log_read[event.streamId] = (epoch, max([event.seq, *(int(i["seq"]) for i in items)]))
         seen = [event_from_item(i) for i in items if int(i["seq"]) != event.seq
                 and (int(i["seq"]) <= upto or i.get("type") in SKIP_TYPES)]
         logged = sorted([*seen, event], key=lambda e: e.seq)
@@ -280,6 +300,7 @@ class ConversationProcessor:
 
     def _drop(self, stream: str) -> None:
         self._cache.pop(stream, None)
+        self._log_read.pop(stream, None)
         self._unchecked.discard(stream)
         self._skips_ahead.pop(stream, None)
 
@@ -287,7 +308,9 @@ class ConversationProcessor:
         self._cache[stream] = states
         self._cache.move_to_end(stream)
         while len(self._cache) > self._cache_size:
-            self._unchecked.discard(self._cache.popitem(last=False)[0])
+            evicted = self._cache.popitem(last=False)[0]
+            self._unchecked.discard(evicted)
+            self._log_read.pop(evicted, None)
 
     async def _apply(self, states: States, event: Event, batch: "Batch") -> States:
         """Fold one event (and, for an inbound, its reply) into `batch`; the new states."""
@@ -299,7 +322,7 @@ class ConversationProcessor:
         batch.add(self._registry, states, puts, event.type)
         await self._handoff_effects(event, states, puts, config)
         if self._answers(event, states, puts, config):
-            reply, new = await self._reply(event, states, info)
+            reply, new = await self._reply(event, states, info, unanswered=self._unanswered(event))
             if new:
                 batch.answered.append((event, info))
             if reply.seq == event.seq + 1:  # next in the log: its effects go in the same write
@@ -372,7 +395,7 @@ class ConversationProcessor:
         try:
             await self._projections.write(list(batch.writes.values()))
         except StaleWrite:
-            self._cache.pop(event.streamId, None)
+            self._drop(event.streamId)  # another process wrote it: what this one read is stale
             log.info("worker.stale_state_reloaded", streamId=event.streamId, seq=event.seq)
             batch.clear()
             return await self._states(event) or states
@@ -391,10 +414,12 @@ class ConversationProcessor:
                 states[p.name], puts[p.name] = p.apply(states[p.name], event, config)
         return states, puts
 
-    async def _reply(self, inbound: MessageReceived, states: States, info: dict[str, Any]) -> tuple[Event, bool]:
+    async def _reply(self, inbound: MessageReceived, states: States, info: dict[str, Any],
+                     unanswered: bool = False) -> tuple[Event, bool]:
         """The one reply to an inbound message (and whether this call appended it): the model is
-        asked only if the log has none."""
-        reply, head = await self._logged_reply(inbound)
+        asked only if the log has none. `unanswered`: known to have none, and to be the head as
+        far as this process knows (no read needed)."""
+        reply, head = (None, inbound.seq) if unanswered else await self._logged_reply(inbound)
         new = False
         if reply is None:
             ctx = await self._context(inbound, states, info)

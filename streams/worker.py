@@ -112,6 +112,10 @@ def build_app(settings: Settings, processor: ConversationProcessor, dlq: Dlq, ex
     app = faust_app(settings)
     topic = events_topic(app, settings)
 
+    @app.on_partitions_revoked.connect
+    async def revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
+        processor.partitions_revoked()
+
     @app.agent(topic, name="conversations")
     async def conversations(stream: faust.StreamT) -> None:
         async for record in stream.noack().events():

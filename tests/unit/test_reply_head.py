@@ -11,12 +11,16 @@ from typing import Any
 
 import pytest
 
+from agentstream.adapters.dlq import Dlq
 from agentstream.adapters.kafka import event_headers
 from agentstream.adapters.llm import Answer, OfflineResponder
+from agentstream.adapters.projection_store import ProjectionStore
+from agentstream.bench.bare_loop import calls_by_operation
 from agentstream.events import ReplyGenerated
 from agentstream.projections.context import ReplyContext
 from agentstream.settings import Settings
-from agentstream.streams.worker import applied_before
+from agentstream.streams.keyed import KeyedExecutor
+from agentstream.streams.worker import applied_before, build_app
 from tests.unit.test_dead_letters import Worker
 from tests.unit.test_event_store_moto import conflicts_so_far
 
@@ -96,3 +100,86 @@ async def test_a_backlog_whose_replies_are_logged_asks_the_model_nothing(
     assert asked.answered == [] and await worker.log() == logged
     memory = await ProjectionStore(moto_ddb, fresh).load_memory(biz, worker.user)
     assert memory == await worker.memory(), "the projections were built again, the same"
+
+
+# ---- a live conversation's next inbound: no read of the log before its reply -----------------
+
+
+def _spent(before: dict[str, float]) -> dict[str, float]:
+    """This process's DynamoDB calls since `before`, by operation."""
+    return {op: n - before.get(op, 0.0) for op, n in calls_by_operation().items() if n - before.get(op, 0.0)}
+
+
+async def test_a_live_conversations_next_inbound_is_answered_without_reading_its_log(
+        moto_ddb: Any, moto_settings: Settings, biz: str) -> None:
+    """The worker read this conversation's log when it met it and has appended its replies since:
+    nobody else answers its inbounds, so the next one costs the reply's append and the
+    projections' write, and no query of the log."""
+    worker = Worker(moto_ddb, moto_settings, biz, f"u{uuid.uuid4().hex[:6]}")
+    await worker.say("Bună ziua", 0)
+    await worker.drain()
+    second = await worker.say("Aveți loc mâine?", 1)
+    before = calls_by_operation()
+    await worker.deliver(second)
+    assert _spent(before) == {"TransactWriteItems": 2}
+    assert await worker.replies_to() == [e.eventId for e in await worker.log() if e.type == "MessageReceived"]
+
+
+async def test_after_a_rebalance_an_inbound_another_worker_answered_asks_the_model_nothing(
+        moto_ddb: Any, moto_settings: Settings, biz: str) -> None:
+    """A worker hands a conversation's partition to another, which answers the next inbound, and
+    gets it back with that inbound redelivered: it reads the log (the reply is there) rather than
+    ask the model again (invariant 3)."""
+    worker = Worker(moto_ddb, moto_settings, biz, f"u{uuid.uuid4().hex[:6]}")
+    first = worker.processor
+    await worker.say("Bună ziua", 0)
+    await worker.drain()
+    second = await worker.say("Aveți loc mâine?", 1)
+    worker.processor = worker.new_processor()  # the other worker
+    first.partitions_revoked()
+    await worker.deliver(second)
+    worker.processor = first  # the partition comes back, the inbound with it
+    await worker.deliver(second)
+    assert worker.responder.answered.count(second.eventId) == 1
+    assert len(await worker.replies_to()) == 2
+
+
+class _WriteFailsOnce(ProjectionStore):
+    """The projections' first write fails (a throttle, a dropped connection)."""
+
+    failed = False
+
+    async def write(self, puts: Any) -> None:
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("connection reset by peer")
+        await super().write(puts)
+
+
+async def test_a_reply_whose_projections_failed_to_write_is_found_on_the_next_try(
+        moto_ddb: Any, moto_settings: Settings, biz: str) -> None:
+    """The reply is appended, the projections' write fails, the event is tried again: the retry
+    reads the log, finds the reply and asks the model nothing."""
+    worker = Worker(moto_ddb, moto_settings, biz, f"u{uuid.uuid4().hex[:6]}")
+    await worker.say("Bună ziua", 0)
+    await worker.drain()
+    projections = _WriteFailsOnce(moto_ddb, moto_settings.tables)
+    worker.processor._projections = projections  # the same worker (its cache kept) on a failing table
+    second = await worker.say("Aveți loc mâine?", 1)
+    await worker.deliver(second)
+    assert projections.failed and worker.responder.answered.count(second.eventId) == 1
+    assert len(await worker.replies_to()) == 2 and worker.dlq.sent == []
+
+
+async def test_the_worker_app_forgets_what_it_read_when_its_partitions_are_revoked(
+        moto_ddb: Any, moto_settings: Settings, biz: str) -> None:
+    """Faust's revocation signal reaches the processor."""
+    worker = Worker(moto_ddb, moto_settings, biz, f"u{uuid.uuid4().hex[:6]}")
+    await worker.say("Bună ziua", 0)
+    await worker.drain()
+    second = await worker.say("Aveți loc mâine?", 1)
+    app = build_app(moto_settings, worker.processor, Dlq(None, moto_settings.topic_dlq), KeyedExecutor(10))
+    await app.on_partitions_revoked.send(set())
+    before = calls_by_operation()
+    await worker.deliver(second)
+    assert "Query" in _spent(before), "the log was read before answering"
