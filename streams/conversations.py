@@ -4,8 +4,10 @@ For each event: duplicates (seq <= lastSeq) are skipped, a gap is filled from th
 pure fold computes the new items, a MessageReceived gets its one reply (appended to the log
 before it is published), and the projected items are written in one transaction. When the
 reply lands right after its inbound (the usual case), it is folded at once and written in the
-same transaction, so its own arrival from the topic is a duplicate that costs nothing. Every
-step is idempotent, so a crash anywhere is repaired by processing the event again.
+same transaction, so its own arrival from the topic is a duplicate that costs nothing. The log
+is searched for an inbound's reply only where another process may have written one (see
+`_unanswered`). Every step is idempotent, so a crash anywhere is repaired by processing the
+event again.
 """
 
 from __future__ import annotations
