@@ -103,28 +103,34 @@ class LeaseTable:
         await self._advance(lease, change)
 
     async def release(self, lease: Lease) -> None:
-        """Hand a lease back on shutdown so another bridge takes it at once. A checkpoint cut
-        short by the shutdown may have landed without our copy seeing its counter: if the row
-        is still ours, it is released at the counter it has."""
+        """Hand a lease back on shutdown so another bridge takes it at once (a lease already
+        lost is left to its new owner)."""
+        def change(nxt: Lease) -> None:
+            nxt.owner, nxt.expires_at = None, 0
+
+        try:
+            await self._advance(lease, change)
+        except LeaseLost:
+            pass
+
+    async def _advance(self, lease: Lease, change: Any) -> None:
+        """Write the lease's next version, changed by `change`. A write of ours cut short (a
+        shutdown's cancellation) may have landed without our copy seeing its counter: if the
+        row is still ours, our copy takes the row's state and the write is made again."""
         async with lease.lock:
             for _ in range(2):
                 nxt = self._next(lease)
-                nxt.owner, nxt.expires_at = None, 0
+                change(nxt)
                 if await self._store.write_if_held(nxt.item(), self.owner, lease.counter):
+                    lease.counter, lease.expires_at = nxt.counter, nxt.expires_at
+                    lease.checkpoint, lease.finished, lease.checkpoint_at = nxt.checkpoint, nxt.finished, nxt.checkpoint_at
                     return
                 current = await self.get(lease.shard_id)
                 if current is None or current.owner != self.owner:
-                    return
+                    break
                 lease.counter, lease.checkpoint = current.counter, current.checkpoint
-
-    async def _advance(self, lease: Lease, change: Any) -> None:
-        async with lease.lock:
-            nxt = self._next(lease)
-            change(nxt)
-            if not await self._store.write_if_held(nxt.item(), self.owner, lease.counter):
-                raise LeaseLost(lease.shard_id)
-            lease.counter, lease.expires_at = nxt.counter, nxt.expires_at
-            lease.checkpoint, lease.finished, lease.checkpoint_at = nxt.checkpoint, nxt.finished, nxt.checkpoint_at
+                lease.finished, lease.checkpoint_at = current.finished, current.checkpoint_at
+            raise LeaseLost(lease.shard_id)
 
     def _next(self, lease: Lease) -> Lease:
         return dataclasses.replace(lease, owner=self.owner, counter=lease.counter + 1,

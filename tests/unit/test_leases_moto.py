@@ -101,3 +101,42 @@ async def test_a_worker_runs_the_session_timer_under_its_lease_unless_told_not_t
     stop.set()
     await running
     assert (await probe.get(EXPIRY_LEASE)).owner is None, "handed back on stop"  # type: ignore[union-attr]
+
+
+class _CutShort:
+    """The DynamoDB client; when armed, the next put lands but its answer never arrives (a
+    shutdown cancels the bridge's shard reader in the middle of it)."""
+
+    def __init__(self, ddb: Any) -> None:
+        self._ddb, self.armed = ddb, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ddb, name)
+
+    async def put_item(self, **kwargs: Any) -> Any:
+        answer = await self._ddb.put_item(**kwargs)
+        if self.armed:
+            self.armed = False
+            raise asyncio.CancelledError
+        return answer
+
+
+async def test_a_checkpoint_cut_short_by_a_shutdown_still_settles_and_hands_the_lease_back(
+        moto_ddb: Any, moto_settings: Settings, biz: str) -> None:
+    """The checkpoint landed but the bridge never saw it: settling its last batch and handing
+    the lease back still work, so another bridge takes the shard at once."""
+    shard = f"{biz}:shard-1"
+    ddb = _CutShort(moto_ddb)
+    leases = LeaseTable(ddb, moto_settings.tables.leases, "bridge-1")
+    await leases.register(shard, None)
+    mine = await leases.acquire(await leases.get(shard))  # type: ignore[arg-type]
+    assert mine is not None
+    ddb.armed = True
+    with pytest.raises(asyncio.CancelledError):
+        await leases.checkpoint(mine, "seq-1")
+    await leases.checkpoint(mine, "seq-2")  # the cancelled reader settles its last batch
+    await leases.release(mine)
+    row = await table(moto_ddb, moto_settings, "probe").get(shard)
+    assert row is not None and row.owner is None and row.checkpoint == "seq-2"
+    taken = await table(moto_ddb, moto_settings, "bridge-2").acquire(row)
+    assert taken is not None and taken.checkpoint == "seq-2"
