@@ -151,14 +151,15 @@ class ConversationProcessor:
         self._unchecked: set[str] = set()  # cached from a duplicate's load, the log not yet read for skips
         self._outdated: dict[str, int] = {}  # streams just loaded with an older fold's state: how far it had got
         self._seen: OrderedDict[str, int] = OrderedDict()  # per stream: the highest seq the consumer has
-        self._log_read: dict[str, tuple[int, int]] = {}  # per cached stream: (epoch, head) of its last log read
-        self._epoch = 0  # bumped when partitions are revoked: another worker may have answered since
+        self._log_read: dict[str, int] = {}  # per cached stream: the head its last log read saw (this epoch)
+        self._epoch = 0  # bumped when partitions are revoked: a read begun before then is not kept
         self._cache_size = cache_size
 
     def partitions_revoked(self) -> None:
         """Another worker may answer this one's conversations from now on: what it read of their
         logs no longer tells it which inbounds are unanswered (see `_unanswered`)."""
         self._epoch += 1
+        self._log_read.clear()
 
     def saw(self, stream: str, seq: int) -> None:
         """The consumer holds the conversation's event `seq` (maybe queued behind the one being
@@ -217,11 +218,10 @@ class ConversationProcessor:
 
     def _unanswered(self, event: Event) -> bool:
         """Whether `event` is known to have no reply in the log without reading it: the stream's
-        last read of the log, in this epoch, ended at or before it. Past that read only the
+        last read of the log (in this epoch) ended at or before it. Past that read only the
         conversation's worker appends replies, and this process is that worker until its
         partitions are revoked (a failed try forgets the read: it may have appended one)."""
-        read = self._log_read.get(event.streamId)
-        return read is not None and read[0] == self._epoch and event.seq >= read[1]
+        return event.seq >= self._log_read.get(event.streamId, event.seq + 1)
 
     async def _fill_gap(self, event: Event, low: int, upto: int = 0) -> list[Event]:
         """The events after `low` up to `event` (or up to seq `upto`, if further), without those
@@ -232,7 +232,8 @@ class ConversationProcessor:
         seqs found past it are kept)."""
         upto, epoch = max(upto, event.seq), self._epoch
         items = await self._store.read_items(event.streamId, after_seq=low)
-        self._log_read[event.streamId] = (epoch, max([event.seq, *(int(i["seq"]) for i in items)]))
+        if epoch == self._epoch:  # not revoked meanwhile
+            self._log_read[event.streamId] = max([event.seq, *(int(i["seq"]) for i in items)])
         seen = [event_from_item(i) for i in items if int(i["seq"]) != event.seq
                 and (int(i["seq"]) <= upto or i.get("type") in SKIP_TYPES)]
         logged = sorted([*seen, event], key=lambda e: e.seq)

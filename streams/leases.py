@@ -128,8 +128,8 @@ class LeaseTable:
                 current = await self.get(lease.shard_id)
                 if current is None or current.owner != self.owner:
                     break
-                lease.counter, lease.checkpoint = current.counter, current.checkpoint
-                lease.finished, lease.checkpoint_at = current.finished, current.checkpoint_at
+                lease.counter, lease.checkpoint, lease.finished, lease.checkpoint_at = (
+                    current.counter, current.checkpoint, current.finished, current.checkpoint_at)
             raise LeaseLost(lease.shard_id)
 
     def _next(self, lease: Lease) -> Lease:

@@ -113,7 +113,7 @@ def build_app(settings: Settings, processor: ConversationProcessor, dlq: Dlq, ex
     topic = events_topic(app, settings)
 
     @app.on_partitions_revoked.connect
-    async def revoked(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
+    async def forget_reads(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
         processor.partitions_revoked()
 
     @app.agent(topic, name="conversations")
