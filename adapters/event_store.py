@@ -155,19 +155,26 @@ class EventStore:
             if not turn.waiting:
                 del self._turns[stream]
 
-    async def _write(self, event: Event, external_id: str | None, aliases: tuple[str, ...] = ()) -> None:
-        put = {
-            "TableName": self._table,
-            "Item": to_item(log_item(event)),
-            "ConditionExpression": "attribute_not_exists(streamId)",
-        }
-        if external_id is None:
-            await self._ddb.put_item(**put)
-            return
-        idem = {"TableName": self._table, "Item": to_item(idem_item(event.businessId, external_id, event)),
+    def append_items(self, event: Event, external_id: str) -> list[dict[str, Any]]:
+        """The transaction items that append `event` at its own seq, once per `external_id`: for a
+        caller that writes them in one transaction with items of its own. Each is conditional,
+        so the transaction is cancelled if the seq is taken or the id recorded already (the
+        cancellation's first two reasons say which)."""
+        return [{"Put": self._log_put(event)}, {"Put": self._idem_put(event, external_id)}]
+
+    def _log_put(self, event: Event) -> dict[str, Any]:
+        return {"TableName": self._table, "Item": to_item(log_item(event)), "ConditionExpression": "attribute_not_exists(streamId)"}
+
+    def _idem_put(self, event: Event, external_id: str) -> dict[str, Any]:
+        return {"TableName": self._table, "Item": to_item(idem_item(event.businessId, external_id, event)),
                 "ConditionExpression": "attribute_not_exists(streamId)"}
+
+    async def _write(self, event: Event, external_id: str | None, aliases: tuple[str, ...] = ()) -> None:
+        if external_id is None:
+            await self._ddb.put_item(**self._log_put(event))
+            return
         extra = [{"Put": {"TableName": self._table, "Item": to_item(idem_item(event.businessId, a, event))}} for a in aliases]
-        await self._ddb.transact_write_items(TransactItems=[{"Put": put}, {"Put": idem}, *extra])
+        await self._ddb.transact_write_items(TransactItems=[*self.append_items(event, external_id), *extra])
 
     async def _on_conflict(self, exc: Exception, event: Event, external_id: str | None) -> AppendResult | None:
         """A duplicate external id returns the first event; a seq race returns None (retry)."""

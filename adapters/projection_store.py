@@ -25,6 +25,11 @@ class StaleWrite(RuntimeError):
     """The table already holds a newer state than the one written."""
 
 
+class AppendRaced(RuntimeError):
+    """An append written with the puts did not go in (its seq is taken, or its idempotency key is
+    recorded already), so nothing of the transaction did."""
+
+
 class ProjectionStore:
     """Reads projections' state items and writes their puts (`Put.table` names a `Tables` field)."""
 
@@ -52,17 +57,24 @@ class ProjectionStore:
             request = resp.get("UnprocessedKeys") or {}
         return found
 
-    async def write(self, puts: list[Put]) -> None:
+    async def write(self, puts: list[Put], appends: list[dict[str, Any]] | None = None) -> None:
         """Puts in one transaction, each conditional on its position: all of the events' effects
-        (and the positions that say they are done) land together or not at all."""
-        requests = [self._monotonic_put(p) for p in puts]
+        (and the positions that say they are done) land together or not at all. `appends`:
+        transaction items of an append (`EventStore.append_items`) that land with them, first."""
+        appends = appends or []
+        requests = [*appends, *({"Put": self._monotonic_put(p)} for p in puts)]
         try:
-            if len(requests) == 1:
-                await self._ddb.put_item(**requests[0])
+            if len(requests) == 1 and not appends:
+                await self._ddb.put_item(**requests[0]["Put"])
             elif requests:
-                await self._ddb.transact_write_items(TransactItems=[{"Put": r} for r in requests])
+                await self._ddb.transact_write_items(TransactItems=requests)
         except Exception as exc:
-            if error_code(exc) in ("ConditionalCheckFailedException", "TransactionCanceledException"):
+            code = error_code(exc)
+            reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
+            if code == "TransactionCanceledException" and any(
+                    r.get("Code") == "ConditionalCheckFailed" for r in reasons[:len(appends)]):
+                raise AppendRaced(f"an append written with the projections of {_who(puts)} lost its race") from None
+            if code in ("ConditionalCheckFailedException", "TransactionCanceledException"):
                 raise StaleWrite(f"a newer state is stored for {_who(puts)}") from None
             raise
 

@@ -1,13 +1,16 @@
 """Applies one conversation's events in seq order: projections, then the reply (invariants 1, 3-5).
 
 For each event: duplicates (seq <= lastSeq) are skipped, a gap is filled from the log, the
-pure fold computes the new items, a MessageReceived gets its one reply (appended to the log
-before it is published), and the projected items are written in one transaction. When the
-reply lands right after its inbound (the usual case), it is folded at once and written in the
-same transaction, so its own arrival from the topic is a duplicate that costs nothing. The log
-is searched for an inbound's reply only where another process may have written one (see
-`_unanswered`). Every step is idempotent, so a crash anywhere is repaired by processing the
-event again.
+pure fold computes the new items, a MessageReceived gets its one reply, and the projected items
+are written in one transaction. A reply that can go right after its inbound (the usual case) is
+folded at once and appended in that same transaction, then published: its own arrival from the
+topic is a duplicate that costs nothing. A worker killed between the transaction and the publish
+leaves the inbound's record uncommitted; whoever meets it again finds the projections stopping
+right after it and publishes the reply logged there (`_publish_again`). A reply that cannot go
+right after its inbound is appended (where the log's head is) and published before the
+projections are written. The log is searched for an inbound's reply only where another process
+may have written one (see `_unanswered`). Every step is idempotent, so a crash anywhere is
+repaired by processing the event again.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from agentstream import metrics
 from agentstream.adapters.business import BusinessDirectory, handoff_timeout_minutes, idle_minutes, nudge_config
 from agentstream.adapters.event_store import EventStore, event_from_item
 from agentstream.adapters.llm import Answer, Responder
-from agentstream.adapters.projection_store import ProjectionStore, StaleWrite
+from agentstream.adapters.projection_store import AppendRaced, ProjectionStore, StaleWrite
 from agentstream.events import (
     IMPORTED, OUTBOUND_TYPES, Event, HandoffRequested, MessageReceived, SkipRevoked, UnknownSchemaVersion, derive_id,
     new_event, reply_event_id, utc_now,
@@ -55,9 +58,24 @@ AfterReply = Callable[[MessageReceived, dict[str, Any]], Awaitable[None]]  # (in
 OnHandoff = Callable[[Event], Awaitable[None]]  # tells the owner (topic agent.handoffs.v1, webhook); must not raise
 HANDOFF_MODEL = "handoff"  # the model of the reply that tells a customer who asked for a person that one will answer
 REPLY_LOOKAHEAD = 4  # events after an inbound read to find its reply (and the head) in one query
-MAX_WRITES = 90  # puts in one transaction (DynamoDB takes 100)
+MAX_WRITES = 90  # puts in one transaction (DynamoDB takes 100, and a reply's append adds 2)
+MAX_UNSENT = 256  # replies kept for the next try of an event whose one-transaction write failed
 REPLIES_FOLLOW = "conversation"  # an inbound is answered when this projection applies it
 States = dict[str, Item]
+
+
+Snapshot = tuple[States, dict[tuple[str, tuple[Any, ...]], Put], list[str]]
+
+
+@dataclass
+class PendingReply:
+    """A reply drafted at its inbound's seq + 1, appended in the projections' transaction; `before`
+    is the batch as it was before the reply was folded, which a lost race goes back to."""
+
+    reply: Event
+    inbound: MessageReceived
+    info: dict[str, Any]
+    before: Snapshot
 
 
 @dataclass
@@ -67,6 +85,10 @@ class Batch:
     writes: dict[tuple[str, tuple[Any, ...]], Put] = field(default_factory=dict)
     applied: list[str] = field(default_factory=list)
     answered: list[tuple[MessageReceived, dict[str, Any]]] = field(default_factory=list)  # new replies, for after_reply
+    reply: PendingReply | None = None  # written with the puts, published once they are in
+
+    def snapshot(self, states: States) -> Snapshot:
+        return states, dict(self.writes), list(self.applied)
 
     def add(self, registry: Sequence[Projection], states: States, puts: dict[str, list[Put]], kind: str) -> None:
         for p in registry:
@@ -79,6 +101,7 @@ class Batch:
     def clear(self) -> None:
         self.writes.clear()
         self.applied.clear()
+        self.reply = None
 
 
 def fold_config(info: dict[str, Any], default_idle_minutes: int) -> FoldConfig:
@@ -100,6 +123,12 @@ def _current(projection: Projection, stored: Item | None, event: Event) -> Item:
     if stored is None or state_version(stored) < projection.version:
         return projection.empty(event.businessId, event.userId)
     return stored
+
+
+def hands_off(reply: Event) -> bool:
+    """Whether a reply hands its conversation to a person: it tells a customer who asked for one
+    that one will answer, or it is the fallback of a model that could not answer."""
+    return getattr(reply.payload, "model", "") == HANDOFF_MODEL or bool(getattr(reply.payload, "fallback", False))
 
 
 def applied_up_to(states: States) -> int:
@@ -153,6 +182,7 @@ class ConversationProcessor:
         self._seen: OrderedDict[str, int] = OrderedDict()  # per stream: the highest seq the consumer has
         self._log_read: dict[str, int] = {}  # per cached stream: the head its last log read saw (this epoch)
         self._epoch = 0  # bumped when partitions are revoked: a read begun before then is not kept
+        self._unsent: OrderedDict[str, Event] = OrderedDict()  # per inbound: a reply whose one-transaction write failed
         self._cache_size = cache_size
 
     def partitions_revoked(self) -> None:
@@ -194,6 +224,8 @@ class ConversationProcessor:
             if not cached:  # read again after a restart or a rebalance: the stream's next ones are too
                 self._remember(event.streamId, states)
                 self._unchecked.add(event.streamId)
+            if isinstance(event, MessageReceived) and low == event.seq + 1:
+                await self._publish_again(event)
             return
         pending = [event]
         if event.seq > low + 1 or not cached or event.streamId in self._unchecked:
@@ -325,12 +357,16 @@ class ConversationProcessor:
         batch.add(self._registry, states, puts, event.type)
         await self._handoff_effects(event, states, puts, config)
         if self._answers(event, states, puts, config):
-            reply, new = await self._reply(event, states, info, unanswered=self._unanswered(event))
+            reply, new = await self._reply(event, states, info, unanswered=self._unanswered(event), batch=batch)
             if new:
                 batch.answered.append((event, info))
             if reply.seq == event.seq + 1:  # next in the log: its effects go in the same write
-                states, puts = self._fold(states, reply, config)
-                batch.add(self._registry, states, puts, reply.type)
+                states = self._fold_into(batch, states, reply, config)
+        return states
+
+    def _fold_into(self, batch: "Batch", states: States, event: Event, config: FoldConfig) -> States:
+        states, puts = self._fold(states, event, config)
+        batch.add(self._registry, states, puts, event.type)
         return states
 
     @staticmethod
@@ -381,7 +417,7 @@ class ConversationProcessor:
         """After the reply to `inbound`: a customer who asked for a person, or a model that could
         not answer (its fallback promises a colleague), hands the conversation to a person."""
         payload = reply.payload
-        if not (getattr(payload, "model", "") == HANDOFF_MODEL or getattr(payload, "fallback", False)):
+        if not hands_off(reply):
             return
         by, reason = ("customer", inbound.payload.content[:200]) if payload.model == HANDOFF_MODEL else ("responder", "fallback")
         draft = new_event(
@@ -392,21 +428,54 @@ class ConversationProcessor:
         await self._store.append(draft, external_id=f"handoff:{inbound.eventId}")
 
     async def _flush(self, event: Event, states: States, batch: "Batch") -> States:
-        """Write the batch in one transaction; on a newer stored state, reload it instead."""
+        """Write the batch in one transaction (with its reply, if it has one, then published); on
+        a newer stored state, reload it instead."""
         if not batch.writes:
             return states
+        pending = batch.reply
         try:
-            await self._projections.write(list(batch.writes.values()))
+            appends = self._store.append_items(pending.reply, reply_key(pending.inbound.eventId)) if pending else None
+            await self._projections.write(list(batch.writes.values()), appends)
+        except AppendRaced:
+            assert pending is not None
+            return await self._append_raced(event, batch, pending)
         except StaleWrite:
             self._drop(event.streamId)  # another process wrote it: what this one read is stale
             log.info("worker.stale_state_reloaded", streamId=event.streamId, seq=event.seq)
             batch.clear()
             return await self._states(event) or states
+        except Exception:
+            if pending:  # the next try appends this reply on its own first (not asking the model again), so
+                self._keep_unsent(pending)  # projections that cannot be written do not keep it from the customer
+            raise
         self._remember(event.streamId, states)
         for kind in batch.applied:
             metrics.WORKER_EVENTS.labels(type=kind, outcome="applied").inc()
         batch.clear()
+        if pending:
+            self._logged(pending.reply, pending.inbound)
+            await self._publish_reply(pending.reply, first=True)
+            batch.answered.append((pending.inbound, pending.info))
         return states
+
+    async def _append_raced(self, event: Event, batch: "Batch", pending: PendingReply) -> States:
+        """The batch's reply could not go right after its inbound (the customer wrote again, or
+        another worker answered): the batch goes back to before the reply, the reply is appended
+        where the log's head is (or the one logged already is taken) and published, then the
+        batch is written."""
+        metrics.APPEND_CONFLICTS.labels(pending.reply.type).inc()  # a write lost to the head, as an append's
+        states, batch.writes, batch.applied = pending.before
+        batch.reply = None
+        inbound = pending.inbound
+        appended = await self._store.append(pending.reply, external_id=reply_key(inbound.eventId))
+        reply, new = appended.event, not appended.duplicate
+        if new:
+            self._logged(reply, inbound)
+            batch.answered.append((inbound, pending.info))
+        await self._publish_reply(reply, first=new)
+        if reply.seq == inbound.seq + 1:
+            states = self._fold_into(batch, states, reply, fold_config(pending.info, self._idle))
+        return await self._flush(event, states, batch)
 
     def _fold(self, states: States, event: Event, config: FoldConfig) -> tuple[States, dict[str, list[Put]]]:
         """Apply `event` to each projection that has not seen it: the new states and, per
@@ -418,47 +487,75 @@ class ConversationProcessor:
         return states, puts
 
     async def _reply(self, inbound: MessageReceived, states: States, info: dict[str, Any],
-                     unanswered: bool = False) -> tuple[Event, bool]:
+                     unanswered: bool = False, batch: "Batch | None" = None) -> tuple[Event, bool]:
         """The one reply to an inbound message (and whether this call appended it): the model is
         asked only if the log has none. `unanswered`: known to have none, and to be the head as
-        far as this process knows (no read needed)."""
+        far as this process knows (no read needed). With `batch`, a reply that goes right after
+        its inbound is left in it (`Batch.reply`), to be appended with the projections in one
+        transaction and published after it (`_flush`)."""
+        kept = self._unsent.pop(inbound.eventId, None)
         reply, head = (None, inbound.seq) if unanswered else await self._logged_reply(inbound)
-        new = False
-        if reply is None:
-            ctx = await self._context(inbound, states, info)
-            sent = build_prompt(ctx, self._budget)
-            answer = await self._answer(ctx)
-            session = active_session(states[REPLIES_FOLLOW]) or {}
-            draft = new_event(
-                "ReplyGenerated",
-                event_id=reply_event_id(inbound.eventId),
-                business_id=inbound.businessId,
-                user_id=inbound.userId,
-                location_id=inbound.locationId,
-                channel=inbound.channel,
-                payload={
-                    "content": answer.content,
-                    "inReplyTo": inbound.eventId,
-                    "sessionId": session.get("sessionId", ""),
-                    "model": answer.model,
-                    "latencyMs": answer.latency_ms,
-                    "usage": {"promptTokens": answer.prompt_tokens, "completionTokens": answer.completion_tokens},
-                    "fallback": answer.fallback,
-                    "deliverTo": dict(inbound.payload.replyTo),
-                    "promptHash": prompt_hash(sent),
-                    "versions": self._versions(inbound, info),
-                },
-            )
-            if head is not None and self._seen.get(inbound.streamId, 0) > head:
-                head = None  # the customer wrote again meanwhile: read the head rather than lose a write to it
-            appended = await self._store.append(draft, external_id=reply_key(inbound.eventId), head=head)
-            reply, new = appended.event, not appended.duplicate
-            metrics.EVENTS_APPENDED.labels(type="ReplyGenerated", channel=inbound.channel).inc()
-            metrics.REPLY_LATENCY.observe(max(0.0, (utc_now() - inbound.occurredAt).total_seconds()))
-            log.info("worker.reply_appended", eventId=reply.eventId, inReplyTo=inbound.eventId, streamId=inbound.streamId)
-        await self._publish_reply(reply, first=new)
-        await self._hand_off_if_asked(inbound, reply, states)
-        return reply, new
+        if reply is not None:
+            await self._publish_reply(reply)
+            await self._hand_off_if_asked(inbound, reply, states)
+            return reply, False
+        draft = kept or await self._draft(inbound, states, info)
+        if head is not None and self._seen.get(inbound.streamId, 0) > head:
+            head = None  # the customer wrote again meanwhile: read the head rather than lose a write to it
+        if batch is not None and head == inbound.seq and kept is None and not hands_off(draft):
+            batch.reply = PendingReply(draft.with_seq(head + 1), inbound, info, batch.snapshot(states))
+            return batch.reply.reply, False
+        appended = await self._store.append(draft, external_id=reply_key(inbound.eventId), head=head)
+        if not appended.duplicate:
+            self._logged(appended.event, inbound)
+        await self._publish_reply(appended.event, first=not appended.duplicate)
+        await self._hand_off_if_asked(inbound, appended.event, states)
+        return appended.event, not appended.duplicate
+
+    async def _draft(self, inbound: MessageReceived, states: States, info: dict[str, Any]) -> Event:
+        """The model's reply to `inbound` as an event, not yet in the log."""
+        ctx = await self._context(inbound, states, info)
+        sent = build_prompt(ctx, self._budget)
+        answer = await self._answer(ctx)
+        session = active_session(states[REPLIES_FOLLOW]) or {}
+        return new_event(
+            "ReplyGenerated",
+            event_id=reply_event_id(inbound.eventId),
+            business_id=inbound.businessId,
+            user_id=inbound.userId,
+            location_id=inbound.locationId,
+            channel=inbound.channel,
+            payload={
+                "content": answer.content,
+                "inReplyTo": inbound.eventId,
+                "sessionId": session.get("sessionId", ""),
+                "model": answer.model,
+                "latencyMs": answer.latency_ms,
+                "usage": {"promptTokens": answer.prompt_tokens, "completionTokens": answer.completion_tokens},
+                "fallback": answer.fallback,
+                "deliverTo": dict(inbound.payload.replyTo),
+                "promptHash": prompt_hash(sent),
+                "versions": self._versions(inbound, info),
+            },
+        )
+
+    def _keep_unsent(self, pending: PendingReply) -> None:
+        self._unsent[pending.inbound.eventId] = pending.reply
+        while len(self._unsent) > MAX_UNSENT:
+            self._unsent.popitem(last=False)
+
+    def _logged(self, reply: Event, inbound: MessageReceived) -> None:
+        metrics.EVENTS_APPENDED.labels(type="ReplyGenerated", channel=inbound.channel).inc()
+        metrics.REPLY_LATENCY.observe(max(0.0, (utc_now() - inbound.occurredAt).total_seconds()))
+        log.info("worker.reply_appended", eventId=reply.eventId, inReplyTo=inbound.eventId, streamId=inbound.streamId)
+
+    async def _publish_again(self, inbound: MessageReceived) -> None:
+        """A duplicate of the inbound the projections stop right after: its reply may have gone
+        in with them, and its publication died with the process that wrote them (kill -9 between
+        the two). Published again, not as a first publication: delivery looks for its record."""
+        reply = await self._store.get(inbound.streamId, inbound.seq + 1)
+        if reply is not None and reply.type == "ReplyGenerated" and getattr(reply.payload, "inReplyTo", None) == inbound.eventId:
+            await self._publish_reply(reply)
 
     async def _logged_reply(self, inbound: MessageReceived) -> tuple[Event | None, int | None]:
         """The inbound's reply if the log has it; else None and the stream's head (None: not read).

@@ -1,6 +1,7 @@
 """The worker's per-event DynamoDB round trips on the real local server, and that saving them
-keeps every guarantee: a turn of a conversation the worker has met costs the reply's append and
-one projection write (no query: it read the log when it met it, and answers it alone since);
+keeps every guarantee: a turn of a conversation the worker has met costs one transaction, the
+reply's append with the projections' write (no query: it read the log when it met it, and
+answers it alone since);
 the reply coming back from the topic costs nothing; the projections still equal a replay; a
 later event this build cannot read does not stop an earlier inbound's reply; appends by
 alternating writers (gateway, worker, delivery) never fail a transaction on a stale head."""
@@ -66,7 +67,7 @@ def inbound(user: str, text: str) -> Event:
     return new_event("MessageReceived", business_id="demo-salon", user_id=user, channel="websocket", payload={"content": text})
 
 
-async def test_a_turn_costs_two_round_trips_and_the_returning_reply_none(world: CountedWorld) -> None:
+async def test_a_turn_costs_one_round_trip_and_the_returning_reply_none(world: CountedWorld) -> None:
     first = (await world.store.append(inbound("t1", "Bună ziua, aveți loc azi?"))).event
     await world.processor.handle(first)  # warms the conversation and the business caches
     reply = world.published[-1]
@@ -76,7 +77,7 @@ async def test_a_turn_costs_two_round_trips_and_the_returning_reply_none(world: 
 
     second = (await world.store.append(inbound("t1", "Și mâine la 10?"))).event
     await world.processor.handle(second)
-    assert world.counting.calls == Counter(transact_write_items=2), world.counting.calls
+    assert world.counting.calls == Counter(transact_write_items=1), world.counting.calls
     assert not world.counting.failed and world.responder.calls == 2
     log = await world.store.read("demo-salon#t1")
     assert [e.type for e in log] == ["MessageReceived", "ReplyGenerated"] * 2

@@ -80,6 +80,7 @@ class Worker:
     user: str
     responder: PoisonedResponder = field(default_factory=PoisonedResponder)
     dlq: FakeDlq = field(default_factory=FakeDlq)
+    published: list[tuple[str, bool]] = field(default_factory=list)  # (eventId, first) put on agent.replies.v1
 
     def __post_init__(self) -> None:
         self.store = EventStore(self.ddb, self.settings.tables.events)
@@ -89,8 +90,8 @@ class Worker:
     def new_processor(self) -> ConversationProcessor:
         """A fresh processor (as after a restart: nothing cached)."""
 
-        async def publish(_: Event, first: bool = False) -> None:
-            pass
+        async def publish(reply: Event, first: bool = False) -> None:
+            self.published.append((reply.eventId, first))
 
         return ConversationProcessor(self.store, ProjectionStore(self.ddb, self.settings.tables),
                                      BusinessDirectory(self.ddb, self.settings.tables), self.responder, publish)

@@ -65,6 +65,8 @@ async def test_a_reply_goes_after_a_message_the_consumer_already_holds(
         ("MessageReceived", "Bună ziua"), ("MessageReceived", "Și mâine?"), ("ReplyGenerated", None),
         ("ReplyGenerated", None)]
     assert [e.payload.inReplyTo for e in log if isinstance(e, ReplyGenerated)] == [first.eventId, log[1].eventId]
+    assert worker.published == [(e.eventId, True) for e in log if isinstance(e, ReplyGenerated)], \
+        "each reply published once, as just logged"
 
 
 
@@ -113,15 +115,15 @@ def _spent(before: dict[str, float]) -> dict[str, float]:
 async def test_a_live_conversations_next_inbound_is_answered_without_reading_its_log(
         moto_ddb: Any, moto_settings: Settings, biz: str) -> None:
     """The worker read this conversation's log when it met it and has appended its replies since:
-    nobody else answers its inbounds, so the next one costs the reply's append and the
-    projections' write, and no query of the log."""
+    nobody else answers its inbounds, so the next one costs one transaction (the reply's append
+    with the projections' write) and no query of the log."""
     worker = Worker(moto_ddb, moto_settings, biz, f"u{uuid.uuid4().hex[:6]}")
     await worker.say("Bună ziua", 0)
     await worker.drain()
     second = await worker.say("Aveți loc mâine?", 1)
     before = calls_by_operation()
     await worker.deliver(second)
-    assert _spent(before) == {"TransactWriteItems": 2}
+    assert _spent(before) == {"TransactWriteItems": 1}
     assert await worker.replies_to() == [e.eventId for e in await worker.log() if e.type == "MessageReceived"]
 
 
@@ -144,31 +146,62 @@ async def test_after_a_rebalance_an_inbound_another_worker_answered_asks_the_mod
     assert len(await worker.replies_to()) == 2
 
 
-class _WriteFailsOnce(ProjectionStore):
-    """The projections' first write fails (a throttle, a dropped connection)."""
+class _AnswerLostOnce(ProjectionStore):
+    """The projections' first write lands, but its answer is lost (a dropped connection)."""
 
     failed = False
 
-    async def write(self, puts: Any) -> None:
+    async def write(self, puts: Any, appends: Any = None) -> None:
+        await super().write(puts, appends)
         if not self.failed:
             self.failed = True
             raise ConnectionError("connection reset by peer")
-        await super().write(puts)
 
 
-async def test_a_reply_whose_projections_failed_to_write_is_found_on_the_next_try(
+async def test_a_reply_written_with_an_unseen_answer_is_found_on_the_next_try(
         moto_ddb: Any, moto_settings: Settings, biz: str) -> None:
-    """The reply is appended, the projections' write fails, the event is tried again: the retry
-    reads the log, finds the reply and asks the model nothing."""
+    """The reply and the projections land in one transaction whose answer is lost, so the event
+    is tried again: the retry reads the log, finds the reply and asks the model nothing."""
     worker = Worker(moto_ddb, moto_settings, biz, f"u{uuid.uuid4().hex[:6]}")
     await worker.say("Bună ziua", 0)
     await worker.drain()
-    projections = _WriteFailsOnce(moto_ddb, moto_settings.tables)
+    projections = _AnswerLostOnce(moto_ddb, moto_settings.tables)
     worker.processor._projections = projections  # the same worker (its cache kept) on a failing table
     second = await worker.say("Aveți loc mâine?", 1)
     await worker.deliver(second)
     assert projections.failed and worker.responder.answered.count(second.eventId) == 1
     assert len(await worker.replies_to()) == 2 and worker.dlq.sent == []
+
+
+class _WriteFailsOnce(ProjectionStore):
+    """The projections' first write fails before it lands (a throttle, a refused connection)."""
+
+    failed = False
+
+    async def write(self, puts: Any, appends: Any = None) -> None:
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("connection refused")
+        await super().write(puts, appends)
+
+
+async def test_a_reply_whose_one_transaction_failed_is_appended_first_on_the_next_try(
+        moto_ddb: Any, moto_settings: Settings, biz: str) -> None:
+    """Nothing of the failed transaction landed: the retry appends the answer it already has on
+    its own before writing the projections (so projections that cannot be written would not keep
+    it from the customer), and asks the model nothing."""
+    worker = Worker(moto_ddb, moto_settings, biz, f"u{uuid.uuid4().hex[:6]}")
+    await worker.say("Bună ziua", 0)
+    await worker.drain()
+    worker.processor._projections = _WriteFailsOnce(moto_ddb, moto_settings.tables)
+    second = await worker.say("Aveți loc mâine?", 1)
+    before = calls_by_operation()
+    await worker.deliver(second)
+    assert worker.responder.answered.count(second.eventId) == 1
+    assert _spent(before) == {"Query": 1, "TransactWriteItems": 2}, "the log read, the reply's append, the projections"
+    reply = (await worker.log())[-1]
+    assert reply.type == "ReplyGenerated" and reply.payload.inReplyTo == second.eventId
+    assert worker.published[-1] == (reply.eventId, True) and worker.dlq.sent == []
 
 
 async def test_the_worker_app_forgets_what_it_read_when_its_partitions_are_revoked(

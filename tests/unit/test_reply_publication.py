@@ -1,8 +1,9 @@
 """A worker killed after a reply is in the log and before it is published: the worker that takes
-the conversation over publishes it. The projections are written after the publish, so the
-inbound is not yet applied for the successor, which finds the reply in the log and publishes it
-(without asking the model again). The load test caught this broken when the reply and the
-projections went into one transaction: a widget customer never got one reply. On moto."""
+the conversation over publishes it, without asking the model again. The reply and the
+projections go into one transaction, so for the successor the inbound is applied already: it
+meets the inbound again (its offset was not committed), finds the projections stopping right
+after it, and publishes the reply logged there. The load test caught a first version of the one
+transaction without that: a widget customer never got one reply. On moto."""
 
 from __future__ import annotations
 
@@ -60,3 +61,24 @@ async def test_a_reply_logged_but_never_published_is_published_by_the_next_worke
     assert firsts == [True, False], "found in the log: maybe delivered already, so delivery checks"
     assert worker.responder.answered == [inbound.eventId], "the model was asked once"
     assert await worker.verify() == []
+
+
+async def test_a_reply_is_published_again_only_for_the_inbound_the_projections_stop_after(worker: Worker) -> None:
+    """A normal turn publishes its reply once, as just logged; the reply's own record coming back
+    publishes nothing. A worker meeting the conversation again (nothing cached) publishes nothing
+    for an earlier inbound, and the latest inbound's reply once more, not as a first publication
+    (delivery looks for its record): the price of surviving a kill at the publish."""
+    first = await worker.say("Bună ziua", 0)
+    await worker.drain()
+    second = await worker.say("Aveți loc mâine?", 1)
+    await worker.drain(first.seq)
+    replies = [e.eventId for e in await worker.log() if e.type == "ReplyGenerated"]
+    assert worker.published == [(r, True) for r in replies], "each once, from the turn that logged it"
+
+    worker.published.clear()
+    worker.processor = worker.new_processor()
+    await worker.deliver(first)
+    assert worker.published == []
+    await worker.deliver(second)
+    assert worker.published == [(replies[1], False)]
+    assert worker.responder.answered == [first.eventId, second.eventId], "the model was asked once each"
