@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 from agentstream.adapters.dynamo import batch_write, error_code, from_item, put_items, query_all, scan_all, to_item
 from agentstream.adapters.tables import MESSAGES_BY_BUSINESS, MESSAGES_BY_SESSION, SESSIONS_DUE, SESSIONS_GSI
@@ -69,14 +69,7 @@ class ProjectionStore:
             elif requests:
                 await self._ddb.transact_write_items(TransactItems=requests)
         except Exception as exc:
-            code = error_code(exc)
-            reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
-            if code == "TransactionCanceledException" and any(
-                    r.get("Code") == "ConditionalCheckFailed" for r in reasons[:len(appends)]):
-                raise AppendRaced(f"an append written with the projections of {_who(puts)} lost its race") from None
-            if code in ("ConditionalCheckFailedException", "TransactionCanceledException"):
-                raise StaleWrite(f"a newer state is stored for {_who(puts)}") from None
-            raise
+            _raise_for(exc, len(appends), puts)
 
     def _monotonic_put(self, put: Put) -> dict[str, Any]:
         condition = "attribute_not_exists(#a) OR #a <= :v"
@@ -209,6 +202,24 @@ async def _get_many(ddb: Any, table: str, keys: list[dict[str, Any]], projection
             found.extend(from_item(i) for i in answer.get("Responses", {}).get(table, []))
             request = answer.get("UnprocessedKeys") or {}
     return found
+
+
+def _raise_for(exc: Exception, appends: int, puts: list[Put]) -> NoReturn:
+    """What a refused write means: the append's condition failed (`AppendRaced`), a state's did
+    (`StaleWrite`), or neither (a transaction conflict, a throttle: `exc` itself, to be tried
+    again). Without the cancellation's reasons, a transaction with an append is tried again (the
+    next try reads the log) rather than taken for a stale state."""
+    code = error_code(exc)
+    if code == "ConditionalCheckFailedException":
+        raise StaleWrite(f"a newer state is stored for {_who(puts)}") from None
+    if code != "TransactionCanceledException":
+        raise exc
+    failed = [r.get("Code") == "ConditionalCheckFailed" for r in getattr(exc, "response", {}).get("CancellationReasons") or []]
+    if any(failed[:appends]):
+        raise AppendRaced(f"an append written with the projections of {_who(puts)} lost its race") from None
+    if any(failed[appends:]) or (not failed and not appends):
+        raise StaleWrite(f"a newer state is stored for {_who(puts)}") from None
+    raise exc
 
 
 def _who(puts: list[Put]) -> str:

@@ -11,13 +11,17 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
+from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.projection_store import (
+    AppendRaced,
     ProjectionStore,
     StaleWrite,
     get_active_session_for_user,
     sessions_of_user,
 )
+from agentstream.events import new_event
 from agentstream.projections.base import Put
 from agentstream.settings import Settings, Tables
 
@@ -79,6 +83,55 @@ async def test_an_older_state_is_refused_and_changes_nothing(store: ProjectionSt
         await store.write([memory(biz, 3)])  # a single put, not a transaction
     await store.write([memory(biz, 5, note="again"), session(biz, "s1", 5), msg(biz, 5)])  # the same seq again is fine
     assert (await store.load_memory(biz, "u1"))["note"] == "again"
+
+
+async def test_an_append_written_with_the_projections_lands_with_them_or_not_at_all(
+        moto_ddb: Any, store: ProjectionStore, tables: Tables, biz: str) -> None:
+    events = EventStore(moto_ddb, tables.events)
+    hello = new_event("MessageReceived", business_id=biz, user_id="u1", channel="sms", payload={"content": "hi"})
+    first = await events.append(hello)
+    taken = new_event("ReplyGenerated", business_id=biz, user_id="u1", channel="sms",
+                      payload={"content": "ok", "inReplyTo": hello.eventId, "sessionId": "", "model": "m"}).with_seq(1)
+    with pytest.raises(AppendRaced):  # seq 1 is the customer's
+        await store.write([memory(biz, 2, note="with the reply")], events.append_items(taken, "reply:x"))
+    assert await store.load_memory(biz, "u1") is None and await events.find(biz, "reply:x") is None
+
+    await store.write([memory(biz, 2, note="with the reply")], events.append_items(taken.with_seq(2), "reply:x"))
+    assert [e.seq for e in await events.read(f"{biz}#u1")] == [first.event.seq, 2]
+    assert (await store.load_memory(biz, "u1"))["note"] == "with the reply"
+    with pytest.raises(AppendRaced):  # the same reply again, at a free seq: its id is recorded
+        await store.write([memory(biz, 3)], events.append_items(taken.with_seq(3), "reply:x"))
+
+
+class _Refusing:
+    """A client whose transactions are cancelled for the given reasons (one a transaction item)."""
+
+    def __init__(self, reasons: list[str] | None) -> None:
+        self.reasons = reasons
+
+    async def transact_write_items(self, **_: Any) -> None:
+        response: dict[str, Any] = {"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"}}
+        if self.reasons is not None:
+            response["CancellationReasons"] = [{"Code": r} for r in self.reasons]
+        raise ClientError(response, "TransactWriteItems")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("reasons, appended, refusal", [
+    (["ConditionalCheckFailed", "None", "None"], True, AppendRaced),
+    (["None", "ConditionalCheckFailed", "None"], True, AppendRaced),
+    (["None", "None", "ConditionalCheckFailed"], True, StaleWrite),
+    (["TransactionConflict", "None", "None"], True, ClientError),  # another write in flight: tried again
+    (["None", "None", "ThrottlingError"], True, ClientError),
+    (None, True, ClientError),  # no reasons given: the next try reads the log
+    (["None", "ConditionalCheckFailed"], False, StaleWrite),
+    (None, False, StaleWrite),
+])
+async def test_a_cancelled_transaction_says_why(tables: Tables, biz: str, reasons: list[str] | None, appended: bool,
+                                               refusal: type[Exception]) -> None:
+    store = ProjectionStore(_Refusing(reasons), tables)
+    appends = [{"Put": {"TableName": tables.events, "Item": {}}}] * 2 if appended else None
+    with pytest.raises(refusal):
+        await store.write([memory(biz, 2), session(biz, "s1", 2)] if appended else [memory(biz, 2), msg(biz, 2)], appends)
 
 
 async def test_a_newer_folds_state_replaces_an_older_folds(store: ProjectionStore, biz: str) -> None:
