@@ -9,6 +9,9 @@ topics of the same size (fresh.py), so no phase pays for the items of another.
 2. The direct flow (direct.py, the seed's request/response design) at the same concurrency
    and message count, against the same ministack with the same client: the whole stack's CPU
    per turn (ours + ministack + Kafka) over the direct flow's (its process + ministack).
+   Phases 1 and 2 run in alternating pairs (ministack's CPU for the same calls varies between
+   runs by a third or more); the figures are the pair with the median ratio, every pair's
+   ratio is listed, and reorders, losses and duplicates are counted over all pairs.
 3. Steady 50 messages/s over WebSockets with a 0 ms model: p50/p99 from the inbound ack to the
    reply frame, beside the raw Kafka round trip measured in the same run, the p50 of each hop,
    and the append conflicts per message (our processes racing for a conversation's head).
@@ -18,7 +21,7 @@ topics of the same size (fresh.py), so no phase pays for the items of another.
 
 The last JSON line carries `targets`: each target of issue 16 with its figure and whether it is met.
 Sizes: BENCH_PIPELINE_RATE (phase 3, default 50), BENCH_PIPELINE_CONVERSATIONS (200),
-BENCH_PIPELINE_TURNS (5), BENCH_HALF_SECONDS (20), BENCH_PROBE_RATE (10).
+BENCH_PIPELINE_TURNS (5), BENCH_PIPELINE_PAIRS (3), BENCH_HALF_SECONDS (20), BENCH_PROBE_RATE (10).
 """
 
 from __future__ import annotations
@@ -59,6 +62,26 @@ def _head_of_line(fresh: Fresh, conversations: int, turns: int) -> dict[str, Any
     return result | {"per_turn": figures, "worker_peak_rss_mb": rss}
 
 
+def _paired(fresh: Fresh, measure_direct: Callable[[], dict[str, Any]], conversations: int, turns: int,
+            pairs: int) -> tuple[dict[str, Any], dict[str, Any], list[float]]:
+    """The head-of-line phase and the direct flow, `pairs` times alternating: the pair with the
+    median ratio (its head-of-line figures, with reorders, losses and duplicates of every pair)
+    and the direct flow's figures, and every pair's ratio in run order."""
+    runs = []
+    for _ in range(max(1, pairs)):
+        hol = _head_of_line(fresh, conversations, turns)
+        baseline = measure_direct()
+        runs.append((_ratio(_whole_stack_ms(hol["per_turn"]), baseline["cpu_ms_per_turn"]["total"]) or 0.0, hol, baseline))
+    _, hol, baseline = median_pair(runs)
+    counted = {k: sum(r[1][k] for r in runs) for k in ("reorders", "lost", "duplicates")}
+    return hol | counted, baseline, [r[0] for r in runs]
+
+
+def median_pair(runs: list[tuple[float, Any, Any]]) -> tuple[float, Any, Any]:
+    """The run whose ratio is the median (the upper one of an even count)."""
+    return sorted(runs, key=lambda r: r[0])[len(runs) // 2]
+
+
 def _steady(fresh: Fresh, name: str, rate: float, seconds: float, with_hops: bool = False) -> dict[str, Any]:
     """`rate` messages/s over widget sockets (25 at most: at 50 msg/s each sends twice a second,
     whether or not it has its replies), then the raw Kafka round trip at the same rate on the
@@ -97,7 +120,7 @@ def _targets(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def run(conversations: int = 200, turns: int = 5, model_ms: int = 500, rate: float = 50, seconds: float = 10.0,
-        half_seconds: float = 20.0, probe_rate: float = 10, probe_seconds: float = 6.0) -> dict[str, Any]:
+        half_seconds: float = 20.0, probe_rate: float = 10, probe_seconds: float = 6.0, pairs: int = 3) -> dict[str, Any]:
     behaviour = ModelBehaviour(delay_s=model_ms / 1000)
     pids: dict[str, int] = {}
     logs = Path(tempfile.mkdtemp(prefix="agentstream-bench-logs-"))
@@ -106,18 +129,20 @@ def run(conversations: int = 200, turns: int = 5, model_ms: int = 500, rate: flo
         def fresh(name: str) -> AbstractContextManager[Stack]:
             return fresh_stack(base, pids, model.base_url, logs / name)
 
-        hol = _head_of_line(fresh, conversations, turns)
-        baseline = direct.measure(base, pids.get("ministack"), conversations, turns, model_ms)
+        hol, baseline, ratios = _paired(
+            fresh, lambda: direct.measure(base, pids.get("ministack"), conversations, turns, model_ms),
+            conversations, turns, pairs)
         behaviour.delay_s = 0.0
         steady = _steady(fresh, "steady", rate, seconds, with_hops=True)
         probe = _steady(fresh, "probe", probe_rate, probe_seconds)
         carried = capacity(probe["stack_cpu_s"], probe["sent"], *probe["machine"])
         half = _steady(fresh, "half_capacity", round(carried.rate_per_s / 2, 1), half_seconds)
-    return _figures(conversations, turns, model_ms, hol, baseline, steady, carried.as_dict(), half, logs)
+    return _figures(conversations, turns, model_ms, hol, baseline, ratios, steady, carried.as_dict(), half, logs)
 
 
 def _figures(conversations: int, turns: int, model_ms: int, hol: dict[str, Any], baseline: dict[str, Any],
-             steady: dict[str, Any], carried: dict[str, Any], half: dict[str, Any], logs: Path) -> dict[str, Any]:
+             ratios: list[float], steady: dict[str, Any], carried: dict[str, Any], half: dict[str, Any],
+             logs: Path) -> dict[str, Any]:
     ideal, per_turn = turns * model_ms / 1000, hol["per_turn"]
     whole = _whole_stack_ms(per_turn)
     figures: dict[str, Any] = {
@@ -129,7 +154,7 @@ def _figures(conversations: int, turns: int, model_ms: int, hol: dict[str, Any],
         "load_ddb_calls_per_turn": per_turn["load_ddb_calls"], "streams_calls_per_turn": per_turn["streams_calls"],
         "ours_over_ministack_cpu": per_turn["ours_over_ministack_cpu"],
         "whole_stack_cpu_ms_per_turn": round(whole, 1), "direct": baseline,
-        "ours_over_direct_cpu": _ratio(whole, baseline["cpu_ms_per_turn"]["total"]),
+        "ours_over_direct_cpu": _ratio(whole, baseline["cpu_ms_per_turn"]["total"]), "ours_over_direct_cpu_pairs": ratios,
         "steady_rate_per_s": steady["rate"], "ack_to_reply_p50_ms": steady["latency"]["p50"],
         "ack_to_reply_p99_ms": steady["latency"]["p99"], "steady_sent": steady["sent"], "latency_samples": steady["samples"],
         **steady["hops"],
@@ -159,4 +184,5 @@ def main() -> None:
     env = os.environ.get
     report("pipeline", run(conversations=int(env("BENCH_PIPELINE_CONVERSATIONS", "200")),
                            turns=int(env("BENCH_PIPELINE_TURNS", "5")), rate=float(env("BENCH_PIPELINE_RATE", "50")),
+                           pairs=int(env("BENCH_PIPELINE_PAIRS", "3")),
                            half_seconds=float(env("BENCH_HALF_SECONDS", "20")), probe_rate=float(env("BENCH_PROBE_RATE", "10"))))
