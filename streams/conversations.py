@@ -467,12 +467,9 @@ class ConversationProcessor:
         states, batch.writes, batch.applied = pending.before
         batch.reply = None
         inbound = pending.inbound
-        appended = await self._store.append(pending.reply, external_id=reply_key(inbound.eventId))
-        reply, new = appended.event, not appended.duplicate
+        reply, new = await self._append_reply(pending.reply, inbound)
         if new:
-            self._logged(reply, inbound)
             batch.answered.append((inbound, pending.info))
-        await self._publish_reply(reply, first=new)
         if reply.seq == inbound.seq + 1:
             states = self._fold_into(batch, states, reply, fold_config(pending.info, self._idle))
         return await self._flush(event, states, batch)
@@ -505,11 +502,17 @@ class ConversationProcessor:
         if batch is not None and head == inbound.seq and kept is None and not hands_off(draft):
             batch.reply = PendingReply(draft.with_seq(head + 1), inbound, info, batch.snapshot(states))
             return batch.reply.reply, False
+        reply, new = await self._append_reply(draft, inbound, head)
+        await self._hand_off_if_asked(inbound, reply, states)
+        return reply, new
+
+    async def _append_reply(self, draft: Event, inbound: MessageReceived, head: int | None = None) -> tuple[Event, bool]:
+        """Append `draft` on its own (at most once per inbound) and publish what the log holds:
+        the reply, and whether this call appended it."""
         appended = await self._store.append(draft, external_id=reply_key(inbound.eventId), head=head)
         if not appended.duplicate:
             self._logged(appended.event, inbound)
         await self._publish_reply(appended.event, first=not appended.duplicate)
-        await self._hand_off_if_asked(inbound, appended.event, states)
         return appended.event, not appended.duplicate
 
     async def _draft(self, inbound: MessageReceived, states: States, info: dict[str, Any]) -> Event:

@@ -146,13 +146,17 @@ async def test_after_a_rebalance_an_inbound_another_worker_answered_asks_the_mod
     assert len(await worker.replies_to()) == 2
 
 
-class _AnswerLostOnce(ProjectionStore):
-    """The projections' first write lands, but its answer is lost (a dropped connection)."""
+class _FailsOnce(ProjectionStore):
+    """The projections' first write fails: before it lands (a throttle, a refused connection) or,
+    with `lands`, after (its answer lost with a dropped connection)."""
 
-    failed = False
+    def __init__(self, ddb: Any, tables: Any, lands: bool) -> None:
+        super().__init__(ddb, tables)
+        self.lands, self.failed = lands, False
 
     async def write(self, puts: Any, appends: Any = None) -> None:
-        await super().write(puts, appends)
+        if self.failed or self.lands:
+            await super().write(puts, appends)
         if not self.failed:
             self.failed = True
             raise ConnectionError("connection reset by peer")
@@ -165,24 +169,12 @@ async def test_a_reply_written_with_an_unseen_answer_is_found_on_the_next_try(
     worker = Worker(moto_ddb, moto_settings, biz, f"u{uuid.uuid4().hex[:6]}")
     await worker.say("Bună ziua", 0)
     await worker.drain()
-    projections = _AnswerLostOnce(moto_ddb, moto_settings.tables)
+    projections = _FailsOnce(moto_ddb, moto_settings.tables, lands=True)
     worker.processor._projections = projections  # the same worker (its cache kept) on a failing table
     second = await worker.say("Aveți loc mâine?", 1)
     await worker.deliver(second)
     assert projections.failed and worker.responder.answered.count(second.eventId) == 1
     assert len(await worker.replies_to()) == 2 and worker.dlq.sent == []
-
-
-class _WriteFailsOnce(ProjectionStore):
-    """The projections' first write fails before it lands (a throttle, a refused connection)."""
-
-    failed = False
-
-    async def write(self, puts: Any, appends: Any = None) -> None:
-        if not self.failed:
-            self.failed = True
-            raise ConnectionError("connection refused")
-        await super().write(puts, appends)
 
 
 async def test_a_reply_whose_one_transaction_failed_is_appended_first_on_the_next_try(
@@ -193,7 +185,7 @@ async def test_a_reply_whose_one_transaction_failed_is_appended_first_on_the_nex
     worker = Worker(moto_ddb, moto_settings, biz, f"u{uuid.uuid4().hex[:6]}")
     await worker.say("Bună ziua", 0)
     await worker.drain()
-    worker.processor._projections = _WriteFailsOnce(moto_ddb, moto_settings.tables)
+    worker.processor._projections = _FailsOnce(moto_ddb, moto_settings.tables, lands=False)
     second = await worker.say("Aveți loc mâine?", 1)
     before = calls_by_operation()
     await worker.deliver(second)
