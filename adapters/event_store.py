@@ -105,30 +105,34 @@ class EventStore:
         self._turns: dict[str, _Turn] = {}
 
     async def append(self, event: Event, external_id: str | None = None, aliases: tuple[str, ...] = (),
-                     head: int | None = None) -> AppendResult:
+                     head: int | None = None, guessed: bool = False) -> AppendResult:
         """Append at head + 1; with an external id, at most once per (business, id).
 
         `aliases` are further ids that find the event later (e.g. the channel's id of a sent reply).
         `head` is the stream's head as the caller has just read it, which saves reading it again
-        (if another event got there first, the append reads the head and tries again). Appends
-        to one stream take turns in this process, so they never race each other; one queued
-        behind another starts from the seq that one wrote when its `head` is older."""
+        (if another event got there first, the append reads the head and tries again). A
+        `guessed` head is one the caller did not read (adapters/settled_heads.py): the write
+        also checks that the event at `head` exists, so a guess too high fails instead of
+        leaving a gap. Appends to one stream take turns in this process, so they never race
+        each other; one queued behind another starts from the seq that one wrote when its
+        `head` is older."""
         async with self._turn(event.streamId) as turn:
             if head is not None and turn.written is not None:
                 head = max(head, turn.written)
-            result = await self._append(event, external_id, aliases, head)
+            result = await self._append(event, external_id, aliases, head, guessed)
             turn.written = result.event.seq if not result.duplicate else turn.written
             return result
 
     async def _append(self, event: Event, external_id: str | None, aliases: tuple[str, ...],
-                      head: int | None) -> AppendResult:
+                      head: int | None, guessed: bool = False) -> AppendResult:
         for attempt in range(self._max_attempts):
             known = head if head is not None else self._heads.get(event.streamId)
             seq = (known if known is not None else await self.head(event.streamId)) + 1
+            check = guessed and head is not None and seq > 1
             head = None
             stored = event.with_seq(seq)
             try:
-                await self._write(stored, external_id, aliases)
+                await self._write(stored, external_id, aliases, check)
             except Exception as exc:
                 outcome = await self._on_conflict(exc, event, external_id)
                 if outcome is not None:
@@ -169,12 +173,21 @@ class EventStore:
         return {"TableName": self._table, "Item": to_item(idem_item(event.businessId, external_id, event)),
                 "ConditionExpression": "attribute_not_exists(streamId)"}
 
-    async def _write(self, event: Event, external_id: str | None, aliases: tuple[str, ...] = ()) -> None:
-        if external_id is None:
+    async def _write(self, event: Event, external_id: str | None, aliases: tuple[str, ...] = (),
+                     check_previous: bool = False) -> None:
+        """The event's put (and its idempotency records, in one transaction); with
+        `check_previous`, the transaction's last item checks that the event before it exists."""
+        checks = [self._previous_exists(event)] if check_previous else []
+        if external_id is None and not checks:
             await self._ddb.put_item(**self._log_put(event))
             return
+        first = self.append_items(event, external_id) if external_id is not None else [{"Put": self._log_put(event)}]
         extra = [{"Put": {"TableName": self._table, "Item": to_item(idem_item(event.businessId, a, event))}} for a in aliases]
-        await self._ddb.transact_write_items(TransactItems=[*self.append_items(event, external_id), *extra])
+        await self._ddb.transact_write_items(TransactItems=[*first, *extra, *checks])
+
+    def _previous_exists(self, event: Event) -> dict[str, Any]:
+        return {"ConditionCheck": {"TableName": self._table, "Key": to_item({"streamId": event.streamId, "seq": event.seq - 1}),
+                                   "ConditionExpression": "attribute_exists(streamId)"}}
 
     async def _on_conflict(self, exc: Exception, event: Event, external_id: str | None) -> AppendResult | None:
         """A duplicate external id returns the first event; a seq race returns None (retry)."""

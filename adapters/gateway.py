@@ -110,7 +110,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     try:
         for reply in await pending_replies(d.store, stream, ws.query_params.get("after")):  # missed while away
             await d.hub.send_once(ws, reply_frame(reply))
-            await DeliveryLog(d.store).record(reply, "ReplyDelivered", {"externalId": None, "attempts": 1})
+            await DeliveryLog(d.store, d.heads).record(reply, "ReplyDelivered", {"externalId": None, "attempts": 1})
         while True:
             await _on_frame(d, ws, business_id, user_id, await ws.receive_text())
     except WebSocketDisconnect:

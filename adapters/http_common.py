@@ -13,6 +13,7 @@ from agentstream.adapters.credentials import CredentialStore
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.ingest import Ingestor
 from agentstream.adapters.projection_store import ProjectionStore
+from agentstream.adapters.settled_heads import SettledHeads
 from agentstream.adapters.ws_hub import SocketHub
 from agentstream.settings import Settings
 
@@ -44,6 +45,7 @@ class Deps:
     analytics: AnalyticsConsumer | None = None  # None: GET /v1/analytics answers 503
     gmail: GmailAuth | None = None  # Gmail API calls with a refreshed access token
     explainer: Any = None  # streams.explain.Explainer (None: the explain route answers 503)
+    heads: SettledHeads | None = None  # the widget conversations' heads at rest (the ingestor's guesses)
 
 
 def deps(request: Request) -> Deps:

@@ -10,6 +10,7 @@ import structlog
 
 from agentstream import metrics
 from agentstream.adapters.event_store import AppendResult, EventStore
+from agentstream.adapters.settled_heads import SettledHeads
 from agentstream.events import new_event
 
 log = structlog.get_logger(__name__)
@@ -40,8 +41,10 @@ class InboundMessage:
 
 
 class Ingestor:
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: EventStore, heads: SettledHeads | None = None) -> None:
+        """`heads`: the gateway's guesses of conversations' heads (adapters/settled_heads.py)."""
         self._store = store
+        self._heads = heads
 
     async def ingest(self, msg: InboundMessage) -> AppendResult:
         """Append once per (business, `idempotency_key`); a retry returns the first event."""
@@ -60,7 +63,8 @@ class Ingestor:
                 "replyTo": dict(msg.reply_to or {}),
             },
         )
-        result = await self._store.append(event, external_id=idempotency_key(msg))
+        guess = self._heads.take(event.streamId) if self._heads is not None else None
+        result = await self._store.append(event, external_id=idempotency_key(msg), head=guess, guessed=guess is not None)
         if result.duplicate:
             metrics.INGEST_DUPLICATES.labels(channel=msg.channel).inc()
         else:

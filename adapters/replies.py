@@ -10,6 +10,7 @@ import structlog
 
 from agentstream import metrics
 from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.settled_heads import SettledHeads
 from agentstream.events import OUTBOUND_TYPES, Event, ReplyDelivered, new_event
 
 log = structlog.get_logger(__name__)
@@ -69,8 +70,11 @@ class DeliveryLog:
     """ReplyDelivered / DeliveryFailed in the conversation's log (keyed `delivered:<eventId>`):
     the record that an outbound event was sent, checked before sending."""
 
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: EventStore, heads: SettledHeads | None = None) -> None:
+        """`heads`: where a gateway remembers the record it appended as its conversation's head
+        (the customer has their reply: the conversation is at rest)."""
         self._store = store
+        self._heads = heads
 
     async def done(self, reply: Event) -> bool:
         return await self._store.has(reply.businessId, f"delivered:{reply.eventId}")
@@ -97,8 +101,10 @@ class DeliveryLog:
             location_id=reply.locationId, payload={"replyEventId": reply.eventId, **payload},
         )
         sent = payload.get("externalId")  # the reply is nearly always still the head: no head read
-        await self._store.append(event, external_id=f"delivered:{reply.eventId}", aliases=(f"sent:{sent}",) if sent else (),
-                                 head=reply.seq)
+        result = await self._store.append(event, external_id=f"delivered:{reply.eventId}",
+                                          aliases=(f"sent:{sent}",) if sent else (), head=reply.seq)
+        if self._heads is not None and not result.duplicate:
+            self._heads.settle(reply.streamId, result.event.seq)
         outcome = "delivered" if kind == "ReplyDelivered" else "failed"
         metrics.DELIVERIES.labels(channel=reply.channel, outcome=outcome).inc()
         log.info("delivery." + outcome, eventId=reply.eventId, streamId=reply.streamId, channel=reply.channel)

@@ -30,6 +30,7 @@ from agentstream.adapters.ingest import Ingestor
 from agentstream.adapters.pending_reconcile import PendingReconcile
 from agentstream.adapters.llm import make_responder
 from agentstream.adapters.projection_store import ProjectionStore
+from agentstream.adapters.settled_heads import SettledHeads
 from agentstream.adapters.tables import stream_arn
 from agentstream.adapters.ws_hub import SocketHub
 from agentstream.events import Event
@@ -175,8 +176,9 @@ async def gateway_deps(stack: AsyncExitStack, settings: Settings) -> Deps:
     store = EventStore(hot, settings.tables.events)
     http = await stack.enter_async_context(httpx.AsyncClient(timeout=15))
     credentials = CredentialStore(ddb, settings.tables.credentials, settings.credentials_key)
+    heads = SettledHeads()
     return Deps(
-        settings=settings, ddb=ddb, store=store, ingestor=Ingestor(store),
+        settings=settings, ddb=ddb, store=store, ingestor=Ingestor(store, heads), heads=heads,
         directory=BusinessDirectory(hot, settings.tables), projections=ProjectionStore(hot, settings.tables),
         credentials=credentials, hub=SocketHub(), http=http, gmail=GmailAuth(credentials, settings.google_token_uri),
         explainer=Explainer(ddb, settings),
@@ -202,7 +204,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event, port: int | None 
         d = await gateway_deps(stack, settings)
         consumer = await _latest_replies_consumer(stack, settings)  # positioned before the first socket opens
         producer = await _started_producer(stack, settings)
-        sockets = socket_runner(consumer, SocketDelivery(d.store, d.hub), Dlq(producer, settings.topic_dlq))
+        sockets = socket_runner(consumer, SocketDelivery(d.store, d.hub, d.heads), Dlq(producer, settings.topic_dlq))
         d.analytics = AnalyticsConsumer(settings, snapshots=AnalyticsSnapshots(d.ddb, settings))
         server = uvicorn.Server(uvicorn.Config(
             create_app(d), host=settings.gateway_host, port=settings.gateway_port if port is None else port,

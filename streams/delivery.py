@@ -34,6 +34,7 @@ from agentstream.adapters.channels.errors import PermanentError
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.kafka import first_publication, loads
 from agentstream.adapters.replies import DeliveryLog, Sent, reply_frame
+from agentstream.adapters.settled_heads import SettledHeads
 from agentstream.adapters.ws_hub import SocketHub
 from agentstream.events import OUTBOUND_TYPES, ReplyGenerated, parse_event
 from agentstream.streams.runner import ConsumerRunner, Failure, RetryPolicy
@@ -133,12 +134,17 @@ class SocketDelivery:
     time has none, so its frame goes out without that read (a socket that got it at connect from
     the log is not sent it again: the hub sends a reply once a socket)."""
 
-    def __init__(self, store: EventStore, hub: SocketHub) -> None:
-        self.log = DeliveryLog(store)
+    def __init__(self, store: EventStore, hub: SocketHub, heads: SettledHeads | None = None) -> None:
+        """`heads`: this gateway's guesses of conversations' heads, set by the records it appends
+        and dropped by every outbound event it reads (one it does not record moves the head)."""
+        self.log = DeliveryLog(store, heads)
         self._hub = hub
+        self._heads = heads
 
     async def deliver(self, live: LiveReply, attempt: int = 1) -> None:
         reply = live.reply
+        if self._heads is not None:
+            self._heads.drop(reply.streamId)
         if reply.channel != "websocket" or not self._hub.connected(reply.streamId):
             return
         if not live.first and await self.log.done(reply):
