@@ -90,3 +90,19 @@ async def test_the_lean_client_answers_and_fails_as_botocore_does(settings: Sett
             errors.append(raised.value.response["Error"]["Code"])
             errors.append([r.get("Code") for r in raised.value.response["CancellationReasons"]])
         assert errors[:3] == errors[3:] == ["ConditionalCheckFailedException", "TransactionCanceledException", ["None", "ConditionalCheckFailed"]]
+
+
+@CLIENTS
+async def test_a_guessed_head_appends_after_an_event_that_exists(settings: Settings, client: str) -> None:
+    """The guess's check (a ConditionCheck in the append's transaction) on the real server: a
+    right guess appends, a guess too low or too high appends at the head, and no seq is skipped."""
+    async with events_client(settings, client) as ddb:
+        store, user = EventStore(ddb, settings.tables.events), f"guess-{client}"
+        assert (await store.append(message(user, "a"), external_id=f"g:{user}:a", head=4, guessed=True)).event.seq == 1
+        assert (await store.append(message(user, "b"), external_id=f"g:{user}:b", head=1, guessed=True)).event.seq == 2
+        assert (await store.append(message(user, "c"), external_id=f"g:{user}:c", head=1, guessed=True)).event.seq == 3
+        assert (await store.append(message(user, "d"), head=9, guessed=True)).event.seq == 4
+        again = await store.append(message(user, "b"), external_id=f"g:{user}:b", head=7, guessed=True)
+        events = await store.read(f"b1#{user}")
+    assert again.duplicate and again.event.seq == 2
+    assert [(e.seq, e.payload.content) for e in events] == [(1, "a"), (2, "b"), (3, "c"), (4, "d")]
