@@ -65,6 +65,8 @@ class Ingestor:
         )
         guess = self._heads.take(event.streamId) if self._heads is not None else None
         result = await self._store.append(event, external_id=idempotency_key(msg), head=guess, guessed=guess is not None)
+        if self._heads is not None:  # a record settled while this message was appended is no longer the head
+            self._heads.drop(event.streamId)
         if result.duplicate:
             metrics.INGEST_DUPLICATES.labels(channel=msg.channel).inc()
         else:

@@ -127,3 +127,25 @@ async def test_an_outbound_event_this_gateway_does_not_record_drops_the_guess(
     reads, lost = store.head_reads, conflicts()
     assert (await ingestor.ingest(_said(biz, 2))).event.seq == 5
     assert store.head_reads == reads + 1 and conflicts() == lost  # the head read, not a failed write
+
+
+class RecordsWhileAppending(EventStore):
+    """A delivery record settles its conversation while the customer's next message is being
+    appended (both in one gateway): the message then goes after the record."""
+
+    def __init__(self, ddb: Any, table: str, heads: SettledHeads) -> None:
+        super().__init__(ddb, table)
+        self.heads = heads
+
+    async def append(self, event: Event, *args: Any, **kwargs: Any) -> Any:
+        if event.type == "MessageReceived":
+            self.heads.settle(event.streamId, await self.head(event.streamId))
+        return await super().append(event, *args, **kwargs)
+
+
+async def test_a_message_appended_after_a_record_leaves_no_guess(moto_ddb: Any, moto_settings: Settings,
+                                                                biz: str) -> None:
+    heads = SettledHeads()
+    store = RecordsWhileAppending(moto_ddb, moto_settings.tables.events, heads)
+    appended = (await Ingestor(store, heads).ingest(_said(biz, 1))).event
+    assert appended.seq == 1 and heads.take(appended.streamId) is None
