@@ -4,6 +4,7 @@ delivery record without reading the head, and a wrong guess never leaves a gap (
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
@@ -97,36 +98,49 @@ def _said(biz: str, n: int) -> InboundMessage:
     return InboundMessage(biz, "u1", "websocket", f"m{n}", f"message {n}", reply_to={"socket": "widget"})
 
 
-async def test_a_conversation_at_rest_takes_the_next_message_without_a_head_read(
-        moto_ddb: Any, moto_settings: Settings, biz: str) -> None:
-    store, heads, hub, socket = HeadCountingStore(moto_ddb, moto_settings.tables.events), SettledHeads(), SocketHub(), Socket()
+@dataclass
+class Gateway:
+    """A gateway's pieces that share its guesses, one conversation at rest (message 1 answered,
+    its reply sent to the customer's socket and recorded)."""
+
+    store: HeadCountingStore
+    ingestor: Ingestor
+    delivery: SocketDelivery
+    hub: SocketHub
+    socket: Socket
+
+
+async def _at_rest(ddb: Any, settings: Settings, biz: str) -> Gateway:
+    store, heads, hub, socket = HeadCountingStore(ddb, settings.tables.events), SettledHeads(), SocketHub(), Socket()
     ingestor, delivery = Ingestor(store, heads), SocketDelivery(store, hub, heads)
     await hub.add(f"{biz}#u1", socket)  # type: ignore[arg-type]
     inbound = (await ingestor.ingest(_said(biz, 1))).event
     await delivery.deliver(LiveReply(await _answered(store, inbound), first=True))
-    reads = store.head_reads
-    second = (await ingestor.ingest(_said(biz, 2))).event
-    assert second.seq == 4 and store.head_reads == reads  # after message 1, its reply and the record
-    third = (await ingestor.ingest(_said(biz, 3))).event  # before the reply to the second: the head is read
-    assert third.seq == 5 and store.head_reads == reads + 1
-    assert [e.type for e in await store.read(f"{biz}#u1")] == [
+    return Gateway(store, ingestor, delivery, hub, socket)
+
+
+async def test_a_conversation_at_rest_takes_the_next_message_without_a_head_read(
+        moto_ddb: Any, moto_settings: Settings, biz: str) -> None:
+    g = await _at_rest(moto_ddb, moto_settings, biz)
+    reads = g.store.head_reads
+    second = (await g.ingestor.ingest(_said(biz, 2))).event
+    assert second.seq == 4 and g.store.head_reads == reads  # after message 1, its reply and the record
+    third = (await g.ingestor.ingest(_said(biz, 3))).event  # before the reply to the second: the head is read
+    assert third.seq == 5 and g.store.head_reads == reads + 1
+    assert [e.type for e in await g.store.read(f"{biz}#u1")] == [
         "MessageReceived", "ReplyGenerated", "ReplyDelivered", "MessageReceived", "MessageReceived"]
 
 
 async def test_an_outbound_event_this_gateway_does_not_record_drops_the_guess(
         moto_ddb: Any, moto_settings: Settings, biz: str) -> None:
-    store, heads, hub, socket = HeadCountingStore(moto_ddb, moto_settings.tables.events), SettledHeads(), SocketHub(), Socket()
-    ingestor, delivery = Ingestor(store, heads), SocketDelivery(store, hub, heads)
-    await hub.add(f"{biz}#u1", socket)  # type: ignore[arg-type]
-    inbound = (await ingestor.ingest(_said(biz, 1))).event
-    await delivery.deliver(LiveReply(await _answered(store, inbound), first=True))
-    await hub.remove(f"{biz}#u1", socket)  # type: ignore[arg-type]
+    g = await _at_rest(moto_ddb, moto_settings, biz)
+    await g.hub.remove(f"{biz}#u1", g.socket)  # type: ignore[arg-type]
     owner = new_event("OwnerReplied", business_id=biz, user_id="u1", channel="websocket",
                       payload={"sessionId": "s1", "content": "Vă sun eu.", "author": "Ana"})
-    await delivery.deliver(LiveReply((await store.append(owner)).event, first=True))  # no socket here: not recorded
-    reads, lost = store.head_reads, conflicts()
-    assert (await ingestor.ingest(_said(biz, 2))).event.seq == 5
-    assert store.head_reads == reads + 1 and conflicts() == lost  # the head read, not a failed write
+    await g.delivery.deliver(LiveReply((await g.store.append(owner)).event, first=True))  # no socket here: not recorded
+    reads, lost = g.store.head_reads, conflicts()
+    assert (await g.ingestor.ingest(_said(biz, 2))).event.seq == 5
+    assert g.store.head_reads == reads + 1 and conflicts() == lost  # the head read, not a failed write
 
 
 class RecordsWhileAppending(EventStore):
