@@ -120,6 +120,7 @@ class Settings(_FromEnv):
     delivery_group: str = Field("agentstream-delivery", validation_alias="DELIVERY_GROUP")
     analytics_group: str = Field("agentstream-analytics", min_length=1, validation_alias="ANALYTICS_GROUP")
     analytics_snapshot_every_s: float = Field(60.0, gt=0, validation_alias="ANALYTICS_SNAPSHOT_EVERY")
+    worker_positions_every_s: float = Field(10.0, ge=0, validation_alias="WORKER_POSITIONS_EVERY")  # 0: none saved or used
     worker_max_inflight: int = Field(2000, ge=1, validation_alias="WORKER_MAX_INFLIGHT")
     metrics_port: int = Field(0, ge=0, le=65535, validation_alias="METRICS_PORT")
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")

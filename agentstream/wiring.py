@@ -29,6 +29,7 @@ from agentstream.adapters.http_common import Deps
 from agentstream.adapters.ingest import Ingestor
 from agentstream.adapters.pending_reconcile import PendingReconcile
 from agentstream.adapters.llm import make_responder
+from agentstream.adapters.position_store import PositionStore
 from agentstream.adapters.projection_store import ProjectionStore
 from agentstream.adapters.settled_heads import SettledHeads
 from agentstream.adapters.tables import stream_arn
@@ -53,6 +54,7 @@ from agentstream.streams.stopping import UPGRADE_EXIT_CODE, UpgradeNeeded, wait_
 from agentstream.streams.dead_letters import SkipRecorder
 from agentstream.adapters.dead_letters import DeadLetterIndex
 from agentstream.adapters.dlq import Dlq
+from agentstream.streams.positions import PositionKeeper, resume_group
 from agentstream.streams.worker import build_app
 from agentstream.streams.expiry import ExpiryTimer, run_expiry
 
@@ -142,21 +144,37 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             upgrade.append(why)
             stop.set()
 
+        positions = await resumed_positions(settings, ddb)  # before the app joins the group
         app = build_app(settings, processor, Dlq(producer, settings.topic_dlq), executor,
                         on_upgrade_needed=on_upgrade_needed,
-                        skips=SkipRecorder(store, DeadLetterIndex(ddb, settings.tables.events)))
+                        skips=SkipRecorder(store, DeadLetterIndex(ddb, settings.tables.events)), positions=positions)
 
         await app.start()
         log.info("worker.started", topic=settings.topic_events)
+        saving = asyncio.create_task(positions.run(stop, settings.worker_positions_every_s)) if positions else None
         try:
             await session_timer(settings, ddb, store, stop)
         finally:
             await asyncio.wait_for(executor.join(), timeout=30)
+            if positions is not None and saving is not None:
+                saving.cancel()
+                await asyncio.gather(saving, return_exceptions=True)
+                await positions.save_logged()  # what the last jobs finished
             await app.stop()
             log.info("worker.stopped")
     if upgrade:
         print(f"agentstream worker: stopped: {upgrade[0]} (upgrade this worker; nothing was skipped)", file=sys.stderr)
         raise SystemExit(UPGRADE_EXIT_CODE)
+
+
+async def resumed_positions(settings: Settings, ddb: Any) -> PositionKeeper | None:
+    """The worker's group moved to the saved positions it lacks; the keeper of its positions
+    (None when WORKER_POSITIONS_EVERY is 0)."""
+    if not settings.worker_positions_every_s:
+        return None
+    store = PositionStore(ddb, settings.tables.leases, "worker")
+    await resume_group(settings, store)
+    return PositionKeeper(store, settings.topic_events)
 
 
 async def session_timer(settings: Settings, ddb: Any, store: EventStore, stop: asyncio.Event) -> None:

@@ -19,7 +19,6 @@ re-reads at most the records in flight (the handlers are idempotent).
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -31,6 +30,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from agentstream.events import UnknownSchemaVersion
 from agentstream.retry import RetryPolicy
 from agentstream.streams.keyed import KeyedExecutor
+from agentstream.streams.offsets import Offsets
 from agentstream.streams.stopping import UpgradeNeeded
 
 log = structlog.get_logger(__name__)
@@ -50,40 +50,6 @@ class Failure(Generic[T]):
 
 class _Stopped(Exception):
     """The process is stopping: the record is left unhandled (and uncommitted)."""
-
-
-class Offsets:
-    """Per partition, the offsets taken and which are done; commits go up to the first not done."""
-
-    def __init__(self) -> None:
-        self._open: dict[TopicPartition, OrderedDict[int, bool]] = {}
-        self._next: dict[TopicPartition, int] = {}
-        self._committed: dict[TopicPartition, int] = {}
-
-    def take(self, tp: TopicPartition, offset: int) -> None:
-        self._open.setdefault(tp, OrderedDict())[offset] = False
-
-    def done(self, tp: TopicPartition, offset: int) -> None:
-        taken = self._open.get(tp)
-        if taken is not None and offset in taken:
-            taken[offset] = True
-
-    def advanced(self) -> dict[TopicPartition, int]:
-        """The partitions whose first unhandled offset moved since the last `committed`."""
-        for tp, taken in self._open.items():
-            while taken and next(iter(taken.values())):
-                offset, _ = taken.popitem(last=False)
-                self._next[tp] = offset + 1
-        return {tp: n for tp, n in self._next.items() if self._committed.get(tp) != n}
-
-    def committed(self, positions: dict[TopicPartition, int]) -> None:
-        self._committed.update(positions)
-
-    def forget(self, partitions: set[TopicPartition]) -> None:
-        for tp in partitions:
-            self._open.pop(tp, None)
-            self._next.pop(tp, None)
-            self._committed.pop(tp, None)
 
 
 class ConsumerRunner(Generic[T]):

@@ -29,6 +29,7 @@ from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.dead_letters import EventFailed, SkipRecorder
 from agentstream.streams.keyed import KeyedExecutor
+from agentstream.streams.positions import PositionKeeper
 from agentstream.streams.stopping import UpgradeNeeded
 
 log = structlog.get_logger(__name__)
@@ -106,22 +107,32 @@ def applied_before(processor: ConversationProcessor, key: bytes, headers: Any) -
 
 def build_app(settings: Settings, processor: ConversationProcessor, dlq: Dlq, executor: KeyedExecutor,
               retry: RetryPolicy = RETRY, on_upgrade_needed: Callable[[str], None] = lambda why: None,
-              skips: SkipRecorder | None = None) -> faust.App:
+              skips: SkipRecorder | None = None, positions: PositionKeeper | None = None) -> faust.App:
     """The Faust app; `on_upgrade_needed(why)` is called (the record left unacked) when an event
-    cannot be read by this build; `skips` records the events that fail every attempt."""
+    cannot be read by this build; `skips` records the events that fail every attempt;
+    `positions` learns which records are done."""
     app = faust_app(settings)
     topic = events_topic(app, settings)
 
     @app.on_partitions_revoked.connect
     async def forget_reads(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
         processor.partitions_revoked()
+        if positions is not None:
+            positions.revoked(revoked)
+
+    def ack(record: Any) -> None:
+        record.ack()
+        if positions is not None:
+            positions.done(record.message.tp, record.message.offset)
 
     @app.agent(topic, name="conversations")
     async def conversations(stream: faust.StreamT) -> None:
         async for record in stream.noack().events():
             key = record.key if isinstance(record.key, bytes) else None
+            if positions is not None:
+                positions.take(record.message.tp, record.message.offset, key, record.headers)
             if key is not None and applied_before(processor, key, record.headers):
-                record.ack()  # read again (a rebalance, an offset reset): known from its key and seq alone
+                ack(record)  # read again (a rebalance, an offset reset): known from its key and seq alone
                 continue
             raw = record.value
 
@@ -134,7 +145,7 @@ def build_app(settings: Settings, processor: ConversationProcessor, dlq: Dlq, ex
                     return  # never acked: its offset is not committed, the upgraded worker reads it
                 finally:
                     metrics.WORKER_INFLIGHT.set(executor.inflight - 1)
-                record.ack()
+                ack(record)
 
             await executor.submit((key or b"").decode("utf-8", "replace"), job)
             metrics.WORKER_INFLIGHT.set(executor.inflight)

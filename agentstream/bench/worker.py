@@ -10,9 +10,12 @@ to the events topic before the worker starts. Figures:
   loop making the worker's DynamoDB calls for each event with the worker's client and
   concurrency (bare_loop.py; target ≥ 0.7), with both's calls per event by operation;
 - the rate of a second worker (a new consumer group, nothing cached: as after an offset reset)
-  on the same events, every one of them applied by then, against the bare consumer (target ≥ 0.3)
-  and against a Faust agent that only acks each record (`faust_noop`, the worker's own app):
-  the ceiling Faust's per-record dispatch puts on a worker built on it;
+  on the same events, every one of them applied by then, against the bare consumer (target ≥ 0.3):
+  it starts from the positions the first one saved (positions.py), its start-up counted in;
+- the same without saved positions (WORKER_POSITIONS_EVERY=0: every event read again, each
+  known from its key and seq), against the bare consumer and against a Faust agent that only
+  acks each record (`faust_noop`, the worker's own app): the ceiling Faust's per-record dispatch
+  puts on a worker built on it;
 - the worker's peak RSS (VmHWM; target < 300 MB);
 - model calls (0: every inbound already has its reply in the log);
 - the CPU seconds of the worker (and of Kafka and ministack, when the run started them) while
@@ -195,6 +198,8 @@ def run(users: int = 10_000, per_user: int = 10, timeout: float = 3600) -> dict[
         logs = Path(tempfile.mkdtemp(prefix="agentstream-bench-logs-"))
         backlog = _consume(env, s, pids, logs, "worker", s.worker_group, total, timeout)
         applied = _consume(env, s, pids, logs, "worker", f"{s.worker_group}-again", total, timeout)
+        reread = _consume(env | {"WORKER_POSITIONS_EVERY": "0"}, s, pids, logs, "worker", f"{s.worker_group}-reread",
+                          total, timeout)
         noop = _consume(env, s, pids, logs, "faust-noop", f"{s.worker_group}-noop", total, timeout,
                         ("-m", "agentstream.bench.faust_noop"))
         states = asyncio.run(stored_states(s))  # the items the worker left, which the loop writes
@@ -213,13 +218,19 @@ def run(users: int = 10_000, per_user: int = 10, timeout: float = 3600) -> dict[
         # the client's side of the same DynamoDB calls against ministack's (issue 16's ours over ministack, per process)
         "worker_over_ministack_cpu": _over_ministack(backlog.cpu, "worker"),
         "bare_loop_over_ministack_cpu": _over_ministack(loop_spent, "bare_loop"),
+        # a new group starting from the saved positions (its process's start-up counted in)
         "applied_events_per_s": round(applied.rate), "applied_vs_bare": round(applied.rate / bare, 4),
-        "target_applied_vs_bare": 0.3,
+        "target_applied_vs_bare": 0.3, "applied_wall_s": round(applied.wall_s, 1),
+        "applied_calls_per_event": applied.calls_per_event,
+        # a new group reading every applied event again (WORKER_POSITIONS_EVERY=0)
+        "reread_events_per_s": round(reread.rate), "reread_vs_bare": round(reread.rate / bare, 4),
+        "reread_calls_per_event": reread.calls_per_event,
         "faust_noop_events_per_s": round(noop.rate), "faust_noop_vs_bare": round(noop.rate / bare, 4),
-        "applied_vs_faust_noop": round(applied.rate / noop.rate, 3) if noop.rate else None,
-        "worker_peak_rss_mb": max(backlog.rss_mb, applied.rss_mb), "target_rss_mb": 300,
+        "reread_vs_faust_noop": round(reread.rate / noop.rate, 3) if noop.rate else None,
+        "worker_peak_rss_mb": max(backlog.rss_mb, applied.rss_mb, reread.rss_mb), "target_rss_mb": 300,
         "worker_wall_s": round(backlog.wall_s, 1), "worker_first_commit_s": round(backlog.first_commit_s, 1),
         "cpu_seconds_while_worker_ran": backlog.cpu, "cpu_seconds_while_applied_ran": applied.cpu,
+        "cpu_seconds_while_reread_ran": reread.cpu,
         "cpu_seconds_while_faust_noop_ran": noop.cpu,
         "model_calls": len(model.behaviour.requests), "load_s": round(load_s, 1), "logs": str(logs),
     }

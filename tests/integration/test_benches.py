@@ -46,7 +46,11 @@ async def test_worker_bench() -> None:
     assert figures["model_calls"] == 0, "every inbound of the backlog already has its reply"
     assert figures["worker_peak_rss_mb"] > 0 and figures["cpu_seconds_while_worker_ran"]["worker"] > 0
     assert figures["applied_events_per_s"] > 0 and figures["faust_noop_events_per_s"] > 0, "both read the whole topic"
-    loop, ours = figures["bare_loop_calls_per_event"], figures["worker_calls_per_event"]
+    # a new group starts at the saved positions: nothing read again, only the positions' scan
+    assert set(figures["applied_calls_per_event"]) == {"Scan"}, figures["applied_calls_per_event"]
+    assert figures["reread_calls_per_event"]["BatchGetItem"] > 0, "without them, each conversation is loaded again"
+    ours = {op: n for op, n in figures["worker_calls_per_event"].items() if op != "Scan"}  # the positions, at start
+    loop = figures["bare_loop_calls_per_event"]
     assert figures["bare_loop_events_per_s"] > 0 and loop.keys() == ours.keys(), (ours, loop)
     # the worker's calls are the loop's, plus a read or two of business data as it starts (and no
     # session timer, whose rounds would expire the backlog's long-idle sessions)
