@@ -30,19 +30,19 @@ class PositionStore:
         self._table = table
         self._consumer = consumer
 
-    def _row(self, topic: str, partition: int) -> str:
-        return f"{PREFIX}{self._consumer}:{topic}/{partition}"
+    def _prefix(self, topic: str) -> str:
+        return f"{PREFIX}{self._consumer}:{topic}/"
 
     async def save(self, topic: str, positions: dict[int, Position]) -> None:
         """Write each partition's position (the last write wins: a lower one only reads more)."""
         for partition, at in positions.items():
-            item = {KEY: self._row(topic, partition), "offset": at.offset, "key": at.key, "seq": at.seq,
+            item = {KEY: f"{self._prefix(topic)}{partition}", "offset": at.offset, "key": at.key, "seq": at.seq,
                     "savedAt": iso(utc_now())}
             await self._ddb.put_item(TableName=self._table, Item=to_item(item))
 
     async def load(self, topic: str) -> dict[int, Position]:
         """Every saved partition's position (the leases table is small: a scan)."""
-        prefix = self._row(topic, 0)[:-1]
+        prefix = self._prefix(topic)
         rows = await scan_all(self._ddb, TableName=self._table, ConsistentRead=True,
                               FilterExpression="begins_with(#k, :p)", ExpressionAttributeNames={"#k": KEY},
                               ExpressionAttributeValues={":p": {"S": prefix}})

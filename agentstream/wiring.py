@@ -151,15 +151,14 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
 
         await app.start()
         log.info("worker.started", topic=settings.topic_events)
-        saving = asyncio.create_task(positions.run(stop, settings.worker_positions_every_s)) if positions else None
+        if positions is not None:
+            positions.start(settings.worker_positions_every_s)
         try:
             await session_timer(settings, ddb, store, stop)
         finally:
             await asyncio.wait_for(executor.join(), timeout=30)
-            if positions is not None and saving is not None:
-                saving.cancel()
-                await asyncio.gather(saving, return_exceptions=True)
-                await positions.save_logged()  # what the last jobs finished
+            if positions is not None:
+                await positions.stop()
             await app.stop()
             log.info("worker.stopped")
     if upgrade:

@@ -2,7 +2,7 @@
 
 Records finish out of order (conversations run concurrently), so a partition's position is the
 first offset not done yet: every record before it is done. Each taken offset may carry a marker
-(the worker's: the record's key and seq), and the marker of the last record behind the position
+(the worker's: the record's key and headers), and the marker of the last record behind the position
 is kept, so a saved position can later be checked against the topic (positions.py).
 """
 

@@ -38,12 +38,12 @@ class PositionKeeper:
         self._store = store
         self._topic = topic
         self._offsets = Offsets()
+        self._saving: asyncio.Task[None] | None = None
 
     def take(self, tp: TopicPartition, offset: int, key: bytes | None, headers: Any) -> None:
-        """A record read (its key and headers: the marker a saved position carries)."""
-        known = seq_of(headers)
-        marker = (key.decode("utf-8", "replace"), known[0]) if key is not None and known is not None else None
-        self._offsets.take(tp, offset, marker)
+        """A record read; its key and headers become the marker of a saved position, read only
+        when one is saved (not once a record)."""
+        self._offsets.take(tp, offset, (key, headers))
 
     def done(self, tp: TopicPartition, offset: int) -> None:
         self._offsets.done(tp, offset)
@@ -55,27 +55,42 @@ class PositionKeeper:
         """Save the positions that moved since the last save (those behind a record without a
         key and seq are left: they could not be checked later)."""
         moved = self._offsets.advanced()
-        positions = {tp.partition: Position(n, *marker) for tp, n in moved.items()
-                     if tp.topic == self._topic and (marker := self._offsets.marker(tp)) is not None}
+        positions = {tp.partition: at for tp, n in moved.items()
+                     if tp.topic == self._topic and (at := _position(n, self._offsets.marker(tp))) is not None}
         if positions:
             await self._store.save(self._topic, positions)
         self._offsets.committed(moved)
 
-    async def run(self, stop: asyncio.Event, every_s: float) -> None:
-        """Save every `every_s` seconds until `stop`, then once more; a failed save is logged and
-        tried again at the next tick (a position saved late only means more to read again)."""
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=every_s)
-            except asyncio.TimeoutError:
-                pass
-            await self.save_logged()
+    def start(self, every_s: float) -> None:
+        """Save every `every_s` seconds until `stop()`."""
+        self._saving = asyncio.create_task(self._every(every_s))
 
-    async def save_logged(self) -> None:
+    async def stop(self) -> None:
+        """Stop the saves and save what the last jobs finished."""
+        if self._saving is not None:
+            self._saving.cancel()
+            await asyncio.gather(self._saving, return_exceptions=True)
+        await self._save_logged()
+
+    async def _every(self, every_s: float) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            await self._save_logged()
+
+    async def _save_logged(self) -> None:
+        """A failed save is logged and tried again at the next one (a position saved late only
+        means more to read again)."""
         try:
             await self.save()
         except Exception as exc:
             log.warning("worker.positions_not_saved", error=f"{type(exc).__name__}: {exc}"[:300])
+
+
+def _position(offset: int, marker: tuple[bytes | None, Any] | None) -> Position | None:
+    """The position `offset` with the key and seq of the record before it, if it had both."""
+    key, headers = marker or (None, None)
+    known = seq_of(headers)
+    return Position(offset, key.decode("utf-8", "replace"), known[0]) if key is not None and known is not None else None
 
 
 async def resume_group(settings: Settings, store: PositionStore) -> dict[int, int]:

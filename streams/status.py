@@ -15,7 +15,6 @@ from aiokafka.admin import AIOKafkaAdminClient
 from agentstream import metrics
 from agentstream.adapters.credentials import CredentialsError, CredentialStore
 from agentstream.adapters.dynamo import dynamodb_client
-from agentstream.adapters.position_store import PREFIX as POSITION_ROW
 from agentstream.adapters.kafka import partitions_of, topics
 from agentstream.adapters.owner_webhook import webhook_statuses
 from agentstream.settings import Settings
@@ -73,7 +72,7 @@ async def collect(settings: Settings) -> dict[str, Any]:
     status["bridgeShards"] = [
         {"shard": k.split("|")[-1], "owner": v.owner, "alive": bool(v.owner) and v.expires_at > now_ms(),
          "finished": v.finished, "checkpoint": v.checkpoint}
-        for k, v in leases.items() if not k.startswith(("timer:", POSITION_ROW))
+        for k, v in leases.items() if "|" in k  # a shard's lease (bridge.lease_key), not a timer's or another row
     ]
     return status
 
