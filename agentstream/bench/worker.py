@@ -51,7 +51,7 @@ from agentstream import loops
 from agentstream.adapters.bootstrap import populate, setup
 from agentstream.adapters.dynamo import dynamodb_client, put_log_items
 from agentstream.adapters.event_store import idem_item
-from agentstream.adapters.kafka import dumps, event_headers, producer
+from agentstream.adapters.kafka import dumps, event_headers, producer, send_keyed
 from agentstream.bench.bare_loop import bare_loop_rate, stored_states
 from agentstream.bench.common import CpuMeter, isolated_env, peak_rss_mb, report, services, settings_for
 from agentstream.bench.fresh import labelled, scrape
@@ -94,10 +94,9 @@ async def _log(s: Settings, users: int, per_user: int, tables: tuple[str, ...]) 
 
 
 async def _publish(prod: Any, s: Settings, events: list[dict[str, Any]]) -> None:
-    """Put logged events on the events topic, with the bridge's key and headers."""
-    futures = [await prod.send(s.topic_events, key=e["streamId"].encode(), value=dumps(e),
-                               headers=event_headers(e["seq"], e["type"])) for e in events]
-    await asyncio.gather(*futures)
+    """Put logged events on the events topic as the bridge does (its key, headers and batches)."""
+    records = [(e["streamId"].encode(), dumps(e), event_headers(e["seq"], e["type"])) for e in events]
+    await asyncio.gather(*await send_keyed(prod, s.topic_events, records))
 
 
 async def _new_customer(s: Settings, user: int) -> None:
@@ -178,62 +177,44 @@ class Consumed:
     committed: int
     cpu: dict[str, float]
     rss_mb: float
-    calls_per_event: dict[str, float]  # DynamoDB calls by operation, from the process's /metrics
+    calls: dict[str, float]  # DynamoDB calls by operation, from the process's /metrics
+
+    def calls_per_event(self, events: int) -> dict[str, float]:
+        return {op: round(n / max(events, 1), 3) for op, n in self.calls.items()}
 
 
 def _consume(env: dict[str, str], s: Settings, pids: dict[str, int], logs: Path, name: str, group: str, total: int,
-             timeout: float, argv: tuple[str, ...] = ()) -> Consumed:
+             timeout: float, argv: tuple[str, ...] = (), step: float = 0.5) -> Consumed:
     """Run `name` (the worker, or `argv`) in its own consumer group over the whole topic, until the
-    group's lag is 0: its rate, the CPU seconds of every process meanwhile, its peak RSS."""
+    group's lag is 0 (looked for every `step` seconds): its rate, the CPU seconds of every process
+    meanwhile, its peak RSS."""
     port = free_port()
     proc = spawn_component(name, env | {"WORKER_GROUP": group, "METRICS_PORT": str(port)}, logs, argv)
     try:
         meter = CpuMeter(pids | {name: proc.popen.pid})
         before = meter.read()
-        waited = asyncio.run(_wait_worker(s, total, proc.popen.pid, timeout, group))
+        waited = asyncio.run(_wait_worker(s, total, proc.popen.pid, timeout, group, step))
         cpu = {n: round(seconds, 1) for n, seconds in meter.since(before).items()}
         rss = peak_rss_mb(proc.popen.pid)
         calls = labelled(scrape(f"http://127.0.0.1:{port}/metrics"), "dynamodb") if not argv else {}
     finally:
         proc.stop()
-    per = {op: round(n / max(total, 1), 3) for op, n in sorted(calls.items()) if n}
-    return Consumed(waited["rate"], waited["wall_s"], waited["first_commit_s"], int(waited["committed"]), cpu, rss, per)
+    counted = {op: n for op, n in sorted(calls.items()) if n}
+    return Consumed(waited["rate"], waited["wall_s"], waited["first_commit_s"], int(waited["committed"]), cpu, rss, counted)
 
 
 STEP_S = 0.05  # how often a start's commit is looked for
 
 
-@dataclass
-class Start:
-    """A worker timed from its spawn to a new message committed, and its DynamoDB calls."""
-
-    seconds: float
-    calls: dict[str, float]
-
-
-def _start(env: dict[str, str], s: Settings, logs: Path, group: str, size: int, timeout: float) -> Start:
-    """Spawn a worker in `group` and time it until the group has committed the topic's `size`
-    records (the last a new customer's message, which it answers)."""
-    port = free_port()
-    # no timed save of positions during a start (its PutItem would count in one start and not the
-    # other); the save as it stops is kept: the next pair's new group starts from it
-    proc = spawn_component("worker", env | {"WORKER_GROUP": group, "METRICS_PORT": str(port),
-                                            "WORKER_POSITIONS_EVERY": "3600"}, logs)
-    try:
-        started = time.perf_counter()
-        asyncio.run(_wait_worker(s, size, proc.popen.pid, timeout, group, STEP_S))
-        seconds = time.perf_counter() - started
-        calls = labelled(scrape(f"http://127.0.0.1:{port}/metrics"), "dynamodb")
-    finally:
-        proc.stop()
-    return Start(seconds, {op: n for op, n in sorted(calls.items()) if n})
-
-
-def _starts(env: dict[str, str], s: Settings, logs: Path, size: int, first_user: int, rounds: int,
-            timeout: float) -> list[tuple[Start, Start]]:
+def _starts(env: dict[str, str], s: Settings, pids: dict[str, int], logs: Path, size: int, first_user: int,
+            rounds: int, timeout: float) -> list[tuple[Consumed, Consumed]]:
     """Per round, a pair: a new customer's message, then a worker in a new group, which starts
     from the saved positions (every event before the message applied by then); another message,
-    then a worker of that group again, now at the topic's end (a restart)."""
+    then a worker of that group again, now at the topic's end (a restart). Each is timed until
+    its group has committed the message (answered it)."""
+    # no timed save of positions during a start (its PutItem would count in one start and not the
+    # other); the save as it stops is kept: the next pair's new group starts from it
+    env = env | {"WORKER_POSITIONS_EVERY": "3600"}
     pairs = []
     for i in range(rounds):
         group = f"{s.worker_group}-again{i}"
@@ -241,22 +222,22 @@ def _starts(env: dict[str, str], s: Settings, logs: Path, size: int, first_user:
         for _ in ("resumed", "restarted"):
             asyncio.run(_new_customer(s, first_user + 2 * i + len(pair)))
             size += 1
-            pair.append(_start(env, s, logs, group, size, timeout))
+            pair.append(_consume(env, s, pids, logs, "worker", group, size, timeout, step=STEP_S))
         pairs.append((pair[0], pair[1]))
     return pairs
 
 
-def _applied_figures(pairs: list[tuple[Start, Start]], events: int, bare: float) -> dict[str, Any]:
+def _applied_figures(pairs: list[tuple[Consumed, Consumed]], events: int, bare: float) -> dict[str, Any]:
     """What the applied events cost a resumed worker: its start over a restart's (median of the
     pairs), and the events over that as a rate. A difference under the step the commits are looked
     for at is taken as that step (the rate is then at least the one reported)."""
-    extra = statistics.median(r.seconds - q.seconds for r, q in pairs)
+    extra = statistics.median(r.wall_s - q.wall_s for r, q in pairs)
     rate = events / max(extra, STEP_S)
     return {
         "applied_events_per_s": round(rate), "applied_vs_bare": round(rate / bare, 4), "target_applied_vs_bare": 0.3,
         "applied_extra_s": round(extra, 2), "applied_step_s": STEP_S,
-        "resumed_start_s": [round(r.seconds, 2) for r, _ in pairs],
-        "restart_start_s": [round(q.seconds, 2) for _, q in pairs],
+        "resumed_start_s": [round(r.wall_s, 2) for r, _ in pairs],
+        "restart_start_s": [round(q.wall_s, 2) for _, q in pairs],
         "resumed_calls": pairs[-1][0].calls, "restart_calls": pairs[-1][1].calls,
     }
 
@@ -296,14 +277,14 @@ def run(users: int = 10_000, per_user: int = 10, timeout: float = 3600, rounds: 
         loop = loops.run(bare_loop_rate(loop_s, total, states), s.event_loop)  # on the worker's loop
         loop_spent = {n: round(seconds, 1) for n, seconds in loop_cpu.since(loop_before).items()}
         bare = loops.run(_bare_rate(s, total), s.event_loop)
-        pairs = _starts(env, s, logs, total, users, rounds, timeout)
+        pairs = _starts(env, s, pids, logs, total, users, rounds, timeout)
         answered = len(model.behaviour.requests) - model_calls
     return {
         "events": total, "users": users, "committed": backlog.committed,
         "worker_events_per_s": round(backlog.rate), "bare_consumer_events_per_s": round(bare),
         "worker_vs_bare": round(backlog.rate / bare, 4),
         "bare_loop_events_per_s": round(loop.rate), "worker_vs_bare_loop": round(backlog.rate / loop.rate, 3),
-        "target_worker_vs_bare_loop": 0.7, "worker_calls_per_event": backlog.calls_per_event,
+        "target_worker_vs_bare_loop": 0.7, "worker_calls_per_event": backlog.calls_per_event(total),
         "bare_loop_calls_per_event": loop.calls_per_event, "cpu_seconds_while_bare_loop_ran": loop_spent,
         # the client's side of the same DynamoDB calls against ministack's (issue 16's ours over ministack, per process)
         "worker_over_ministack_cpu": _over_ministack(backlog.cpu, "worker"),
@@ -312,7 +293,7 @@ def run(users: int = 10_000, per_user: int = 10, timeout: float = 3600, rounds: 
         **_applied_figures(pairs, total, bare), "starts_answered": answered,
         # a new group reading every applied event again (WORKER_POSITIONS_EVERY=0)
         "reread_events_per_s": round(reread.rate), "reread_vs_bare": round(reread.rate / bare, 4),
-        "reread_calls_per_event": reread.calls_per_event,
+        "reread_calls_per_event": reread.calls_per_event(total),
         "faust_noop_events_per_s": round(noop.rate), "faust_noop_vs_bare": round(noop.rate / bare, 4),
         "reread_vs_faust_noop": round(reread.rate / noop.rate, 3) if noop.rate else None,
         "worker_peak_rss_mb": max(backlog.rss_mb, reread.rss_mb), "target_rss_mb": 300,
