@@ -14,6 +14,7 @@ from agentstream.adapters.dynamo import dynamodb_client, scan_all, to_item
 from agentstream.adapters.tables import SetupReport, ensure_tables
 from agentstream.projections.nudge import settings_error as nudge_settings_error
 from agentstream.settings import Settings
+from agentstream.adapters.channels.rest import PROVIDER as REST
 
 DATA_FILES = {"business_info": "businesses.json", "rag_system": "system_instructions.json", "rag_business": "rag_business.json"}
 
@@ -81,6 +82,6 @@ async def demo_credentials(settings: Settings, business_ids: list[str]) -> dict[
         for business_id in business_ids:
             if not (await store.get(business_id, "widget")).get("signingKey"):
                 await store.rotate(business_id, "widget")
-            if not (await store.get(business_id, "rest")).get("apiKeyHash"):
-                issued[business_id] = (await store.rotate(business_id, "rest"))["apiKey"]
+            if not (await store.get(business_id, REST.name)).get("apiKeyHash"):
+                issued[business_id] = (await store.rotate(business_id, REST.name))["apiKey"]
     return issued

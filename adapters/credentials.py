@@ -19,17 +19,19 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken
 from itsdangerous import BadData, URLSafeSerializer
 
+from agentstream.adapters.channels.base import CredentialSpec
+from agentstream.adapters.channels.registry import credential_specs
+from agentstream.adapters.channels.rest import PROVIDER as REST
+from agentstream.adapters.channels.widget import PROVIDER as WIDGET
 from agentstream.adapters.dynamo import from_item, scan_all, to_item
 
-PROVIDERS: dict[str, tuple[str, ...]] = {
-    "meta": ("appSecret", "verifyToken", "accessToken"),
-    "twilio": ("accountSid", "authToken", "fromNumber"),
-    "gmail": ("pushToken", "accessToken", "refreshToken", "clientId", "clientSecret", "watchTopic", "tokenExpiry"),
-    "widget": ("signingKey",),
-    "rest": ("apiKey",),
-    "webhook": ("url", "secret"),  # the owner's handoff webhook (agentstream signs each call with the secret)
+# secrets that belong to no channel
+OWN_SPECS = {
+    "webhook": CredentialSpec(("url", "secret"), public=("url",)),  # the owner's handoff webhook (each call signed)
 }
-GENERATED = {"meta": "verifyToken", "gmail": "pushToken", "widget": "signingKey", "rest": "apiKey"}
+SPECS: dict[str, CredentialSpec] = credential_specs() | OWN_SPECS
+PROVIDERS: dict[str, tuple[str, ...]] = {name: spec.fields for name, spec in SPECS.items()}
+GENERATED = {name: spec.generated for name, spec in SPECS.items() if spec.generated}
 
 
 class CredentialsError(ValueError):
@@ -94,11 +96,15 @@ class CredentialStore:
         """Merge new values into a provider's secrets; the REST apiKey is kept as its secret's hash,
         and a replaced widget signingKey as previousSigningKey (it keeps verifying tokens)."""
         validate(provider, values)
+        spec = SPECS[provider]
         current = await self.get(business_id, provider)
-        if provider == "rest" and "apiKey" in values:
-            values = {"apiKeyHash": hash_api_key(api_key_secret(business_id, values["apiKey"]))}
-        if provider == "widget" and current.get("signingKey") and values.get("signingKey", current["signingKey"]) != current["signingKey"]:
-            values = values | {"previousSigningKey": current["signingKey"]}
+        for key, stored in spec.hashed.items():  # the REST key: only its secret's hash is kept
+            if key in values:
+                values = {k: v for k, v in values.items() if k != key} | {
+                    stored: hash_api_key(api_key_secret(business_id, values[key]))}
+        for key, previous in spec.keep_previous.items():  # a replaced widget signing key keeps verifying
+            if current.get(key) and values.get(key, current[key]) != current[key]:
+                values = values | {previous: current[key]}
         merged = current | values
         await self._put(business_id, provider, merged)
         return merged
@@ -125,7 +131,7 @@ class CredentialStore:
         if key is None:
             raise CredentialsError(f"{provider} secrets are issued by the vendor; set them with `credentials set`")
         value = secrets.token_urlsafe(32)  # url-safe: never a dot
-        if provider == "rest":
+        if key in SPECS[provider].hashed:  # an API key names its business
             value = f"{business_id}.{value}"
         await self.set(business_id, provider, {key: value})
         return {key: value}
@@ -135,13 +141,13 @@ class CredentialStore:
         parts = split_api_key(api_key)
         if parts is None:
             return None
-        stored = (await self.get(parts[0], "rest")).get("apiKeyHash", "")
+        stored = (await self.get(parts[0], REST.name)).get(REST.credentials.hashed["apiKey"], "")
         return parts[0] if stored and hmac.compare_digest(stored, hash_api_key(parts[1])) else None
 
     async def widget_keys(self, business_id: str) -> list[str]:
         """The widget signing keys, oldest first (the last one signs); [] when none is set."""
-        values = await self.get(business_id, "widget")
-        return [k for k in (values.get("previousSigningKey"), values.get("signingKey")) if k]
+        values = await self.get(business_id, WIDGET.name)
+        return [k for k in (values.get(WIDGET.credentials.keep_previous["signingKey"]), values.get("signingKey")) if k]
 
     def _encrypt(self, values: dict[str, str]) -> str:
         return self._fernet.encrypt(json.dumps(values).encode()).decode()

@@ -15,6 +15,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from agentstream.adapters.channels.rest import REST
+from agentstream.adapters.channels.widget import WEBSOCKET
 from agentstream.adapters.credentials import issue_widget_token, refreshable_user, verify_widget_token
 from agentstream.adapters.explain_routes import explain_routes
 from agentstream.adapters.facts_routes import facts_routes
@@ -126,7 +128,7 @@ async def _on_frame(d: Deps, ws: WebSocket, business_id: str, user_id: str, raw:
         await ws.send_json({"type": "error", "error": exc.message})
         return
     result = await d.ingestor.ingest(
-        InboundMessage(business_id, user_id, "websocket", client_id, text, reply_to={"socket": "widget"})
+        InboundMessage(business_id, user_id, WEBSOCKET.name, client_id, text, reply_to={"socket": "widget"})
     )
     await ws.send_json({"type": "ack", "clientMessageId": client_id, "eventId": result.event.eventId})
 
@@ -147,7 +149,7 @@ async def post_message(request: Request) -> Response:
     if data["businessId"] != business_id:
         raise HttpError(401, UNAUTHORIZED)
     result = await d.ingestor.ingest(
-        InboundMessage(data["businessId"], data["userId"], "rest", data["externalId"], data["text"], reply_to={"rest": "poll"})
+        InboundMessage(data["businessId"], data["userId"], REST.name, data["externalId"], data["text"], reply_to={"rest": "poll"})
     )
     status = 200 if result.duplicate else 202
     return JSONResponse({"eventId": result.event.eventId, "seq": result.event.seq, "duplicate": result.duplicate}, status_code=status)

@@ -3,7 +3,7 @@
 - `POST /v1/sessions/{sessionId}/handoff` {"reason"?}: appends HandoffRequested (by "owner");
 - `POST /v1/sessions/{sessionId}/owner-messages` {"text", "author"}: appends OwnerReplied, sent
   through the customer's channel (a conversation not yet handed off is handed off first); outside
-  WhatsApp's and Messenger's 24-hour customer-service window: 422, nothing appended;
+  the channel's messaging window (WhatsApp, Messenger, Instagram: 24 hours): 422, nothing appended;
 - `POST /v1/sessions/{sessionId}/release` {"reason"?}: appends HandoffReleased;
 - `GET /v1/businesses/{businessId}/conversations?status=ai|waiting|human|resolved`.
 
@@ -21,7 +21,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from agentstream import channel_specs
 from agentstream.adapters.business import handoff_timeout_minutes
+from agentstream.adapters.channels.rest import REST
 from agentstream.adapters.dynamo import query_all, to_item
 from agentstream.adapters.http_common import Deps, HttpError, authenticate, decode_utf8, deps, read_body, require_api_key
 from agentstream.adapters.tables import SESSIONS_GSI
@@ -32,8 +34,6 @@ MAX_BODY = 32 * 1024
 MAX_TEXT = 4_000
 MAX_AUTHOR = 100
 MAX_LIST = 500
-WINDOW = timedelta(hours=24)
-WINDOW_CHANNELS = {"whatsapp": "WhatsApp", "messenger": "Messenger"}
 STATUSES = ("ai", "waiting", "human", "resolved")
 
 
@@ -113,18 +113,19 @@ async def request_handoff(request: Request) -> Response:
 
 
 def window_refusal(channel: str, last_inbound_at: str | None, now: datetime) -> str | None:
-    """Why a free-text message cannot be sent on `channel` now (its vendor's 24-hour
-    customer-service window has closed since the customer's last message), or None."""
-    name = WINDOW_CHANNELS.get(channel)
-    if name is None:
+    """Why a free-text message cannot be sent on `channel` now (its messaging window has closed
+    since the customer's last message), or None."""
+    hours = channel_specs.window_hours(channel)
+    if hours is None:
         return None
+    name = channel_specs.title(channel)
     if last_inbound_at is None:
-        return f"outside {name}'s 24-hour customer-service window: the customer has not written in this session"
+        return f"outside {name}'s {hours}-hour customer-service window: the customer has not written in this session"
     last = datetime.fromisoformat(last_inbound_at.replace("Z", "+00:00"))
-    if now - last <= WINDOW:
+    if now - last <= timedelta(hours=hours):
         return None
-    return (f"outside {name}'s 24-hour customer-service window: the customer last wrote at {last_inbound_at}; "
-            f"a free-text message can only be sent within 24 hours of it")
+    return (f"outside {name}'s {hours}-hour customer-service window: the customer last wrote at {last_inbound_at}; "
+            f"a free-text message can only be sent within {hours} hours of it")
 
 
 async def _last_inbound(d: Deps, session: dict[str, Any]) -> dict[str, Any]:
@@ -132,7 +133,7 @@ async def _last_inbound(d: Deps, session: dict[str, Any]) -> dict[str, Any]:
     memory = await d.projections.load_memory(session["businessId"], session["userId"]) or {}
     ctx = memory.get("sessionContext") or {}
     if ctx.get("sessionId") != session["sessionId"] or not ctx.get("lastInbound"):
-        channel = ((session.get("metadata") or {}).get("context") or {}).get("channel") or "rest"
+        channel = ((session.get("metadata") or {}).get("context") or {}).get("channel") or REST.name
         return {"channel": channel, "replyTo": {}, "at": None}
     return ctx["lastInbound"]
 

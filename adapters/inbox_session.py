@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from agentstream.adapters.http_common import Deps
+from agentstream.adapters.channels.rest import PROVIDER as REST
 
 COOKIE = "agentstream_inbox"
 MAX_AGE_S = 12 * 3600
@@ -81,7 +82,7 @@ def csrf_ok(session: InboxSession | None, token: str | None) -> bool:
 
 async def key_print(d: Deps, business_id: str) -> str:
     """A short fingerprint of the business's stored API key hash ('' when it has none)."""
-    return (await d.credentials.get(business_id, "rest")).get("apiKeyHash", "")[:16]
+    return (await d.credentials.get(business_id, REST.name)).get("apiKeyHash", "")[:16]
 
 
 async def still_valid(d: Deps, session: InboxSession) -> bool:

@@ -8,20 +8,19 @@ from typing import Any
 
 import structlog
 
-from agentstream import metrics
+from agentstream import channel_specs, metrics
 from agentstream.adapters.event_store import AppendResult, EventStore
 from agentstream.adapters.settled_heads import SettledHeads
 from agentstream.events import new_event
 
 log = structlog.get_logger(__name__)
 MAX_CONTENT_CHARS = 16_000
-CLIENT_CHOSEN_IDS = ("websocket", "rest")  # ids a client makes up: unique per customer, not per business
 
 
 def idempotency_key(msg: "InboundMessage") -> str:
     """The key a resent message is recognised by: the channel's own message id (Twilio's
     MessageSid, Meta's mid, Gmail's id), or, for ids a client chooses, that id per customer."""
-    if msg.channel in CLIENT_CHOSEN_IDS:
+    if channel_specs.client_ids(msg.channel):
         return f"{msg.channel}:{msg.user_id}:{msg.external_id}"
     return f"{msg.channel}:{msg.external_id}"
 
@@ -38,6 +37,9 @@ class InboundMessage:
     attachments: tuple[dict[str, Any], ...] = ()
     reply_to: dict[str, str] | None = None
     location_id: str | None = None
+    kind: str = "text"  # text, reaction, button, location, contact, unsupported
+    payload_id: str | None = None  # what a tapped button or quick reply carries
+    reacts_to: str | None = None  # the channel's id of the message reacted to
 
 
 class Ingestor:

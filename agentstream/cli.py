@@ -393,11 +393,16 @@ def bench(name: str = typer.Argument(..., help="bridge | pipeline | direct | rep
 
 @app.command()
 def schemas(out: Path = typer.Option(Path("schemas"), help="folder for the JSON Schemas")) -> None:
-    """Write the JSON Schema of every event type into a folder."""
+    """Write the JSON Schema of every event type into a folder, and the registered channels into
+    the package's `data/channels.json`."""
+    from agentstream.adapters.channels.registry import render_catalog
+    from agentstream.channel_specs import CATALOG
     from agentstream.schemas import write_schemas
 
     for path in write_schemas(out):
         console.print(str(path))
+    CATALOG.write_text(render_catalog(), encoding="utf-8")
+    console.print(str(CATALOG))
 
 
 @app.command()

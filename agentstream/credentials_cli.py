@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agentstream.adapters.credentials import CredentialStore, mask
+from agentstream.adapters.credentials import SPECS, CredentialStore, mask
 from agentstream.adapters.dynamo import dynamodb_client
 from agentstream.settings import Settings
 
@@ -17,7 +17,8 @@ async def set_values(settings: Settings, business: str, provider: str, values: d
 async def show_values(settings: Settings, business: str, provider: str) -> dict[str, str]:
     async with dynamodb_client(settings) as ddb:
         store = CredentialStore(ddb, settings.tables.credentials, settings.credentials_key)
-        return {k: mask(v) for k, v in (await store.get(business, provider)).items()}
+        public = SPECS[provider].public if provider in SPECS else ()
+        return {k: v if k in public else mask(v) for k, v in (await store.get(business, provider)).items()}
 
 
 async def rotate_value(settings: Settings, business: str, provider: str) -> dict[str, str]:

@@ -8,6 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, DotEnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -76,7 +77,8 @@ class Tables(_FromEnv):
 
 
 class Settings(_FromEnv):
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    # extra: a setting declared elsewhere (a channel provider's API base) may be given by name too
+    model_config = SettingsConfigDict(extra="allow", populate_by_name=True)
 
     aws_region: str = Field("us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
     dynamodb_endpoint_url: str | None = Field(None, validation_alias="DYNAMODB_ENDPOINT_URL")
@@ -99,9 +101,6 @@ class Settings(_FromEnv):
     prompt_budget_chars: int = Field(12000, ge=1000, validation_alias="PROMPT_BUDGET_CHARS")
     facts_model_extraction: bool = Field(False, validation_alias="FACTS_MODEL_EXTRACTION")  # needs OPENAI_API_KEY
 
-    twilio_api_base_url: str = Field("https://api.twilio.com", validation_alias="TWILIO_API_BASE_URL")
-    meta_graph_base_url: str = Field("https://graph.facebook.com/v21.0", validation_alias="META_GRAPH_BASE_URL")
-    gmail_api_base_url: str = Field("https://gmail.googleapis.com", validation_alias="GMAIL_API_BASE_URL")
     google_token_uri: str = Field("https://oauth2.googleapis.com/token", validation_alias="GOOGLE_TOKEN_URI")
     public_base_url: str = Field("http://localhost:8080", validation_alias="PUBLIC_BASE_URL")
 
@@ -139,6 +138,18 @@ class Settings(_FromEnv):
     @classmethod
     def _blank_is_none(cls, v: str | None) -> str | None:
         return v or None
+
+    def setting(self, name: str, default: str) -> str:
+        """A setting declared outside this class (a channel provider's API base, say): the
+        environment, then the `.env` file, then `default` (or as given to the constructor)."""
+        given = (self.model_extra or {}).get(name)
+        if given:
+            return str(given)
+        if os.environ.get(name):
+            return os.environ[name]
+        path = env_file()
+        found = dotenv_values(path).get(name) if path is not None and path.is_file() else None
+        return found or default
 
     @property
     def aws_credentials(self) -> dict[str, str]:

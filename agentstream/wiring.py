@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agentstream.adapters import kafka
 from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.channels.gmail import GmailClient
+from agentstream.adapters.channels.gmail import BASE_URL as GMAIL_BASE_URL, GmailClient
 from agentstream.adapters.channels.gmail_auth import GmailAuth
 from agentstream.adapters.credentials import CredentialStore
 from agentstream.adapters.dynamo import clients, dynamodb_client
@@ -206,7 +206,7 @@ def gmail_watch_renewer(d: Deps, owner: str, ttl_ms: int = int(3 * EVERY_S * 100
     """The Gmail watch timer of a gateway; its lease outlives three rounds."""
 
     async def watch(business_id: str, topic: str) -> dict[str, Any]:
-        return await GmailClient(d.http, d.settings.gmail_api_base_url, d.gmail, business_id).watch(topic)
+        return await GmailClient(d.http, GMAIL_BASE_URL.resolve(d.settings), d.gmail, business_id).watch(topic)
 
     leases = LeaseTable(d.ddb, d.settings.tables.leases, owner, ttl_ms)
     return WatchRenewer(leases, d.credentials, watch)

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from agentstream import channel_specs
 from agentstream.events import (
     Event, HandoffNoticeSent, HandoffReleased, HandoffRequested, MessageReceived, NudgeSent, OwnerReplied,
     ReplyGenerated, SessionClosed, SessionExpired, SessionResolved, derive_id, iso,
@@ -75,7 +76,7 @@ def _at(event: Event) -> str:
 
 
 def _source(channel: str) -> str:
-    return "websocket" if channel == "websocket" else "cron" if channel == "system" else "webhook"
+    return channel_specs.source(channel)
 
 
 def due_shard(session_id: str) -> int:

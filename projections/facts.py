@@ -22,6 +22,7 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from agentstream import channel_specs
 from agentstream.events import Event, FactCorrected, FactRetracted, FactsExtracted, MessageReceived
 from agentstream.events import iso as _iso_uncached
 from agentstream.projections.base import FoldConfig, Put
@@ -33,7 +34,6 @@ MULTI_KINDS = ("appointment", "order")
 MAX_CURRENT = 10
 MAX_SUPERSEDED = 5
 LIMITS = {"address": 150, "email": 254, "language": 10}
-CHANNEL_KINDS = {"sms": "phone", "whatsapp": "phone", "gmail": "email"}
 
 Fact = dict[str, Any]
 State = dict[str, Any]
@@ -165,7 +165,7 @@ def _appointment_end(value: dict[str, Any], zone: tzinfo) -> str:
 
 def _channel_fact(event: MessageReceived) -> tuple[str, str] | None:
     """The sender's phone (SMS, WhatsApp) or address (Gmail), from the channel itself."""
-    kind = CHANNEL_KINDS.get(event.channel)
+    kind = channel_specs.identity(event.channel)
     sender = event.payload.replyTo.get("to") or event.userId
     if kind == "phone":
         phone = normalise_phone(sender)

@@ -3,8 +3,8 @@
 A nudge may be sent at an instant T when all hold: nudges are on for the business
 (`nudgeAfterMinutes`), T is at least that long after the session's last message and before the
 session expires (its idle timeout), the business is open at T in its time zone (a lunch break or
-a closed day is not open; hours past midnight are), and, on WhatsApp and Messenger, T is within
-24 hours of the customer's last message (the vendor's customer-service window). The earliest
+a closed day is not open; hours past midnight are), and, on a channel with a messaging window
+(WhatsApp, Messenger, Instagram), T is within it (24 hours of the customer's last message). The earliest
 such instant is the nudge's due time; the conversation fold decides whether a NudgeSent stands.
 """
 
@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from agentstream import channel_specs
 from agentstream.projections.base import FoldConfig
 from agentstream.projections.timecontext import _week, _zone
 
 Item = dict[str, Any]
-VENDOR_WINDOW = timedelta(hours=24)
-WINDOW_CHANNELS = ("whatsapp", "messenger")  # free text only within 24 h of the customer's last message
 DEFAULT_TEXTS = {
     "ro": "Mai sunteți acolo? Dacă mai aveți întrebări, vă stăm la dispoziție.",
     "en": "Are you still there? If you have any other questions, we are happy to help.",
@@ -65,11 +64,13 @@ def open_from(at: datetime, tz: str, hours: dict[str, Any]) -> tuple[datetime, d
 
 def caps(ctx: Item, config: FoldConfig) -> datetime:
     """The instant from which no nudge may be sent: the session's expiry, or earlier the end of
-    the vendor's 24-hour window on WhatsApp and Messenger."""
+    the channel's messaging window (WhatsApp, Messenger, Instagram: 24 hours after the
+    customer's last message)."""
     cap = _parse(ctx["lastMessageAt"]) + timedelta(minutes=config.idle_minutes)
     inbound = ctx.get("lastInbound") or {}
-    if inbound.get("channel") in WINDOW_CHANNELS:
-        cap = min(cap, _parse(inbound["at"]) + VENDOR_WINDOW)
+    hours = channel_specs.window_hours(inbound.get("channel", ""))
+    if hours is not None:
+        cap = min(cap, _parse(inbound["at"]) + timedelta(hours=hours))
     return cap
 
 

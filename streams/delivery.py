@@ -2,7 +2,8 @@
 
 Two kinds of consumer share the topic:
 - `agentstream delivery` (any number of them, one consumer group `DELIVERY_GROUP`) sends the
-  replies of external channels (Twilio SMS, Meta, Gmail) and records the REST ones;
+  replies of the channels a vendor delivers (through the channel registry) and records the
+  polled ones (REST);
 - every gateway reads every reply from the latest offset (no group, no commits) and sends the
   widget replies whose customer holds a socket on *that* gateway. A customer connected nowhere
   (or whose reply came before the gateway started) gets it from the log on (re)connect.
@@ -30,6 +31,8 @@ from typing import Any
 
 import structlog
 
+from agentstream import channel_specs
+from agentstream.adapters.channels import registry
 from agentstream.adapters.channels.errors import PermanentError
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.kafka import first_publication, loads
@@ -85,10 +88,11 @@ class ExternalDelivery:
         self._accepted: dict[str, str | None] = {}  # sent by this process, not yet recorded
 
     async def deliver(self, reply: ReplyGenerated, attempt: int = 1) -> None:
-        if reply.channel == "websocket" or await self.log.done(reply):
+        delivery = registry.channel(reply.channel).delivery
+        if delivery == "socket" or await self.log.done(reply):
             return
         external_id = None
-        if reply.channel != "rest":
+        if delivery != "poll":  # a polled reply is delivered once it is in the log
             claim = await self._claimed(reply)
             if claim is False:
                 return  # another process sent and recorded it meanwhile
@@ -145,7 +149,7 @@ class SocketDelivery:
         reply = live.reply
         if self._heads is not None:
             self._heads.drop(reply.streamId)
-        if reply.channel != "websocket" or not self._hub.connected(reply.streamId):
+        if channel_specs.delivery(reply.channel) != "socket" or not self._hub.connected(reply.streamId):
             return
         if not live.first and await self.log.done(reply):
             return

@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import timezone
 from functools import partial
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import requests
 import structlog
@@ -17,7 +17,9 @@ from google.auth.transport.requests import Request
 from google.oauth2.credentials import Credentials
 
 from agentstream.adapters.channels.errors import PermanentError, RetryableError, Unauthorized
-from agentstream.adapters.credentials import CredentialStore
+
+if TYPE_CHECKING:  # the store imports the channel registry, which holds this module
+    from agentstream.adapters.credentials import CredentialStore
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")

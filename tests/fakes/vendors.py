@@ -43,9 +43,31 @@ class VendorState:
     gmail_messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     gmail_refused: set[str] = field(default_factory=set)  # access tokens answered with 401
     google_tokens: list[str] = field(default_factory=list)  # handed out in turn; none left: invalid_grant
+    refused: list[str] = field(default_factory=list)  # why the fake Graph API refused a body (as Meta would: 400)
 
     def sent(self, path_part: str) -> list[Recorded]:
         return [r for r in self.requests if r.method == "POST" and path_part in r.path]
+
+
+WHATSAPP_NEEDS = {"text": ("body",), "template": ("name", "language"), "reaction": ("message_id", "emoji"),
+                  "image": (), "audio": (), "video": (), "document": ()}
+
+
+def whatsapp_problem(body: dict[str, Any]) -> str | None:
+    """Why the Cloud API would refuse a /messages body (its documented shapes), or None."""
+    if body.get("messaging_product") != "whatsapp":
+        return "messaging_product must be whatsapp"
+    if body.get("status") == "read":
+        return None if body.get("message_id") else "message_id is required to mark a message read"
+    kind = body.get("type", "text")
+    if not body.get("to") or kind not in WHATSAPP_NEEDS or not isinstance(body.get(kind), dict):
+        return f"to and a {kind!r} object are required"
+    missing = [k for k in WHATSAPP_NEEDS[kind] if not body[kind].get(k)]
+    if kind in ("image", "audio", "video", "document") and not (body[kind].get("link") or body[kind].get("id")):
+        missing.append("link or id")
+    if kind == "template" and not body["template"].get("language", {}).get("code"):
+        missing.append("language.code")
+    return f"{kind} needs {', '.join(missing)}" if missing else None
 
 
 def create_app(state: VendorState) -> Starlette:
@@ -63,7 +85,15 @@ def create_app(state: VendorState) -> Starlette:
         return None
 
     async def graph_messages(request: Request) -> JSONResponse:
-        return await record(request) or JSONResponse({"messaging_product": "whatsapp", "messages": [{"id": f"wamid.{uuid.uuid4().hex}"}]})
+        if failed := await record(request):
+            return failed
+        problem = whatsapp_problem(state.requests[-1].json or {})
+        if problem:
+            state.refused.append(problem)
+            return JSONResponse({"error": {"message": problem, "type": "OAuthException", "code": 100}}, status_code=400)
+        if (state.requests[-1].json or {}).get("status") == "read":
+            return JSONResponse({"success": True})
+        return JSONResponse({"messaging_product": "whatsapp", "messages": [{"id": f"wamid.{uuid.uuid4().hex}"}]})
 
     async def graph_me_messages(request: Request) -> JSONResponse:
         return await record(request) or JSONResponse({"recipient_id": "x", "message_id": f"m_{uuid.uuid4().hex}"})

@@ -12,7 +12,10 @@ import httpx
 import pytest
 from twilio.request_validator import RequestValidator
 
-from agentstream.adapters.channels import gmail, meta, senders, twilio
+from types import SimpleNamespace
+
+from agentstream.adapters.channels import gmail, meta, twilio
+from agentstream.adapters.channels.base import SendCall, StatusUpdate, Text
 from agentstream.adapters.channels.errors import BadRequest, BadSignature, PermanentError, RetryableError
 from tests.fakes.vendors import VendorServer
 
@@ -42,7 +45,7 @@ def test_whatsapp_messages_media_and_statuses() -> None:
     assert [(m.external_id, m.content) for m in messages] == [("w1", "Bună 👋"), ("w2", "poza")]
     assert messages[1].attachments[0]["contentType"] == "image/png" and messages[0].reply_to == {"phone_number_id": "PN", "to": "407"}
     assert messages[0].occurred_at == datetime.fromtimestamp(1764000000, timezone.utc)
-    assert statuses == [meta.StatusUpdate("407", "sent1", "failed", "Re-engagement message")]
+    assert statuses == [StatusUpdate("sent1", "failed", None, "Re-engagement message")]
 
 
 def test_instagram_and_malformed_meta_bodies() -> None:
@@ -83,22 +86,31 @@ def test_gmail_push_and_text_extraction() -> None:
     assert gmail.message_to_inbound("b", sent) is None
 
 
+def call(http: httpx.AsyncClient, channel: str, base: str, creds: dict[str, str], to: dict[str, str]) -> SendCall:
+    """A send as delivery makes it (no token refresh: a fixed token's calls)."""
+    async def fixed(business_id: str, send):  # type: ignore[no-untyped-def]
+        return await send(creds.get("accessToken", ""))
+    return SendCall("b", channel, creds, to, base, SimpleNamespace(http=http, gmail=SimpleNamespace(call=fixed)))
+
+
 async def test_senders_make_the_vendors_requests_and_classify_errors() -> None:
     with VendorServer() as vendors:
         async with httpx.AsyncClient() as http:
             creds = {"accessToken": "tok"}
-            wamid = await senders.send_whatsapp(http, f"{vendors.base}/graph", creds, {"phone_number_id": "PN", "to": "407"}, "Salut")
+            graph = f"{vendors.base}/graph"
+            wamid = await meta.send(call(http, "whatsapp", graph, creds, {"phone_number_id": "PN", "to": "407"}), Text("Salut"))
             assert wamid.startswith("wamid.")
             (req,) = vendors.state.sent("/graph/PN/messages")
             assert req.json == {"messaging_product": "whatsapp", "to": "407", "type": "text", "text": {"body": "Salut"}}
             vendors.state.fail_next, vendors.state.fail_status = 1, 429
             with pytest.raises(RetryableError):
-                await senders.send_messenger(http, f"{vendors.base}/graph", creds, {"to": "P"}, "x")
+                await meta.send(call(http, "messenger", graph, creds, {"to": "P"}), Text("x"))
             vendors.state.fail_next, vendors.state.fail_status = 1, 400
             with pytest.raises(PermanentError) as err:
-                await senders.send_twilio(http, f"{vendors.base}/twilio", {"accountSid": "AC", "authToken": "secret-token"}, {"to": "+4", "from": "+1"}, "x")
+                await twilio.send(call(http, "sms", f"{vendors.base}/twilio", {"accountSid": "AC", "authToken": "secret-token"},
+                                       {"to": "+4", "from": "+1"}), Text("x"))
             assert "secret-token" not in str(err.value)
             with pytest.raises(RetryableError):
-                await senders.send_gmail(http, "http://127.0.0.1:1", creds, {"to": "a@b.c"}, "x")
+                await gmail.send(call(http, "gmail", "http://127.0.0.1:1", creds, {"to": "a@b.c"}), Text("x"))
             with pytest.raises(PermanentError):
-                await senders.send_whatsapp(http, f"{vendors.base}/graph", {}, {"phone_number_id": "PN", "to": "1"}, "x")
+                await meta.send(call(http, "whatsapp", graph, {}, {"phone_number_id": "PN", "to": "1"}), Text("x"))

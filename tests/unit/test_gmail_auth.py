@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from agentstream.adapters.channels import senders
+from agentstream.adapters.channels import gmail
+from agentstream.adapters.channels.base import SendCall, Text
 from agentstream.adapters.channels.errors import PermanentError, RetryableError
 from agentstream.adapters.channels.gmail_auth import GmailAuth, refresh_access_token
 from agentstream.adapters.credentials import validate
@@ -85,8 +86,8 @@ async def test_a_401_refreshes_stores_and_sends_again(vendors: VendorServer) -> 
     store = MemoryStore(GMAIL)
     auth = GmailAuth(store, token_uri(vendors))  # type: ignore[arg-type]
     async with httpx.AsyncClient() as http:
-        sent = await auth.call("b", lambda token: senders.send_gmail(
-            http, f"{vendors.base}/gmail", {"accessToken": token}, {"to": "a@b.c"}, "Bună"))
+        sent = await gmail.send(SendCall("b", "gmail", {}, {"to": "a@b.c"}, f"{vendors.base}/gmail",
+                                         SimpleNamespace(http=http, gmail=auth)), Text("Bună"))
     assert sent.startswith("g")
     tries = vendors.state.sent("/messages/send")
     assert [r.headers["authorization"] for r in tries] == ["Bearer old", "Bearer new-1"]
@@ -100,8 +101,8 @@ async def test_a_second_401_after_the_refresh_is_retryable(vendors: VendorServer
     auth = GmailAuth(MemoryStore(GMAIL), token_uri(vendors))  # type: ignore[arg-type]
     async with httpx.AsyncClient() as http:
         with pytest.raises(RetryableError, match="just-refreshed"):
-            await auth.call("b", lambda token: senders.send_gmail(
-                http, f"{vendors.base}/gmail", {"accessToken": token}, {"to": "a@b.c"}, "x"))
+            await gmail.send(SendCall("b", "gmail", {}, {"to": "a@b.c"}, f"{vendors.base}/gmail",
+                                      SimpleNamespace(http=http, gmail=auth)), Text("x"))
     assert len(vendors.state.sent("/messages/send")) == 2 and len(vendors.state.sent("/google/token")) == 1
 
 
