@@ -16,10 +16,13 @@ from agentstream.adapters.http_common import Deps
 from agentstream.adapters.inbox_views import InboxViews, unread
 from agentstream.adapters.tables import SESSIONS_GSI
 from agentstream.events import utc_now
+from agentstream.projections.conversation import reply_status
 from agentstream.projections.facts import current_facts
 
 MAX_ROWS = 100
 STATE_LABELS = {"ai": "AI", "waiting": "Waiting for a person", "human": "Person", "resolved": "Resolved"}
+KIND_LABELS = {"button": "tapped a button", "location": "location", "contact": "contact",
+               "unsupported": "a message the channel does not support"}
 
 
 @dataclass
@@ -29,10 +32,16 @@ class Conversation:
     facts: list[tuple[str, str]] = field(default_factory=list)
     unread: int = 0
     timezone: str = "UTC"  # the business's: times are shown in it
+    memory: dict[str, Any] = field(default_factory=dict)  # the customer's (delivery statuses); list rows: none
 
     @property
     def last(self) -> dict[str, Any] | None:
         return self.messages[-1] if self.messages else None
+
+    @property
+    def shown(self) -> list[dict[str, Any]]:
+        """The messages as the conversation shows them (see `arranged`)."""
+        return arranged(self.messages, self.memory)
 
     @property
     def seen_seq(self) -> int:
@@ -42,6 +51,37 @@ class Conversation:
 def in_order(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A session's messages in log order (one session is one customer's stream: seqs ascend)."""
     return sorted(messages, key=lambda m: int(m.get("seq", 0)))
+
+
+def arranged(messages: list[dict[str, Any]], memory: dict[str, Any]) -> list[dict[str, Any]]:
+    """Messages (in order) to show: each with `reactions` (the customer's current reaction to it,
+    a removed one dropped) and, for ours, `status` ({status, at, error?} the vendor reported, or
+    our own delivery failure); a reaction to a message not shown here stays a line of its own."""
+    rows = [{**m, "reactions": [], "status": reply_status(memory, str(m.get("messageId")))}
+            for m in messages if _kind(m) != "reaction"]
+    by_id = {str(r.get("messageId")): r for r in rows}
+    latest: dict[str, dict[str, Any]] = {}
+    alone = []
+    for m in messages:
+        if _kind(m) != "reaction":
+            continue
+        target = by_id.get(str(_meta(m).get("reactsTo")))
+        if target is None:
+            alone.append({**m, "reactions": [], "status": None})
+        else:
+            latest[str(target["messageId"])] = m  # one reaction per message: the later replaces it
+    for target_id, m in latest.items():
+        if _meta(m).get("emoji"):
+            by_id[target_id]["reactions"] = [str(_meta(m)["emoji"])]
+    return sorted([*rows, *alone], key=lambda r: int(r.get("seq", 0)))
+
+
+def _meta(message: dict[str, Any]) -> dict[str, Any]:
+    return message.get("metadata") or {}
+
+
+def _kind(message: dict[str, Any]) -> str:
+    return str(_meta(message).get("kind") or "text")
 
 
 def views(d: Deps) -> InboxViews:
@@ -112,9 +152,13 @@ async def conversations(d: Deps, business_id: str, status: str | None = None) ->
 
 
 async def conversation(d: Deps, session: dict[str, Any]) -> Conversation:
-    """One conversation with all its messages in order."""
+    """One conversation with all its messages in order and the customer's memory (what became
+    of the messages sent)."""
     timeout, timezone = await _business(d, session["businessId"])
     view = conversation_view(session, timeout, utc_now())
-    messages = in_order(await d.projections.session_messages(session["sessionId"]))
-    facts = await customer_facts(d, session["businessId"], [session["userId"]])
-    return Conversation(view, messages, facts.get(session["userId"], []), timezone=timezone)
+    messages, facts, memory = await asyncio.gather(
+        d.projections.session_messages(session["sessionId"]),
+        customer_facts(d, session["businessId"], [session["userId"]]),
+        d.projections.load_memory(session["businessId"], session["userId"]))
+    return Conversation(view, in_order(messages), facts.get(session["userId"], []), timezone=timezone,
+                        memory=memory or {})

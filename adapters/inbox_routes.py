@@ -39,6 +39,7 @@ SIGN_IN_REFUSED = "That API key is not valid for any business."
 _ENV = Environment(loader=PackageLoader("agentstream", "templates"), autoescape=select_autoescape(default=True),
                    trim_blocks=True, lstrip_blocks=True)
 _ENV.globals["labels"] = inbox_data.STATE_LABELS
+_ENV.globals["kinds"] = inbox_data.KIND_LABELS
 _ENV.filters["local"] = inbox_data.local_time
 
 

@@ -7,16 +7,25 @@ which upcasts older schema versions and refuses unknown ones with a clear error.
 from __future__ import annotations
 
 import time
-
 import uuid
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
+from agentstream import channel_specs
+
 SCHEMA_VERSION = 1
-Channel = Literal["websocket", "whatsapp", "messenger", "instagram", "sms", "gmail", "rest", "system"]
-CHANNELS: tuple[str, ...] = Channel.__args__  # type: ignore[attr-defined]
+
+
+def load_channels() -> tuple[str, ...]:
+    """The channel names an event's `channel` may have: the generated catalog of this build
+    ("system", for events no customer sent, belongs to no provider)."""
+    return channel_specs.names()
+
+
+CHANNELS: tuple[str, ...] = load_channels()
+_KNOWN_CHANNELS = frozenset(CHANNELS)
 _NAMESPACE = uuid.UUID("6f1c1f2e-4b7a-4d55-9a43-5a1f0e7d2c11")
 
 
@@ -30,6 +39,10 @@ class UnknownSchemaVersion(ValueError):
 
 class UnknownEventType(UnknownSchemaVersion):
     """An event of a type this build does not know."""
+
+
+class UnknownChannel(UnknownSchemaVersion):
+    """An event of a channel this build does not know (a newer build registered it)."""
 
 
 def derive_id(*parts: str) -> str:
@@ -70,8 +83,18 @@ class Attachment(BaseModel):
     size: int | None = None
 
 
+MessageKind = Literal["text", "reaction", "button", "location", "contact", "unsupported"]
+MESSAGE_KINDS: tuple[str, ...] = MessageKind.__args__  # type: ignore[attr-defined]
+
+
 class MessageReceivedPayload(_Payload):
-    content: str
+    content: str = Field(description=(
+        "text: what the customer wrote; reaction: the emoji (empty: the reaction was removed); button: the title "
+        "tapped; location, contact: readable text (\"Location: 44.43, 26.10 — Str. X\"); unsupported: a description"))
+    kind: MessageKind = Field("text", description=(
+        "v2: what the customer sent; a location or contact that came with text is kind text"))
+    payloadId: str | None = Field(None, description="v2: the id or payload of the button, quick reply or postback tapped")
+    reactsTo: str | None = Field(None, description="v2: the eventId of the message a reaction is to, when known")
     externalId: str | None = None
     contentType: str = "text/plain"
     attachments: list[Attachment] = Field(default_factory=list)
@@ -107,6 +130,30 @@ class DeliveryFailedPayload(_Payload):
     replyEventId: str
     error: str
     attempts: int = 1
+
+
+ReplyStatus = Literal["delivered", "read", "failed"]
+
+
+class ReplyStatusReportedPayload(_Payload):
+    """What the vendor says became of a message we sent (our own record of sending it is ReplyDelivered)."""
+
+    replyEventId: str = Field(description="the outbound event (a reply, a person's message, a notice or a nudge)")
+    status: ReplyStatus
+    at: str = Field(description="when the vendor says it happened: ISO-8601 UTC")
+    externalId: str = Field(description="the vendor's id of the message")
+    error: str | None = Field(None, max_length=1000, description="the vendor's reason, for failed")
+
+    @field_validator("at")
+    @classmethod
+    def _iso_utc(cls, v: str) -> str:
+        try:
+            ts = datetime.fromisoformat(v.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"at must be an ISO-8601 time, got {v!r}") from None
+        if ts.utcoffset() is None or ts.utcoffset().total_seconds() != 0:
+            raise ValueError(f"at must be in UTC, got {v!r}")
+        return v
 
 
 class SessionEndPayload(_Payload):
@@ -205,6 +252,7 @@ PAYLOADS: dict[str, type[_Payload]] = {
     "ReplyGenerated": ReplyGeneratedPayload,
     "ReplyDelivered": ReplyDeliveredPayload,
     "DeliveryFailed": DeliveryFailedPayload,
+    "ReplyStatusReported": ReplyStatusReportedPayload,
     "SessionExpired": SessionEndPayload,
     "SessionResolved": SessionEndPayload,
     "SessionClosed": SessionEndPayload,
@@ -232,7 +280,14 @@ class _Envelope(BaseModel):
     businessId: str = Field(min_length=1)
     locationId: str | None = None
     userId: str = Field(min_length=1)
-    channel: Channel
+    channel: str = Field(description="a registered channel name: the list in agentstream/data/channels.json")
+
+    @field_validator("channel")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        if v not in _KNOWN_CHANNELS:
+            raise ValueError(f"channel {v!r} is not registered (known: {', '.join(CHANNELS)})")
+        return v
 
     @field_validator("occurredAt")
     @classmethod
@@ -252,6 +307,7 @@ class _Envelope(BaseModel):
 
 class MessageReceived(_Envelope):
     type: Literal["MessageReceived"] = "MessageReceived"
+    schemaVersion: Literal[2] = 2  # type: ignore[assignment]  # v2 added kind, payloadId and reactsTo
     payload: MessageReceivedPayload
 
 
@@ -269,6 +325,13 @@ class ReplyDelivered(_Envelope):
 class DeliveryFailed(_Envelope):
     type: Literal["DeliveryFailed"] = "DeliveryFailed"
     payload: DeliveryFailedPayload
+
+
+class ReplyStatusReported(_Envelope):
+    """A vendor's delivery status (delivered, read, failed) of a message we sent."""
+
+    type: Literal["ReplyStatusReported"] = "ReplyStatusReported"
+    payload: ReplyStatusReportedPayload
 
 
 class SessionExpired(_Envelope):
@@ -362,6 +425,7 @@ Event = Annotated[
         ReplyGenerated,
         ReplyDelivered,
         DeliveryFailed,
+        ReplyStatusReported,
         SessionExpired,
         SessionResolved,
         SessionClosed,
@@ -380,7 +444,7 @@ Event = Annotated[
 ]
 EVENT_TYPES: dict[str, type[_Envelope]] = {
     m.model_fields["type"].default: m
-    for m in (MessageReceived, ReplyGenerated, ReplyDelivered, DeliveryFailed, SessionExpired, SessionResolved,
+    for m in (MessageReceived, ReplyGenerated, ReplyDelivered, DeliveryFailed, ReplyStatusReported, SessionExpired, SessionResolved,
               SessionClosed, FactCorrected, FactRetracted, FactsExtracted, HandoffRequested, HandoffReleased,
               OwnerReplied, HandoffNoticeSent, NudgeSent, EventSkipped, SkipRevoked)
 }
@@ -391,6 +455,7 @@ _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 # (type, schemaVersion) -> function upcasting a raw dict of that version to the next one.
 UPCASTERS: dict[tuple[str, int], Any] = {
     ("ReplyGenerated", 1): lambda raw: raw | {"schemaVersion": 2},  # the new fields' defaults: not recorded
+    ("MessageReceived", 1): lambda raw: raw | {"schemaVersion": 2},  # a v1 message is text: kind's default
 }
 
 
@@ -400,11 +465,16 @@ def schema_version(event_type: str) -> int:
 
 
 def parse_event(raw: dict[str, Any]) -> Event:
-    """Validate a raw event dict, upcasting older versions; an unknown type or a newer version
-    raises UnknownSchemaVersion (UnknownEventType) with a clear message."""
+    """Validate a raw event dict, upcasting older versions; an unknown type, an unknown channel
+    or a newer version raises UnknownSchemaVersion (UnknownEventType, UnknownChannel) with a
+    clear message."""
     kind = raw.get("type")
     if isinstance(kind, str) and kind not in EVENT_TYPES:
         raise UnknownEventType(f"event {raw.get('eventId')!r} has type {kind!r}, which this build does not know: upgrade")
+    channel = raw.get("channel")
+    if isinstance(channel, str) and channel not in _KNOWN_CHANNELS:
+        raise UnknownChannel(
+            f"event {raw.get('eventId')!r} has channel {channel!r}, which this build does not know: upgrade")
     if kind in EVENT_TYPES:
         current = schema_version(kind)
         version = raw.get("schemaVersion", SCHEMA_VERSION)

@@ -17,9 +17,16 @@ def render_schemas() -> dict[str, str]:
 
 
 def write_schemas(folder: Path) -> list[Path]:
+    """Write every event type's schema into `folder`; a type's schemas of other versions there
+    (the version this build no longer writes) are removed."""
     folder.mkdir(parents=True, exist_ok=True)
+    rendered = render_schemas()
+    for name in EVENT_TYPES:
+        for old in folder.glob(f"{name}.v*.json"):
+            if old.name not in rendered:
+                old.unlink()
     paths = []
-    for name, text in render_schemas().items():
+    for name, text in rendered.items():
         path = folder / name
         path.write_text(text, encoding="utf-8")
         paths.append(path)

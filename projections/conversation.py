@@ -4,6 +4,11 @@ Pure and deterministic (invariants 4 and 5): the state is the `rag-dynamic-user`
 (it carries `lastSeq`), time is the events' time, ids are derived from the log. `apply` returns
 the new memory and the session and message items to write; it never mutates its input and
 costs O(1) per event, whatever the history length (the memory item is bounded).
+
+A reaction is a message item of its session (`metadata.kind` "reaction", `reactsTo`) but not a
+turn: it neither keeps the session alive nor opens the vendor's 24-hour window. What became of
+the messages we sent (a vendor's delivered / read / failed, our own DeliveryFailed) is kept per
+message in the memory's `replyStatus` (the most recent MAX_STATUSES messages with one).
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from typing import Any
 
 from agentstream import channel_specs
 from agentstream.events import (
-    Event, HandoffNoticeSent, HandoffReleased, HandoffRequested, MessageReceived, NudgeSent, OwnerReplied,
-    ReplyGenerated, SessionClosed, SessionExpired, SessionResolved, derive_id, iso,
+    DeliveryFailed, Event, HandoffNoticeSent, HandoffReleased, HandoffRequested, MessageReceived, NudgeSent,
+    OwnerReplied, ReplyGenerated, ReplyStatusReported, SessionClosed, SessionExpired, SessionResolved, derive_id, iso,
 )
+from agentstream.projections.kinds import is_reaction
 from agentstream.projections import nudge as nudges
 from agentstream.projections.base import FoldConfig, Put
 from agentstream.projections.handoff import handoff_of
@@ -36,6 +42,10 @@ END_STATUS: dict[type, str] = {SessionExpired: "abandoned", SessionResolved: "re
 SessionEnd = SessionExpired | SessionResolved | SessionClosed
 Item = dict[str, Any]
 DUE_SHARDS = 8  # partitions of the sessions' due index (dueShard 0..7); the expiry timer queries each
+MAX_STATUSES = 20  # messages whose delivery status the memory keeps (the most recently reported)
+STATUS_RANK = {"delivered": 1, "read": 2, "failed": 3}  # vendors report out of order: the furthest stands
+EXCERPT = 80  # characters of the message a reaction is to, kept with the reaction
+ERROR_LIMIT = 200
 
 
 @dataclass(frozen=True)
@@ -271,7 +281,60 @@ def _on_message(memory: Item, event: MessageReceived, config: FoldConfig) -> Pro
     memory["summary"] = summary(history)
     sessions.append(session_item(ctx, event, config))
     message = message_item(event, ctx["sessionId"], "user", content, event.payload.externalId)
+    message["metadata"].update(_kind_metadata(event))
     return Projection(memory, sessions, [message])
+
+
+def _kind_metadata(event: MessageReceived) -> Item:
+    """`kind` and `payloadId` of a message that is not plain text (nothing for text)."""
+    p = event.payload
+    return {} if p.kind == "text" else {"kind": p.kind, **({"payloadId": p.payloadId} if p.payloadId else {})}
+
+
+def reaction_text(emoji: str) -> str:
+    """A reaction as a message item reads ("👍 (reaction)")."""
+    return f"{emoji} (reaction)" if emoji else "(reaction removed)"
+
+
+def _on_reaction(memory: Item, event: MessageReceived) -> Projection:
+    """A reaction: a message item of the customer's latest session (whatever its status), with
+    what it reacts to; the session's liveness, turns and window do not change."""
+    ctx = memory.get("sessionContext")
+    message = message_item(event, ctx["sessionId"] if ctx else NO_SESSION, "user",
+                           reaction_text(event.payload.content), event.payload.externalId)
+    meta = message["metadata"]
+    meta.update({"kind": "reaction", "emoji": event.payload.content})
+    target = event.payload.reactsTo
+    if target:
+        meta["reactsTo"] = target
+        said = [t["content"] for t in (ctx or {}).get("lastMessages", []) if t.get("eventId") == target]
+        if said:
+            meta["reactsToText"] = said[-1][:EXCERPT]
+    return Projection(memory, [], [message])
+
+
+def reply_status(memory: Item, event_id: str) -> Item | None:
+    """What became of the message `event_id` we sent ({status, at, error?}), if reported."""
+    return (memory.get("replyStatus") or {}).get(event_id)
+
+
+def _on_status(memory: Item, event: ReplyStatusReported | DeliveryFailed) -> Projection:
+    """Keep the furthest status of the message (failed > read > delivered)."""
+    if isinstance(event, ReplyStatusReported):
+        p = event.payload
+        status, at, error = p.status, p.at, p.error
+    else:
+        status, at, error = "failed", _at(event), event.payload.error
+    statuses = dict(memory.get("replyStatus") or {})
+    known = statuses.get(event.payload.replyEventId)
+    if known is not None and STATUS_RANK[known["status"]] >= STATUS_RANK[status]:
+        return Projection(memory)
+    statuses[event.payload.replyEventId] = {"status": status, "at": at, "seq": event.seq,
+                                            **({"error": error[:ERROR_LIMIT]} if error and status == "failed" else {})}
+    if len(statuses) > MAX_STATUSES:
+        statuses = dict(sorted(statuses.items(), key=lambda kv: int(kv[1]["seq"]))[-MAX_STATUSES:])
+    memory["replyStatus"] = statuses
+    return Projection(memory)
 
 
 def _on_reply(memory: Item, event: ReplyGenerated, config: FoldConfig) -> Projection:
@@ -397,7 +460,9 @@ def apply(memory: Item, event: Event, config: FoldConfig) -> Projection:
     state["lastSeq"] = event.seq
     state["updatedAt"] = _at(event)
     if isinstance(event, MessageReceived):
-        return _on_message(state, event, config)
+        return _on_reaction(state, event) if is_reaction(event) else _on_message(state, event, config)
+    if isinstance(event, (ReplyStatusReported, DeliveryFailed)):
+        return _on_status(state, event)
     if isinstance(event, ReplyGenerated):
         return _on_reply(state, event, config)
     if isinstance(event, (SessionExpired, SessionResolved, SessionClosed)):
@@ -410,7 +475,7 @@ def apply(memory: Item, event: Event, config: FoldConfig) -> Projection:
         return _on_outbound(state, event, config)
     if isinstance(event, NudgeSent):
         return _on_nudge(state, event, config)
-    return Projection(state)  # ReplyDelivered, DeliveryFailed: only lastSeq moves
+    return Projection(state)  # ReplyDelivered: only lastSeq moves
 
 
 def fold(events: Iterable[Event], config: FoldConfig, business_id: str, user_id: str
@@ -434,7 +499,7 @@ class ConversationProjection:
     name = "conversation"
     table = "rag_user"
     owns = {"rag_user": ("businessId", "userId"), "sessions": ("sessionId",), "messages": ("messageId", "sessionId")}
-    version = 3  # v2: handoff state, the last inbound's addressing, messages' metadata.author, active sessions' dueShard and nextDueAt; v3: nudges (nudge, nudgeDue, expiresAt)
+    version = 4  # v2: handoff state, the last inbound's addressing, messages' metadata.author, active sessions' dueShard and nextDueAt; v3: nudges (nudge, nudgeDue, expiresAt); v4: message kinds, reactions, replyStatus, Instagram's messaging window for nudges
 
     def empty(self, business_id: str, user_id: str) -> Item:
         return {**empty_memory(business_id, user_id), "version": self.version}

@@ -39,6 +39,7 @@ from agentstream.projections.base import FoldConfig, Item, Projection, Put, fold
 from agentstream.projections.conversation import active_session, handed_off, nudge_stands
 from agentstream.projections.handoff import OWNER_REPLIED, notice, wants_human
 from agentstream.projections.timecontext import time_context
+from agentstream.projections.kinds import needs_reply
 from agentstream.projections.topics import detect_language
 from agentstream.registry import PROJECTIONS
 from agentstream.projections.skips import SKIP_TYPES, skipped_seqs, without_skipped
@@ -373,7 +374,7 @@ class ConversationProcessor:
     def _answers(event: Event, states: States, puts: dict[str, list[Put]], config: FoldConfig) -> bool:
         """Whether the AI answers this event: a new inbound, not imported, of a conversation not
         handed to a person at its seq (decided by the log: replay decides the same)."""
-        return (REPLIES_FOLLOW in puts and isinstance(event, MessageReceived) and IMPORTED not in event.payload.replyTo
+        return (REPLIES_FOLLOW in puts and needs_reply(event)
                 and not handed_off(states[REPLIES_FOLLOW], event, config))
 
     async def _handoff_effects(self, event: Event, states: States, puts: dict[str, list[Put]], config: FoldConfig) -> None:

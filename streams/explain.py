@@ -21,6 +21,7 @@ from agentstream.events import Event, MessageReceived, ReplyGenerated, iso
 from agentstream.projections.base import Projection, fold_events
 from agentstream.projections.skips import without_skipped
 from agentstream.projections.context import ReplyContext, build_prompt
+from agentstream.projections.kinds import no_reply_reason
 from agentstream.registry import PROJECTIONS
 from agentstream.settings import Settings
 from agentstream.streams.conversations import fold_config, prompt_hash, reply_context, reply_key
@@ -47,7 +48,8 @@ class Explanation:
     def differences(self) -> list[str]:
         """Why the rebuilt prompt is not the one sent ([] when it is)."""
         if self.reply is None:
-            return ["the message has no reply in the log"]
+            reason = no_reply_reason(self.inbound)
+            return [f"the message is {reason}: it gets no reply" if reason else "the message has no reply in the log"]
         recorded = self.reply.payload
         if not recorded.promptHash:
             return ["the reply recorded no prompt hash (written before schemaVersion 2)"]
@@ -64,7 +66,7 @@ class Explanation:
         return {
             "eventId": self.reply.eventId if self.reply else None,
             "inbound": {"eventId": self.inbound.eventId, "seq": self.inbound.seq, "occurredAt": iso(self.inbound.occurredAt),
-                        "content": self.inbound.payload.content},
+                        "content": self.inbound.payload.content, "kind": self.inbound.payload.kind},
             "reply": None if self.reply is None else {"eventId": self.reply.eventId, "seq": self.reply.seq,
                                                      "content": self.reply.payload.content, "model": self.reply.payload.model,
                                                      "promptHash": self.reply.payload.promptHash,

@@ -23,8 +23,9 @@ from agentstream.adapters.event_store import EventStore, stream_heads
 from agentstream.adapters.projection_store import ProjectionStore
 from agentstream.adapters.replay_store import BatchWriter, LiveItems
 from agentstream.adapters.config_history import info_key
-from agentstream.events import Event, iso
+from agentstream.events import Event, MessageReceived, ReplyGenerated, iso
 from agentstream.projections.base import FoldConfig, Projection, Put, fold_events, state_version
+from agentstream.projections.kinds import no_reply_reason
 from agentstream.registry import PROJECTIONS
 from agentstream.settings import Settings
 from agentstream.streams.conversations import fold_config
@@ -127,7 +128,7 @@ class Replayer:
             state, puts = fold_events(p, events, config, business_id, user_id)
             writes += [(p, put) for put in puts] + [(p, Put(p.table, state, version=p.version))]
         if verify:
-            return len(events), await self._compare(writes)
+            return len(events), unwanted_replies(events) + await self._compare(writes)
         if self._batch:
             for _, put in writes:
                 self._batch.add(getattr(self._settings.tables, put.table), [put.item])
@@ -160,6 +161,20 @@ class Replayer:
             if live != put.item:
                 diffs.append(f"{table} {key}: " + _describe_difference(put, live))
         return diffs
+
+
+def unwanted_replies(events: list[Event]) -> list[str]:
+    """The AI replies in a conversation to messages that get none (a reaction, a location without
+    text, …): what the log says was done against what the fold decides."""
+    inbounds = {e.eventId: e for e in events if isinstance(e, MessageReceived)}
+    found = []
+    for reply in (e for e in events if isinstance(e, ReplyGenerated)):
+        inbound = inbounds.get(reply.payload.inReplyTo)
+        reason = no_reply_reason(inbound) if inbound is not None else None
+        if reason:
+            found.append(f"{reply.streamId} reply {reply.eventId} (seq {reply.seq}) answers {inbound.eventId}, "
+                         f"{reason}, which gets no reply")
+    return found
 
 
 def _describe_difference(put: Put, live: dict[str, Any] | None) -> str:

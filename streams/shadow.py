@@ -25,6 +25,7 @@ from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.llm import Answer, OfflineResponder, OpenAIResponder, Responder
 from agentstream.events import UnknownSchemaVersion, iso, stream_id
 from agentstream.projections.context import ReplyContext
+from agentstream.projections.kinds import kind_needs_reply
 from agentstream.settings import Settings
 from agentstream.streams.conversations import HANDOFF_MODEL, reply_key
 from agentstream.streams.explain import Explainer, NotExplainable
@@ -238,7 +239,8 @@ def explainer_rebuild(explainer: Explainer, business_id: str, prices: Prices) ->
 async def select_inbounds(ddb: Any, settings: Settings, business_id: str, since: datetime | None,
                           limit: int, chunk: int = 25) -> list[Inbound]:
     """The business's latest `limit` customer messages (from `since`) that got a reply, oldest
-    first: found through the messages index, a reply checked by its idempotency record."""
+    first: found through the messages index (kinds never answered left out), a reply checked by
+    its idempotency record."""
     store = EventStore(ddb, settings.tables.events)
     found: list[Inbound] = []
     batch: list[dict[str, Any]] = []
@@ -249,6 +251,8 @@ async def select_inbounds(ddb: Any, settings: Settings, business_id: str, since:
         batch.clear()
 
     async for message in customer_messages(ddb, settings.tables, business_id, iso(since) if since else None):
+        if not kind_needs_reply(str((message.get("metadata") or {}).get("kind", "text"))):
+            continue  # a reaction, a location without text, …: never answered, nothing to compare
         batch.append(message)
         if len(batch) >= chunk:
             await check()

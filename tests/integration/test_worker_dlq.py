@@ -123,6 +123,27 @@ async def test_an_event_from_a_newer_build_stops_the_worker_and_is_not_skipped(
         assert log_events(stack.env, "demo-salon#A") == []  # nothing was made of it
 
 
+async def test_an_event_of_an_unknown_channel_stops_the_worker_and_is_not_skipped(
+    endpoints: Endpoints, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = isolated_env(endpoints)
+    with running_stack(env, tmp_path / "logs", components=("worker",)) as stack:
+        s = settings_from(stack.env, monkeypatch)
+        b = await append(s, "B", "Bună ziua")
+        unknown = new_event("MessageReceived", business_id="demo-salon", user_id="A", channel="websocket",
+                            payload={"content": "from a channel a newer build registered"}
+                            ).with_seq(1).to_json_dict() | {"channel": "carrier-pigeon"}
+        await publish(s, [*as_records([b]), ("demo-salon#A", kafka.dumps(unknown))])
+        assert await exit_code(stack.processes["worker"], 90) == 3, "the worker stops with the upgrade exit code"
+        log = (tmp_path / "logs" / "worker.log").read_text()
+        assert "worker.upgrade_needed" in log and "channel 'carrier-pigeon'" in log and "upgrade this worker" in log
+        assert await read_topic(s.kafka_bootstrap_servers, s.topic_dlq, expect=1, timeout=3) == []
+        (record,) = [r for r in await read_topic(s.kafka_bootstrap_servers, s.topic_events, expect=2) if r["key"] == "demo-salon#A"]
+        committed = (await wait_committed_to_end(s, timeout=5))[record["partition"]][0]
+        assert committed <= record["offset"], "the group's offset never passes the unreadable record"
+        assert log_events(stack.env, "demo-salon#A") == []
+
+
 class BrokenProjections(ProjectionStore):
     """The projection write of one conversation always fails (a table it cannot write)."""
 

@@ -11,8 +11,15 @@ from boto3.dynamodb.types import TypeSerializer
 from hypothesis import given, strategies as st
 from pydantic import ValidationError
 
-from agentstream.events import UnknownEventType, UnknownSchemaVersion, new_event, parse_event, reply_event_id
-from agentstream.schemas import render_schemas
+import json
+
+import jsonschema
+
+from agentstream.events import (
+    CHANNELS, MESSAGE_KINDS, UnknownChannel, UnknownEventType, UnknownSchemaVersion, new_event, parse_event,
+    reply_event_id,
+)
+from agentstream.schemas import render_schemas, write_schemas
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,8 +41,8 @@ def test_round_trip_keeps_text_and_time() -> None:
 
 
 def test_unknown_schema_version_is_a_clear_error() -> None:
-    with pytest.raises(UnknownSchemaVersion, match="schemaVersion 2; this build reads 1: upgrade"):
-        parse_event(raw_message(schemaVersion=2))
+    with pytest.raises(UnknownSchemaVersion, match="schemaVersion 3; this build reads 2: upgrade"):
+        parse_event(raw_message(schemaVersion=3))
 
 
 def test_an_unknown_type_asks_for_an_upgrade_not_a_dlq() -> None:
@@ -55,7 +62,83 @@ def test_a_v1_reply_is_upcast_to_v2_without_a_recorded_prompt() -> None:
         parse_event(reply.to_json_dict() | {"schemaVersion": 3})
 
 
-@pytest.mark.parametrize("change", [{"type": 7}, {"channel": "fax"}, {"businessId": ""}, {"occurredAt": "2026-01-01T10:00:00"}])
+def test_an_unknown_channel_asks_for_an_upgrade_not_a_dlq() -> None:
+    with pytest.raises(UnknownChannel, match="channel 'fax', which this build does not know: upgrade"):
+        parse_event(raw_message(channel="fax"))
+    assert issubclass(UnknownChannel, UnknownSchemaVersion)  # the consumers' upgrade handling applies
+
+
+def test_channels_are_the_generated_names_file() -> None:
+    names = json.loads((ROOT / "agentstream" / "data" / "channels.json").read_text(encoding="utf-8"))["channels"]
+    assert tuple(names) == CHANNELS and names == sorted(names)
+    assert {"whatsapp", "sms", "system"} <= set(CHANNELS)
+    with pytest.raises(ValidationError, match="not registered"):
+        new_event("MessageReceived", business_id="b", user_id="u", channel="fax", payload={"content": "x"})
+
+
+def test_a_v1_message_is_upcast_to_a_v2_text_message() -> None:
+    v1 = raw_message(schemaVersion=1)
+    v1["payload"] = {k: v for k, v in v1["payload"].items() if k not in ("kind", "payloadId", "reactsTo")}
+    upcast = parse_event(v1)
+    assert upcast.schemaVersion == 2 and upcast.payload.kind == "text"
+    assert upcast.payload.payloadId is None and upcast.payload.reactsTo is None
+    assert upcast.payload.content == "Bună ziua! 💇‍♀️ שלום"
+    assert parse_event(upcast.to_json_dict()) == upcast
+
+
+@pytest.mark.parametrize("kind", MESSAGE_KINDS)
+def test_every_message_kind_round_trips(kind: str) -> None:
+    event = new_event("MessageReceived", business_id="b", user_id="u", channel="whatsapp",
+                      payload={"content": "👍", "kind": kind, "payloadId": "p1", "reactsTo": "e0"})
+    again = parse_event(event.to_json_dict())
+    assert (again.payload.kind, again.payload.payloadId, again.payload.reactsTo) == (kind, "p1", "e0")
+
+
+def status(**payload: object) -> dict:
+    body = {"replyEventId": "r1", "status": "read", "at": "2026-12-01T10:00:00.000Z", "externalId": "wamid.1"} | payload
+    return new_event("ReplyStatusReported", business_id="b", user_id="u", channel="whatsapp",
+                     payload=body).to_json_dict()
+
+
+def test_a_reported_status_round_trips() -> None:
+    event = parse_event(status(status="failed", error="Re-engagement message"))
+    assert event.type == "ReplyStatusReported" and event.schemaVersion == 1
+    assert (event.payload.status, event.payload.error, event.payload.at) == ("failed", "Re-engagement message",
+                                                                              "2026-12-01T10:00:00.000Z")
+
+
+@pytest.mark.parametrize("bad", [{"status": "sent"}, {"at": "2026-12-01T10:00:00"}, {"at": "2026-12-01T12:00:00+02:00"},
+                                 {"at": "yesterday"}, {"replyEventId": None}, {"externalId": None}, {"extra": 1}])
+def test_a_bad_status_is_refused(bad: dict) -> None:
+    with pytest.raises(ValidationError):
+        status(**bad)
+
+
+def _validator(name: str) -> jsonschema.Validator:
+    schema = json.loads((ROOT / "schemas" / name).read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema)
+
+
+def test_the_generated_schemas_accept_what_the_models_write() -> None:
+    reaction = new_event("MessageReceived", business_id="b", user_id="u", channel="telegram",
+                         payload={"content": "", "kind": "reaction", "reactsTo": "e0"}).to_json_dict()
+    assert list(_validator("MessageReceived.v2.json").iter_errors(reaction)) == []
+    assert list(_validator("ReplyStatusReported.v1.json").iter_errors(status())) == []
+    bad = [e.message for e in _validator("ReplyStatusReported.v1.json").iter_errors(status() | {"channel": 7})]
+    assert bad and "is not of type 'string'" in bad[0]
+    sticker = reaction | {"payload": reaction["payload"] | {"kind": "sticker"}}
+    assert [e.message for e in _validator("MessageReceived.v2.json").iter_errors(sticker)] != []
+
+
+def test_writing_the_schemas_removes_a_version_no_longer_written(tmp_path: Path) -> None:
+    (tmp_path / "MessageReceived.v1.json").write_text("{}")
+    (tmp_path / "README.md").write_text("kept")
+    write_schemas(tmp_path)
+    assert not (tmp_path / "MessageReceived.v1.json").exists() and (tmp_path / "README.md").exists()
+    assert (tmp_path / "MessageReceived.v2.json").exists() and (tmp_path / "ReplyStatusReported.v1.json").exists()
+
+
+@pytest.mark.parametrize("change", [{"type": 7}, {"channel": 7}, {"businessId": ""}, {"occurredAt": "2026-01-01T10:00:00"}])
 def test_invalid_events_are_refused(change: dict) -> None:
     with pytest.raises(ValidationError):
         parse_event(raw_message(**change))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -15,6 +16,8 @@ from agentstream.adapters.inbox_data import Conversation, local_time
 from agentstream.adapters.inbox_routes import _fragment
 from agentstream.adapters.inbox_session import COOKIE, InboxSession, csrf_ok, read_session, write_session
 from agentstream.adapters.inbox_views import unread
+from agentstream.events import new_event, reply_event_id
+from agentstream.projections.conversation import FoldConfig, fold
 
 HOSTILE = "<script>alert('x')</script> '; DROP TABLE sessions;-- & \"q\""
 
@@ -88,3 +91,60 @@ def test_times_are_shown_in_the_business_time_zone() -> None:
     assert local_time("2026-12-01T15:02:09.123Z", "Europe/Bucharest") == "17:02"
     assert local_time("2026-07-01T15:02:09.123Z", "Europe/Bucharest", "%Y-%m-%d %H:%M") == "2026-07-01 18:02"  # summer time
     assert local_time("2026-12-01T15:02:09.123Z", "Not/AZone") == "15:02" and local_time(None, "UTC") == ""
+
+
+def _folded_conversation(*extra: str) -> Conversation:
+    """A conversation folded from events: a message, our reply, then `extra` (reaction, removed,
+    read, failed, stray) in that order."""
+
+    def event(kind: str, seq: int, payload: dict[str, Any], event_id: str | None = None) -> Any:
+        at = datetime.fromisoformat(f"2026-12-01T10:{seq:02d}:00+00:00")
+        return new_event(kind, business_id="b", user_id="u", channel="whatsapp", payload=payload, event_id=event_id,
+                         occurred_at=at).with_seq(seq)
+
+    first = event("MessageReceived", 1, {"content": "Aveți loc mâine?"}, "in-1")
+    memory, _, _ = fold([first], FoldConfig(), "b", "u")
+    sid = memory["sessionContext"]["sessionId"]
+    reply_id = reply_event_id("in-1")
+    events = [first, event("ReplyGenerated", 2, {"content": "Da, la 10.", "inReplyTo": "in-1", "sessionId": sid,
+                                                 "model": "m"}, reply_id)]
+    steps = {
+        "reaction": ("MessageReceived", {"content": "👍", "kind": "reaction", "reactsTo": reply_id}),
+        "removed": ("MessageReceived", {"content": "", "kind": "reaction", "reactsTo": reply_id}),
+        "stray": ("MessageReceived", {"content": "❤️", "kind": "reaction", "reactsTo": "of-an-old-session"}),
+        "read": ("ReplyStatusReported", {"replyEventId": reply_id, "status": "read", "at": "2026-12-01T10:09:00.000Z",
+                                         "externalId": "wamid.2"}),
+        "failed": ("ReplyStatusReported", {"replyEventId": reply_id, "status": "failed", "at": "2026-12-01T10:09:00.000Z",
+                                           "externalId": "wamid.2", "error": "<b>Re-engagement message</b>"}),
+    }
+    events += [event(steps[name][0], 3 + i, steps[name][1], f"x-{i}") for i, name in enumerate(extra)]
+    memory, _, messages = fold(events, FoldConfig(), "b", "u")
+    view = {"sessionId": sid, "userId": "u", "status": "ai", "channel": "whatsapp", "lastMessageAt": None}
+    return Conversation(view, sorted(messages.values(), key=lambda m: m["seq"]), memory=memory)
+
+
+def _shown(convo: Conversation) -> str:
+    return " ".join(_fragment("inbox_messages.html", c=convo).split())
+
+
+def test_a_reaction_shows_on_the_message_it_is_to_and_a_removed_one_does_not() -> None:
+    convo = _folded_conversation("reaction")
+    html = _shown(convo)
+    assert [m["content"] for m in convo.shown] == ["Aveți loc mâine?", "Da, la 10."]
+    assert 'Da, la 10.<span class="reactions" title="the customer\'s reaction">👍</span>' in html.replace("&#39;", "'")
+    assert "(reaction)" not in html
+    assert "👍" not in _shown(_folded_conversation("reaction", "removed"))
+    assert unread(convo.messages, 2) == 1  # the owner is told something new came
+
+
+def test_a_reaction_to_a_message_not_shown_is_a_line_of_its_own() -> None:
+    html = _shown(_folded_conversation("stray"))
+    assert 'class="msg user reaction"' in html and "❤️ on: an earlier message" in html
+
+
+def test_a_read_reply_and_a_vendor_failure_show_on_the_reply() -> None:
+    read = _shown(_folded_conversation("read"))
+    assert '<span class="delivery read">read 10:09</span>' in read
+    failed = _shown(_folded_conversation("read", "failed"))
+    assert '<span class="delivery failed">not delivered: &lt;b&gt;Re-engagement message&lt;/b&gt;</span>' in failed
+    assert "delivery" not in _shown(_folded_conversation())  # nothing reported: nothing shown

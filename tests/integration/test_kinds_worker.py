@@ -1,0 +1,50 @@
+"""Message kinds through the worker on the real local DynamoDB server: a reaction, a location
+and a status get no reply, a button is answered as its title, and a replay agrees with the live
+tables (`replay --verify` is clean)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from agentstream.adapters.projection_store import ProjectionStore
+from agentstream.events import Event, ReplyGenerated, new_event
+from agentstream.streams.replay import Replayer, Scope
+from tests.integration.world import T0, World, drain
+
+
+def customer(user: str, minutes: float, content: str, kind: str = "text", **extra: object) -> Event:
+    return new_event("MessageReceived", business_id="demo-salon", user_id=user, channel="whatsapp",
+                     payload={"content": content, "kind": kind, **extra}, occurred_at=T0 + timedelta(minutes=minutes))
+
+
+async def test_only_text_and_buttons_are_answered_and_replay_agrees(world: World) -> None:
+    user, stream = "kinds-1", "demo-salon#kinds-1"
+    hello = (await world.store.append(customer(user, 0, "Bună, aveți loc mâine?"))).event
+    await drain(world, stream)
+    (reply,) = [e for e in await world.store.read(stream) if isinstance(e, ReplyGenerated)]
+    later = [customer(user, 1, "👍", "reaction", reactsTo=reply.eventId),
+             customer(user, 2, "Location: 44.43, 26.10 — Str. X", "location"),
+             new_event("ReplyStatusReported", business_id="demo-salon", user_id=user, channel="whatsapp",
+                       occurred_at=T0 + timedelta(minutes=3), payload={
+                           "replyEventId": reply.eventId, "status": "read", "at": "2026-11-24T08:03:00.000Z",
+                           "externalId": "wamid.r1"}),
+             customer(user, 4, "Da, rezerv", "button", payloadId="BOOK_YES")]
+    for event in later:
+        await world.store.append(event)
+    await drain(world, stream)
+
+    logged = await world.store.read(stream)
+    by_id = {e.eventId: e for e in logged}
+    answered = [by_id[r.payload.inReplyTo] for r in logged if isinstance(r, ReplyGenerated)]
+    assert [(e.payload.kind, e.payload.content) for e in answered] == [("text", hello.payload.content),
+                                                                      ("button", "Da, rezerv")]
+    assert world.responder.calls == 2
+    memory = await ProjectionStore(world.ddb, world.settings.tables).load_memory("demo-salon", user)
+    assert memory["replyStatus"][reply.eventId]["status"] == "read"
+    messages = await ProjectionStore(world.ddb, world.settings.tables).session_messages(
+        memory["sessionContext"]["sessionId"])
+    reaction = [m for m in messages if (m.get("metadata") or {}).get("kind") == "reaction"]
+    assert [(m["content"], m["metadata"]["reactsTo"]) for m in reaction] == [("👍 (reaction)", reply.eventId)]
+
+    report = await Replayer(world.ddb, world.settings).run(Scope("demo-salon", user), verify=True)
+    assert report.events == len(logged) and report.differences == []
