@@ -8,7 +8,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from agentstream.adapters.channels import gmail, meta, rest, twilio, widget
+from agentstream.adapters.channels import gmail, meta, rest, telegram, twilio, widget
 from agentstream.adapters.channels.base import (
     CredentialSpec, EventChannel, Outgoing, Provider, SendCall, Unsupported, Webhook, needs,
 )
@@ -20,6 +20,7 @@ PROVIDERS: tuple[Provider, ...] = (
     meta.PROVIDER,
     twilio.PROVIDER,
     gmail.PROVIDER,
+    telegram.PROVIDER,
 )
 # events the system writes itself (timers, imports) carry a channel that belongs to no provider
 SYSTEM = EventChannel("system", "System", can=frozenset(), delivery="none", source="cron")
