@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 from agentstream.events import EVENT_TYPES, schema_version
@@ -14,6 +15,12 @@ def render_schemas() -> dict[str, str]:
         f"{name}.v{schema_version(name)}.json": json.dumps(model.model_json_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         for name, model in sorted(EVENT_TYPES.items())
     }
+
+
+def render_channels(names: Iterable[str]) -> str:
+    """The text of `agentstream/data/channels.json` for the registered channel names (and
+    "system"): sorted, one JSON document."""
+    return json.dumps({"channels": sorted({*names, "system"})}, indent=2) + "\n"
 
 
 def write_schemas(folder: Path) -> list[Path]:

@@ -1,6 +1,6 @@
 """Message kinds through the worker on the real local DynamoDB server: a reaction, a location
-and a status get no reply, a button is answered as its title, and a replay agrees with the live
-tables (`replay --verify` is clean)."""
+and a status get no reply, a button is answered as its title, and replay (`--verify` clean),
+explain and shadow agree."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from datetime import timedelta
 
 from agentstream.adapters.projection_store import ProjectionStore
 from agentstream.events import Event, ReplyGenerated, new_event
+from agentstream.streams.explain import Explainer
 from agentstream.streams.replay import Replayer, Scope
+from agentstream.streams.shadow import select_inbounds
 from tests.integration.world import T0, World, drain
 
 
@@ -48,3 +50,9 @@ async def test_only_text_and_buttons_are_answered_and_replay_agrees(world: World
 
     report = await Replayer(world.ddb, world.settings).run(Scope("demo-salon", user), verify=True)
     assert report.events == len(logged) and report.differences == []
+
+    explained = await Explainer(world.ddb, world.settings).explain(later[0].eventId)
+    assert explained.reply is None and explained.differences() == ["the message is a reaction: it gets no reply"]
+    picked = [i.eventId for i in await select_inbounds(world.ddb, world.settings, "demo-salon", None, 1000)
+              if i.streamId == stream]
+    assert picked == [e.eventId for e in answered]  # shadow compares only what was answered

@@ -19,7 +19,7 @@ from agentstream.events import (
     CHANNELS, MESSAGE_KINDS, UnknownChannel, UnknownEventType, UnknownSchemaVersion, new_event, parse_event,
     reply_event_id,
 )
-from agentstream.schemas import render_schemas, write_schemas
+from agentstream.schemas import render_channels, render_schemas, write_schemas
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,6 +72,8 @@ def test_channels_are_the_generated_names_file() -> None:
     names = json.loads((ROOT / "agentstream" / "data" / "channels.json").read_text(encoding="utf-8"))["channels"]
     assert tuple(names) == CHANNELS and names == sorted(names)
     assert {"whatsapp", "telegram", "system"} <= set(CHANNELS)
+    text = (ROOT / "agentstream" / "data" / "channels.json").read_text(encoding="utf-8")
+    assert render_channels(reversed([c for c in CHANNELS if c != "system"])) == text
     with pytest.raises(ValidationError, match="not registered"):
         new_event("MessageReceived", business_id="b", user_id="u", channel="fax", payload={"content": "x"})
 
