@@ -32,11 +32,18 @@ class Conversation:
     facts: list[tuple[str, str]] = field(default_factory=list)
     unread: int = 0
     timezone: str = "UTC"  # the business's: times are shown in it
-    memory: dict[str, Any] = field(default_factory=dict)  # the customer's (delivery statuses); list rows: none
+    memory: dict[str, Any] = field(default_factory=dict)  # the customer's: {"replyStatus": …} (delivery statuses)
 
     @property
     def last(self) -> dict[str, Any] | None:
         return self.messages[-1] if self.messages else None
+
+    @property
+    def undelivered(self) -> dict[str, Any] | None:
+        """The failure of our latest message to the customer, if it was not delivered."""
+        ours = [m for m in self.messages if m.get("type") == "agent"]
+        status = reply_status(self.memory, str(ours[-1].get("messageId"))) if ours else None
+        return status if status and status["status"] == "failed" else None
 
     @property
     def shown(self) -> list[dict[str, Any]]:
@@ -97,19 +104,33 @@ def fact_text(value: Any) -> str:
 
 async def customer_facts(d: Deps, business_id: str, user_ids: list[str]) -> dict[str, list[tuple[str, str]]]:
     """Each customer's current facts as (kind, text), read 100 customers a BatchGetItem."""
-    found: dict[str, list[tuple[str, str]]] = {}
-    table, now = d.settings.tables.facts, utc_now()
-    unique = sorted(set(user_ids))
-    for start in range(0, len(unique), 100):
-        keys = [to_item({"businessId": business_id, "userId": u}) for u in unique[start:start + 100]]
-        request: dict[str, Any] = {table: {"Keys": keys}}
+    return (await _customers(d, business_id, user_ids, with_memory=False))[0]
+
+
+async def _customers(d: Deps, business_id: str, user_ids: list[str], with_memory: bool = True
+                     ) -> tuple[dict[str, list[tuple[str, str]]], dict[str, dict[str, Any]]]:
+    """Each customer's current facts as (kind, text) and, with `with_memory`, the delivery
+    statuses of their memory ({"replyStatus": …}); 100 keys a BatchGetItem (50 customers when
+    both tables are read)."""
+    facts_table, memory_table, now = d.settings.tables.facts, d.settings.tables.rag_user, utc_now()
+    facts: dict[str, list[tuple[str, str]]] = {}
+    memories: dict[str, dict[str, Any]] = {}
+    unique, step = sorted(set(user_ids)), 50 if with_memory else 100
+    for start in range(0, len(unique), step):
+        keys = [to_item({"businessId": business_id, "userId": u}) for u in unique[start:start + step]]
+        request: dict[str, Any] = {facts_table: {"Keys": keys}}
+        if with_memory:
+            request[memory_table] = {"Keys": keys, "ProjectionExpression": "userId, replyStatus"}
         while request:
             answer = await d.ddb.batch_get_item(RequestItems=request)
-            for item in answer.get("Responses", {}).get(table, []):
+            for item in answer.get("Responses", {}).get(facts_table, []):
                 state = from_item(item)
-                found[state["userId"]] = [(f["kind"], fact_text(f["value"])) for f in current_facts(state, now)]
+                facts[state["userId"]] = [(f["kind"], fact_text(f["value"])) for f in current_facts(state, now)]
+            for item in answer.get("Responses", {}).get(memory_table, []):
+                memory = from_item(item)
+                memories[memory["userId"]] = memory
             request = answer.get("UnprocessedKeys") or {}
-    return found
+    return facts, memories
 
 
 def local_time(ts: str | None, timezone: str, fmt: str = "%H:%M") -> str:
@@ -131,7 +152,7 @@ async def _business(d: Deps, business_id: str) -> tuple[int, str]:
 
 async def conversations(d: Deps, business_id: str, status: str | None = None) -> list[Conversation]:
     """The business's conversations, latest message first (at most MAX_ROWS), with their last
-    message, unread count and the customer's current facts."""
+    message, unread count, the customer's current facts and the delivery statuses."""
     sessions = await query_all(d.ddb, TableName=d.settings.tables.sessions, IndexName=SESSIONS_GSI,
                                KeyConditionExpression="businessId = :b", ExpressionAttributeValues=to_item({":b": business_id}))
     (timeout, timezone), now = await _business(d, business_id), utc_now()
@@ -146,9 +167,9 @@ async def conversations(d: Deps, business_id: str, status: str | None = None) ->
 
     found = await asyncio.gather(*(messages(r["sessionId"]) for r in rows))
     seen = await views(d).seen(business_id)
-    facts = await customer_facts(d, business_id, [r["userId"] for r in rows])
-    return [Conversation(r, m, facts.get(r["userId"], []), unread(m, seen.get(r["sessionId"], 0)), timezone)
-            for r, m in zip(rows, found)]
+    facts, memories = await _customers(d, business_id, [r["userId"] for r in rows])
+    return [Conversation(r, m, facts.get(r["userId"], []), unread(m, seen.get(r["sessionId"], 0)), timezone,
+                         memories.get(r["userId"], {})) for r, m in zip(rows, found)]
 
 
 async def conversation(d: Deps, session: dict[str, Any]) -> Conversation:
@@ -156,9 +177,7 @@ async def conversation(d: Deps, session: dict[str, Any]) -> Conversation:
     of the messages sent)."""
     timeout, timezone = await _business(d, session["businessId"])
     view = conversation_view(session, timeout, utc_now())
-    messages, facts, memory = await asyncio.gather(
-        d.projections.session_messages(session["sessionId"]),
-        customer_facts(d, session["businessId"], [session["userId"]]),
-        d.projections.load_memory(session["businessId"], session["userId"]))
+    messages, (facts, memories) = await asyncio.gather(
+        d.projections.session_messages(session["sessionId"]), _customers(d, session["businessId"], [session["userId"]]))
     return Conversation(view, in_order(messages), facts.get(session["userId"], []), timezone=timezone,
-                        memory=memory or {})
+                        memory=memories.get(session["userId"], {}))

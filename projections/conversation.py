@@ -43,7 +43,7 @@ SessionEnd = SessionExpired | SessionResolved | SessionClosed
 Item = dict[str, Any]
 DUE_SHARDS = 8  # partitions of the sessions' due index (dueShard 0..7); the expiry timer queries each
 MAX_STATUSES = 20  # messages whose delivery status the memory keeps (the most recently reported)
-STATUS_RANK = {"delivered": 1, "read": 2, "failed": 3}  # vendors report out of order: the furthest stands
+STATUS_RANK = {"delivered": 1, "read": 2, "failed": 3}  # a vendor's; they report out of order: the furthest stands
 EXCERPT = 80  # characters of the message a reaction is to, kept with the reaction
 ERROR_LIMIT = 200
 
@@ -319,22 +319,27 @@ def reply_status(memory: Item, event_id: str) -> Item | None:
 
 
 def _on_status(memory: Item, event: ReplyStatusReported | DeliveryFailed) -> Projection:
-    """Keep the furthest status of the message (failed > read > delivered)."""
+    """Keep the furthest status of the message: a vendor's failed > read > delivered > our own
+    DeliveryFailed (a vendor that reports the message delivered knows better than our give-up)."""
     if isinstance(event, ReplyStatusReported):
         p = event.payload
-        status, at, error = p.status, p.at, p.error
+        status, at, error, by = p.status, p.at, p.error, "vendor"
     else:
-        status, at, error = "failed", _at(event), event.payload.error
+        status, at, error, by = "failed", _at(event), event.payload.error, "delivery"
     statuses = dict(memory.get("replyStatus") or {})
     known = statuses.get(event.payload.replyEventId)
-    if known is not None and STATUS_RANK[known["status"]] >= STATUS_RANK[status]:
+    if known is not None and _rank(known) >= _rank({"status": status, "by": by}):
         return Projection(memory)
-    statuses[event.payload.replyEventId] = {"status": status, "at": at, "seq": event.seq,
+    statuses[event.payload.replyEventId] = {"status": status, "at": at, "seq": event.seq, "by": by,
                                             **({"error": error[:ERROR_LIMIT]} if error and status == "failed" else {})}
     if len(statuses) > MAX_STATUSES:
         statuses = dict(sorted(statuses.items(), key=lambda kv: int(kv[1]["seq"]))[-MAX_STATUSES:])
     memory["replyStatus"] = statuses
     return Projection(memory)
+
+
+def _rank(entry: Item) -> int:
+    return 0 if entry.get("by") == "delivery" else STATUS_RANK[entry["status"]]
 
 
 def _on_reply(memory: Item, event: ReplyGenerated, config: FoldConfig) -> Projection:

@@ -71,7 +71,7 @@ def test_an_unknown_channel_asks_for_an_upgrade_not_a_dlq() -> None:
 def test_channels_are_the_generated_names_file() -> None:
     names = json.loads((ROOT / "agentstream" / "data" / "channels.json").read_text(encoding="utf-8"))["channels"]
     assert tuple(names) == CHANNELS and names == sorted(names)
-    assert {"whatsapp", "sms", "system"} <= set(CHANNELS)
+    assert {"whatsapp", "telegram", "system"} <= set(CHANNELS)
     with pytest.raises(ValidationError, match="not registered"):
         new_event("MessageReceived", business_id="b", user_id="u", channel="fax", payload={"content": "x"})
 

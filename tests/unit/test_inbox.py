@@ -131,7 +131,7 @@ def test_a_reaction_shows_on_the_message_it_is_to_and_a_removed_one_does_not() -
     convo = _folded_conversation("reaction")
     html = _shown(convo)
     assert [m["content"] for m in convo.shown] == ["Aveți loc mâine?", "Da, la 10."]
-    assert 'Da, la 10.<span class="reactions" title="the customer\'s reaction">👍</span>' in html.replace("&#39;", "'")
+    assert 'Da, la 10.<span class="reactions" title="the customer\'s reaction">👍</span>' in html
     assert "(reaction)" not in html
     assert "👍" not in _shown(_folded_conversation("reaction", "removed"))
     assert unread(convo.messages, 2) == 1  # the owner is told something new came
@@ -148,3 +148,10 @@ def test_a_read_reply_and_a_vendor_failure_show_on_the_reply() -> None:
     failed = _shown(_folded_conversation("read", "failed"))
     assert '<span class="delivery failed">not delivered: &lt;b&gt;Re-engagement message&lt;/b&gt;</span>' in failed
     assert "delivery" not in _shown(_folded_conversation())  # nothing reported: nothing shown
+
+
+def test_the_list_says_when_our_last_message_was_not_delivered() -> None:
+    row = " ".join(_fragment("inbox_rows.html", rows=[_folded_conversation("read", "failed")]).split())
+    assert "our last message was not delivered" in row and 'title="&lt;b&gt;Re-engagement message&lt;/b&gt;"' in row
+    for fine in (_folded_conversation("read"), _folded_conversation()):
+        assert fine.undelivered is None and "not delivered" not in _fragment("inbox_rows.html", rows=[fine])

@@ -109,7 +109,7 @@ def test_statuses_keep_the_furthest_per_message_and_move_only_the_position() -> 
     base, sessions0, messages0 = fold([first, reply], CONFIG, "b", "u")
     events = [first, reply, reported(3, 2, reply.eventId, "read"), reported(4, 3, reply.eventId, "delivered")]
     memory, sessions, messages = fold(events, CONFIG, "b", "u")
-    assert reply_status(memory, reply.eventId) == {"status": "read", "at": "2026-12-01T09:02:00.000Z", "seq": 3}
+    assert reply_status(memory, reply.eventId) == {"status": "read", "at": "2026-12-01T09:02:00.000Z", "seq": 3, "by": "vendor"}
     assert memory["lastSeq"] == 4 and (sessions, messages) == (sessions0, messages0)
     assert {k: v for k, v in memory.items() if k not in ("lastSeq", "updatedAt", "replyStatus")} == \
         {k: v for k, v in base.items() if k not in ("lastSeq", "updatedAt")}
@@ -117,11 +117,14 @@ def test_statuses_keep_the_furthest_per_message_and_move_only_the_position() -> 
     assert reply_status(worse, reply.eventId)["error"] == "Message undeliverable"
 
 
-def test_our_own_delivery_failure_is_a_failed_status() -> None:
+def test_our_own_delivery_failure_is_a_failed_status_until_the_vendor_says_otherwise() -> None:
     first, reply, _ = _conversation()
-    memory = fold([first, reply, failed(3, 2, reply.eventId)], CONFIG, "b", "u")[0]
+    events = [first, reply, failed(3, 2, reply.eventId)]
+    memory = fold(events, CONFIG, "b", "u")[0]
     assert reply_status(memory, reply.eventId) == {"status": "failed", "at": "2026-12-01T09:02:00.000Z", "seq": 3,
-                                                   "error": "no whatsapp credentials"}
+                                                   "by": "delivery", "error": "no whatsapp credentials"}
+    memory = fold([*events, reported(4, 3, reply.eventId, "delivered")], CONFIG, "b", "u")[0]
+    assert reply_status(memory, reply.eventId)["status"] == "delivered"  # a send we gave up on went through
 
 
 def test_the_memory_keeps_the_latest_statuses_only() -> None:
