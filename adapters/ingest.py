@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -48,6 +48,17 @@ class Ingestor:
         self._store = store
         self._heads = heads
 
+    async def _reacted_to(self, msg: InboundMessage) -> str | None:
+        """The eventId of the message a reaction is to: a reply we sent (by the vendor's id of it)
+        or the customer's own message; None when the log has neither."""
+        if not msg.reacts_to:
+            return None
+        for key in (f"sent:{msg.reacts_to}", idempotency_key(replace(msg, external_id=msg.reacts_to))):
+            found = await self._store.find(msg.business_id, key)
+            if found is not None:
+                return getattr(found.payload, "replyEventId", None) or found.eventId
+        return None
+
     async def ingest(self, msg: InboundMessage) -> AppendResult:
         """Append once per (business, `idempotency_key`); a retry returns the first event."""
         event = new_event(
@@ -63,6 +74,9 @@ class Ingestor:
                 "contentType": msg.content_type,
                 "attachments": [dict(a) for a in msg.attachments],
                 "replyTo": dict(msg.reply_to or {}),
+                "kind": msg.kind,
+                "payloadId": msg.payload_id,
+                "reactsTo": await self._reacted_to(msg),
             },
         )
         guess = self._heads.take(event.streamId) if self._heads is not None else None

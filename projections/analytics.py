@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from agentstream.events import Event, MessageReceived, ReplyGenerated, iso
+from agentstream.projections.kinds import is_reaction
 from agentstream.projections.topics import extract_topics
 
 ENDINGS = {"SessionExpired": "abandoned", "SessionResolved": "resolved", "SessionClosed": "closed"}
@@ -107,7 +108,7 @@ class BusinessStats:
             return False
         self.events += 1
         self.latest = max(self.latest or event.occurredAt, event.occurredAt)
-        if isinstance(event, MessageReceived):
+        if isinstance(event, MessageReceived) and not is_reaction(event):  # a reaction is no message to count
             self._on_message(event)
         elif isinstance(event, ReplyGenerated):
             self._on_reply(event)

@@ -71,6 +71,9 @@ def strip_quotes(text: str) -> str:
     return "\n".join(kept).strip()
 
 
+BLOCKS = ("p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol")
+
+
 def html_to_text(markup: str) -> str:
     """The visible text of an HTML body: no style, script or head, no quoted history, a line per block."""
     soup = BeautifulSoup(markup, "html.parser")
@@ -80,8 +83,10 @@ def html_to_text(markup: str) -> str:
         quote.decompose()
     for br in soup.find_all("br"):
         br.replace_with("\n")
-    text = soup.get_text("\n")
-    return re.sub(r"\n\s*\n+", "\n", "\n".join(line.strip() for line in text.splitlines())).strip()
+    for block in soup.find_all(BLOCKS):
+        block.append("\n")
+    lines = (" ".join(line.replace("\xa0", " ").split()) for line in soup.get_text().splitlines())
+    return "\n".join(line for line in lines if line)
 
 
 def _parts(payload: dict[str, Any]) -> list[dict[str, Any]]:

@@ -7,6 +7,10 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -216,6 +220,75 @@ def test_gmail_refreshes_an_expired_access_token_and_stores_the_new_one(stack: R
     assert creds["accessToken"] == "fresh-2" and int(creds["tokenExpiry"]) > time.time() + 3000
     assert not any(secret in raw for secret in ("fresh-2", "refresh-r", "client-secret-r")), "stored encrypted"
     wait_for(lambda: [e for e in log_events(stack.env, "demo-restaurant#bob@example.com") if e.type == "ReplyDelivered"])
+
+
+def whatsapp_value(wa_id: str, **value: object) -> dict:
+    return {"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp", "metadata": {"phone_number_id": "PN1", "display_phone_number": "40700"}, **value}}]}]}
+
+
+def inbox_page(stack: RunningStack, session_id: str) -> str:
+    """The owner's view of a conversation, signed in with the business's API key."""
+    with httpx.Client(base_url=stack.base_url, timeout=30) as browser:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/inbox").text).group(1)  # type: ignore[union-attr]
+        signed = browser.post("/inbox/sign-in", data={"csrf": csrf, "apiKey": stack.api_keys["demo-salon"], "name": "Ana"})
+        assert signed.status_code == 303, signed.text
+        return browser.get(f"/inbox/conversations/{session_id}").text
+
+
+def test_a_reaction_and_a_read_status_are_recorded_against_the_reply_and_shown(stack: RunningStack, vendors: VendorServer) -> None:
+    wa_id, stream = "40712121212", "demo-salon#40712121212"
+    assert meta_post(stack, whatsapp_body(wa_id, [("wamid.K1", "Aveți loc joi?")])).status_code == 200
+    delivered = wait_for(lambda: [e for e in log_events(stack.env, stream) if e.type == "ReplyDelivered"])[0]
+    wamid = delivered.payload.externalId
+    ts = str(int(time.time()))
+    reaction = {"from": wa_id, "id": "wamid.K2", "timestamp": ts, "type": "reaction", "reaction": {"message_id": wamid, "emoji": "👍"}}
+    assert meta_post(stack, whatsapp_value(wa_id, contacts=[{"wa_id": wa_id}], messages=[reaction])).status_code == 200
+    status = {"id": wamid, "status": "read", "timestamp": ts, "recipient_id": wa_id}
+    assert meta_post(stack, whatsapp_value(wa_id, statuses=[status])).json() == {"received": 0, "statuses": 1}
+    assert meta_post(stack, whatsapp_value(wa_id, statuses=[status])).status_code == 200  # a resent status: once
+    events = wait_for(lambda: [e for e in log_events(stack.env, stream) if e.type == "ReplyStatusReported"] and log_events(stack.env, stream))
+    (reacted,) = [e for e in events if e.type == "MessageReceived" and e.payload.kind == "reaction"]
+    assert reacted.payload.reactsTo == delivered.payload.replyEventId and reacted.payload.content == "👍"
+    (read,) = [e for e in events if e.type == "ReplyStatusReported"]
+    assert (read.payload.replyEventId, read.payload.status, read.payload.externalId) == (delivered.payload.replyEventId, "read", wamid)
+    reply = next(e for e in events if e.type == "ReplyGenerated")
+    page = wait_for(lambda: (p := inbox_page(stack, reply.payload.sessionId)) and "👍" in p and 'class="delivery read"' in p and p)
+    assert 'class="reactions"' in page
+    time.sleep(2)  # the worker had time to answer the reaction, were it to
+    assert [e.type for e in log_events(stack.env, stream)].count("ReplyGenerated") == 1, "a reaction gets no reply"
+    verified = subprocess.run([sys.executable, "-m", "agentstream.cli", "replay", "--business", "demo-salon", "--user", wa_id,
+                               "--verify"], env={**os.environ, **stack.env}, capture_output=True, text=True, timeout=120)
+    assert verified.returncode == 0 and "no differences" in verified.stderr, verified.stdout + verified.stderr
+
+
+def test_a_button_reply_is_answered_as_its_title(stack: RunningStack, vendors: VendorServer) -> None:
+    wa_id, stream = "40713131313", "demo-salon#40713131313"
+    button = {"from": wa_id, "id": "wamid.B1", "timestamp": str(int(time.time())), "type": "interactive",
+              "interactive": {"type": "button_reply", "button_reply": {"id": "book-thu-10", "title": "Da, joi la 10"}}}
+    assert meta_post(stack, whatsapp_value(wa_id, contacts=[{"wa_id": wa_id}], messages=[button])).status_code == 200
+    reply = wait_for(lambda: [e for e in log_events(stack.env, stream) if e.type == "ReplyGenerated"])[0]
+    (inbound,) = [e for e in log_events(stack.env, stream) if e.type == "MessageReceived"]
+    assert (inbound.payload.kind, inbound.payload.content, inbound.payload.payloadId) == ("button", "Da, joi la 10", "book-thu-10")
+    assert reply.payload.inReplyTo == inbound.eventId
+    wait_for(lambda: [r for r in vendors.state.sent("/graph/PN1/messages") if r.json.get("to") == wa_id])
+
+
+def test_a_twilio_status_callback_is_recorded_against_the_reply(stack: RunningStack, vendors: VendorServer) -> None:
+    phone, stream = "+40714141414", "demo-salon#+40714141414"
+    assert twilio_post(stack, {"MessageSid": "SMK1", "From": phone, "To": "+40700000000", "Body": "Bună", "NumMedia": "0"}).status_code == 200
+    delivered = wait_for(lambda: [e for e in log_events(stack.env, stream) if e.type == "ReplyDelivered"])[0]
+    (sent,) = [r for r in vendors.state.sent("/Messages.json") if r.form["To"] == phone]
+    url = sent.form["StatusCallback"]
+    assert url == f"{stack.base_url}/webhooks/twilio/demo-salon/status"
+    form = {"MessageSid": delivered.payload.externalId, "MessageStatus": "undelivered", "ErrorCode": "30005"}
+    refused = httpx.post(url, data=form, headers={"X-Twilio-Signature": RequestValidator("wrong").compute_signature(url, form)})
+    assert refused.status_code == 403
+    signed = httpx.post(url, data=form, headers={"X-Twilio-Signature": RequestValidator(TWILIO["authToken"]).compute_signature(url, form)})
+    assert signed.status_code == 200
+    (status,) = [e for e in log_events(stack.env, stream) if e.type == "ReplyStatusReported"]
+    assert (status.payload.status, status.payload.error, status.payload.replyEventId) == (
+        "failed", "Twilio error 30005", delivered.payload.replyEventId)
 
 
 def test_no_secret_reaches_the_logs(stack: RunningStack) -> None:

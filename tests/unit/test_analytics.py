@@ -67,6 +67,15 @@ def test_figures_of_a_small_log() -> None:
     assert (snap["replies"], snap["fallbackReplies"], snap["fallbackRate"]) == (3, 1, 0.3333)
 
 
+def test_a_reaction_is_no_message_in_the_figures() -> None:
+    log = sample_log()
+    reaction = new_event("MessageReceived", business_id="b", user_id="ana", channel="whatsapp", occurred_at=T0 + timedelta(hours=2),
+                         payload={"content": "👍", "kind": "reaction", "reactsTo": log[1].eventId}).with_seq(99)
+    with_reaction = fold([*log, reaction])
+    assert with_reaction["messages"] == fold(log)["messages"] and with_reaction["events"] == fold(log)["events"] + 1
+    assert with_reaction["messagesPerHour"] == fold(log)["messagesPerHour"]
+
+
 def test_no_events_gives_empty_figures() -> None:
     snap = BusinessStats("nobody").snapshot()
     assert snap["events"] == 0 and snap["messagesPerHour"] == [] and snap["topTopics"] == []
