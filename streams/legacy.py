@@ -18,6 +18,7 @@ from agentstream.adapters.dynamo import scan_all
 from agentstream.adapters.event_store import EventStore
 from agentstream.events import CHANNELS, IMPORTED, Event, derive_id, new_event, reply_event_id
 from agentstream.streams.conversations import reply_key
+from agentstream.adapters.channels.rest import REST
 
 
 @dataclass
@@ -38,7 +39,7 @@ def _channel(message: dict[str, Any]) -> str:
     for candidate in (meta.get("channel"), meta.get("source")):
         if candidate in CHANNELS:
             return str(candidate)
-    return "rest"
+    return REST.name
 
 
 def conversations(messages: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:

@@ -21,6 +21,7 @@ from agentstream.events import Event, new_event
 from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.forget import forget
+from agentstream.adapters.channels.rest import REST
 
 MESSAGES = ("Bună ziua, aș dori o programare pentru tuns.", "La ce oră închideți azi?")
 
@@ -45,7 +46,7 @@ async def check_sessions_and_messages(ddb: Any, settings: Settings, business_id:
     processor = ConversationProcessor(store, projections, BusinessDirectory(ddb, settings.tables), OfflineResponder(),
                                       _no_publish, default_idle_minutes=settings.session_idle_minutes)
     for n, text in enumerate(MESSAGES):
-        event = new_event("MessageReceived", business_id=business_id, user_id=user_id, channel="rest",
+        event = new_event("MessageReceived", business_id=business_id, user_id=user_id, channel=REST.name,
                           payload={"content": text, "externalId": f"{user_id}-{n}", "replyTo": {"rest": "poll"}})
         appended = (await store.append(event, external_id=f"selfcheck:{user_id}-{n}")).event
         await processor.handle(appended)
