@@ -33,7 +33,9 @@ async def _verified_call(d: Deps, request: Request, provider: Provider, hook: We
     try:
         if not secrets:
             raise BadSignature(hook.refusal)
-        hook.verify(call)
+        checked = hook.verify(call, d)
+        if checked is not None:
+            await checked
     except (BadSignature, UnicodeError, ValueError):  # a header with odd bytes is a bad signature, never a 500
         raise HttpError(403, hook.refusal) from None
     if await d.directory.info(business_id) is None:

@@ -34,6 +34,7 @@ MULTI_KINDS = ("appointment", "order")
 MAX_CURRENT = 10
 MAX_SUPERSEDED = 5
 LIMITS = {"address": 150, "email": 254, "language": 10}
+SENDER_VERIFIED = "senderVerified"  # in a message's replyTo: "false" when the channel could not authenticate the sender
 
 Fact = dict[str, Any]
 State = dict[str, Any]
@@ -164,7 +165,10 @@ def _appointment_end(value: dict[str, Any], zone: tzinfo) -> str:
 
 
 def _channel_fact(event: MessageReceived) -> tuple[str, str] | None:
-    """The sender's phone (SMS, WhatsApp) or address (Gmail), from the channel itself."""
+    """The sender's phone (SMS, WhatsApp) or address (Gmail), from the channel itself; not an
+    address the channel found unauthenticated (an e-mail failing DMARC)."""
+    if event.payload.replyTo.get(SENDER_VERIFIED) == "false":
+        return None
     kind = channel_specs.identity(event.channel)
     sender = event.payload.replyTo.get("to") or event.userId
     if kind == "phone":

@@ -53,8 +53,8 @@ class CredentialSpec:
 
 
 @dataclass(frozen=True)
-class BaseUrl:
-    """A provider's API address: a setting (environment or `.env`) with a default."""
+class Setting:
+    """A setting a provider declares (its API address, say): the environment or `.env`, else a default."""
 
     env: str
     default: str
@@ -162,7 +162,7 @@ class Received:
     after: Callable[[], Awaitable[None]] | None = None  # once every message is in the log
 
 
-Verify = Callable[[WebhookCall], None]  # raises BadSignature
+Verify = Callable[[WebhookCall, Any], Awaitable[None] | None]  # (call, gateway deps); raises BadSignature
 Receive = Callable[[WebhookCall, Any], Awaitable[Received]]  # (call, gateway deps); raises ChannelError
 
 
@@ -186,7 +186,7 @@ class Provider:
     name: str
     channels: tuple[EventChannel, ...]
     credentials: CredentialSpec
-    base_url: BaseUrl | None = None
+    base_url: Setting | None = None
     webhooks: tuple[Webhook, ...] = ()
     send: Send | None = None
 

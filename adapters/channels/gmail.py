@@ -18,16 +18,22 @@ from bs4 import BeautifulSoup
 from starlette.responses import JSONResponse
 
 from agentstream.adapters.channels.base import (
-    BaseUrl, CredentialSpec, EventChannel, Outgoing, Provider, Received, SendCall, Text, Unsupported, Webhook, WebhookCall,
+    Setting, CredentialSpec, EventChannel, Outgoing, Provider, Received, SendCall, Text, Unsupported, Webhook, WebhookCall,
 )
 from agentstream.adapters.channels.errors import BadRequest, BadSignature, ChannelError, PermanentError, RetryableError
 from agentstream.adapters.channels.gmail_auth import GmailAuth
+from agentstream.adapters.channels.google_oidc import CERTS_URL as GOOGLE_CERTS_URL, verify_push
 from agentstream.adapters.channels.http import need, post_json, result
 from agentstream.adapters.ingest import InboundMessage
+from agentstream.projections.facts import SENDER_VERIFIED
 
 log = structlog.get_logger(__name__)
 GMAIL = EventChannel("gmail", "Gmail", max_text=50_000, identity="email")
-BASE_URL = BaseUrl("GMAIL_API_BASE_URL", "https://gmail.googleapis.com")
+BASE_URL = Setting("GMAIL_API_BASE_URL", "https://gmail.googleapis.com")
+# a push subscription's OIDC token: checked when the audience is set (the subscription's --push-auth-token-audience)
+PUSH_AUDIENCE = Setting("GMAIL_PUSH_AUDIENCE", "")
+PUSH_SERVICE_ACCOUNT = Setting("GMAIL_PUSH_SERVICE_ACCOUNT", "")
+CERTS_URL = Setting("GOOGLE_CERTS_URL", GOOGLE_CERTS_URL)
 
 QUOTE_HEADERS = (
     re.compile(r"^On .+ wrote:\s*$"),
@@ -107,12 +113,41 @@ def extract_text(payload: dict[str, Any]) -> str:
 
 
 def _headers(payload: dict[str, Any]) -> dict[str, str]:
-    return {h["name"].lower(): h["value"] for h in payload.get("headers", [])}
+    """Headers by lower-case name; of a repeated one the first (topmost: added last, by Gmail)."""
+    found: dict[str, str] = {}
+    for h in payload.get("headers", []):
+        found.setdefault(h["name"].lower(), h["value"])
+    return found
+
+
+def _results(header: str) -> dict[str, str]:
+    """`method=result` and `ptype.property=value` pairs of an Authentication-Results header."""
+    return {k.lower(): v.strip(";").lower() for k, v in re.findall(r"([\w.-]+)=([^\s;()]+)", header)}
+
+
+def _aligned(domain: str, sender_domain: str) -> bool:
+    domain = domain.rpartition("@")[2]
+    return bool(domain) and (domain == sender_domain or sender_domain.endswith("." + domain) or domain.endswith("." + sender_domain))
+
+
+def sender_authenticated(headers: dict[str, str], sender: str) -> bool:
+    """Whether Gmail found the From address authentic: DMARC passed, or SPF and DKIM both passed
+    for domains aligned with the From domain."""
+    results = _results(headers.get("authentication-results", ""))
+    if results.get("dmarc") == "pass":
+        return True
+    domain = sender.rpartition("@")[2]
+    spf = results.get("spf") == "pass" and _aligned(results.get("smtp.mailfrom", ""), domain)
+    dkim = results.get("dkim") == "pass" and _aligned(results.get("header.d", results.get("header.i", "")), domain)
+    return spf and dkim
 
 
 def message_to_inbound(business_id: str, msg: dict[str, Any]) -> InboundMessage | None:
-    """A customer's e-mail as a message; None for what the business sent itself."""
-    if "SENT" in msg.get("labelIds", []):
+    """A customer's e-mail as a message; None for what the business sent itself and for spam.
+    `senderVerified` says whether the From address passed DMARC (only then is it the customer's
+    e-mail fact)."""
+    labels = msg.get("labelIds", [])
+    if "SENT" in labels or "SPAM" in labels:
         return None
     payload = msg.get("payload", {})
     headers = _headers(payload)
@@ -121,7 +156,8 @@ def message_to_inbound(business_id: str, msg: dict[str, Any]) -> InboundMessage 
         return None
     when = datetime.fromtimestamp(int(msg.get("internalDate", "0")) / 1000, timezone.utc)
     reply_to = {"threadId": str(msg.get("threadId", "")), "messageId": headers.get("message-id", ""),
-                "subject": headers.get("subject", ""), "to": sender}
+                "subject": headers.get("subject", ""), "to": sender,
+                SENDER_VERIFIED: "true" if sender_authenticated(headers, sender) else "false"}
     return InboundMessage(business_id, sender, "gmail", str(msg["id"]), extract_text(payload), when, reply_to=reply_to)
 
 
@@ -144,16 +180,19 @@ class GmailClient:
 
         return await self._auth.call(self._business, request)
 
-    async def history_since(self, history_id: int) -> list[str]:
-        """Ids of messages added after a history id (all pages)."""
+    async def history_since(self, history_id: int) -> tuple[list[str], int]:
+        """Ids of messages added after a history id (all pages), and the mailbox's history id
+        they go up to (as Gmail says; never a pushed one)."""
         ids: list[str] = []
         params: dict[str, Any] = {"startHistoryId": history_id, "historyTypes": "messageAdded"}
+        latest = history_id
         while True:
             data = await self._call("GET", "/history", params=dict(params))
+            latest = max(latest, int(data.get("historyId", latest)))
             for record in data.get("history", []):
                 ids += [m["message"]["id"] for m in record.get("messagesAdded", []) if m["message"]["id"] not in ids]
             if not data.get("nextPageToken"):
-                return ids
+                return ids, latest
             params["pageToken"] = data["nextPageToken"]
 
     async def get_message(self, message_id: str) -> dict[str, Any]:
@@ -166,23 +205,31 @@ class GmailClient:
 
 # ---- the webhook: a push names a history id; the new messages are fetched ------------------------
 
-def _verify(call: WebhookCall) -> None:
+async def _verify(call: WebhookCall, deps: Any) -> None:
+    """The business's push token in the URL, then, where an audience is set, the push's OIDC token."""
     check_push_token(call.query.get("token"), call.secrets.get("pushToken", ""))
+    audience = PUSH_AUDIENCE.resolve(deps.settings)
+    if audience:
+        await verify_push(deps.http, call.headers.get("authorization"), audience,
+                          PUSH_SERVICE_ACCOUNT.resolve(deps.settings), CERTS_URL.resolve(deps.settings))
 
 
 async def _receive(call: WebhookCall, deps: Any) -> Received:
-    _, history_id = parse_push(call.body, call.query.get("token"), call.secrets.get("pushToken", ""))
+    """The messages added since the stored history id (the first push starts from its own); the
+    stored id then moves to what Gmail's history says, however large a pushed id is."""
+    _, pushed = parse_push(call.body, call.query.get("token"), call.secrets.get("pushToken", ""))
     client = GmailClient(deps.http, BASE_URL.resolve(deps.settings), deps.gmail, call.business_id)
     state = await deps.credentials.get(call.business_id, "gmail-state")
-    start = int(state.get("historyId", history_id))
+    start = int(state.get("historyId", pushed))
     try:
-        found = [message_to_inbound(call.business_id, await client.get_message(m)) for m in await client.history_since(start)]
+        ids, reached = await client.history_since(start)
+        found = [message_to_inbound(call.business_id, await client.get_message(m)) for m in ids]
     except (RetryableError, PermanentError) as exc:
         log.warning("gmail.fetch_failed", businessId=call.business_id, error=str(exc)[:200])
         raise Unavailable("Gmail API unavailable; Pub/Sub will retry") from None
     messages = [m for m in found if m is not None]
     return Received(messages, response=JSONResponse({"received": len(messages)}), after=lambda: deps.credentials.set_state(
-        call.business_id, "gmail-state", {"historyId": str(max(start, history_id))}))
+        call.business_id, "gmail-state", {"historyId": str(reached)}))
 
 
 # ---- sending -------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 from starlette.responses import PlainTextResponse
 
 from agentstream.adapters.channels.base import (
-    BaseUrl, CredentialSpec, EventChannel, Media, Outgoing, Provider, Reaction, Received, SendCall, StatusUpdate, Template,
+    Setting, CredentialSpec, EventChannel, Media, Outgoing, Provider, Reaction, Received, SendCall, StatusUpdate, Template,
     Text, Typing, Unsupported, Webhook, WebhookCall,
 )
 from agentstream.adapters.channels.errors import BadRequest, BadSignature
@@ -196,11 +196,11 @@ def parse(business_id: str, raw_body: bytes) -> tuple[list[InboundMessage], list
 
 # ---- webhooks -----------------------------------------------------------------------------------
 
-def _verify_post(call: WebhookCall) -> None:
+def _verify_post(call: WebhookCall, deps: Any = None) -> None:
     verify_signature(call.body, call.headers.get("x-hub-signature-256"), call.secrets.get("appSecret", ""))
 
 
-def _verify_get(call: WebhookCall) -> None:
+def _verify_get(call: WebhookCall, deps: Any = None) -> None:
     verify_subscription(call.query, call.secrets.get("verifyToken", ""))
 
 
@@ -280,7 +280,7 @@ PROVIDER = Provider(
     name="meta",
     channels=(WHATSAPP, MESSENGER, INSTAGRAM),
     credentials=CredentialSpec(("appSecret", "verifyToken", "accessToken"), generated="verifyToken"),
-    base_url=BaseUrl("META_GRAPH_BASE_URL", "https://graph.facebook.com/v21.0"),
+    base_url=Setting("META_GRAPH_BASE_URL", "https://graph.facebook.com/v21.0"),
     webhooks=(
         Webhook("GET", "/webhooks/meta/{businessId}", _verify_get, _handshake,
                 "verify token missing or not valid for this business"),

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from agentstream.adapters.channels.base import (
-    BaseUrl, CredentialSpec, EventChannel, Media, Outgoing, Provider, Reaction, Received, SendCall, Text, Typing,
+    Setting, CredentialSpec, EventChannel, Media, Outgoing, Provider, Reaction, Received, SendCall, Text, Typing,
     Unsupported, Webhook, WebhookCall,
 )
 from agentstream.adapters.channels.errors import BadRequest, BadSignature
@@ -23,7 +23,7 @@ MEDIA = {"image": ("sendPhoto", "photo"), "audio": ("sendAudio", "audio"), "docu
 UNSUPPORTED = ("photo", "voice", "audio", "video", "video_note", "document", "sticker", "animation", "poll", "dice")
 
 
-def _verify(call: WebhookCall) -> None:
+def _verify(call: WebhookCall, deps: Any = None) -> None:
     token = call.headers.get("x-telegram-bot-api-secret-token", "")
     expected = call.secrets.get("secretToken", "")
     if not token or not expected or not hmac.compare_digest(token.encode("utf-8", "surrogateescape"), expected.encode()):
@@ -106,7 +106,7 @@ PROVIDER = Provider(
     name="telegram",
     channels=(TELEGRAM,),
     credentials=CredentialSpec(("botToken", "secretToken"), generated="secretToken"),
-    base_url=BaseUrl("TELEGRAM_API_BASE_URL", "https://api.telegram.org"),
+    base_url=Setting("TELEGRAM_API_BASE_URL", "https://api.telegram.org"),
     webhooks=(Webhook("POST", "/webhooks/telegram/{businessId}", _verify, _receive,
                       "X-Telegram-Bot-Api-Secret-Token missing or not valid for this business"),),
     send=send,

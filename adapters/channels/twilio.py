@@ -14,7 +14,7 @@ from starlette.responses import Response
 from twilio.request_validator import RequestValidator
 
 from agentstream.adapters.channels.base import (
-    BaseUrl, CredentialSpec, EventChannel, Media, Outgoing, Provider, Received, SendCall, StatusUpdate, Template, Text,
+    Setting, CredentialSpec, EventChannel, Media, Outgoing, Provider, Received, SendCall, StatusUpdate, Template, Text,
     Unsupported, Webhook, WebhookCall,
 )
 from agentstream.adapters.channels.errors import BadRequest, BadSignature
@@ -86,7 +86,7 @@ def _form(call: WebhookCall, strict: bool) -> dict[str, str]:
     return dict(parse_qsl(text, keep_blank_values=True))
 
 
-def _verify(call: WebhookCall) -> None:
+def _verify(call: WebhookCall, deps: Any = None) -> None:
     # the signature covers the form's fields, so they are split out leniently first (UTF-8 is checked after)
     verify(call.url, _form(call, strict=False), call.headers.get("x-twilio-signature"), call.secrets.get("authToken", ""))
 
@@ -136,7 +136,7 @@ PROVIDER = Provider(
     name="twilio",
     channels=(SMS, WHATSAPP),
     credentials=CredentialSpec(("accountSid", "authToken", "fromNumber")),
-    base_url=BaseUrl("TWILIO_API_BASE_URL", "https://api.twilio.com"),
+    base_url=Setting("TWILIO_API_BASE_URL", "https://api.twilio.com"),
     webhooks=(
         Webhook("POST", "/webhooks/twilio/{businessId}", _verify, _receive, REFUSAL),
         Webhook("POST", "/webhooks/twilio/{businessId}/status", _verify, _status, REFUSAL),

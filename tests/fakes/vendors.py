@@ -40,6 +40,8 @@ class VendorState:
     fail_next: int = 0
     fail_status: int = 500
     gmail_history: list[str] = field(default_factory=list)
+    gmail_history_id: str = "999"  # the mailbox's history id that users.history.list answers with
+    google_certs: dict[str, str] = field(default_factory=dict)  # key id -> PEM certificate (Google's OIDC signers)
     gmail_messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     gmail_refused: set[str] = field(default_factory=set)  # access tokens answered with 401
     google_tokens: list[str] = field(default_factory=list)  # handed out in turn; none left: invalid_grant
@@ -108,7 +110,7 @@ def create_app(state: VendorState) -> Starlette:
 
     async def gmail_history(request: Request) -> JSONResponse:
         added = [{"messagesAdded": [{"message": {"id": mid}}]} for mid in state.gmail_history]
-        return await record(request) or refused(request) or JSONResponse({"history": added, "historyId": "999"})
+        return await record(request) or refused(request) or JSONResponse({"history": added, "historyId": state.gmail_history_id})
 
     async def gmail_get(request: Request) -> JSONResponse:
         return await record(request) or refused(request) or JSONResponse(state.gmail_messages[request.path_params["mid"]])
@@ -128,7 +130,11 @@ def create_app(state: VendorState) -> Starlette:
         return JSONResponse({"access_token": state.google_tokens.pop(0), "expires_in": 3599, "token_type": "Bearer",
                              "scope": "https://www.googleapis.com/auth/gmail.modify"})
 
+    async def google_certs(request: Request) -> JSONResponse:
+        return await record(request) or JSONResponse(state.google_certs)
+
     return Starlette(routes=[
+        Route("/google/certs", google_certs),
         Route("/graph/{phone}/messages", graph_messages, methods=["POST"]),
         Route("/graph/me/messages", graph_me_messages, methods=["POST"]),
         Route("/twilio/2010-04-01/Accounts/{sid}/Messages.json", twilio_messages, methods=["POST"]),
