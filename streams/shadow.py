@@ -26,7 +26,7 @@ from agentstream.adapters.llm import Answer, OfflineResponder, OpenAIResponder, 
 from agentstream.events import UnknownSchemaVersion, iso, stream_id
 from agentstream.projections.context import ReplyContext
 from agentstream.settings import Settings
-from agentstream.streams.conversations import HANDOFF_MODEL, reply_key
+from agentstream.streams.reply_policy import HANDOFF_MODEL, reply_key
 from agentstream.streams.explain import Explainer, NotExplainable
 
 ASKED, NOT_ASKED, FAILED = "asked", "not asked: --max-calls reached", "not rebuilt"

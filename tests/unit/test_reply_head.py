@@ -170,7 +170,7 @@ async def test_a_reply_written_with_an_unseen_answer_is_found_on_the_next_try(
     await worker.say("Bună ziua", 0)
     await worker.drain()
     projections = _FailsOnce(moto_ddb, moto_settings.tables, lands=True)
-    worker.processor._projections = projections  # the same worker (its cache kept) on a failing table
+    worker.processor._writer.projections = projections  # the same worker (its cache kept) on a failing table
     second = await worker.say("Aveți loc mâine?", 1)
     await worker.deliver(second)
     assert projections.failed and worker.responder.answered.count(second.eventId) == 1
@@ -185,7 +185,7 @@ async def test_a_reply_whose_one_transaction_failed_is_appended_first_on_the_nex
     worker = Worker(moto_ddb, moto_settings, biz, f"u{uuid.uuid4().hex[:6]}")
     await worker.say("Bună ziua", 0)
     await worker.drain()
-    worker.processor._projections = _FailsOnce(moto_ddb, moto_settings.tables, lands=False)
+    worker.processor._writer.projections = _FailsOnce(moto_ddb, moto_settings.tables, lands=False)
     second = await worker.say("Aveți loc mâine?", 1)
     before = calls_by_operation()
     await worker.deliver(second)

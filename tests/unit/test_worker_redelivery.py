@@ -27,7 +27,7 @@ async def test_a_restarted_worker_loads_a_conversations_state_once_for_its_appli
     logged, memory = await worker.log(), await worker.memory()
 
     worker.processor = worker.new_processor()  # restarted: nothing cached
-    projections = worker.processor._projections  # noqa: SLF001
+    projections = worker.processor._writer.projections  # noqa: SLF001
     load, loads = projections.load_states, []
 
     async def counted(*args: Any) -> Any:
