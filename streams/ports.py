@@ -1,7 +1,7 @@
 """The stores a conversation's processing needs, as narrow interfaces (ports).
 
 `adapters/event_store.EventStore` and `adapters/projection_store.ProjectionStore` implement
-them over DynamoDB; `adapters/memory_stores` implements them in memory with the same semantics
+them over DynamoDB; `adapters/memory_stores.py` implements them in memory with the same semantics
 (tests/unit/test_store_contract.py runs one suite against both, moto and ministack). An append's
 transaction items (`append_items`) are opaque: only the projection store of the same backend
 writes them, in one transaction with its puts.
@@ -10,47 +10,15 @@ writes them, in one transaction with its puts.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from agentstream.adapters.event_store import AppendResult
+from agentstream.adapters.side_items import AddTo, Claim, SideItem, SideRefused
 from agentstream.events import Event
 from agentstream.projections.base import Item, Projection, Put
 
-
-@dataclass(frozen=True)
-class Claim:
-    """A side item an append creates, refused if it exists already (e.g. a booked slot)."""
-
-    name: str  # its key in the business's idempotency namespace: give it a prefix of its own ("slot:")
-    values: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class AddTo:
-    """A side number an append adds `amount` to (from 0), refused if the total would pass
-    `at_most` (e.g. a monthly usage total under a ceiling)."""
-
-    name: str
-    attribute: str
-    amount: int
-    at_most: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.amount < 0:
-            raise ValueError(f"AddTo {self.name}: amount {self.amount} is negative")
-
-
-SideItem = Claim | AddTo
-
-
-class SideRefused(RuntimeError):
-    """A side item's condition failed, so nothing of the append went in."""
-
-    def __init__(self, names: Sequence[str]) -> None:
-        super().__init__(f"refused: {', '.join(names)}")
-        self.names = tuple(names)
+__all__ = ["AddTo", "Claim", "Clock", "EventLog", "SideItem", "SideRefused", "StateStore"]
 
 
 class Clock(Protocol):
