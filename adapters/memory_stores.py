@@ -55,8 +55,15 @@ class MemoryTables:
 
     def __init__(self, tables: Tables) -> None:
         self.names = tables
-        self._specs: dict[str, TableSpec] = {s.name: s for s in table_specs(tables)}
-        self._items: dict[str, dict[tuple[Any, ...], Row]] = {name: {} for name in self._specs}
+        self._specs: dict[str, TableSpec] = {}
+        self._items: dict[str, dict[tuple[Any, ...], Row]] = {}
+        self.ensure(tables)
+
+    def ensure(self, tables: Tables) -> None:
+        """Add the tables of `tables` not here yet (`ensure_tables`, in memory)."""
+        for spec in table_specs(tables):
+            self._specs.setdefault(spec.name, spec)
+            self._items.setdefault(spec.name, {})
 
     def _key(self, table: str, item: Row) -> tuple[Any, ...]:
         spec = self._specs[table]
@@ -111,7 +118,7 @@ class MemoryEventStore:
     """`EventStore` in memory (the events table of `tables`)."""
 
     def __init__(self, tables: MemoryTables, max_attempts: int = 50) -> None:
-        self._db = tables
+        self.tables = self._db = tables
         self._table = tables.names.events
         self._max_attempts = max_attempts
 
@@ -231,11 +238,12 @@ def _newer_or_equal(put: Put) -> Callable[[Row | None], bool]:
 
 class MemoryProjectionStore:
     """`ProjectionStore` in memory, on the same `MemoryTables` as the event store whose
-    `append_items` its `write` takes."""
+    `append_items` its `write` takes; `names`: tables of its own there (default: the first)."""
 
-    def __init__(self, tables: MemoryTables) -> None:
-        self._db = tables
-        self._t = tables.names
+    def __init__(self, tables: MemoryTables, names: Tables | None = None) -> None:
+        self.tables = self._db = tables
+        self._t = names or tables.names
+        tables.ensure(self._t)
 
     def _op(self, put: Put) -> Op:
         return Op(getattr(self._t, put.table), put.item, _newer_or_equal(put), _put(put.item))
@@ -279,6 +287,29 @@ class MemoryProjectionStore:
 
     async def customer_messages(self, business_id: str, user_id: str) -> list[dict[str, Any]]:
         return [i for i in self._db.query(self._t.messages, MESSAGES_BY_BUSINESS, business_id) if i.get("userId") == user_id]
+
+
+class MemoryDirectory:
+    """`BusinessDirectory` in memory: business info, system instructions by business type
+    (falling back to `default`) and business RAG, as given; no config history (versions "")."""
+
+    def __init__(self, info: dict[str, dict[str, Any]] | None = None, instructions: dict[str, str] | None = None,
+                 rag: dict[str, list[dict[str, Any]]] | None = None) -> None:
+        self.infos = info or {}
+        self.instructions = instructions or {}
+        self.rag = rag or {}
+
+    def version(self, kind: str, name: str) -> str:
+        return ""
+
+    async def info(self, business_id: str) -> dict[str, Any] | None:
+        return self.infos.get(business_id)
+
+    async def system_instructions(self, business_type: str) -> str:
+        return self.instructions.get(business_type, self.instructions.get("default", ""))
+
+    async def rag_entries(self, business_id: str) -> list[dict[str, Any]]:
+        return list(self.rag.get(business_id, []))
 
 
 def memory_stores(tables: Tables | None = None) -> tuple[MemoryEventStore, MemoryProjectionStore]:

@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from agentstream import metrics
-from agentstream.adapters.business import BusinessDirectory
 from agentstream.adapters.projection_store import AppendRaced, StaleWrite
 from agentstream.events import Event, MessageReceived
 from agentstream.projections.base import FoldConfig, Projection, Put, key_of, position
-from agentstream.streams.ports import EventLog, StateStore
+from agentstream.streams.ports import Directory, EventLog, StateStore
 from agentstream.streams.reply_policy import States, fold_config, reply_key
 
 if TYPE_CHECKING:
@@ -70,7 +69,7 @@ class Batch:
 class Folding:
     """Every registered projection's fold, with the business settings it reads."""
 
-    def __init__(self, registry: Sequence[Projection], directory: BusinessDirectory, default_idle_minutes: int) -> None:
+    def __init__(self, registry: Sequence[Projection], directory: Directory, default_idle_minutes: int) -> None:
         self.registry = tuple(registry)
         self._directory = directory
         self._idle = default_idle_minutes

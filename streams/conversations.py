@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from agentstream import metrics
-from agentstream.adapters.business import BusinessDirectory
 from agentstream.adapters.llm import Responder
 from agentstream.events import IMPORTED, Event, MessageReceived, SkipRevoked, UnknownSchemaVersion
 from agentstream.projections.base import FoldConfig, Projection, Put, position
@@ -32,7 +31,7 @@ from agentstream.streams.batch import MAX_WRITES, Batch, BatchWriter, Folding
 from agentstream.streams.clock import SYSTEM_CLOCK
 from agentstream.streams.dead_letters import EventFailed
 from agentstream.streams.gaps import GapFiller
-from agentstream.streams.ports import Clock, EventLog, StateStore
+from agentstream.streams.ports import Clock, Directory, EventLog, StateStore
 from agentstream.streams.replier import OnHandoff, PublishReply, Replier
 from agentstream.streams.reply_policy import REPLIES_FOLLOW, States
 from agentstream.streams.state_cache import StateCache, applied_up_to
@@ -52,7 +51,7 @@ class ConversationProcessor:
         self,
         store: EventLog,
         projections: StateStore,
-        directory: BusinessDirectory,
+        directory: Directory,
         responder: Responder,
         publish_reply: PublishReply,
         default_idle_minutes: int = 60,

@@ -18,11 +18,23 @@ from agentstream.adapters.side_items import AddTo, Claim, SideItem, SideRefused
 from agentstream.events import Event
 from agentstream.projections.base import Item, Projection, Put
 
-__all__ = ["AddTo", "Claim", "Clock", "EventLog", "SideItem", "SideRefused", "StateStore"]
+__all__ = ["AddTo", "Claim", "Clock", "Directory", "EventLog", "SideItem", "SideRefused", "StateStore"]
 
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+class Directory(Protocol):
+    """The business data a reply is made from (`adapters/business.BusinessDirectory`)."""
+
+    def version(self, kind: str, name: str) -> str: ...
+
+    async def info(self, business_id: str) -> dict[str, Any] | None: ...
+
+    async def system_instructions(self, business_type: str) -> str: ...
+
+    async def rag_entries(self, business_id: str) -> list[dict[str, Any]]: ...
 
 
 class EventLog(Protocol):

@@ -10,7 +10,6 @@ from typing import Any, Protocol
 import structlog
 
 from agentstream import metrics
-from agentstream.adapters.business import BusinessDirectory
 from agentstream.adapters.event_store import event_from_item
 from agentstream.adapters.llm import Answer, Responder
 from agentstream.events import OUTBOUND_TYPES, Event, HandoffRequested, MessageReceived
@@ -19,7 +18,7 @@ from agentstream.projections.context import ReplyContext, build_prompt
 from agentstream.projections.handoff import OWNER_REPLIED
 from agentstream.streams.batch import Batch, PendingReply
 from agentstream.streams.clock import SYSTEM_CLOCK
-from agentstream.streams.ports import Clock, EventLog
+from agentstream.streams.ports import Clock, Directory, EventLog
 from agentstream.streams.reply_policy import (
     REPLIES_FOLLOW, States, canned_answer, handoff_notice, handoff_request, hands_off, published_when_folded,
     reply_context, reply_draft, reply_key,
@@ -43,7 +42,7 @@ OnHandoff = Callable[[Event], Awaitable[None]]  # tells the owner (topic agent.h
 class Replier:
     """Answers inbounds at most once each and publishes what goes to customers."""
 
-    def __init__(self, store: EventLog, directory: BusinessDirectory, responder: Responder, publish: PublishReply,
+    def __init__(self, store: EventLog, directory: Directory, responder: Responder, publish: PublishReply,
                  on_handoff: OnHandoff | None = None, prompt_budget_chars: int = 12_000, memory: int = 20_000,
                  clock: Clock = SYSTEM_CLOCK) -> None:
         self._store = store

@@ -45,7 +45,7 @@ def _memory() -> Stores:
     log, states = memory_stores()
 
     async def forget(business: str, user: str, at: str) -> None:
-        db: MemoryTables = log._db  # noqa: SLF001 - the test writes what forget writes
+        db: MemoryTables = log.tables
         db.put(db.names.events, {"streamId": f"{TOMBSTONE_PREFIX}{business}#{user}", "seq": 0, "forgottenAt": at})
 
     return Stores(log, states, forget)
