@@ -129,7 +129,7 @@ class Replier:
             if self.on_handoff:
                 await self.on_handoff(event)
             if event.payload.by == "owner" and event.payload.reason != OWNER_REPLIED:
-                draft, key = handoff_notice(event, states)
+                draft, key = handoff_notice(event, states, self._clock.now())
                 appended = await self._store.append(draft, external_id=key)
                 await self.publish(appended.event)
 
@@ -137,7 +137,7 @@ class Replier:
         """After the reply to `inbound`: a customer who asked for a person, or a model that could
         not answer (its fallback promises a colleague), hands the conversation to a person."""
         if hands_off(reply):
-            draft, key = handoff_request(inbound, reply)
+            draft, key = handoff_request(inbound, reply, self._clock.now())
             await self._store.append(draft, external_id=key)
 
     async def _draft(self, inbound: MessageReceived, states: States, info: dict[str, Any]) -> Event:
@@ -145,7 +145,7 @@ class Replier:
         ctx = await self._context(inbound, states, info)
         sent = build_prompt(ctx, self._budget)
         answer = await self._answer(ctx)
-        return reply_draft(inbound, states, answer, sent, self._versions(inbound, info))
+        return reply_draft(inbound, states, answer, sent, self._versions(inbound, info), self._clock.now())
 
     async def _answer(self, ctx: ReplyContext) -> Answer:
         """The model's answer, or, to a customer asking for a person, that one will answer."""

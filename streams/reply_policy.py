@@ -6,6 +6,7 @@ each rebuilds a reply exactly as the worker made it. No I/O here.
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -81,12 +82,13 @@ def prompt_hash(prompt: list[dict[str, str]]) -> str:
 
 
 def reply_draft(inbound: MessageReceived, states: States, answer: Answer, prompt: list[dict[str, str]],
-                versions: dict[str, str]) -> Event:
+                versions: dict[str, str], at: datetime) -> Event:
     """The reply to `inbound` as an event, not yet in the log: the answer, where it goes, and
     what it was made from (the prompt's hash, the business data's versions)."""
     session = active_session(states[REPLIES_FOLLOW]) or {}
     return new_event(
         "ReplyGenerated",
+        occurred_at=at,
         event_id=reply_event_id(inbound.eventId),
         business_id=inbound.businessId,
         user_id=inbound.userId,
@@ -107,27 +109,28 @@ def reply_draft(inbound: MessageReceived, states: States, answer: Answer, prompt
     )
 
 
-def handoff_request(inbound: MessageReceived, reply: Event) -> tuple[Event, str]:
+def handoff_request(inbound: MessageReceived, reply: Event, at: datetime) -> tuple[Event, str]:
     """The HandoffRequested a reply that `hands_off` sets off, and its idempotency key: the
     customer asked for a person, or the model could not answer (its fallback promises one)."""
     payload = reply.payload
     by, reason = ("customer", inbound.payload.content[:200]) if payload.model == HANDOFF_MODEL else ("responder", "fallback")
     draft = new_event(
-        "HandoffRequested", event_id=derive_id("handoff", inbound.eventId), business_id=inbound.businessId,
+        "HandoffRequested", occurred_at=at, event_id=derive_id("handoff", inbound.eventId), business_id=inbound.businessId,
         user_id=inbound.userId, location_id=inbound.locationId, channel=inbound.channel,
         payload={"sessionId": payload.sessionId, "by": by, "reason": reason},
     )
     return draft, f"handoff:{inbound.eventId}"
 
 
-def handoff_notice(handoff: HandoffRequested, states: States) -> tuple[Event, str]:
+def handoff_notice(handoff: HandoffRequested, states: States, at: datetime) -> tuple[Event, str]:
     """The HandoffNoticeSent that tells the customer, in their language, that a person will
     answer (through the channel of their last message), and its idempotency key."""
     ctx = active_session(states[REPLIES_FOLLOW]) or {}
     last = ctx.get("lastInbound") or {}
     said = [t["content"] for t in ctx.get("lastMessages", []) if t.get("role") == "user"]
     draft = new_event(
-        "HandoffNoticeSent", event_id=derive_id("handoff-notice", handoff.eventId), business_id=handoff.businessId,
+        "HandoffNoticeSent", occurred_at=at, event_id=derive_id("handoff-notice", handoff.eventId),
+        business_id=handoff.businessId,
         user_id=handoff.userId, location_id=handoff.locationId, channel=last.get("channel") or "system",
         payload={"sessionId": handoff.payload.sessionId, "handoffEventId": handoff.eventId,
                  "content": notice(detect_language(said[-1]) if said else "en", "owner"),
