@@ -8,7 +8,8 @@ derived key such as `reply:<inboundEventId>`) is recorded as an idempotency item
 (PK `idem#<businessId>#<key>`, SK 0) written in the same transaction as the event, with
 `attribute_not_exists` on both; a second append with the same key returns the first event. It
 names its event's stream (`eventStreamId`), so the index eventStreamId-index finds a
-customer's records without reading anyone else's (forget).
+customer's records without reading anyone else's (forget). `append_with` writes side items
+(adapters/side_items.py) in the append's transaction, in the same namespace.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 import structlog
 
 from agentstream.adapters.dynamo import error_code, from_item, query_all, to_item
-from agentstream.adapters.side_items import SideItem, SideRefused, transact_item
+from agentstream.adapters.side_items import SideItem, SideRefused, refused, transact_item
 from agentstream.adapters.tables import EVENTS_BY_ID, EVENTS_BY_INGEST, EVENTS_BY_STREAM
 from agentstream.events import Event, iso, now_ms, parse_event, utc_now
 from agentstream.metrics import APPEND_CONFLICTS
@@ -230,10 +231,8 @@ class EventStore:
             existing = await self.find(event.businessId, external_id)
             if existing is not None:
                 return AppendResult(existing, duplicate=True)
-        start = 2 if external_id is not None else 1
-        refused = [item.name for item, reason in zip(side, reasons[start:]) if reason == "ConditionalCheckFailed"]
-        if refused:
-            raise SideRefused(refused) from None
+        if names := refused(side, reasons, external_id):
+            raise SideRefused(names) from None
         return None
 
     async def find(self, business_id: str, external_id: str) -> Event | None:

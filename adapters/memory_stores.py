@@ -17,7 +17,7 @@ from agentstream.adapters.event_store import (
     IDEM_PREFIX, TOMBSTONE_PREFIX, AppendFailed, AppendResult, event_from_item, idem_item, idem_key, log_item,
 )
 from agentstream.adapters.projection_store import AppendRaced, StaleWrite
-from agentstream.adapters.side_items import AddTo, Claim, SideItem, SideRefused
+from agentstream.adapters.side_items import AddTo, Claim, SideItem, SideRefused, refused
 from agentstream.adapters.tables import EVENTS_BY_ID, MESSAGES_BY_BUSINESS, MESSAGES_BY_SESSION, TableSpec, table_specs
 from agentstream.events import Event
 from agentstream.metrics import APPEND_CONFLICTS
@@ -144,10 +144,8 @@ class MemoryEventStore:
                     existing = await self.find(event.businessId, external_id)
                     if existing is not None:
                         return AppendResult(existing, duplicate=True)
-                start = 2 if external_id is not None else 1
-                refused = [s.name for s, reason in zip(side, exc.reasons[start:]) if reason == "ConditionalCheckFailed"]
-                if refused:
-                    raise SideRefused(refused) from None
+                if names := refused(side, list(exc.reasons), external_id):
+                    raise SideRefused(names) from None
                 APPEND_CONFLICTS.labels(event.type).inc()
                 continue
             return AppendResult(stored, duplicate=False)

@@ -56,6 +56,13 @@ class SideRefused(RuntimeError):
         self.names = tuple(names)
 
 
+def refused(side: tuple[SideItem, ...], reasons: list[str | None], external_id: str | None) -> list[str]:
+    """The side items a cancelled append's reasons say failed: they follow the log's put and the
+    external id's record in the transaction."""
+    start = 2 if external_id is not None else 1
+    return [item.name for item, reason in zip(side, reasons[start:]) if reason == "ConditionalCheckFailed"]
+
+
 def transact_item(table: str, key: dict[str, Any], item: SideItem) -> dict[str, Any]:
     """The DynamoDB transaction item of a side item at `key` (a plain key map) of `table`."""
     if isinstance(item, Claim):

@@ -5,6 +5,7 @@ monotonic projection puts, and transactions that go in whole or fail with the ri
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ from pydantic import AliasChoices
 
 from agentstream.adapters.dynamo import dynamodb_client, to_item
 from agentstream.adapters.event_store import TOMBSTONE_PREFIX, EventStore
-from agentstream.adapters.memory_stores import MemoryTables, memory_stores
+from agentstream.adapters.business import BusinessDirectory
+from agentstream.adapters.memory_stores import MemoryDirectory, MemoryEventStore, MemoryProjectionStore, MemoryTables, memory_stores
 from agentstream.adapters.projection_store import AppendRaced, ProjectionStore, StaleWrite
 from agentstream.adapters.tables import ensure_tables
 from agentstream.events import Event, new_event
@@ -23,7 +25,7 @@ from agentstream.metrics import APPEND_CONFLICTS
 from agentstream.projections.base import Put
 from agentstream.registry import PROJECTIONS
 from agentstream.settings import Settings, Tables
-from agentstream.streams.ports import AddTo, Claim, EventLog, SideRefused, StateStore
+from agentstream.streams.ports import AddTo, Claim, Directory, EventLog, SideRefused, StateStore
 
 
 @dataclass
@@ -210,3 +212,19 @@ async def test_messages_are_read_through_their_indexes_and_bulk_writes_stay_mono
     assert [m["seq"] for m in await states.session_messages(sid)] == [1, 3]
     await states.write([Put("sessions", {"sessionId": sid, "businessId": biz, "userId": "u1", "lastSeq": 1})])
     assert (await states.session(sid))["userId"] == "u1" and await states.session("none") is None  # type: ignore[index]
+
+
+def _members(port: type) -> list[str]:
+    return [name for name in vars(port) if not name.startswith("_")]
+
+
+@pytest.mark.parametrize("port, implementations", [
+    (EventLog, [EventStore, MemoryEventStore]),
+    (StateStore, [ProjectionStore, MemoryProjectionStore]),
+    (Directory, [BusinessDirectory, MemoryDirectory]),
+])
+def test_every_store_offers_its_port_with_the_same_parameters(port: type, implementations: list[type]) -> None:
+    for implementation in implementations:
+        for name in _members(port):
+            wanted = list(inspect.signature(getattr(port, name)).parameters)
+            assert list(inspect.signature(getattr(implementation, name)).parameters) == wanted, (implementation, name)
