@@ -8,7 +8,8 @@ derived key such as `reply:<inboundEventId>`) is recorded as an idempotency item
 (PK `idem#<businessId>#<key>`, SK 0) written in the same transaction as the event, with
 `attribute_not_exists` on both; a second append with the same key returns the first event. It
 names its event's stream (`eventStreamId`), so the index eventStreamId-index finds a
-customer's records without reading anyone else's (forget).
+customer's records without reading anyone else's (forget). `append_with` writes side items
+(adapters/side_items.py) in the append's transaction, in the same namespace.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -25,6 +26,7 @@ from typing import Any
 import structlog
 
 from agentstream.adapters.dynamo import error_code, from_item, query_all, to_item
+from agentstream.adapters.side_items import SideItem, SideRefused, refused, transact_item
 from agentstream.adapters.tables import EVENTS_BY_ID, EVENTS_BY_INGEST, EVENTS_BY_STREAM
 from agentstream.events import Event, iso, now_ms, parse_event, utc_now
 from agentstream.metrics import APPEND_CONFLICTS
@@ -58,6 +60,10 @@ def idem_item(business_id: str, external_id: str, event: Event) -> dict[str, Any
 def is_event_item(item: dict[str, Any]) -> bool:
     """Idempotency records share the table; they are not events."""
     return "eventId" in item and not str(item.get("streamId", "")).startswith((IDEM_PREFIX, TOMBSTONE_PREFIX))
+
+
+def _side_key(business_id: str, name: str) -> dict[str, Any]:
+    return {"streamId": idem_key(business_id, name), "seq": 0}
 
 
 def ingest_bucket(at: str) -> str:
@@ -123,8 +129,29 @@ class EventStore:
             turn.written = result.event.seq if not result.duplicate else turn.written
             return result
 
+    async def append_with(self, event: Event, side: Sequence[SideItem], external_id: str | None = None,
+                          head: int | None = None) -> AppendResult:
+        """`append`, with side items in the same transaction: all go in or none (`SideRefused`
+        names the side items whose condition failed); a duplicate external id returns the first
+        event and changes no side item."""
+        async with self._turn(event.streamId) as turn:
+            if head is not None and turn.written is not None:
+                head = max(head, turn.written)
+            result = await self._append(event, external_id, (), head, side=tuple(side))
+            turn.written = result.event.seq if not result.duplicate else turn.written
+            return result
+
+    async def set_side(self, business_id: str, name: str, values: dict[str, Any]) -> None:
+        """Set a side item's values whatever it held (a replay rebuilding it: never an add)."""
+        await self._ddb.put_item(TableName=self._table, Item=to_item({**_side_key(business_id, name), **values}))
+
+    async def side(self, business_id: str, name: str) -> dict[str, Any] | None:
+        """A side item's values, None if there is none."""
+        resp = await self._ddb.get_item(TableName=self._table, Key=to_item(_side_key(business_id, name)), ConsistentRead=True)
+        return {k: v for k, v in from_item(resp["Item"]).items() if k not in ("streamId", "seq")} if "Item" in resp else None
+
     async def _append(self, event: Event, external_id: str | None, aliases: tuple[str, ...],
-                      head: int | None, guessed: bool = False) -> AppendResult:
+                      head: int | None, guessed: bool = False, side: tuple[SideItem, ...] = ()) -> AppendResult:
         for attempt in range(self._max_attempts):
             known = head if head is not None else self._heads.get(event.streamId)
             seq = (known if known is not None else await self.head(event.streamId)) + 1
@@ -132,9 +159,9 @@ class EventStore:
             head = None
             stored = event.with_seq(seq)
             try:
-                await self._write(stored, external_id, aliases, check)
+                await self._write(stored, external_id, aliases, check, side)
             except Exception as exc:
-                outcome = await self._on_conflict(exc, event, external_id)
+                outcome = await self._on_conflict(exc, event, external_id, side)
                 if outcome is not None:
                     return outcome
                 APPEND_CONFLICTS.labels(event.type).inc()
@@ -174,23 +201,26 @@ class EventStore:
                 "ConditionExpression": "attribute_not_exists(streamId)"}
 
     async def _write(self, event: Event, external_id: str | None, aliases: tuple[str, ...] = (),
-                     check_previous: bool = False) -> None:
-        """The event's put (and its idempotency records, in one transaction); with
+                     check_previous: bool = False, side: tuple[SideItem, ...] = ()) -> None:
+        """The event's put (and its idempotency records and side items, in one transaction); with
         `check_previous`, the transaction's last item checks that the event before it exists."""
         checks = [self._previous_exists(event)] if check_previous else []
-        if external_id is None and not checks:
+        sides = [transact_item(self._table, _side_key(event.businessId, s.name), s) for s in side]
+        if external_id is None and not checks and not sides:
             await self._ddb.put_item(**self._log_put(event))
             return
         first = self.append_items(event, external_id) if external_id is not None else [{"Put": self._log_put(event)}]
         extra = [{"Put": {"TableName": self._table, "Item": to_item(idem_item(event.businessId, a, event))}} for a in aliases]
-        await self._ddb.transact_write_items(TransactItems=[*first, *extra, *checks])
+        await self._ddb.transact_write_items(TransactItems=[*first, *extra, *sides, *checks])
 
     def _previous_exists(self, event: Event) -> dict[str, Any]:
         return {"ConditionCheck": {"TableName": self._table, "Key": to_item({"streamId": event.streamId, "seq": event.seq - 1}),
                                    "ConditionExpression": "attribute_exists(streamId)"}}
 
-    async def _on_conflict(self, exc: Exception, event: Event, external_id: str | None) -> AppendResult | None:
-        """A duplicate external id returns the first event; a seq race returns None (retry)."""
+    async def _on_conflict(self, exc: Exception, event: Event, external_id: str | None,
+                           side: tuple[SideItem, ...] = ()) -> AppendResult | None:
+        """A duplicate external id returns the first event; a refused side item raises
+        `SideRefused`; a seq race returns None (retry)."""
         code = error_code(exc)
         if code == "ConditionalCheckFailedException":
             return None
@@ -201,6 +231,8 @@ class EventStore:
             existing = await self.find(event.businessId, external_id)
             if existing is not None:
                 return AppendResult(existing, duplicate=True)
+        if names := refused(side, reasons, external_id):
+            raise SideRefused(names) from None
         return None
 
     async def find(self, business_id: str, external_id: str) -> Event | None:

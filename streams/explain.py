@@ -24,7 +24,7 @@ from agentstream.projections.context import ReplyContext, build_prompt
 from agentstream.projections.kinds import no_reply_reason
 from agentstream.registry import PROJECTIONS
 from agentstream.settings import Settings
-from agentstream.streams.conversations import fold_config, prompt_hash, reply_context, reply_key
+from agentstream.streams.reply_policy import fold_config, prompt_hash, reply_context, reply_key
 
 
 class NotExplainable(LookupError):

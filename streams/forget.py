@@ -29,7 +29,7 @@ from agentstream.events import iso, utc_now
 from agentstream.projections.base import Projection, fold_events, key_of
 from agentstream.registry import PROJECTIONS
 from agentstream.settings import Settings
-from agentstream.streams.conversations import fold_config
+from agentstream.streams.reply_policy import fold_config
 
 Key = tuple[Any, ...]
 

@@ -16,7 +16,7 @@ import structlog
 from agentstream.adapters.kafka import dumps
 from agentstream.adapters.owner_webhook import OwnerWebhook
 from agentstream.events import Event
-from agentstream.streams.conversations import OnHandoff
+from agentstream.streams.replier import OnHandoff
 
 log = structlog.get_logger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any
 from agentstream.adapters.dynamo import scan_all
 from agentstream.adapters.event_store import EventStore
 from agentstream.events import CHANNELS, IMPORTED, Event, derive_id, new_event, reply_event_id
-from agentstream.streams.conversations import reply_key
+from agentstream.streams.reply_policy import reply_key
 from agentstream.adapters.channels.rest import REST
 
 

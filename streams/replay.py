@@ -28,7 +28,7 @@ from agentstream.projections.base import FoldConfig, Projection, Put, fold_event
 from agentstream.projections.kinds import no_reply_reason
 from agentstream.registry import PROJECTIONS
 from agentstream.settings import Settings
-from agentstream.streams.conversations import fold_config
+from agentstream.streams.reply_policy import fold_config
 from agentstream.streams.topic_source import TopicEvents
 
 log = structlog.get_logger(__name__)

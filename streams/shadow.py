@@ -27,7 +27,7 @@ from agentstream.events import UnknownSchemaVersion, iso, stream_id
 from agentstream.projections.context import ReplyContext
 from agentstream.projections.kinds import kind_needs_reply
 from agentstream.settings import Settings
-from agentstream.streams.conversations import HANDOFF_MODEL, reply_key
+from agentstream.streams.reply_policy import HANDOFF_MODEL, reply_key
 from agentstream.streams.explain import Explainer, NotExplainable
 
 ASKED, NOT_ASKED, FAILED = "asked", "not asked: --max-calls reached", "not rebuilt"

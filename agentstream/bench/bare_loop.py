@@ -39,7 +39,7 @@ from agentstream.metrics import DYNAMODB_CALLS
 from agentstream.projections.base import Put
 from agentstream.registry import PROJECTIONS
 from agentstream.settings import Settings
-from agentstream.streams.conversations import REPLY_LOOKAHEAD
+from agentstream.streams.replier import REPLY_LOOKAHEAD
 from agentstream.streams.keyed import KeyedExecutor
 
 

@@ -61,7 +61,7 @@ from agentstream.events import parse_event
 from agentstream.local.services import free_port
 from agentstream.settings import Settings
 from agentstream.stack import spawn_component
-from agentstream.streams.conversations import reply_key
+from agentstream.streams.reply_policy import reply_key
 
 PARTITIONS = 6
 

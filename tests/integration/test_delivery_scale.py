@@ -27,7 +27,7 @@ from agentstream.local.services import free_port, spawn
 from agentstream.events import DeliveryFailed, ReplyDelivered, ReplyGenerated, new_event, reply_event_id
 from agentstream.settings import Settings
 from agentstream.stack import spawn_component, wait_http
-from agentstream.streams.conversations import reply_key
+from agentstream.streams.reply_policy import reply_key
 from tests.conftest import isolated_env, settings_from
 from tests.e2e.stack import log_events, running_stack, set_credentials
 from tests.fakes.vendors import VendorServer

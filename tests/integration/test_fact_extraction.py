@@ -170,7 +170,7 @@ async def test_extracted_facts_are_logged_once_folded_as_model_facts_and_replaye
     second = worker(world, model_settings(monkeypatch, model, enabled=True))
     await second.processor.handle(inbound)
     extractor = make_fact_extractor(world.settings.model_copy(update={"facts_model_extraction": True, "openai_api_key": "k"}),
-                                    w.store, w.processor._responder)  # noqa: SLF001
+                                    w.store, w.processor._replier.responder)  # noqa: SLF001
     assert extractor is not None
     await extractor(inbound, {"timezone": "Europe/Bucharest"})  # the idempotency record answers, not the model
     assert [e.type for e in await w.store.read(inbound.streamId)].count("FactsExtracted") == 1

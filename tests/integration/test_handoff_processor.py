@@ -44,7 +44,7 @@ async def test_a_customer_who_asks_for_a_person_is_told_once_and_the_ai_stays_qu
     async def on_handoff(event: Event) -> None:
         told.append(event)
 
-    world.processor._on_handoff = on_handoff
+    world.processor._replier.on_handoff = on_handoff  # noqa: SLF001
     await world.store.append(inbound("h1", "Bună ziua, aveți loc mâine?"))
     await drain(world, STREAM.format("h1"))
     asked = await world.store.append(inbound("h1", "vreau să vorbesc cu cineva", 1))
@@ -67,7 +67,7 @@ async def test_a_customer_who_asks_for_a_person_is_told_once_and_the_ai_stays_qu
     answered = await world.store.append(inbound("h1", "mulțumesc, la ce oră închideți?", 3))
     await drain(world, STREAM.format("h1"))
     assert answered.event.eventId in replies_to(await log_of(world, "h1"))
-    messages = await world.processor._projections.session_messages(sid)
+    messages = await world.processor._writer.projections.session_messages(sid)
     authors = [(m["type"], m["metadata"].get("author")) for m in messages]
     assert ("agent", "human") in authors and authors.count(("user", None)) == 4
     await verify_clean(world, "h1")

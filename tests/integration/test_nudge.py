@@ -144,8 +144,8 @@ async def test_a_nudge_appended_after_a_handoff_raced_it_is_refused_and_never_pu
         payload={"sessionId": sid, "content": "Still there?", "deliverTo": {"socket": "widget"}}), external_id=f"nudge:{sid}")
     await drain(world, "demo-salon#n1")
     assert raced.event.eventId not in [e.eventId for e in world.published]
-    session = await world.processor._projections.session(sid)
-    messages = await world.processor._projections.session_messages(sid)
+    session = await world.processor._writer.projections.session(sid)
+    messages = await world.processor._writer.projections.session_messages(sid)
     assert raced.event.eventId not in [m["messageId"] for m in messages]
     assert session is not None and "nudgeDue" not in session
     assert session["nudge"]["status"] == "refused" and session["nudge"]["reason"] == "handed off"

@@ -22,6 +22,7 @@ from agentstream.adapters.dead_letters import DeadLetterIndex
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.kafka import dumps
 from agentstream.adapters.llm import Answer, OfflineResponder
+from agentstream.adapters.memory_stores import MemoryDirectory, memory_stores
 from agentstream.adapters.projection_store import ProjectionStore, sessions_of_user
 from agentstream.dlq_cli import retry_skipped
 from agentstream.events import Event, EventSkipped, ReplyGenerated, SkipRevoked, new_event
@@ -32,6 +33,7 @@ from agentstream.streams.conversations import ConversationProcessor
 from agentstream.registry import PROJECTIONS
 from agentstream.streams.dead_letters import SkipRecorder, retry_outcome, revoke, skipped_events
 from agentstream.streams.explain import Explainer
+from agentstream.streams.ports import EventLog, StateStore
 from agentstream.streams.replay import Replayer, Scope
 from agentstream.streams.runner import RetryPolicy
 from agentstream.streams.worker import process_with_retries
@@ -70,9 +72,26 @@ class FakeDlq:
         self.sent.append((stage, key, orjson.loads(raw), error))
 
 
+class MemoryDeadLetters:
+    """`DeadLetterIndex` in memory."""
+
+    def __init__(self) -> None:
+        self.skipped: dict[str, set[str]] = {}
+
+    async def add(self, business_id: str, event_id: str) -> None:
+        self.skipped.setdefault(business_id, set()).add(event_id)
+
+    async def remove(self, business_id: str, event_id: str) -> None:
+        self.skipped.get(business_id, set()).discard(event_id)
+
+    async def event_ids(self, business_id: str) -> list[str]:
+        return sorted(self.skipped.get(business_id, ()))
+
+
 @dataclass
 class Worker:
-    """The worker's processing of one record, as `build_app` runs it, without Kafka."""
+    """The worker's processing of one record, as `build_app` runs it, without Kafka: on moto's
+    DynamoDB (`ddb`, `settings`), or on the in-memory stores (`Worker.in_memory`)."""
 
     ddb: Any
     settings: Settings
@@ -83,18 +102,29 @@ class Worker:
     published: list[tuple[str, bool]] = field(default_factory=list)  # (eventId, first) put on agent.replies.v1
 
     def __post_init__(self) -> None:
-        self.store = EventStore(self.ddb, self.settings.tables.events)
-        self.index = DeadLetterIndex(self.ddb, self.settings.tables.events)
+        self.store: EventLog
+        self.projections: StateStore
+        if self.ddb is None:
+            self.store, self.projections = memory_stores(self.settings.tables)
+            self.index: Any = MemoryDeadLetters()
+        else:
+            self.store = EventStore(self.ddb, self.settings.tables.events)
+            self.projections = ProjectionStore(self.ddb, self.settings.tables)
+            self.index = DeadLetterIndex(self.ddb, self.settings.tables.events)
         self.processor = self.new_processor()
 
-    def new_processor(self) -> ConversationProcessor:
-        """A fresh processor (as after a restart: nothing cached)."""
+    @classmethod
+    def in_memory(cls, business: str = "b", user: str = "u", **kwargs: Any) -> "Worker":
+        return cls(None, Settings(), business, user, **kwargs)
+
+    def new_processor(self, projections: StateStore | None = None) -> ConversationProcessor:
+        """A fresh processor (as after a restart: nothing cached), on `projections` if given."""
 
         async def publish(reply: Event, first: bool = False) -> None:
             self.published.append((reply.eventId, first))
 
-        return ConversationProcessor(self.store, ProjectionStore(self.ddb, self.settings.tables),
-                                     BusinessDirectory(self.ddb, self.settings.tables), self.responder, publish)
+        directory = MemoryDirectory() if self.ddb is None else BusinessDirectory(self.ddb, self.settings.tables)
+        return ConversationProcessor(self.store, projections or self.projections, directory, self.responder, publish)
 
     @property
     def stream(self) -> str:
@@ -124,7 +154,7 @@ class Worker:
         return [e.payload.inReplyTo for e in await self.log() if isinstance(e, ReplyGenerated)]
 
     async def memory(self) -> dict[str, Any]:
-        return await ProjectionStore(self.ddb, self.settings.tables).load_memory(self.business, self.user) or {}
+        return await self.projections.load_memory(self.business, self.user) or {}
 
     async def verify(self) -> list[str]:
         report = await Replayer(self.ddb, self.settings).run(Scope(self.business, self.user), verify=True)

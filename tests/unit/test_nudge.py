@@ -15,7 +15,7 @@ from agentstream.events import Event, new_event
 from agentstream.projections.base import FoldConfig
 from agentstream.projections.conversation import CONVERSATION, active_session, apply, empty_memory, nudge_stands
 from agentstream.projections.nudge import DEFAULT_TEXTS, Window, settings_error, window
-from agentstream.streams.conversations import published_when_folded
+from agentstream.streams.reply_policy import published_when_folded
 
 WEEK = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 SALON = {d: [["09:00", "13:00"], ["14:00", "19:00"]] for d in WEEK[:5]} | {"sat": [["09:00", "15:00"]], "sun": []}

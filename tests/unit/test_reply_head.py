@@ -1,7 +1,8 @@
 """Where the worker appends a reply. A customer who writes again while the model is answering:
 the worker's consumer already holds that message, so the reply is appended after it without
 first losing a write to it (an append conflict), and the conversation's log stays gap-free and in
-order. And a backlog whose replies are logged already never asks the model again."""
+order. And a backlog whose replies are logged already never asks the model again. On the in-memory
+stores, except where the DynamoDB calls a turn makes are what is asserted (moto)."""
 
 from __future__ import annotations
 
@@ -14,14 +15,15 @@ import pytest
 from agentstream.adapters.dlq import Dlq
 from agentstream.adapters.kafka import event_headers
 from agentstream.adapters.llm import Answer, OfflineResponder
-from agentstream.adapters.projection_store import ProjectionStore
+from agentstream.adapters.memory_stores import MemoryProjectionStore
 from agentstream.bench.bare_loop import calls_by_operation
 from agentstream.events import ReplyGenerated
 from agentstream.projections.context import ReplyContext
 from agentstream.settings import Settings
 from agentstream.streams.keyed import KeyedExecutor
+from agentstream.streams.ports import StateStore
 from agentstream.streams.worker import applied_before, build_app
-from tests.unit.test_dead_letters import Worker
+from tests.unit.test_dead_letters import PoisonedResponder, Worker
 from tests.unit.test_event_store_moto import conflicts_so_far
 
 
@@ -48,10 +50,9 @@ class InterruptedResponder:
 
 
 @pytest.mark.parametrize("consumed, lost_writes", [(True, 0), (False, 1)])
-async def test_a_reply_goes_after_a_message_the_consumer_already_holds(
-        moto_ddb: Any, moto_settings: Settings, biz: str, consumed: bool, lost_writes: int) -> None:
+async def test_a_reply_goes_after_a_message_the_consumer_already_holds(consumed: bool, lost_writes: int) -> None:
     responder = InterruptedResponder(consumed=consumed)
-    worker = Worker(moto_ddb, moto_settings, biz, f"u{uuid.uuid4().hex[:6]}", responder=responder)  # type: ignore[arg-type]
+    worker = Worker.in_memory(responder=responder)
     responder.worker = worker
     first = await worker.say("Bună ziua", 0)
     before = conflicts_so_far()
@@ -70,37 +71,26 @@ async def test_a_reply_goes_after_a_message_the_consumer_already_holds(
 
 
 
-async def test_a_backlog_whose_replies_are_logged_asks_the_model_nothing(
-        moto_ddb: Any, moto_settings: Settings, biz: str) -> None:
+async def test_a_backlog_whose_replies_are_logged_asks_the_model_nothing() -> None:
     """As a worker meets it with projection tables of its own (a new deployment, projections built
     again) reading the topic from its start: each customer's second inbound is then a cached
     conversation's next event, its reply already in the log behind it."""
-    from agentstream.adapters.business import BusinessDirectory
-    from agentstream.adapters.projection_store import ProjectionStore
-    from agentstream.adapters.tables import ensure_tables
-    from agentstream.streams.conversations import ConversationProcessor
-    from tests.unit.test_dead_letters import PoisonedResponder
-
-    worker = Worker(moto_ddb, moto_settings, biz, f"u{uuid.uuid4().hex[:6]}")
+    worker = Worker.in_memory()
     for minute, text in enumerate(["Bună ziua", "Aveți loc mâine?", "La ora 10?"]):
         await worker.say(text, minute)
         await worker.drain()
     logged = await worker.log()
     tag = uuid.uuid4().hex[:6]
-    fresh = moto_settings.tables.model_copy(update={name: f"{tag}-{name.replace('_', '-')}" for name in (
+    fresh = worker.settings.tables.model_copy(update={name: f"{tag}-{name.replace('_', '-')}" for name in (
         "sessions", "messages", "rag_user", "facts", "inbox_views")})
-    await ensure_tables(moto_ddb, fresh, only=[fresh.sessions, fresh.messages, fresh.rag_user, fresh.facts])
+    rebuilt = MemoryProjectionStore(worker.projections.tables, fresh)  # type: ignore[attr-defined]
     asked = PoisonedResponder()
-
-    async def publish(_: Any, first: bool = False) -> None:
-        pass
-
-    worker.processor = ConversationProcessor(worker.store, ProjectionStore(moto_ddb, fresh),
-                                             BusinessDirectory(moto_ddb, moto_settings.tables), asked, publish)
+    worker.responder = asked
+    worker.processor = worker.new_processor(rebuilt)
     for event in logged:
         await worker.deliver(event)
     assert asked.answered == [] and await worker.log() == logged
-    memory = await ProjectionStore(moto_ddb, fresh).load_memory(biz, worker.user)
+    memory = await rebuilt.load_memory(worker.business, worker.user)
     assert memory == await worker.memory(), "the projections were built again, the same"
 
 
@@ -127,12 +117,11 @@ async def test_a_live_conversations_next_inbound_is_answered_without_reading_its
     assert await worker.replies_to() == [e.eventId for e in await worker.log() if e.type == "MessageReceived"]
 
 
-async def test_after_a_rebalance_an_inbound_another_worker_answered_asks_the_model_nothing(
-        moto_ddb: Any, moto_settings: Settings, biz: str) -> None:
+async def test_after_a_rebalance_an_inbound_another_worker_answered_asks_the_model_nothing() -> None:
     """A worker hands a conversation's partition to another, which answers the next inbound, and
     gets it back with that inbound redelivered: it reads the log (the reply is there) rather than
     ask the model again (invariant 3)."""
-    worker = Worker(moto_ddb, moto_settings, biz, f"u{uuid.uuid4().hex[:6]}")
+    worker = Worker.in_memory()
     first = worker.processor
     await worker.say("Bună ziua", 0)
     await worker.drain()
@@ -146,31 +135,32 @@ async def test_after_a_rebalance_an_inbound_another_worker_answered_asks_the_mod
     assert len(await worker.replies_to()) == 2
 
 
-class _FailsOnce(ProjectionStore):
+class _FailsOnce:
     """The projections' first write fails: before it lands (a throttle, a refused connection) or,
     with `lands`, after (its answer lost with a dropped connection)."""
 
-    def __init__(self, ddb: Any, tables: Any, lands: bool) -> None:
-        super().__init__(ddb, tables)
-        self.lands, self.failed = lands, False
+    def __init__(self, inner: StateStore, lands: bool) -> None:
+        self.inner, self.lands, self.failed = inner, lands, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
     async def write(self, puts: Any, appends: Any = None) -> None:
         if self.failed or self.lands:
-            await super().write(puts, appends)
+            await self.inner.write(puts, appends)
         if not self.failed:
             self.failed = True
             raise ConnectionError("connection reset by peer")
 
 
-async def test_a_reply_written_with_an_unseen_answer_is_found_on_the_next_try(
-        moto_ddb: Any, moto_settings: Settings, biz: str) -> None:
+async def test_a_reply_written_with_an_unseen_answer_is_found_on_the_next_try() -> None:
     """The reply and the projections land in one transaction whose answer is lost, so the event
     is tried again: the retry reads the log, finds the reply and asks the model nothing."""
-    worker = Worker(moto_ddb, moto_settings, biz, f"u{uuid.uuid4().hex[:6]}")
+    worker = Worker.in_memory()
     await worker.say("Bună ziua", 0)
     await worker.drain()
-    projections = _FailsOnce(moto_ddb, moto_settings.tables, lands=True)
-    worker.processor._projections = projections  # the same worker (its cache kept) on a failing table
+    projections = _FailsOnce(worker.projections, lands=True)
+    worker.processor._writer.projections = projections  # noqa: SLF001 - the same worker (its cache kept) on a failing table
     second = await worker.say("Aveți loc mâine?", 1)
     await worker.deliver(second)
     assert projections.failed and worker.responder.answered.count(second.eventId) == 1
@@ -185,7 +175,7 @@ async def test_a_reply_whose_one_transaction_failed_is_appended_first_on_the_nex
     worker = Worker(moto_ddb, moto_settings, biz, f"u{uuid.uuid4().hex[:6]}")
     await worker.say("Bună ziua", 0)
     await worker.drain()
-    worker.processor._projections = _FailsOnce(moto_ddb, moto_settings.tables, lands=False)
+    worker.processor._writer.projections = _FailsOnce(worker.projections, lands=False)  # noqa: SLF001
     second = await worker.say("Aveți loc mâine?", 1)
     before = calls_by_operation()
     await worker.deliver(second)

@@ -1,22 +1,21 @@
 """A worker that reads a conversation's events again (after a restart, a rebalance or an offset
-reset) loads the conversation's state once, not once per event, and changes nothing."""
+reset) loads the conversation's state once, not once per event, and changes nothing. On the
+in-memory stores."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
 
 from agentstream.adapters.kafka import event_headers, seq_of
-from agentstream.settings import Settings
 from agentstream.streams.worker import applied_before
 from tests.unit.test_dead_letters import Worker
 
 
 @pytest.fixture
-async def worker(moto_ddb: Any, moto_settings: Settings, biz: str) -> Worker:
-    return Worker(moto_ddb, moto_settings, biz, f"u{uuid.uuid4().hex[:6]}")
+def worker() -> Worker:
+    return Worker.in_memory()
 
 
 async def test_a_restarted_worker_loads_a_conversations_state_once_for_its_applied_events(
@@ -27,7 +26,7 @@ async def test_a_restarted_worker_loads_a_conversations_state_once_for_its_appli
     logged, memory = await worker.log(), await worker.memory()
 
     worker.processor = worker.new_processor()  # restarted: nothing cached
-    projections = worker.processor._projections  # noqa: SLF001
+    projections = worker.projections
     load, loads = projections.load_states, []
 
     async def counted(*args: Any) -> Any:

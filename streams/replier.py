@@ -1,0 +1,179 @@
+"""An inbound's one reply: found in the log, or drafted (the model asked once) and appended;
+and what folding a handoff or an outbound message sets off."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import structlog
+
+from agentstream import metrics
+from agentstream.adapters.event_store import event_from_item
+from agentstream.adapters.llm import Answer, Responder
+from agentstream.events import OUTBOUND_TYPES, Event, HandoffRequested, MessageReceived
+from agentstream.projections.base import Put
+from agentstream.projections.context import ReplyContext, build_prompt
+from agentstream.projections.handoff import OWNER_REPLIED
+from agentstream.streams.batch import Batch, PendingReply
+from agentstream.streams.clock import SYSTEM_CLOCK
+from agentstream.streams.ports import Clock, Directory, EventLog
+from agentstream.streams.reply_policy import (
+    REPLIES_FOLLOW, States, canned_answer, handoff_notice, handoff_request, hands_off, published_when_folded,
+    reply_context, reply_draft, reply_key,
+)
+
+log = structlog.get_logger(__name__)
+REPLY_LOOKAHEAD = 4  # events after an inbound read to find its reply (and the head) in one query
+MAX_UNSENT = 256  # replies kept for the next try of an event whose one-transaction write failed
+
+
+class PublishReply(Protocol):
+    """Puts an outbound event on `agent.replies.v1`; `first`: a reply this call has just logged,
+    so never published (nor delivered) before: delivery need not look for its record."""
+
+    def __call__(self, reply: Event, first: bool = False) -> Awaitable[None]: ...
+
+
+OnHandoff = Callable[[Event], Awaitable[None]]  # tells the owner (topic agent.handoffs.v1, webhook); must not raise
+
+
+class Replier:
+    """Answers inbounds at most once each and publishes what goes to customers."""
+
+    def __init__(self, store: EventLog, directory: Directory, responder: Responder, publish: PublishReply,
+                 on_handoff: OnHandoff | None = None, prompt_budget_chars: int = 12_000, memory: int = 20_000,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        self._store = store
+        self._directory = directory
+        self.responder = responder
+        self.publish = publish
+        self.on_handoff = on_handoff
+        self._budget = prompt_budget_chars
+        self._memory = memory
+        self._clock = clock
+        self._seen: OrderedDict[str, int] = OrderedDict()  # per stream: the highest seq the consumer has
+        self._unsent: OrderedDict[str, Event] = OrderedDict()  # per inbound: a reply whose one-transaction write failed
+
+    def saw(self, stream: str, seq: int) -> None:
+        """The consumer holds the conversation's event `seq` (maybe queued behind the one being
+        answered): a reply appended meanwhile reads the head first instead of guessing it stale."""
+        if seq > self._seen.get(stream, 0):
+            self._seen[stream] = seq
+            self._seen.move_to_end(stream)
+            if len(self._seen) > self._memory:
+                self._seen.popitem(last=False)
+
+    async def reply(self, inbound: MessageReceived, states: States, info: dict[str, Any],
+                    unanswered: bool = False, batch: Batch | None = None) -> tuple[Event, bool]:
+        """The one reply to an inbound message (and whether this call appended it): the model is
+        asked only if the log has none. `unanswered`: known to have none, and to be the head as
+        far as this process knows (no read needed). With `batch`, a reply that goes right after
+        its inbound is left in it (`Batch.reply`), to be appended with the projections in one
+        transaction and published after it (`BatchWriter.flush`)."""
+        kept = self._unsent.pop(inbound.eventId, None)
+        reply, head = (None, inbound.seq) if unanswered else await self._logged_reply(inbound)
+        if reply is not None:
+            await self.publish(reply)
+            await self._hand_off_if_asked(inbound, reply)
+            return reply, False
+        draft = kept or await self._draft(inbound, states, info)
+        if head is not None and self._seen.get(inbound.streamId, 0) > head:
+            head = None  # the customer wrote again meanwhile: read the head rather than lose a write to it
+        if batch is not None and head == inbound.seq and kept is None and not hands_off(draft):
+            batch.reply = PendingReply(draft.with_seq(head + 1), inbound, info, batch.snapshot(states))
+            return batch.reply.reply, False
+        reply, new = await self.append_reply(draft, inbound, head)
+        await self._hand_off_if_asked(inbound, reply)
+        return reply, new
+
+    async def append_reply(self, draft: Event, inbound: MessageReceived, head: int | None = None) -> tuple[Event, bool]:
+        """Append `draft` on its own (at most once per inbound) and publish what the log holds:
+        the reply, and whether this call appended it."""
+        appended = await self._store.append(draft, external_id=reply_key(inbound.eventId), head=head)
+        if not appended.duplicate:
+            self.logged(appended.event, inbound)
+        await self.publish(appended.event, first=not appended.duplicate)
+        return appended.event, not appended.duplicate
+
+    def keep_unsent(self, pending: PendingReply) -> None:
+        """The reply's one-transaction write failed: the next try appends it on its own first."""
+        self._unsent[pending.inbound.eventId] = pending.reply
+        while len(self._unsent) > MAX_UNSENT:
+            self._unsent.popitem(last=False)
+
+    def logged(self, reply: Event, inbound: MessageReceived) -> None:
+        metrics.EVENTS_APPENDED.labels(type="ReplyGenerated", channel=inbound.channel).inc()
+        metrics.REPLY_LATENCY.observe(max(0.0, (self._clock.now() - inbound.occurredAt).total_seconds()))
+        log.info("worker.reply_appended", eventId=reply.eventId, inReplyTo=inbound.eventId, streamId=inbound.streamId)
+
+    async def publish_again(self, inbound: MessageReceived) -> None:
+        """A duplicate of the inbound the projections stop right after: its reply may have gone
+        in with them, and its publication died with the process that wrote them (kill -9 between
+        the two). Published again, not as a first publication: delivery looks for its record."""
+        reply = await self._store.get(inbound.streamId, inbound.seq + 1)
+        if reply is not None and reply.type == "ReplyGenerated" and getattr(reply.payload, "inReplyTo", None) == inbound.eventId:
+            await self.publish(reply)
+
+    async def handoff_effects(self, event: Event, states: States, puts: dict[str, list[Put]]) -> None:
+        """What folding a handoff or an outbound message sets off: a person's message (and the
+        handoff notice) goes to agent.replies.v1; a handoff that took effect tells the owner and,
+        when the owner took over, the customer (once: the notice's id and record derive from it)."""
+        if REPLIES_FOLLOW not in puts:
+            return
+        if event.type in OUTBOUND_TYPES and event.type != "ReplyGenerated":
+            if published_when_folded(event, puts[REPLIES_FOLLOW]):
+                await self.publish(event)
+        elif isinstance(event, HandoffRequested) and any(p.table == "sessions" for p in puts[REPLIES_FOLLOW]):
+            if self.on_handoff:
+                await self.on_handoff(event)
+            if event.payload.by == "owner" and event.payload.reason != OWNER_REPLIED:
+                draft, key = handoff_notice(event, states, self._clock.now())
+                appended = await self._store.append(draft, external_id=key)
+                await self.publish(appended.event)
+
+    async def _hand_off_if_asked(self, inbound: MessageReceived, reply: Event) -> None:
+        """After the reply to `inbound`: a customer who asked for a person, or a model that could
+        not answer (its fallback promises a colleague), hands the conversation to a person."""
+        if hands_off(reply):
+            draft, key = handoff_request(inbound, reply, self._clock.now())
+            await self._store.append(draft, external_id=key)
+
+    async def _draft(self, inbound: MessageReceived, states: States, info: dict[str, Any]) -> Event:
+        """The model's reply to `inbound` as an event, not yet in the log."""
+        ctx = await self._context(inbound, states, info)
+        sent = build_prompt(ctx, self._budget)
+        answer = await self._answer(ctx)
+        return reply_draft(inbound, states, answer, sent, self._versions(inbound, info), self._clock.now())
+
+    async def _answer(self, ctx: ReplyContext) -> Answer:
+        """The model's answer, or, to a customer asking for a person, that one will answer."""
+        return canned_answer(ctx) or await self.responder.answer(ctx)
+
+    async def _logged_reply(self, inbound: MessageReceived) -> tuple[Event | None, int | None]:
+        """The inbound's reply if the log has it; else None and the stream's head (None: not read).
+
+        A reply follows its inbound in the same stream, nearly always within a few events, so
+        one query of the events after the inbound answers both questions; past those, the
+        reply's idempotency record does. Only the reply is parsed: an event this build cannot
+        read further on is its own record's business, not this one's."""
+        later = await self._store.read_items(inbound.streamId, after_seq=inbound.seq, limit=REPLY_LOOKAHEAD)
+        for item in later:
+            if item.get("type") == "ReplyGenerated" and (item.get("payload") or {}).get("inReplyTo") == inbound.eventId:
+                return event_from_item(item), None
+        if len(later) < REPLY_LOOKAHEAD:
+            return None, int(later[-1]["seq"]) if later else inbound.seq
+        return await self._store.find(inbound.businessId, reply_key(inbound.eventId)), None
+
+    async def _context(self, inbound: MessageReceived, states: States, info: dict[str, Any]) -> ReplyContext:
+        business_type = str(info.get("businessType", "general"))
+        instructions = await self._directory.system_instructions(business_type)
+        rag = await self._directory.rag_entries(inbound.businessId)
+        return reply_context(inbound, states, info, instructions, rag)
+
+    def _versions(self, inbound: MessageReceived, info: dict[str, Any]) -> dict[str, str]:
+        """The versions of the business data the prompt was built from (the config history's)."""
+        d, business_type = self._directory, str(info.get("businessType", "general"))
+        return {"businessInfo": d.version("info", inbound.businessId),
+                "systemInstructions": d.version("system", business_type), "rag": d.version("rag", inbound.businessId)}
