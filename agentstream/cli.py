@@ -40,6 +40,18 @@ def _configured(serve_metrics: bool = False) -> Settings:
     return s
 
 
+def _needs_secret(s: Settings, why: str) -> Settings:
+    """A process that signs or encrypts does not start without AGENTSTREAM_SECRET_KEY: one line, exit 2."""
+    from agentstream.keys import SecretKeyMissing, keyring
+
+    try:
+        keyring(s, why)
+    except SecretKeyMissing as exc:
+        print(f"agentstream: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    return s
+
+
 def _one_shot() -> Settings:
     """Settings for a command that runs once and ends: an unreachable service fails it at once,
     in main()'s one line (botocore would retry a refused connection for ~25 s, and aiokafka
@@ -138,7 +150,7 @@ def gateway(port: Annotated[Optional[int], typer.Option(help="HTTP port (default
     """Run the HTTP gateway (widget, webhooks, REST) and the widget replies of its sockets."""
     from agentstream.wiring import run_gateway
 
-    s = _configured()
+    s = _needs_secret(_configured(), "it encrypts channel secrets and signs cookies and snapshots")
     _run_until_signal(lambda stop: run_gateway(s, stop, port), s.event_loop)
 
 
@@ -147,7 +159,8 @@ def delivery() -> None:
     """Run reply delivery for the external channels (Twilio SMS, Meta, Gmail); start several at once."""
     from agentstream.wiring import run_delivery
 
-    s = _configured(serve_metrics=True)
+    s = _needs_secret(load(), "it decrypts channel secrets")
+    _configured(serve_metrics=True)
     _run_until_signal(lambda stop: run_delivery(s, stop), s.event_loop)
 
 
@@ -159,7 +172,8 @@ def analytics(
     """Run the analytics consumer; print each business's figures as one JSON line every N seconds."""
     from agentstream.wiring import run_analytics
 
-    s = _configured(serve_metrics=True)
+    s = _needs_secret(load(), "it signs analytics snapshots")
+    _configured(serve_metrics=True)
     _run_until_signal(lambda stop: run_analytics(s, stop, every, business), s.event_loop)
 
 
@@ -477,6 +491,7 @@ def what_to_do(exc: BaseException) -> str | None:
 
     from agentstream.adapters.credentials import CredentialsError
     from agentstream.adapters.kafka import TopicMissing
+    from agentstream.keys import SecretKeyMissing
     from agentstream.local.scale import PortTaken
 
     if isinstance(exc, BaseExceptionGroup):
@@ -494,7 +509,7 @@ def what_to_do(exc: BaseException) -> str | None:
                 "or fix KAFKA_BOOTSTRAP_SERVERS")
     if isinstance(exc, KafkaError) and exc.retriable:  # e.g. no group coordinator yet on a fresh broker
         return f"Kafka is not ready ({type(exc).__name__}): try again in a moment"
-    if isinstance(exc, (CredentialsError, TopicMissing, PortTaken)):
+    if isinstance(exc, (CredentialsError, TopicMissing, PortTaken, SecretKeyMissing)):
         return str(exc)
     return None
 

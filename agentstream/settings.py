@@ -126,6 +126,9 @@ class Settings(_FromEnv):
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
     log_format: str = Field("json", validation_alias="LOG_FORMAT")
 
+    # safety: older secret keys that still decrypt/verify (comma-separated, newest first); limits
+    previous_secret_keys: str = Field("", validation_alias="AGENTSTREAM_PREVIOUS_SECRET_KEYS", repr=False)
+
     tables: Tables = Field(default_factory=Tables)
 
     @field_validator("bridge_start_position")
