@@ -1,4 +1,5 @@
-"""The HTTP gateway (DESIGN.md section 6): widget, WebSocket, REST, sessions, health, metrics."""
+"""The HTTP gateway (DESIGN.md section 6): widget, WebSocket, REST, sessions, health. Its
+Prometheus metrics are served on METRICS_PORT (127.0.0.1), as every process's, never here."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from importlib import resources
 from typing import Any
 
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -43,10 +43,6 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-async def metrics_endpoint(request: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-
 def _visitor(d: Deps, keys: list[str], business_id: str, user_id: str) -> Response:
     token, expires = issue_widget_token(keys, business_id, user_id, d.settings.widget_token_ttl_s)
     return JSONResponse({"userId": user_id, "token": token, "expiresAt": expires})
@@ -77,12 +73,28 @@ async def refresh_visitor(request: Request) -> Response:
     return _visitor(d, keys, business_id, user_id)
 
 
+class FrameRefused(Exception):
+    """A frame this socket cannot take at all (binary, or JSON nested too deeply): close 1003."""
+
+
+async def _receive_text(ws: WebSocket) -> str:
+    """The next text frame; FrameRefused for a binary one."""
+    message = await ws.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000))
+    if message.get("text") is None:
+        raise FrameRefused("binary frames are not accepted: send JSON text")
+    return message["text"]
+
+
 def _parse_frame(raw: str) -> tuple[str, str]:
     """(text, clientMessageId) of a message frame, or HttpError(400) saying what is wrong."""
     try:
         frame = json.loads(raw)
     except ValueError:
         raise HttpError(400, "frame is not JSON") from None
+    except RecursionError:
+        raise FrameRefused("frame nested too deeply") from None
     if not isinstance(frame, dict) or frame.get("type") != "message":
         raise HttpError(400, 'frame must be {"type":"message","text":…,"clientMessageId":…}')
     text, client_id = frame.get("text"), frame.get("clientMessageId")
@@ -112,9 +124,12 @@ async def websocket_endpoint(ws: WebSocket) -> None:
             await d.hub.send_once(ws, reply_frame(reply))
             await DeliveryLog(d.store, d.heads).record(reply, "ReplyDelivered", {"externalId": None, "attempts": 1})
         while True:
-            await _on_frame(d, ws, business_id, user_id, await ws.receive_text())
+            await _on_frame(d, ws, business_id, user_id, await _receive_text(ws))
     except WebSocketDisconnect:
         pass
+    except FrameRefused as exc:
+        log.info("ws.frame_refused", reason=str(exc))
+        await ws.close(code=1003, reason=str(exc))
     finally:
         await d.hub.remove(stream, ws)
 
@@ -204,11 +219,16 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def _too_deep(request: Request, exc: Exception) -> Response:
+    """A body nested past the parser's recursion limit is a malformed body: 400, no traceback."""
+    log.info("http.refused", path=request.url.path, status=400, reason="nested too deeply")
+    return error(400, "body nested too deeply")
+
+
 def create_app(d: Deps) -> Starlette:
     routes = [
         Route("/", index),
         Route("/healthz", healthz),
-        Route("/metrics", metrics_endpoint),
         Route("/v1/widget/{businessId}/visitors", new_visitor, methods=["POST"]),
         Route("/v1/widget/{businessId}/visitors/refresh", refresh_visitor, methods=["POST"]),
         WebSocketRoute("/ws/{businessId}", websocket_endpoint),
@@ -223,6 +243,6 @@ def create_app(d: Deps) -> Starlette:
         *handoff_routes(),
         *inbox_routes(),
     ]
-    app = Starlette(routes=routes, exception_handlers={HttpError: _http_error})
+    app = Starlette(routes=routes, exception_handlers={HttpError: _http_error, RecursionError: _too_deep})
     app.state.deps = d
     return app

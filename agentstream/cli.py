@@ -150,7 +150,8 @@ def gateway(port: Annotated[Optional[int], typer.Option(help="HTTP port (default
     """Run the HTTP gateway (widget, webhooks, REST) and the widget replies of its sockets."""
     from agentstream.wiring import run_gateway
 
-    s = _needs_secret(_configured(), "it encrypts channel secrets and signs cookies and snapshots")
+    s = _needs_secret(load(), "it encrypts channel secrets and signs cookies and snapshots")
+    _configured(serve_metrics=True)
     _run_until_signal(lambda stop: run_gateway(s, stop, port), s.event_loop)
 
 
@@ -184,6 +185,7 @@ def up(port: int = typer.Option(8080, help="gateway port"),
        dynamodb_port: int = typer.Option(8000, help="the local DynamoDB server's port"),
        bridge_metrics_port: int = typer.Option(9101, help="the bridge's metrics port"),
        worker_metrics_port: int = typer.Option(9102, help="the worker's metrics port"),
+       gateway_metrics_port: int = typer.Option(9103, help="the gateway's metrics port"),
        scale: str = typer.Option("", help="how many of each process, e.g. gateway=2,worker=3,delivery=2,bridge=2")) -> None:
     """The whole stack on this machine: Kafka, ministack, tables, topics, demo data, bridge, worker, gateway, delivery."""
     from agentstream.local.scale import ScaleError, parse_scale
@@ -193,7 +195,8 @@ def up(port: int = typer.Option(8080, help="gateway port"),
         counts = parse_scale(scale)
     except ScaleError as exc:
         raise typer.BadParameter(str(exc)) from None
-    do_up(port, kafka_port, kafka_controller_port, dynamodb_port, bridge_metrics_port, worker_metrics_port, counts)
+    do_up(port, kafka_port, kafka_controller_port, dynamodb_port, bridge_metrics_port, worker_metrics_port, counts,
+          gateway_metrics_port)
 
 
 @app.command()
