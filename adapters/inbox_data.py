@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agentstream.adapters.business import handoff_timeout_minutes
-from agentstream.adapters.dynamo import from_item, query_all, to_item
+from agentstream.adapters.dynamo import from_item, query_all, read_into, to_item, until_processed
 from agentstream.adapters.handoff_routes import conversation_view
 from agentstream.adapters.http_common import Deps
 from agentstream.adapters.inbox_views import InboxViews, unread
@@ -63,12 +63,10 @@ async def customer_facts(d: Deps, business_id: str, user_ids: list[str]) -> dict
     for start in range(0, len(unique), 100):
         keys = [to_item({"businessId": business_id, "userId": u}) for u in unique[start:start + 100]]
         request: dict[str, Any] = {table: {"Keys": keys}}
-        while request:
-            answer = await d.ddb.batch_get_item(RequestItems=request)
-            for item in answer.get("Responses", {}).get(table, []):
-                state = from_item(item)
-                found[state["userId"]] = [(f["kind"], fact_text(f["value"])) for f in current_facts(state, now)]
-            request = answer.get("UnprocessedKeys") or {}
+        states: list[dict[str, Any]] = []
+        await until_processed(lambda pending: read_into(d.ddb, pending, table, states), request, "UnprocessedKeys")
+        for state in states:
+            found[state["userId"]] = [(f["kind"], fact_text(f["value"])) for f in current_facts(state, now)]
     return found
 
 
