@@ -16,6 +16,7 @@ import secrets
 import time
 from typing import Any
 
+from cachetools import TTLCache
 from cryptography.fernet import Fernet, InvalidToken
 from itsdangerous import BadData, URLSafeSerializer
 
@@ -69,26 +70,43 @@ def validate(provider: str, values: dict[str, str]) -> None:
         raise CredentialsError(f"{provider} has no key {unknown[0]!r}; keys: {', '.join(allowed)}")
 
 
+CACHE_TTL_S = 30.0  # how long a read (found or not) is reused
+REREAD_AFTER_S = 1.0  # a key that does not match re-reads the business's credentials at most this often
+
+
+def cache_key(business_id: str, provider: str) -> tuple[str, str]:
+    """A cache key of bounded size whatever the caller sent (a long id by its digest)."""
+    short = business_id if len(business_id) <= 128 else "#" + hashlib.sha256(business_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return short, provider[:64]
+
+
 class CredentialStore:
-    def __init__(self, ddb: Any, table: str, secret_key: str | None) -> None:
+    def __init__(self, ddb: Any, table: str, secret_key: str | None, cache_entries: int = 10_000) -> None:
         if not secret_key:
             raise CredentialsError("AGENTSTREAM_SECRET_KEY is not set (a Fernet key: `agentstream credentials keygen`)")
         self._ddb = ddb
         self._table = table
         self._fernet = Fernet(secret_key.encode())
-        self._cache: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
+        # bounded in entries and time, unknown businesses included: the ids come from callers
+        self._cache: TTLCache[tuple[str, str], tuple[float, dict[str, str]]] = TTLCache(cache_entries, CACHE_TTL_S)
 
-    async def get(self, business_id: str, provider: str) -> dict[str, str]:
-        """The decrypted secrets of one provider ({} when none are set); cached for 30 s."""
-        hit = self._cache.get((business_id, provider))
-        if hit and hit[0] > time.monotonic():
+    async def get(self, business_id: str, provider: str, read_since: float | None = None) -> dict[str, str]:
+        """The decrypted secrets of one provider ({} when none are set); a read is reused for
+        CACHE_TTL_S, or with `read_since` (a `time.monotonic()`) only if made after it."""
+        key = cache_key(business_id, provider)
+        hit = self._cache.get(key)
+        if hit and (read_since is None or hit[0] >= read_since):
             return hit[1]
         resp = await self._ddb.get_item(
             TableName=self._table, Key=to_item({"businessId": business_id, "provider": provider}), ConsistentRead=True
         )
         values = self._decrypt(from_item(resp["Item"])["secret"]) if "Item" in resp else {}
-        self._cache[(business_id, provider)] = (time.monotonic() + 30, values)
+        self._cache[key] = (time.monotonic(), values)
         return values
+
+    def cached(self) -> int:
+        """How many reads are cached."""
+        return len(self._cache)
 
     async def set(self, business_id: str, provider: str, values: dict[str, str]) -> dict[str, str]:
         """Merge new values into a provider's secrets; the REST apiKey is kept as its secret's hash,
@@ -110,7 +128,7 @@ class CredentialStore:
     async def _put(self, business_id: str, name: str, values: dict[str, str]) -> None:
         item = {"businessId": business_id, "provider": name, "secret": self._encrypt(values), "updatedAt": int(time.time())}
         await self._ddb.put_item(TableName=self._table, Item=to_item(item))
-        self._cache.pop((business_id, name), None)
+        self._cache.pop(cache_key(business_id, name), None)
 
     async def businesses(self, provider: str) -> list[str]:
         """The businesses that have secrets (or state) stored under `provider` (a scan)."""
@@ -135,8 +153,11 @@ class CredentialStore:
         parts = split_api_key(api_key)
         if parts is None:
             return None
+        given = hash_api_key(parts[1]).encode()
         stored = (await self.get(parts[0], "rest")).get("apiKeyHash", "")
-        return parts[0] if stored and hmac.compare_digest(stored, hash_api_key(parts[1])) else None
+        if not (stored and hmac.compare_digest(stored.encode(), given)):  # rotated since the read? read again
+            stored = (await self.get(parts[0], "rest", time.monotonic() - REREAD_AFTER_S)).get("apiKeyHash", "")
+        return parts[0] if stored and hmac.compare_digest(stored.encode(), given) else None
 
     async def widget_keys(self, business_id: str) -> list[str]:
         """The widget signing keys, oldest first (the last one signs); [] when none is set."""

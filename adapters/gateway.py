@@ -21,11 +21,12 @@ from agentstream.adapters.facts_routes import facts_routes
 from agentstream.adapters.handoff_routes import handoff_routes, resolve_conversation
 from agentstream.adapters.inbox_routes import inbox_routes
 from agentstream.adapters.http_common import (
-    UNAUTHORIZED, Deps, HttpError, authenticate, bearer, decode_utf8, deps, error, known_business, read_body,
-    require_api_key,
+    UNAUTHORIZED, Deps, HttpError, authenticate, bearer, client_address, decode_utf8, deps, error, known_business,
+    read_body, require_api_key,
 )
 from agentstream.adapters.ingest import InboundMessage
 from agentstream.adapters.projection_store import get_active_session_for_user
+from agentstream.adapters.rate_limits import RateLimited
 from agentstream.adapters.webhook_routes import webhook_routes
 from agentstream.adapters.replies import DeliveryLog, pending_replies, reply_frame
 
@@ -52,7 +53,11 @@ async def new_visitor(request: Request) -> Response:
     """A new anonymous visitor and its token (public)."""
     d = deps(request)
     business_id = request.path_params["businessId"]
+    if d.limits:
+        await d.limits.shared.hit(d.limits.visitors_per_address, client_address(request))
     await known_business(d, business_id)
+    if d.limits:
+        await d.limits.shared.hit(d.limits.visitors_per_business, business_id)
     keys = await d.credentials.widget_keys(business_id)
     if not keys:
         raise HttpError(404, f"business {business_id!r} has no widget configured")
@@ -123,10 +128,16 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         for reply in await pending_replies(d.store, stream, ws.query_params.get("after")):  # missed while away
             await d.hub.send_once(ws, reply_frame(reply))
             await DeliveryLog(d.store, d.heads).record(reply, "ReplyDelivered", {"externalId": None, "attempts": 1})
+        socket_id = d.limits.socket_id() if d.limits else ""
         while True:
-            await _on_frame(d, ws, business_id, user_id, await _receive_text(ws))
+            raw = await _receive_text(ws)
+            if d.limits:
+                await d.limits.local.hit(d.limits.socket_frames, socket_id)
+            await _on_frame(d, ws, business_id, user_id, raw)
     except WebSocketDisconnect:
         pass
+    except RateLimited as exc:  # the frame is not taken; the widget may reconnect after the wait
+        await ws.close(code=4429, reason=f"too many messages: wait {exc.retry_after_s} s")
     except FrameRefused as exc:
         log.info("ws.frame_refused", reason=str(exc))
         await ws.close(code=1003, reason=str(exc))
@@ -212,10 +223,11 @@ async def get_analytics(request: Request) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HttpError)
-    log.info("http.refused", path=request.url.path, status=exc.status, reason=exc.message)
+    log.info("http.refused", path=request.url.path[:200], status=exc.status, reason=exc.message[:200])
     response = error(exc.status, exc.message)
     if exc.status == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
+    response.headers.update(exc.headers)
     return response
 
 

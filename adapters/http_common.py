@@ -19,14 +19,22 @@ from agentstream.settings import Settings
 
 if TYPE_CHECKING:
     from agentstream.adapters.channels.gmail_auth import GmailAuth
+    from agentstream.adapters.rate_limits import GatewayLimits
     from agentstream.streams.analytics import AnalyticsConsumer
 
 
 class HttpError(Exception):
+    headers: dict[str, str] = {}
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+def client_address(request: Any) -> str:
+    """The caller's address (a proxy's X-Forwarded-For is honoured by uvicorn for trusted proxies)."""
+    return request.client.host if request.client else "unknown"
 
 
 @dataclass
@@ -46,6 +54,7 @@ class Deps:
     gmail: GmailAuth | None = None  # Gmail API calls with a refreshed access token
     explainer: Any = None  # streams.explain.Explainer (None: the explain route answers 503)
     heads: SettledHeads | None = None  # the widget conversations' heads at rest (the ingestor's guesses)
+    limits: GatewayLimits | None = None  # None: no rate limits (tests of other things)
 
 
 def deps(request: Request) -> Deps:

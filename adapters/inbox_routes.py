@@ -26,7 +26,7 @@ from agentstream.adapters.handoff_routes import (
     MAX_AUTHOR, STATUSES, active_session, hand_off, owned_session, release_conversation, resolve_conversation,
     send_owner_message,
 )
-from agentstream.adapters.http_common import Deps, HttpError, business_of_key, decode_utf8, deps, read_body
+from agentstream.adapters.http_common import Deps, HttpError, business_of_key, client_address, decode_utf8, deps, read_body
 from agentstream.adapters.inbox_session import (
     InboxSession, clear_session, csrf_ok, key_print, new_csrf, read_session, still_valid, write_session,
 )
@@ -97,7 +97,11 @@ async def sign_in(request: Request) -> Response:
     name = form.get("name", "").strip()
     if not name or len(name) > MAX_AUTHOR or not name.isprintable():
         return _sign_in_page(d, before, f"Give a display name of 1 to {MAX_AUTHOR} characters.", 400)
-    business_id = await business_of_key(d, form.get("apiKey", "").strip())
+    api_key = form.get("apiKey", "").strip()
+    if d.limits:  # before the key is checked: guessing is as limited as signing in
+        await d.limits.shared.hit(d.limits.sign_in_per_address, client_address(request))
+        await d.limits.shared.hit(d.limits.sign_in_per_business, api_key.rpartition(".")[0])
+    business_id = await business_of_key(d, api_key)
     if business_id is None:
         return _sign_in_page(d, before, SIGN_IN_REFUSED, 401, name)
     response = RedirectResponse("/inbox", status_code=303)
@@ -230,7 +234,9 @@ def _html_errors(handler: Callable[[Request], Awaitable[Response]]) -> Callable[
         try:
             return await handler(request)
         except HttpError as exc:
-            return _page("inbox_error.html", exc.status, code=exc.status, message=exc.message)
+            page = _page("inbox_error.html", exc.status, code=exc.status, message=exc.message)
+            page.headers.update(exc.headers)
+            return page
 
     return wrapped
 

@@ -28,6 +28,7 @@ from agentstream.adapters.gateway import create_app
 from agentstream.adapters.http_common import Deps
 from agentstream.adapters.ingest import Ingestor
 from agentstream.adapters.pending_reconcile import PendingReconcile
+from agentstream.adapters.rate_limits import GatewayLimits
 from agentstream.adapters.llm import make_responder
 from agentstream.adapters.position_store import PositionStore
 from agentstream.adapters.projection_store import ProjectionStore
@@ -192,13 +193,14 @@ async def gateway_deps(stack: AsyncExitStack, settings: Settings) -> Deps:
     hot = await stack.enter_async_context(hot_dynamodb_client(settings))  # ingest, replies, business data
     store = EventStore(hot, settings.tables.events)
     http = await stack.enter_async_context(httpx.AsyncClient(timeout=15))
-    credentials = CredentialStore(ddb, settings.tables.credentials, settings.credentials_key)
+    credentials = CredentialStore(ddb, settings.tables.credentials, settings.credentials_key, settings.cache_entries)
     heads = SettledHeads()
     return Deps(
         settings=settings, ddb=ddb, store=store, ingestor=Ingestor(store, heads), heads=heads,
-        directory=BusinessDirectory(hot, settings.tables), projections=ProjectionStore(hot, settings.tables),
+        directory=BusinessDirectory(hot, settings.tables, entries=settings.cache_entries),
+        projections=ProjectionStore(hot, settings.tables),
         credentials=credentials, hub=SocketHub(), http=http, gmail=GmailAuth(credentials, settings.google_token_uri),
-        explainer=Explainer(ddb, settings),
+        explainer=Explainer(ddb, settings), limits=GatewayLimits(settings, hot),
     )
 
 

@@ -21,9 +21,15 @@ from agentstream.adapters.gateway import create_app
 from agentstream.adapters.http_common import Deps
 from agentstream.adapters.ingest import Ingestor
 from agentstream.adapters.projection_store import ProjectionStore
+from agentstream.adapters.rate_limits import GatewayLimits
 from agentstream.adapters.ws_hub import SocketHub
 from agentstream.local.services import free_port
 from agentstream.settings import Settings
+
+
+# limits no test of something else reaches (every test's calls come from 127.0.0.1)
+ROOMY = {name: "100000/hour" for name in ("limit_socket_frames", "limit_visitors_per_address", "limit_visitors_per_business",
+                                         "limit_sign_in_per_address", "limit_sign_in_per_business")}
 
 
 @dataclass
@@ -40,17 +46,17 @@ class MotoGateway:
 
 
 def gateway_deps(ddb: Any, settings: Settings) -> Deps:
-    credentials = CredentialStore(ddb, settings.tables.credentials, settings.credentials_key)
+    credentials = CredentialStore(ddb, settings.tables.credentials, settings.credentials_key, settings.cache_entries)
     store = EventStore(ddb, settings.tables.events)
     return Deps(settings=settings, ddb=ddb, store=store, ingestor=Ingestor(store),
-                directory=BusinessDirectory(ddb, settings.tables), projections=ProjectionStore(ddb, settings.tables),
-                credentials=credentials, hub=SocketHub())
+                directory=BusinessDirectory(ddb, settings.tables, entries=settings.cache_entries), projections=ProjectionStore(ddb, settings.tables),
+                credentials=credentials, hub=SocketHub(), limits=GatewayLimits(settings, ddb))
 
 
 @pytest.fixture
 async def moto_gateway(moto_ddb: Any, moto_settings: Settings, biz: str) -> AsyncIterator[MotoGateway]:
     settings = moto_settings.model_copy(update={"credentials_key": Fernet.generate_key().decode(),
-                                                "public_base_url": "http://127.0.0.1"})
+                                                "public_base_url": "http://127.0.0.1", **ROOMY})
     await moto_ddb.put_item(TableName=settings.tables.business_info,
                             Item=to_item({"businessId": biz, "name": "Salon", "businessType": "salon"}))
     d = gateway_deps(moto_ddb, settings)
