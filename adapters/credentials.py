@@ -1,6 +1,7 @@
-"""Per-business channel secrets in business-external-credentials, encrypted at rest (Fernet).
+"""Per-business channel secrets in business-external-credentials, encrypted at rest (AES-GCM,
+bound to the business and provider; see `Sealer`).
 
-The encryption key comes from AGENTSTREAM_SECRET_KEY. Values never reach the logs; `show`
+The encryption keys come from AGENTSTREAM_SECRET_KEY (and AGENTSTREAM_PREVIOUS_SECRET_KEYS). Values never reach the logs; `show`
 prints them masked. A REST API key is `<businessId>.<secret>`; only the secret's SHA-256 hash is
 stored. Widget visitor tokens are signed with itsdangerous by the business's widget signing key
 (the previous key still verifies, so a rotation orphans nobody).
@@ -12,15 +13,20 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from cachetools import TTLCache
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.exceptions import InvalidTag
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from itsdangerous import BadData, URLSafeSerializer
 
-from agentstream.adapters.dynamo import from_item, scan_all, to_item
+from agentstream.adapters.dynamo import error_code, from_item, scan_all, to_item
+from agentstream.keys import KeyRing, SecretKeyMissing, derive, key_id, keyring
 
 PROVIDERS: dict[str, tuple[str, ...]] = {
     "meta": ("appSecret", "verifyToken", "accessToken"),
@@ -80,13 +86,22 @@ def cache_key(business_id: str, provider: str) -> tuple[str, str]:
     return short, provider[:64]
 
 
+def credential_store(ddb: Any, settings: Any, cache_entries: int = 10_000) -> "CredentialStore":
+    """The store of the settings' table with all their secret keys (current and previous)."""
+    try:
+        keys = keyring(settings)
+    except SecretKeyMissing as exc:
+        raise CredentialsError(str(exc)) from None
+    return CredentialStore(ddb, settings.tables.credentials, keys, cache_entries)
+
+
 class CredentialStore:
-    def __init__(self, ddb: Any, table: str, secret_key: str | None, cache_entries: int = 10_000) -> None:
+    def __init__(self, ddb: Any, table: str, secret_key: str | KeyRing | None, cache_entries: int = 10_000) -> None:
         if not secret_key:
             raise CredentialsError("AGENTSTREAM_SECRET_KEY is not set (a Fernet key: `agentstream credentials keygen`)")
         self._ddb = ddb
         self._table = table
-        self._fernet = Fernet(secret_key.encode())
+        self._sealer = Sealer(secret_key if isinstance(secret_key, KeyRing) else KeyRing((secret_key,)))
         # bounded in entries and time, unknown businesses included: the ids come from callers
         self._cache: TTLCache[tuple[str, str], tuple[float, dict[str, str]]] = TTLCache(cache_entries, CACHE_TTL_S)
 
@@ -100,7 +115,7 @@ class CredentialStore:
         resp = await self._ddb.get_item(
             TableName=self._table, Key=to_item({"businessId": business_id, "provider": provider}), ConsistentRead=True
         )
-        values = self._decrypt(from_item(resp["Item"])["secret"]) if "Item" in resp else {}
+        values = self._sealer.open(from_item(resp["Item"])["secret"], business_id, provider) if "Item" in resp else {}
         self._cache[key] = (time.monotonic(), values)
         return values
 
@@ -126,7 +141,8 @@ class CredentialStore:
         await self._put(business_id, name, values)
 
     async def _put(self, business_id: str, name: str, values: dict[str, str]) -> None:
-        item = {"businessId": business_id, "provider": name, "secret": self._encrypt(values), "updatedAt": int(time.time())}
+        item = {"businessId": business_id, "provider": name, "secret": self._sealer.seal(values, business_id, name),
+                "updatedAt": int(time.time())}
         await self._ddb.put_item(TableName=self._table, Item=to_item(item))
         self._cache.pop(cache_key(business_id, name), None)
 
@@ -164,14 +180,91 @@ class CredentialStore:
         values = await self.get(business_id, "widget")
         return [k for k in (values.get("previousSigningKey"), values.get("signingKey")) if k]
 
-    def _encrypt(self, values: dict[str, str]) -> str:
-        return self._fernet.encrypt(json.dumps(values).encode()).decode()
+    async def rekey(self) -> "RekeyReport":
+        """Every stored row (secrets and channel state) sealed again under the current key, each
+        by a write conditional on the row being unchanged since it was read: readers decrypt
+        both forms meanwhile, and a row written concurrently is left as that write made it."""
+        report = RekeyReport()
+        for item in await scan_all(self._ddb, TableName=self._table, ConsistentRead=True):
+            row = item
+            business_id, name, sealed = row["businessId"], row["provider"], row.get("secret", "")
+            report.rows += 1
+            if self._sealer.current(sealed):
+                continue
+            try:
+                values = self._sealer.open(sealed, business_id, name)
+            except CredentialsError:
+                report.unreadable.append(f"{business_id}/{name}")
+                continue
+            try:
+                await self._ddb.put_item(
+                    TableName=self._table, Item=to_item({**row, "secret": self._sealer.seal(values, business_id, name),
+                                                         "updatedAt": int(time.time())}),
+                    ConditionExpression="#s = :old", ExpressionAttributeNames={"#s": "secret"},
+                    ExpressionAttributeValues=to_item({":old": sealed}))
+                report.rekeyed += 1
+            except Exception as exc:  # noqa: BLE001 - a concurrent write sealed it under the current key already
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+            self._cache.pop(cache_key(business_id, name), None)
+        return report
 
-    def _decrypt(self, token: str) -> dict[str, str]:
+
+@dataclass
+class RekeyReport:
+    rows: int = 0
+    rekeyed: int = 0
+    unreadable: list[str] = field(default_factory=list)
+
+
+SEALED = "v2"  # AES-256-GCM under a derived key, bound to the business and provider
+_PURPOSE = "agentstream/credentials"
+
+
+class Sealer:
+    """Credential rows' encryption: `v2:<key id>:<base64url(nonce + AES-GCM ciphertext)>`, the
+    associated data naming the business and provider (a row copied to another business or
+    provider does not decrypt). The current key seals; any key of the ring opens, and rows of
+    the earlier format (Fernet under a secret key itself) still open until `credentials rekey`."""
+
+    def __init__(self, keys: KeyRing) -> None:
+        self._keys = keys
+        self._ids = keys.by_id()
+
+    @staticmethod
+    def _aad(business_id: str, provider: str) -> bytes:
+        return json.dumps(["agentstream-credentials", business_id, provider]).encode()
+
+    def seal(self, values: dict[str, str], business_id: str, provider: str) -> str:
+        secret = self._keys.current
+        nonce = os.urandom(12)
+        box = AESGCM(derive(secret, _PURPOSE)).encrypt(nonce, json.dumps(values).encode(), self._aad(business_id, provider))
+        return f"{SEALED}:{key_id(secret)}:{base64.urlsafe_b64encode(nonce + box).decode()}"
+
+    def current(self, sealed: str) -> bool:
+        return sealed.startswith(f"{SEALED}:{key_id(self._keys.current)}:")
+
+    def open(self, sealed: str, business_id: str, provider: str) -> dict[str, str]:
         try:
-            return json.loads(self._fernet.decrypt(token.encode()))
-        except InvalidToken:
-            raise CredentialsError("stored credentials cannot be decrypted with AGENTSTREAM_SECRET_KEY") from None
+            if sealed.startswith(f"{SEALED}:"):
+                _, kid, body = sealed.split(":", 2)
+                raw = base64.urlsafe_b64decode(body)
+                secret = self._ids[kid]
+                plain = AESGCM(derive(secret, _PURPOSE)).decrypt(raw[:12], raw[12:], self._aad(business_id, provider))
+            else:
+                plain = MultiFernet([Fernet(s.encode()) for s in self._keys.secrets if _fernet_key(s)]).decrypt(sealed.encode())
+            return json.loads(plain)
+        except (InvalidToken, InvalidTag, KeyError, ValueError):
+            raise CredentialsError(f"stored credentials of {business_id[:64]}/{provider[:32]} cannot be decrypted with "
+                                   "AGENTSTREAM_SECRET_KEY or AGENTSTREAM_PREVIOUS_SECRET_KEYS") from None
+
+
+def _fernet_key(secret: str) -> bool:
+    try:
+        Fernet(secret.encode())
+        return True
+    except ValueError:
+        return False
 
 
 def new_secret_key() -> str:

@@ -479,6 +479,20 @@ def credentials_rotate(business: str, provider: str) -> None:
         print(f"{key}={value}")
 
 
+@credentials_app.command("rekey")
+def credentials_rekey() -> None:
+    """Seal every stored secret (and channel state) again under the current AGENTSTREAM_SECRET_KEY;
+    run after moving the old key to AGENTSTREAM_PREVIOUS_SECRET_KEYS, with everything running."""
+    from agentstream.credentials_cli import rekey_all
+
+    report = asyncio.run(rekey_all(_one_shot()))
+    if report.unreadable:
+        print(f"agentstream: {len(report.unreadable)} of {report.rows} rows cannot be decrypted with any key "
+              f"(first: {report.unreadable[0]}); {report.rekeyed} rekeyed", file=sys.stderr)
+        raise typer.Exit(2)
+    console.print(f"rekeyed {report.rekeyed} of {report.rows} rows; every row is sealed under the current key")
+
+
 @credentials_app.command("keygen")
 def credentials_keygen() -> None:
     """Print a new AGENTSTREAM_SECRET_KEY (the key that encrypts credentials at rest)."""

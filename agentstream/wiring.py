@@ -20,7 +20,7 @@ from agentstream.adapters import kafka
 from agentstream.adapters.business import BusinessDirectory
 from agentstream.adapters.channels.gmail import GmailClient
 from agentstream.adapters.channels.gmail_auth import GmailAuth
-from agentstream.adapters.credentials import CredentialStore
+from agentstream.adapters.credentials import credential_store
 from agentstream.adapters.dynamo import clients, dynamodb_client
 from agentstream.adapters.lean_dynamo import hot_dynamodb_client
 from agentstream.adapters.event_store import EventStore
@@ -193,7 +193,7 @@ async def gateway_deps(stack: AsyncExitStack, settings: Settings) -> Deps:
     hot = await stack.enter_async_context(hot_dynamodb_client(settings))  # ingest, replies, business data
     store = EventStore(hot, settings.tables.events)
     http = await stack.enter_async_context(httpx.AsyncClient(timeout=15))
-    credentials = CredentialStore(ddb, settings.tables.credentials, settings.credentials_key, settings.cache_entries)
+    credentials = credential_store(ddb, settings, settings.cache_entries)
     heads = SettledHeads()
     return Deps(
         settings=settings, ddb=ddb, store=store, ingestor=Ingestor(store, heads), heads=heads,
@@ -282,7 +282,7 @@ async def run_delivery(settings: Settings, stop: asyncio.Event) -> None:
     async with AsyncExitStack() as stack:
         ddb = await stack.enter_async_context(dynamodb_client(settings))
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=15))
-        credentials = CredentialStore(ddb, settings.tables.credentials, settings.credentials_key)
+        credentials = credential_store(ddb, settings)
         channel_deps = SimpleNamespace(credentials=credentials, http=http,
                                        gmail=GmailAuth(credentials, settings.google_token_uri))
         producer = await _started_producer(stack, settings)
