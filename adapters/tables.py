@@ -89,7 +89,7 @@ def table_specs(t: Tables) -> list[TableSpec]:
         TableSpec(t.facts, ("businessId", s), ("userId", s)),
         TableSpec(t.config_history, ("configKey", s), ("validFrom", s)),
         TableSpec(t.analytics_snapshots, ("snapshotKey", s), ("part", n)),  # analytics state with its offsets
-        TableSpec(t.inbox_views, ("businessId", s), ("viewKey", s)),  # who of the business read what (the inbox)
+        TableSpec(t.inbox_views, ("businessId", s), ("viewKey", s), ttl_attribute="expiresAt"),  # who read what; ended inbox sessions
         TableSpec(t.rate_limits, ("limitKey", s), ttl_attribute="expiresAt"),  # a counter per limit, caller and window
     ]
 

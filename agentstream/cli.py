@@ -261,6 +261,7 @@ def forget(
     if check_proof is not None:
         if business or user or proof:
             raise _forget_usage("--check-proof FILE takes no --business, --user or --proof")
+        from agentstream.keys import keyring
         from agentstream.receipt import check
 
         settings = _configured()
@@ -270,7 +271,7 @@ def forget(
             text = check_proof.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise _forget_usage(f"cannot read {check_proof}: {exc}")
-        verdict = check(text, settings.credentials_key)
+        verdict = check(text, keyring(settings).secrets)
         print(verdict.line)
         raise typer.Exit(0 if verdict.valid else 1)
     if not business or not user:
