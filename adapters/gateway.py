@@ -3,6 +3,7 @@ Prometheus metrics are served on METRICS_PORT (127.0.0.1), as every process's, n
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from importlib import resources
@@ -110,18 +111,40 @@ def _parse_frame(raw: str) -> tuple[str, str]:
     return text, client_id
 
 
+AUTH_FRAME_WAIT_S = 10.0
+
+
+async def _visitor_of(ws: WebSocket) -> tuple[str, str]:
+    """(userId, token): from the first frame `{"type":"auth","userId":…,"token":…}`, or, for a
+    transition period, from the URL (where proxies log it). ("", "") for neither."""
+    user_id, token = ws.query_params.get("userId", ""), ws.query_params.get("token", "")
+    if token:
+        log.info("ws.token_in_url")  # the earlier form: still accepted, counted here
+        return user_id, token
+    try:
+        frame = json.loads(await asyncio.wait_for(_receive_text(ws), AUTH_FRAME_WAIT_S))
+    except (asyncio.TimeoutError, ValueError, RecursionError, FrameRefused):
+        return "", ""
+    if not isinstance(frame, dict) or frame.get("type") != "auth":
+        return "", ""
+    user_id, token = frame.get("userId"), frame.get("token")
+    return (user_id, token) if isinstance(user_id, str) and isinstance(token, str) else ("", "")
+
+
 async def websocket_endpoint(ws: WebSocket) -> None:
     d: Deps = ws.app.state.deps
     business_id = ws.path_params["businessId"]
-    user_id, token = ws.query_params.get("userId", ""), ws.query_params.get("token", "")
+    # accepted first: a refusal closes with a code the browser sees (a refused handshake shows as 1006)
+    await ws.accept()
+    try:
+        user_id, token = await _visitor_of(ws)
+    except WebSocketDisconnect:
+        return
     keys = await d.credentials.widget_keys(business_id)
     if not (keys and user_id and verify_widget_token(keys, token, business_id, user_id)) or await d.directory.info(business_id) is None:
-        # accepted only to close with a code the browser sees (a refused handshake shows as 1006);
         # an unknown business and a bad or expired token look the same: the widget refreshes its token
-        await ws.accept()
         await ws.close(code=4403, reason="bad or expired token")
         return
-    await ws.accept()
     stream = f"{business_id}#{user_id}"
     await d.hub.add(stream, ws)
     try:

@@ -58,3 +58,28 @@ async def test_a_bad_frame_of_text_is_answered_and_the_socket_stays(moto_gateway
 async def test_the_public_port_serves_no_metrics(moto_gateway: MotoGateway) -> None:
     assert (await moto_gateway.http.get("/metrics")).status_code == 404
     assert (await moto_gateway.http.get("/healthz")).status_code == 200
+
+
+async def test_the_token_goes_in_the_first_frame_and_a_socket_without_one_is_refused(moto_gateway: MotoGateway,
+                                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from agentstream.adapters import gateway
+
+    gw = moto_gateway
+    v = await visitor(gw)
+    async with websockets.connect(f"{gw.ws_base}/ws/{gw.business}") as ws:
+        await ws.send(json.dumps({"type": "auth", "userId": v["userId"], "token": v["token"]}))
+        await ws.send(json.dumps({"type": "message", "text": "Bună", "clientMessageId": "c1"}))
+        assert json.loads(await ws.recv())["type"] == "ack"
+    for first in ({"type": "auth", "userId": v["userId"], "token": v["token"] + "x"},
+                  {"type": "message", "text": "Bună", "clientMessageId": "c2"}):
+        async with websockets.connect(f"{gw.ws_base}/ws/{gw.business}") as ws:
+            await ws.send(json.dumps(first))
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+    monkeypatch.setattr(gateway, "AUTH_FRAME_WAIT_S", 0.2)
+    async with websockets.connect(f"{gw.ws_base}/ws/{gw.business}") as ws:  # says nothing
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+    assert [e.payload.content for e in await gw.d.store.read(f"{gw.business}#{v['userId']}")] == ["Bună"]
