@@ -277,12 +277,26 @@ REFRESH_GRACE_S = 30 * 24 * 3600  # an expired token can be refreshed for this l
 _SALT = "agentstream.widget-token"
 
 
-def issue_widget_token(keys: str | list[str], business_id: str, user_id: str, ttl_s: int, now: float | None = None) -> tuple[str, int]:
+def issue_widget_token(keys: str | list[str], business_id: str, user_id: str, ttl_s: int, now: float | None = None,
+                       token_id: str | None = None, expires_at: int | None = None) -> tuple[str, int]:
     """A signed, expiring token binding a visitor to one business: (token, expiresAt epoch s).
-    Signed with the last of `keys`."""
-    expires = int((now or time.time()) + ttl_s)
-    token = URLSafeSerializer(keys, salt=_SALT).dumps({"b": business_id, "u": user_id, "exp": expires})
-    return token, expires
+    Signed with the last of `keys`; with `token_id` it names its visitor record's current token
+    (the same id and expiry give the same token)."""
+    expires = expires_at if expires_at is not None else int((now or time.time()) + ttl_s)
+    claims: dict[str, Any] = {"b": business_id, "u": user_id, "exp": expires}
+    if token_id:
+        claims["j"] = token_id
+    return URLSafeSerializer(keys, salt=_SALT).dumps(claims), expires
+
+
+def widget_token_id(keys: str | list[str], token: str) -> str | None:
+    """The token id a (signature-checked) token carries; None for one issued without a record."""
+    try:
+        data = URLSafeSerializer(keys, salt=_SALT).loads(token)
+    except BadData:
+        return None
+    value = data.get("j") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _claims(keys: str | list[str], token: str, legacy: bool = False) -> tuple[str, str, int] | None:

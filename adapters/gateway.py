@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from importlib import resources
 from typing import Any
@@ -16,7 +17,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from agentstream.adapters.credentials import issue_widget_token, refreshable_user, verify_widget_token
+from agentstream.adapters.credentials import issue_widget_token, refreshable_user, verify_widget_token, widget_token_id
 from agentstream.adapters.explain_routes import explain_routes
 from agentstream.adapters.facts_routes import facts_routes
 from agentstream.adapters.handoff_routes import handoff_routes, resolve_conversation
@@ -28,6 +29,7 @@ from agentstream.adapters.http_common import (
 from agentstream.adapters.ingest import InboundMessage
 from agentstream.adapters.projection_store import get_active_session_for_user
 from agentstream.adapters.rate_limits import RateLimited
+from agentstream.adapters.visitors import may_connect, new_token_id
 from agentstream.adapters.webhook_routes import webhook_routes
 from agentstream.adapters.replies import DeliveryLog, pending_replies, reply_frame
 
@@ -50,6 +52,42 @@ def _visitor(d: Deps, keys: list[str], business_id: str, user_id: str) -> Respon
     return JSONResponse({"userId": user_id, "token": token, "expiresAt": expires})
 
 
+def _issued(keys: list[str], business_id: str, user_id: str, token_id: str, expires: int) -> Response:
+    token, _ = issue_widget_token(keys, business_id, user_id, 0, token_id=token_id, expires_at=expires)
+    return JSONResponse({"userId": user_id, "token": token, "expiresAt": expires})
+
+
+async def _recorded_visitor(d: Deps, keys: list[str], business_id: str, user_id: str) -> Response:
+    """A new visitor's record and first token (never past its lifetime)."""
+    assert d.visitors is not None
+    now, token_id = int(time.time()), new_token_id()
+    expires = now + min(d.settings.widget_token_ttl_s, d.visitors.lifetime_s)
+    await d.visitors.create(business_id, user_id, token_id, expires, now)
+    return _issued(keys, business_id, user_id, token_id, expires)
+
+
+async def _rotated(d: Deps, keys: list[str], business_id: str, user_id: str, presented: str | None) -> Response:
+    """The next token of a visitor for a refresh presenting token id `presented` (see adapters/visitors.py)."""
+    assert d.visitors is not None
+    now = int(time.time())
+    visitor = await d.visitors.get(business_id, user_id)
+    if visitor is None:  # a token from before records: its visitor gets one now; a recorded one lost it
+        if presented is not None:
+            raise HttpError(401, WIDGET_REFUSED)
+        return await _recorded_visitor(d, keys, business_id, user_id)
+    ends = d.visitors.ends_at(visitor)
+    if visitor.revoked or now >= ends:
+        raise HttpError(401, WIDGET_REFUSED)
+    if presented is None or presented == visitor.token_id:
+        token_id, expires = new_token_id(), min(now + d.settings.widget_token_ttl_s, ends)
+        if await d.visitors.rotate(business_id, user_id, visitor.token_id, token_id, expires, now):
+            return _issued(keys, business_id, user_id, token_id, expires)
+        visitor = await d.visitors.get(business_id, user_id) or visitor  # another tab rotated it just now
+    if presented is not None and presented == visitor.previous_token_id and now < visitor.previous_until:
+        return _issued(keys, business_id, user_id, visitor.token_id, visitor.token_exp)  # the same new token
+    raise HttpError(401, WIDGET_REFUSED)
+
+
 async def new_visitor(request: Request) -> Response:
     """A new anonymous visitor and its token (public)."""
     d = deps(request)
@@ -62,7 +100,8 @@ async def new_visitor(request: Request) -> Response:
     keys = await d.credentials.widget_keys(business_id)
     if not keys:
         raise HttpError(404, f"business {business_id!r} has no widget configured")
-    return _visitor(d, keys, business_id, f"v-{uuid.uuid4().hex}")
+    user_id = f"v-{uuid.uuid4().hex}"
+    return await _recorded_visitor(d, keys, business_id, user_id) if d.visitors else _visitor(d, keys, business_id, user_id)
 
 
 async def refresh_visitor(request: Request) -> Response:
@@ -76,7 +115,20 @@ async def refresh_visitor(request: Request) -> Response:
     user_id = refreshable_user(keys, token, business_id) if keys else None
     if user_id is None or await d.directory.info(business_id) is None:
         raise HttpError(401, WIDGET_REFUSED)
-    return _visitor(d, keys, business_id, user_id)
+    if d.visitors is None:
+        return _visitor(d, keys, business_id, user_id)
+    return await _rotated(d, keys, business_id, user_id, widget_token_id(keys, token))
+
+
+async def revoke_visitor(request: Request) -> Response:
+    """The business ends a visitor (its API key): its tokens stop working, its sockets close (4403)."""
+    d = deps(request)
+    business_id, user_id = request.path_params["businessId"], request.path_params["userId"]
+    await require_api_key(d, request, business_id)
+    if d.visitors is None or not await d.visitors.revoke(business_id, user_id):
+        raise HttpError(404, "unknown visitor")
+    await d.hub.close_all(f"{business_id}#{user_id}", 4403, "visitor revoked")
+    return Response(status_code=204)
 
 
 class FrameRefused(Exception):
@@ -141,7 +193,9 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     except WebSocketDisconnect:
         return
     keys = await d.credentials.widget_keys(business_id)
-    if not (keys and user_id and verify_widget_token(keys, token, business_id, user_id)) or await d.directory.info(business_id) is None:
+    if (not (keys and user_id and verify_widget_token(keys, token, business_id, user_id))
+            or await d.directory.info(business_id) is None
+            or (d.visitors and not may_connect(d.visitors, await d.visitors.get(business_id, user_id), widget_token_id(keys, token)))):
         # an unknown business and a bad or expired token look the same: the widget refreshes its token
         await ws.close(code=4403, reason="bad or expired token")
         return
@@ -266,6 +320,7 @@ def create_app(d: Deps) -> Starlette:
         Route("/healthz", healthz),
         Route("/v1/widget/{businessId}/visitors", new_visitor, methods=["POST"]),
         Route("/v1/widget/{businessId}/visitors/refresh", refresh_visitor, methods=["POST"]),
+        Route("/v1/widget/{businessId}/visitors/{userId}/revoke", revoke_visitor, methods=["POST"]),
         WebSocketRoute("/ws/{businessId}", websocket_endpoint),
         Route("/v1/messages", post_message, methods=["POST"]),
         Route("/v1/businesses/{businessId}/users/{userId}/session", get_user_session),

@@ -20,6 +20,7 @@ from agentstream.settings import Settings
 if TYPE_CHECKING:
     from agentstream.adapters.channels.gmail_auth import GmailAuth
     from agentstream.adapters.rate_limits import GatewayLimits
+    from agentstream.adapters.visitors import VisitorRecords
     from agentstream.streams.analytics import AnalyticsConsumer
 
 
@@ -55,6 +56,7 @@ class Deps:
     explainer: Any = None  # streams.explain.Explainer (None: the explain route answers 503)
     heads: SettledHeads | None = None  # the widget conversations' heads at rest (the ingestor's guesses)
     limits: GatewayLimits | None = None  # None: no rate limits (tests of other things)
+    visitors: VisitorRecords | None = None  # None: widget tokens without records (stateless)
 
 
 def deps(request: Request) -> Deps:

@@ -91,6 +91,7 @@ def table_specs(t: Tables) -> list[TableSpec]:
         TableSpec(t.analytics_snapshots, ("snapshotKey", s), ("part", n)),  # analytics state with its offsets
         TableSpec(t.inbox_views, ("businessId", s), ("viewKey", s), ttl_attribute="expiresAt"),  # who read what; ended inbox sessions
         TableSpec(t.rate_limits, ("limitKey", s), ttl_attribute="expiresAt"),  # a counter per limit, caller and window
+        TableSpec(t.widget_visitors, ("businessId", s), ("userId", s), ttl_attribute="expiresAt"),  # tokens' state
     ]
 
 

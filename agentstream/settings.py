@@ -74,6 +74,7 @@ class Tables(_FromEnv):
                                      min_length=3)
     inbox_views: str = Field("ai-agent-inbox-views", validation_alias="DYNAMODB_INBOX_VIEWS_TABLE", min_length=3)  # beside the log
     rate_limits: str = Field("ai-agent-rate-limits", validation_alias="DYNAMODB_RATE_LIMITS_TABLE", min_length=3)
+    widget_visitors: str = Field("ai-agent-widget-visitors", validation_alias="DYNAMODB_WIDGET_VISITORS_TABLE", min_length=3)
 
 
 class Settings(_FromEnv):
@@ -135,6 +136,7 @@ class Settings(_FromEnv):
     limit_sign_in_per_address: str = Field("10/minute", validation_alias="LIMIT_SIGN_IN_PER_ADDRESS")
     limit_sign_in_per_business: str = Field("100/hour", validation_alias="LIMIT_SIGN_IN_PER_BUSINESS")
     cache_entries: int = Field(10_000, ge=100, validation_alias="CACHE_ENTRIES")  # per cache keyed by caller input
+    widget_visitor_lifetime_days: int = Field(90, ge=1, validation_alias="WIDGET_VISITOR_LIFETIME_DAYS")
 
     tables: Tables = Field(default_factory=Tables)
 

@@ -29,6 +29,7 @@ from agentstream.adapters.http_common import Deps
 from agentstream.adapters.ingest import Ingestor
 from agentstream.adapters.pending_reconcile import PendingReconcile
 from agentstream.adapters.rate_limits import GatewayLimits
+from agentstream.adapters.visitors import VisitorRecords
 from agentstream.adapters.llm import make_responder
 from agentstream.adapters.position_store import PositionStore
 from agentstream.adapters.projection_store import ProjectionStore
@@ -201,6 +202,7 @@ async def gateway_deps(stack: AsyncExitStack, settings: Settings) -> Deps:
         projections=ProjectionStore(hot, settings.tables),
         credentials=credentials, hub=SocketHub(), http=http, gmail=GmailAuth(credentials, settings.google_token_uri),
         explainer=Explainer(ddb, settings), limits=GatewayLimits(settings, hot),
+        visitors=VisitorRecords(hot, settings.tables.widget_visitors, settings.widget_visitor_lifetime_days * 86_400),
     )
 
 

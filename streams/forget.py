@@ -79,6 +79,9 @@ async def forget(ddb: Any, settings: Settings, business_id: str, user_id: str,
     views = await InboxViews(ddb, t.inbox_views).of_sessions(business_id, sessions)
     report.items["inbox_views"] = await store.delete(t.inbox_views, views)
     report.keys["inbox_views"] = views
+    visitor = [{"businessId": business_id, "userId": user_id}]  # a widget visitor's token record
+    report.keys["widget_visitors"] = await store.existing(t.widget_visitors, visitor)
+    report.items["widget_visitors"] = await store.delete(t.widget_visitors, report.keys["widget_visitors"])
     logged = await store.log_keys(t.events, stream)
     report.events = await store.delete(t.events, logged)
     report.keys["events"] = logged

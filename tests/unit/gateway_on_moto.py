@@ -22,6 +22,7 @@ from agentstream.adapters.http_common import Deps
 from agentstream.adapters.ingest import Ingestor
 from agentstream.adapters.projection_store import ProjectionStore
 from agentstream.adapters.rate_limits import GatewayLimits
+from agentstream.adapters.visitors import VisitorRecords
 from agentstream.adapters.ws_hub import SocketHub
 from agentstream.local.services import free_port
 from agentstream.settings import Settings
@@ -50,7 +51,8 @@ def gateway_deps(ddb: Any, settings: Settings) -> Deps:
     store = EventStore(ddb, settings.tables.events)
     return Deps(settings=settings, ddb=ddb, store=store, ingestor=Ingestor(store),
                 directory=BusinessDirectory(ddb, settings.tables, entries=settings.cache_entries), projections=ProjectionStore(ddb, settings.tables),
-                credentials=credentials, hub=SocketHub(), limits=GatewayLimits(settings, ddb))
+                credentials=credentials, hub=SocketHub(), limits=GatewayLimits(settings, ddb),
+                visitors=VisitorRecords(ddb, settings.tables.widget_visitors, settings.widget_visitor_lifetime_days * 86_400))
 
 
 @pytest.fixture
