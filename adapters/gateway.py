@@ -29,7 +29,7 @@ from agentstream.adapters.http_common import (
 from agentstream.adapters.ingest import InboundMessage
 from agentstream.adapters.projection_store import get_active_session_for_user
 from agentstream.adapters.rate_limits import RateLimited
-from agentstream.adapters.visitors import may_connect, new_token_id
+from agentstream.adapters.visitors import may_connect, new_token_id, revoke_visitor
 from agentstream.adapters.webhook_routes import webhook_routes
 from agentstream.adapters.replies import DeliveryLog, pending_replies, reply_frame
 
@@ -120,14 +120,13 @@ async def refresh_visitor(request: Request) -> Response:
     return await _rotated(d, keys, business_id, user_id, widget_token_id(keys, token))
 
 
-async def revoke_visitor(request: Request) -> Response:
+async def revoke_visitor_route(request: Request) -> Response:
     """The business ends a visitor (its API key): its tokens stop working, its sockets close (4403)."""
     d = deps(request)
     business_id, user_id = request.path_params["businessId"], request.path_params["userId"]
     await require_api_key(d, request, business_id)
-    if d.visitors is None or not await d.visitors.revoke(business_id, user_id):
+    if not await revoke_visitor(d.visitors, d.hub, business_id, user_id):
         raise HttpError(404, "unknown visitor")
-    await d.hub.close_all(f"{business_id}#{user_id}", 4403, "visitor revoked")
     return Response(status_code=204)
 
 
@@ -320,7 +319,7 @@ def create_app(d: Deps) -> Starlette:
         Route("/healthz", healthz),
         Route("/v1/widget/{businessId}/visitors", new_visitor, methods=["POST"]),
         Route("/v1/widget/{businessId}/visitors/refresh", refresh_visitor, methods=["POST"]),
-        Route("/v1/widget/{businessId}/visitors/{userId}/revoke", revoke_visitor, methods=["POST"]),
+        Route("/v1/widget/{businessId}/visitors/{userId}/revoke", revoke_visitor_route, methods=["POST"]),
         WebSocketRoute("/ws/{businessId}", websocket_endpoint),
         Route("/v1/messages", post_message, methods=["POST"]),
         Route("/v1/businesses/{businessId}/users/{userId}/session", get_user_session),

@@ -26,6 +26,7 @@ from agentstream.adapters.handoff_routes import (
     MAX_AUTHOR, STATUSES, active_session, hand_off, owned_session, release_conversation, resolve_conversation,
     send_owner_message,
 )
+from agentstream.adapters.visitors import revoke_visitor
 from agentstream.adapters.http_common import Deps, HttpError, business_of_key, client_address, decode_utf8, deps, read_body
 from agentstream.adapters.inbox_session import (
     InboxSession, clear_session, csrf_ok, end_session, key_print, live, new_csrf, read_session, still_valid, write_session,
@@ -147,7 +148,7 @@ async def open_conversation(request: Request) -> Response:
     return await _conversation_page(d, session, request.path_params["sessionId"])
 
 
-ACTIONS = ("take-over", "reply", "release", "resolve")
+ACTIONS = ("take-over", "reply", "release", "resolve", "block-visitor")
 
 
 async def act(request: Request) -> Response:
@@ -157,6 +158,11 @@ async def act(request: Request) -> Response:
     business_id, session_id, action = session.business_id or "", request.path_params["sessionId"], request.path_params["action"]
     if action not in ACTIONS:
         raise HttpError(404, "unknown action")
+    if action == "block-visitor":  # a widget visitor: its tokens stop working, its sockets close
+        owned = await owned_session(d, business_id, session_id)
+        if not await revoke_visitor(d.visitors, d.hub, business_id, owned["userId"]):
+            raise HttpError(404, "not a widget visitor with a record")
+        return RedirectResponse(f"/inbox/conversations/{session_id}", status_code=303)
     try:
         convo = await active_session(d, business_id, session_id)
         if action == "take-over":

@@ -90,6 +90,15 @@ class VisitorRecords:
         return visitor.created_at + self.lifetime_s
 
 
+async def revoke_visitor(records: VisitorRecords | None, hub: Any, business_id: str, user_id: str) -> bool:
+    """Revoke a visitor and close its sockets held by this gateway (4403); False for an unknown one.
+    (Another gateway's socket of it ends at its next check: a refresh or reconnect is refused.)"""
+    if records is None or not await records.revoke(business_id, user_id):
+        return False
+    await hub.close_all(f"{business_id}#{user_id}", 4403, "visitor revoked")
+    return True
+
+
 def may_connect(records: VisitorRecords, visitor: Visitor | None, token_id: str | None, now: float | None = None) -> bool:
     """Whether a socket may open with a (signature-checked, unexpired) token of this id."""
     now = now or time.time()

@@ -101,3 +101,26 @@ async def test_forget_erases_the_visitors_record(moto_gateway: MotoGateway) -> N
     assert report.items["widget_visitors"] == 1
     assert await gw.d.visitors.get(gw.business, v["userId"]) is None  # type: ignore[union-attr]
     assert (await refresh(gw, v["token"])).status_code == 401, "an erased visitor's token gets nothing"
+
+
+async def test_the_owner_blocks_a_visitor_from_the_inbox(moto_gateway: MotoGateway) -> None:
+    import re
+
+    from agentstream.adapters.dynamo import to_item as item
+
+    gw = moto_gateway
+    v = await mint(gw)
+    await gw.d.ddb.put_item(TableName=gw.d.settings.tables.sessions, Item=item({
+        "sessionId": f"s-{v['userId']}", "businessId": gw.business, "userId": v["userId"], "status": "active",
+        "createdAt": "2026-12-07T08:00:00Z", "updatedAt": "2026-12-07T08:00:00Z", "lastMessageAt": "2026-12-07T08:00:00Z",
+        "metadata": {"context": {"channel": "websocket"}}}))
+    page = await gw.http.get("/inbox")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    await gw.http.post("/inbox/sign-in", data={"csrf": csrf, "name": "Maria", "apiKey": gw.api_key})
+    convo = await gw.http.get(f"/inbox/conversations/s-{v['userId']}")
+    assert 'id="block-visitor"' in convo.text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', convo.text).group(1)  # type: ignore[union-attr]
+    done = await gw.http.post(f"/inbox/conversations/s-{v['userId']}/block-visitor", data={"csrf": csrf})
+    assert done.status_code == 303
+    assert (await refresh(gw, v["token"])).status_code == 401
+    assert await socket_code(gw, v["userId"], v["token"]) == 4403
