@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from importlib import resources
@@ -23,7 +24,7 @@ from agentstream.adapters.facts_routes import facts_routes
 from agentstream.adapters.handoff_routes import handoff_routes, resolve_conversation
 from agentstream.adapters.inbox_routes import inbox_routes
 from agentstream.adapters.http_common import (
-    UNAUTHORIZED, Deps, HttpError, authenticate, bearer, client_address, decode_utf8, deps, error, known_business,
+    UNAUTHORIZED, Deps, HttpError, authenticate, bearer, client_address, origin_allowed, decode_utf8, deps, error, known_business,
     read_body, require_api_key,
 )
 from agentstream.adapters.ingest import InboundMessage
@@ -36,11 +37,26 @@ from agentstream.adapters.replies import DeliveryLog, pending_replies, reply_fra
 log = structlog.get_logger(__name__)
 MAX_TEXT = 16_000
 WIDGET_REFUSED = "widget token not valid; ask for a new visitor"
+_CSP_SOURCE = re.compile(r"https?://[a-z0-9.-]+(:(\d{1,5}|\*))?", re.IGNORECASE)  # an origin, safe in a CSP
 
 
 async def index(request: Request) -> Response:
+    """The chat page; the business's allowed origins (and this gateway) may frame it (widget.js)."""
     page = resources.files("agentstream").joinpath("static/widget.html").read_text(encoding="utf-8")
-    return HTMLResponse(page, headers={"Content-Security-Policy": "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'"})
+    business_id = request.query_params.get("business", "")
+    info = await deps(request).directory.info(business_id) if business_id else None
+    allowed = ((info or {}).get("settings") or {}).get("allowedOrigins") or []
+    ancestors = " ".join(["'self'", *(a for a in allowed if isinstance(a, str) and _CSP_SOURCE.fullmatch(a))])
+    return HTMLResponse(page, headers={"Content-Security-Policy": "default-src 'self'; connect-src 'self' ws: wss:; "
+                                       "style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; "
+                                       f"frame-ancestors {ancestors}"})
+
+
+async def widget_script(request: Request) -> Response:
+    """The one script a business's site includes (`<script src=".../widget.js" data-business="B">`)."""
+    script = resources.files("agentstream").joinpath("static/widget.js").read_text(encoding="utf-8")
+    return Response(script, media_type="application/javascript",
+                    headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"})
 
 
 async def healthz(request: Request) -> Response:
@@ -94,7 +110,9 @@ async def new_visitor(request: Request) -> Response:
     business_id = request.path_params["businessId"]
     if d.limits:
         await d.limits.shared.hit(d.limits.visitors_per_address, client_address(request))
-    await known_business(d, business_id)
+    info = await known_business(d, business_id)
+    if not origin_allowed(d, request, info):
+        raise HttpError(403, "this page's origin is not among the business's allowed origins")
     if d.limits:
         await d.limits.shared.hit(d.limits.visitors_per_business, business_id)
     keys = await d.credentials.widget_keys(business_id)
@@ -111,6 +129,8 @@ async def refresh_visitor(request: Request) -> Response:
     d = deps(request)
     business_id = request.path_params["businessId"]
     token = bearer(request, WIDGET_REFUSED)
+    if not origin_allowed(d, request, await d.directory.info(business_id)):
+        raise HttpError(403, "this page's origin is not among the business's allowed origins")
     keys = await d.credentials.widget_keys(business_id)
     user_id = refreshable_user(keys, token, business_id) if keys else None
     if user_id is None or await d.directory.info(business_id) is None:
@@ -192,8 +212,9 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     except WebSocketDisconnect:
         return
     keys = await d.credentials.widget_keys(business_id)
+    info = await d.directory.info(business_id)
     if (not (keys and user_id and verify_widget_token(keys, token, business_id, user_id))
-            or await d.directory.info(business_id) is None
+            or info is None or not origin_allowed(d, ws, info)
             or (d.visitors and not may_connect(d.visitors, await d.visitors.get(business_id, user_id), widget_token_id(keys, token)))):
         # an unknown business and a bad or expired token look the same: the widget refreshes its token
         await ws.close(code=4403, reason="bad or expired token")
@@ -313,12 +334,38 @@ async def _too_deep(request: Request, exc: Exception) -> Response:
     return error(400, "body nested too deeply")
 
 
+def _cors(handler: Any) -> Any:
+    """A visitor route a business's own site may call from the browser: a preflight (OPTIONS) of an
+    allowed origin gets 204 with the CORS headers, another 403; an answer to an allowed origin
+    carries Access-Control-Allow-Origin (other origins are refused by the route itself)."""
+
+    async def wrapped(request: Request) -> Response:
+        d, origin = deps(request), request.headers.get("origin")
+        if request.method == "OPTIONS":
+            if not (origin and origin_allowed(d, request, await d.directory.info(request.path_params["businessId"]))):
+                return error(403, "origin not allowed")
+            return Response(status_code=204, headers={
+                "Access-Control-Allow-Origin": origin, "Access-Control-Allow-Methods": "POST",
+                "Access-Control-Allow-Headers": "Authorization, Content-Type", "Access-Control-Max-Age": "600",
+                "Vary": "Origin"})
+        try:
+            response = await handler(request)
+        except HttpError as exc:
+            response = await _http_error(request, exc)
+        if origin:
+            response.headers.update({"Access-Control-Allow-Origin": origin, "Vary": "Origin"})
+        return response
+
+    return wrapped
+
+
 def create_app(d: Deps) -> Starlette:
     routes = [
         Route("/", index),
         Route("/healthz", healthz),
-        Route("/v1/widget/{businessId}/visitors", new_visitor, methods=["POST"]),
-        Route("/v1/widget/{businessId}/visitors/refresh", refresh_visitor, methods=["POST"]),
+        Route("/widget.js", widget_script),
+        Route("/v1/widget/{businessId}/visitors", _cors(new_visitor), methods=["POST", "OPTIONS"]),
+        Route("/v1/widget/{businessId}/visitors/refresh", _cors(refresh_visitor), methods=["POST", "OPTIONS"]),
         Route("/v1/widget/{businessId}/visitors/{userId}/revoke", revoke_visitor_route, methods=["POST"]),
         WebSocketRoute("/ws/{businessId}", websocket_endpoint),
         Route("/v1/messages", post_message, methods=["POST"]),
