@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agentstream.adapters.business import handoff_timeout_minutes
-from agentstream.adapters.dynamo import from_item, query_all, to_item
+from agentstream.adapters.dynamo import from_item, query_all, read_into, to_item, until_processed
 from agentstream.adapters.handoff_routes import conversation_view
 from agentstream.adapters.http_common import Deps
 from agentstream.adapters.inbox_views import InboxViews, unread
@@ -107,6 +107,14 @@ async def customer_facts(d: Deps, business_id: str, user_ids: list[str]) -> dict
     return (await _customers(d, business_id, user_ids, with_memory=False))[0]
 
 
+async def _read_both(ddb: Any, request: dict[str, Any], facts_table: str, memory_table: str,
+                     facts: list[dict[str, Any]], memories: list[dict[str, Any]]) -> dict[str, Any]:
+    """One BatchGetItem of the facts (and memory) items; what each table answered is added."""
+    answer = await read_into(ddb, request, facts_table, facts)
+    memories.extend(from_item(i) for i in answer.get("Responses", {}).get(memory_table, []))
+    return answer
+
+
 async def _customers(d: Deps, business_id: str, user_ids: list[str], with_memory: bool = True
                      ) -> tuple[dict[str, list[tuple[str, str]]], dict[str, dict[str, Any]]]:
     """Each customer's current facts as (kind, text) and, with `with_memory`, the delivery
@@ -121,15 +129,13 @@ async def _customers(d: Deps, business_id: str, user_ids: list[str], with_memory
         request: dict[str, Any] = {facts_table: {"Keys": keys}}
         if with_memory:
             request[memory_table] = {"Keys": keys, "ProjectionExpression": "userId, replyStatus"}
-        while request:
-            answer = await d.ddb.batch_get_item(RequestItems=request)
-            for item in answer.get("Responses", {}).get(facts_table, []):
-                state = from_item(item)
-                facts[state["userId"]] = [(f["kind"], fact_text(f["value"])) for f in current_facts(state, now)]
-            for item in answer.get("Responses", {}).get(memory_table, []):
-                memory = from_item(item)
-                memories[memory["userId"]] = memory
-            request = answer.get("UnprocessedKeys") or {}
+        states: list[dict[str, Any]] = []
+        read: list[dict[str, Any]] = []
+        await until_processed(lambda pending: _read_both(d.ddb, pending, facts_table, memory_table, states, read),
+                              request, "UnprocessedKeys")
+        for state in states:
+            facts[state["userId"]] = [(f["kind"], fact_text(f["value"])) for f in current_facts(state, now)]
+        memories.update((memory["userId"], memory) for memory in read)
     return facts, memories
 
 

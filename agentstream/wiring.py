@@ -20,7 +20,7 @@ from agentstream.adapters import kafka
 from agentstream.adapters.business import BusinessDirectory
 from agentstream.adapters.channels.gmail import BASE_URL as GMAIL_BASE_URL, GmailClient
 from agentstream.adapters.channels.gmail_auth import GmailAuth
-from agentstream.adapters.credentials import CredentialStore
+from agentstream.adapters.credentials import credential_store
 from agentstream.adapters.dynamo import clients, dynamodb_client
 from agentstream.adapters.lean_dynamo import hot_dynamodb_client
 from agentstream.adapters.event_store import EventStore
@@ -28,6 +28,8 @@ from agentstream.adapters.gateway import create_app
 from agentstream.adapters.http_common import Deps
 from agentstream.adapters.ingest import Ingestor
 from agentstream.adapters.pending_reconcile import PendingReconcile
+from agentstream.adapters.rate_limits import GatewayLimits
+from agentstream.adapters.visitors import VisitorRecords
 from agentstream.adapters.llm import make_responder
 from agentstream.adapters.position_store import PositionStore
 from agentstream.adapters.projection_store import ProjectionStore
@@ -192,13 +194,15 @@ async def gateway_deps(stack: AsyncExitStack, settings: Settings) -> Deps:
     hot = await stack.enter_async_context(hot_dynamodb_client(settings))  # ingest, replies, business data
     store = EventStore(hot, settings.tables.events)
     http = await stack.enter_async_context(httpx.AsyncClient(timeout=15))
-    credentials = CredentialStore(ddb, settings.tables.credentials, settings.credentials_key)
+    credentials = credential_store(ddb, settings, settings.cache_entries)
     heads = SettledHeads()
     return Deps(
         settings=settings, ddb=ddb, store=store, ingestor=Ingestor(store, heads), heads=heads,
-        directory=BusinessDirectory(hot, settings.tables), projections=ProjectionStore(hot, settings.tables),
+        directory=BusinessDirectory(hot, settings.tables, entries=settings.cache_entries),
+        projections=ProjectionStore(hot, settings.tables),
         credentials=credentials, hub=SocketHub(), http=http, gmail=GmailAuth(credentials, settings.google_token_uri),
-        explainer=Explainer(ddb, settings),
+        explainer=Explainer(ddb, settings), limits=GatewayLimits(settings, hot),
+        visitors=VisitorRecords(hot, settings.tables.widget_visitors, settings.widget_visitor_lifetime_days * 86_400),
     )
 
 
@@ -280,7 +284,7 @@ async def run_delivery(settings: Settings, stop: asyncio.Event) -> None:
     async with AsyncExitStack() as stack:
         ddb = await stack.enter_async_context(dynamodb_client(settings))
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=15))
-        credentials = CredentialStore(ddb, settings.tables.credentials, settings.credentials_key)
+        credentials = credential_store(ddb, settings)
         channel_deps = SimpleNamespace(credentials=credentials, http=http,
                                        gmail=GmailAuth(credentials, settings.google_token_uri))
         producer = await _started_producer(stack, settings)

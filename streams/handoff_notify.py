@@ -42,10 +42,10 @@ async def handoff_notifier(stack: Any, settings: Any, ddb: Any, producer: Any) -
     (it decrypts their URL and secret), over one HTTP client closed with `stack`."""
     import httpx
 
-    from agentstream.adapters.credentials import CredentialsError, CredentialStore
+    from agentstream.adapters.credentials import CredentialsError, credential_store
 
     try:
-        credentials = CredentialStore(ddb, settings.tables.credentials, settings.credentials_key)
+        credentials = credential_store(ddb, settings)
     except CredentialsError:
         log.warning("handoff.webhooks_off", why="AGENTSTREAM_SECRET_KEY is not set")
         return make_handoff_notifier(producer, settings.topic_handoffs, None)

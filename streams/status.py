@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from agentstream import metrics
-from agentstream.adapters.credentials import CredentialsError, CredentialStore
+from agentstream.adapters.credentials import CredentialsError, credential_store
 from agentstream.adapters.dynamo import dynamodb_client
 from agentstream.adapters.kafka import partitions_of, topics
 from agentstream.adapters.owner_webhook import webhook_statuses
@@ -80,7 +80,7 @@ async def collect(settings: Settings) -> dict[str, Any]:
 async def _gmail_watches(ddb: Any, settings: Settings) -> list[dict[str, Any]] | None:
     """Each Gmail business's watch expiry; None without the key that decrypts them."""
     try:
-        return await watch_expiries(CredentialStore(ddb, settings.tables.credentials, settings.credentials_key))
+        return await watch_expiries(credential_store(ddb, settings))
     except CredentialsError:
         return None
 
@@ -88,7 +88,7 @@ async def _gmail_watches(ddb: Any, settings: Settings) -> list[dict[str, Any]] |
 async def _handoff_webhooks(ddb: Any, settings: Settings) -> list[dict[str, str]] | None:
     """Each business's last handoff-webhook outcome; None without the key that decrypts them."""
     try:
-        return await webhook_statuses(CredentialStore(ddb, settings.tables.credentials, settings.credentials_key))
+        return await webhook_statuses(credential_store(ddb, settings))
     except CredentialsError:
         return None
 

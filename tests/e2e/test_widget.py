@@ -190,8 +190,9 @@ def test_rest_refuses_bad_input_and_other_tenants(stack: RunningStack) -> None:
 
 def test_health_metrics_and_widget_page(stack: RunningStack) -> None:
     assert httpx.get(f"{stack.base_url}/healthz").json() == {"status": "ok"}
-    metrics = httpx.get(f"{stack.base_url}/metrics").text
+    metrics = httpx.get(stack.metrics_url).text
     assert "agentstream_events_appended_total" in metrics
+    assert httpx.get(f"{stack.base_url}/metrics").status_code == 404, "metrics only on METRICS_PORT"
     page = httpx.get(f"{stack.base_url}/")
     assert page.status_code == 200 and "textContent" in page.text and "<script>" in page.text
 
@@ -205,7 +206,7 @@ def test_status_and_metrics_show_topics_lag_and_dlq(stack: RunningStack) -> None
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         rows = dict(re.findall(r"│ (.+?)\s+│ (.+?)\s+│", done.stdout))
-        metrics = httpx.get(f"{stack.base_url}/metrics").text
+        metrics = httpx.get(stack.metrics_url).text
         caught_up = rows.get("worker lag (events)") == "0" and rows.get("delivery lag (replies)") == "0"
         if (caught_up and "agentstream_consumer_lag_records{" in metrics) or time.monotonic() > deadline:
             break
