@@ -27,6 +27,8 @@ RUNS = int(os.environ.get("INBOX_BROWSER_RUNS", "1"))  # the same test again on 
 
 @pytest.fixture(scope="module")
 def stack(endpoints: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """A stack of its own: a conversation handed to a person has messages the AI does not answer,
+    which the shared stack's analytics test would count."""
     with running_stack(isolated_env(endpoints), tmp_path_factory.mktemp("logs")) as running:
         yield running
 

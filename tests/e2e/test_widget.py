@@ -10,21 +10,17 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
 import websockets
 
-from tests.conftest import isolated_env
-from tests.e2e.stack import RunningStack, running_stack
-from tests.services import Endpoints
+from tests.e2e.stack import RunningStack
 
 
 @pytest.fixture(scope="module")
-def stack(endpoints: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    with running_stack(isolated_env(endpoints), tmp_path_factory.mktemp("logs")) as running:
-        yield running
+def stack(shared_stack: RunningStack) -> RunningStack:
+    return shared_stack  # the session's (tests/e2e/conftest.py): each test has visitors of its own
 
 
 def visitor(stack: RunningStack, business: str = "demo-salon") -> dict:
