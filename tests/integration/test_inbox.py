@@ -29,8 +29,8 @@ HOSTILE = "<script>alert('x')</script> '; DROP TABLE sessions;-- & <b>bold</b>"
 
 @pytest.fixture(scope="module")
 async def owner(endpoints: Endpoints) -> AsyncIterator[Owner]:
-    with pytest.MonkeyPatch.context() as mp:
-        settings = settings_from(isolated_env(endpoints), mp)
+    with pytest.MonkeyPatch.context() as mp:  # every test signs in from 127.0.0.1: the limits are tested elsewhere
+        settings = settings_from(isolated_env(endpoints, LIMIT_SIGN_IN_PER_ADDRESS="1000/minute"), mp)
         await setup(settings, with_topics=False)
         await populate(settings)
         keys = await demo_credentials(settings, [SALON, RESTAURANT])
