@@ -15,7 +15,7 @@ from agentstream.adapters.bootstrap import demo_credentials
 from agentstream.adapters.config_history import ConfigHistory, info_key, instructions_key, rag_key
 from agentstream.adapters.dynamo import from_item, to_item
 from agentstream.events import Event, ReplyGenerated, new_event, reply_event_id
-from agentstream.streams.conversations import reply_key
+from agentstream.streams.reply_policy import reply_key
 from agentstream.streams.explain import Explainer, NotExplainable
 from agentstream.wiring import gateway_deps
 from tests.integration.test_cli import cli
