@@ -161,16 +161,15 @@ class EventStore:
         for attempt in range(self._max_attempts):
             known = head if head is not None else self._heads.get(event.streamId)
             seq = (known if known is not None else await self.head(event.streamId)) + 1
-            if seq == 1 and attempt == 0 and external_id is not None and await self.erased(event, external_id):
-                log.info("event.erased_message_refused", streamId=event.streamId, type=event.type)
-                return AppendResult(event, duplicate=True)  # nothing appended: the customer stays erased
+            # a stream's first event: the transaction also checks that `forget` did not erase this message
+            erased = erased_id(event.businessId, external_id) if seq == 1 and external_id is not None else None
             check = guessed and head is not None and seq > 1
             head = None
             stored = event.with_seq(seq)
             try:
-                await self._write(stored, external_id, aliases, check, side)
+                await self._write(stored, external_id, aliases, check, side, erased)
             except Exception as exc:
-                outcome = await self._on_conflict(exc, event, external_id, side)
+                outcome = await self._on_conflict(exc, event, external_id, side, erased)
                 if outcome is not None:
                     return outcome
                 APPEND_CONFLICTS.labels(event.type).inc()
@@ -210,10 +209,13 @@ class EventStore:
                 "ConditionExpression": "attribute_not_exists(streamId)"}
 
     async def _write(self, event: Event, external_id: str | None, aliases: tuple[str, ...] = (),
-                     check_previous: bool = False, side: tuple[SideItem, ...] = ()) -> None:
+                     check_previous: bool = False, side: tuple[SideItem, ...] = (), erased: str | None = None) -> None:
         """The event's put (and its idempotency records and side items, in one transaction); with
-        `check_previous`, the transaction's last item checks that the event before it exists."""
+        `check_previous`, the transaction's last item checks that the event before it exists; with
+        `erased` (the hash of the message's external id), that the customer's tombstone does not
+        hold it (the last item, after that one)."""
         checks = [self._previous_exists(event)] if check_previous else []
+        checks += [self._not_erased(event, erased)] if erased else []
         sides = [transact_item(self._table, _side_key(event.businessId, s.name), s) for s in side]
         if external_id is None and not checks and not sides:
             await self._ddb.put_item(**self._log_put(event))
@@ -222,14 +224,21 @@ class EventStore:
         extra = [{"Put": {"TableName": self._table, "Item": to_item(idem_item(event.businessId, a, event))}} for a in aliases]
         await self._ddb.transact_write_items(TransactItems=[*first, *extra, *sides, *checks])
 
+    def _not_erased(self, event: Event, erased: str) -> dict[str, Any]:
+        key = {"streamId": f"{TOMBSTONE_PREFIX}{event.businessId}#{event.userId}", "seq": 0}
+        return {"ConditionCheck": {"TableName": self._table, "Key": to_item(key),
+                                   "ConditionExpression": "attribute_not_exists(erasedIds) OR NOT contains(erasedIds, :h)",
+                                   "ExpressionAttributeValues": to_item({":h": erased})}}
+
     def _previous_exists(self, event: Event) -> dict[str, Any]:
         return {"ConditionCheck": {"TableName": self._table, "Key": to_item({"streamId": event.streamId, "seq": event.seq - 1}),
                                    "ConditionExpression": "attribute_exists(streamId)"}}
 
     async def _on_conflict(self, exc: Exception, event: Event, external_id: str | None,
-                           side: tuple[SideItem, ...] = ()) -> AppendResult | None:
-        """A duplicate external id returns the first event; a refused side item raises
-        `SideRefused`; a seq race returns None (retry)."""
+                           side: tuple[SideItem, ...] = (), erased: str | None = None) -> AppendResult | None:
+        """A duplicate external id returns the first event, and so does an erased one (nothing
+        appended: the customer stays erased); a refused side item raises `SideRefused`; a seq race
+        returns None (retry)."""
         code = error_code(exc)
         if code == "ConditionalCheckFailedException":
             return None
@@ -240,6 +249,9 @@ class EventStore:
             existing = await self.find(event.businessId, external_id)
             if existing is not None:
                 return AppendResult(existing, duplicate=True)
+        if erased and reasons and reasons[-1] == "ConditionalCheckFailed":
+            log.info("event.erased_message_refused", streamId=event.streamId, type=event.type)
+            return AppendResult(event, duplicate=True)
         if names := refused(side, reasons, external_id):
             raise SideRefused(names) from None
         return None
@@ -339,16 +351,6 @@ class EventStore:
                                         ConsistentRead=True)
         item = from_item(resp["Item"]) if "Item" in resp else {}
         return item if "doneAt" in item else None
-
-    async def erased(self, event: Event, external_id: str) -> bool:
-        """Whether `forget` erased the message of this external id (its tombstone keeps the id's hash):
-        read only when a stream is empty, i.e. a new customer or one erased."""
-        resp = await self._ddb.get_item(
-            TableName=self._table, Key=to_item({"streamId": f"{TOMBSTONE_PREFIX}{event.businessId}#{event.userId}", "seq": 0}),
-            ConsistentRead=True,
-        )
-        ids = from_item(resp["Item"]).get("erasedIds") if "Item" in resp else None
-        return bool(ids) and erased_id(event.businessId, external_id) in ids
 
     async def forgotten_at(self, business_id: str, user_id: str) -> datetime | None:
         """When the user was erased (`agentstream forget`), if ever."""
