@@ -20,14 +20,13 @@ from agentstream.adapters.channels.widget import WEBSOCKET
 from agentstream.adapters.credentials import issue_widget_token, refreshable_user, verify_widget_token
 from agentstream.adapters.explain_routes import explain_routes
 from agentstream.adapters.facts_routes import facts_routes
-from agentstream.adapters.handoff_routes import handoff_routes, resolve_conversation
+from agentstream.adapters.handoff_routes import handoff_routes
 from agentstream.adapters.inbox_routes import inbox_routes
 from agentstream.adapters.http_common import (
     UNAUTHORIZED, Deps, HttpError, authenticate, bearer, decode_utf8, deps, error, known_business, read_body,
     require_api_key,
 )
 from agentstream.adapters.ingest import InboundMessage
-from agentstream.adapters.projection_store import get_active_session_for_user
 from agentstream.adapters.webhook_routes import webhook_routes
 from agentstream.adapters.replies import DeliveryLog, pending_replies, reply_frame
 
@@ -159,7 +158,7 @@ async def get_user_session(request: Request) -> Response:
     d = deps(request)
     business_id, user_id = request.path_params["businessId"], request.path_params["userId"]
     await require_api_key(d, request, business_id)
-    session = await get_active_session_for_user(d.ddb, d.settings.tables, business_id, user_id)
+    session = await d.projections.active_session_of_user(business_id, user_id)
     if session is None:
         raise HttpError(404, "no active session")
     session["lastMessages"] = await d.projections.session_messages(session["sessionId"], limit=4)
@@ -168,11 +167,7 @@ async def get_user_session(request: Request) -> Response:
 
 async def _owned_session(d: Deps, request: Request) -> dict[str, Any]:
     """The path's session if it is the API key's business's; another business's session is as unknown as a missing one."""
-    business_id = await authenticate(d, request)
-    session = await d.projections.session(request.path_params["sessionId"])
-    if session is None or session.get("businessId") != business_id:
-        raise HttpError(404, "unknown session")
-    return session
+    return await d.owner.owned_session(await authenticate(d, request), request.path_params["sessionId"])
 
 
 async def get_session_messages(request: Request) -> Response:
@@ -183,7 +178,7 @@ async def get_session_messages(request: Request) -> Response:
 
 async def resolve_session(request: Request) -> Response:
     d = deps(request)
-    result = await resolve_conversation(d, await _owned_session(d, request))
+    result = await d.owner.resolve(await _owned_session(d, request))
     return JSONResponse({"eventId": result["eventId"], "duplicate": result["duplicate"]}, status_code=202)
 
 

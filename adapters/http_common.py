@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -10,8 +10,10 @@ from starlette.responses import JSONResponse
 
 from agentstream.adapters.business import BusinessDirectory
 from agentstream.adapters.credentials import CredentialStore
+from agentstream.adapters.errors import HttpError
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.ingest import Ingestor
+from agentstream.adapters.owner_service import OwnerService
 from agentstream.adapters.projection_store import ProjectionStore
 from agentstream.adapters.settled_heads import SettledHeads
 from agentstream.adapters.ws_hub import SocketHub
@@ -20,13 +22,6 @@ from agentstream.settings import Settings
 if TYPE_CHECKING:
     from agentstream.adapters.channels.gmail_auth import GmailAuth
     from agentstream.streams.analytics import AnalyticsConsumer
-
-
-class HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass
@@ -46,6 +41,10 @@ class Deps:
     gmail: GmailAuth | None = None  # Gmail API calls with a refreshed access token
     explainer: Any = None  # streams.explain.Explainer (None: the explain route answers 503)
     heads: SettledHeads | None = None  # the widget conversations' heads at rest (the ingestor's guesses)
+    owner: OwnerService = field(init=False)  # the owner's commands and queries (the API and the inbox)
+
+    def __post_init__(self) -> None:
+        self.owner = OwnerService(self.store, self.projections, self.directory)
 
 
 def deps(request: Request) -> Deps:

@@ -1,5 +1,5 @@
-"""What the inbox shows, read from the projections (sessions, messages, customer facts) and the
-inbox's own view state. No writes except the reader's view state."""
+"""What the inbox shows, read through the owner service (sessions, messages, customer facts) and
+the inbox's own view state. No writes except the reader's view state."""
 
 from __future__ import annotations
 
@@ -9,15 +9,11 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from agentstream.adapters.business import handoff_timeout_minutes
-from agentstream.adapters.dynamo import from_item, query_all, to_item
-from agentstream.adapters.handoff_routes import conversation_view
 from agentstream.adapters.http_common import Deps
 from agentstream.adapters.inbox_views import InboxViews, unread
-from agentstream.adapters.tables import SESSIONS_GSI
+from agentstream.adapters.owner_service import conversation_view
 from agentstream.events import utc_now
 from agentstream.projections.conversation import reply_status
-from agentstream.projections.facts import current_facts
 
 MAX_ROWS = 100
 STATE_LABELS = {"ai": "AI", "waiting": "Waiting for a person", "human": "Person", "resolved": "Resolved"}
@@ -27,7 +23,7 @@ KIND_LABELS = {"button": "tapped a button", "location": "location", "contact": "
 
 @dataclass
 class Conversation:
-    view: dict[str, Any]  # handoff_routes.conversation_view: sessionId, userId, status, channel, …
+    view: dict[str, Any]  # owner_service.conversation_view: sessionId, userId, status, channel, …
     messages: list[dict[str, Any]]
     facts: list[tuple[str, str]] = field(default_factory=list)
     unread: int = 0
@@ -95,44 +91,6 @@ def views(d: Deps) -> InboxViews:
     return InboxViews(d.ddb, d.settings.tables.inbox_views)
 
 
-def fact_text(value: Any) -> str:
-    """A fact's value as one line (appointments and orders are maps)."""
-    if isinstance(value, dict):
-        return ", ".join(f"{k}: {v}" for k, v in value.items() if v not in (None, ""))
-    return str(value)
-
-
-async def customer_facts(d: Deps, business_id: str, user_ids: list[str]) -> dict[str, list[tuple[str, str]]]:
-    """Each customer's current facts as (kind, text), read 100 customers a BatchGetItem."""
-    return (await _customers(d, business_id, user_ids, with_memory=False))[0]
-
-
-async def _customers(d: Deps, business_id: str, user_ids: list[str], with_memory: bool = True
-                     ) -> tuple[dict[str, list[tuple[str, str]]], dict[str, dict[str, Any]]]:
-    """Each customer's current facts as (kind, text) and, with `with_memory`, the delivery
-    statuses of their memory ({"replyStatus": …}); 100 keys a BatchGetItem (50 customers when
-    both tables are read)."""
-    facts_table, memory_table, now = d.settings.tables.facts, d.settings.tables.rag_user, utc_now()
-    facts: dict[str, list[tuple[str, str]]] = {}
-    memories: dict[str, dict[str, Any]] = {}
-    unique, step = sorted(set(user_ids)), 50 if with_memory else 100
-    for start in range(0, len(unique), step):
-        keys = [to_item({"businessId": business_id, "userId": u}) for u in unique[start:start + step]]
-        request: dict[str, Any] = {facts_table: {"Keys": keys}}
-        if with_memory:
-            request[memory_table] = {"Keys": keys, "ProjectionExpression": "userId, replyStatus"}
-        while request:
-            answer = await d.ddb.batch_get_item(RequestItems=request)
-            for item in answer.get("Responses", {}).get(facts_table, []):
-                state = from_item(item)
-                facts[state["userId"]] = [(f["kind"], fact_text(f["value"])) for f in current_facts(state, now)]
-            for item in answer.get("Responses", {}).get(memory_table, []):
-                memory = from_item(item)
-                memories[memory["userId"]] = memory
-            request = answer.get("UnprocessedKeys") or {}
-    return facts, memories
-
-
 def local_time(ts: str | None, timezone: str, fmt: str = "%H:%M") -> str:
     """An item's UTC timestamp in the business's time zone ('' for none)."""
     if not ts:
@@ -144,30 +102,19 @@ def local_time(ts: str | None, timezone: str, fmt: str = "%H:%M") -> str:
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone(zone).strftime(fmt)
 
 
-async def _business(d: Deps, business_id: str) -> tuple[int, str]:
-    """The business's handoff timeout (minutes) and time zone."""
-    info = await d.directory.info(business_id)
-    return handoff_timeout_minutes(info), str((info or {}).get("timezone") or "UTC")
-
-
 async def conversations(d: Deps, business_id: str, status: str | None = None) -> list[Conversation]:
     """The business's conversations, latest message first (at most MAX_ROWS), with their last
     message, unread count, the customer's current facts and the delivery statuses."""
-    sessions = await query_all(d.ddb, TableName=d.settings.tables.sessions, IndexName=SESSIONS_GSI,
-                               KeyConditionExpression="businessId = :b", ExpressionAttributeValues=to_item({":b": business_id}))
-    (timeout, timezone), now = await _business(d, business_id), utc_now()
-    rows = [conversation_view(s, timeout, now) for s in sessions]
-    rows = sorted((r for r in rows if status is None or r["status"] == status),
-                  key=lambda r: r["lastMessageAt"] or "", reverse=True)[:MAX_ROWS]
+    (_, timezone), rows = await d.owner.business(business_id), await d.owner.conversations(business_id, status, MAX_ROWS)
     limit = asyncio.Semaphore(8)
 
     async def messages(session_id: str) -> list[dict[str, Any]]:
         async with limit:
-            return in_order(await d.projections.session_messages(session_id))
+            return in_order(await d.owner.session_messages(session_id))
 
     found = await asyncio.gather(*(messages(r["sessionId"]) for r in rows))
     seen = await views(d).seen(business_id)
-    facts, memories = await _customers(d, business_id, [r["userId"] for r in rows])
+    facts, memories = await d.owner.customers(business_id, [r["userId"] for r in rows])
     return [Conversation(r, m, facts.get(r["userId"], []), unread(m, seen.get(r["sessionId"], 0)), timezone,
                          memories.get(r["userId"], {})) for r, m in zip(rows, found)]
 
@@ -175,9 +122,9 @@ async def conversations(d: Deps, business_id: str, status: str | None = None) ->
 async def conversation(d: Deps, session: dict[str, Any]) -> Conversation:
     """One conversation with all its messages in order and the customer's memory (what became
     of the messages sent)."""
-    timeout, timezone = await _business(d, session["businessId"])
+    timeout, timezone = await d.owner.business(session["businessId"])
     view = conversation_view(session, timeout, utc_now())
     messages, (facts, memories) = await asyncio.gather(
-        d.projections.session_messages(session["sessionId"]), _customers(d, session["businessId"], [session["userId"]]))
+        d.owner.session_messages(session["sessionId"]), d.owner.customers(session["businessId"], [session["userId"]]))
     return Conversation(view, in_order(messages), facts.get(session["userId"], []), timezone=timezone,
                         memory=memories.get(session["userId"], {}))

@@ -1,5 +1,5 @@
 """The owner's inbox (`GET /inbox`): a server-rendered page over the same code paths as the
-handoff API (adapters/handoff_routes.py): take over, reply, release, resolve.
+handoff API (the owner service, adapters/owner_service.py): take over, reply, release, resolve.
 
 Sign-in takes the business's API key and a display name; the session is a signed cookie
 (adapters/inbox_session.py) checked before any body is read, and every POST form carries the
@@ -22,14 +22,11 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from starlette.routing import BaseRoute, Route
 
 from agentstream.adapters import inbox_data
-from agentstream.adapters.handoff_routes import (
-    MAX_AUTHOR, STATUSES, active_session, hand_off, owned_session, release_conversation, resolve_conversation,
-    send_owner_message,
-)
 from agentstream.adapters.http_common import Deps, HttpError, business_of_key, decode_utf8, deps, read_body
 from agentstream.adapters.inbox_session import (
     InboxSession, clear_session, csrf_ok, key_print, new_csrf, read_session, still_valid, write_session,
 )
+from agentstream.adapters.owner_service import MAX_AUTHOR, STATUSES
 
 MAX_FORM = 32 * 1024
 LIVE_POLL_S = 1.0  # an open conversation: one session read and one messages query a second
@@ -128,7 +125,7 @@ async def sign_out(request: Request) -> Response:
 
 async def _conversation_page(d: Deps, session: InboxSession, session_id: str, error: str | None = None,
                              status: int = 200, draft: str = "") -> Response:
-    found = await owned_session(d, session.business_id or "", session_id)
+    found = await d.owner.owned_session(session.business_id or "", session_id)
     convo = await inbox_data.conversation(d, found)
     await inbox_data.views(d).opened(session.business_id or "", session_id, session.name or "", convo.seen_seq)
     return _page("inbox_conversation.html", status, session=session, c=convo, error=error, draft=draft)
@@ -153,15 +150,15 @@ async def act(request: Request) -> Response:
     if action not in ACTIONS:
         raise HttpError(404, "unknown action")
     try:
-        convo = await active_session(d, business_id, session_id)
+        convo = await d.owner.active_session(business_id, session_id)
         if action == "take-over":
-            await hand_off(d, convo, f"taken over in the inbox by {session.name}")
+            await d.owner.hand_off(convo, f"taken over in the inbox by {session.name}")
         elif action == "reply":
-            await send_owner_message(d, convo, form.get("text", ""), session.name or "")
+            await d.owner.send_message(convo, form.get("text", ""), session.name or "")
         elif action == "release":
-            await release_conversation(d, convo, f"released in the inbox by {session.name}")
+            await d.owner.release(convo, f"released in the inbox by {session.name}")
         else:
-            await resolve_conversation(d, convo, f"resolved in the inbox by {session.name}")
+            await d.owner.resolve(convo, f"resolved in the inbox by {session.name}")
     except HttpError as exc:
         if exc.status == 404:
             raise
@@ -194,12 +191,12 @@ async def live_conversation(request: Request) -> Response:
     if session is None:
         raise HttpError(401, "not signed in")
     business_id, reader = session.business_id or "", session.name or ""
-    first = await owned_session(d, business_id, request.path_params["sessionId"])
+    first = await d.owner.owned_session(business_id, request.path_params["sessionId"])
 
     shown = [-1]
 
     async def produce() -> dict[str, str]:
-        convo = await inbox_data.conversation(d, await owned_session(d, business_id, first["sessionId"]))
+        convo = await inbox_data.conversation(d, await d.owner.owned_session(business_id, first["sessionId"]))
         if convo.seen_seq != shown[0]:  # the reader has now been shown these messages
             await inbox_data.views(d).opened(business_id, first["sessionId"], reader, convo.seen_seq)
             shown[0] = convo.seen_seq

@@ -142,6 +142,47 @@ class ProjectionStore:
                                ExpressionAttributeValues=to_item({":b": business_id, ":u": user_id}))
 
 
+    async def business_sessions(self, business_id: str) -> list[dict[str, Any]]:
+        """The business's sessions (GSI businessId-userId-index)."""
+        return await query_all(self._ddb, TableName=self._t.sessions, IndexName=SESSIONS_GSI,
+                               KeyConditionExpression="businessId = :b", ExpressionAttributeValues=to_item({":b": business_id}))
+
+    async def active_session_of_user(self, business_id: str, user_id: str) -> dict[str, Any] | None:
+        """The customer's active session (see `get_active_session_for_user`)."""
+        return await get_active_session_for_user(self._ddb, self._t, business_id, user_id)
+
+    async def customer_facts(self, business_id: str, user_id: str) -> dict[str, Any] | None:
+        """The customer's facts state item (consistent read), None for a customer with none."""
+        resp = await self._ddb.get_item(TableName=self._t.facts, Key=to_item({"businessId": business_id, "userId": user_id}),
+                                        ConsistentRead=True)
+        return from_item(resp["Item"]) if "Item" in resp else None
+
+    async def customers(self, business_id: str, user_ids: list[str], with_memory: bool = True
+                        ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        """Each customer's facts state and, with `with_memory`, the delivery statuses of their
+        memory ({"userId", "replyStatus"}), by userId; 100 keys a BatchGetItem (50 customers when
+        both tables are read)."""
+        facts_table, memory_table = self._t.facts, self._t.rag_user
+        facts: dict[str, dict[str, Any]] = {}
+        memories: dict[str, dict[str, Any]] = {}
+        unique, step = sorted(set(user_ids)), 50 if with_memory else 100
+        for start in range(0, len(unique), step):
+            keys = [to_item({"businessId": business_id, "userId": u}) for u in unique[start:start + step]]
+            request: dict[str, Any] = {facts_table: {"Keys": keys}}
+            if with_memory:
+                request[memory_table] = {"Keys": keys, "ProjectionExpression": "userId, replyStatus"}
+            while request:
+                answer = await self._ddb.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(facts_table, []):
+                    state = from_item(item)
+                    facts[state["userId"]] = state
+                for item in answer.get("Responses", {}).get(memory_table, []):
+                    memory = from_item(item)
+                    memories[memory["userId"]] = memory
+                request = answer.get("UnprocessedKeys") or {}
+        return facts, memories
+
+
 async def sessions_of_user(ddb: Any, tables: Tables, business_id: str, user_id: str,
                            status: str | None = None) -> list[dict[str, Any]]:
     """A customer's sessions (of one status, if given): the GSI businessId-userId-index, or a

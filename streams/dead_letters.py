@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 
+from agentstream import idempotency as keys
 from agentstream.adapters.dead_letters import DeadLetterIndex
 from agentstream.adapters.event_store import EventStore, event_from_item
 from agentstream.adapters.projection_store import ProjectionStore
@@ -28,11 +29,11 @@ ERROR_LIMIT = 2000
 
 def skip_key(event_id: str, revoked_at: int | None = None) -> str:
     """The external id of a skip: one per event, and one more after each revocation."""
-    return f"skipped:{event_id}" if revoked_at is None else f"skipped:{event_id}:after:{revoked_at}"
+    return keys.skipped(event_id, revoked_at)
 
 
 def revoke_key(event_id: str, skip_seq: int) -> str:
-    return f"unskipped:{event_id}:{skip_seq}"
+    return keys.unskipped(event_id, skip_seq)
 
 
 class EventFailed(Exception):

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import orjson
 import structlog
 
+from agentstream import idempotency as keys
 from agentstream import metrics
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.llm import Completion, OpenAIResponder, Responder
@@ -48,7 +49,7 @@ class JsonModel(Protocol):
 
 def facts_key(inbound_event_id: str) -> str:
     """The idempotency id of the facts read from an inbound message."""
-    return f"facts:{inbound_event_id}"
+    return keys.facts(inbound_event_id)
 
 
 def facts_event_id(inbound_event_id: str) -> str:

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from agentstream import idempotency as keys
 from agentstream.adapters.business import BusinessDirectory
 from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.llm import OfflineResponder
@@ -48,7 +49,7 @@ async def check_sessions_and_messages(ddb: Any, settings: Settings, business_id:
     for n, text in enumerate(MESSAGES):
         event = new_event("MessageReceived", business_id=business_id, user_id=user_id, channel=REST.name,
                           payload={"content": text, "externalId": f"{user_id}-{n}", "replyTo": {"rest": "poll"}})
-        appended = (await store.append(event, external_id=f"selfcheck:{user_id}-{n}")).event
+        appended = (await store.append(event, external_id=keys.selfcheck(user_id, n))).event
         await processor.handle(appended)
         for later in await store.read(appended.streamId, after_seq=appended.seq):
             await processor.handle(later)

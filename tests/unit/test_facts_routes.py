@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agentstream.adapters.facts_routes import facts_view, owner_value
+from agentstream.adapters.owner_service import facts_view, owner_value
 from agentstream.adapters.http_common import HttpError
 
 TZ = "Europe/Bucharest"
