@@ -145,6 +145,30 @@ async def partitions_of(bootstrap: str, names: list[str]) -> dict[str, list[int]
             for d in described if not d.get("error_code") and d.get("partitions")}
 
 
+class KafkaClients:
+    """The consumer factory of one cluster: built by the bootstrap, handed to the processes that
+    read Kafka, so that they name topics and groups but never an address."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+
+    def consumer(self, *names: str, **options: Any) -> Any:
+        """An AIOKafkaConsumer (not started) of this cluster."""
+        from aiokafka import AIOKafkaConsumer
+
+        return AIOKafkaConsumer(*names, bootstrap_servers=self.bootstrap, **options)
+
+    def admin(self, **options: Any) -> AIOKafkaAdminClient:
+        """An admin client (not started) of this cluster."""
+        return AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **options)
+
+    async def partitions_of(self, names: list[str]) -> dict[str, list[int]]:
+        return await partitions_of(self.bootstrap, names)
+
+    async def topic_configs(self, names: list[str], keys: tuple[str, ...]) -> dict[str, dict[str, str] | None]:
+        return await topic_configs(self.bootstrap, names, keys)
+
+
 def producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     """Idempotent producer with acks=all; keys and values are bytes."""
     options: dict[str, Any] = {

@@ -24,7 +24,6 @@ from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.llm import Completion, OpenAIResponder, Responder
 from agentstream.events import FACT_KINDS, MessageReceived, derive_id, new_event
 from agentstream.projections.facts import business_zone, clean_value
-from agentstream.settings import Settings
 
 log = structlog.get_logger(__name__)
 MAX_FACTS = 20  # FactsExtracted holds at most this many
@@ -118,7 +117,15 @@ class FactExtractor:
                  kinds=[f["kind"] for f in facts], duplicate=result.duplicate)
 
 
-def make_fact_extractor(settings: Settings, store: EventStore, responder: Responder) -> FactExtractor | None:
+class ExtractionConfig(Protocol):
+    @property
+    def facts_model_extraction(self) -> bool: ...
+
+    @property
+    def openai_api_key(self) -> str | None: ...
+
+
+def make_fact_extractor(settings: ExtractionConfig, store: EventStore, responder: Responder) -> FactExtractor | None:
     """The extractor when FACTS_MODEL_EXTRACTION is on and a real model answers; None otherwise."""
     if not settings.facts_model_extraction:
         return None

@@ -19,9 +19,8 @@ from agentstream.adapters.event_store import EventStore
 from agentstream.adapters.llm import OfflineResponder
 from agentstream.adapters.projection_store import ProjectionStore, get_active_session_for_user
 from agentstream.events import Event, new_event
-from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
-from agentstream.streams.forget import forget
+from agentstream.streams.forget import ForgetConfig, forget
 from agentstream.adapters.channels.rest import REST
 
 MESSAGES = ("Bună ziua, aș dori o programare pentru tuns.", "La ce oră închideți azi?")
@@ -38,7 +37,7 @@ async def _no_publish(reply: Event, first: bool = False) -> None:
     """The check's replies stay in the log; nothing is delivered."""
 
 
-async def check_sessions_and_messages(ddb: Any, settings: Settings, business_id: str = "demo-salon",
+async def check_sessions_and_messages(ddb: Any, settings: ForgetConfig, business_id: str = "demo-salon",
                                       keep: bool = False) -> list[Check]:
     """Run the check; every item of the result should be ok."""
     user_id = f"selfcheck-{uuid.uuid4().hex[:8]}"
