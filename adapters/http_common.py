@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -21,7 +21,14 @@ from agentstream.settings import Settings
 
 if TYPE_CHECKING:
     from agentstream.adapters.channels.gmail_auth import GmailAuth
-    from agentstream.streams.analytics import AnalyticsConsumer
+
+
+class AnalyticsFigures(Protocol):
+    """The analytics consumer's figures, as GET /v1/analytics serves them."""
+
+    running: bool
+
+    def snapshot(self, business_id: str) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -37,7 +44,7 @@ class Deps:
     credentials: CredentialStore
     hub: SocketHub
     http: Any = None
-    analytics: AnalyticsConsumer | None = None  # None: GET /v1/analytics answers 503
+    analytics: AnalyticsFigures | None = None  # None: GET /v1/analytics answers 503
     gmail: GmailAuth | None = None  # Gmail API calls with a refreshed access token
     explainer: Any = None  # streams.explain.Explainer (None: the explain route answers 503)
     heads: SettledHeads | None = None  # the widget conversations' heads at rest (the ingestor's guesses)
