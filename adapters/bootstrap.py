@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from agentstream.adapters import kafka
-from agentstream.adapters.credentials import CredentialStore
+from agentstream.adapters.credentials import credential_store
 from agentstream.adapters.business import BusinessDirectory
 from agentstream.adapters.dynamo import dynamodb_client, scan_all, to_item
 from agentstream.adapters.tables import SetupReport, ensure_tables
@@ -78,7 +78,7 @@ async def demo_credentials(settings: Settings, business_ids: list[str]) -> dict[
     """A widget signing key for each demo business that has none; returns new REST API keys."""
     issued: dict[str, str] = {}
     async with dynamodb_client(settings) as ddb:
-        store = CredentialStore(ddb, settings.tables.credentials, settings.credentials_key)
+        store = credential_store(ddb, settings)
         for business_id in business_ids:
             if not (await store.get(business_id, "widget")).get("signingKey"):
                 await store.rotate(business_id, "widget")

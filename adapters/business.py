@@ -4,8 +4,11 @@ value read is recorded in the config history (with its version) the first time i
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from typing import Any
+
+from cachetools import LRUCache, TTLCache
 
 from agentstream.adapters.config_history import ConfigHistory, info_key, instructions_key, rag_key
 from agentstream.adapters.dynamo import from_item, query_all, to_item
@@ -13,33 +16,45 @@ from agentstream.events import utc_now
 from agentstream.settings import Tables
 
 
+def _bounded(key: tuple[str, str]) -> tuple[str, str]:
+    """A cache key of bounded size whatever the caller sent (a long name by its digest)."""
+    kind, name = key
+    return (kind, name) if len(name) <= 128 else (kind, "#" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest())
+
+
 class BusinessDirectory:
     """Read-mostly lookups of the business tables; entries live `ttl_s` seconds. Callers that
     miss at the same moment share one read (a burst of conversations of one business makes one
     request, not hundreds)."""
 
-    def __init__(self, ddb: Any, tables: Tables, ttl_s: float = 30.0) -> None:
+    def __init__(self, ddb: Any, tables: Tables, ttl_s: float = 30.0, entries: int = 10_000) -> None:
         self._ddb = ddb
         self._t = tables
         self._ttl = ttl_s
-        self._cache: dict[tuple[str, str], tuple[float, asyncio.Future[Any]]] = {}
-        self._versions: dict[tuple[str, str], str] = {}
+        # bounded in entries and time, unknown businesses included: the ids come from callers
+        self._cache: TTLCache[tuple[str, str], tuple[float, asyncio.Future[Any]]] = TTLCache(entries, ttl_s)
+        self._versions: LRUCache[tuple[str, str], str] = LRUCache(entries)
         self.history = ConfigHistory(ddb, tables.config_history)
 
     def version(self, kind: str, name: str) -> str:
         """The version of the value last read (`kind` info, system or rag), "" if none was."""
-        return self._versions.get((kind, name), "")
+        return self._versions.get(_bounded((kind, name)), "")
+
+    def cached(self) -> int:
+        """How many reads are cached (found or not)."""
+        return len(self._cache)
 
     async def _cached(self, key: tuple[str, str], load: Any) -> Any:
-        hit = self._cache.get(key)
+        slot = _bounded(key)
+        hit = self._cache.get(slot)
         if hit is None or hit[0] <= time.monotonic():
             hit = (time.monotonic() + self._ttl, asyncio.ensure_future(self._recorded(key, load)))
-            self._cache[key] = hit
+            self._cache[slot] = hit
         try:
             return await asyncio.shield(hit[1])
         except Exception:
-            if self._cache.get(key) is hit:
-                del self._cache[key]  # a failed read is not remembered
+            if self._cache.get(slot) is hit:
+                del self._cache[slot]  # a failed read is not remembered
             raise
 
     async def _recorded(self, key: tuple[str, str], load: Any) -> Any:
@@ -47,7 +62,7 @@ class BusinessDirectory:
         value = await load()
         if value is not None:
             history_key = {"info": info_key, "system": instructions_key, "rag": rag_key}[key[0]](key[1])
-            self._versions[key] = await self.history.record(history_key, value, utc_now())
+            self._versions[_bounded(key)] = await self.history.record(history_key, value, utc_now())
         return value
 
     async def info(self, business_id: str) -> dict[str, Any] | None:

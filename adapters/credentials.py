@@ -1,6 +1,7 @@
-"""Per-business channel secrets in business-external-credentials, encrypted at rest (Fernet).
+"""Per-business channel secrets in business-external-credentials, encrypted at rest (AES-GCM,
+bound to the business and provider; see `Sealer`).
 
-The encryption key comes from AGENTSTREAM_SECRET_KEY. Values never reach the logs; `show`
+The encryption keys come from AGENTSTREAM_SECRET_KEY (and AGENTSTREAM_PREVIOUS_SECRET_KEYS). Values never reach the logs; `show`
 prints them masked. A REST API key is `<businessId>.<secret>`; only the secret's SHA-256 hash is
 stored. Widget visitor tokens are signed with itsdangerous by the business's widget signing key
 (the previous key still verifies, so a rotation orphans nobody).
@@ -12,18 +13,24 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import secrets
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken
+from cachetools import TTLCache
+from cryptography.exceptions import InvalidTag
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from itsdangerous import BadData, URLSafeSerializer
 
 from agentstream.adapters.channels.base import CredentialSpec
 from agentstream.adapters.channels.registry import credential_specs
 from agentstream.adapters.channels.rest import PROVIDER as REST
 from agentstream.adapters.channels.widget import PROVIDER as WIDGET
-from agentstream.adapters.dynamo import from_item, scan_all, to_item
+from agentstream.adapters.dynamo import error_code, from_item, scan_all, to_item
+from agentstream.keys import KeyRing, SecretKeyMissing, derive, key_id, keyring
 
 # secrets that belong to no channel
 OWN_SPECS = {
@@ -32,6 +39,7 @@ OWN_SPECS = {
 SPECS: dict[str, CredentialSpec] = credential_specs() | OWN_SPECS
 PROVIDERS: dict[str, tuple[str, ...]] = {name: spec.fields for name, spec in SPECS.items()}
 GENERATED = {name: spec.generated for name, spec in SPECS.items() if spec.generated}
+API_KEY_HASH = REST.credentials.hashed["apiKey"]
 
 
 class CredentialsError(ValueError):
@@ -71,26 +79,52 @@ def validate(provider: str, values: dict[str, str]) -> None:
         raise CredentialsError(f"{provider} has no key {unknown[0]!r}; keys: {', '.join(allowed)}")
 
 
+CACHE_TTL_S = 30.0  # how long a read (found or not) is reused
+REREAD_AFTER_S = 1.0  # a key that does not match re-reads the business's credentials at most this often
+
+
+def cache_key(business_id: str, provider: str) -> tuple[str, str]:
+    """A cache key of bounded size whatever the caller sent (a long id by its digest)."""
+    short = business_id if len(business_id) <= 128 else "#" + hashlib.sha256(business_id.encode("utf-8", "surrogatepass")).hexdigest()
+    return short, provider[:64]
+
+
+def credential_store(ddb: Any, settings: Any, cache_entries: int = 10_000) -> "CredentialStore":
+    """The store of the settings' table with all their secret keys (current and previous)."""
+    try:
+        keys = keyring(settings)
+    except SecretKeyMissing as exc:
+        raise CredentialsError(str(exc)) from None
+    return CredentialStore(ddb, settings.tables.credentials, keys, cache_entries)
+
+
 class CredentialStore:
-    def __init__(self, ddb: Any, table: str, secret_key: str | None) -> None:
+    def __init__(self, ddb: Any, table: str, secret_key: str | KeyRing | None, cache_entries: int = 10_000) -> None:
         if not secret_key:
             raise CredentialsError("AGENTSTREAM_SECRET_KEY is not set (a Fernet key: `agentstream credentials keygen`)")
         self._ddb = ddb
         self._table = table
-        self._fernet = Fernet(secret_key.encode())
-        self._cache: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
+        self._sealer = Sealer(secret_key if isinstance(secret_key, KeyRing) else KeyRing((secret_key,)))
+        # bounded in entries and time, unknown businesses included: the ids come from callers
+        self._cache: TTLCache[tuple[str, str], tuple[float, dict[str, str]]] = TTLCache(cache_entries, CACHE_TTL_S)
 
-    async def get(self, business_id: str, provider: str) -> dict[str, str]:
-        """The decrypted secrets of one provider ({} when none are set); cached for 30 s."""
-        hit = self._cache.get((business_id, provider))
-        if hit and hit[0] > time.monotonic():
+    async def get(self, business_id: str, provider: str, read_since: float | None = None) -> dict[str, str]:
+        """The decrypted secrets of one provider ({} when none are set); a read is reused for
+        CACHE_TTL_S, or with `read_since` (a `time.monotonic()`) only if made after it."""
+        key = cache_key(business_id, provider)
+        hit = self._cache.get(key)
+        if hit and (read_since is None or hit[0] >= read_since):
             return hit[1]
         resp = await self._ddb.get_item(
             TableName=self._table, Key=to_item({"businessId": business_id, "provider": provider}), ConsistentRead=True
         )
-        values = self._decrypt(from_item(resp["Item"])["secret"]) if "Item" in resp else {}
-        self._cache[(business_id, provider)] = (time.monotonic() + 30, values)
+        values = self._sealer.open(from_item(resp["Item"])["secret"], business_id, provider) if "Item" in resp else {}
+        self._cache[key] = (time.monotonic(), values)
         return values
+
+    def cached(self) -> int:
+        """How many reads are cached."""
+        return len(self._cache)
 
     async def set(self, business_id: str, provider: str, values: dict[str, str]) -> dict[str, str]:
         """Merge new values into a provider's secrets; the REST apiKey is kept as its secret's hash,
@@ -114,9 +148,10 @@ class CredentialStore:
         await self._put(business_id, name, values)
 
     async def _put(self, business_id: str, name: str, values: dict[str, str]) -> None:
-        item = {"businessId": business_id, "provider": name, "secret": self._encrypt(values), "updatedAt": int(time.time())}
+        item = {"businessId": business_id, "provider": name, "secret": self._sealer.seal(values, business_id, name),
+                "updatedAt": int(time.time())}
         await self._ddb.put_item(TableName=self._table, Item=to_item(item))
-        self._cache.pop((business_id, name), None)
+        self._cache.pop(cache_key(business_id, name), None)
 
     async def businesses(self, provider: str) -> list[str]:
         """The businesses that have secrets (or state) stored under `provider` (a scan)."""
@@ -141,22 +176,102 @@ class CredentialStore:
         parts = split_api_key(api_key)
         if parts is None:
             return None
-        stored = (await self.get(parts[0], REST.name)).get(REST.credentials.hashed["apiKey"], "")
-        return parts[0] if stored and hmac.compare_digest(stored, hash_api_key(parts[1])) else None
+        given = hash_api_key(parts[1]).encode()
+        stored = (await self.get(parts[0], REST.name)).get(API_KEY_HASH, "")
+        if not (stored and hmac.compare_digest(stored.encode(), given)):  # rotated since the read? read again
+            stored = (await self.get(parts[0], REST.name, time.monotonic() - REREAD_AFTER_S)).get(API_KEY_HASH, "")
+        return parts[0] if stored and hmac.compare_digest(stored.encode(), given) else None
 
     async def widget_keys(self, business_id: str) -> list[str]:
         """The widget signing keys, oldest first (the last one signs); [] when none is set."""
         values = await self.get(business_id, WIDGET.name)
         return [k for k in (values.get(WIDGET.credentials.keep_previous["signingKey"]), values.get("signingKey")) if k]
 
-    def _encrypt(self, values: dict[str, str]) -> str:
-        return self._fernet.encrypt(json.dumps(values).encode()).decode()
+    async def rekey(self) -> "RekeyReport":
+        """Every stored row (secrets and channel state) sealed again under the current key, each
+        by a write conditional on the row being unchanged since it was read: readers decrypt
+        both forms meanwhile, and a row written concurrently is left as that write made it."""
+        report = RekeyReport()
+        for item in await scan_all(self._ddb, TableName=self._table, ConsistentRead=True):
+            row = item
+            business_id, name, sealed = row["businessId"], row["provider"], row.get("secret", "")
+            report.rows += 1
+            if self._sealer.current(sealed):
+                continue
+            try:
+                values = self._sealer.open(sealed, business_id, name)
+            except CredentialsError:
+                report.unreadable.append(f"{business_id}/{name}")
+                continue
+            try:
+                await self._ddb.put_item(
+                    TableName=self._table, Item=to_item({**row, "secret": self._sealer.seal(values, business_id, name),
+                                                         "updatedAt": int(time.time())}),
+                    ConditionExpression="#s = :old", ExpressionAttributeNames={"#s": "secret"},
+                    ExpressionAttributeValues=to_item({":old": sealed}))
+                report.rekeyed += 1
+            except Exception as exc:  # noqa: BLE001 - a concurrent write sealed it under the current key already
+                if error_code(exc) != "ConditionalCheckFailedException":
+                    raise
+            self._cache.pop(cache_key(business_id, name), None)
+        return report
 
-    def _decrypt(self, token: str) -> dict[str, str]:
+
+@dataclass
+class RekeyReport:
+    rows: int = 0
+    rekeyed: int = 0
+    unreadable: list[str] = field(default_factory=list)
+
+
+SEALED = "v2"  # AES-256-GCM under a derived key, bound to the business and provider
+_PURPOSE = "agentstream/credentials"
+
+
+class Sealer:
+    """Credential rows' encryption: `v2:<key id>:<base64url(nonce + AES-GCM ciphertext)>`, the
+    associated data naming the business and provider (a row copied to another business or
+    provider does not decrypt). The current key seals; any key of the ring opens, and rows of
+    the earlier format (Fernet under a secret key itself) still open until `credentials rekey`."""
+
+    def __init__(self, keys: KeyRing) -> None:
+        self._keys = keys
+        self._ids = keys.by_id()
+
+    @staticmethod
+    def _aad(business_id: str, provider: str) -> bytes:
+        return json.dumps(["agentstream-credentials", business_id, provider]).encode()
+
+    def seal(self, values: dict[str, str], business_id: str, provider: str) -> str:
+        secret = self._keys.current
+        nonce = os.urandom(12)
+        box = AESGCM(derive(secret, _PURPOSE)).encrypt(nonce, json.dumps(values).encode(), self._aad(business_id, provider))
+        return f"{SEALED}:{key_id(secret)}:{base64.urlsafe_b64encode(nonce + box).decode()}"
+
+    def current(self, sealed: str) -> bool:
+        return sealed.startswith(f"{SEALED}:{key_id(self._keys.current)}:")
+
+    def open(self, sealed: str, business_id: str, provider: str) -> dict[str, str]:
         try:
-            return json.loads(self._fernet.decrypt(token.encode()))
-        except InvalidToken:
-            raise CredentialsError("stored credentials cannot be decrypted with AGENTSTREAM_SECRET_KEY") from None
+            if sealed.startswith(f"{SEALED}:"):
+                _, kid, body = sealed.split(":", 2)
+                raw = base64.urlsafe_b64decode(body)
+                secret = self._ids[kid]
+                plain = AESGCM(derive(secret, _PURPOSE)).decrypt(raw[:12], raw[12:], self._aad(business_id, provider))
+            else:
+                plain = MultiFernet([Fernet(s.encode()) for s in self._keys.secrets if _fernet_key(s)]).decrypt(sealed.encode())
+            return json.loads(plain)
+        except (InvalidToken, InvalidTag, KeyError, ValueError):
+            raise CredentialsError(f"stored credentials of {business_id[:64]}/{provider[:32]} cannot be decrypted with "
+                                   "AGENTSTREAM_SECRET_KEY or AGENTSTREAM_PREVIOUS_SECRET_KEYS") from None
+
+
+def _fernet_key(secret: str) -> bool:
+    try:
+        Fernet(secret.encode())
+        return True
+    except ValueError:
+        return False
 
 
 def new_secret_key() -> str:
@@ -169,12 +284,26 @@ REFRESH_GRACE_S = 30 * 24 * 3600  # an expired token can be refreshed for this l
 _SALT = "agentstream.widget-token"
 
 
-def issue_widget_token(keys: str | list[str], business_id: str, user_id: str, ttl_s: int, now: float | None = None) -> tuple[str, int]:
+def issue_widget_token(keys: str | list[str], business_id: str, user_id: str, ttl_s: int, now: float | None = None,
+                       token_id: str | None = None, expires_at: int | None = None) -> tuple[str, int]:
     """A signed, expiring token binding a visitor to one business: (token, expiresAt epoch s).
-    Signed with the last of `keys`."""
-    expires = int((now or time.time()) + ttl_s)
-    token = URLSafeSerializer(keys, salt=_SALT).dumps({"b": business_id, "u": user_id, "exp": expires})
-    return token, expires
+    Signed with the last of `keys`; with `token_id` it names its visitor record's current token
+    (the same id and expiry give the same token)."""
+    expires = expires_at if expires_at is not None else int((now or time.time()) + ttl_s)
+    claims: dict[str, Any] = {"b": business_id, "u": user_id, "exp": expires}
+    if token_id:
+        claims["j"] = token_id
+    return URLSafeSerializer(keys, salt=_SALT).dumps(claims), expires
+
+
+def widget_token_id(keys: str | list[str], token: str) -> str | None:
+    """The token id a (signature-checked) token carries; None for one issued without a record."""
+    try:
+        data = URLSafeSerializer(keys, salt=_SALT).loads(token)
+    except BadData:
+        return None
+    value = data.get("j") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _claims(keys: str | list[str], token: str, legacy: bool = False) -> tuple[str, str, int] | None:

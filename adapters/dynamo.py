@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from decimal import Decimal
 from typing import Any
@@ -13,6 +13,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from agentstream.metrics import DYNAMODB_CALLS
+from agentstream.retry import RetryPolicy
 from agentstream.settings import Settings
 
 
@@ -130,11 +131,32 @@ def error_code(exc: BaseException) -> str:
     return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
 
 
+class LeftUnprocessed(RuntimeError):
+    """DynamoDB still left part of a batch unprocessed after every try (throttled for long)."""
+
+
+UNPROCESSED_TRIES = RetryPolicy(attempts=10, wait_initial=0.05, wait_max=2.0, wait_jitter=0.05, timeout=30.0)
+
+
+async def until_processed(call: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]], request: dict[str, Any],
+                          left: str, policy: RetryPolicy = UNPROCESSED_TRIES) -> None:
+    """`call(request)`, then again with what its answer's `left` (UnprocessedItems or
+    UnprocessedKeys) holds, waiting longer each time (exponential backoff with jitter, as
+    DynamoDB asks), until nothing is left; LeftUnprocessed after the policy's tries."""
+    pending = request
+    try:
+        async for attempt in policy.attempts_of(LeftUnprocessed):
+            with attempt:
+                pending = (await call(pending)).get(left) or {}
+                if pending:
+                    raise LeftUnprocessed(f"{sum(map(len, pending.values()))} requests left unprocessed")
+    except LeftUnprocessed as exc:
+        raise LeftUnprocessed(f"DynamoDB batch: {exc} after {policy.attempts} tries") from None
+
+
 async def batch_write(ddb: Any, requests: dict[str, list[dict[str, Any]]]) -> None:
     """One BatchWriteItem call (25 requests at most), retrying what DynamoDB left unprocessed."""
-    pending = requests
-    while pending:
-        pending = (await ddb.batch_write_item(RequestItems=pending)).get("UnprocessedItems") or {}
+    await until_processed(lambda pending: ddb.batch_write_item(RequestItems=pending), requests, "UnprocessedItems")
 
 
 async def existing_keys(ddb: Any, table: str, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -150,11 +172,15 @@ async def existing_keys(ddb: Any, table: str, keys: list[dict[str, Any]]) -> lis
         request: dict[str, Any] = {table: {"Keys": [to_item(k) for k in unique[start:start + 100]],
                                            "ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names,
                                            "ConsistentRead": True}}
-        while request:
-            answer = await ddb.batch_get_item(RequestItems=request)
-            found.extend(from_item(i) for i in answer.get("Responses", {}).get(table, []))
-            request = answer.get("UnprocessedKeys") or {}
+        await until_processed(lambda pending: read_into(ddb, pending, table, found), request, "UnprocessedKeys")
     return found
+
+
+async def read_into(ddb: Any, request: dict[str, Any], table: str, found: list[dict[str, Any]]) -> dict[str, Any]:
+    """One BatchGetItem; the items of `table` it found are added to `found`; its answer."""
+    answer = await ddb.batch_get_item(RequestItems=request)
+    found.extend(from_item(i) for i in answer.get("Responses", {}).get(table, []))
+    return answer
 
 
 async def put_items(ddb: Any, table: str, items: list[dict[str, Any]], concurrency: int = 8) -> None:

@@ -20,6 +20,12 @@ class ErasureStore:
     async def put_tombstone(self, table: str, key: Key, forgotten_at: str) -> None:
         await self._ddb.put_item(TableName=table, Item=to_item({**key, "forgottenAt": forgotten_at}))
 
+    async def keep_erased_ids(self, table: str, key: Key, hashes: list[str]) -> None:
+        """Add the hashes of erased messages' external ids to the tombstone (a string set)."""
+        for start in range(0, len(hashes), 1000):
+            await self._ddb.update_item(TableName=table, Key=to_item(key), UpdateExpression="ADD erasedIds :h",
+                                        ExpressionAttributeValues={":h": {"SS": hashes[start:start + 1000]}})
+
     async def has(self, table: str, key: Key) -> bool:
         """Whether the item is there (a consistent read)."""
         return "Item" in await self._ddb.get_item(TableName=table, Key=to_item(key), ConsistentRead=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 
 class HttpError(Exception):
+    headers: dict[str, str] = {}
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status

@@ -15,6 +15,7 @@ customer's records without reading anyone else's (forget). `append_with` writes 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
@@ -49,6 +50,11 @@ class AppendResult:
 
 def idem_key(business_id: str, external_id: str) -> str:
     return f"{IDEM_PREFIX}{business_id}#{external_id}"
+
+
+def erased_id(business_id: str, external_id: str) -> str:
+    """How a tombstone keeps an erased message's external id: a hash (the id itself is gone)."""
+    return hashlib.sha256(idem_key(business_id, external_id).encode()).hexdigest()[:32]
 
 
 def idem_item(business_id: str, external_id: str, event: Event) -> dict[str, Any]:
@@ -155,6 +161,9 @@ class EventStore:
         for attempt in range(self._max_attempts):
             known = head if head is not None else self._heads.get(event.streamId)
             seq = (known if known is not None else await self.head(event.streamId)) + 1
+            if seq == 1 and attempt == 0 and external_id is not None and await self.erased(event, external_id):
+                log.info("event.erased_message_refused", streamId=event.streamId, type=event.type)
+                return AppendResult(event, duplicate=True)  # nothing appended: the customer stays erased
             check = guessed and head is not None and seq > 1
             head = None
             stored = event.with_seq(seq)
@@ -330,6 +339,16 @@ class EventStore:
                                         ConsistentRead=True)
         item = from_item(resp["Item"]) if "Item" in resp else {}
         return item if "doneAt" in item else None
+
+    async def erased(self, event: Event, external_id: str) -> bool:
+        """Whether `forget` erased the message of this external id (its tombstone keeps the id's hash):
+        read only when a stream is empty, i.e. a new customer or one erased."""
+        resp = await self._ddb.get_item(
+            TableName=self._table, Key=to_item({"streamId": f"{TOMBSTONE_PREFIX}{event.businessId}#{event.userId}", "seq": 0}),
+            ConsistentRead=True,
+        )
+        ids = from_item(resp["Item"]).get("erasedIds") if "Item" in resp else None
+        return bool(ids) and erased_id(event.businessId, external_id) in ids
 
     async def forgotten_at(self, business_id: str, user_id: str) -> datetime | None:
         """When the user was erased (`agentstream forget`), if ever."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -21,6 +22,8 @@ from agentstream.settings import Settings
 
 if TYPE_CHECKING:
     from agentstream.adapters.channels.gmail_auth import GmailAuth
+    from agentstream.adapters.rate_limits import GatewayLimits
+    from agentstream.adapters.visitors import VisitorRecords
 
 
 class AnalyticsFigures(Protocol):
@@ -29,6 +32,33 @@ class AnalyticsFigures(Protocol):
     running: bool
 
     def snapshot(self, business_id: str) -> dict[str, Any]: ...
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    return f"{scheme}://{parts.netloc}".lower()
+
+
+def origin_allowed(d: Deps, connection: Any, info: dict[str, Any] | None) -> bool:
+    """Whether a browser's Origin may use this business's visitor routes and socket: none sent (not
+    a browser's cross-site call), the gateway's own, or one of the business's
+    `settings.allowedOrigins` (exact, or `scheme://host:*` for any port)."""
+    origin = connection.headers.get("origin")
+    if not origin:
+        return True
+    origin = origin.lower()
+    if origin in (_origin_of(d.settings.public_base_url), _origin_of(str(connection.url))):
+        return True
+    allowed = ((info or {}).get("settings") or {}).get("allowedOrigins") or []
+    return any(isinstance(a, str) and (origin == a.lower() or (a.endswith(":*") and origin.startswith(a[:-1].lower())
+                                                                and origin[len(a) - 1:].isdigit()))
+               for a in allowed)
+
+
+def client_address(request: Any) -> str:
+    """The caller's address (a proxy's X-Forwarded-For is honoured by uvicorn for trusted proxies)."""
+    return request.client.host if request.client else "unknown"
 
 
 @dataclass
@@ -48,6 +78,8 @@ class Deps:
     gmail: GmailAuth | None = None  # Gmail API calls with a refreshed access token
     explainer: Any = None  # streams.explain.Explainer (None: the explain route answers 503)
     heads: SettledHeads | None = None  # the widget conversations' heads at rest (the ingestor's guesses)
+    limits: GatewayLimits | None = None  # None: no rate limits (tests of other things)
+    visitors: VisitorRecords | None = None  # None: widget tokens without records (stateless)
     owner: OwnerService = field(init=False)  # the owner's commands and queries (the API and the inbox)
 
     def __post_init__(self) -> None:

@@ -22,9 +22,10 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from starlette.routing import BaseRoute, Route
 
 from agentstream.adapters import inbox_data
-from agentstream.adapters.http_common import Deps, HttpError, business_of_key, decode_utf8, deps, read_body
+from agentstream.adapters.visitors import revoke_visitor
+from agentstream.adapters.http_common import Deps, HttpError, business_of_key, client_address, decode_utf8, deps, read_body
 from agentstream.adapters.inbox_session import (
-    InboxSession, clear_session, csrf_ok, key_print, new_csrf, read_session, still_valid, write_session,
+    InboxSession, clear_session, csrf_ok, end_session, key_print, live, new_csrf, read_session, still_valid, write_session,
 )
 from agentstream.adapters.owner_service import MAX_AUTHOR, STATUSES
 
@@ -95,11 +96,16 @@ async def sign_in(request: Request) -> Response:
     name = form.get("name", "").strip()
     if not name or len(name) > MAX_AUTHOR or not name.isprintable():
         return _sign_in_page(d, before, f"Give a display name of 1 to {MAX_AUTHOR} characters.", 400)
-    business_id = await business_of_key(d, form.get("apiKey", "").strip())
+    api_key = form.get("apiKey", "").strip()
+    if d.limits:  # before the key is checked: guessing is as limited as signing in
+        await d.limits.shared.hit(d.limits.sign_in_per_address, client_address(request))
+        await d.limits.shared.hit(d.limits.sign_in_per_business, api_key.rpartition(".")[0])
+    business_id = await business_of_key(d, api_key)
     if business_id is None:
         return _sign_in_page(d, before, SIGN_IN_REFUSED, 401, name)
     response = RedirectResponse("/inbox", status_code=303)
-    write_session(d, response, InboxSession(new_csrf(), business_id, name, await key_print(d, business_id)))
+    write_session(d, response, InboxSession(new_csrf(), business_id, name, await key_print(d, business_id),
+                                            secrets.token_urlsafe(16)))
     return response
 
 
@@ -117,7 +123,8 @@ async def _checked_post(request: Request) -> tuple[Deps, InboxSession, dict[str,
 
 
 async def sign_out(request: Request) -> Response:
-    await _checked_post(request)
+    d, session, _ = await _checked_post(request)
+    await end_session(d, session)
     response = RedirectResponse("/inbox", status_code=303)
     clear_session(response)
     return response
@@ -139,7 +146,7 @@ async def open_conversation(request: Request) -> Response:
     return await _conversation_page(d, session, request.path_params["sessionId"])
 
 
-ACTIONS = ("take-over", "reply", "release", "resolve")
+ACTIONS = ("take-over", "reply", "release", "resolve", "block-visitor")
 
 
 async def act(request: Request) -> Response:
@@ -149,6 +156,11 @@ async def act(request: Request) -> Response:
     business_id, session_id, action = session.business_id or "", request.path_params["sessionId"], request.path_params["action"]
     if action not in ACTIONS:
         raise HttpError(404, "unknown action")
+    if action == "block-visitor":  # a widget visitor: its tokens stop working, its sockets close
+        owned = await d.owner.owned_session(business_id, session_id)
+        if not await revoke_visitor(d.visitors, d.hub, business_id, owned["userId"]):
+            raise HttpError(404, "not a widget visitor with a record")
+        return RedirectResponse(f"/inbox/conversations/{session_id}", status_code=303)
     try:
         convo = await d.owner.active_session(business_id, session_id)
         if action == "take-over":
@@ -166,20 +178,30 @@ async def act(request: Request) -> Response:
     return RedirectResponse(f"/inbox/conversations/{session_id}", status_code=303)
 
 
-def _sse(produce: Callable[[], Awaitable[dict[str, str]]], request: Request, every_s: float = LIVE_POLL_S) -> StreamingResponse:
-    """Server-sent events: `produce()` every `every_s`, sent when it changed."""
+def _sse(produce: Callable[[], Awaitable[dict[str, str]]], request: Request, session: InboxSession,
+         every_s: float = LIVE_POLL_S) -> StreamingResponse:
+    """Server-sent events: `produce()` every `every_s`, sent when it changed; the stream ends when
+    the session does (signed out here: at once; elsewhere, or the key rotated: at the next poll)."""
+    d = deps(request)
 
     async def events() -> AsyncIterator[str]:
         last: dict[str, str] | None = None
         yield "retry: 1000\n\n"
         loop = asyncio.get_running_loop()
         until = loop.time() + LIVE_FOR_S
-        while loop.time() < until and not await request.is_disconnected():
-            current = await produce()
-            if current != last:
-                yield f"data: {json.dumps(current)}\n\n"
-                last = current
-            await asyncio.sleep(every_s)
+        with live(session) as ended:
+            while loop.time() < until and not await request.is_disconnected():
+                if ended.is_set() or not await still_valid(d, session):
+                    yield "event: signed-out\ndata: {}\n\n"
+                    return
+                current = await produce()
+                if current != last:
+                    yield f"data: {json.dumps(current)}\n\n"
+                    last = current
+                try:
+                    await asyncio.wait_for(ended.wait(), every_s)
+                except asyncio.TimeoutError:
+                    pass
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
@@ -203,7 +225,7 @@ async def live_conversation(request: Request) -> Response:
         return {"messages": _fragment("inbox_messages.html", c=convo),
                 "actions": _fragment("inbox_actions.html", c=convo, session=session)}
 
-    return _sse(produce, request)
+    return _sse(produce, request, session)
 
 
 async def live_list(request: Request) -> Response:
@@ -218,7 +240,7 @@ async def live_list(request: Request) -> Response:
         rows = await inbox_data.conversations(d, session.business_id or "", wanted)
         return {"rows": _fragment("inbox_rows.html", rows=rows)}
 
-    return _sse(produce, request, LIST_POLL_S)
+    return _sse(produce, request, session, LIST_POLL_S)
 
 
 def _html_errors(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
@@ -228,7 +250,9 @@ def _html_errors(handler: Callable[[Request], Awaitable[Response]]) -> Callable[
         try:
             return await handler(request)
         except HttpError as exc:
-            return _page("inbox_error.html", exc.status, code=exc.status, message=exc.message)
+            page = _page("inbox_error.html", exc.status, code=exc.status, message=exc.message)
+            page.headers.update(exc.headers)
+            return page
 
     return wrapped
 

@@ -40,6 +40,8 @@ class InboxViews:
                                 ProjectionExpression="sessionId, seenSeq")
         seen: dict[str, int] = {}
         for item in items:
+            if "sessionId" not in item:  # a signed-out inbox session's record (adapters/inbox_session.py)
+                continue
             seen[item["sessionId"]] = max(seen.get(item["sessionId"], 0), int(item["seenSeq"]))
         return seen
 

@@ -11,7 +11,9 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any, NoReturn
 
-from agentstream.adapters.dynamo import batch_write, error_code, from_item, put_items, query_all, scan_all, to_item
+from agentstream.adapters.dynamo import (
+    batch_write, error_code, from_item, put_items, query_all, read_into, scan_all, to_item, until_processed,
+)
 from agentstream.adapters.tables import MESSAGES_BY_BUSINESS, MESSAGES_BY_SESSION, SESSIONS_DUE, SESSIONS_GSI
 from agentstream.projections.base import Item, Projection, Put
 from agentstream.settings import Tables
@@ -49,12 +51,15 @@ class ProjectionStore:
         by_table = {getattr(self._t, p.table): p.name for p in projections}
         request = {table: {"Keys": [key], "ConsistentRead": True} for table in by_table}
         found: dict[str, Item | None] = dict.fromkeys(by_table.values())
-        while request:
-            resp = await self._ddb.batch_get_item(RequestItems=request)
+
+        async def read(pending: dict[str, Any]) -> dict[str, Any]:
+            resp = await self._ddb.batch_get_item(RequestItems=pending)
             for table, items in resp.get("Responses", {}).items():
                 for item in items:
                     found[by_table[table]] = from_item(item)
-            request = resp.get("UnprocessedKeys") or {}
+            return resp
+
+        await until_processed(read, request, "UnprocessedKeys")
         return found
 
     async def write(self, puts: list[Put], appends: list[dict[str, Any]] | None = None) -> None:
@@ -171,16 +176,19 @@ class ProjectionStore:
             request: dict[str, Any] = {facts_table: {"Keys": keys}}
             if with_memory:
                 request[memory_table] = {"Keys": keys, "ProjectionExpression": "userId, replyStatus"}
-            while request:
-                answer = await self._ddb.batch_get_item(RequestItems=request)
-                for item in answer.get("Responses", {}).get(facts_table, []):
-                    state = from_item(item)
-                    facts[state["userId"]] = state
-                for item in answer.get("Responses", {}).get(memory_table, []):
-                    memory = from_item(item)
-                    memories[memory["userId"]] = memory
-                request = answer.get("UnprocessedKeys") or {}
+            states: list[dict[str, Any]] = []
+            read: list[dict[str, Any]] = []
+            await until_processed(lambda pending: self._read_both(pending, states, read), request, "UnprocessedKeys")
+            facts.update((state["userId"], state) for state in states)
+            memories.update((memory["userId"], memory) for memory in read)
         return facts, memories
+
+    async def _read_both(self, request: dict[str, Any], facts: list[dict[str, Any]],
+                         memories: list[dict[str, Any]]) -> dict[str, Any]:
+        """One BatchGetItem of the facts (and memory) items; what each table answered is added."""
+        answer = await read_into(self._ddb, request, self._t.facts, facts)
+        memories.extend(from_item(i) for i in answer.get("Responses", {}).get(self._t.rag_user, []))
+        return answer
 
 
 async def sessions_of_user(ddb: Any, tables: Tables, business_id: str, user_id: str,
@@ -238,10 +246,7 @@ async def _get_many(ddb: Any, table: str, keys: list[dict[str, Any]], projection
     for start in range(0, len(keys), 100):
         request: dict[str, Any] = {table: {"Keys": [to_item(k) for k in keys[start:start + 100]],
                                            "ProjectionExpression": projection, "ConsistentRead": True}}
-        while request:
-            answer = await ddb.batch_get_item(RequestItems=request)
-            found.extend(from_item(i) for i in answer.get("Responses", {}).get(table, []))
-            request = answer.get("UnprocessedKeys") or {}
+        await until_processed(lambda pending: read_into(ddb, pending, table, found), request, "UnprocessedKeys")
     return found
 
 

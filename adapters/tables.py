@@ -6,8 +6,12 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
 from agentstream.adapters.dynamo import error_code
 from agentstream.settings import Tables
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,9 @@ def table_specs(t: Tables) -> list[TableSpec]:
         TableSpec(t.facts, ("businessId", s), ("userId", s)),
         TableSpec(t.config_history, ("configKey", s), ("validFrom", s)),
         TableSpec(t.analytics_snapshots, ("snapshotKey", s), ("part", n)),  # analytics state with its offsets
-        TableSpec(t.inbox_views, ("businessId", s), ("viewKey", s)),  # who of the business read what (the inbox)
+        TableSpec(t.inbox_views, ("businessId", s), ("viewKey", s), ttl_attribute="expiresAt"),  # who read what; ended inbox sessions
+        TableSpec(t.rate_limits, ("limitKey", s), ttl_attribute="expiresAt"),  # a counter per limit, caller and window
+        TableSpec(t.widget_visitors, ("businessId", s), ("userId", s), ttl_attribute="expiresAt"),  # tokens' state
     ]
 
 
@@ -150,6 +156,19 @@ async def _finish(ddb: Any, spec: TableSpec, table: dict[str, Any], report: Setu
             TableName=spec.name, StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
         )
         report.streams_enabled.append(spec.name)
+    if spec.ttl_attribute:
+        await _ensure_ttl(ddb, spec.name, spec.ttl_attribute)
+
+
+async def _ensure_ttl(ddb: Any, name: str, attribute: str) -> None:
+    """Items expire by `attribute` (epoch seconds). A server without TTL leaves them: each
+    carries its time in its key, so an old one is never read again, only kept."""
+    try:
+        described = (await ddb.describe_time_to_live(TableName=name)).get("TimeToLiveDescription", {})
+        if described.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+            await ddb.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute})
+    except Exception as exc:  # noqa: BLE001 - a local server without the TTL calls
+        log.warning("setup.ttl_unavailable", table=name, error=f"{type(exc).__name__}: {exc}"[:200])
 
 
 async def ensure_tables(ddb: Any, tables: Tables, only: list[str] | None = None) -> SetupReport:

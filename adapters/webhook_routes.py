@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Route
 from agentstream.adapters.channels import registry
 from agentstream.adapters.channels.base import Provider, Webhook, WebhookCall
 from agentstream.adapters.channels.errors import BadSignature, ChannelError
-from agentstream.adapters.channels.twilio import public_url
+from agentstream.adapters.channels.http import public_url
 from agentstream.adapters.http_common import Deps, HttpError, deps, read_body
 from agentstream.adapters.statuses import record_status
 

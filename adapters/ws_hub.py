@@ -30,6 +30,14 @@ class SocketHub:
             if not sockets:
                 self._sockets.pop(stream, None)
 
+    async def close_all(self, stream: str, code: int, reason: str) -> None:
+        """Close every socket of `stream` held here (a revoked visitor)."""
+        for ws in list(self._sockets.get(stream, set())):
+            try:
+                await ws.close(code=code, reason=reason)
+            except Exception:  # noqa: BLE001 - already closing
+                pass
+
     def connected(self, stream: str) -> bool:
         return bool(self._sockets.get(stream))
 

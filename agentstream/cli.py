@@ -18,7 +18,7 @@ from rich.console import Console
 from agentstream import logs, loops
 from agentstream.configure import configured as _configured, one_shot as _one_shot
 from agentstream.dlq_cli import dlq_app
-from agentstream.settings import settings as load
+from agentstream.settings import Settings, settings as load
 
 app = typer.Typer(help="agentstream: event-sourced conversation backend for AI customer-service agents.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -26,6 +26,18 @@ credentials_app = typer.Typer(help="A business's channel secrets, stored encrypt
 app.add_typer(credentials_app, name="credentials")
 app.add_typer(dlq_app, name="dlq")
 console = Console(stderr=True, soft_wrap=True)  # a message is one line, whatever the terminal width (or none)
+
+
+def _needs_secret(s: Settings, why: str) -> Settings:
+    """A process that signs or encrypts does not start without AGENTSTREAM_SECRET_KEY: one line, exit 2."""
+    from agentstream.keys import SecretKeyMissing, keyring
+
+    try:
+        keyring(s, why)
+    except SecretKeyMissing as exc:
+        print(f"agentstream: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    return s
 
 
 def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]], loop: str) -> None:
@@ -104,7 +116,8 @@ def gateway(port: Annotated[Optional[int], typer.Option(help="HTTP port (default
     """Run the HTTP gateway (widget, webhooks, REST) and the widget replies of its sockets."""
     from agentstream.wiring import run_gateway
 
-    s = _configured()
+    s = _needs_secret(load(), "it encrypts channel secrets and signs cookies and snapshots")
+    _configured(serve_metrics=True)
     _run_until_signal(lambda stop: run_gateway(s, stop, port), s.event_loop)
 
 
@@ -113,7 +126,8 @@ def delivery() -> None:
     """Run reply delivery for the external channels (Twilio SMS, Meta, Gmail); start several at once."""
     from agentstream.wiring import run_delivery
 
-    s = _configured(serve_metrics=True)
+    s = _needs_secret(load(), "it decrypts channel secrets")
+    _configured(serve_metrics=True)
     _run_until_signal(lambda stop: run_delivery(s, stop), s.event_loop)
 
 
@@ -125,7 +139,8 @@ def analytics(
     """Run the analytics consumer; print each business's figures as one JSON line every N seconds."""
     from agentstream.wiring import run_analytics
 
-    s = _configured(serve_metrics=True)
+    s = _needs_secret(load(), "it signs analytics snapshots")
+    _configured(serve_metrics=True)
     _run_until_signal(lambda stop: run_analytics(s, stop, every, business), s.event_loop)
 
 
@@ -136,6 +151,7 @@ def up(port: int = typer.Option(8080, help="gateway port"),
        dynamodb_port: int = typer.Option(8000, help="the local DynamoDB server's port"),
        bridge_metrics_port: int = typer.Option(9101, help="the bridge's metrics port"),
        worker_metrics_port: int = typer.Option(9102, help="the worker's metrics port"),
+       gateway_metrics_port: int = typer.Option(9103, help="the gateway's metrics port"),
        scale: str = typer.Option("", help="how many of each process, e.g. gateway=2,worker=3,delivery=2,bridge=2")) -> None:
     """The whole stack on this machine: Kafka, ministack, tables, topics, demo data, bridge, worker, gateway, delivery."""
     from agentstream.local.scale import ScaleError, parse_scale
@@ -145,7 +161,8 @@ def up(port: int = typer.Option(8080, help="gateway port"),
         counts = parse_scale(scale)
     except ScaleError as exc:
         raise typer.BadParameter(str(exc)) from None
-    do_up(port, kafka_port, kafka_controller_port, dynamodb_port, bridge_metrics_port, worker_metrics_port, counts)
+    do_up(port, kafka_port, kafka_controller_port, dynamodb_port, bridge_metrics_port, worker_metrics_port, counts,
+          gateway_metrics_port)
 
 
 @app.command()
@@ -210,6 +227,7 @@ def forget(
     if check_proof is not None:
         if business or user or proof:
             raise _forget_usage("--check-proof FILE takes no --business, --user or --proof")
+        from agentstream.keys import keyring
         from agentstream.receipt import check
 
         settings = _configured()
@@ -219,7 +237,7 @@ def forget(
             text = check_proof.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise _forget_usage(f"cannot read {check_proof}: {exc}")
-        verdict = check(text, settings.credentials_key)
+        verdict = check(text, keyring(settings).secrets)
         print(verdict.line)
         raise typer.Exit(0 if verdict.valid else 1)
     if not business or not user:
@@ -435,6 +453,20 @@ def credentials_rotate(business: str, provider: str) -> None:
         print(f"{key}={value}")
 
 
+@credentials_app.command("rekey")
+def credentials_rekey() -> None:
+    """Seal every stored secret (and channel state) again under the current AGENTSTREAM_SECRET_KEY;
+    run after moving the old key to AGENTSTREAM_PREVIOUS_SECRET_KEYS, with everything running."""
+    from agentstream.credentials_cli import rekey_all
+
+    report = asyncio.run(rekey_all(_one_shot()))
+    if report.unreadable:
+        print(f"agentstream: {len(report.unreadable)} of {report.rows} rows cannot be decrypted with any key "
+              f"(first: {report.unreadable[0]}); {report.rekeyed} rekeyed", file=sys.stderr)
+        raise typer.Exit(2)
+    console.print(f"rekeyed {report.rekeyed} of {report.rows} rows; every row is sealed under the current key")
+
+
 @credentials_app.command("keygen")
 def credentials_keygen() -> None:
     """Print a new AGENTSTREAM_SECRET_KEY (the key that encrypts credentials at rest)."""
@@ -450,6 +482,7 @@ def what_to_do(exc: BaseException) -> str | None:
 
     from agentstream.adapters.credentials import CredentialsError
     from agentstream.adapters.kafka import TopicMissing
+    from agentstream.keys import SecretKeyMissing
     from agentstream.local.scale import PortTaken
 
     if isinstance(exc, BaseExceptionGroup):
@@ -467,7 +500,7 @@ def what_to_do(exc: BaseException) -> str | None:
                 "or fix KAFKA_BOOTSTRAP_SERVERS")
     if isinstance(exc, KafkaError) and exc.retriable:  # e.g. no group coordinator yet on a fresh broker
         return f"Kafka is not ready ({type(exc).__name__}): try again in a moment"
-    if isinstance(exc, (CredentialsError, TopicMissing, PortTaken)):
+    if isinstance(exc, (CredentialsError, TopicMissing, PortTaken, SecretKeyMissing)):
         return str(exc)
     return None
 

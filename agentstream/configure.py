@@ -13,7 +13,7 @@ from agentstream.settings import Settings, settings as load
 
 def configured(serve_metrics: bool = False) -> Settings:
     s = load()
-    logs.configure(s.log_level, s.log_format)
+    logs.configure(s.log_level, s.log_format, s.credentials_key)
     if serve_metrics and s.metrics_port:
         from prometheus_client import start_http_server
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agentstream.adapters.credentials import SPECS, CredentialStore, mask
+from agentstream.adapters.credentials import SPECS, CredentialStore, RekeyReport, mask
 from agentstream.settings import Settings
 from agentstream.wiring import run_with_credentials
 
@@ -26,5 +26,12 @@ async def show_values(settings: Settings, business: str, provider: str) -> dict[
 async def rotate_value(settings: Settings, business: str, provider: str) -> dict[str, str]:
     async def work(store: CredentialStore) -> dict[str, str]:
         return await store.rotate(business, provider)
+
+    return await run_with_credentials(settings, work)
+
+
+async def rekey_all(settings: Settings) -> RekeyReport:
+    async def work(store: CredentialStore) -> RekeyReport:
+        return await store.rekey()
 
     return await run_with_credentials(settings, work)

@@ -17,10 +17,10 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from agentstream.keys import derive
 
 KIND = "agentstream erasure receipt"
 VERSION = 1
@@ -33,9 +33,9 @@ def canonical(value: Any) -> bytes:
 
 
 def _derive(secret: str, purpose: str) -> bytes:
-    """A 32-byte key for one purpose (HKDF-SHA256), so a receipt key is never the Fernet key itself."""
-    info = f"agentstream-erasure-receipt/{purpose}".encode()
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret.encode())
+    """A 32-byte key for one purpose (the one HKDF helper, with the receipts' labels of old, so
+    receipts signed before keep verifying), never the secret key itself."""
+    return derive(secret, f"agentstream-erasure-receipt/{purpose}")
 
 
 class ReceiptKeys:
@@ -96,9 +96,17 @@ def _invalid(why: str) -> Verdict:
     return Verdict(False, f"receipt INVALID: {why}")
 
 
-def check(text: str, secret: str) -> Verdict:
-    """Whether `text` is a receipt signed with `secret` that proves a complete erasure: the
-    signature matches, every count matches its keys, the tombstone was there, nothing was left."""
+def _keys_for(receipt: Any, secrets: str | Sequence[str]) -> ReceiptKeys:
+    """The keys of the secret the receipt names (a previous key signs old receipts), else the first."""
+    candidates = [ReceiptKeys(s) for s in ([secrets] if isinstance(secrets, str) else secrets)]
+    named = receipt.get("keyId") if isinstance(receipt, dict) else None
+    return next((k for k in candidates if k.key_id == named), candidates[0])
+
+
+def check(text: str, secret: str | Sequence[str]) -> Verdict:
+    """Whether `text` is a receipt signed with `secret` (or any of several secrets: the current
+    and previous keys) that proves a complete erasure: the signature matches, every count
+    matches its keys, the tombstone was there, nothing was left."""
     try:
         receipt = json.loads(text)
     except ValueError as exc:
@@ -107,7 +115,7 @@ def check(text: str, secret: str) -> Verdict:
         return _invalid("not an agentstream erasure receipt")
     if receipt.get("version") != VERSION:
         return _invalid(f"receipt version {receipt.get('version')!r} is not one this agentstream reads ({VERSION})")
-    keys = ReceiptKeys(secret)
+    keys = _keys_for(receipt, secret)
     signature = receipt.get("signature")
     body = {k: v for k, v in receipt.items() if k != "signature"}
     try:

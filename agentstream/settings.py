@@ -74,6 +74,8 @@ class Tables(_FromEnv):
     analytics_snapshots: str = Field("ai-agent-analytics-snapshots", validation_alias="DYNAMODB_ANALYTICS_SNAPSHOTS_TABLE",
                                      min_length=3)
     inbox_views: str = Field("ai-agent-inbox-views", validation_alias="DYNAMODB_INBOX_VIEWS_TABLE", min_length=3)  # beside the log
+    rate_limits: str = Field("ai-agent-rate-limits", validation_alias="DYNAMODB_RATE_LIMITS_TABLE", min_length=3)
+    widget_visitors: str = Field("ai-agent-widget-visitors", validation_alias="DYNAMODB_WIDGET_VISITORS_TABLE", min_length=3)
 
 
 class Settings(_FromEnv):
@@ -125,6 +127,16 @@ class Settings(_FromEnv):
     log_level: str = Field("INFO", validation_alias="LOG_LEVEL")
     log_format: str = Field("json", validation_alias="LOG_FORMAT")
 
+    # safety: older secret keys that still decrypt/verify (comma-separated, newest first); limits
+    previous_secret_keys: str = Field("", validation_alias="AGENTSTREAM_PREVIOUS_SECRET_KEYS", repr=False)
+    limit_socket_frames: str = Field("20/10 seconds", validation_alias="LIMIT_SOCKET_FRAMES")  # per socket
+    limit_visitors_per_address: str = Field("20/hour", validation_alias="LIMIT_VISITORS_PER_ADDRESS")
+    limit_visitors_per_business: str = Field("2000/hour", validation_alias="LIMIT_VISITORS_PER_BUSINESS")
+    limit_sign_in_per_address: str = Field("10/minute", validation_alias="LIMIT_SIGN_IN_PER_ADDRESS")
+    limit_sign_in_per_business: str = Field("100/hour", validation_alias="LIMIT_SIGN_IN_PER_BUSINESS")
+    cache_entries: int = Field(10_000, ge=100, validation_alias="CACHE_ENTRIES")  # per cache keyed by caller input
+    widget_visitor_lifetime_days: int = Field(90, ge=1, validation_alias="WIDGET_VISITOR_LIFETIME_DAYS")
+
     tables: Tables = Field(default_factory=Tables)
 
     @field_validator("bridge_start_position")
@@ -133,6 +145,18 @@ class Settings(_FromEnv):
         if v.upper() not in ("TRIM_HORIZON", "LATEST"):
             raise ValueError("must be TRIM_HORIZON or LATEST")
         return v.upper()
+
+    @field_validator("limit_socket_frames", "limit_visitors_per_address", "limit_visitors_per_business",
+                     "limit_sign_in_per_address", "limit_sign_in_per_business")
+    @classmethod
+    def _rate(cls, v: str) -> str:
+        from limits import parse
+
+        try:
+            parse(v)
+        except ValueError:
+            raise ValueError("must be a rate such as 20/minute or 100/10 seconds") from None
+        return v
 
     @field_validator("dynamodb_endpoint_url", "openai_api_key", "openai_base_url", mode="before")
     @classmethod

@@ -100,7 +100,8 @@ def wait_http(port: int, timeout: float = 30) -> None:
 
 
 def up(port: int = 8080, kafka_port: int = 9092, kafka_controller_port: int = 9093, dynamodb_port: int = 8000,
-       bridge_metrics_port: int = 9101, worker_metrics_port: int = 9102, scale: dict[str, int] | None = None) -> None:
+       bridge_metrics_port: int = 9101, worker_metrics_port: int = 9102, scale: dict[str, int] | None = None,
+       gateway_metrics_port: int = 9103) -> None:
     """Start everything (`scale`: how many of each process, see local/scale.py), print the
     widget's address, and stop it all on Ctrl-C."""
     import asyncio
@@ -111,7 +112,7 @@ def up(port: int = 8080, kafka_port: int = 9092, kafka_controller_port: int = 90
 
     console = Console(stderr=True)
     home = home_dir()
-    planned = {c.name: c for c in plan(scale or parse_scale(""), port, bridge_metrics_port, worker_metrics_port)}
+    planned = {c.name: c for c in plan(scale or parse_scale(""), port, bridge_metrics_port, worker_metrics_port, gateway_metrics_port)}
     refuse_taken_ports(list(planned.values()), port_open)
     console.print(f"[bold]agentstream up[/] — home {home}")
     services = start_services(home, kafka_port, kafka_controller_port, dynamodb_port)
@@ -130,8 +131,8 @@ def up(port: int = 8080, kafka_port: int = 9092, kafka_controller_port: int = 90
             console.print(f"REST API key for {business} (shown once): {api_key}")
         components = [spawn_component(c.name, env | c.env, home / "logs", c.argv) for c in planned.values()]
         wait_http(port)
-        console.print(f"[bold green]ready[/]: chat widget on http://localhost:{port}/ — metrics on :{port}/metrics, "
-                      f":{bridge_metrics_port} (bridge), :{worker_metrics_port} (worker); logs in {home / 'logs'}; Ctrl-C stops all")
+        console.print(f"[bold green]ready[/]: chat widget on http://localhost:{port}/ — metrics on "
+                      f":{gateway_metrics_port}/metrics (gateway), :{bridge_metrics_port} (bridge), :{worker_metrics_port} (worker); logs in {home / 'logs'}; Ctrl-C stops all")
         console.print("processes: " + ", ".join(planned))
         _supervise(components, {name: (env | c.env, c.argv) for name, c in planned.items()}, home / "logs")
     finally:

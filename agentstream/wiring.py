@@ -23,7 +23,7 @@ from agentstream.adapters import kafka
 from agentstream.adapters.business import BusinessDirectory
 from agentstream.adapters.channels.gmail import BASE_URL as GMAIL_BASE_URL, GmailClient
 from agentstream.adapters.channels.gmail_auth import GmailAuth
-from agentstream.adapters.credentials import CredentialsError, CredentialStore
+from agentstream.adapters.credentials import CredentialsError, CredentialStore, credential_store
 from agentstream.adapters.dynamo import clients, dynamodb_client
 from agentstream.adapters.lean_dynamo import hot_dynamodb_client
 from agentstream.adapters.event_store import EventStore
@@ -33,6 +33,8 @@ from agentstream.adapters.ingest import Ingestor
 from agentstream.adapters.kafka import KafkaClients
 from agentstream.adapters.owner_webhook import OwnerWebhook
 from agentstream.adapters.pending_reconcile import PendingReconcile
+from agentstream.adapters.rate_limits import GatewayLimits
+from agentstream.adapters.visitors import VisitorRecords
 from agentstream.adapters.llm import make_responder
 from agentstream.adapters.position_store import PositionStore
 from agentstream.adapters.projection_store import ProjectionStore
@@ -88,7 +90,7 @@ async def handoff_notifier(stack: AsyncExitStack, settings: Settings, ddb: Any, 
     """The worker's notifier: the topic always; the webhooks when AGENTSTREAM_SECRET_KEY is set
     (it decrypts their URL and secret), over one HTTP client closed with `stack`."""
     try:
-        credentials = CredentialStore(ddb, settings.tables.credentials, settings.credentials_key)
+        credentials = credential_store(ddb, settings)
     except CredentialsError:
         log.warning("handoff.webhooks_off", why="AGENTSTREAM_SECRET_KEY is not set")
         return make_handoff_notifier(producer, settings.topic_handoffs, None)
@@ -227,13 +229,15 @@ async def gateway_deps(stack: AsyncExitStack, settings: Settings) -> Deps:
     hot = await stack.enter_async_context(hot_dynamodb_client(settings))  # ingest, replies, business data
     store = EventStore(hot, settings.tables.events)
     http = await stack.enter_async_context(httpx.AsyncClient(timeout=15))
-    credentials = CredentialStore(ddb, settings.tables.credentials, settings.credentials_key)
+    credentials = credential_store(ddb, settings, settings.cache_entries)
     heads = SettledHeads()
     return Deps(
         settings=settings, ddb=ddb, store=store, ingestor=Ingestor(store, heads), heads=heads,
-        directory=BusinessDirectory(hot, settings.tables), projections=ProjectionStore(hot, settings.tables),
+        directory=BusinessDirectory(hot, settings.tables, entries=settings.cache_entries),
+        projections=ProjectionStore(hot, settings.tables),
         credentials=credentials, hub=SocketHub(), http=http, gmail=GmailAuth(credentials, settings.google_token_uri),
-        explainer=Explainer(ddb, settings),
+        explainer=Explainer(ddb, settings), limits=GatewayLimits(settings, hot),
+        visitors=VisitorRecords(hot, settings.tables.widget_visitors, settings.widget_visitor_lifetime_days * 86_400),
     )
 
 
@@ -315,7 +319,7 @@ async def run_delivery(settings: Settings, stop: asyncio.Event) -> None:
     async with AsyncExitStack() as stack:
         ddb = await stack.enter_async_context(dynamodb_client(settings))
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=15))
-        credentials = CredentialStore(ddb, settings.tables.credentials, settings.credentials_key)
+        credentials = credential_store(ddb, settings)
         channel_deps = SimpleNamespace(credentials=credentials, http=http,
                                        gmail=GmailAuth(credentials, settings.google_token_uri))
         producer = await _started_producer(stack, settings)
@@ -434,7 +438,7 @@ async def run_status(settings: Settings) -> dict[str, Any]:
     """`status`: the figures of Kafka, the bridge's leases, Gmail watches and handoff webhooks."""
     async with dynamodb_client(settings) as ddb:
         try:
-            credentials: CredentialStore | None = CredentialStore(ddb, settings.tables.credentials, settings.credentials_key)
+            credentials: CredentialStore | None = credential_store(ddb, settings)
         except CredentialsError:
             credentials = None
         return await collect(kafka_clients(settings), watched(settings), ddb, settings.tables.leases, credentials)
@@ -470,7 +474,7 @@ async def run_retry_skipped(settings: Settings, business: str | None, event_id: 
 async def run_with_credentials(settings: Settings, work: Callable[[CredentialStore], Awaitable[T]]) -> T:
     """A `credentials` command's `work` on the business credentials store."""
     async with dynamodb_client(settings) as ddb:
-        return await work(CredentialStore(ddb, settings.tables.credentials, settings.credentials_key))
+        return await work(credential_store(ddb, settings))
 
 
 @asynccontextmanager

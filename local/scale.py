@@ -44,11 +44,12 @@ def parse_scale(text: str) -> dict[str, int]:
     return counts
 
 
-def plan(counts: dict[str, int], port: int, bridge_metrics_port: int, worker_metrics_port: int) -> list[Component]:
+def plan(counts: dict[str, int], port: int, bridge_metrics_port: int, worker_metrics_port: int,
+         gateway_metrics_port: int = 9103) -> list[Component]:
     """The processes to start. One gateway listens on `port` itself; several listen on the ports
-    after it, with the proxy on `port`. The first bridge and worker keep their metrics ports;
-    the others take the next ones up, ten apart (9101, 9111, …)."""
-    metrics = {"bridge": bridge_metrics_port, "worker": worker_metrics_port}
+    after it, with the proxy on `port`. The first bridge, worker and gateway keep their metrics
+    ports; the others take the next ones up, ten apart (9101, 9111, …)."""
+    metrics = {"bridge": bridge_metrics_port, "worker": worker_metrics_port, "gateway": gateway_metrics_port}
     out: list[Component] = []
     for kind in KINDS:
         n = counts.get(kind, 1)

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 KAFKA_VERSION = "4.1.1"
 MINISTACK_VERSION = "1.5.33"
@@ -71,8 +71,17 @@ def require_tool(name: str, hint: str) -> str:
     return path
 
 
+def open_log(log: Path) -> BinaryIO:
+    """A log file for appending, readable by its owner only (0600, in a 0700 folder): a process's
+    lines may name customers' businesses and hold what an operator alone should read."""
+    log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)  # one created before by an earlier version
+    return os.fdopen(fd, "ab")
+
+
 def _run(cmd: list[str], log: Path, **kw: object) -> None:
-    with log.open("ab") as out:
+    with open_log(log) as out:
         if subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, **kw).returncode != 0:  # type: ignore[call-overload]
             raise ServiceError(f"{' '.join(cmd[:3])}… failed; see {log}")
 
@@ -168,11 +177,10 @@ def spawn(name: str, cmd: list[str], log: Path, env: dict[str, str] | None = Non
     it needs code between fork and exec (a preexec_fn is unsafe with threads). A pipe's
     end-of-file depends on neither threads nor timing.
     """
-    log.parent.mkdir(parents=True, exist_ok=True)
     read_end, write_end = lifeline() if lifeline_role else (-1, -1)
     watch = read_end if lifeline_role == "watch" else -1
     fds = {"watch": (read_end,), "hold": (write_end,)}.get(lifeline_role or "", ())
-    out = log.open("ab")
+    out = open_log(log)
     popen = subprocess.Popen(
         [sys.executable, "-I", "-S", "-c", _CLEAN_EXEC, str(watch), *cmd], stdout=out, stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True, pass_fds=fds,

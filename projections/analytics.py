@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -184,6 +184,49 @@ class BusinessStats:
             return []
         first, last = min(self._hours), max(self._hours)
         return [{"hour": _hour_label(h), "messages": self._hours.get(h, 0)} for h in range(first, last + 1)]
+
+
+def _ts(at: datetime) -> str:
+    return at.isoformat()
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def state_of(stats: BusinessStats) -> dict[str, Any]:
+    """Everything `stats` remembers as plain JSON data (in each structure's own order)."""
+    return {
+        "businessId": stats.business_id, "limits": asdict(stats.limits),
+        "counts": [stats.events, stats.messages, stats.replies, stats.fallbacks],
+        "sessions": dict(stats.sessions), "latest": _ts(stats.latest) if stats.latest else None,
+        "hours": [[h, n] for h, n in stats._hours.items()], "newestHour": stats._newest_hour,
+        "seen": [[s, seen.upto, sorted(seen.ahead)] for s, seen in stats._seen.items()],
+        "inboundAt": [[e, _ts(at)] for e, at in stats._inbound_at.items()],
+        "replyAt": [[e, _ts(at), r] for e, (at, r) in stats._reply_at.items()],
+        "latencies": [[_ts(at), r, ms] for at, r, ms in stats._latencies],
+        "sessionIds": list(stats._session_ids), "topics": dict(stats._topics),
+    }
+
+
+def stats_from(state: dict[str, Any]) -> BusinessStats:
+    """The `BusinessStats` that `state_of` described; KeyError/TypeError/ValueError on other data."""
+    stats = BusinessStats(str(state["businessId"]), Limits(**state["limits"]))
+    stats.events, stats.messages, stats.replies, stats.fallbacks = (int(n) for n in state["counts"])
+    stats.sessions = Counter({str(k): int(v) for k, v in state["sessions"].items()})
+    stats.latest = _at(state["latest"]) if state["latest"] else None
+    stats._hours = {int(h): int(n) for h, n in state["hours"]}
+    stats._newest_hour = None if state["newestHour"] is None else int(state["newestHour"])
+    for stream, upto, ahead in state["seen"]:
+        seen = stats._seen[str(stream)] = SeenSeqs(stats.limits.ahead)
+        seen.upto, seen.ahead = int(upto), {int(s) for s in ahead}
+    stats._inbound_at = OrderedDict((str(e), _at(at)) for e, at in state["inboundAt"])
+    stats._reply_at = OrderedDict((str(e), (_at(at), str(r))) for e, at, r in state["replyAt"])
+    stats._latencies = [(_at(at), str(r), int(ms)) for at, r, ms in state["latencies"]]
+    heapq.heapify(stats._latencies)
+    stats._session_ids = OrderedDict((str(s), None) for s in state["sessionIds"])
+    stats._topics = Counter({str(k): int(v) for k, v in state["topics"].items()})
+    return stats
 
 
 def _hour_label(hour: int) -> str:

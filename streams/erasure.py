@@ -127,6 +127,7 @@ async def left_over(ddb: Any, settings: ForgetConfig, business_id: str, user_id:
         left[where] = len(await store.existing(table, [{n: k[n] for n in names} for k in found]))
     views = [*deleted.get("inbox_views", []), *await InboxViews(ddb, t.inbox_views).of_sessions(business_id, sessions)]
     left["inbox_views"] = len(await store.existing(t.inbox_views, views))
+    left["widget_visitors"] = len(await store.existing(t.widget_visitors, [{"businessId": business_id, "userId": user_id}]))
     return left
 
 

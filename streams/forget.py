@@ -2,7 +2,8 @@
 
 A tombstone (PK `forgotten#<business>#<user>` in the events table) stays behind, so a late
 Kafka record never brings the user back through the worker; a replay has no events left to
-fold. Each projection's items are found by folding the customer's stream before it is deleted
+fold. The tombstone keeps the hashes of the erased messages' external ids (`erasedIds`), so a
+vendor's replayed webhook of one of them is acknowledged and appends nothing. Each projection's items are found by folding the customer's stream before it is deleted
 (the folds are deterministic, so that is every item they wrote), plus the state item and, for
 sessions and messages, the seed's indexes; an item counts as deleted if it existed. The
 idempotency records are found through the index eventStreamId-index (each names its event's
@@ -21,7 +22,7 @@ from typing import Any, Protocol
 
 from agentstream.adapters.business import BusinessDirectory
 from agentstream.adapters.erasure_store import ErasureStore
-from agentstream.adapters.event_store import TOMBSTONE_PREFIX, EventStore
+from agentstream.adapters.event_store import IDEM_PREFIX, TOMBSTONE_PREFIX, EventStore, erased_id
 from agentstream.adapters.inbox_views import InboxViews
 from agentstream.adapters.kafka import topics
 from agentstream.adapters.projection_store import ProjectionStore, sessions_of_user
@@ -97,10 +98,16 @@ async def forget(ddb: Any, settings: ForgetConfig, business_id: str, user_id: st
     views = await InboxViews(ddb, t.inbox_views).of_sessions(business_id, sessions)
     report.items["inbox_views"] = await store.delete(t.inbox_views, views)
     report.keys["inbox_views"] = views
+    visitor = [{"businessId": business_id, "userId": user_id}]  # a widget visitor's token record
+    report.keys["widget_visitors"] = await store.existing(t.widget_visitors, visitor)
+    report.items["widget_visitors"] = await store.delete(t.widget_visitors, report.keys["widget_visitors"])
     logged = await store.log_keys(t.events, stream)
     report.events = await store.delete(t.events, logged)
     report.keys["events"] = logged
     idem = await EventStore(ddb, t.events).idempotency_keys(stream)
+    hashes = [erased_id(business_id, k["streamId"].removeprefix(f"{IDEM_PREFIX}{business_id}#")) for k in idem]
+    if hashes:  # a replayed webhook of an erased message is refused, not appended again
+        await store.keep_erased_ids(t.events, tombstone_key(business_id, user_id), sorted(set(hashes)))
     report.idempotency_records = await store.delete(t.events, idem)
     report.keys["idempotency_records"] = idem
     report.still_in_kafka = [

@@ -18,6 +18,19 @@ from tests.services import Endpoints, start
 os.environ["AGENTSTREAM_ENV_FILE"] = "none"
 os.environ.setdefault("LOG_FORMAT", "console")
 
+BROWSER_MODULES = {"test_browser.py", "test_inbox_browser.py"}  # headless Chromium through Playwright
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test is marked by its folder (`integration`, `e2e`) and the browser modules `browser`,
+    so `-m "not e2e"` and the like select as the folders do."""
+    for item in items:
+        folder = item.path.parent.name
+        if folder in ("integration", "e2e"):
+            item.add_marker(folder)
+        if item.path.name in BROWSER_MODULES:
+            item.add_marker("browser")
+
 
 @pytest.fixture(scope="session")
 def endpoints() -> Iterator[Endpoints]:

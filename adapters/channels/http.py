@@ -37,3 +37,8 @@ def need(values: Mapping[str, str], *keys: str) -> None:
     missing = [k for k in keys if not values.get(k)]
     if missing:
         raise PermanentError(f"missing {', '.join(missing)}")
+
+
+def public_url(public_base_url: str, path: str, query: str = "") -> str:
+    """The URL a vendor called (the public address, not the one behind a proxy): signatures cover it."""
+    return public_base_url.rstrip("/") + path + (f"?{query}" if query else "")

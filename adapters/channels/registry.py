@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from functools import lru_cache
 from typing import Any
 
 from agentstream.adapters.channels import gmail, meta, rest, telegram, twilio, widget
@@ -45,6 +46,7 @@ def _by_channel() -> dict[str, list[tuple[Provider, EventChannel]]]:
     return found
 
 
+@lru_cache(maxsize=64)
 def channel(name: str) -> EventChannel:
     """An event channel's spec, what it can do being what any of its providers can."""
     if name == SYSTEM.name:

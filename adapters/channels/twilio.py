@@ -18,7 +18,7 @@ from agentstream.adapters.channels.base import (
     Unsupported, Webhook, WebhookCall,
 )
 from agentstream.adapters.channels.errors import BadRequest, BadSignature
-from agentstream.adapters.channels.http import need, post
+from agentstream.adapters.channels.http import need, post, public_url
 from agentstream.adapters.channels.meta import WHATSAPP as META_WHATSAPP
 from agentstream.adapters.ingest import InboundMessage
 from agentstream.events import utc_now
@@ -27,11 +27,6 @@ SMS = EventChannel("sms", "SMS", max_text=1600, identity="phone", can=frozenset(
 WHATSAPP = replace(META_WHATSAPP, can=frozenset({"text", "template", "image", "audio", "document", "video"}))
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 STATUSES = {"delivered": "delivered", "read": "read", "failed": "failed", "undelivered": "failed"}
-
-
-def public_url(public_base_url: str, path: str, query: str = "") -> str:
-    """The URL Twilio called (the public address, not the one behind a proxy)."""
-    return public_base_url.rstrip("/") + path + (f"?{query}" if query else "")
 
 
 def verify(url: str, form: Mapping[str, str], signature: str | None, auth_token: str) -> None:

@@ -31,13 +31,19 @@ class RunningStack:
     logs: Path
     api_keys: dict[str, str]
     processes: dict[str, Process] = field(default_factory=dict)
+    metrics_port: int = field(default_factory=free_port)  # the gateway's
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, name: str) -> Process:
-        self.processes[name] = spawn_component(name, self.env, self.logs)
+        env = self.env | ({"METRICS_PORT": str(self.metrics_port)} if name == "gateway" else {})
+        self.processes[name] = spawn_component(name, env, self.logs)
         return self.processes[name]
 
     def stop(self) -> None:

@@ -7,7 +7,6 @@ import re
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,9 +15,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from agentstream.adapters.credentials import CredentialStore, issue_widget_token
 from agentstream.adapters.dynamo import dynamodb_client
-from tests.conftest import isolated_env
-from tests.e2e.stack import RunningStack, log_events, run_sync, running_stack, settings_of
-from tests.services import Endpoints
+from tests.e2e.stack import RunningStack, log_events, run_sync, settings_of
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -26,9 +23,8 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 
 @pytest.fixture(scope="module")
-def stack(endpoints: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    with running_stack(isolated_env(endpoints), tmp_path_factory.mktemp("logs")) as running:
-        yield running
+def stack(shared_stack: RunningStack) -> RunningStack:
+    return shared_stack  # the session's (tests/e2e/conftest.py): each test has visitors of its own
 
 
 def test_widget_in_a_browser_sends_and_shows_the_reply_escaped(stack: RunningStack) -> None:

@@ -227,13 +227,13 @@ def whatsapp_value(wa_id: str, **value: object) -> dict:
         "messaging_product": "whatsapp", "metadata": {"phone_number_id": "PN1", "display_phone_number": "40700"}, **value}}]}]}
 
 
-def inbox_page(stack: RunningStack, session_id: str) -> str:
-    """The owner's view of a conversation, signed in with the business's API key."""
-    with httpx.Client(base_url=stack.base_url, timeout=30) as browser:
-        csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/inbox").text).group(1)  # type: ignore[union-attr]
-        signed = browser.post("/inbox/sign-in", data={"csrf": csrf, "apiKey": stack.api_keys["demo-salon"], "name": "Ana"})
-        assert signed.status_code == 303, signed.text
-        return browser.get(f"/inbox/conversations/{session_id}").text
+def signed_in(stack: RunningStack) -> httpx.Client:
+    """The owner's browser, signed in to the inbox with the business's API key."""
+    browser = httpx.Client(base_url=stack.base_url, timeout=30)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/inbox").text).group(1)  # type: ignore[union-attr]
+    signed = browser.post("/inbox/sign-in", data={"csrf": csrf, "apiKey": stack.api_keys["demo-salon"], "name": "Ana"})
+    assert signed.status_code == 303, signed.text
+    return browser
 
 
 def test_a_reaction_and_a_read_status_are_recorded_against_the_reply_and_shown(stack: RunningStack, vendors: VendorServer) -> None:
@@ -253,7 +253,9 @@ def test_a_reaction_and_a_read_status_are_recorded_against_the_reply_and_shown(s
     (read,) = [e for e in events if e.type == "ReplyStatusReported"]
     assert (read.payload.replyEventId, read.payload.status, read.payload.externalId) == (delivered.payload.replyEventId, "read", wamid)
     reply = next(e for e in events if e.type == "ReplyGenerated")
-    page = wait_for(lambda: (p := inbox_page(stack, reply.payload.sessionId)) and "👍" in p and 'class="delivery read"' in p and p)
+    with signed_in(stack) as browser:
+        page = wait_for(lambda: (p := browser.get(f"/inbox/conversations/{reply.payload.sessionId}").text)
+                        and "👍" in p and 'class="delivery read"' in p and p)
     assert 'class="reactions"' in page
     time.sleep(2)  # the worker had time to answer the reaction, were it to
     assert [e.type for e in log_events(stack.env, stream)].count("ReplyGenerated") == 1, "a reaction gets no reply"

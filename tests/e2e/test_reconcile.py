@@ -9,6 +9,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from agentstream.adapters.dynamo import dynamodb_client
 from agentstream.adapters.event_store import EventStore
 from agentstream.local.services import LocalHome, free_port
@@ -16,6 +18,8 @@ from agentstream.events import Event, new_event
 from tests.conftest import isolated_env
 from tests.e2e.stack import RunningStack, log_events, run_sync, running_stack, settings_of
 from tests.services import ROOT, Endpoints
+
+pytestmark = pytest.mark.soak  # a server restarted under the bridge: `make soak` runs it 20 times in a row
 
 USERS = [f"restart-{n}" for n in range(5)]
 

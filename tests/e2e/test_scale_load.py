@@ -5,8 +5,9 @@ conversation is kept.
 
 3 gateways behind the round-robin proxy, 3 workers, 2 delivery processes, 2 bridges, on the
 session's Kafka and ministack; the model is the local fake, whose reply quotes the message, so
-each Twilio request names the message it answers. LOAD_MESSAGES sets the size (default 1 000:
-half from widget customers, half from Twilio customers, ten messages each, about 8 a second).
+each Twilio request names the message it answers. LOAD_MESSAGES sets the size (200 in `make test`,
+1 000 under `make soak`: half from widget customers, half from Twilio customers, ten messages
+each, about 8 a second; each kind is killed once, a fifth of the load apart, at either size).
 A Twilio message may be sent twice only in the named window: first sent in the moment before the
 delivery process's kill -9 (the vendor accepted it; ReplyDelivered was not written yet).
 """
@@ -38,6 +39,7 @@ from tests.conftest import isolated_env
 from tests.e2e.stack import log_events, prepare, run_sync, set_credentials
 from tests.fakes.vendors import VendorServer
 from tests.services import Endpoints
+from tests.sizes import size
 
 COUNTS = {"gateway": 3, "worker": 3, "delivery": 2, "bridge": 2}
 PER_CUSTOMER = 10
@@ -203,7 +205,7 @@ async def _kills(cluster: Cluster, every: float) -> None:
 @pytest.mark.timeout(1800)
 def test_every_message_answered_once_in_order_while_each_kind_is_killed(cluster: tuple[Cluster, VendorServer]) -> None:
     running, vendors = cluster
-    total = int(os.environ.get("LOAD_MESSAGES", "1000"))
+    total = int(os.environ.get("LOAD_MESSAGES") or size(200, 1000))
     customers = max(1, total // (2 * PER_CUSTOMER))
     spacing = customers * 2 / 8.0  # about 8 messages a second in all
     deadline = time.monotonic() + PER_CUSTOMER * spacing * 1.5 + 240

@@ -10,21 +10,17 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
 import websockets
 
-from tests.conftest import isolated_env
-from tests.e2e.stack import RunningStack, running_stack
-from tests.services import Endpoints
+from tests.e2e.stack import RunningStack
 
 
 @pytest.fixture(scope="module")
-def stack(endpoints: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    with running_stack(isolated_env(endpoints), tmp_path_factory.mktemp("logs")) as running:
-        yield running
+def stack(shared_stack: RunningStack) -> RunningStack:
+    return shared_stack  # the session's (tests/e2e/conftest.py): each test has visitors of its own
 
 
 def visitor(stack: RunningStack, business: str = "demo-salon") -> dict:
@@ -143,6 +139,20 @@ def api(stack: RunningStack, business: str = "demo-salon") -> dict[str, str]:
     return {"Authorization": f"Bearer {stack.api_keys[business]}"}
 
 
+def answered(stack: RunningStack, user: str, text: str = "Buna ziua, la ce ora inchideti azi?") -> None:
+    """A REST customer of this test's own writes once; returns once the reply is in the session."""
+    body = {"businessId": "demo-salon", "userId": user, "text": text, "externalId": f"{user}-1"}
+    assert httpx.post(f"{stack.base_url}/v1/messages", json=body, headers=api(stack)).status_code == 202
+    url = f"{stack.base_url}/v1/businesses/demo-salon/users/{user}/session"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        session = httpx.get(url, headers=api(stack))
+        if session.status_code == 200 and [m["type"] for m in session.json()["lastMessages"]] == ["user", "agent"]:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{user}: no reply in the session within 60 s")
+
+
 def test_rest_message_gets_a_session_and_a_reply(stack: RunningStack) -> None:
     body = {"businessId": "demo-salon", "userId": "rest-user-1", "text": "Vreau programare la manichiură", "externalId": "crm-1"}
     first = httpx.post(f"{stack.base_url}/v1/messages", json=body, headers=api(stack))
@@ -190,22 +200,24 @@ def test_rest_refuses_bad_input_and_other_tenants(stack: RunningStack) -> None:
 
 def test_health_metrics_and_widget_page(stack: RunningStack) -> None:
     assert httpx.get(f"{stack.base_url}/healthz").json() == {"status": "ok"}
-    metrics = httpx.get(f"{stack.base_url}/metrics").text
+    metrics = httpx.get(stack.metrics_url).text
     assert "agentstream_events_appended_total" in metrics
+    assert httpx.get(f"{stack.base_url}/metrics").status_code == 404, "metrics only on METRICS_PORT"
     page = httpx.get(f"{stack.base_url}/")
     assert page.status_code == 200 and "textContent" in page.text and "<script>" in page.text
 
 
 def test_status_and_metrics_show_topics_lag_and_dlq(stack: RunningStack) -> None:
-    """After the conversations above: `agentstream status` and /metrics agree that the worker and
+    """After a conversation of its own: `agentstream status` and /metrics agree that the worker and
     delivery have caught up and nothing is in the DLQ."""
+    answered(stack, f"status-{uuid.uuid4().hex[:8]}")
     deadline = time.monotonic() + 40
     while True:
         done = subprocess.run([sys.executable, "-m", "agentstream.cli", "status"], env={**os.environ, **stack.env},
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         rows = dict(re.findall(r"│ (.+?)\s+│ (.+?)\s+│", done.stdout))
-        metrics = httpx.get(f"{stack.base_url}/metrics").text
+        metrics = httpx.get(stack.metrics_url).text
         caught_up = rows.get("worker lag (events)") == "0" and rows.get("delivery lag (replies)") == "0"
         if (caught_up and "agentstream_consumer_lag_records{" in metrics) or time.monotonic() > deadline:
             break
@@ -218,8 +230,11 @@ def test_status_and_metrics_show_topics_lag_and_dlq(stack: RunningStack) -> None
     assert re.search(r"^agentstream_dlq_records 0\.0$", metrics, re.M), metrics
 
 
-def test_the_gateway_serves_analytics_of_the_conversations_above(stack: RunningStack) -> None:
-    """Every message this module sent to demo-salon was answered; the analytics say so."""
+def test_the_gateway_serves_analytics_of_the_conversations(stack: RunningStack) -> None:
+    """Three customers of its own (and whatever else this module sent to demo-salon): every
+    message was answered; the analytics say so."""
+    for _ in range(3):
+        answered(stack, f"analytics-{uuid.uuid4().hex[:8]}")
     deadline = time.monotonic() + 30
     while True:
         figures = httpx.get(f"{stack.base_url}/v1/analytics/demo-salon", headers=api(stack))

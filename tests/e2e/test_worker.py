@@ -75,6 +75,7 @@ async def test_a_slow_model_answer_for_one_customer_does_not_delay_another(stack
     assert sent[-1]["model"] == "local-model" and sent[-1]["messages"][0]["role"] == "system"
 
 
+@pytest.mark.soak
 async def test_kill_9_of_the_worker_during_a_load_loses_and_repeats_nothing(stack: RunningStack, vendors: VendorServer) -> None:
     users, per_user = 50, 10
     settings = settings_of(stack)

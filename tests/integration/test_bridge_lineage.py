@@ -25,10 +25,29 @@ async def ddb(settings: Settings) -> AsyncIterator[object]:
         yield client
 
 
+class CountedLeases(LeaseTable):
+    """A bridge's lease table that counts its reads of every lease (two per discovery round)."""
+
+    reads = 0
+
+    async def all(self) -> dict:  # type: ignore[type-arg]
+        self.reads += 1
+        return await super().all()
+
+
 def make_bridge(fake: FakeStreams, producer: FakeProducer, ddb: object, settings: Settings, owner: str,
-                ttl_ms: int = 10_000, on_loss: object = None) -> Bridge:
+                ttl_ms: int = 10_000, on_loss: object = None, leases: LeaseTable | None = None) -> Bridge:
     config = BridgeConfig(fake.arn, "events", idle_poll_s=0.01, discover_every_s=0.05)
-    return Bridge(fake, producer, LeaseTable(ddb, settings.tables.leases, owner, ttl_ms), config, on_loss)  # type: ignore[arg-type]
+    leases = leases or LeaseTable(ddb, settings.tables.leases, owner, ttl_ms)  # type: ignore[arg-type]
+    return Bridge(fake, producer, leases, config, on_loss)  # type: ignore[arg-type]
+
+
+async def until(condition: object, timeout: float = 60.0) -> None:
+    """Wait for `condition()` (a generous timeout: the machine may be busy); fail if it never holds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():  # type: ignore[operator]
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
 
 
 def published(producer: FakeProducer) -> list[str]:
@@ -105,28 +124,29 @@ async def test_trimmed_checkpoint_starts_at_trim_horizon_and_reconciles(ddb: obj
     assert losses[0][1] == datetime(2026, 12, 1, 9, 50, tzinfo=timezone.utc), "the lost window: the checkpoint's time less the margin"
 
 
+@pytest.mark.soak
 async def test_two_bridges_share_shards_and_take_over_from_a_dead_one(ddb: object, settings: Settings) -> None:
     fake = FakeStreams()
     for n in range(4):
         fake.add_shard(f"s{n}")
         fake.put(f"s{n}", f"b#u{n}", 1)
     p1, p2 = FakeProducer(), FakeProducer()
-    b1 = make_bridge(fake, p1, ddb, settings, "one", ttl_ms=600)
+    ttl_ms = 3_000  # renewed well within it even on a busy machine; a dead holder's leases free up after it
+    b1 = make_bridge(fake, p1, ddb, settings, "one", ttl_ms=ttl_ms)
     stop1 = asyncio.Event()
     t1 = asyncio.create_task(b1.run(stop1))
-    await asyncio.sleep(0.5)
-    b2 = make_bridge(fake, p2, ddb, settings, "two", ttl_ms=600)
+    await until(lambda: len(p1.sent) == 4 and len(b1.stats.shards) == 4)
+    watched = CountedLeases(ddb, settings.tables.leases, "two", ttl_ms)  # type: ignore[arg-type]
+    b2 = make_bridge(fake, p2, ddb, settings, "two", leases=watched)
     stop2 = asyncio.Event()
     t2 = asyncio.create_task(b2.run(stop2))
-    await asyncio.sleep(0.5)
-    assert len(p1.sent) == 4 and p2.sent == [], "every shard is read by exactly one bridge"
+    await until(lambda: watched.reads >= 6)  # three discovery rounds of bridge two while one holds every lease
+    assert len(p1.sent) == 4 and p2.sent == [] and b2.stats.shards == set(), "every shard is read by exactly one bridge"
     t1.cancel()  # bridge one goes away; bridge two must pick up its shards
     await asyncio.gather(t1, return_exceptions=True)
     for n in range(4):
         fake.put(f"s{n}", f"b#u{n}", 2)
-    deadline = asyncio.get_running_loop().time() + 10
-    while len(p2.sent) < 4 and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.05)
+    await until(lambda: len(p2.sent) >= 4)
     stop2.set()
     await t2
     assert sorted(published(p2)) == sorted(f"b#u{n}-2" for n in range(4))

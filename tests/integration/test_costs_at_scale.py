@@ -1,7 +1,11 @@
-"""Work that grows with the work, not with the table: with 100 000 customers in the log and
-their 100 000 active sessions, the expiry timer, reconciliation of a lost window and forget
+"""Work that grows with the work, not with the table: with BULK customers in the log and
+their BULK active sessions, the expiry timer, reconciliation of a lost window and forget
 read in proportion to the handful they concern. The work is counted through a wrapper
-of the DynamoDB client (calls and items read), never timed."""
+of the DynamoDB client (calls and items read), never timed.
+
+BULK is 5 000 in `make test`: several 1 MB pages of each table, so a scan, a query of a whole
+index or a read per customer would read thousands of items where the bounds below allow a few
+dozen. `make soak` (AGENTSTREAM_SOAK=1) writes 100 000; AGENTSTREAM_SCALE_BULK sets any size."""
 
 from __future__ import annotations
 
@@ -35,9 +39,10 @@ from tests.conftest import isolated_env, settings_from
 from tests.integration.counting import CountingDdb
 from tests.integration.world import T0, CountingResponder, World, drain, new_processor
 from tests.services import Endpoints
+from tests.sizes import size
 
-pytestmark = pytest.mark.timeout(1800)  # writing the 100 000 customers (200 000 items) takes minutes
-BULK = int(os.environ.get("AGENTSTREAM_SCALE_BULK", "100000"))
+pytestmark = pytest.mark.timeout(1800)  # writing 100 000 customers (200 000 items, `make soak`) takes minutes
+BULK = int(os.environ.get("AGENTSTREAM_SCALE_BULK") or size(5_000, 100_000))
 BUSINESS = "demo-salon"
 HANDFUL = 5
 
@@ -69,7 +74,7 @@ async def _write_bulk(ddb: Any, settings: Settings) -> None:
 
 @pytest.fixture(scope="module")
 async def bulk(endpoints: Endpoints) -> AsyncIterator[Settings]:
-    """One set of tables with the 100 000 customers, shared by this module's tests."""
+    """One set of tables with the BULK customers, shared by this module's tests."""
     with pytest.MonkeyPatch.context() as mp:
         settings = settings_from(isolated_env(endpoints), mp)
         async with dynamodb_client(settings) as ddb:
@@ -82,7 +87,7 @@ async def bulk(endpoints: Endpoints) -> AsyncIterator[Settings]:
 @asynccontextmanager
 async def patient_client(settings: Settings) -> AsyncIterator[Any]:
     """The product's DynamoDB client with a 10-minute read timeout: ministack answers a Query on
-    an index by scanning the whole index (100 000 active sessions here), which on a loaded test
+    an index by scanning the whole index (100 000 active sessions under `make soak`), which on a loaded test
     machine takes longer than the product's 30 s. DynamoDB reads only the queried range."""
     kwargs = _client_kwargs(settings)
     kwargs["config"] = kwargs["config"].merge(AioConfig(read_timeout=600))

@@ -5,9 +5,11 @@ through; `agentstream delivery` killed at fixed points of an SMS send, counting 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -35,6 +37,7 @@ from tests.services import Endpoints
 
 ROOT = Path(__file__).resolve().parents[2]
 TWILIO = {"accountSid": "AC123", "authToken": "twilio-token-1", "fromNumber": "+40700000000"}
+TOPICS = ("TOPIC_EVENTS", "TOPIC_REPLIES", "TOPIC_DLQ", "TOPIC_SHADOW", "TOPIC_HANDOFFS")
 
 
 async def until(condition: Callable[[], Any], timeout: float = 60.0) -> Any:
@@ -113,6 +116,7 @@ class Customer:
             await asyncio.gather(self.task, return_exceptions=True)
 
 
+@pytest.mark.soak
 async def test_two_gateways_each_deliver_the_replies_of_their_own_sockets(
         endpoints: Endpoints, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env = isolated_env(endpoints)
@@ -200,16 +204,28 @@ async def committed_to_end(s: Settings) -> bool:
 
 
 @pytest.fixture(scope="module")
-def sms_stack(endpoints: Endpoints, vendors: VendorServer, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """Tables, topics and Twilio credentials; no process runs until a test starts one."""
+def sms_tables(endpoints: Endpoints, vendors: VendorServer, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Tables and Twilio credentials, shared by the module; no process runs until a test starts one."""
     env = isolated_env(endpoints, **vendors.env())
     with running_stack(env, tmp_path_factory.mktemp("logs"), components=()) as stack:
         set_credentials(stack.env, "demo-salon", "twilio", TWILIO)
         yield stack
 
 
+@pytest.fixture
+async def sms_stack(sms_tables: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The module's tables with topics and consumer groups of this test's own: what one test leaves
+    on a topic (junk, a reply from a newer build that stops delivery for good) is no other test's."""
+    tag = uuid.uuid4().hex[:8]
+    env = sms_tables.env | {name: f"t{tag}.{name.removeprefix('TOPIC_').lower()}" for name in TOPICS} | {
+        "WORKER_GROUP": f"worker-{tag}", "DELIVERY_GROUP": f"delivery-{tag}", "ANALYTICS_GROUP": f"analytics-{tag}"}
+    await kafka.ensure_topics(settings_from(env, monkeypatch), 3)
+    return dataclasses.replace(sms_tables, env=env)
+
+
 @pytest.mark.parametrize("point, vendor_requests",
                          [("before_send", 1), ("after_send", 2), ("after_mark", 1), ("after_record", 1)])
+@pytest.mark.soak
 async def test_a_delivery_process_killed_mid_send(point: str, vendor_requests: int, sms_stack: Any,
                                                   vendors: VendorServer, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
@@ -290,7 +306,7 @@ async def test_a_delivery_process_goes_on_past_bad_records_and_failing_replies(
 
 async def test_a_reply_from_a_newer_build_stops_delivery_with_exit_3_uncommitted(
         sms_stack: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Last in this module: the newer reply stays on its topic for good."""
+    """The newer reply stays on its topic for good (a topic of this test's own)."""
     stack = sms_stack
     s = settings_from(stack.env, monkeypatch)
     newer = new_event("ReplyGenerated", business_id="demo-salon", user_id="newer", channel="sms",

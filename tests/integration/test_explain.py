@@ -1,6 +1,7 @@
-"""Why this reply (issue 14, item 3), on the real local DynamoDB server: a reply's context and
-prompt are rebuilt from the log and the config history, `reproduced` when the hash matches, with
-last month's business info after it changed; from the command line and over HTTP."""
+"""Why this reply, on the real local DynamoDB server: a reply's context and prompt are rebuilt
+from the log and the config history, `reproduced` when the hash matches, with last month's
+business info after it changed; from the command line and over HTTP. When it is not reproduced,
+each difference `explain` can name has a case."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import json
 from contextlib import AsyncExitStack
 
 import httpx
+import pytest
 
 from agentstream.adapters.bootstrap import demo_credentials
+from agentstream.adapters.config_history import ConfigHistory, info_key, instructions_key, rag_key
 from agentstream.adapters.dynamo import from_item, to_item
-from agentstream.events import Event, ReplyGenerated
+from agentstream.events import Event, ReplyGenerated, new_event, reply_event_id
+from agentstream.streams.reply_policy import reply_key
 from agentstream.streams.explain import Explainer, NotExplainable
 from agentstream.wiring import gateway_deps
 from tests.integration.test_cli import cli
@@ -114,3 +118,59 @@ async def test_an_event_that_is_not_logged_is_not_explained(world: World) -> Non
         assert "no event 'nothing-here'" in str(exc)
     else:
         raise AssertionError("an unknown event was explained")
+
+
+HISTORY_KEYS = {"businessInfo": info_key("demo-salon"), "systemInstructions": instructions_key("salon"),
+                "rag": rag_key("demo-salon")}
+
+
+async def _lose_history_and_change(world: World, name: str) -> None:
+    """The config history of `name` is lost (a table recreated, say) and its content changed since."""
+    table = world.settings.tables.config_history
+    for valid_from, _, _ in await ConfigHistory(world.ddb, table).versions(HISTORY_KEYS[name]):
+        await world.ddb.delete_item(TableName=table, Key=to_item({"configKey": HISTORY_KEYS[name], "validFrom": valid_from}))
+    tables = world.settings.tables
+    if name == "businessInfo":
+        key = to_item({"businessId": "demo-salon"})
+        info = from_item((await world.ddb.get_item(TableName=tables.business_info, Key=key))["Item"])
+        info["openingHours"]["mon"] = [["07:00", "23:00"]]
+        await world.ddb.put_item(TableName=tables.business_info, Item=to_item(info))
+    elif name == "systemInstructions":
+        await world.ddb.put_item(TableName=tables.rag_system, Item=to_item(
+            {"businessType": "salon", "key": "99-new", "content": "Mention the loyalty card."}))
+    else:
+        await world.ddb.put_item(TableName=tables.rag_business, Item=to_item(
+            {"businessId": "demo-salon", "key": "zz-new", "content": "Avem și cafea."}))
+
+
+@pytest.mark.parametrize("name", sorted(HISTORY_KEYS))
+async def test_a_version_the_history_has_lost_is_named(world: World, name: str) -> None:
+    reply = _replies(await _conversation(world, f"lost-{name}"))[-1]
+    recorded = reply.payload.versions[name]
+    await _lose_history_and_change(world, name)
+    data = (await Explainer(world.ddb, world.settings).explain(reply.eventId)).to_json()
+    assert data["reproduced"] is False
+    (difference,) = data["differences"]
+    now = data["context"]["versions"][name]
+    assert now != recorded and difference.startswith(f"{name}: the reply used version {recorded}, the history has {now}")
+    assert any(f"version {recorded} is not in the config history" in note for note in data["notes"]), data["notes"]
+
+
+async def test_a_message_without_a_reply_says_so(world: World) -> None:
+    message = (await world.store.append(inbound("unanswered", "Aveți loc mâine?"))).event
+    data = (await Explainer(world.ddb, world.settings).explain(message.eventId)).to_json()
+    assert data["reproduced"] is False and data["reply"] is None
+    assert data["differences"] == ["the message has no reply in the log"]
+
+
+async def test_a_reply_that_recorded_no_prompt_hash_says_so(world: World) -> None:
+    message = (await world.store.append(inbound("older", "Aveți loc mâine?"))).event
+    draft = new_event("ReplyGenerated", event_id=reply_event_id(message.eventId), business_id="demo-salon",
+                      user_id="older", channel="websocket",
+                      payload={"content": "Da.", "inReplyTo": message.eventId, "sessionId": "s", "model": "m"})
+    reply = (await world.store.append(draft, external_id=reply_key(message.eventId))).event
+    assert isinstance(reply, ReplyGenerated) and reply.payload.promptHash == ""
+    for asked in (reply.eventId, message.eventId):  # by the reply or by its message
+        data = (await Explainer(world.ddb, world.settings).explain(asked)).to_json()
+        assert data["reproduced"] is False
+        assert data["differences"] == ["the reply recorded no prompt hash (written before schemaVersion 2)"]

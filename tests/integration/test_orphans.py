@@ -11,8 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from agentstream.local.services import free_port
 from tests.e2e.stack import prepare
+
+pytestmark = pytest.mark.soak  # a supervisor killed: `make soak` runs it 20 times in a row
 
 SUPERVISOR = """
 import json, sys, time

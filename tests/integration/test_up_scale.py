@@ -14,11 +14,14 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 import websockets
 
 from agentstream.local.services import port_open
 from tests.e2e.stack import run_sync
 from tests.integration.test_up_signals import alive, children, cmdline, identity, left, shared_home, tree, wait_until
+
+pytestmark = pytest.mark.soak  # several of every process, then Ctrl-C: `make soak` runs it 20 times in a row
 
 SCALE = {"gateway": 2, "worker": 2, "delivery": 2, "bridge": 2}
 

@@ -17,6 +17,7 @@ from agentstream.projections.extraction import extract
 from agentstream.projections.facts import (
     EXTRACTOR_VERSION, MAX_CURRENT, MAX_SUPERSEDED, SINGLE_KINDS, apply_facts, business_zone, current_facts, empty_facts,
 )
+from tests.sizes import size
 from tests.unit.facts_cases import BUCHAREST, CASES, TUESDAY, Case
 
 TZ = BUCHAREST
@@ -304,24 +305,28 @@ def test_the_rules_hold_after_any_conversation(events: list[Event]) -> None:
     assert current == sorted(current, key=lambda f: (f["kind"], f["validFrom"]))
 
 
+HISTORY = size(10_000, 100_000)
+
+
 def test_bounded_whatever_the_history_length() -> None:
-    """100 000 events, one in ten a message with a new phone number or a new appointment: the
-    item stays a few KB (DynamoDB's limit is 400 KB) and stops growing once the bounds are full."""
+    """10 000 events (100 000 under `make soak`), one in ten a message with a new phone number or a
+    new appointment: the item stays a few KB (DynamoDB's limit is 400 KB) and stops growing once
+    the bounds are full (a few dozen messages fill them)."""
     delivered = event(1, kind="ReplyDelivered", channel="sms", payload={"replyEventId": "r"})
     message = event(1, "x")
     texts = [f"0722 {i:06d}" if i % 2 else f"programare pe 12.12 la {10 + i % 8}:{i % 60:02d}" for i in range(1000)]
     payloads = [MessageReceivedPayload.model_construct(content=t, externalId=None, contentType="text/plain",
                                                        attachments=[], replyTo={}) for t in texts]
     state, sizes = empty_facts("b", "u"), []
-    for seq in range(1, 100_001):
+    for seq in range(1, HISTORY + 1):
         if seq % 10:
             state = apply_facts(state, delivered.model_copy(update={"seq": seq}), TZ)
             continue
         update = {"seq": seq, "payload": payloads[seq // 10 % 1000], "occurredAt": TUESDAY + timedelta(seconds=seq)}
         state = apply_facts(state, message.model_copy(update=update), TZ)
-        if seq % 10_000 == 0:
+        if seq % (HISTORY // 10) == 0:
             sizes.append(len(json.dumps(state)))
-    assert state["lastSeq"] == 100_000
+    assert state["lastSeq"] == HISTORY
     assert len(state["facts"]["appointment"]["current"]) == MAX_CURRENT
     assert len(state["facts"]["phone"]["superseded"]) == MAX_SUPERSEDED
     assert max(sizes) < 10_000 and max(sizes) - min(sizes) < 200, sizes
@@ -346,16 +351,20 @@ ADVERSARIAL = {
 @pytest.mark.parametrize("text", ADVERSARIAL.values(), ids=ADVERSARIAL.keys())
 def test_cost_grows_linearly_with_the_text(text: str) -> None:
     """An eight times longer message costs about eight times more, not sixty-four (no regex
-    blow-up; each text has its cues at the start, so both lengths take the same paths)."""
+    blow-up; each text has its cues at the start, so both lengths take the same paths).
+
+    The cost is this thread's CPU time (best of five), not the wall clock: other processes on a
+    busy machine do not count in it. Absolute speed is a bench's business (an extraction bench
+    under `agentstream bench` would hold it; there is none yet)."""
     from agentstream.projections.topics import extract_topics
 
     def cost(sample: str) -> float:
         timings = []
         for _ in range(5):
-            started = time.perf_counter()
+            started = time.thread_time()
             extract(sample, TUESDAY, business_zone(TZ))
             extract_topics(sample)
-            timings.append(time.perf_counter() - started)
+            timings.append(time.thread_time() - started)
         return min(timings)
 
     assert cost(text) < 24 * cost(text[: len(text) // 8]) + 0.003

@@ -15,7 +15,7 @@ from tests.services import ROOT
 # The modules of the root package that every layer may use: the event envelope and what it is
 # made of, the settings record, the idempotency keys, metrics, retries and the receipt format.
 BASE = {"agentstream.events", "agentstream.channel_specs", "agentstream.idempotency", "agentstream.settings",
-        "agentstream.metrics", "agentstream.retry", "agentstream.receipt", "agentstream.logs"}
+        "agentstream.metrics", "agentstream.retry", "agentstream.receipt", "agentstream.logs", "agentstream.keys"}
 LAYERS = ("base", "projections", "adapters", "streams", "root")  # bottom to top
 
 

@@ -41,10 +41,10 @@ def cookie_of(d: Any, session: InboxSession) -> tuple[str, str]:
 
 def test_a_signed_in_session_round_trips_and_its_cookie_is_httponly_and_strict() -> None:
     d = deps()
-    value, header = cookie_of(d, InboxSession("tok", "demo-salon", "Ana", "abcd"))
+    value, header = cookie_of(d, InboxSession("tok", "demo-salon", "Ana", "abcd", "sid-1"))
     flags = {p.strip().lower() for p in header.split(";")[1:]}
     assert {"httponly", "samesite=strict", "path=/inbox"} <= flags and "secure" not in flags
-    assert read_session(d, request_with(value)) == InboxSession("tok", "demo-salon", "Ana", "abcd")
+    assert read_session(d, request_with(value)) == InboxSession("tok", "demo-salon", "Ana", "abcd", "sid-1")
     _, secure = cookie_of(deps(base="https://inbox.example"), InboxSession("tok"))
     assert "secure" in {p.strip().lower() for p in secure.split(";")[1:]}
 

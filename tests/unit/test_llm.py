@@ -4,6 +4,7 @@ every call, and the polite fallback on errors and timeouts."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
@@ -58,11 +59,16 @@ async def test_server_errors_after_the_retries_give_the_fallback(model: ModelSer
 
 
 async def test_a_model_slower_than_the_timeout_gives_the_fallback(model: ModelServer) -> None:
-    model.behaviour.delay_s = 2.0
+    held = threading.Event()  # the model answers only once the test lets it: later than any timeout
+    model.behaviour.slow_marker, model.behaviour.held = "hello", held
     r = responder(model, openai_timeout_s=0.3)
-    answer = await r.answer(context("hello"))
-    assert answer.fallback and answer.content == FALLBACK["en"] and answer.latency_ms < 1500
-    await r.close()
+    try:
+        answer = await asyncio.wait_for(r.answer(context("hello")), 120)
+        assert not held.is_set(), "the fallback came while the model was still holding its answer"
+        assert answer.fallback and answer.content == FALLBACK["en"] and len(model.behaviour.requests) == 1
+    finally:
+        held.set()
+        await r.close()
 
 
 async def test_a_reply_that_is_not_a_completion_gives_the_fallback(model: ModelServer) -> None:

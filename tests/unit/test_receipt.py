@@ -73,3 +73,18 @@ def test_kafka_holds_records_until_segment_and_retention_have_passed() -> None:
     assert held["events"]["partition"] in (0, 1, 2)
     assert held["compacted"]["until"] is None and held["forever"]["until"] is None
     assert held["missing"] == {"topic": "missing", "exists": False, "until": None}
+
+
+def test_a_receipt_signed_under_a_previous_key_still_verifies_after_the_key_is_replaced() -> None:
+    from cryptography.fernet import Fernet
+
+    from agentstream import receipt as receipts
+
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    signed = receipts.dumps(receipts.build(
+        receipts.ReceiptKeys(old), business_id="b", user_id="+40721234567", forgotten_at="2026-12-07T10:00:00Z",
+        issued_at="2026-12-07T10:00:01Z", tombstone={"streamId": "forgotten#b#+40721234567", "seq": 0},
+        tombstone_present=True, tables={"events": "ev"}, deleted={}, left={}, kafka=[]))
+    assert receipts.check(signed, [new, old]).valid, "the previous key, named by the receipt, verifies it"
+    assert not receipts.check(signed, [new]).valid
+    assert receipts.check(signed, old).valid

@@ -10,9 +10,9 @@ from agentstream.local.scale import ScaleError, parse_scale, plan
 def test_default_is_one_of_each_on_the_usual_ports() -> None:
     components = plan(parse_scale(""), 8080, 9101, 9102)
     assert [c.name for c in components] == ["bridge", "worker", "gateway", "delivery"]
-    assert {c.name: c.env["METRICS_PORT"] for c in components} == {"bridge": "9101", "worker": "9102", "gateway": "0", "delivery": "0"}
+    assert {c.name: c.env["METRICS_PORT"] for c in components} == {"bridge": "9101", "worker": "9102", "gateway": "9103", "delivery": "0"}
     assert {c.name: c.env.get("GATEWAY_PORT_HTTP") for c in components}["gateway"] == "8080", "the one gateway keeps the public port"
-    assert {c.name: c.ports for c in components} == {"bridge": (9101,), "worker": (9102,), "gateway": (8080,), "delivery": ()}
+    assert {c.name: c.ports for c in components} == {"bridge": (9101,), "worker": (9102,), "gateway": (9103, 8080), "delivery": ()}
 
 
 def test_scaled_gateways_sit_behind_the_proxy_on_the_public_port() -> None:
@@ -23,7 +23,7 @@ def test_scaled_gateways_sit_behind_the_proxy_on_the_public_port() -> None:
     assert components["proxy"].argv[-3:] == ("8080", "8081", "8082")
     assert [components[f"worker-{i}"].env["METRICS_PORT"] for i in (1, 2, 3)] == ["9102", "9112", "9122"]
     assert components["worker-2"].argv[-1] == "worker" and components["delivery-2"].argv[-1] == "delivery"
-    assert components["proxy"].ports == (8080,) and components["gateway-2"].ports == (8082,)
+    assert components["proxy"].ports == (8080,) and components["gateway-2"].ports == (9113, 8082)
 
 
 def test_up_refuses_a_taken_port_before_starting_anything(tmp_path) -> None:
