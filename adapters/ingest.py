@@ -10,7 +10,7 @@ import structlog
 
 from agentstream import idempotency as keys
 from agentstream import channel_specs, metrics
-from agentstream.adapters.event_store import AppendResult, EventStore
+from agentstream.adapters.dynamo.event_store import AppendResult, EventStore
 from agentstream.adapters.settled_heads import SettledHeads
 from agentstream.events import new_event
 

@@ -10,7 +10,7 @@ import structlog
 
 from agentstream import idempotency as keys
 from agentstream import metrics
-from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.settled_heads import SettledHeads
 from agentstream.events import OUTBOUND_TYPES, Event, ReplyDelivered, new_event
 

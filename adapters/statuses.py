@@ -9,7 +9,7 @@ import structlog
 
 from agentstream import idempotency as keys
 from agentstream.adapters.channels.base import StatusUpdate
-from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.events import Event, iso, new_event, utc_now
 
 log = structlog.get_logger(__name__)

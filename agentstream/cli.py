@@ -357,7 +357,7 @@ def status() -> None:
 @app.command()
 def tail(topic: str = typer.Argument("agent.events.v1"), from_beginning: bool = typer.Option(False, "--from-beginning")) -> None:
     """Follow a topic, one JSON record a line."""
-    from agentstream.adapters.kafka import follow
+    from agentstream.adapters.kafka.client import follow
 
     s = _configured()
     _run_until_signal(lambda stop: follow(s, topic, from_beginning, stop), s.event_loop)
@@ -470,7 +470,7 @@ def credentials_rekey() -> None:
 @credentials_app.command("keygen")
 def credentials_keygen() -> None:
     """Print a new AGENTSTREAM_SECRET_KEY (the key that encrypts credentials at rest)."""
-    from agentstream.adapters.credentials import new_secret_key
+    from agentstream.adapters.dynamo.credentials import new_secret_key
 
     print(new_secret_key())
 
@@ -480,8 +480,8 @@ def what_to_do(exc: BaseException) -> str | None:
     from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-    from agentstream.adapters.credentials import CredentialsError
-    from agentstream.adapters.kafka import TopicMissing
+    from agentstream.adapters.dynamo.credentials import CredentialsError
+    from agentstream.adapters.kafka.client import TopicMissing
     from agentstream.keys import SecretKeyMissing
     from agentstream.local.scale import PortTaken
 

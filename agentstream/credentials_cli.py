@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agentstream.adapters.credentials import SPECS, CredentialStore, RekeyReport, mask
+from agentstream.adapters.dynamo.credentials import SPECS, CredentialStore, RekeyReport, mask
 from agentstream.settings import Settings
 from agentstream.wiring import run_with_credentials
 

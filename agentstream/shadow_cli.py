@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from agentstream.adapters import kafka
-from agentstream.adapters.business_messages import NoMessagesIndex
+from agentstream.adapters.kafka import client as kafka
+from agentstream.adapters.dynamo.business_messages import NoMessagesIndex
 from agentstream.adapters.llm import OfflineResponder, OpenAIResponder, Responder
 from agentstream.settings import Settings
 from agentstream.streams.shadow import (DEFAULT_PRICES, Pair, ShadowError, ShadowOptions, parse_prices, report_paths,

@@ -19,28 +19,28 @@ import structlog
 import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from agentstream.adapters import kafka
-from agentstream.adapters.business import BusinessDirectory
+from agentstream.adapters.kafka import client as kafka
+from agentstream.adapters.dynamo.business import BusinessDirectory
 from agentstream.adapters.channels.gmail import BASE_URL as GMAIL_BASE_URL, GmailClient
 from agentstream.adapters.channels.gmail_auth import GmailAuth
-from agentstream.adapters.credentials import CredentialsError, CredentialStore, credential_store
-from agentstream.adapters.dynamo import clients, dynamodb_client
-from agentstream.adapters.lean_dynamo import hot_dynamodb_client
-from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.gateway import create_app
-from agentstream.adapters.http_common import Deps
+from agentstream.adapters.dynamo.credentials import CredentialsError, CredentialStore, credential_store
+from agentstream.adapters.dynamo.client import clients, dynamodb_client
+from agentstream.adapters.dynamo.lean_client import hot_dynamodb_client
+from agentstream.adapters.dynamo.event_store import EventStore
+from agentstream.adapters.http.gateway import create_app
+from agentstream.adapters.http.common import Deps
 from agentstream.adapters.ingest import Ingestor
-from agentstream.adapters.kafka import KafkaClients
+from agentstream.adapters.kafka.client import KafkaClients
 from agentstream.adapters.owner_webhook import OwnerWebhook
-from agentstream.adapters.pending_reconcile import PendingReconcile
-from agentstream.adapters.rate_limits import GatewayLimits
-from agentstream.adapters.visitors import VisitorRecords
+from agentstream.adapters.dynamo.pending_reconcile import PendingReconcile
+from agentstream.adapters.http.rate_limits import GatewayLimits
+from agentstream.adapters.http.visitors import VisitorRecords
 from agentstream.adapters.llm import make_responder
-from agentstream.adapters.position_store import PositionStore
-from agentstream.adapters.projection_store import ProjectionStore
+from agentstream.adapters.dynamo.position_store import PositionStore
+from agentstream.adapters.dynamo.projection_store import ProjectionStore
 from agentstream.adapters.settled_heads import SettledHeads
-from agentstream.adapters.tables import stream_arn
-from agentstream.adapters.ws_hub import SocketHub
+from agentstream.adapters.dynamo.tables import stream_arn
+from agentstream.adapters.http.ws_hub import SocketHub
 from agentstream.events import Event
 from agentstream.registry import PROJECTIONS, by_name
 from agentstream.settings import Settings
@@ -59,8 +59,8 @@ from agentstream.streams.reconcile import Reconciler, reconcile, reconcile_windo
 from agentstream.streams.status import Watched, collect, export_lag
 from agentstream.streams.stopping import UPGRADE_EXIT_CODE, UpgradeNeeded, wait_or_stop
 from agentstream.streams.dead_letters import SkipRecorder
-from agentstream.adapters.dead_letters import DeadLetterIndex
-from agentstream.adapters.dlq import Dlq
+from agentstream.adapters.dynamo.dead_letters import DeadLetterIndex
+from agentstream.adapters.kafka.dlq import Dlq
 from agentstream.streams.positions import PositionKeeper, resume_group
 from agentstream.streams.worker import build_app
 from agentstream.streams.expiry import ExpiryTimer, run_expiry
@@ -446,7 +446,7 @@ async def run_status(settings: Settings) -> dict[str, Any]:
 
 async def run_list_skipped(settings: Settings, business: str | None) -> list[Any]:
     """`dlq list`: the skipped events of one business, or of all."""
-    from agentstream.adapters.dead_letters import business_ids
+    from agentstream.adapters.dynamo.dead_letters import business_ids
     from agentstream.streams.dead_letters import skipped_events
 
     async with dynamodb_client(settings) as ddb:
@@ -458,7 +458,7 @@ async def run_list_skipped(settings: Settings, business: str | None) -> list[Any
 async def run_retry_skipped(settings: Settings, business: str | None, event_id: str | None, wait_s: float = 0.0) -> list[Any]:
     """`dlq retry`: revoke the skips (one event's, or all in scope) and wait up to `wait_s` for
     what the worker made of each."""
-    from agentstream.adapters.dead_letters import business_ids
+    from agentstream.adapters.dynamo.dead_letters import business_ids
     from agentstream.streams.dead_letters import retry_skips
 
     async with dynamodb_client(settings) as ddb:

@@ -26,8 +26,8 @@ import structlog
 from aiokafka import TopicPartition
 from prometheus_client import Counter, Gauge
 
-from agentstream.adapters.kafka import KafkaClients, loads
-from agentstream.adapters.snapshots import SnapshotStore
+from agentstream.adapters.kafka.client import KafkaClients, loads
+from agentstream.adapters.dynamo.snapshots import SnapshotStore
 from agentstream.events import Event, parse_event
 from agentstream.projections import analytics as analytics_fold
 from agentstream.keys import keyring

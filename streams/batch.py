@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 
 from agentstream import metrics
-from agentstream.adapters.projection_store import AppendRaced, StaleWrite
+from agentstream.adapters.dynamo.projection_store import AppendRaced, StaleWrite
 from agentstream.events import Event, MessageReceived
 from agentstream.projections.base import FoldConfig, Projection, Put, key_of, position
 from agentstream.streams.ports import Directory, EventLog, StateStore

@@ -18,9 +18,9 @@ import asyncio
 import structlog
 
 from agentstream import idempotency as keys
-from agentstream.adapters.dead_letters import DeadLetterIndex
-from agentstream.adapters.event_store import EventStore, event_from_item
-from agentstream.adapters.projection_store import ProjectionStore
+from agentstream.adapters.dynamo.dead_letters import DeadLetterIndex
+from agentstream.adapters.dynamo.event_store import EventStore, event_from_item
+from agentstream.adapters.dynamo.projection_store import ProjectionStore
 from agentstream.events import Event, EventSkipped, SkipRevoked, derive_id, iso, new_event
 from agentstream.projections.base import FoldConfig, Item, Projection, Put, fold_events, key_of
 from agentstream.projections.skips import SKIP_TYPES

@@ -8,7 +8,7 @@ what the index eventStreamId-index still finds, confirmed by consistent reads), 
 projection's state item by key and every key `forget` deleted, the sessions through the
 businessId-userId GSI, the messages through the businessId-timestamp index (filtered by
 userId) and through the sessions' index, the inbox's view state of those sessions, and, for a
-table no index covers, a filtered scan. The reads go through adapters/erasure_store.py.
+table no index covers, a filtered scan. The reads go through adapters/dynamo/erasure_store.py.
 The receipt (agentstream/receipt.py) records the counts; a replay cannot check this, because
 the stream it would compare with is gone.
 """
@@ -24,13 +24,13 @@ from typing import Any, Protocol
 from aiokafka.partitioner import DefaultPartitioner
 
 from agentstream import receipt as receipts
-from agentstream.adapters.credentials import CredentialsError
-from agentstream.adapters.erasure_store import ErasureStore
-from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.inbox_views import InboxViews
-from agentstream.adapters.kafka import KafkaClients, topics
-from agentstream.adapters.projection_store import ProjectionStore, sessions_of_user
-from agentstream.adapters.tables import MESSAGES_BY_BUSINESS
+from agentstream.adapters.dynamo.credentials import CredentialsError
+from agentstream.adapters.dynamo.erasure_store import ErasureStore
+from agentstream.adapters.dynamo.event_store import EventStore
+from agentstream.adapters.dynamo.inbox_views import InboxViews
+from agentstream.adapters.kafka.client import KafkaClients, topics
+from agentstream.adapters.dynamo.projection_store import ProjectionStore, sessions_of_user
+from agentstream.adapters.dynamo.tables import MESSAGES_BY_BUSINESS
 from agentstream.events import iso, utc_now
 from agentstream.projections.base import Projection
 from agentstream.registry import PROJECTIONS

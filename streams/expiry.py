@@ -22,8 +22,8 @@ from typing import Any
 import structlog
 
 from agentstream import idempotency as keys
-from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.projection_store import due_sessions
+from agentstream.adapters.dynamo.event_store import EventStore
+from agentstream.adapters.dynamo.projection_store import due_sessions
 from agentstream.events import derive_id, iso, new_event, utc_now
 from agentstream.projections.conversation import DUE_SHARDS
 from agentstream.settings import Tables

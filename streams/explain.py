@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.config_history import info_key, instructions_key, rag_key, version_of
-from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.dynamo.business import BusinessDirectory
+from agentstream.adapters.dynamo.config_history import info_key, instructions_key, rag_key, version_of
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.events import Event, MessageReceived, ReplyGenerated, iso
 from agentstream.projections.base import Projection, fold_events
 from agentstream.projections.skips import without_skipped

@@ -20,7 +20,7 @@ import structlog
 
 from agentstream import idempotency as keys
 from agentstream import metrics
-from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.llm import Completion, OpenAIResponder, Responder
 from agentstream.events import FACT_KINDS, MessageReceived, derive_id, new_event
 from agentstream.projections.facts import business_zone, clean_value

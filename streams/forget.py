@@ -20,12 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.erasure_store import ErasureStore
-from agentstream.adapters.event_store import IDEM_PREFIX, TOMBSTONE_PREFIX, EventStore, erased_id
-from agentstream.adapters.inbox_views import InboxViews
-from agentstream.adapters.kafka import topics
-from agentstream.adapters.projection_store import ProjectionStore, sessions_of_user
+from agentstream.adapters.dynamo.business import BusinessDirectory
+from agentstream.adapters.dynamo.erasure_store import ErasureStore
+from agentstream.adapters.dynamo.event_store import IDEM_PREFIX, TOMBSTONE_PREFIX, EventStore, erased_id
+from agentstream.adapters.dynamo.inbox_views import InboxViews
+from agentstream.adapters.kafka.client import topics
+from agentstream.adapters.dynamo.projection_store import ProjectionStore, sessions_of_user
 from agentstream.events import iso, utc_now
 from agentstream.projections.base import Projection, fold_events, key_of
 from agentstream.registry import PROJECTIONS

@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from agentstream.adapters.kafka import dumps
+from agentstream.adapters.kafka.client import dumps
 from agentstream.adapters.owner_webhook import OwnerWebhook
 from agentstream.events import Event
 from agentstream.streams.replier import OnHandoff

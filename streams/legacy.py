@@ -15,8 +15,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from agentstream import idempotency as keys
-from agentstream.adapters.dynamo import scan_all
-from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.dynamo.client import scan_all
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.events import CHANNELS, IMPORTED, Event, derive_id, new_event, reply_event_id
 from agentstream.streams.reply_policy import reply_key
 from agentstream.adapters.channels.rest import REST

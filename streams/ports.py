@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from agentstream.adapters.event_store import AppendResult
+from agentstream.adapters.dynamo.event_store import AppendResult
 from agentstream.adapters.side_items import AddTo, Claim, SideItem, SideRefused
 from agentstream.events import Event
 from agentstream.projections.base import Item, Projection, Put

@@ -22,8 +22,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from agentstream.adapters.kafka import KafkaClients, seq_of
-from agentstream.adapters.position_store import Position, PositionStore
+from agentstream.adapters.kafka.client import KafkaClients, seq_of
+from agentstream.adapters.dynamo.position_store import Position, PositionStore
 from agentstream.streams.offsets import Offsets
 
 log = structlog.get_logger(__name__)

@@ -18,11 +18,11 @@ from typing import Any
 
 import structlog
 
-from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.event_store import EventStore, stream_heads
-from agentstream.adapters.projection_store import ProjectionStore
-from agentstream.adapters.replay_store import BatchWriter, LiveItems
-from agentstream.adapters.config_history import info_key
+from agentstream.adapters.dynamo.business import BusinessDirectory
+from agentstream.adapters.dynamo.event_store import EventStore, stream_heads
+from agentstream.adapters.dynamo.projection_store import ProjectionStore
+from agentstream.adapters.dynamo.replay_store import BatchWriter, LiveItems
+from agentstream.adapters.dynamo.config_history import info_key
 from agentstream.events import Event, MessageReceived, ReplyGenerated, iso
 from agentstream.projections.base import FoldConfig, Projection, Put, fold_events, state_version
 from agentstream.projections.kinds import no_reply_reason

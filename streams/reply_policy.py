@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from agentstream import idempotency as keys
-from agentstream.adapters.business import handoff_timeout_minutes, idle_minutes, nudge_config
+from agentstream.adapters.dynamo.business import handoff_timeout_minutes, idle_minutes, nudge_config
 from agentstream.adapters.llm import Answer
 from agentstream.events import Event, HandoffRequested, MessageReceived, derive_id, new_event, reply_event_id
 from agentstream.projections.base import FoldConfig, Item, Put

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentstream import idempotency as keys
-from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.dynamo.business import BusinessDirectory
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.llm import OfflineResponder
-from agentstream.adapters.projection_store import ProjectionStore, get_active_session_for_user
+from agentstream.adapters.dynamo.projection_store import ProjectionStore, get_active_session_for_user
 from agentstream.events import Event, new_event
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.forget import ForgetConfig, forget

@@ -19,9 +19,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.business_messages import customer_messages
-from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.dynamo.business import BusinessDirectory
+from agentstream.adapters.dynamo.business_messages import customer_messages
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.llm import Answer, OfflineResponder, Responder
 from agentstream.events import UnknownSchemaVersion, iso, stream_id
 from agentstream.projections.context import ReplyContext

@@ -15,8 +15,8 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from agentstream import metrics
-from agentstream.adapters.credentials import CredentialsError, CredentialStore
-from agentstream.adapters.kafka import KafkaClients
+from agentstream.adapters.dynamo.credentials import CredentialsError, CredentialStore
+from agentstream.adapters.kafka.client import KafkaClients
 from agentstream.adapters.owner_webhook import webhook_statuses
 from agentstream.streams.gmail_watch import watch_expiries
 from agentstream.streams.leases import LeaseTable, now_ms

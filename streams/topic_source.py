@@ -15,7 +15,7 @@ import structlog
 from aiokafka import TopicPartition
 from pydantic import ValidationError
 
-from agentstream.adapters.kafka import KafkaClients, loads
+from agentstream.adapters.kafka.client import KafkaClients, loads
 from agentstream.events import Event, UnknownSchemaVersion, parse_event
 
 log = structlog.get_logger(__name__)

@@ -21,8 +21,8 @@ import structlog
 from pydantic import ValidationError
 
 from agentstream import metrics
-from agentstream.adapters.dlq import Dlq
-from agentstream.adapters.kafka import dumps, loads, seq_of
+from agentstream.adapters.kafka.dlq import Dlq
+from agentstream.adapters.kafka.client import dumps, loads, seq_of
 from agentstream.events import Event, parse_event, UnknownSchemaVersion
 from agentstream.retry import RetryPolicy
 from agentstream.streams.conversations import ConversationProcessor

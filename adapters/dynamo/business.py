@@ -10,8 +10,8 @@ from typing import Any
 
 from cachetools import LRUCache, TTLCache
 
-from agentstream.adapters.config_history import ConfigHistory, info_key, instructions_key, rag_key
-from agentstream.adapters.dynamo import from_item, query_all, to_item
+from agentstream.adapters.dynamo.config_history import ConfigHistory, info_key, instructions_key, rag_key
+from agentstream.adapters.dynamo.client import from_item, query_all, to_item
 from agentstream.events import utc_now
 from agentstream.settings import Tables
 

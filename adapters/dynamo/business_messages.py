@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from agentstream.adapters.dynamo import from_item, to_item
-from agentstream.adapters.tables import MESSAGES_BY_BUSINESS, has_index
+from agentstream.adapters.dynamo.client import from_item, to_item
+from agentstream.adapters.dynamo.tables import MESSAGES_BY_BUSINESS, has_index
 from agentstream.settings import Tables
 
 

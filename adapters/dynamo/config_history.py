@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from agentstream.adapters.dynamo import error_code, from_item, query_all, to_item
+from agentstream.adapters.dynamo.client import error_code, from_item, query_all, to_item
 from agentstream.events import iso
 
 log = structlog.get_logger(__name__)

@@ -29,7 +29,7 @@ from agentstream.adapters.channels.base import CredentialSpec
 from agentstream.adapters.channels.registry import credential_specs
 from agentstream.adapters.channels.rest import PROVIDER as REST
 from agentstream.adapters.channels.widget import PROVIDER as WIDGET
-from agentstream.adapters.dynamo import error_code, from_item, scan_all, to_item
+from agentstream.adapters.dynamo.client import error_code, from_item, scan_all, to_item
 from agentstream.keys import KeyRing, SecretKeyMissing, derive, key_id, keyring
 
 # secrets that belong to no channel

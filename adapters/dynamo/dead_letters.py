@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentstream.adapters.dynamo import from_item, scan_all, to_item
-from agentstream.adapters.event_store import idem_key
+from agentstream.adapters.dynamo.client import from_item, scan_all, to_item
+from agentstream.adapters.dynamo.event_store import idem_key
 
 INDEX_KEY = "dead-letters"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentstream.adapters.dynamo import batch_write, error_code, existing_keys, query_all, scan_all, to_item
+from agentstream.adapters.dynamo.client import batch_write, error_code, existing_keys, query_all, scan_all, to_item
 
 Key = dict[str, Any]
 

@@ -26,9 +26,9 @@ from typing import Any
 
 import structlog
 
-from agentstream.adapters.dynamo import error_code, from_item, query_all, to_item
+from agentstream.adapters.dynamo.client import error_code, from_item, query_all, to_item
 from agentstream.adapters.side_items import SideItem, SideRefused, refused, transact_item
-from agentstream.adapters.tables import EVENTS_BY_ID, EVENTS_BY_INGEST, EVENTS_BY_STREAM
+from agentstream.adapters.dynamo.tables import EVENTS_BY_ID, EVENTS_BY_INGEST, EVENTS_BY_STREAM
 from agentstream.events import Event, iso, now_ms, parse_event, utc_now
 from agentstream.metrics import APPEND_CONFLICTS
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from agentstream.adapters.dynamo import error_code, query_all, to_item
+from agentstream.adapters.dynamo.client import error_code, query_all, to_item
 from agentstream.events import iso, utc_now
 
 
@@ -40,7 +40,7 @@ class InboxViews:
                                 ProjectionExpression="sessionId, seenSeq")
         seen: dict[str, int] = {}
         for item in items:
-            if "sessionId" not in item:  # a signed-out inbox session's record (adapters/inbox_session.py)
+            if "sessionId" not in item:  # a signed-out inbox session's record (adapters/http/inbox_session.py)
                 continue
             seen[item["sessionId"]] = max(seen.get(item["sessionId"], 0), int(item["seenSeq"]))
         return seen

@@ -25,7 +25,7 @@ from aiodynamo.http.aiohttp import AIOHTTP
 from botocore.exceptions import ClientError
 from yarl import URL
 
-from agentstream.adapters.dynamo import dynamodb_client
+from agentstream.adapters.dynamo.client import dynamodb_client
 from agentstream.metrics import DYNAMODB_CALLS
 from agentstream.settings import Settings
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentstream.adapters.dynamo import error_code, from_item, to_item
+from agentstream.adapters.dynamo.client import error_code, from_item, to_item
 
 KEY = "reconcile:pending"
 FULL = "-"  # the whole table; sorts before every ISO time, so it wins a merge

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from agentstream.adapters.dynamo import scan_all, to_item
-from agentstream.adapters.lease_store import KEY
+from agentstream.adapters.dynamo.client import scan_all, to_item
+from agentstream.adapters.dynamo.lease_store import KEY
 from agentstream.events import iso, utc_now
 
 PREFIX = "position:"

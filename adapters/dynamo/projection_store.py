@@ -11,10 +11,10 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any, NoReturn
 
-from agentstream.adapters.dynamo import (
+from agentstream.adapters.dynamo.client import (
     batch_write, error_code, from_item, put_items, query_all, read_into, scan_all, to_item, until_processed,
 )
-from agentstream.adapters.tables import MESSAGES_BY_BUSINESS, MESSAGES_BY_SESSION, SESSIONS_DUE, SESSIONS_GSI
+from agentstream.adapters.dynamo.tables import MESSAGES_BY_BUSINESS, MESSAGES_BY_SESSION, SESSIONS_DUE, SESSIONS_GSI
 from agentstream.projections.base import Item, Projection, Put
 from agentstream.settings import Tables
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from agentstream.adapters.dynamo import batch_write, from_item, to_item
+from agentstream.adapters.dynamo.client import batch_write, from_item, to_item
 
 
 class BatchWriter:

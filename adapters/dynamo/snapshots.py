@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from agentstream.adapters.dynamo import batch_write
+from agentstream.adapters.dynamo.client import batch_write
 from agentstream.keys import KeyRing
 
 CHUNK_BYTES = 300_000

@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from agentstream.adapters.dynamo import error_code
+from agentstream.adapters.dynamo.client import error_code
 from agentstream.settings import Tables
 
 log = structlog.get_logger(__name__)

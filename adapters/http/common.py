@@ -9,21 +9,21 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.credentials import CredentialStore
-from agentstream.adapters.errors import HttpError
-from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.dynamo.business import BusinessDirectory
+from agentstream.adapters.dynamo.credentials import CredentialStore
+from agentstream.adapters.http.errors import HttpError
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.ingest import Ingestor
-from agentstream.adapters.owner_service import OwnerService
-from agentstream.adapters.projection_store import ProjectionStore
+from agentstream.adapters.http.owner_service import OwnerService
+from agentstream.adapters.dynamo.projection_store import ProjectionStore
 from agentstream.adapters.settled_heads import SettledHeads
-from agentstream.adapters.ws_hub import SocketHub
+from agentstream.adapters.http.ws_hub import SocketHub
 from agentstream.settings import Settings
 
 if TYPE_CHECKING:
     from agentstream.adapters.channels.gmail_auth import GmailAuth
-    from agentstream.adapters.rate_limits import GatewayLimits
-    from agentstream.adapters.visitors import VisitorRecords
+    from agentstream.adapters.http.rate_limits import GatewayLimits
+    from agentstream.adapters.http.visitors import VisitorRecords
 
 
 class AnalyticsFigures(Protocol):

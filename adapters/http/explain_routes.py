@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from agentstream.adapters.http_common import HttpError, authenticate, deps
+from agentstream.adapters.http.common import HttpError, authenticate, deps
 
 
 async def explain_reply(request: Request) -> Response:

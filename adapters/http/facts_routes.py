@@ -5,7 +5,7 @@
 picks them up like any other event. Every route checks the API key first (the path's business
 must be the key's); a value the fold could not hold is refused with 400 and nothing appended; an
 optional `Idempotency-Key` header makes a retried PUT or DELETE append once. The reads and the
-appends are the owner service's (adapters/owner_service.py)."""
+appends are the owner service's (adapters/http/owner_service.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from agentstream.adapters.http_common import Deps, HttpError, decode_utf8, deps, read_body, require_api_key
-from agentstream.adapters.owner_service import fact_kind
+from agentstream.adapters.http.common import Deps, HttpError, decode_utf8, deps, read_body, require_api_key
+from agentstream.adapters.http.owner_service import fact_kind
 
 MAX_FACT_BODY = 8 * 1024
 

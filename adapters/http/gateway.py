@@ -20,19 +20,19 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from agentstream.adapters.channels.rest import REST
 from agentstream.adapters.channels.widget import WEBSOCKET
-from agentstream.adapters.credentials import issue_widget_token, refreshable_user, verify_widget_token, widget_token_id
-from agentstream.adapters.explain_routes import explain_routes
-from agentstream.adapters.facts_routes import facts_routes
-from agentstream.adapters.handoff_routes import handoff_routes
-from agentstream.adapters.inbox_routes import inbox_routes
-from agentstream.adapters.http_common import (
+from agentstream.adapters.dynamo.credentials import issue_widget_token, refreshable_user, verify_widget_token, widget_token_id
+from agentstream.adapters.http.explain_routes import explain_routes
+from agentstream.adapters.http.facts_routes import facts_routes
+from agentstream.adapters.http.handoff_routes import handoff_routes
+from agentstream.adapters.http.inbox_routes import inbox_routes
+from agentstream.adapters.http.common import (
     UNAUTHORIZED, Deps, HttpError, authenticate, bearer, client_address, origin_allowed, decode_utf8, deps, error, known_business,
     read_body, require_api_key,
 )
 from agentstream.adapters.ingest import InboundMessage
-from agentstream.adapters.rate_limits import RateLimited
-from agentstream.adapters.visitors import may_connect, new_token_id, revoke_visitor
-from agentstream.adapters.webhook_routes import webhook_routes
+from agentstream.adapters.http.rate_limits import RateLimited
+from agentstream.adapters.http.visitors import may_connect, new_token_id, revoke_visitor
+from agentstream.adapters.http.webhook_routes import webhook_routes
 from agentstream.adapters.replies import DeliveryLog, pending_replies, reply_frame
 
 log = structlog.get_logger(__name__)
@@ -84,7 +84,7 @@ async def _recorded_visitor(d: Deps, keys: list[str], business_id: str, user_id:
 
 
 async def _rotated(d: Deps, keys: list[str], business_id: str, user_id: str, presented: str | None) -> Response:
-    """The next token of a visitor for a refresh presenting token id `presented` (see adapters/visitors.py)."""
+    """The next token of a visitor for a refresh presenting token id `presented` (see adapters/http/visitors.py)."""
     assert d.visitors is not None
     now = int(time.time())
     visitor = await d.visitors.get(business_id, user_id)

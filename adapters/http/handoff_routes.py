@@ -8,7 +8,7 @@
 - `GET /v1/businesses/{businessId}/conversations?status=ai|waiting|human|resolved`.
 
 The log decides (the conversation fold); these routes only parse and answer: the commands and
-the list are the owner service's (adapters/owner_service.py), which the inbox uses too.
+the list are the owner service's (adapters/http/owner_service.py), which the inbox uses too.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from agentstream.adapters.http_common import Deps, HttpError, authenticate, decode_utf8, deps, read_body, require_api_key
+from agentstream.adapters.http.common import Deps, HttpError, authenticate, decode_utf8, deps, read_body, require_api_key
 
 MAX_BODY = 32 * 1024
 

@@ -9,9 +9,9 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from agentstream.adapters.http_common import Deps
-from agentstream.adapters.inbox_views import InboxViews, unread
-from agentstream.adapters.owner_service import conversation_view
+from agentstream.adapters.http.common import Deps
+from agentstream.adapters.dynamo.inbox_views import InboxViews, unread
+from agentstream.adapters.http.owner_service import conversation_view
 from agentstream.events import utc_now
 from agentstream.projections.conversation import reply_status
 

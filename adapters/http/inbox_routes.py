@@ -1,8 +1,8 @@
 """The owner's inbox (`GET /inbox`): a server-rendered page over the same code paths as the
-handoff API (the owner service, adapters/owner_service.py): take over, reply, release, resolve.
+handoff API (the owner service, adapters/http/owner_service.py): take over, reply, release, resolve.
 
 Sign-in takes the business's API key and a display name; the session is a signed cookie
-(adapters/inbox_session.py) checked before any body is read, and every POST form carries the
+(adapters/http/inbox_session.py) checked before any body is read, and every POST form carries the
 session's CSRF token. Every page is rendered by jinja2 with autoescape on; a conversation (and
 the list) update live over server-sent events, whose fragments are rendered the same way.
 """
@@ -21,13 +21,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from agentstream.adapters import inbox_data
-from agentstream.adapters.visitors import revoke_visitor
-from agentstream.adapters.http_common import Deps, HttpError, business_of_key, client_address, decode_utf8, deps, read_body
-from agentstream.adapters.inbox_session import (
+from agentstream.adapters.http import inbox_data
+from agentstream.adapters.http.visitors import revoke_visitor
+from agentstream.adapters.http.common import Deps, HttpError, business_of_key, client_address, decode_utf8, deps, read_body
+from agentstream.adapters.http.inbox_session import (
     InboxSession, clear_session, csrf_ok, end_session, key_print, live, new_csrf, read_session, still_valid, write_session,
 )
-from agentstream.adapters.owner_service import MAX_AUTHOR, STATUSES
+from agentstream.adapters.http.owner_service import MAX_AUTHOR, STATUSES
 
 MAX_FORM = 32 * 1024
 LIVE_POLL_S = 1.0  # an open conversation: one session read and one messages query a second

@@ -24,9 +24,9 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import Response
 
-from agentstream.adapters.credentials import REREAD_AFTER_S
-from agentstream.adapters.dynamo import to_item
-from agentstream.adapters.http_common import Deps
+from agentstream.adapters.dynamo.credentials import REREAD_AFTER_S
+from agentstream.adapters.dynamo.client import to_item
+from agentstream.adapters.http.common import Deps
 from agentstream.adapters.channels.rest import PROVIDER as REST
 from agentstream.keys import keyring
 

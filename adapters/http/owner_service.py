@@ -16,11 +16,11 @@ from pydantic import ValidationError
 
 from agentstream import channel_specs
 from agentstream import idempotency as keys
-from agentstream.adapters.business import BusinessDirectory, handoff_timeout_minutes
+from agentstream.adapters.dynamo.business import BusinessDirectory, handoff_timeout_minutes
 from agentstream.adapters.channels.rest import REST
-from agentstream.adapters.errors import HttpError
-from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.projection_store import ProjectionStore
+from agentstream.adapters.http.errors import HttpError
+from agentstream.adapters.dynamo.event_store import EventStore
+from agentstream.adapters.dynamo.projection_store import ProjectionStore
 from agentstream.events import FACT_KINDS, Event, new_event, stream_id, utc_now
 from agentstream.projections.extraction import VALUE_LIMIT
 from agentstream.projections.facts import LIMITS, apply_facts, clean_value, current_facts, empty_facts

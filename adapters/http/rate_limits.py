@@ -27,7 +27,7 @@ from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimite
 from limits.limits import TIME_TYPES
 from prometheus_client import Counter
 
-from agentstream.adapters.errors import HttpError
+from agentstream.adapters.http.errors import HttpError
 
 log = structlog.get_logger(__name__)
 LIMITED = Counter("agentstream_rate_limited_total", "Requests refused (or let through unchecked) by a rate limit",

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from agentstream.adapters.dynamo import error_code, from_item, to_item
+from agentstream.adapters.dynamo.client import error_code, from_item, to_item
 
 GRACE_S = 60
 

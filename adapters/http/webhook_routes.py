@@ -18,7 +18,7 @@ from agentstream.adapters.channels import registry
 from agentstream.adapters.channels.base import Provider, Webhook, WebhookCall
 from agentstream.adapters.channels.errors import BadSignature, ChannelError
 from agentstream.adapters.channels.http import public_url
-from agentstream.adapters.http_common import Deps, HttpError, deps, read_body
+from agentstream.adapters.http.common import Deps, HttpError, deps, read_body
 from agentstream.adapters.statuses import record_status
 
 log = structlog.get_logger(__name__)

@@ -7,7 +7,7 @@ from typing import Any
 import structlog
 
 from agentstream import metrics
-from agentstream.adapters.kafka import dumps, loads
+from agentstream.adapters.kafka.client import dumps, loads
 from agentstream.events import iso, utc_now
 
 log = structlog.get_logger(__name__)

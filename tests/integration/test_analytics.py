@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 from prometheus_client import REGISTRY
 
-from agentstream.adapters import kafka
+from agentstream.adapters.kafka import client as kafka
 from agentstream.adapters.bootstrap import demo_credentials, populate, setup
-from agentstream.adapters.dynamo import dynamodb_client
-from agentstream.adapters.gateway import create_app
-from agentstream.adapters.http_common import UNAUTHORIZED
+from agentstream.adapters.dynamo.client import dynamodb_client
+from agentstream.adapters.http.gateway import create_app
+from agentstream.adapters.http.common import UNAUTHORIZED
 from agentstream.events import Event, new_event, reply_event_id
 from agentstream.settings import Settings
 from agentstream.streams.analytics import AnalyticsConsumer

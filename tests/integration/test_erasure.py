@@ -17,9 +17,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from cryptography.fernet import Fernet
 
-from agentstream.adapters.dynamo import query_all, scan_all, to_item
-from agentstream.adapters.inbox_views import InboxViews
-from agentstream.adapters.kafka import ensure_topics, topics
+from agentstream.adapters.dynamo.client import query_all, scan_all, to_item
+from agentstream.adapters.dynamo.inbox_views import InboxViews
+from agentstream.adapters.kafka.client import ensure_topics, topics
 from agentstream.events import new_event
 from agentstream.registry import PROJECTIONS
 from agentstream.streams.erasure import left_over

@@ -4,12 +4,12 @@ stays erased although the topic still holds their events."""
 
 from __future__ import annotations
 
-from agentstream.adapters.kafka import dumps, ensure_topics
-from agentstream.adapters.dynamo import scan_all
-from agentstream.adapters.tables import ensure_tables
+from agentstream.adapters.kafka.client import dumps, ensure_topics
+from agentstream.adapters.dynamo.client import scan_all
+from agentstream.adapters.dynamo.tables import ensure_tables
 from agentstream.streams.forget import forget
 from agentstream.streams.replay import Replayer, Scope
-from agentstream.adapters.kafka import KafkaClients
+from agentstream.adapters.kafka.client import KafkaClients
 from agentstream.streams.topic_source import read_topic_events
 from tests.integration import kafka_helpers
 from tests.integration.world import World, drain, inbound

@@ -12,11 +12,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agentstream.adapters.bootstrap import setup
-from agentstream.adapters.dynamo import dynamodb_client
-from agentstream.adapters.kafka import event_headers, producer
-from agentstream.adapters.position_store import Position, PositionStore
+from agentstream.adapters.dynamo.client import dynamodb_client
+from agentstream.adapters.kafka.client import event_headers, producer
+from agentstream.adapters.dynamo.position_store import Position, PositionStore
 from agentstream.settings import Settings
-from agentstream.adapters.kafka import KafkaClients
+from agentstream.adapters.kafka.client import KafkaClients
 from agentstream.streams.positions import resume_group
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ from tests.services import ROOT
 
 # The composition root, and the adapters that know how to make a client (it calls them).
 BOOTSTRAP = {"agentstream/wiring.py"}
-CLIENT_FACTORIES = {"adapters/dynamo.py", "adapters/lean_dynamo.py", "adapters/kafka.py"}
+CLIENT_FACTORIES = {"adapters/dynamo/client.py", "adapters/dynamo/lean_client.py", "adapters/kafka/client.py"}
 # Not processes: `setup`/`populate` (tables and demo data), the benches and a legacy script.
 OWN_CLIENTS = {"adapters/bootstrap.py", "scripts/test_sessions_and_messages.py"}
 PRODUCT = ("agentstream", "adapters", "streams", "projections", "scripts")

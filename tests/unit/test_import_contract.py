@@ -113,7 +113,7 @@ def test_every_folder_of_the_package_is_read() -> None:
     found = modules()
     for package in package_dirs():
         assert package in found or any(m.startswith(f"{package}.") for m in found), package
-    assert {"agentstream.events", "agentstream.adapters.gateway", "agentstream.streams.worker",
+    assert {"agentstream.events", "agentstream.adapters.http.gateway", "agentstream.streams.worker",
             "agentstream.projections.conversation", "agentstream.wiring"} <= set(found)
 
 
