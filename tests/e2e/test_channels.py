@@ -4,6 +4,7 @@ speak the Meta Graph, Twilio and Gmail shapes), and bad input that changes nothi
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -253,7 +254,7 @@ def test_a_reaction_and_a_read_status_are_recorded_against_the_reply_and_shown(s
     (read,) = [e for e in events if e.type == "ReplyStatusReported"]
     assert (read.payload.replyEventId, read.payload.status, read.payload.externalId) == (delivered.payload.replyEventId, "read", wamid)
     reply = next(e for e in events if e.type == "ReplyGenerated")
-    with signed_in(stack) as browser:
+    with contextlib.closing(signed_in(stack)) as browser:
         page = wait_for(lambda: (p := browser.get(f"/inbox/conversations/{reply.payload.sessionId}").text)
                         and "👍" in p and 'class="delivery read"' in p and p)
     assert 'class="reactions"' in page
