@@ -7,11 +7,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from agentstream.adapters import kafka
-from agentstream.adapters.credentials import credential_store
-from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.dynamo import dynamodb_client, scan_all, to_item
-from agentstream.adapters.tables import SetupReport, ensure_tables
+from agentstream.adapters.kafka import client as kafka
+from agentstream.adapters.dynamo.credentials import credential_store
+from agentstream.adapters.dynamo.business import BusinessDirectory
+from agentstream.adapters.dynamo.client import dynamodb_client, scan_all, to_item
+from agentstream.adapters.dynamo.tables import SetupReport, ensure_tables
 from agentstream.projections.nudge import settings_error as nudge_settings_error
 from agentstream.settings import Settings
 from agentstream.adapters.channels.rest import PROVIDER as REST

@@ -8,8 +8,9 @@ from typing import Any
 
 import structlog
 
+from agentstream import idempotency as keys
 from agentstream import channel_specs, metrics
-from agentstream.adapters.event_store import AppendResult, EventStore
+from agentstream.adapters.dynamo.event_store import AppendResult, EventStore
 from agentstream.adapters.settled_heads import SettledHeads
 from agentstream.events import new_event
 
@@ -20,9 +21,7 @@ MAX_CONTENT_CHARS = 16_000
 def idempotency_key(msg: "InboundMessage") -> str:
     """The key a resent message is recognised by: the channel's own message id (Twilio's
     MessageSid, Meta's mid, Gmail's id), or, for ids a client chooses, that id per customer."""
-    if channel_specs.client_ids(msg.channel):
-        return f"{msg.channel}:{msg.user_id}:{msg.external_id}"
-    return f"{msg.channel}:{msg.external_id}"
+    return keys.inbound(msg.channel, msg.external_id, msg.user_id if channel_specs.client_ids(msg.channel) else None)
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ class Ingestor:
         or the customer's own message; None when the log has neither."""
         if not msg.reacts_to:
             return None
-        for key in (f"sent:{msg.reacts_to}", idempotency_key(replace(msg, external_id=msg.reacts_to))):
+        for key in (keys.sent(msg.reacts_to), idempotency_key(replace(msg, external_id=msg.reacts_to))):
             found = await self._store.find(msg.business_id, key)
             if found is not None:
                 return getattr(found.payload, "replyEventId", None) or found.eventId

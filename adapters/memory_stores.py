@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from agentstream.adapters.dynamo import from_item, to_item
-from agentstream.adapters.event_store import (
+from agentstream.adapters.dynamo.client import from_item, to_item
+from agentstream.adapters.dynamo.event_store import (
     IDEM_PREFIX, TOMBSTONE_PREFIX, AppendFailed, AppendResult, event_from_item, idem_item, idem_key, log_item,
 )
-from agentstream.adapters.projection_store import AppendRaced, StaleWrite
+from agentstream.adapters.dynamo.projection_store import AppendRaced, StaleWrite
 from agentstream.adapters.side_items import AddTo, Claim, SideItem, SideRefused, refused
-from agentstream.adapters.tables import EVENTS_BY_ID, MESSAGES_BY_BUSINESS, MESSAGES_BY_SESSION, TableSpec, table_specs
+from agentstream.adapters.dynamo.tables import EVENTS_BY_ID, MESSAGES_BY_BUSINESS, MESSAGES_BY_SESSION, TableSpec, table_specs
 from agentstream.events import Event
 from agentstream.metrics import APPEND_CONFLICTS
 from agentstream.projections.base import Item, Projection, Put

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 import httpx
 import structlog
 
-from agentstream.adapters.credentials import CredentialStore
-from agentstream.adapters.kafka import dumps
+from agentstream.adapters.dynamo.credentials import CredentialStore
+from agentstream.adapters.kafka.client import dumps
 from agentstream.events import iso, utc_now
 from agentstream.retry import RetryPolicy
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import structlog
 
+from agentstream import idempotency as keys
 from agentstream import metrics
-from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.settled_heads import SettledHeads
 from agentstream.events import OUTBOUND_TYPES, Event, ReplyDelivered, new_event
 
@@ -63,7 +64,7 @@ class Sent:
 
 
 def _claim_name(reply: Event) -> str:
-    return f"sending:{reply.eventId}"
+    return keys.sending(reply.eventId)
 
 
 class DeliveryLog:
@@ -77,7 +78,7 @@ class DeliveryLog:
         self._heads = heads
 
     async def done(self, reply: Event) -> bool:
-        return await self._store.has(reply.businessId, f"delivered:{reply.eventId}")
+        return await self._store.has(reply.businessId, keys.delivered(reply.eventId))
 
     async def claim(self, reply: Event, owner: str, hold_ms: int) -> bool:
         """The right to send `reply` for `hold_ms` (`sending:<eventId>`): one process at a time,
@@ -101,8 +102,8 @@ class DeliveryLog:
             location_id=reply.locationId, payload={"replyEventId": reply.eventId, **payload},
         )
         sent = payload.get("externalId")  # the reply is nearly always still the head: no head read
-        result = await self._store.append(event, external_id=f"delivered:{reply.eventId}",
-                                          aliases=(f"sent:{sent}",) if sent else (), head=reply.seq)
+        result = await self._store.append(event, external_id=keys.delivered(reply.eventId),
+                                          aliases=(keys.sent(sent),) if sent else (), head=reply.seq)
         if self._heads is not None and not result.duplicate:
             self._heads.settle(reply.streamId, result.event.seq)
         outcome = "delivered" if kind == "ReplyDelivered" else "failed"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentstream.adapters.dynamo import to_item
+from agentstream.adapters.dynamo.client import to_item
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ from datetime import datetime
 
 import structlog
 
+from agentstream import idempotency as keys
 from agentstream.adapters.channels.base import StatusUpdate
-from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.events import Event, iso, new_event, utc_now
 
 log = structlog.get_logger(__name__)
@@ -19,7 +20,7 @@ async def _sent(store: EventStore, business_id: str, status: StatusUpdate) -> li
     """The delivery records the status concerns: by the vendor's id, or, for a watermark, the
     latest record sent to the customer before it."""
     if status.external_id:
-        found = await store.find(business_id, f"sent:{status.external_id}")
+        found = await store.find(business_id, keys.sent(status.external_id))
         return [found] if found is not None else []
     stream = f"{business_id}#{status.user_id}"
     head = await store.head(stream)
@@ -41,4 +42,4 @@ async def record_status(store: EventStore, business_id: str, status: StatusUpdat
     event = new_event("ReplyStatusReported", business_id=business_id, user_id=record.userId, channel=record.channel,
                       payload={"replyEventId": getattr(record.payload, "replyEventId", ""), "status": status.status,
                                "at": iso(at), "externalId": external_id, "error": status.error})
-    await store.append(event, external_id=f"status:{external_id}:{status.status}")
+    await store.append(event, external_id=keys.status(external_id, status.status))

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import signal
-import socket
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Optional
-from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
 
 from agentstream import logs, loops
+from agentstream.configure import configured as _configured, one_shot as _one_shot
 from agentstream.dlq_cli import dlq_app
 from agentstream.settings import Settings, settings as load
 
@@ -28,16 +26,6 @@ credentials_app = typer.Typer(help="A business's channel secrets, stored encrypt
 app.add_typer(credentials_app, name="credentials")
 app.add_typer(dlq_app, name="dlq")
 console = Console(stderr=True, soft_wrap=True)  # a message is one line, whatever the terminal width (or none)
-
-
-def _configured(serve_metrics: bool = False) -> Settings:
-    s = load()
-    logs.configure(s.log_level, s.log_format, s.credentials_key)
-    if serve_metrics and s.metrics_port:
-        from prometheus_client import start_http_server
-
-        start_http_server(s.metrics_port, addr="127.0.0.1")
-    return s
 
 
 def _needs_secret(s: Settings, why: str) -> Settings:
@@ -50,28 +38,6 @@ def _needs_secret(s: Settings, why: str) -> Settings:
         print(f"agentstream: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
     return s
-
-
-def _one_shot() -> Settings:
-    """Settings for a command that runs once and ends: an unreachable service fails it at once,
-    in main()'s one line (botocore would retry a refused connection for ~25 s, and aiokafka
-    logs every failed connect)."""
-    s = _configured()
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-    if s.dynamodb_endpoint_url:
-        _check_reachable(s.dynamodb_endpoint_url)
-    return s
-
-
-def _check_reachable(url: str, timeout_s: float = 3.0) -> None:
-    from botocore.exceptions import EndpointConnectionError
-
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        socket.create_connection((parts.hostname, port), timeout_s).close()
-    except OSError:
-        raise EndpointConnectionError(endpoint_url=url) from None
 
 
 def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]], loop: str) -> None:
@@ -277,14 +243,15 @@ def forget(
     if not business or not user:
         raise _forget_usage("--business and --user are required (or --check-proof FILE to verify a receipt)")
     if proof is not None:
-        from agentstream.streams.erasure import forget_with_receipt, write_receipt
+        from agentstream.streams.erasure import write_receipt
+        from agentstream.wiring import run_forget_with_receipt
 
         settings = _one_shot()
         if not settings.credentials_key:
             raise _forget_usage("AGENTSTREAM_SECRET_KEY is not set: it signs the receipt (nothing erased)")
         if not proof.parent.is_dir() or not os.access(proof.parent, os.W_OK):
             raise _forget_usage(f"cannot write the receipt to {proof}: no writable folder {proof.parent} (nothing erased)")
-        r, receipt = asyncio.run(forget_with_receipt(settings, business, user))
+        r, receipt = asyncio.run(run_forget_with_receipt(settings, business, user))
     else:
         from agentstream.wiring import run_forget
 
@@ -365,9 +332,10 @@ def status() -> None:
     """Topic sizes, worker and delivery lag, DLQ size, bridge shards and Gmail watch expiries."""
     from rich.table import Table
 
-    from agentstream.streams.status import collect, describe_watch, describe_webhook
+    from agentstream.streams.status import describe_watch, describe_webhook
+    from agentstream.wiring import run_status
 
-    data = asyncio.run(collect(_one_shot()))
+    data = asyncio.run(run_status(_one_shot()))
     table = Table("what", "value")
     for topic, size in data["topics"].items():
         table.add_row(f"records in {topic}", str(size))
@@ -389,7 +357,7 @@ def status() -> None:
 @app.command()
 def tail(topic: str = typer.Argument("agent.events.v1"), from_beginning: bool = typer.Option(False, "--from-beginning")) -> None:
     """Follow a topic, one JSON record a line."""
-    from agentstream.adapters.kafka import follow
+    from agentstream.adapters.kafka.client import follow
 
     s = _configured()
     _run_until_signal(lambda stop: follow(s, topic, from_beginning, stop), s.event_loop)
@@ -502,7 +470,7 @@ def credentials_rekey() -> None:
 @credentials_app.command("keygen")
 def credentials_keygen() -> None:
     """Print a new AGENTSTREAM_SECRET_KEY (the key that encrypts credentials at rest)."""
-    from agentstream.adapters.credentials import new_secret_key
+    from agentstream.adapters.dynamo.credentials import new_secret_key
 
     print(new_secret_key())
 
@@ -512,8 +480,8 @@ def what_to_do(exc: BaseException) -> str | None:
     from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
     from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-    from agentstream.adapters.credentials import CredentialsError
-    from agentstream.adapters.kafka import TopicMissing
+    from agentstream.adapters.dynamo.credentials import CredentialsError
+    from agentstream.adapters.kafka.client import TopicMissing
     from agentstream.keys import SecretKeyMissing
     from agentstream.local.scale import PortTaken
 

@@ -6,79 +6,40 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from agentstream.configure import one_shot
+
 if TYPE_CHECKING:
     from agentstream.settings import Settings
-    from agentstream.streams.dead_letters import Skipped
+    from agentstream.streams.dead_letters import Retried, Skipped
 
 dlq_app = typer.Typer(help="Events skipped after failing every attempt: list them, retry them after a fix.",
                       no_args_is_help=True)
 
 
-@dataclass(frozen=True)
-class Retried:
-    skipped: Skipped
-    revocation_seq: int
-    outcome: str | None  # "applied", "skipped again: …", or None: not applied yet
-
-
 async def list_skipped(settings: Settings, business: str | None) -> list[Skipped]:
-    from agentstream.adapters.dead_letters import DeadLetterIndex, business_ids
-    from agentstream.adapters.dynamo import dynamodb_client
-    from agentstream.adapters.event_store import EventStore
-    from agentstream.streams.dead_letters import skipped_events
+    from agentstream.wiring import run_list_skipped  # the CLI starts without the processes' imports
 
-    async with dynamodb_client(settings) as ddb:
-        store, index = EventStore(ddb, settings.tables.events), DeadLetterIndex(ddb, settings.tables.events)
-        businesses = [business] if business else await business_ids(ddb, settings.tables.business_info)
-        return await skipped_events(store, index, businesses)
+    return await run_list_skipped(settings, business)
 
 
 async def retry_skipped(settings: Settings, business: str | None, event_id: str | None, wait_s: float = 0.0) -> list[Retried]:
     """Revoke the skips (one event's, or all in scope): the worker re-folds each customer's
     projections from the log when it reads the revocation (and answers an inbound with no reply).
     Waits up to `wait_s` for what became of each."""
-    from agentstream.adapters.dead_letters import DeadLetterIndex, business_ids
-    from agentstream.adapters.dynamo import dynamodb_client
-    from agentstream.adapters.event_store import EventStore
-    from agentstream.adapters.projection_store import ProjectionStore
-    from agentstream.registry import PROJECTIONS
-    from agentstream.streams.dead_letters import retry_outcome, revoke, skipped_events
+    from agentstream.wiring import run_retry_skipped
 
-    async with dynamodb_client(settings) as ddb:
-        store, index = EventStore(ddb, settings.tables.events), DeadLetterIndex(ddb, settings.tables.events)
-        projections = ProjectionStore(ddb, settings.tables)
-        if event_id:
-            event = await store.by_id(event_id)
-            businesses = [event.businessId] if event else []
-        else:
-            businesses = [business] if business else await business_ids(ddb, settings.tables.business_info)
-        chosen = [s for s in await skipped_events(store, index, businesses) if event_id in (None, s.eventId)]
-        if event_id and not chosen:
-            raise LookupError(f"event {event_id!r} is not skipped (see `agentstream dlq list`)")
-        revoked = [(s, await revoke(store, index, s)) for s in chosen]
-        outcomes: dict[int, str | None] = dict.fromkeys(range(len(revoked)))
-        deadline = asyncio.get_running_loop().time() + wait_s
-        while True:
-            for i, (s, revocation) in enumerate(revoked):
-                if outcomes[i] is None:
-                    outcomes[i] = await retry_outcome(store, projections, PROJECTIONS, s, revocation)
-            if all(outcomes.values()) or asyncio.get_running_loop().time() >= deadline:
-                return [Retried(s, r.seq, outcomes[i]) for i, (s, r) in enumerate(revoked)]
-            await asyncio.sleep(0.5)
+    return await run_retry_skipped(settings, business, event_id, wait_s)
 
 
 @dlq_app.command("list")
 def list_command(business: Annotated[Optional[str], typer.Option(help="only this business")] = None,
                  as_json: bool = typer.Option(False, "--json", help="a JSON array")) -> None:
     """The skipped events (the log's EventSkipped records not revoked), oldest skip first."""
-    from agentstream.cli import _one_shot
-
-    found = sorted(asyncio.run(list_skipped(_one_shot(), business)), key=lambda s: s.skippedAt)
+    found = sorted(asyncio.run(list_skipped(one_shot(), business)), key=lambda s: s.skippedAt)
     if as_json:
         print(json.dumps([s.as_json() for s in found], ensure_ascii=False))
         return
@@ -95,10 +56,8 @@ def retry_command(event: Annotated[Optional[str], typer.Option("--event", help="
     """After a fix: append SkipRevoked for the skipped events; the worker folds their customers'
     projections again from the log and answers an inbound that had no reply. Exit 1 if one
     failed again (skipped again) or was not applied within --wait."""
-    from agentstream.cli import _one_shot
-
     try:
-        done = asyncio.run(retry_skipped(_one_shot(), business, event, wait))
+        done = asyncio.run(retry_skipped(one_shot(), business, event, wait))
     except LookupError as exc:
         print(f"agentstream: {exc.args[0]}", file=sys.stderr)
         raise typer.Exit(1) from None

@@ -26,7 +26,7 @@ DLQ_EVENTS = Counter("agentstream_dlq_events_total", "Events sent to the dead-le
 CONSUMER_LAG = Gauge("agentstream_consumer_lag_records", "Records past a consumer group's committed offsets",
                      ["group", "topic"])
 DLQ_SIZE = Gauge("agentstream_dlq_records", "Records in the dead-letter topic")
-# Counted by a hook on the clients of adapters/dynamo.py; a DynamoDB client made elsewhere must
+# Counted by a hook on the clients of adapters/dynamo/client.py; a DynamoDB client made elsewhere must
 # count its calls here too (`agentstream bench pipeline` reads this counter from each process).
 DYNAMODB_CALLS = Counter("agentstream_dynamodb_calls_total", "DynamoDB and DynamoDB Streams API calls made",
                          ["service", "operation"])

@@ -10,13 +10,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from agentstream.adapters import kafka
-from agentstream.adapters.business_messages import NoMessagesIndex
-from agentstream.adapters.dynamo import dynamodb_client
+from agentstream.adapters.kafka import client as kafka
+from agentstream.adapters.dynamo.business_messages import NoMessagesIndex
+from agentstream.adapters.llm import OfflineResponder, OpenAIResponder, Responder
 from agentstream.settings import Settings
-from agentstream.streams.shadow import (DEFAULT_PRICES, Pair, ShadowError, ShadowOptions, candidate_responder,
-                                        parse_prices, report_paths, run_meta, shadow)
+from agentstream.streams.shadow import (DEFAULT_PRICES, Pair, ShadowError, ShadowOptions, parse_prices, report_paths,
+                                        run_meta, shadow)
 from agentstream.streams.shadow_report import build_report, money, write_report
+from agentstream.wiring import shadow_clients
 
 
 def read_options(business: str | None, since: str | None, limit: int, model: str | None, instructions: Path | None,
@@ -65,6 +66,14 @@ def _since(text: str | None) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
+def candidate_responder(settings: Settings, model: str | None) -> Responder:
+    """The candidate model on the real `openai` client (no retries: one call is one request, a
+    failed one is reported as a fallback); the offline responder when no key is set."""
+    if not settings.openai_api_key:
+        return OfflineResponder()
+    return OpenAIResponder(settings.model_copy(update={"openai_model": model or settings.openai_model, "openai_max_retries": 0}))
+
+
 async def run(settings: Settings, options: ShadowOptions, out: Path) -> dict[str, Any]:
     """Run the shadow replay with a progress bar on stderr; write the records and the report."""
     from rich.console import Console
@@ -73,14 +82,10 @@ async def run(settings: Settings, options: ShadowOptions, out: Path) -> dict[str
     for noisy in ("httpx", "httpx2", "openai"):  # one line per model call otherwise; the bar says how far it got
         logging.getLogger(noisy).setLevel(logging.WARNING)
     topic = settings.topic_shadow
-    if not (await kafka.partitions_of(settings.kafka_bootstrap_servers, [topic])).get(topic):
-        raise ShadowError(f"topic {topic} does not exist: run `agentstream setup`")
-    producer = kafka.producer(settings)
-    await producer.start()
     acks: list[Any] = []
-    responder = candidate_responder(settings, options.model)
-    try:
-        async with dynamodb_client(settings) as ddb:
+    async with shadow_clients(settings) as (ddb, producer):
+        responder = candidate_responder(settings, options.model)
+        try:
             meta = run_meta(settings, options, responder, topic)
 
             async def sink(pair: Pair) -> None:
@@ -103,11 +108,10 @@ async def run(settings: Settings, options: ShadowOptions, out: Path) -> dict[str
                 raise ShadowError(str(exc)) from None
             finally:
                 bar.stop()
-        for ack in acks:
-            await ack
-    finally:
-        await responder.close()
-        await producer.stop()
+            for ack in acks:
+                await ack
+        finally:
+            await responder.close()
     report = build_report(meta, pairs)
     write_report(out, report)
     return report

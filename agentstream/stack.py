@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agentstream.adapters.credentials import new_secret_key
+from agentstream.adapters.dynamo.credentials import new_secret_key
 from agentstream.local.services import LocalHome, Process, port_open, spawn, stop_all
 from agentstream.local.scale import parse_scale, plan, refuse_taken_ports
 from agentstream.settings import env_file, home_dir, load_settings

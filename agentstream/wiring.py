@@ -1,4 +1,6 @@
-"""The composition root: builds each process (bridge, worker, gateway) from the settings."""
+"""The composition root: builds each process (bridge, worker, gateway, delivery, analytics) and
+each one-shot command's clients from the settings, and hands the processes under streams/ their
+stores, producer, consumer factory and configuration (they build no client of their own)."""
 
 from __future__ import annotations
 
@@ -8,34 +10,37 @@ import json
 import uuid
 from types import SimpleNamespace
 from datetime import datetime, timezone
-from contextlib import AsyncExitStack
-from typing import Any
+from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import httpx
 import structlog
 import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from agentstream.adapters import kafka
-from agentstream.adapters.business import BusinessDirectory
+from agentstream.adapters.kafka import client as kafka
+from agentstream.adapters.dynamo.business import BusinessDirectory
 from agentstream.adapters.channels.gmail import BASE_URL as GMAIL_BASE_URL, GmailClient
 from agentstream.adapters.channels.gmail_auth import GmailAuth
-from agentstream.adapters.credentials import credential_store
-from agentstream.adapters.dynamo import clients, dynamodb_client
-from agentstream.adapters.lean_dynamo import hot_dynamodb_client
-from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.gateway import create_app
-from agentstream.adapters.http_common import Deps
+from agentstream.adapters.dynamo.credentials import CredentialsError, CredentialStore, credential_store
+from agentstream.adapters.dynamo.client import clients, dynamodb_client
+from agentstream.adapters.dynamo.lean_client import hot_dynamodb_client
+from agentstream.adapters.dynamo.event_store import EventStore
+from agentstream.adapters.http.gateway import create_app
+from agentstream.adapters.http.common import Deps
 from agentstream.adapters.ingest import Ingestor
-from agentstream.adapters.pending_reconcile import PendingReconcile
-from agentstream.adapters.rate_limits import GatewayLimits
-from agentstream.adapters.visitors import VisitorRecords
+from agentstream.adapters.kafka.client import KafkaClients
+from agentstream.adapters.owner_webhook import OwnerWebhook
+from agentstream.adapters.dynamo.pending_reconcile import PendingReconcile
+from agentstream.adapters.http.rate_limits import GatewayLimits
+from agentstream.adapters.http.visitors import VisitorRecords
 from agentstream.adapters.llm import make_responder
-from agentstream.adapters.position_store import PositionStore
-from agentstream.adapters.projection_store import ProjectionStore
+from agentstream.adapters.dynamo.position_store import PositionStore
+from agentstream.adapters.dynamo.projection_store import ProjectionStore
 from agentstream.adapters.settled_heads import SettledHeads
-from agentstream.adapters.tables import stream_arn
-from agentstream.adapters.ws_hub import SocketHub
+from agentstream.adapters.dynamo.tables import stream_arn
+from agentstream.adapters.http.ws_hub import SocketHub
 from agentstream.events import Event
 from agentstream.registry import PROJECTIONS, by_name
 from agentstream.settings import Settings
@@ -47,20 +52,50 @@ from agentstream.streams.gmail_watch import EVERY_S, WatchRenewer, run_watch_ren
 from agentstream.streams.leases import LeaseTable
 from agentstream.streams.explain import Explainer
 from agentstream.streams.fact_extraction import make_fact_extractor
-from agentstream.streams.handoff_notify import handoff_notifier
+from agentstream.streams.handoff_notify import make_handoff_notifier
 from agentstream.streams.keyed import KeyedExecutor
 from agentstream.streams.outbound import external_sender
 from agentstream.streams.reconcile import Reconciler, reconcile, reconcile_window
-from agentstream.streams.status import export_lag
+from agentstream.streams.status import Watched, collect, export_lag
 from agentstream.streams.stopping import UPGRADE_EXIT_CODE, UpgradeNeeded, wait_or_stop
 from agentstream.streams.dead_letters import SkipRecorder
-from agentstream.adapters.dead_letters import DeadLetterIndex
-from agentstream.adapters.dlq import Dlq
+from agentstream.adapters.dynamo.dead_letters import DeadLetterIndex
+from agentstream.adapters.kafka.dlq import Dlq
 from agentstream.streams.positions import PositionKeeper, resume_group
 from agentstream.streams.worker import build_app
 from agentstream.streams.expiry import ExpiryTimer, run_expiry
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+
+def kafka_clients(settings: Settings) -> KafkaClients:
+    """The consumer factory of the configured Kafka."""
+    return KafkaClients(settings.kafka_bootstrap_servers)
+
+
+def watched(settings: Settings) -> Watched:
+    """What `status` and the lag gauges measure."""
+    return Watched(kafka.topics(settings), settings.topic_dlq, settings.topic_events, settings.topic_replies,
+                   settings.worker_group, settings.delivery_group)
+
+
+def analytics_consumer(settings: Settings, snapshots_ddb: Any = None) -> AnalyticsConsumer:
+    """The analytics consumer, saving its snapshots through `snapshots_ddb` (none without)."""
+    snapshots = None if snapshots_ddb is None else AnalyticsSnapshots(snapshots_ddb, settings)
+    return AnalyticsConsumer(settings, kafka_clients(settings), snapshots=snapshots)
+
+
+async def handoff_notifier(stack: AsyncExitStack, settings: Settings, ddb: Any, producer: Any) -> Any:
+    """The worker's notifier: the topic always; the webhooks when AGENTSTREAM_SECRET_KEY is set
+    (it decrypts their URL and secret), over one HTTP client closed with `stack`."""
+    try:
+        credentials = credential_store(ddb, settings)
+    except CredentialsError:
+        log.warning("handoff.webhooks_off", why="AGENTSTREAM_SECRET_KEY is not set")
+        return make_handoff_notifier(producer, settings.topic_handoffs, None)
+    http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
+    return make_handoff_notifier(producer, settings.topic_handoffs, OwnerWebhook(credentials, http))
 
 
 def state_tables(settings: Settings) -> list[str]:
@@ -174,7 +209,7 @@ async def resumed_positions(settings: Settings, ddb: Any) -> PositionKeeper | No
     if not settings.worker_positions_every_s:
         return None
     store = PositionStore(ddb, settings.tables.leases, "worker")
-    await resume_group(settings, store)
+    await resume_group(kafka_clients(settings), settings.worker_group, settings.topic_events, store)
     return PositionKeeper(store, settings.topic_events)
 
 
@@ -226,7 +261,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event, port: int | None 
         consumer = await _latest_replies_consumer(stack, settings)  # positioned before the first socket opens
         producer = await _started_producer(stack, settings)
         sockets = socket_runner(consumer, SocketDelivery(d.store, d.hub, d.heads), Dlq(producer, settings.topic_dlq))
-        d.analytics = AnalyticsConsumer(settings, snapshots=AnalyticsSnapshots(d.ddb, settings))
+        d.analytics = analytics_consumer(settings, d.ddb)
         server = uvicorn.Server(uvicorn.Config(
             create_app(d), host=settings.gateway_host, port=settings.gateway_port if port is None else port,
             log_level="warning", lifespan="off", ws_max_size=64 * 1024,
@@ -238,7 +273,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event, port: int | None 
         serving = asyncio.create_task(serve(server))
         stop_on_error(serving, stop)
         tasks = [serving, delivering, analysing,
-                 asyncio.create_task(export_lag(settings, stop)),
+                 asyncio.create_task(export_lag(kafka_clients(settings), watched(settings), stop)),
                  asyncio.create_task(run_watch_renewal(gmail_watch_renewer(d, f"gateway-{uuid.uuid4().hex[:8]}"), stop))]
         await stop.wait()
         server.should_exit = True
@@ -325,7 +360,7 @@ async def run_analytics(settings: Settings, stop: asyncio.Event, every_s: float 
     """The analytics consumer alone (resumed from its saved snapshot); every `every_s` seconds
     one JSON line per business on stdout."""
     async with dynamodb_client(settings) as ddb:
-        analytics = AnalyticsConsumer(settings, snapshots=AnalyticsSnapshots(ddb, settings))
+        analytics = analytics_consumer(settings, ddb)
         task = asyncio.create_task(analytics.run(stop))
         stop_on_error(task, stop)
         while not stop.is_set():
@@ -350,7 +385,7 @@ async def run_replay(settings: Settings, business_id: str | None, user_id: str |
     if as_of is not None and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=timezone.utc)
     scope = Scope(business_id, user_id, as_of)
-    topic = await read_topic_events(settings.kafka_bootstrap_servers, settings.topic_events, scope.wants) if source == "kafka" else None
+    topic = await read_topic_events(kafka_clients(settings), settings.topic_events, scope.wants) if source == "kafka" else None
     async with dynamodb_client(settings) as ddb:
         registry = (by_name(projection),) if projection else PROJECTIONS
         replayer = Replayer(ddb, settings, fresh=fresh and not verify, registry=registry)
@@ -389,3 +424,67 @@ async def run_forget(settings: Settings, business_id: str, user_id: str) -> Any:
 
     async with dynamodb_client(settings) as ddb:
         return await forget(ddb, settings, business_id, user_id)
+
+
+async def run_forget_with_receipt(settings: Settings, business_id: str, user_id: str) -> Any:
+    """`forget --proof`: erase the customer; the report and the signed receipt."""
+    from agentstream.streams.erasure import forget_with_receipt
+
+    async with dynamodb_client(settings) as ddb:
+        return await forget_with_receipt(ddb, kafka_clients(settings), settings, business_id, user_id)
+
+
+async def run_status(settings: Settings) -> dict[str, Any]:
+    """`status`: the figures of Kafka, the bridge's leases, Gmail watches and handoff webhooks."""
+    async with dynamodb_client(settings) as ddb:
+        try:
+            credentials: CredentialStore | None = credential_store(ddb, settings)
+        except CredentialsError:
+            credentials = None
+        return await collect(kafka_clients(settings), watched(settings), ddb, settings.tables.leases, credentials)
+
+
+async def run_list_skipped(settings: Settings, business: str | None) -> list[Any]:
+    """`dlq list`: the skipped events of one business, or of all."""
+    from agentstream.adapters.dynamo.dead_letters import business_ids
+    from agentstream.streams.dead_letters import skipped_events
+
+    async with dynamodb_client(settings) as ddb:
+        store, index = EventStore(ddb, settings.tables.events), DeadLetterIndex(ddb, settings.tables.events)
+        businesses = [business] if business else await business_ids(ddb, settings.tables.business_info)
+        return await skipped_events(store, index, businesses)
+
+
+async def run_retry_skipped(settings: Settings, business: str | None, event_id: str | None, wait_s: float = 0.0) -> list[Any]:
+    """`dlq retry`: revoke the skips (one event's, or all in scope) and wait up to `wait_s` for
+    what the worker made of each."""
+    from agentstream.adapters.dynamo.dead_letters import business_ids
+    from agentstream.streams.dead_letters import retry_skips
+
+    async with dynamodb_client(settings) as ddb:
+        store, index = EventStore(ddb, settings.tables.events), DeadLetterIndex(ddb, settings.tables.events)
+        if event_id:
+            event = await store.by_id(event_id)
+            businesses = [event.businessId] if event else []
+        else:
+            businesses = [business] if business else await business_ids(ddb, settings.tables.business_info)
+        return await retry_skips(store, index, ProjectionStore(ddb, settings.tables), PROJECTIONS, businesses, event_id, wait_s)
+
+
+async def run_with_credentials(settings: Settings, work: Callable[[CredentialStore], Awaitable[T]]) -> T:
+    """A `credentials` command's `work` on the business credentials store."""
+    async with dynamodb_client(settings) as ddb:
+        return await work(credential_store(ddb, settings))
+
+
+@asynccontextmanager
+async def shadow_clients(settings: Settings) -> AsyncIterator[tuple[Any, Any]]:
+    """`shadow`'s tables and started producer, once its topic is known to exist."""
+    from agentstream.streams.shadow import ShadowError
+
+    topic = settings.topic_shadow
+    if not (await kafka.partitions_of(settings.kafka_bootstrap_servers, [topic])).get(topic):
+        raise ShadowError(f"topic {topic} does not exist: run `agentstream setup`")
+    async with AsyncExitStack() as stack:
+        producer = await _started_producer(stack, settings)
+        yield await stack.enter_async_context(dynamodb_client(settings)), producer

@@ -49,7 +49,7 @@ ERROR_LIMIT = 200
 
 
 @dataclass(frozen=True)
-class Projection:
+class ConversationChange:
     """The new memory item and the session and message items an event changed."""
 
     memory: Item
@@ -260,7 +260,7 @@ def summary(history: Item) -> str:
 # ---- events ---------------------------------------------------------------------------------
 
 
-def _on_message(memory: Item, event: MessageReceived, config: FoldConfig) -> Projection:
+def _on_message(memory: Item, event: MessageReceived, config: FoldConfig) -> ConversationChange:
     sessions: list[Item] = []
     ctx = active_session(memory)
     if ctx is not None and _idle(ctx, event.occurredAt, config.idle_minutes):
@@ -282,7 +282,7 @@ def _on_message(memory: Item, event: MessageReceived, config: FoldConfig) -> Pro
     sessions.append(session_item(ctx, event, config))
     message = message_item(event, ctx["sessionId"], "user", content, event.payload.externalId)
     message["metadata"].update(_kind_metadata(event))
-    return Projection(memory, sessions, [message])
+    return ConversationChange(memory, sessions, [message])
 
 
 def _kind_metadata(event: MessageReceived) -> Item:
@@ -296,7 +296,7 @@ def reaction_text(emoji: str) -> str:
     return f"{emoji} (reaction)" if emoji else "(reaction removed)"
 
 
-def _on_reaction(memory: Item, event: MessageReceived) -> Projection:
+def _on_reaction(memory: Item, event: MessageReceived) -> ConversationChange:
     """A reaction: a message item of the customer's latest session (whatever its status), with
     what it reacts to; the session's liveness, turns and window do not change."""
     ctx = memory.get("sessionContext")
@@ -310,7 +310,7 @@ def _on_reaction(memory: Item, event: MessageReceived) -> Projection:
         said = [t["content"] for t in (ctx or {}).get("lastMessages", []) if t.get("eventId") == target]
         if said:
             meta["reactsToText"] = said[-1][:EXCERPT]
-    return Projection(memory, [], [message])
+    return ConversationChange(memory, [], [message])
 
 
 def reply_status(memory: Item, event_id: str) -> Item | None:
@@ -318,7 +318,7 @@ def reply_status(memory: Item, event_id: str) -> Item | None:
     return (memory.get("replyStatus") or {}).get(event_id)
 
 
-def _on_status(memory: Item, event: ReplyStatusReported | DeliveryFailed) -> Projection:
+def _on_status(memory: Item, event: ReplyStatusReported | DeliveryFailed) -> ConversationChange:
     """Keep the furthest status of the message: a vendor's failed > read > delivered > our own
     DeliveryFailed (a vendor that reports the message delivered knows better than our give-up)."""
     if isinstance(event, ReplyStatusReported):
@@ -329,20 +329,20 @@ def _on_status(memory: Item, event: ReplyStatusReported | DeliveryFailed) -> Pro
     statuses = dict(memory.get("replyStatus") or {})
     known = statuses.get(event.payload.replyEventId)
     if known is not None and _rank(known) >= _rank({"status": status, "by": by}):
-        return Projection(memory)
+        return ConversationChange(memory)
     statuses[event.payload.replyEventId] = {"status": status, "at": at, "seq": event.seq, "by": by,
                                             **({"error": error[:ERROR_LIMIT]} if error and status == "failed" else {})}
     if len(statuses) > MAX_STATUSES:
         statuses = dict(sorted(statuses.items(), key=lambda kv: int(kv[1]["seq"]))[-MAX_STATUSES:])
     memory["replyStatus"] = statuses
-    return Projection(memory)
+    return ConversationChange(memory)
 
 
 def _rank(entry: Item) -> int:
     return 0 if entry.get("by") == "delivery" else STATUS_RANK[entry["status"]]
 
 
-def _on_reply(memory: Item, event: ReplyGenerated, config: FoldConfig) -> Projection:
+def _on_reply(memory: Item, event: ReplyGenerated, config: FoldConfig) -> ConversationChange:
     ctx = active_session(memory)
     session_id = event.payload.sessionId or (ctx["sessionId"] if ctx else NO_SESSION)
     message = message_item(event, session_id, "agent", event.payload.content, response_id=event.payload.inReplyTo,
@@ -351,20 +351,20 @@ def _on_reply(memory: Item, event: ReplyGenerated, config: FoldConfig) -> Projec
     history["totalMessages"] = int(history["totalMessages"]) + 1
     memory["summary"] = summary(history)
     if ctx is None or ctx["sessionId"] != session_id:
-        return Projection(memory, [], [message])
+        return ConversationChange(memory, [], [message])
     _record_turn(ctx, event, "agent", event.payload.content)
-    return Projection(memory, [session_item(ctx, event, config)], [message])
+    return ConversationChange(memory, [session_item(ctx, event, config)], [message])
 
 
-def _on_session_end(memory: Item, event: SessionEnd, config: FoldConfig) -> Projection:
+def _on_session_end(memory: Item, event: SessionEnd, config: FoldConfig) -> ConversationChange:
     ctx = active_session(memory)
     if ctx is None or ctx["sessionId"] != event.payload.sessionId:
-        return Projection(memory)
+        return ConversationChange(memory)
     if isinstance(event, SessionExpired) and not _idle(ctx, event.occurredAt + timedelta(seconds=1), config.idle_minutes):
-        return Projection(memory)  # stale: the customer wrote again after the expiry was decided
+        return ConversationChange(memory)  # stale: the customer wrote again after the expiry was decided
     ctx["status"] = END_STATUS[type(event)]
     ctx.pop("handoff", None)  # resolve, expiry and close hand the conversation back
-    return Projection(memory, [session_item(ctx, event, config)])
+    return ConversationChange(memory, [session_item(ctx, event, config)])
 
 
 # ---- handoff to a person ---------------------------------------------------------------------
@@ -381,28 +381,28 @@ def _session_of(memory: Item, session_id: str) -> Item | None:
     return ctx if ctx is not None and ctx["sessionId"] == session_id else None
 
 
-def _on_handoff(memory: Item, event: HandoffRequested, config: FoldConfig) -> Projection:
+def _on_handoff(memory: Item, event: HandoffRequested, config: FoldConfig) -> ConversationChange:
     ctx = _session_of(memory, event.payload.sessionId)
     if ctx is None:
-        return Projection(memory)  # the session ended first: nothing to hand over
+        return ConversationChange(memory)  # the session ended first: nothing to hand over
     _drop_lapsed_handoff(ctx, event, config)
     if ctx.get("handoff"):
-        return Projection(memory)  # already with a person: the first request stands
+        return ConversationChange(memory)  # already with a person: the first request stands
     at = _at(event)
     ctx["handoff"] = {"by": event.payload.by, "reason": event.payload.reason, "since": at, "seq": event.seq,
                       "eventId": event.eventId, "lastActivityAt": at, "ownerReplied": False}
-    return Projection(memory, [session_item(ctx, event, config)])
+    return ConversationChange(memory, [session_item(ctx, event, config)])
 
 
-def _on_release(memory: Item, event: HandoffReleased, config: FoldConfig) -> Projection:
+def _on_release(memory: Item, event: HandoffReleased, config: FoldConfig) -> ConversationChange:
     ctx = _session_of(memory, event.payload.sessionId)
     if ctx is None or not ctx.get("handoff"):
-        return Projection(memory)
+        return ConversationChange(memory)
     del ctx["handoff"]
-    return Projection(memory, [session_item(ctx, event, config)])
+    return ConversationChange(memory, [session_item(ctx, event, config)])
 
 
-def _on_outbound(memory: Item, event: OwnerReplied | HandoffNoticeSent, config: FoldConfig) -> Projection:
+def _on_outbound(memory: Item, event: OwnerReplied | HandoffNoticeSent, config: FoldConfig) -> ConversationChange:
     """A person's message (author "human") or the handoff notice (author "ai") to the customer."""
     human = isinstance(event, OwnerReplied)
     session_id = event.payload.sessionId or NO_SESSION
@@ -414,33 +414,33 @@ def _on_outbound(memory: Item, event: OwnerReplied | HandoffNoticeSent, config: 
     memory["summary"] = summary(history)
     ctx = _session_of(memory, session_id)
     if ctx is None:
-        return Projection(memory, [], [message])
+        return ConversationChange(memory, [], [message])
     _record_turn(ctx, event, "agent", event.payload.content)
     if human and handoff_of(ctx, event.occurredAt, config.handoff_timeout_minutes) is not None:
         ctx["handoff"] = {**ctx["handoff"], "ownerReplied": True, "lastActivityAt": _at(event)}
-    return Projection(memory, [session_item(ctx, event, config)], [message])
+    return ConversationChange(memory, [session_item(ctx, event, config)], [message])
 
 
-def _on_nudge(memory: Item, event: NudgeSent, config: FoldConfig) -> Projection:
+def _on_nudge(memory: Item, event: NudgeSent, config: FoldConfig) -> ConversationChange:
     """The timer's nudge: it stands (a message to the customer, recorded on the session) only if
     the session may get one at the event's time; otherwise the session records it as refused
     (no message: it is never delivered) and no nudge is due again."""
     ctx = _session_of(memory, event.payload.sessionId)
     if ctx is None or ctx.get("nudge"):
-        return Projection(memory)  # ended first, or nudged already: nothing changes
+        return ConversationChange(memory)  # ended first, or nudged already: nothing changes
     with_person = handoff_of(ctx, event.occurredAt, config.handoff_timeout_minutes) is not None
     reason = nudges.refusal(ctx, event.occurredAt, config, with_person)
     ctx["nudge"] = {"eventId": event.eventId, "at": _at(event), "status": "refused" if reason else "sent",
                     **({"reason": reason} if reason else {})}
     if reason:
-        return Projection(memory, [session_item(ctx, event, config)])
+        return ConversationChange(memory, [session_item(ctx, event, config)])
     message = message_item(event, ctx["sessionId"], "agent", event.payload.content, author="ai")
     message["metadata"]["kind"] = "nudge"
     history = memory["history"]
     history["totalMessages"] = int(history["totalMessages"]) + 1
     memory["summary"] = summary(history)
     _record_turn(ctx, event, "agent", event.payload.content)
-    return Projection(memory, [session_item(ctx, event, config)], [message])
+    return ConversationChange(memory, [session_item(ctx, event, config)], [message])
 
 
 def nudge_stands(puts: Iterable[Put]) -> bool:
@@ -455,12 +455,12 @@ def handed_off(memory: Item, event: Event, config: FoldConfig) -> bool:
     return handoff_of(ctx, event.occurredAt, config.handoff_timeout_minutes) is not None
 
 
-def apply(memory: Item, event: Event, config: FoldConfig) -> Projection:
+def apply(memory: Item, event: Event, config: FoldConfig) -> ConversationChange:
     """Apply one event of this conversation; `seq <= lastSeq` is a duplicate and changes nothing."""
     if (event.businessId, event.userId) != (memory["businessId"], memory["userId"]):
         raise ValueError(f"event {event.eventId} is not of {memory['businessId']}#{memory['userId']}")
     if event.seq <= int(memory["lastSeq"]):
-        return Projection(memory)
+        return ConversationChange(memory)
     state = _copy(memory)
     state["lastSeq"] = event.seq
     state["updatedAt"] = _at(event)
@@ -480,7 +480,7 @@ def apply(memory: Item, event: Event, config: FoldConfig) -> Projection:
         return _on_outbound(state, event, config)
     if isinstance(event, NudgeSent):
         return _on_nudge(state, event, config)
-    return Projection(state)  # ReplyDelivered: only lastSeq moves
+    return ConversationChange(state)  # ReplyDelivered: only lastSeq moves
 
 
 def fold(events: Iterable[Event], config: FoldConfig, business_id: str, user_id: str

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
-from agentstream.projections.topics import STOP_WORDS, fold_text
+from agentstream.projections.vocabulary import STOP_WORDS, fold_text
 from agentstream.projections.when import MONTHS, PART_TIMES, RELATIVE_DAYS, WEEKDAY_WORDS, resolve
 
 MAX_TEXT = 4000  # characters read from one message (bounded cost)

@@ -8,7 +8,7 @@ customer, reads them back through every GSI, then erases the customer. Exit stat
 import asyncio
 import sys
 
-from agentstream.adapters.dynamo import dynamodb_client
+from agentstream.adapters.dynamo.client import dynamodb_client
 from agentstream import logs
 from agentstream.settings import load_settings
 from agentstream.streams.selfcheck import check_sessions_and_messages

@@ -20,28 +20,49 @@ import hashlib
 import inspect
 import socket
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from prometheus_client import Counter, Gauge
 
-from agentstream.adapters.kafka import loads
-from agentstream.adapters.snapshots import SnapshotStore
+from agentstream.adapters.kafka.client import KafkaClients, loads
+from agentstream.adapters.dynamo.snapshots import SnapshotStore
 from agentstream.events import Event, parse_event
 from agentstream.projections import analytics as analytics_fold
 from agentstream.keys import keyring
 from agentstream.projections.analytics import BusinessStats, Limits, state_of, stats_from
-from agentstream.settings import Settings
 from agentstream.streams.runner import ConsumerRunner, Failure
 from agentstream.streams.stopping import UpgradeNeeded, wait_or_stop
+
+if TYPE_CHECKING:
+    from agentstream.settings import Tables
 
 log = structlog.get_logger(__name__)
 RECORDS = Counter("agentstream_analytics_records_total", "Records read by the analytics consumer", ["outcome"])
 BUSINESSES = Gauge("agentstream_analytics_businesses", "Businesses the analytics consumer has figures for")
 
 
-def own_group(settings: Settings) -> str:
+class AnalyticsConfig(Protocol):
+    """The analytics group, the topic it reads, how often it saves, and where (signed with the key)."""
+
+    @property
+    def analytics_group(self) -> str: ...
+
+    @property
+    def topic_events(self) -> str: ...
+
+    @property
+    def analytics_snapshot_every_s(self) -> float: ...
+
+    @property
+    def tables(self) -> Tables: ...
+
+    @property
+    def credentials_key(self) -> str | None: ...  # and PREVIOUS_SECRET_KEYS, read by the key ring
+
+
+def own_group(settings: AnalyticsConfig) -> str:
     """A group for one consumer alone, so that it is assigned every partition."""
     return f"{settings.analytics_group}.{socket.gethostname()}.{uuid.uuid4().hex[:8]}"
 
@@ -52,7 +73,7 @@ FOLD_VERSION = hashlib.sha256(inspect.getsource(analytics_fold).encode()).hexdig
 class AnalyticsSnapshots:
     """The analytics state of `ANALYTICS_GROUP` with the offsets of `agent.events.v1` it covers."""
 
-    def __init__(self, ddb: Any, settings: Settings) -> None:
+    def __init__(self, ddb: Any, settings: AnalyticsConfig) -> None:
         self._store = SnapshotStore(ddb, settings.tables.analytics_snapshots, keyring(settings, "it signs analytics snapshots"))
         self._name = f"analytics#{settings.analytics_group}#{settings.topic_events}"
         self._topic = settings.topic_events
@@ -78,9 +99,10 @@ class AnalyticsSnapshots:
 class AnalyticsConsumer:
     """Folds every event into `BusinessStats` per business; `snapshot()` reads the figures."""
 
-    def __init__(self, settings: Settings, limits: Limits | None = None,
+    def __init__(self, settings: AnalyticsConfig, kafka: KafkaClients, limits: Limits | None = None,
                  snapshots: AnalyticsSnapshots | None = None) -> None:
         self._settings = settings
+        self._kafka = kafka
         self._limits = limits
         self._snapshots = snapshots
         self._stats: dict[str, BusinessStats] = {}
@@ -112,10 +134,7 @@ class AnalyticsConsumer:
         """Consume until `stop` is set (or an event this build cannot read: then stop consuming
         and keep the figures). Any other failure ends it with the error: its process stops."""
         await self._restore()
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap_servers, group_id=self.group_id,
-            enable_auto_commit=False, auto_offset_reset="earliest",
-        )
+        consumer = self._kafka.consumer(group_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest")
         runner: ConsumerRunner[Event] = ConsumerRunner(
             consumer, "analytics", lambda record: parse_event(loads(record.value or b"")),
             self._handle, self._skipped, commit=self._progress)

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from agentstream import metrics
-from agentstream.adapters.projection_store import AppendRaced, StaleWrite
+from agentstream.adapters.dynamo.projection_store import AppendRaced, StaleWrite
 from agentstream.events import Event, MessageReceived
 from agentstream.projections.base import FoldConfig, Projection, Put, key_of, position
 from agentstream.streams.ports import Directory, EventLog, StateStore
 from agentstream.streams.reply_policy import States, fold_config, reply_key
 
 if TYPE_CHECKING:
-    from agentstream.streams.replier import Replier
     from agentstream.streams.state_cache import StateCache
 
 log = structlog.get_logger(__name__)
@@ -66,6 +65,18 @@ class Batch:
         self.reply = None
 
 
+class ReplyWriter(Protocol):
+    """What the batch asks of the replier (streams/replier.Replier) about a reply it carries."""
+
+    async def append_reply(self, draft: Event, inbound: MessageReceived, head: int | None = None) -> tuple[Event, bool]: ...
+
+    def keep_unsent(self, pending: PendingReply) -> None: ...
+
+    def logged(self, reply: Event, inbound: MessageReceived) -> None: ...
+
+    async def publish(self, reply: Event, first: bool = False) -> None: ...
+
+
 class Folding:
     """Every registered projection's fold, with the business settings it reads."""
 
@@ -101,7 +112,7 @@ class Folding:
 class BatchWriter:
     """Writes a batch in one transaction, with its reply if it has one."""
 
-    def __init__(self, store: EventLog, projections: StateStore, replier: Replier, states: StateCache,
+    def __init__(self, store: EventLog, projections: StateStore, replier: ReplyWriter, states: StateCache,
                  folding: Folding) -> None:
         self._store = store
         self.projections = projections

@@ -22,9 +22,9 @@ from typing import Any
 import structlog
 
 from agentstream import metrics
-from agentstream.adapters.dynamo import error_code, from_item
-from agentstream.adapters.event_store import event_body, is_event_item
-from agentstream.adapters.kafka import dumps, event_headers, send_keyed
+from agentstream.adapters.dynamo.client import error_code, from_item
+from agentstream.adapters.dynamo.event_store import event_body, is_event_item
+from agentstream.adapters.kafka.client import dumps, event_headers, send_keyed
 from agentstream.events import iso
 from agentstream.streams.leases import Lease, LeaseLost, LeaseTable, now_ms
 from agentstream.streams.reconcile import window_start

@@ -13,11 +13,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import asyncio
+
 import structlog
 
-from agentstream.adapters.dead_letters import DeadLetterIndex
-from agentstream.adapters.event_store import EventStore, event_from_item
-from agentstream.adapters.projection_store import ProjectionStore
+from agentstream import idempotency as keys
+from agentstream.adapters.dynamo.dead_letters import DeadLetterIndex
+from agentstream.adapters.dynamo.event_store import EventStore, event_from_item
+from agentstream.adapters.dynamo.projection_store import ProjectionStore
 from agentstream.events import Event, EventSkipped, SkipRevoked, derive_id, iso, new_event
 from agentstream.projections.base import FoldConfig, Item, Projection, Put, fold_events, key_of
 from agentstream.projections.skips import SKIP_TYPES
@@ -28,11 +31,11 @@ ERROR_LIMIT = 2000
 
 def skip_key(event_id: str, revoked_at: int | None = None) -> str:
     """The external id of a skip: one per event, and one more after each revocation."""
-    return f"skipped:{event_id}" if revoked_at is None else f"skipped:{event_id}:after:{revoked_at}"
+    return keys.skipped(event_id, revoked_at)
 
 
 def revoke_key(event_id: str, skip_seq: int) -> str:
-    return f"unskipped:{event_id}:{skip_seq}"
+    return keys.unskipped(event_id, skip_seq)
 
 
 class EventFailed(Exception):
@@ -156,3 +159,30 @@ async def refold(projections: ProjectionStore, registry: Sequence[Projection], e
     if stale:
         await projections.delete_stale(stale)
     return states
+
+
+@dataclass(frozen=True)
+class Retried:
+    skipped: Skipped
+    revocation_seq: int
+    outcome: str | None  # "applied", "skipped again: …", or None: not applied yet
+
+
+async def retry_skips(store: EventStore, index: DeadLetterIndex, projections: ProjectionStore,
+                      registry: Sequence[Projection], businesses: Sequence[str], event_id: str | None,
+                      wait_s: float = 0.0) -> list[Retried]:
+    """Revoke the skips of `businesses` (only `event_id`'s, if given); wait up to `wait_s` for
+    what became of each. LookupError when `event_id` is not skipped."""
+    chosen = [s for s in await skipped_events(store, index, businesses) if event_id in (None, s.eventId)]
+    if event_id and not chosen:
+        raise LookupError(f"event {event_id!r} is not skipped (see `agentstream dlq list`)")
+    revoked = [(s, await revoke(store, index, s)) for s in chosen]
+    outcomes: dict[int, str | None] = dict.fromkeys(range(len(revoked)))
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        for i, (s, revocation) in enumerate(revoked):
+            if outcomes[i] is None:
+                outcomes[i] = await retry_outcome(store, projections, registry, s, revocation)
+        if all(outcomes.values()) or asyncio.get_running_loop().time() >= deadline:
+            return [Retried(s, r.seq, outcomes[i]) for i, (s, r) in enumerate(revoked)]
+        await asyncio.sleep(0.5)

@@ -34,11 +34,11 @@ import structlog
 from agentstream import channel_specs
 from agentstream.adapters.channels import registry
 from agentstream.adapters.channels.errors import PermanentError
-from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.kafka import first_publication, loads
+from agentstream.adapters.dynamo.event_store import EventStore
+from agentstream.adapters.kafka.client import first_publication, loads
 from agentstream.adapters.replies import DeliveryLog, Sent, reply_frame
 from agentstream.adapters.settled_heads import SettledHeads
-from agentstream.adapters.ws_hub import SocketHub
+from agentstream.adapters.http.ws_hub import SocketHub
 from agentstream.events import OUTBOUND_TYPES, ReplyGenerated, parse_event
 from agentstream.streams.runner import ConsumerRunner, Failure, RetryPolicy
 

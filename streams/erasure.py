@@ -8,7 +8,7 @@ what the index eventStreamId-index still finds, confirmed by consistent reads), 
 projection's state item by key and every key `forget` deleted, the sessions through the
 businessId-userId GSI, the messages through the businessId-timestamp index (filtered by
 userId) and through the sessions' index, the inbox's view state of those sessions, and, for a
-table no index covers, a filtered scan. The reads go through adapters/erasure_store.py.
+table no index covers, a filtered scan. The reads go through adapters/dynamo/erasure_store.py.
 The receipt (agentstream/receipt.py) records the counts; a replay cannot check this, because
 the stream it would compare with is gone.
 """
@@ -19,42 +19,44 @@ import os
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka.partitioner import DefaultPartitioner
 
 from agentstream import receipt as receipts
-from agentstream.adapters.credentials import CredentialsError
-from agentstream.adapters.dynamo import dynamodb_client
-from agentstream.adapters.erasure_store import ErasureStore
-from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.inbox_views import InboxViews
-from agentstream.adapters.kafka import partitions_of, topic_configs, topics
-from agentstream.adapters.projection_store import ProjectionStore, sessions_of_user
-from agentstream.adapters.tables import MESSAGES_BY_BUSINESS
+from agentstream.adapters.dynamo.credentials import CredentialsError
+from agentstream.adapters.dynamo.erasure_store import ErasureStore
+from agentstream.adapters.dynamo.event_store import EventStore
+from agentstream.adapters.dynamo.inbox_views import InboxViews
+from agentstream.adapters.kafka.client import KafkaClients, topics
+from agentstream.adapters.dynamo.projection_store import ProjectionStore, sessions_of_user
+from agentstream.adapters.dynamo.tables import MESSAGES_BY_BUSINESS
 from agentstream.events import iso, utc_now
 from agentstream.projections.base import Projection
 from agentstream.registry import PROJECTIONS
-from agentstream.settings import Settings
-from agentstream.streams.forget import ForgetReport, forget, tombstone_key
+from agentstream.streams.forget import ForgetConfig, ForgetReport, forget, tombstone_key
 
 RETENTION_CONFIGS = ("cleanup.policy", "retention.ms", "segment.ms")
 CUSTOMER_KEY = ("businessId", "userId")
 
 
-def receipt_keys(settings: Settings) -> receipts.ReceiptKeys:
+class ErasureConfig(ForgetConfig, Protocol):
+    @property
+    def credentials_key(self) -> str | None: ...
+
+
+def receipt_keys(settings: ErasureConfig) -> receipts.ReceiptKeys:
     if not settings.credentials_key:
         raise CredentialsError("AGENTSTREAM_SECRET_KEY is not set: it signs erasure receipts and checks them "
                                "(`make up` writes one to .env; `agentstream credentials keygen` makes one)")
     return receipts.ReceiptKeys(settings.credentials_key)
 
 
-async def topic_retention(settings: Settings) -> dict[str, dict[str, Any] | None]:
-    """Per product topic: its cleanup policy, retention.ms, segment.ms and partitions (None: no such topic)."""
-    names = topics(settings)
-    configs = await topic_configs(settings.kafka_bootstrap_servers, names, RETENTION_CONFIGS)
+async def topic_retention(kafka: KafkaClients, names: list[str]) -> dict[str, dict[str, Any] | None]:
+    """Per topic: its cleanup policy, retention.ms, segment.ms and partitions (None: no such topic)."""
+    configs = await kafka.topic_configs(names, RETENTION_CONFIGS)
     present = [n for n in names if configs[n] is not None]
-    partitions = await partitions_of(settings.kafka_bootstrap_servers, present) if present else {}
+    partitions = await kafka.partitions_of(present) if present else {}
     return {n: None if configs[n] is None else {**configs[n], "partitions": partitions.get(n, [])} for n in names}
 
 
@@ -92,7 +94,7 @@ def _owned(registry: Sequence[Projection]) -> dict[str, tuple[str, ...]]:
     return owned
 
 
-async def left_over(ddb: Any, settings: Settings, business_id: str, user_id: str,
+async def left_over(ddb: Any, settings: ForgetConfig, business_id: str, user_id: str,
                     deleted: dict[str, list[dict[str, Any]]], registry: Sequence[Projection] = PROJECTIONS) -> dict[str, int]:
     """The customer's items read after the erasure: "events", "idempotency_records", each
     table of every registered projection (a `Tables` field) and "inbox_views" -> how many are
@@ -129,17 +131,16 @@ async def left_over(ddb: Any, settings: Settings, business_id: str, user_id: str
     return left
 
 
-async def forget_with_receipt(settings: Settings, business_id: str, user_id: str,
+async def forget_with_receipt(ddb: Any, kafka: KafkaClients, settings: ErasureConfig, business_id: str, user_id: str,
                               registry: Sequence[Projection] = PROJECTIONS) -> tuple[ForgetReport, dict[str, Any]]:
     """Erase the customer (`forget`) and return its report and the signed receipt."""
     keys = receipt_keys(settings)
-    retention = await topic_retention(settings)
+    retention = await topic_retention(kafka, topics(settings))
     t = settings.tables
-    async with dynamodb_client(settings) as ddb:
-        report = await forget(ddb, settings, business_id, user_id, registry)
-        left = await left_over(ddb, settings, business_id, user_id, report.keys, registry)
-        tomb = tombstone_key(business_id, user_id)
-        present = await ErasureStore(ddb).has(t.events, tomb)
+    report = await forget(ddb, settings, business_id, user_id, registry)
+    left = await left_over(ddb, settings, business_id, user_id, report.keys, registry)
+    tomb = tombstone_key(business_id, user_id)
+    present = await ErasureStore(ddb).has(t.events, tomb)
     tables = {where: t.events if where == "idempotency_records" else getattr(t, where) for where in [*report.keys, *left]}
     receipt = receipts.build(
         keys, business_id=business_id, user_id=user_id, forgotten_at=report.forgotten_at, issued_at=iso(utc_now()),

@@ -21,8 +21,9 @@ from typing import Any
 
 import structlog
 
-from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.projection_store import due_sessions
+from agentstream import idempotency as keys
+from agentstream.adapters.dynamo.event_store import EventStore
+from agentstream.adapters.dynamo.projection_store import due_sessions
 from agentstream.events import derive_id, iso, new_event, utc_now
 from agentstream.projections.conversation import DUE_SHARDS
 from agentstream.settings import Tables
@@ -79,7 +80,7 @@ class ExpiryTimer:
             payload={"sessionId": session["sessionId"], "reason": f"idle for {minutes} min"},
         )
         try:
-            result = await self._store.append(event, external_id=f"expire:{session['sessionId']}:{due_at}")
+            result = await self._store.append(event, external_id=keys.expired(session['sessionId'], due_at))
         except Exception as exc:  # one session's failure must not stop the others'
             log.warning("expiry.failed", sessionId=session["sessionId"], error=f"{type(exc).__name__}: {exc}"[:200])
             return 0
@@ -98,7 +99,7 @@ class ExpiryTimer:
             payload={"sessionId": session["sessionId"], "content": plan["content"], "deliverTo": dict(plan["deliverTo"])},
         )
         try:
-            result = await self._store.append(event, external_id=f"nudge:{session['sessionId']}")
+            result = await self._store.append(event, external_id=keys.nudge(session['sessionId']))
         except Exception as exc:  # one session's failure must not stop the others'
             log.warning("nudge.failed", sessionId=session["sessionId"], error=f"{type(exc).__name__}: {exc}"[:200])
             return 0

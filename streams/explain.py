@@ -12,18 +12,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.config_history import info_key, instructions_key, rag_key, version_of
-from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.dynamo.business import BusinessDirectory
+from agentstream.adapters.dynamo.config_history import info_key, instructions_key, rag_key, version_of
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.events import Event, MessageReceived, ReplyGenerated, iso
 from agentstream.projections.base import Projection, fold_events
 from agentstream.projections.skips import without_skipped
 from agentstream.projections.context import ReplyContext, build_prompt
 from agentstream.projections.kinds import no_reply_reason
 from agentstream.registry import PROJECTIONS
-from agentstream.settings import Settings
+from agentstream.streams.ports import StoreConfig
 from agentstream.streams.reply_policy import fold_config, prompt_hash, reply_context, reply_key
 
 
@@ -90,8 +90,13 @@ class Explanation:
         }
 
 
+class ExplainConfig(StoreConfig, Protocol):
+    @property
+    def prompt_budget_chars(self) -> int: ...
+
+
 class Explainer:
-    def __init__(self, ddb: Any, settings: Settings, registry: Sequence[Projection] = PROJECTIONS) -> None:
+    def __init__(self, ddb: Any, settings: ExplainConfig, registry: Sequence[Projection] = PROJECTIONS) -> None:
         self._store = EventStore(ddb, settings.tables.events)
         self._directory = BusinessDirectory(ddb, settings.tables)
         self._settings = settings

@@ -18,12 +18,12 @@ from typing import Any, Protocol
 import orjson
 import structlog
 
+from agentstream import idempotency as keys
 from agentstream import metrics
-from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.llm import Completion, OpenAIResponder, Responder
 from agentstream.events import FACT_KINDS, MessageReceived, derive_id, new_event
 from agentstream.projections.facts import business_zone, clean_value
-from agentstream.settings import Settings
 
 log = structlog.get_logger(__name__)
 MAX_FACTS = 20  # FactsExtracted holds at most this many
@@ -48,7 +48,7 @@ class JsonModel(Protocol):
 
 def facts_key(inbound_event_id: str) -> str:
     """The idempotency id of the facts read from an inbound message."""
-    return f"facts:{inbound_event_id}"
+    return keys.facts(inbound_event_id)
 
 
 def facts_event_id(inbound_event_id: str) -> str:
@@ -117,7 +117,15 @@ class FactExtractor:
                  kinds=[f["kind"] for f in facts], duplicate=result.duplicate)
 
 
-def make_fact_extractor(settings: Settings, store: EventStore, responder: Responder) -> FactExtractor | None:
+class ExtractionConfig(Protocol):
+    @property
+    def facts_model_extraction(self) -> bool: ...
+
+    @property
+    def openai_api_key(self) -> str | None: ...
+
+
+def make_fact_extractor(settings: ExtractionConfig, store: EventStore, responder: Responder) -> FactExtractor | None:
     """The extractor when FACTS_MODEL_EXTRACTION is on and a real model answers; None otherwise."""
     if not settings.facts_model_extraction:
         return None

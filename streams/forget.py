@@ -18,18 +18,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.erasure_store import ErasureStore
-from agentstream.adapters.event_store import IDEM_PREFIX, TOMBSTONE_PREFIX, EventStore, erased_id
-from agentstream.adapters.inbox_views import InboxViews
-from agentstream.adapters.kafka import topics
-from agentstream.adapters.projection_store import ProjectionStore, sessions_of_user
+from agentstream.adapters.dynamo.business import BusinessDirectory
+from agentstream.adapters.dynamo.erasure_store import ErasureStore
+from agentstream.adapters.dynamo.event_store import IDEM_PREFIX, TOMBSTONE_PREFIX, EventStore, erased_id
+from agentstream.adapters.dynamo.inbox_views import InboxViews
+from agentstream.adapters.kafka.client import topics
+from agentstream.adapters.dynamo.projection_store import ProjectionStore, sessions_of_user
 from agentstream.events import iso, utc_now
 from agentstream.projections.base import Projection, fold_events, key_of
 from agentstream.registry import PROJECTIONS
-from agentstream.settings import Settings
+from agentstream.streams.ports import StoreConfig
 from agentstream.streams.reply_policy import fold_config
 
 Key = tuple[Any, ...]
@@ -61,7 +61,26 @@ class ForgetReport:
         return self.items.get("rag_user", 0)
 
 
-async def forget(ddb: Any, settings: Settings, business_id: str, user_id: str,
+class ForgetConfig(StoreConfig, Protocol):
+    """The tables, and the product's topics (what `forget` reports each keeps)."""
+
+    @property
+    def topic_events(self) -> str: ...
+
+    @property
+    def topic_replies(self) -> str: ...
+
+    @property
+    def topic_dlq(self) -> str: ...
+
+    @property
+    def topic_shadow(self) -> str: ...
+
+    @property
+    def topic_handoffs(self) -> str: ...
+
+
+async def forget(ddb: Any, settings: ForgetConfig, business_id: str, user_id: str,
                  registry: Sequence[Projection] = PROJECTIONS) -> ForgetReport:
     t = settings.tables
     stream = f"{business_id}#{user_id}"
@@ -98,7 +117,7 @@ async def forget(ddb: Any, settings: Settings, business_id: str, user_id: str,
     return report
 
 
-async def _projected_keys(ddb: Any, settings: Settings, registry: Sequence[Projection], events: list[Any],
+async def _projected_keys(ddb: Any, settings: ForgetConfig, registry: Sequence[Projection], events: list[Any],
                           business_id: str, user_id: str) -> dict[str, tuple[tuple[str, ...], set[Key]]]:
     """Per projection table: its key attributes and the keys of the customer's items in it."""
     config = fold_config(await BusinessDirectory(ddb, settings.tables).info(business_id) or {}, settings.session_idle_minutes)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import structlog
 
-from agentstream.adapters.event_store import event_from_item
+from agentstream.adapters.dynamo.event_store import event_from_item
 from agentstream.events import Event
 from agentstream.projections.skips import SKIP_TYPES, skipped_seqs, without_skipped
 from agentstream.streams.ports import EventLog

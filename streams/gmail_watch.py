@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from agentstream.adapters.credentials import CredentialStore
+from agentstream.adapters.dynamo.credentials import CredentialStore
 from agentstream.streams.leases import HeldLease, LeaseTable, now_ms
 from agentstream.streams.stopping import wait_or_stop
 

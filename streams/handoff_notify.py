@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from agentstream.adapters.kafka import dumps
+from agentstream.adapters.kafka.client import dumps
 from agentstream.adapters.owner_webhook import OwnerWebhook
 from agentstream.events import Event
 from agentstream.streams.replier import OnHandoff
@@ -36,18 +36,3 @@ def make_handoff_notifier(producer: Any, topic: str, webhook: OwnerWebhook | Non
 
     return on_handoff
 
-
-async def handoff_notifier(stack: Any, settings: Any, ddb: Any, producer: Any) -> OnHandoff:
-    """The worker's notifier: the topic always; the webhooks when AGENTSTREAM_SECRET_KEY is set
-    (it decrypts their URL and secret), over one HTTP client closed with `stack`."""
-    import httpx
-
-    from agentstream.adapters.credentials import CredentialsError, credential_store
-
-    try:
-        credentials = credential_store(ddb, settings)
-    except CredentialsError:
-        log.warning("handoff.webhooks_off", why="AGENTSTREAM_SECRET_KEY is not set")
-        return make_handoff_notifier(producer, settings.topic_handoffs, None)
-    http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
-    return make_handoff_notifier(producer, settings.topic_handoffs, OwnerWebhook(credentials, http))

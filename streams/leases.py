@@ -4,7 +4,7 @@ A lease item: shardId, owner, counter, expiresAt (epoch ms), checkpoint (last se
 published and acknowledged by Kafka), checkpointAt (when that record was appended to the log,
 its `ingestedAt`: where a lost window starts), registeredAt, parentShardId, finished (the shard
 ended and was read to its end). Every write is conditional on the owner and counter we last saw, so two bridges never
-both believe they hold a shard. The rows are read and written by adapters/lease_store.py; what
+both believe they hold a shard. The rows are read and written by adapters/dynamo/lease_store.py; what
 is here is who holds what and for how long.
 
 A timer that one process of many runs at a time (session expiry, Gmail watch renewal) holds a
@@ -18,7 +18,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentstream.adapters.lease_store import LeaseStore
+from agentstream.adapters.dynamo.lease_store import LeaseStore
 from agentstream.events import iso, now_ms, utc_now
 
 

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from agentstream.adapters.dynamo import scan_all
-from agentstream.adapters.event_store import EventStore
+from agentstream import idempotency as keys
+from agentstream.adapters.dynamo.client import scan_all
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.events import CHANNELS, IMPORTED, Event, derive_id, new_event, reply_event_id
 from agentstream.streams.reply_policy import reply_key
 from agentstream.adapters.channels.rest import REST
@@ -86,7 +87,7 @@ async def import_legacy(ddb: Any, store: EventStore, messages_table: str, sessio
             if event is None:
                 report.skipped += 1
                 continue
-            key = reply_key(previous_user.eventId) if event.type == "ReplyGenerated" and previous_user else f"legacy:{message['messageId']}"
+            key = reply_key(previous_user.eventId) if event.type == "ReplyGenerated" and previous_user else keys.legacy(message['messageId'])
             result = await store.append(event, external_id=key)
             report.duplicates += result.duplicate
             report.appended += not result.duplicate

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from agentstream.adapters.channels import registry
 from agentstream.adapters.channels.base import SendCall, Text
 from agentstream.adapters.channels.errors import PermanentError, RetryableError
 from agentstream.events import ReplyGenerated
-from agentstream.settings import Settings
 from agentstream.streams.delivery import Retryable
 
 
-def external_sender(deps: Any, settings: Settings) -> Callable[[ReplyGenerated], Awaitable[str | None]]:
+class SendConfig(Protocol):
+    """The gateway's public address (callbacks), and the settings a provider's base URL names."""
+
+    @property
+    def public_base_url(self) -> str: ...
+
+
+def external_sender(deps: Any, settings: SendConfig) -> Callable[[ReplyGenerated], Awaitable[str | None]]:
     """A function sending one reply's text; RetryableError becomes delivery's Retryable."""
 
     async def send(reply: ReplyGenerated) -> str | None:

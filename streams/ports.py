@@ -11,14 +11,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from agentstream.adapters.event_store import AppendResult
+from agentstream.adapters.dynamo.event_store import AppendResult
 from agentstream.adapters.side_items import AddTo, Claim, SideItem, SideRefused
 from agentstream.events import Event
 from agentstream.projections.base import Item, Projection, Put
 
-__all__ = ["AddTo", "Claim", "Clock", "Directory", "EventLog", "SideItem", "SideRefused", "StateStore"]
+if TYPE_CHECKING:
+    from agentstream.settings import Tables
+
+__all__ = ["AddTo", "Claim", "Clock", "Directory", "EventLog", "SideItem", "SideRefused", "StateStore", "StoreConfig"]
+
+
+class StoreConfig(Protocol):
+    """What a process over the stored log and projections reads of the configuration: the table
+    names and the idle time after which a fold ends a session."""
+
+    @property
+    def tables(self) -> Tables: ...
+
+    @property
+    def session_idle_minutes(self) -> int: ...
 
 
 class Clock(Protocol):

@@ -22,9 +22,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from agentstream.adapters.kafka import seq_of
-from agentstream.adapters.position_store import Position, PositionStore
-from agentstream.settings import Settings
+from agentstream.adapters.kafka.client import KafkaClients, seq_of
+from agentstream.adapters.dynamo.position_store import Position, PositionStore
 from agentstream.streams.offsets import Offsets
 
 log = structlog.get_logger(__name__)
@@ -93,14 +92,14 @@ def _position(offset: int, marker: tuple[bytes | None, Any] | None) -> Position 
     return Position(offset, key.decode("utf-8", "replace"), known[0]) if key is not None and known is not None else None
 
 
-async def resume_group(settings: Settings, store: PositionStore) -> dict[int, int]:
-    """Commit for the worker's group the saved positions that are ahead of its offsets and match
-    the topic; the partitions moved, with their offsets. Any failure leaves the group as it was."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=settings.worker_group,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+async def resume_group(kafka: KafkaClients, group: str, topic: str, store: PositionStore) -> dict[int, int]:
+    """Commit for the worker's `group` the saved positions of `topic` that are ahead of its offsets
+    and match the topic; the partitions moved, with their offsets. Any failure leaves the group as
+    it was."""
+    consumer = kafka.consumer(group_id=group, enable_auto_commit=False, auto_offset_reset="earliest")
     try:
         await consumer.start()
-        return await _resume(consumer, settings.topic_events, store)
+        return await _resume(consumer, topic, store)
     except Exception as exc:  # e.g. a group with members refuses the commit; Faust reports a Kafka that is down
         log.warning("worker.resume_skipped", error=f"{type(exc).__name__}: {exc}"[:300])
         return {}

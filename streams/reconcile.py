@@ -23,10 +23,10 @@ from typing import Any
 
 import structlog
 
-from agentstream.adapters.event_store import EventStore, stream_heads
-from agentstream.adapters.kafka import dumps, event_headers
-from agentstream.adapters.pending_reconcile import FULL, PendingReconcile
-from agentstream.adapters.projection_store import positions
+from agentstream.adapters.dynamo.event_store import EventStore, stream_heads
+from agentstream.adapters.kafka.client import dumps, event_headers
+from agentstream.adapters.dynamo.pending_reconcile import FULL, PendingReconcile
+from agentstream.adapters.dynamo.projection_store import positions
 from agentstream.events import iso, utc_now
 from agentstream.streams.stopping import wait_or_stop
 

@@ -18,16 +18,16 @@ from typing import Any
 
 import structlog
 
-from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.event_store import EventStore, stream_heads
-from agentstream.adapters.projection_store import ProjectionStore
-from agentstream.adapters.replay_store import BatchWriter, LiveItems
-from agentstream.adapters.config_history import info_key
+from agentstream.adapters.dynamo.business import BusinessDirectory
+from agentstream.adapters.dynamo.event_store import EventStore, stream_heads
+from agentstream.adapters.dynamo.projection_store import ProjectionStore
+from agentstream.adapters.dynamo.replay_store import BatchWriter, LiveItems
+from agentstream.adapters.dynamo.config_history import info_key
 from agentstream.events import Event, MessageReceived, ReplyGenerated, iso
 from agentstream.projections.base import FoldConfig, Projection, Put, fold_events, state_version
 from agentstream.projections.kinds import no_reply_reason
 from agentstream.registry import PROJECTIONS
-from agentstream.settings import Settings
+from agentstream.streams.ports import StoreConfig
 from agentstream.streams.reply_policy import fold_config
 from agentstream.streams.topic_source import TopicEvents
 
@@ -56,7 +56,7 @@ class Replayer:
     """Rebuilds projections. `fresh=True` is for empty target tables: every item goes out in
     unconditional batches across conversations (fast); otherwise writes are monotonic."""
 
-    def __init__(self, ddb: Any, settings: Settings, concurrency: int = 16, fresh: bool = False,
+    def __init__(self, ddb: Any, settings: StoreConfig, concurrency: int = 16, fresh: bool = False,
                  registry: Sequence[Projection] = PROJECTIONS) -> None:
         """`registry`: the projections to rebuild (all registered ones by default)."""
         self._registry = tuple(registry)

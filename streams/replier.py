@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import structlog
 
 from agentstream import metrics
-from agentstream.adapters.event_store import event_from_item
+from agentstream.adapters.dynamo.event_store import event_from_item
 from agentstream.adapters.llm import Answer, Responder
 from agentstream.events import OUTBOUND_TYPES, Event, HandoffRequested, MessageReceived
 from agentstream.projections.base import Put

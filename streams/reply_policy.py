@@ -11,7 +11,8 @@ from typing import Any
 
 import orjson
 
-from agentstream.adapters.business import handoff_timeout_minutes, idle_minutes, nudge_config
+from agentstream import idempotency as keys
+from agentstream.adapters.dynamo.business import handoff_timeout_minutes, idle_minutes, nudge_config
 from agentstream.adapters.llm import Answer
 from agentstream.events import Event, HandoffRequested, MessageReceived, derive_id, new_event, reply_event_id
 from agentstream.projections.base import FoldConfig, Item, Put
@@ -36,7 +37,7 @@ def fold_config(info: dict[str, Any], default_idle_minutes: int) -> FoldConfig:
 
 def reply_key(inbound_event_id: str) -> str:
     """The idempotency key of an inbound's one reply."""
-    return f"reply:{inbound_event_id}"
+    return keys.reply(inbound_event_id)
 
 
 def published_when_folded(event: Event, puts: list[Put]) -> bool:
@@ -119,7 +120,7 @@ def handoff_request(inbound: MessageReceived, reply: Event, at: datetime) -> tup
         user_id=inbound.userId, location_id=inbound.locationId, channel=inbound.channel,
         payload={"sessionId": payload.sessionId, "by": by, "reason": reason},
     )
-    return draft, f"handoff:{inbound.eventId}"
+    return draft, keys.handoff_notice(inbound.eventId)
 
 
 def handoff_notice(handoff: HandoffRequested, states: States, at: datetime) -> tuple[Event, str]:
@@ -136,4 +137,4 @@ def handoff_notice(handoff: HandoffRequested, states: States, at: datetime) -> t
                  "content": notice(detect_language(said[-1]) if said else "en", "owner"),
                  "deliverTo": dict(last.get("replyTo") or {})},
     )
-    return draft, f"handoff-notice:{handoff.eventId}"
+    return draft, keys.handoff_timeout_notice(handoff.eventId)

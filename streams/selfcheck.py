@@ -13,14 +13,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.event_store import EventStore
+from agentstream import idempotency as keys
+from agentstream.adapters.dynamo.business import BusinessDirectory
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.llm import OfflineResponder
-from agentstream.adapters.projection_store import ProjectionStore, get_active_session_for_user
+from agentstream.adapters.dynamo.projection_store import ProjectionStore, get_active_session_for_user
 from agentstream.events import Event, new_event
-from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
-from agentstream.streams.forget import forget
+from agentstream.streams.forget import ForgetConfig, forget
 from agentstream.adapters.channels.rest import REST
 
 MESSAGES = ("Bună ziua, aș dori o programare pentru tuns.", "La ce oră închideți azi?")
@@ -37,7 +37,7 @@ async def _no_publish(reply: Event, first: bool = False) -> None:
     """The check's replies stay in the log; nothing is delivered."""
 
 
-async def check_sessions_and_messages(ddb: Any, settings: Settings, business_id: str = "demo-salon",
+async def check_sessions_and_messages(ddb: Any, settings: ForgetConfig, business_id: str = "demo-salon",
                                       keep: bool = False) -> list[Check]:
     """Run the check; every item of the result should be ok."""
     user_id = f"selfcheck-{uuid.uuid4().hex[:8]}"
@@ -48,7 +48,7 @@ async def check_sessions_and_messages(ddb: Any, settings: Settings, business_id:
     for n, text in enumerate(MESSAGES):
         event = new_event("MessageReceived", business_id=business_id, user_id=user_id, channel=REST.name,
                           payload={"content": text, "externalId": f"{user_id}-{n}", "replyTo": {"rest": "poll"}})
-        appended = (await store.append(event, external_id=f"selfcheck:{user_id}-{n}")).event
+        appended = (await store.append(event, external_id=keys.selfcheck(user_id, n))).event
         await processor.handle(appended)
         for later in await store.read(appended.streamId, after_seq=appended.seq):
             await processor.handle(later)

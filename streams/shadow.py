@@ -17,18 +17,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.business_messages import customer_messages
-from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.llm import Answer, OfflineResponder, OpenAIResponder, Responder
+from agentstream.adapters.dynamo.business import BusinessDirectory
+from agentstream.adapters.dynamo.business_messages import customer_messages
+from agentstream.adapters.dynamo.event_store import EventStore
+from agentstream.adapters.llm import Answer, OfflineResponder, Responder
 from agentstream.events import UnknownSchemaVersion, iso, stream_id
 from agentstream.projections.context import ReplyContext
 from agentstream.projections.kinds import kind_needs_reply
-from agentstream.settings import Settings
 from agentstream.streams.reply_policy import HANDOFF_MODEL, reply_key
-from agentstream.streams.explain import Explainer, NotExplainable
+from agentstream.streams.explain import ExplainConfig, Explainer, NotExplainable
 
 ASKED, NOT_ASKED, FAILED = "asked", "not asked: --max-calls reached", "not rebuilt"
 HANDOFF_NOTICE = "not asked: the reply was the handoff notice"  # the worker's, not the model's
@@ -236,7 +235,12 @@ def explainer_rebuild(explainer: Explainer, business_id: str, prices: Prices) ->
     return rebuild
 
 
-async def select_inbounds(ddb: Any, settings: Settings, business_id: str, since: datetime | None,
+class ShadowConfig(ExplainConfig, Protocol):
+    @property
+    def openai_model(self) -> str: ...
+
+
+async def select_inbounds(ddb: Any, settings: ExplainConfig, business_id: str, since: datetime | None,
                           limit: int, chunk: int = 25) -> list[Inbound]:
     """The business's latest `limit` customer messages (from `since`) that got a reply, oldest
     first: found through the messages index (kinds never answered left out), a reply checked by
@@ -268,15 +272,7 @@ def _inbound(business_id: str, message: dict[str, Any]) -> Inbound:
                    str(message.get("timestamp", "")), str(message.get("content", "")))
 
 
-def candidate_responder(settings: Settings, model: str | None) -> Responder:
-    """The candidate model on the real `openai` client (no retries: one call is one request, a
-    failed one is reported as a fallback); the offline responder when no key is set."""
-    if not settings.openai_api_key:
-        return OfflineResponder()
-    return OpenAIResponder(settings.model_copy(update={"openai_model": model or settings.openai_model, "openai_max_retries": 0}))
-
-
-def run_meta(settings: Settings, options: ShadowOptions, responder: Responder, topic: str) -> dict[str, Any]:
+def run_meta(settings: ShadowConfig, options: ShadowOptions, responder: Responder, topic: str) -> dict[str, Any]:
     """What this run tried, for the report and each record on the topic."""
     text = options.instructions
     notes = []
@@ -295,7 +291,7 @@ def run_meta(settings: Settings, options: ShadowOptions, responder: Responder, t
     }
 
 
-async def shadow(ddb: Any, settings: Settings, options: ShadowOptions, responder: Responder, sink: Sink,
+async def shadow(ddb: Any, settings: ShadowConfig, options: ShadowOptions, responder: Responder, sink: Sink,
                  progress: Callable[[int, int], None] | None = None) -> list[Pair]:
     """Run the shadow replay of `options`: one pair per inbound found. `progress` is called
     with (done, total)."""

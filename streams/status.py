@@ -5,19 +5,19 @@ the gateway)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from agentstream import metrics
-from agentstream.adapters.credentials import CredentialsError, credential_store
-from agentstream.adapters.dynamo import dynamodb_client
-from agentstream.adapters.kafka import partitions_of, topics
+from agentstream.adapters.dynamo.credentials import CredentialsError, CredentialStore
+from agentstream.adapters.kafka.client import KafkaClients
 from agentstream.adapters.owner_webhook import webhook_statuses
-from agentstream.settings import Settings
 from agentstream.streams.gmail_watch import watch_expiries
 from agentstream.streams.leases import LeaseTable, now_ms
 from agentstream.streams.stopping import wait_or_stop
@@ -25,12 +25,24 @@ from agentstream.streams.stopping import wait_or_stop
 log = structlog.get_logger(__name__)
 
 
-async def _end_offsets(settings: Settings, names: list[str]) -> dict[TopicPartition, int]:
-    found = await partitions_of(settings.kafka_bootstrap_servers, names)
+@dataclass(frozen=True)
+class Watched:
+    """The topics and groups the figures are of."""
+
+    topics: list[str]
+    dlq: str
+    events: str
+    replies: str
+    worker_group: str
+    delivery_group: str
+
+
+async def _end_offsets(kafka: KafkaClients, names: list[str]) -> dict[TopicPartition, int]:
+    found = await kafka.partitions_of(names)
     parts = [TopicPartition(name, p) for name, numbers in found.items() for p in numbers]
     if not parts:
         return {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None)
+    consumer = kafka.consumer(group_id=None)
     await consumer.start()
     try:
         return await consumer.end_offsets(parts)
@@ -45,30 +57,32 @@ async def _group_lag(admin: AIOKafkaAdminClient, group: str, ends: dict[TopicPar
     return sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items() if tp.topic == topic)
 
 
-async def kafka_figures(settings: Settings) -> dict[str, Any]:
+async def kafka_figures(kafka: KafkaClients, watched: Watched) -> dict[str, Any]:
     """Records per topic, the DLQ size, and the worker's and delivery's lag (None before the
     group has committed anything)."""
-    ends = await _end_offsets(settings, topics(settings))
-    sizes = {t: sum(v for tp, v in ends.items() if tp.topic == t) for t in topics(settings)}
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    ends = await _end_offsets(kafka, watched.topics)
+    sizes = {t: sum(v for tp, v in ends.items() if tp.topic == t) for t in watched.topics}
+    admin = kafka.admin()
     await admin.start()
     try:
         return {
             "topics": sizes,
-            "dlqSize": sizes.get(settings.topic_dlq, 0),
-            "workerLag": await _group_lag(admin, settings.worker_group, ends, settings.topic_events),
-            "deliveryLag": await _group_lag(admin, settings.delivery_group, ends, settings.topic_replies),
+            "dlqSize": sizes.get(watched.dlq, 0),
+            "workerLag": await _group_lag(admin, watched.worker_group, ends, watched.events),
+            "deliveryLag": await _group_lag(admin, watched.delivery_group, ends, watched.replies),
         }
     finally:
         await admin.close()
 
 
-async def collect(settings: Settings) -> dict[str, Any]:
-    status = await kafka_figures(settings)
-    async with dynamodb_client(settings) as ddb:
-        leases = await LeaseTable(ddb, settings.tables.leases, "status").all()
-        status["gmailWatches"] = await _gmail_watches(ddb, settings)
-        status["handoffWebhooks"] = await _handoff_webhooks(ddb, settings)
+async def collect(kafka: KafkaClients, watched: Watched, ddb: Any, leases_table: str,
+                  credentials: CredentialStore | None) -> dict[str, Any]:
+    """The figures of `agentstream status`; `credentials` None without the key that decrypts the
+    Gmail watches and the webhook outcomes (both None then)."""
+    status = await kafka_figures(kafka, watched)
+    leases = await LeaseTable(ddb, leases_table, "status").all()
+    status["gmailWatches"] = await _unless_locked(watch_expiries, credentials)
+    status["handoffWebhooks"] = await _unless_locked(webhook_statuses, credentials)
     status["bridgeShards"] = [
         {"shard": k.split("|")[-1], "owner": v.owner, "alive": bool(v.owner) and v.expires_at > now_ms(),
          "finished": v.finished, "checkpoint": v.checkpoint}
@@ -77,18 +91,12 @@ async def collect(settings: Settings) -> dict[str, Any]:
     return status
 
 
-async def _gmail_watches(ddb: Any, settings: Settings) -> list[dict[str, Any]] | None:
-    """Each Gmail business's watch expiry; None without the key that decrypts them."""
-    try:
-        return await watch_expiries(credential_store(ddb, settings))
-    except CredentialsError:
+async def _unless_locked(read: Callable[[CredentialStore], Awaitable[Any]], credentials: CredentialStore | None) -> Any:
+    """What `read` finds in the credentials; None without the key that decrypts them."""
+    if credentials is None:
         return None
-
-
-async def _handoff_webhooks(ddb: Any, settings: Settings) -> list[dict[str, str]] | None:
-    """Each business's last handoff-webhook outcome; None without the key that decrypts them."""
     try:
-        return await webhook_statuses(credential_store(ddb, settings))
+        return await read(credentials)
     except CredentialsError:
         return None
 
@@ -111,14 +119,14 @@ def describe_watch(watch: dict[str, Any]) -> str:
     return f"{'expired' if watch['expiresAt'] < now_ms() else 'expires'} {when:%Y-%m-%d %H:%M} UTC"
 
 
-async def export_lag(settings: Settings, stop: asyncio.Event, every_s: float = 15.0) -> None:
+async def export_lag(kafka: KafkaClients, watched: Watched, stop: asyncio.Event, every_s: float = 15.0) -> None:
     """Keep the consumer-lag and DLQ-size gauges of /metrics current until `stop`."""
     while not stop.is_set():
         try:
-            figures = await kafka_figures(settings)
+            figures = await kafka_figures(kafka, watched)
             metrics.DLQ_SIZE.set(figures["dlqSize"])
-            for group, topic, lag in ((settings.worker_group, settings.topic_events, figures["workerLag"]),
-                                      (settings.delivery_group, settings.topic_replies, figures["deliveryLag"])):
+            for group, topic, lag in ((watched.worker_group, watched.events, figures["workerLag"]),
+                                      (watched.delivery_group, watched.replies, figures["deliveryLag"])):
                 if lag is not None:
                     metrics.CONSUMER_LAG.labels(group=group, topic=topic).set(lag)
         except Exception as exc:  # metrics must never take the gateway down

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from pydantic import ValidationError
 
-from agentstream.adapters.kafka import loads, partitions_of
+from agentstream.adapters.kafka.client import KafkaClients, loads
 from agentstream.events import Event, UnknownSchemaVersion, parse_event
 
 log = structlog.get_logger(__name__)
@@ -28,13 +28,12 @@ class TopicEvents:
     unreadable: int = 0
 
 
-async def read_topic_events(bootstrap: str, topic: str, wants: Callable[[str], bool]) -> TopicEvents:
+async def read_topic_events(kafka: KafkaClients, topic: str, wants: Callable[[str], bool]) -> TopicEvents:
     """Every event of `topic` whose streamId `wants`, in partition order (duplicates kept)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+    consumer = kafka.consumer(group_id=None, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
-        numbers = (await partitions_of(bootstrap, [topic])).get(topic)
+        numbers = (await kafka.partitions_of([topic])).get(topic)
         if not numbers:
             raise LookupError(f"topic {topic} does not exist")
         partitions = [TopicPartition(topic, p) for p in numbers]

@@ -14,18 +14,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import faust
 import structlog
 from pydantic import ValidationError
 
 from agentstream import metrics
-from agentstream.adapters.dlq import Dlq
-from agentstream.adapters.kafka import dumps, loads, seq_of
+from agentstream.adapters.kafka.dlq import Dlq
+from agentstream.adapters.kafka.client import dumps, loads, seq_of
 from agentstream.events import Event, parse_event, UnknownSchemaVersion
 from agentstream.retry import RetryPolicy
-from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.dead_letters import EventFailed, SkipRecorder
 from agentstream.streams.keyed import KeyedExecutor
@@ -105,7 +104,23 @@ def applied_before(processor: ConversationProcessor, key: bytes, headers: Any) -
     return True
 
 
-def build_app(settings: Settings, processor: ConversationProcessor, dlq: Dlq, executor: KeyedExecutor,
+class WorkerConfig(Protocol):
+    """The worker's group, its Kafka and topic."""
+
+    @property
+    def worker_group(self) -> str: ...
+
+    @property
+    def kafka_bootstrap_servers(self) -> str: ...
+
+    @property
+    def kafka_partitions(self) -> int: ...
+
+    @property
+    def topic_events(self) -> str: ...
+
+
+def build_app(settings: WorkerConfig, processor: ConversationProcessor, dlq: Dlq, executor: KeyedExecutor,
               retry: RetryPolicy = RETRY, on_upgrade_needed: Callable[[str], None] = lambda why: None,
               skips: SkipRecorder | None = None, positions: PositionKeeper | None = None) -> faust.App:
     """The Faust app; `on_upgrade_needed(why)` is called (the record left unacked) when an event
@@ -153,7 +168,7 @@ def build_app(settings: Settings, processor: ConversationProcessor, dlq: Dlq, ex
     return app
 
 
-def faust_app(settings: Settings) -> faust.App:
+def faust_app(settings: WorkerConfig) -> faust.App:
     """The worker's Faust app (its consumer group, commits and buffers), with no agent yet."""
     datadir = Path(os.environ.get("AGENTSTREAM_HOME", ".local")).resolve() / "faust"
     datadir.mkdir(parents=True, exist_ok=True)
@@ -176,6 +191,6 @@ def faust_app(settings: Settings) -> faust.App:
     )
 
 
-def events_topic(app: faust.App, settings: Settings) -> Any:
+def events_topic(app: faust.App, settings: WorkerConfig) -> Any:
     """`agent.events.v1` as raw bytes (the worker parses a record itself)."""
     return app.topic(settings.topic_events, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")

@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import timezone
 from functools import partial
-from typing import TYPE_CHECKING, TypeVar
+from typing import Protocol, TypeVar
 
 import requests
 import structlog
@@ -18,14 +18,20 @@ from google.oauth2.credentials import Credentials
 
 from agentstream.adapters.channels.errors import PermanentError, RetryableError, Unauthorized
 
-if TYPE_CHECKING:  # the store imports the channel registry, which holds this module
-    from agentstream.adapters.credentials import CredentialStore
-
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 TIMEOUT_S = 15.0
 EARLY_S = 60  # a token this close to its stored expiry is refreshed before it is used
 NEEDED = ("refreshToken", "clientId", "clientSecret")
+
+
+class TokenStore(Protocol):
+    """The business credentials store (adapters/credentials.CredentialStore), as far as Gmail's
+    tokens need it."""
+
+    async def get(self, business_id: str, provider: str) -> dict[str, str]: ...
+
+    async def set(self, business_id: str, provider: str, values: dict[str, str]) -> dict[str, str]: ...
 
 
 def _exchange(creds: dict[str, str], token_uri: str) -> dict[str, str]:
@@ -67,7 +73,7 @@ class GmailAuth:
     """Runs Gmail API calls with a business's access token; refreshes it when it has expired or
     Google answers 401 (one refresh at a time per business), stores it and calls once more."""
 
-    def __init__(self, store: CredentialStore, token_uri: str) -> None:
+    def __init__(self, store: TokenStore, token_uri: str) -> None:
         self._store = store
         self._token_uri = token_uri
         self._locks: dict[str, asyncio.Lock] = {}

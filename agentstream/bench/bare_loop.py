@@ -30,10 +30,10 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from agentstream.adapters.dynamo import dynamodb_client, scan_all
-from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.lean_dynamo import hot_dynamodb_client
-from agentstream.adapters.projection_store import ProjectionStore
+from agentstream.adapters.dynamo.client import dynamodb_client, scan_all
+from agentstream.adapters.dynamo.event_store import EventStore
+from agentstream.adapters.dynamo.lean_client import hot_dynamodb_client
+from agentstream.adapters.dynamo.projection_store import ProjectionStore
 from agentstream.events import stream_id
 from agentstream.metrics import DYNAMODB_CALLS
 from agentstream.projections.base import Put

@@ -12,9 +12,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 
 from agentstream import loops
-from agentstream.adapters.dynamo import clients, put_log_items, to_item
-from agentstream.adapters.kafka import ensure_topics, producer
-from agentstream.adapters.tables import ensure_tables, stream_arn
+from agentstream.adapters.dynamo.client import clients, put_log_items, to_item
+from agentstream.adapters.kafka.client import ensure_topics, producer
+from agentstream.adapters.dynamo.tables import ensure_tables, stream_arn
 from agentstream.bench.common import isolated_env, report, services, settings_for, summary
 from agentstream.events import new_event
 from agentstream.settings import Settings

@@ -24,9 +24,9 @@ import uuid
 from typing import Any
 
 from agentstream import loops
-from agentstream.adapters.dynamo import from_item, to_item
-from agentstream.adapters.lean_dynamo import hot_dynamodb_client
-from agentstream.adapters.tables import MESSAGES_BY_SESSION, SESSIONS_GSI
+from agentstream.adapters.dynamo.client import from_item, to_item
+from agentstream.adapters.dynamo.lean_client import hot_dynamodb_client
+from agentstream.adapters.dynamo.tables import MESSAGES_BY_SESSION, SESSIONS_GSI
 from agentstream.bench.common import CpuMeter, own_ddb_calls, report, services
 from agentstream.events import iso, utc_now
 from agentstream.settings import Settings, Tables

@@ -17,7 +17,7 @@ import httpx
 import websockets
 from aiokafka import AIOKafkaConsumer
 
-from agentstream.adapters.kafka import producer
+from agentstream.adapters.kafka.client import producer
 from agentstream.bench.common import summary
 
 

@@ -15,9 +15,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from agentstream.adapters.bootstrap import populate
-from agentstream.adapters.dynamo import dynamodb_client, put_log_items
-from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.tables import ensure_tables
+from agentstream.adapters.dynamo.client import dynamodb_client, put_log_items
+from agentstream.adapters.dynamo.event_store import EventStore
+from agentstream.adapters.dynamo.tables import ensure_tables
 from agentstream.bench.common import CpuMeter, isolated_env, report, services, settings_for
 from agentstream.events import new_event, reply_event_id
 from agentstream.streams.replay import Replayer, Scope

@@ -49,9 +49,9 @@ from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from agentstream import loops
 from agentstream.adapters.bootstrap import populate, setup
-from agentstream.adapters.dynamo import dynamodb_client, put_log_items
-from agentstream.adapters.event_store import idem_item
-from agentstream.adapters.kafka import dumps, event_headers, producer, send_keyed
+from agentstream.adapters.dynamo.client import dynamodb_client, put_log_items
+from agentstream.adapters.dynamo.event_store import idem_item
+from agentstream.adapters.kafka.client import dumps, event_headers, producer, send_keyed
 from agentstream.bench.bare_loop import bare_loop_rate, stored_states
 from agentstream.bench.common import CpuMeter, isolated_env, peak_rss_mb, report, services, settings_for
 from agentstream.bench.fresh import labelled, scrape

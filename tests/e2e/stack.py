@@ -81,8 +81,8 @@ def running_stack(env: dict[str, str], logs: Path, components: tuple[str, ...] =
 
 
 def set_credentials(env: dict[str, str], business: str, provider: str, values: dict[str, str]) -> None:
-    from agentstream.adapters.credentials import CredentialStore
-    from agentstream.adapters.dynamo import dynamodb_client
+    from agentstream.adapters.dynamo.credentials import CredentialStore
+    from agentstream.adapters.dynamo.client import dynamodb_client
 
     async def run() -> None:
         s = Settings(**{})  # reads os.environ, set below
@@ -100,8 +100,8 @@ def set_credentials(env: dict[str, str], business: str, provider: str, values: d
 
 def log_events(env: dict[str, str], stream: str) -> list:
     """The events of a stream, read from the log."""
-    from agentstream.adapters.dynamo import dynamodb_client
-    from agentstream.adapters.event_store import EventStore
+    from agentstream.adapters.dynamo.client import dynamodb_client
+    from agentstream.adapters.dynamo.event_store import EventStore
 
     async def run() -> list:
         s = Settings()

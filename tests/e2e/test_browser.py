@@ -13,8 +13,8 @@ import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from agentstream.adapters.credentials import CredentialStore, issue_widget_token
-from agentstream.adapters.dynamo import dynamodb_client
+from agentstream.adapters.dynamo.credentials import CredentialStore, issue_widget_token
+from agentstream.adapters.dynamo.client import dynamodb_client
 from tests.e2e.stack import RunningStack, log_events, run_sync, settings_of
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -19,8 +19,8 @@ import httpx
 import pytest
 from twilio.request_validator import RequestValidator
 
-from agentstream.adapters.credentials import CredentialStore
-from agentstream.adapters.dynamo import dynamodb_client
+from agentstream.adapters.dynamo.credentials import CredentialStore
+from agentstream.adapters.dynamo.client import dynamodb_client
 from tests.conftest import isolated_env
 from tests.e2e.stack import RunningStack, log_events, run_sync, running_stack, set_credentials, settings_of
 from tests.fakes.vendors import VendorServer

@@ -17,7 +17,7 @@ import pytest
 import websockets
 
 from agentstream.streams.replay import Replayer, Scope
-from agentstream.adapters.dynamo import dynamodb_client
+from agentstream.adapters.dynamo.client import dynamodb_client
 from tests.conftest import isolated_env
 from tests.e2e.stack import RunningStack, log_events, run_sync, running_stack, set_credentials, settings_of
 from tests.e2e.test_channels import TWILIO, twilio_post, wait_for

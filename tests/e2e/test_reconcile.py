@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agentstream.adapters.dynamo import dynamodb_client
-from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.dynamo.client import dynamodb_client
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.local.services import LocalHome, free_port
 from agentstream.events import Event, new_event
 from tests.conftest import isolated_env

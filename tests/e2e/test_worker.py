@@ -15,8 +15,8 @@ import httpx
 import pytest
 import websockets
 
-from agentstream.adapters.dynamo import dynamodb_client
-from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.dynamo.client import dynamodb_client
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.bench.model_server import ModelBehaviour, ModelServer
 from agentstream.events import new_event
 from tests.conftest import isolated_env

@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from agentstream.adapters.dynamo import to_item
+from agentstream.adapters.dynamo.client import to_item
 
 
 def client_error(code: str, op: str) -> ClientError:

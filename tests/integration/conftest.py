@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from agentstream.adapters.bootstrap import populate
-from agentstream.adapters.dynamo import dynamodb_client
-from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.tables import ensure_tables
+from agentstream.adapters.dynamo.client import dynamodb_client
+from agentstream.adapters.dynamo.event_store import EventStore
+from agentstream.adapters.dynamo.tables import ensure_tables
 from agentstream.events import Event
 from agentstream.settings import Settings
 from tests.integration.world import CountingResponder, World, new_processor

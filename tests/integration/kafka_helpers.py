@@ -9,7 +9,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from agentstream.adapters.kafka import dumps, producer
+from agentstream.adapters.kafka.client import dumps, producer
 from agentstream.events import Event
 from agentstream.settings import Settings
 

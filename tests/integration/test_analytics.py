@@ -13,15 +13,15 @@ from typing import Any
 import httpx
 from prometheus_client import REGISTRY
 
-from agentstream.adapters import kafka
+from agentstream.adapters.kafka import client as kafka
 from agentstream.adapters.bootstrap import demo_credentials, populate, setup
-from agentstream.adapters.dynamo import dynamodb_client
-from agentstream.adapters.gateway import create_app
-from agentstream.adapters.http_common import UNAUTHORIZED
+from agentstream.adapters.dynamo.client import dynamodb_client
+from agentstream.adapters.http.gateway import create_app
+from agentstream.adapters.http.common import UNAUTHORIZED
 from agentstream.events import Event, new_event, reply_event_id
 from agentstream.settings import Settings
-from agentstream.streams.analytics import AnalyticsConsumer, AnalyticsSnapshots
-from agentstream.wiring import gateway_deps
+from agentstream.streams.analytics import AnalyticsConsumer
+from agentstream.wiring import analytics_consumer, gateway_deps
 from tests.integration.kafka_helpers import as_records, publish
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc)
@@ -78,7 +78,7 @@ async def test_consumer_counts_each_event_once_and_skips_bad_records(settings: S
            ("demo-salon#x", json.dumps({"eventId": "no type"}).encode())]
     await publish(settings, as_records(SALON) + bad + as_records(SALON[:3]))
 
-    async with consuming(AnalyticsConsumer(settings)) as analytics:
+    async with consuming(analytics_consumer(settings)) as analytics:
         read = lambda o: records_read(o) - before[o]  # noqa: E731
         await until(lambda: (read("counted"), read("duplicate"), read("skipped")) == (len(SALON), 3, 3))
         snap = analytics.snapshot("demo-salon")
@@ -91,7 +91,7 @@ async def test_consumer_counts_each_event_once_and_skips_bad_records(settings: S
     assert (snap["replies"], snap["fallbackReplies"], snap["fallbackRate"]) == (3, 1, 0.3333)
     assert analytics.businesses() == ["demo-salon"]
 
-    async with consuming(AnalyticsConsumer(settings)) as restarted:  # rebuilt from the log, not doubled
+    async with consuming(analytics_consumer(settings)) as restarted:  # rebuilt from the log, not doubled
         await until(lambda: restarted.snapshot("demo-salon")["events"] == len(SALON))
         await asyncio.sleep(1.0)
         assert restarted.snapshot("demo-salon") == snap
@@ -101,7 +101,7 @@ async def test_an_event_from_a_newer_build_stops_the_consumer_and_is_not_counted
     await kafka.ensure_topics(settings, partitions=1)  # one partition: the newer event comes after SALON
     newer = SALON[0].to_json_dict() | {"schemaVersion": 9, "eventId": "from-the-future", "seq": 99}
     await publish(settings, as_records(SALON) + [("demo-salon#ana", json.dumps(newer).encode())])
-    analytics, stop = AnalyticsConsumer(settings), asyncio.Event()
+    analytics, stop = analytics_consumer(settings), asyncio.Event()
     await asyncio.wait_for(analytics.run(stop), timeout=60)  # returns by itself: it stopped consuming
     assert analytics.upgrade_needed is not None and "schemaVersion 9" in analytics.upgrade_needed
     assert analytics.snapshot("demo-salon")["events"] == len(SALON) and not analytics.running
@@ -110,7 +110,7 @@ async def test_an_event_from_a_newer_build_stops_the_consumer_and_is_not_counted
 async def test_a_restarted_run_resumes_where_it_left_off(settings: Settings) -> None:
     await kafka.ensure_topics(settings, partitions=3)
     await publish(settings, as_records(SALON))
-    analytics = AnalyticsConsumer(settings)
+    analytics = analytics_consumer(settings)
     async with consuming(analytics):
         await until(lambda: analytics.snapshot("demo-salon")["events"] == len(SALON))
     before = sum(records_read(o) for o in ("counted", "duplicate", "skipped"))
@@ -136,7 +136,7 @@ async def test_analytics_route_needs_the_business_api_key(settings: Settings) ->
         resp = await client.get("/v1/analytics/demo-salon", headers=salon)
         assert resp.status_code == 503 and resp.json() == {"error": "analytics not running"}
 
-        d.analytics = AnalyticsConsumer(settings)
+        d.analytics = analytics_consumer(settings)
         async with consuming(d.analytics):
             await until(lambda: d.analytics.snapshot("demo-restaurant")["events"] == 3
                         and d.analytics.snapshot("demo-salon")["events"] == len(SALON))
@@ -179,7 +179,7 @@ async def test_a_new_process_resumes_from_the_saved_snapshot_and_its_offsets(set
     await publish(settings, as_records(SALON))
     read = lambda: sum(records_read(o) for o in ("counted", "duplicate", "skipped"))  # noqa: E731
     async with dynamodb_client(settings) as ddb:
-        first = AnalyticsConsumer(settings, snapshots=AnalyticsSnapshots(ddb, settings))
+        first = analytics_consumer(settings, ddb)
         async with consuming(first):
             await until(lambda: first.snapshot("demo-salon")["events"] == len(SALON))
         extra = conversation("demo-salon", "maria", ["orar sambata", "mersi"])
@@ -187,13 +187,13 @@ async def test_a_new_process_resumes_from_the_saved_snapshot_and_its_offsets(set
         ends = await end_offsets(settings)
 
         before = read()
-        resumed = AnalyticsConsumer(settings, snapshots=AnalyticsSnapshots(ddb, settings))
+        resumed = analytics_consumer(settings, ddb)
         assert resumed.group_id != first.group_id
         async with consuming(resumed):
             await until(lambda: all(resumed._positions.get(tp) == n for tp, n in ends.items()))
         assert read() - before == len(extra), "only the events after the snapshot were read"
 
-        from_zero = AnalyticsConsumer(settings)
+        from_zero = analytics_consumer(settings)
         async with consuming(from_zero):
             await until(lambda: all(from_zero._positions.get(tp) == n for tp, n in ends.items()))
         assert resumed.snapshot("demo-salon") == from_zero.snapshot("demo-salon")
@@ -201,7 +201,7 @@ async def test_a_new_process_resumes_from_the_saved_snapshot_and_its_offsets(set
 
         monkeypatch.setattr(module, "FOLD_VERSION", "another-fold")
         before = read()
-        refolded = AnalyticsConsumer(settings, snapshots=AnalyticsSnapshots(ddb, settings))
+        refolded = analytics_consumer(settings, ddb)
         async with consuming(refolded):
             await until(lambda: all(refolded._positions.get(tp) == n for tp, n in ends.items()))
         assert read() - before == len(SALON) + len(extra), "a snapshot of another fold version is read from 0"

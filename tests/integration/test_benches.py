@@ -9,9 +9,9 @@ import uuid
 
 import pytest
 
-from agentstream.adapters.dynamo import dynamodb_client
-from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.tables import ensure_tables
+from agentstream.adapters.dynamo.client import dynamodb_client
+from agentstream.adapters.dynamo.event_store import EventStore
+from agentstream.adapters.dynamo.tables import ensure_tables
 from agentstream.bench import bridge, pipeline, replay, worker
 from agentstream.events import new_event
 from agentstream.metrics import APPEND_CONFLICTS, DYNAMODB_CALLS

@@ -15,7 +15,7 @@ import httpx
 import structlog
 from cryptography.fernet import Fernet
 
-from agentstream.adapters.gateway import create_app
+from agentstream.adapters.http.gateway import create_app
 from agentstream.settings import Settings
 from tests.unit.gateway_on_moto import gateway_deps
 

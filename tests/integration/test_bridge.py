@@ -6,10 +6,10 @@ import asyncio
 from collections import defaultdict
 
 from agentstream.adapters.bootstrap import setup
-from agentstream.adapters.dynamo import clients
-from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.kafka import producer
-from agentstream.adapters.tables import stream_arn
+from agentstream.adapters.dynamo.client import clients
+from agentstream.adapters.dynamo.event_store import EventStore
+from agentstream.adapters.kafka.client import producer
+from agentstream.adapters.dynamo.tables import stream_arn
 from agentstream.events import new_event
 from agentstream.settings import Settings
 from agentstream.streams.bridge import Bridge, BridgeConfig

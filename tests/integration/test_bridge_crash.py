@@ -13,7 +13,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from agentstream.adapters.bootstrap import setup
-from agentstream.adapters.dynamo import dynamodb_client, put_log_items
+from agentstream.adapters.dynamo.client import dynamodb_client, put_log_items
 from agentstream.events import new_event
 from agentstream.settings import Settings
 from agentstream.stack import spawn_component

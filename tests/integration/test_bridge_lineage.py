@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from agentstream.adapters.dynamo import dynamodb_client
-from agentstream.adapters.tables import ensure_tables
+from agentstream.adapters.dynamo.client import dynamodb_client
+from agentstream.adapters.dynamo.tables import ensure_tables
 from agentstream.settings import Settings
 from agentstream.streams.bridge import Bridge, BridgeConfig, lease_key
 from agentstream.streams.leases import LeaseTable

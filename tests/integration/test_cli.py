@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from agentstream.adapters.kafka import ensure_topics
+from agentstream.adapters.kafka.client import ensure_topics
 from tests.integration.world import World, drain, inbound
 from tests.integration.test_replay_kafka import publish
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.config_history import ConfigHistory, info_key, version_of
-from agentstream.adapters.dynamo import from_item, to_item
-from agentstream.adapters.projection_store import sessions_of_user
+from agentstream.adapters.dynamo.business import BusinessDirectory
+from agentstream.adapters.dynamo.config_history import ConfigHistory, info_key, version_of
+from agentstream.adapters.dynamo.client import from_item, to_item
+from agentstream.adapters.dynamo.projection_store import sessions_of_user
 from agentstream.streams.replay import Replayer, Scope
 from tests.integration.world import World, drain, inbound
 

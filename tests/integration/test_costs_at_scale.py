@@ -21,10 +21,10 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 from agentstream.adapters.bootstrap import populate
-from agentstream.adapters.dynamo import _client_kwargs, dynamodb_client, put_items, put_log_items
-from agentstream.adapters.event_store import EventStore, log_item
-from agentstream.adapters.projection_store import ProjectionStore
-from agentstream.adapters.tables import EVENTS_BY_INGEST, SESSIONS_DUE, ensure_tables
+from agentstream.adapters.dynamo.client import _client_kwargs, dynamodb_client, put_items, put_log_items
+from agentstream.adapters.dynamo.event_store import EventStore, log_item
+from agentstream.adapters.dynamo.projection_store import ProjectionStore
+from agentstream.adapters.dynamo.tables import EVENTS_BY_INGEST, SESSIONS_DUE, ensure_tables
 from agentstream.events import Event, derive_id, new_event, utc_now
 from agentstream.projections.base import FoldConfig
 from agentstream.projections.conversation import CONVERSATION, DUE_SHARDS

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from cryptography.fernet import Fernet
 
-from agentstream.adapters.credentials import CredentialsError, CredentialStore
-from agentstream.adapters.dynamo import dynamodb_client
-from agentstream.adapters.tables import ensure_tables
+from agentstream.adapters.dynamo.credentials import CredentialsError, CredentialStore
+from agentstream.adapters.dynamo.client import dynamodb_client
+from agentstream.adapters.dynamo.tables import ensure_tables
 from agentstream.settings import Settings
 
 

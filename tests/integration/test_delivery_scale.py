@@ -21,9 +21,9 @@ import websockets
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from agentstream.adapters import kafka
-from agentstream.adapters.dynamo import dynamodb_client
-from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.kafka import client as kafka
+from agentstream.adapters.dynamo.client import dynamodb_client
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.ingest import InboundMessage, Ingestor
 from agentstream.local.services import free_port, spawn
 from agentstream.events import DeliveryFailed, ReplyDelivered, ReplyGenerated, new_event, reply_event_id

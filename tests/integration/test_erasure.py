@@ -17,12 +17,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from cryptography.fernet import Fernet
 
-from agentstream.adapters.dynamo import query_all, scan_all, to_item
-from agentstream.adapters.inbox_views import InboxViews
-from agentstream.adapters.kafka import ensure_topics, topics
+from agentstream.adapters.dynamo.client import query_all, scan_all, to_item
+from agentstream.adapters.dynamo.inbox_views import InboxViews
+from agentstream.adapters.kafka.client import ensure_topics, topics
 from agentstream.events import new_event
 from agentstream.registry import PROJECTIONS
-from agentstream.streams.erasure import forget_with_receipt, left_over
+from agentstream.streams.erasure import left_over
+from agentstream.wiring import run_forget_with_receipt
 from tests.integration.test_replay_kafka import publish
 from tests.integration.world import T0, World, drain, inbound
 
@@ -157,7 +158,7 @@ async def test_after_forget_a_replay_from_the_table_or_from_kafka_brings_nothing
     s = world.settings
     await live_traffic(world)
     stays = await customer_items(world, "stays")
-    report, receipt = await forget_with_receipt(s, "demo-salon", PHONE)
+    report, receipt = await run_forget_with_receipt(s, "demo-salon", PHONE)
     assert report.events == 4 and set(receipt["left"].values()) == {0}
 
     from_table = cli("replay", "--business", "demo-salon")

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from agentstream.adapters.dynamo import dynamodb_client, from_item, query_all, to_item
-from agentstream.adapters.lean_dynamo import LeanDynamo, hot_dynamodb_client
-from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.tables import ensure_tables
+from agentstream.adapters.dynamo.client import dynamodb_client, from_item, query_all, to_item
+from agentstream.adapters.dynamo.lean_client import LeanDynamo, hot_dynamodb_client
+from agentstream.adapters.dynamo.event_store import EventStore
+from agentstream.adapters.dynamo.tables import ensure_tables
 from agentstream.events import new_event
 from agentstream.settings import Settings
 

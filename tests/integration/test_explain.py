@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from agentstream.adapters.bootstrap import demo_credentials
-from agentstream.adapters.config_history import ConfigHistory, info_key, instructions_key, rag_key
-from agentstream.adapters.dynamo import from_item, to_item
+from agentstream.adapters.dynamo.config_history import ConfigHistory, info_key, instructions_key, rag_key
+from agentstream.adapters.dynamo.client import from_item, to_item
 from agentstream.events import Event, ReplyGenerated, new_event, reply_event_id
 from agentstream.streams.reply_policy import reply_key
 from agentstream.streams.explain import Explainer, NotExplainable

@@ -15,10 +15,10 @@ from typing import Any
 import orjson
 import pytest
 
-from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.dynamo.business import BusinessDirectory
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.llm import make_responder
-from agentstream.adapters.projection_store import ProjectionStore
+from agentstream.adapters.dynamo.projection_store import ProjectionStore
 from agentstream.bench import model_server
 from agentstream.bench.model_server import ModelServer
 from agentstream.events import Event, FactsExtracted, new_event, utc_now

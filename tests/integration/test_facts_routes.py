@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from agentstream.adapters.bootstrap import demo_credentials, populate, setup
-from agentstream.adapters.http_common import UNAUTHORIZED
+from agentstream.adapters.http.common import UNAUTHORIZED
 from agentstream.events import Event, new_event, stream_id, utc_now
 from agentstream.wiring import gateway_deps
 from tests.conftest import isolated_env, settings_from

@@ -24,12 +24,12 @@ from twilio.request_validator import RequestValidator
 from websockets.exceptions import ConnectionClosed
 
 from agentstream.adapters.bootstrap import demo_credentials, populate, setup
-from agentstream.adapters.credentials import REFRESH_GRACE_S, issue_widget_token
-from agentstream.adapters.dynamo import to_item
-from agentstream.adapters.gateway import WIDGET_REFUSED, create_app
-from agentstream.adapters.http_common import UNAUTHORIZED, Deps
+from agentstream.adapters.dynamo.credentials import REFRESH_GRACE_S, issue_widget_token
+from agentstream.adapters.dynamo.client import to_item
+from agentstream.adapters.http.gateway import WIDGET_REFUSED, create_app
+from agentstream.adapters.http.common import UNAUTHORIZED, Deps
 from agentstream.local.services import free_port
-from agentstream.adapters.webhook_routes import REFUSED
+from agentstream.adapters.http.webhook_routes import REFUSED
 from agentstream.wiring import gateway_deps
 from tests.conftest import isolated_env, settings_from
 from tests.services import Endpoints

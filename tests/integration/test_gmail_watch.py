@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from agentstream.adapters.channels.gmail_auth import GmailAuth
-from agentstream.adapters.credentials import CredentialStore
-from agentstream.adapters.dynamo import dynamodb_client
-from agentstream.adapters.tables import ensure_tables
+from agentstream.adapters.dynamo.credentials import CredentialStore
+from agentstream.adapters.dynamo.client import dynamodb_client
+from agentstream.adapters.dynamo.tables import ensure_tables
 from agentstream.streams.gmail_watch import LEASE, WatchRenewer
 from agentstream.streams.leases import Lease, LeaseTable
 from agentstream.wiring import gmail_watch_renewer

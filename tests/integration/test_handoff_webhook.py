@@ -18,12 +18,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from agentstream.adapters.credentials import CredentialStore, new_secret_key
-from agentstream.adapters.dynamo import dynamodb_client
-from agentstream.adapters.kafka import ensure_topics, producer
+from agentstream.adapters.dynamo.credentials import CredentialStore, new_secret_key
+from agentstream.adapters.dynamo.client import dynamodb_client
+from agentstream.adapters.kafka.client import ensure_topics, producer
 from agentstream.local.services import free_port
 from agentstream.adapters.owner_webhook import OwnerWebhook, webhook_statuses
-from agentstream.adapters.tables import ensure_tables
+from agentstream.adapters.dynamo.tables import ensure_tables
 from agentstream.events import new_event
 from agentstream.retry import RetryPolicy
 from agentstream.settings import Settings

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from agentstream.adapters.bootstrap import demo_credentials, populate, setup
-from agentstream.adapters.inbox_session import COOKIE
+from agentstream.adapters.http.inbox_session import COOKIE
 from agentstream.events import Event, stream_id
 from agentstream.wiring import gateway_deps
 from tests.conftest import isolated_env, settings_from

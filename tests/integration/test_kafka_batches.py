@@ -6,7 +6,7 @@ import asyncio
 from collections import defaultdict
 
 from agentstream.adapters.bootstrap import setup
-from agentstream.adapters.kafka import producer, send_keyed
+from agentstream.adapters.kafka.client import producer, send_keyed
 from agentstream.settings import Settings
 from tests.integration.kafka_helpers import read_topic
 

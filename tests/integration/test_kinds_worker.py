@@ -7,9 +7,9 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
-from agentstream.adapters import inbox_data
-from agentstream.adapters.inbox_routes import _fragment
-from agentstream.adapters.projection_store import ProjectionStore
+from agentstream.adapters.http import inbox_data
+from agentstream.adapters.http.inbox_routes import _fragment
+from agentstream.adapters.dynamo.projection_store import ProjectionStore
 from agentstream.events import Event, ReplyGenerated, new_event
 from agentstream.streams.explain import Explainer
 from agentstream.streams.replay import Replayer, Scope

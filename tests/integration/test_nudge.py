@@ -19,8 +19,8 @@ import pytest
 import websockets
 
 from agentstream.adapters.bootstrap import load_data, populate
-from agentstream.adapters.dynamo import dynamodb_client
-from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.dynamo.client import dynamodb_client
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.events import Event
 from agentstream.streams.expiry import ExpiryTimer
 from agentstream.streams.leases import LeaseTable

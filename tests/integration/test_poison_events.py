@@ -24,13 +24,13 @@ from typing import Any
 
 import pytest
 
-from agentstream.adapters import kafka
-from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.dead_letters import DeadLetterIndex
-from agentstream.adapters.dynamo import dynamodb_client
-from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.kafka import client as kafka
+from agentstream.adapters.dynamo.business import BusinessDirectory
+from agentstream.adapters.dynamo.dead_letters import DeadLetterIndex
+from agentstream.adapters.dynamo.client import dynamodb_client
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.llm import Answer, OfflineResponder
-from agentstream.adapters.projection_store import ProjectionStore
+from agentstream.adapters.dynamo.projection_store import ProjectionStore
 from agentstream.events import Event, EventSkipped, ReplyGenerated, new_event
 from agentstream.projections.context import ReplyContext
 from agentstream.registry import PROJECTIONS
@@ -38,7 +38,7 @@ from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.dead_letters import SkipRecorder
 from agentstream.streams.keyed import KeyedExecutor
-from agentstream.adapters.dlq import Dlq
+from agentstream.adapters.kafka.dlq import Dlq
 from agentstream.streams.runner import RetryPolicy
 from agentstream.streams.worker import build_app
 from tests.conftest import isolated_env, settings_from

@@ -7,9 +7,9 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
-from agentstream.adapters.dynamo import scan_all
-from agentstream.adapters.projection_store import ProjectionStore, get_active_session_for_user
-from agentstream.adapters.tables import ensure_tables
+from agentstream.adapters.dynamo.client import scan_all
+from agentstream.adapters.dynamo.projection_store import ProjectionStore, get_active_session_for_user
+from agentstream.adapters.dynamo.tables import ensure_tables
 from agentstream.events import ReplyGenerated, new_event, utc_now
 from agentstream.streams.forget import forget
 from agentstream.streams.legacy import import_legacy
@@ -92,7 +92,7 @@ async def test_import_legacy_is_idempotent_and_never_answers_history(world: Worl
         {"messageId": "m2", "sessionId": "s1", "businessId": "demo-salon", "userId": "old", "content": "Da, la 10.", "type": "agent", "timestamp": "2025-05-01T09:00:05.000Z", "metadata": {"source": "websocket"}},
         {"messageId": "m3", "sessionId": "s1", "businessId": "demo-salon", "userId": "old", "content": "Mulțumesc!", "type": "user", "timestamp": "2025-05-01T09:01:00.000Z", "metadata": {"source": "websocket"}},
     ]
-    from agentstream.adapters.dynamo import to_item
+    from agentstream.adapters.dynamo.client import to_item
     for row in reversed(rows):
         await world.ddb.put_item(TableName=legacy, Item=to_item(row))
     first = await import_legacy(world.ddb, world.store, legacy)

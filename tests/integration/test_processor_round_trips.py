@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from agentstream.adapters.dynamo import to_item
-from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.projection_store import ProjectionStore
+from agentstream.adapters.dynamo.client import to_item
+from agentstream.adapters.dynamo.event_store import EventStore
+from agentstream.adapters.dynamo.projection_store import ProjectionStore
 from agentstream.events import Event, ReplyGenerated, new_event
 from agentstream.streams.replay import Replayer, Scope
 from tests.integration.world import World, new_processor

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timezone
 
-from agentstream.adapters.dynamo import dynamodb_client
-from agentstream.adapters.pending_reconcile import PendingReconcile
-from agentstream.adapters.tables import ensure_tables
+from agentstream.adapters.dynamo.client import dynamodb_client
+from agentstream.adapters.dynamo.pending_reconcile import PendingReconcile
+from agentstream.adapters.dynamo.tables import ensure_tables
 from agentstream.settings import Settings
 from agentstream.streams.reconcile import ReconcileReport, Reconciler
 

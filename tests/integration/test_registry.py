@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentstream.adapters.dynamo import from_item, to_item
-from agentstream.adapters.tables import ensure_tables
+from agentstream.adapters.dynamo.client import from_item, to_item
+from agentstream.adapters.dynamo.tables import ensure_tables
 from agentstream.events import Event, MessageReceived
 from agentstream.projections.base import FoldConfig, Put
 from agentstream.projections.conversation import CONVERSATION

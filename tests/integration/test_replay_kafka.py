@@ -4,11 +4,12 @@ stays erased although the topic still holds their events."""
 
 from __future__ import annotations
 
-from agentstream.adapters.kafka import dumps, ensure_topics
-from agentstream.adapters.dynamo import scan_all
-from agentstream.adapters.tables import ensure_tables
+from agentstream.adapters.kafka.client import dumps, ensure_topics
+from agentstream.adapters.dynamo.client import scan_all
+from agentstream.adapters.dynamo.tables import ensure_tables
 from agentstream.streams.forget import forget
 from agentstream.streams.replay import Replayer, Scope
+from agentstream.adapters.kafka.client import KafkaClients
 from agentstream.streams.topic_source import read_topic_events
 from tests.integration import kafka_helpers
 from tests.integration.world import World, drain, inbound
@@ -32,7 +33,7 @@ async def test_replay_from_the_topic_equals_the_live_tables(world: World) -> Non
     await publish(world, [f"demo-salon#{u}" for u in users], skip={("demo-salon#k2", 3)})
     await forget(world.ddb, s, "demo-salon", "gone")
 
-    topic = await read_topic_events(s.kafka_bootstrap_servers, s.topic_events, Scope("demo-salon").wants)
+    topic = await read_topic_events(KafkaClients(s.kafka_bootstrap_servers), s.topic_events, Scope("demo-salon").wants)
     assert topic.unreadable == 1 and sorted(topic.by_stream) == [f"demo-salon#{u}" for u in sorted(users)]
     t = s.tables
     empty = t.model_copy(update={"sessions": t.sessions + "-k", "messages": t.messages + "-k", "rag_user": t.rag_user + "-k"})

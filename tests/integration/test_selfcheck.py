@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 from agentstream.adapters.bootstrap import populate, setup
-from agentstream.adapters.dynamo import dynamodb_client, scan_all
-from agentstream.adapters.tables import SESSIONS_GSI, ensure_tables, has_index
+from agentstream.adapters.dynamo.client import dynamodb_client, scan_all
+from agentstream.adapters.dynamo.tables import SESSIONS_GSI, ensure_tables, has_index
 from agentstream.settings import Settings
 from agentstream.streams.selfcheck import check_sessions_and_messages
 from tests.integration.test_setup import create_sessions_table_without_gsi

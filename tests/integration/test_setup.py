@@ -7,12 +7,12 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 
 from agentstream.adapters.bootstrap import setup
-from agentstream.adapters.dynamo import dynamodb_client
-from agentstream.adapters.projection_store import get_active_session_for_user
-from agentstream.adapters.tables import (
+from agentstream.adapters.dynamo.client import dynamodb_client
+from agentstream.adapters.dynamo.projection_store import get_active_session_for_user
+from agentstream.adapters.dynamo.tables import (
     EVENTS_BY_ID, EVENTS_BY_INGEST, EVENTS_BY_STREAM, SESSIONS_DUE, SESSIONS_GSI, has_index, stream_arn,
 )
-from agentstream.adapters.dynamo import to_item
+from agentstream.adapters.dynamo.client import to_item
 from agentstream.settings import Settings
 
 
@@ -69,7 +69,7 @@ async def test_setup_finishes_a_table_without_its_gsi_and_lookup_falls_back(sett
 async def test_setup_adds_the_cost_indexes_to_an_older_events_table_and_they_cover_its_items(settings: Settings) -> None:
     """An events table from before the ingest and idempotency indexes: setup adds them, and the
     idempotency records already there are found through eventStreamId-index."""
-    from agentstream.adapters.event_store import EventStore
+    from agentstream.adapters.dynamo.event_store import EventStore
     from agentstream.events import new_event
 
     async with dynamodb_client(settings) as ddb:

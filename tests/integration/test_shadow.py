@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from agentstream.adapters.kafka import ensure_topics, partitions_of
+from agentstream.adapters.kafka.client import ensure_topics, partitions_of
 from agentstream.bench.model_server import ModelBehaviour, ModelServer
 from agentstream.events import ReplyGenerated, new_event
 from agentstream.settings import Settings

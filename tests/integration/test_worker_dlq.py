@@ -17,17 +17,17 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from agentstream.adapters import kafka
-from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.dynamo import dynamodb_client
-from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.projection_store import ProjectionStore
+from agentstream.adapters.kafka import client as kafka
+from agentstream.adapters.dynamo.business import BusinessDirectory
+from agentstream.adapters.dynamo.client import dynamodb_client
+from agentstream.adapters.dynamo.event_store import EventStore
+from agentstream.adapters.dynamo.projection_store import ProjectionStore
 from agentstream.events import Event, ReplyGenerated, new_event
 from agentstream.projections.base import Put
 from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.keyed import KeyedExecutor
-from agentstream.adapters.dlq import Dlq
+from agentstream.adapters.kafka.dlq import Dlq
 from agentstream.streams.runner import RetryPolicy
 from agentstream.streams.worker import build_app
 from tests.conftest import isolated_env, settings_from

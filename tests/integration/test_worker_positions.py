@@ -12,10 +12,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agentstream.adapters.bootstrap import setup
-from agentstream.adapters.dynamo import dynamodb_client
-from agentstream.adapters.kafka import event_headers, producer
-from agentstream.adapters.position_store import Position, PositionStore
+from agentstream.adapters.dynamo.client import dynamodb_client
+from agentstream.adapters.kafka.client import event_headers, producer
+from agentstream.adapters.dynamo.position_store import Position, PositionStore
 from agentstream.settings import Settings
+from agentstream.adapters.kafka.client import KafkaClients
 from agentstream.streams.positions import resume_group
 
 pytestmark = pytest.mark.integration
@@ -62,7 +63,7 @@ def after(record: tuple[int, str, int]) -> Position:
 async def test_a_group_without_offsets_starts_at_the_saved_positions(settings: Settings, logged: Any) -> None:
     store, records = logged
     await store.save(settings.topic_events, {0: after(records[0][3]), 1: after(records[1][4])})
-    moved = await resume_group(settings, store)
+    moved = await resume_group(KafkaClients(settings.kafka_bootstrap_servers), settings.worker_group, settings.topic_events, store)
     assert moved == {0: records[0][3][0] + 1, 1: records[1][4][0] + 1}
     assert await committed(settings) == {0: records[0][3][0] + 1, 1: records[1][4][0] + 1, 2: None}
 
@@ -73,16 +74,16 @@ async def test_a_position_whose_record_is_another_is_not_used(settings: Settings
     await store.save(settings.topic_events, {0: Position(offset + 1, key, seq + 1),  # as on a recreated topic
                                              1: Position(records[1][2][0] + 1, "biz#someone-else", records[1][2][2]),
                                              2: Position(99, records[2][4][1], 5)})  # beyond the topic's end
-    assert await resume_group(settings, store) == {}
+    assert await resume_group(KafkaClients(settings.kafka_bootstrap_servers), settings.worker_group, settings.topic_events, store) == {}
     assert await committed(settings) == {0: None, 1: None, 2: None}
 
 
 async def test_a_group_ahead_of_the_saved_position_stays_where_it_is(settings: Settings, logged: Any) -> None:
     store, records = logged
     await store.save(settings.topic_events, {0: after(records[0][4])})
-    assert await resume_group(settings, store) == {0: records[0][4][0] + 1}
+    assert await resume_group(KafkaClients(settings.kafka_bootstrap_servers), settings.worker_group, settings.topic_events, store) == {0: records[0][4][0] + 1}
     await store.save(settings.topic_events, {0: after(records[0][1])})  # an older save, written late
-    assert await resume_group(settings, store) == {}
+    assert await resume_group(KafkaClients(settings.kafka_bootstrap_servers), settings.worker_group, settings.topic_events, store) == {}
     assert (await committed(settings))[0] == records[0][4][0] + 1
 
 
@@ -94,7 +95,7 @@ async def test_a_group_with_a_running_member_is_left_alone(settings: Settings, l
     await member.start()
     try:
         await member.getmany(timeout_ms=3000)  # joined: the group has a member
-        assert await resume_group(settings, store) == {}
+        assert await resume_group(KafkaClients(settings.kafka_bootstrap_servers), settings.worker_group, settings.topic_events, store) == {}
     finally:
         await member.stop()
     assert await committed(settings) == {0: None, 1: None, 2: None}

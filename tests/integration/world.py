@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.dynamo.business import BusinessDirectory
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.llm import Answer, OfflineResponder
-from agentstream.adapters.projection_store import ProjectionStore
+from agentstream.adapters.dynamo.projection_store import ProjectionStore
 from agentstream.events import Event, new_event
 from agentstream.projections.base import Projection
 from agentstream.projections.context import ReplyContext

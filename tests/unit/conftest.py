@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from pydantic import AliasChoices
 
-from agentstream.adapters.dynamo import dynamodb_client
-from agentstream.adapters.tables import ensure_tables
+from agentstream.adapters.dynamo.client import dynamodb_client
+from agentstream.adapters.dynamo.tables import ensure_tables
 from agentstream.settings import Settings, Tables
 
 

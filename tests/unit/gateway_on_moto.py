@@ -13,17 +13,17 @@ import pytest
 import uvicorn
 from cryptography.fernet import Fernet
 
-from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.credentials import CredentialStore
-from agentstream.adapters.dynamo import to_item
-from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.gateway import create_app
-from agentstream.adapters.http_common import Deps
+from agentstream.adapters.dynamo.business import BusinessDirectory
+from agentstream.adapters.dynamo.credentials import CredentialStore
+from agentstream.adapters.dynamo.client import to_item
+from agentstream.adapters.dynamo.event_store import EventStore
+from agentstream.adapters.http.gateway import create_app
+from agentstream.adapters.http.common import Deps
 from agentstream.adapters.ingest import Ingestor
-from agentstream.adapters.projection_store import ProjectionStore
-from agentstream.adapters.rate_limits import GatewayLimits
-from agentstream.adapters.visitors import VisitorRecords
-from agentstream.adapters.ws_hub import SocketHub
+from agentstream.adapters.dynamo.projection_store import ProjectionStore
+from agentstream.adapters.http.rate_limits import GatewayLimits
+from agentstream.adapters.http.visitors import VisitorRecords
+from agentstream.adapters.http.ws_hub import SocketHub
 from agentstream.local.services import free_port
 from agentstream.settings import Settings
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from agentstream.adapters import credentials as credentials_module
-from agentstream.adapters.credentials import CredentialStore
+from agentstream.adapters.dynamo import credentials as credentials_module
+from agentstream.adapters.dynamo.credentials import CredentialStore
 from tests.unit.gateway_on_moto import MotoGateway, moto_gateway  # noqa: F401 - the fixture
 
 

@@ -12,7 +12,7 @@ import pytest
 from agentstream import channel_specs
 from agentstream.adapters.channels import meta, registry, twilio
 from agentstream.adapters.channels.base import Media, Reaction, SendCall, Template, Text, Typing, Unsupported
-from agentstream.adapters.credentials import CredentialsError, validate
+from agentstream.adapters.dynamo.credentials import CredentialsError, validate
 from tests.fakes.vendors import VendorServer
 
 

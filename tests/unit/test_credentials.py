@@ -9,7 +9,7 @@ import hmac
 
 import pytest
 
-from agentstream.adapters.credentials import (
+from agentstream.adapters.dynamo.credentials import (
     REFRESH_GRACE_S, CredentialsError, api_key_secret, hash_api_key, issue_widget_token, mask, refreshable_user,
     split_api_key, validate, verify_widget_token,
 )

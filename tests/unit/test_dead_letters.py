@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings as hsettings, strategies as st
 
-from agentstream.adapters.business import BusinessDirectory
-from agentstream.adapters.dead_letters import DeadLetterIndex
-from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.kafka import dumps
+from agentstream.adapters.dynamo.business import BusinessDirectory
+from agentstream.adapters.dynamo.dead_letters import DeadLetterIndex
+from agentstream.adapters.dynamo.event_store import EventStore
+from agentstream.adapters.kafka.client import dumps
 from agentstream.adapters.llm import Answer, OfflineResponder
 from agentstream.adapters.memory_stores import MemoryDirectory, memory_stores
-from agentstream.adapters.projection_store import ProjectionStore, sessions_of_user
+from agentstream.adapters.dynamo.projection_store import ProjectionStore, sessions_of_user
 from agentstream.dlq_cli import retry_skipped
 from agentstream.events import Event, EventSkipped, ReplyGenerated, SkipRevoked, new_event
 from agentstream.projections.context import ReplyContext

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.events import ReplyGenerated, new_event
 from agentstream.settings import Settings
 from agentstream.streams.delivery import ExternalDelivery

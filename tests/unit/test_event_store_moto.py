@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.events import Event, new_event
 from agentstream.metrics import APPEND_CONFLICTS
 from agentstream.settings import Settings

@@ -175,7 +175,7 @@ def _decimals(value: object) -> object:
 
 @given(st.dictionaries(st.text(min_size=1, max_size=8), JSON_VALUES, max_size=6))
 def test_item_conversion_matches_boto3_and_round_trips(item: dict) -> None:
-    from agentstream.adapters.dynamo import from_item, to_item
+    from agentstream.adapters.dynamo.client import from_item, to_item
 
     boto3_typed = {k: TypeSerializer().serialize(_decimals(v)) for k, v in item.items()}
     assert to_item(item) == boto3_typed
@@ -183,7 +183,7 @@ def test_item_conversion_matches_boto3_and_round_trips(item: dict) -> None:
 
 
 def test_item_conversion_refuses_what_dynamodb_cannot_hold() -> None:
-    from agentstream.adapters.dynamo import to_item
+    from agentstream.adapters.dynamo.client import to_item
 
     with pytest.raises(ValueError):
         to_item({"x": float("nan")})

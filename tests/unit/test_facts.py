@@ -196,7 +196,7 @@ def test_the_input_is_never_changed_and_other_customers_are_refused() -> None:
 
 
 def test_the_state_is_a_dynamodb_item() -> None:
-    from agentstream.adapters.dynamo import from_item, to_item
+    from agentstream.adapters.dynamo.client import from_item, to_item
 
     state = messages("Bună, sunt Ana Popescu, telefon 0722 123 456, aș vrea o programare joi la 11 pentru tuns",
                      "comanda nr. 12345", "Vorbiți engleză?", "Uitați numărul meu")

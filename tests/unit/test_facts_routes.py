@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from agentstream.adapters.facts_routes import facts_view, owner_value
-from agentstream.adapters.http_common import HttpError
+from agentstream.adapters.http.owner_service import facts_view, owner_value
+from agentstream.adapters.http.common import HttpError
 
 TZ = "Europe/Bucharest"
 

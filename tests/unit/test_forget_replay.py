@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.ingest import InboundMessage, Ingestor
 from agentstream.settings import Settings
 from agentstream.streams.forget import forget

@@ -62,7 +62,7 @@ async def test_the_public_port_serves_no_metrics(moto_gateway: MotoGateway) -> N
 
 async def test_the_token_goes_in_the_first_frame_and_a_socket_without_one_is_refused(moto_gateway: MotoGateway,
                                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from agentstream.adapters import gateway
+    from agentstream.adapters.http import gateway
 
     gw = moto_gateway
     v = await visitor(gw)

@@ -14,7 +14,7 @@ from agentstream.adapters.channels import gmail
 from agentstream.adapters.channels.base import SendCall, Text
 from agentstream.adapters.channels.errors import PermanentError, RetryableError
 from agentstream.adapters.channels.gmail_auth import GmailAuth, refresh_access_token
-from agentstream.adapters.credentials import validate
+from agentstream.adapters.dynamo.credentials import validate
 from agentstream.events import ReplyGenerated, new_event
 from agentstream.settings import Settings
 from agentstream.streams.outbound import external_sender

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from agentstream.adapters.handoff_routes import window_refusal
+from agentstream.adapters.http.owner_service import window_refusal
 from agentstream.projections.handoff import status_of
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)

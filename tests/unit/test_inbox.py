@@ -11,11 +11,11 @@ from cryptography.fernet import Fernet
 from starlette.requests import Request
 from starlette.responses import Response
 
-from agentstream.adapters import inbox_session
-from agentstream.adapters.inbox_data import Conversation, local_time
-from agentstream.adapters.inbox_routes import _fragment
-from agentstream.adapters.inbox_session import COOKIE, InboxSession, csrf_ok, read_session, write_session
-from agentstream.adapters.inbox_views import unread
+from agentstream.adapters.http import inbox_session
+from agentstream.adapters.http.inbox_data import Conversation, local_time
+from agentstream.adapters.http.inbox_routes import _fragment
+from agentstream.adapters.http.inbox_session import COOKIE, InboxSession, csrf_ok, read_session, write_session
+from agentstream.adapters.dynamo.inbox_views import unread
 from agentstream.events import new_event, reply_event_id
 from agentstream.projections.conversation import FoldConfig, fold
 

@@ -8,10 +8,10 @@ import re
 
 import httpx
 
-from agentstream.adapters import credentials as credentials_module
-from agentstream.adapters.credentials import CredentialStore
-from agentstream.adapters.gateway import create_app
-from agentstream.adapters.inbox_session import COOKIE
+from agentstream.adapters.dynamo import credentials as credentials_module
+from agentstream.adapters.dynamo.credentials import CredentialStore
+from agentstream.adapters.http.gateway import create_app
+from agentstream.adapters.http.inbox_session import COOKIE
 from tests.unit.gateway_on_moto import MotoGateway, gateway_deps, moto_gateway  # noqa: F401 - the fixture
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentstream.adapters.inbox_views import InboxViews
+from agentstream.adapters.dynamo.inbox_views import InboxViews
 from agentstream.settings import Settings
 
 

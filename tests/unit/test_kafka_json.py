@@ -7,7 +7,7 @@ import json
 import pytest
 from hypothesis import given, strategies as st
 
-from agentstream.adapters.kafka import dumps, loads
+from agentstream.adapters.kafka.client import dumps, loads
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(min_value=-(10**38), max_value=10**38) | st.text()

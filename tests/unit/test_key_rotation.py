@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from agentstream.adapters.credentials import CredentialsError, CredentialStore
-from agentstream.adapters.dynamo import to_item
+from agentstream.adapters.dynamo.credentials import CredentialsError, CredentialStore
+from agentstream.adapters.dynamo.client import to_item
 from agentstream.keys import KeyRing
 from agentstream.settings import Settings
 

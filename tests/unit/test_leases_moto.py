@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.settings import Settings
 from agentstream.streams.expiry import LEASE as EXPIRY_LEASE
 from agentstream.wiring import session_timer

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from agentstream.adapters.bootstrap import BusinessDataError, check_businesses
-from agentstream.adapters.business import nudge_config
+from agentstream.adapters.dynamo.business import nudge_config
 from agentstream.events import Event, new_event
 from agentstream.projections.base import FoldConfig
 from agentstream.projections.conversation import CONVERSATION, active_session, apply, empty_memory, nudge_stands

@@ -9,8 +9,8 @@ from typing import Any
 from aiokafka import TopicPartition
 from hypothesis import given, strategies as st
 
-from agentstream.adapters.kafka import event_headers
-from agentstream.adapters.position_store import Position, PositionStore
+from agentstream.adapters.kafka.client import event_headers
+from agentstream.adapters.dynamo.position_store import Position, PositionStore
 from agentstream.settings import Settings
 from agentstream.streams.offsets import Offsets
 from agentstream.streams.positions import PositionKeeper

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.projection_store import (
+from agentstream.adapters.dynamo.event_store import EventStore
+from agentstream.adapters.dynamo.projection_store import (
     AppendRaced,
     ProjectionStore,
     StaleWrite,

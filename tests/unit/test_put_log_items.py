@@ -10,7 +10,7 @@ from typing import Any
 
 from hypothesis import given, settings, strategies as st
 
-from agentstream.adapters.dynamo import from_item, put_log_items
+from agentstream.adapters.dynamo.client import from_item, put_log_items
 
 
 @dataclass

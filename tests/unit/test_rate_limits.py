@@ -13,7 +13,7 @@ import websockets
 from limits import parse
 from prometheus_client import REGISTRY
 
-from agentstream.adapters.rate_limits import DynamoWindows, Limit, Limiter, RateLimited, GatewayLimits
+from agentstream.adapters.http.rate_limits import DynamoWindows, Limit, Limiter, RateLimited, GatewayLimits
 from agentstream.settings import Settings
 from tests.unit.gateway_on_moto import MotoGateway, moto_gateway  # noqa: F401 - the fixture
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from agentstream.adapters.dlq import Dlq
-from agentstream.adapters.kafka import event_headers
+from agentstream.adapters.kafka.dlq import Dlq
+from agentstream.adapters.kafka.client import event_headers
 from agentstream.adapters.llm import Answer, OfflineResponder
 from agentstream.adapters.memory_stores import MemoryProjectionStore
 from agentstream.bench.bare_loop import calls_by_operation

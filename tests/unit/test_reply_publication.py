@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from agentstream.adapters.business import BusinessDirectory
+from agentstream.adapters.dynamo.business import BusinessDirectory
 from agentstream.adapters.memory_stores import MemoryDirectory
 from agentstream.events import Event
 from agentstream.settings import Settings

@@ -9,10 +9,10 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from agentstream.adapters.event_store import EventStore
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.ingest import Ingestor, InboundMessage
 from agentstream.adapters.settled_heads import SettledHeads
-from agentstream.adapters.ws_hub import SocketHub
+from agentstream.adapters.http.ws_hub import SocketHub
 from agentstream.events import Event, new_event, reply_event_id
 from agentstream.metrics import APPEND_CONFLICTS
 from agentstream.settings import Settings

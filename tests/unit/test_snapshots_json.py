@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from agentstream.adapters.snapshots import SnapshotStore
+from agentstream.adapters.dynamo.snapshots import SnapshotStore
 from agentstream.keys import KeyRing
 from agentstream.projections.analytics import BusinessStats, Limits, state_of, stats_from
 from agentstream.settings import Settings

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentstream.adapters.event_store import EventStore
-from agentstream.adapters.ws_hub import SocketHub
+from agentstream.adapters.dynamo.event_store import EventStore
+from agentstream.adapters.http.ws_hub import SocketHub
 from agentstream.events import Event, ReplyDelivered, new_event, reply_event_id
 from agentstream.settings import Settings
 from agentstream.streams.delivery import LiveReply, SocketDelivery

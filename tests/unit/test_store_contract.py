@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from pydantic import AliasChoices
 
-from agentstream.adapters.dynamo import dynamodb_client, to_item
-from agentstream.adapters.event_store import TOMBSTONE_PREFIX, EventStore
-from agentstream.adapters.business import BusinessDirectory
+from agentstream.adapters.dynamo.client import dynamodb_client, to_item
+from agentstream.adapters.dynamo.event_store import TOMBSTONE_PREFIX, EventStore
+from agentstream.adapters.dynamo.business import BusinessDirectory
 from agentstream.adapters.memory_stores import MemoryDirectory, MemoryEventStore, MemoryProjectionStore, MemoryTables, memory_stores
-from agentstream.adapters.projection_store import AppendRaced, ProjectionStore, StaleWrite
-from agentstream.adapters.tables import ensure_tables
+from agentstream.adapters.dynamo.projection_store import AppendRaced, ProjectionStore, StaleWrite
+from agentstream.adapters.dynamo.tables import ensure_tables
 from agentstream.events import Event, new_event
 from agentstream.metrics import APPEND_CONFLICTS
 from agentstream.projections.base import Put

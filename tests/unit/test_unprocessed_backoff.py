@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import stamina.instrumentation
 
-from agentstream.adapters.dynamo import LeftUnprocessed, batch_write, existing_keys
+from agentstream.adapters.dynamo.client import LeftUnprocessed, batch_write, existing_keys
 from agentstream.retry import RetryPolicy
-from agentstream.adapters import dynamo
+from agentstream.adapters.dynamo import client as dynamo
 
 
 class Throttled:

@@ -8,7 +8,7 @@ import json
 import pytest
 import websockets
 
-from agentstream.adapters.dynamo import to_item
+from agentstream.adapters.dynamo.client import to_item
 from tests.unit.gateway_on_moto import MotoGateway, moto_gateway  # noqa: F401 - the fixture
 
 SITE = "https://salon.example"

@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 import websockets
 
-from agentstream.adapters import gateway, visitors
-from agentstream.adapters.credentials import issue_widget_token
-from agentstream.adapters.dynamo import to_item
+from agentstream.adapters.http import gateway
+
+from agentstream.adapters.http import visitors
+from agentstream.adapters.dynamo.credentials import issue_widget_token
+from agentstream.adapters.dynamo.client import to_item
 from tests.unit.gateway_on_moto import MotoGateway, moto_gateway  # noqa: F401 - the fixture
 
 
@@ -106,7 +108,7 @@ async def test_forget_erases_the_visitors_record(moto_gateway: MotoGateway) -> N
 async def test_the_owner_blocks_a_visitor_from_the_inbox(moto_gateway: MotoGateway) -> None:
     import re
 
-    from agentstream.adapters.dynamo import to_item as item
+    from agentstream.adapters.dynamo.client import to_item as item
 
     gw = moto_gateway
     v = await mint(gw)

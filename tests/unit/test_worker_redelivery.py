@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agentstream.adapters.kafka import event_headers, seq_of
+from agentstream.adapters.kafka.client import event_headers, seq_of
 from agentstream.streams.worker import applied_before
 from tests.unit.test_dead_letters import Worker
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from agentstream.adapters.ws_hub import SocketHub
+from agentstream.adapters.http.ws_hub import SocketHub
 
 
 class Socket:

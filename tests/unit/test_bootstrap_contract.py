@@ -1,0 +1,78 @@
+"""One bootstrap: the processes under streams/ are handed their stores, producer, consumer
+factory and configuration; none reads the settings or builds a client itself. Read from the
+source (the AST), so a new module is held to it as soon as it exists."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.services import ROOT
+
+# The composition root, and the adapters that know how to make a client (it calls them).
+BOOTSTRAP = {"agentstream/wiring.py"}
+CLIENT_FACTORIES = {"adapters/dynamo/client.py", "adapters/dynamo/lean_client.py", "adapters/kafka/client.py"}
+# Not processes: `setup`/`populate` (tables and demo data), the benches and a legacy script.
+OWN_CLIENTS = {"adapters/bootstrap.py", "scripts/test_sessions_and_messages.py"}
+PRODUCT = ("agentstream", "adapters", "streams", "projections", "scripts")
+# Calls that make a client: aiokafka's, httpx's, aiobotocore's (create_client), aiodynamo's, and
+# the factories of adapters/ that wrap them.
+CLIENT_CALLS = {"AIOKafkaConsumer", "AIOKafkaProducer", "AIOKafkaAdminClient", "AsyncClient", "Client",
+                "create_client", "dynamodb_client", "hot_dynamodb_client", "dynamodb_streams_client", "KafkaClients"}
+SETTINGS_NAMES = {"Settings", "settings", "load_settings"}
+
+
+def _sources(*folders: str) -> list[Path]:
+    return sorted(p for folder in folders for p in (ROOT / folder).rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def _name(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def _called(call: ast.Call) -> str | None:
+    func = call.func
+    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+
+
+def client_calls(path: Path) -> list[str]:
+    """`name:line` of every call in the file that makes a client."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [f"{_called(n)}:{n.lineno}" for n in ast.walk(tree) if isinstance(n, ast.Call) and _called(n) in CLIENT_CALLS]
+
+
+def settings_imports(path: Path) -> list[str]:
+    """The settings objects the file imports (the `Tables` record of table names is not one)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module == "agentstream.settings":
+            found += [f"{a.name}:{node.lineno}" for a in node.names if a.name in SETTINGS_NAMES]
+        elif isinstance(node, ast.ImportFrom) and node.module == "agentstream" \
+                and any(a.name == "settings" for a in node.names):
+            found.append(f"agentstream.settings:{node.lineno}")
+        elif isinstance(node, ast.Import) and any(a.name == "agentstream.settings" for a in node.names):
+            found.append(f"agentstream.settings:{node.lineno}")
+    return found
+
+
+def test_no_module_under_streams_imports_the_settings() -> None:
+    offenders = {_name(p): found for p in _sources("streams") if (found := settings_imports(p))}
+    assert offenders == {}
+
+
+def test_clients_are_made_only_by_the_bootstrap() -> None:
+    allowed = BOOTSTRAP | CLIENT_FACTORIES | OWN_CLIENTS
+    offenders = {_name(p): found for p in _sources(*PRODUCT)
+                 if _name(p) not in allowed and not _name(p).startswith("agentstream/bench/") and (found := client_calls(p))}
+    assert offenders == {}
+
+
+def test_the_checks_see_what_they_look_for(tmp_path: Path) -> None:
+    """The two checks find a client made and the settings imported (they are not vacuous)."""
+    sample = tmp_path / "sample.py"
+    sample.write_text("from agentstream.settings import Settings, Tables\nfrom aiokafka import AIOKafkaConsumer\n"
+                      "import httpx\n\nasync def f(s: Settings) -> None:\n    c = AIOKafkaConsumer('t')\n"
+                      "    async with httpx.AsyncClient() as h:\n        pass\n", encoding="utf-8")
+    assert settings_imports(sample) == ["Settings:1"]
+    assert client_calls(sample) == ["AIOKafkaConsumer:6", "AsyncClient:7"]
+    assert client_calls(ROOT / "agentstream/wiring.py"), "the bootstrap makes the clients"
