@@ -1,4 +1,4 @@
-"""The `agentstream` command line (DESIGN.md section 6)."""
+"""The `agentstream` command line.
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The event envelope of `agent.events.v1` (DESIGN.md section 3) and its payloads.
+"""The event envelope of `agent.events.v1` and its payloads.
 
 Events are immutable facts in the log. Every consumer parses them with `parse_event`,
 which upcasts older schema versions and refuses unknown ones with a clear error.
@@ -517,5 +517,5 @@ def new_event(
 
 
 def reply_event_id(inbound_event_id: str) -> str:
-    """The one reply an inbound message may have (invariant 3)."""
+    """The one reply an inbound message may have (each inbound is covered by exactly one reply, or by a handoff)."""
     return derive_id("reply", inbound_event_id)

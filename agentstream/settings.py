@@ -1,4 +1,4 @@
-"""Settings from the environment, with the seed's variable names (DESIGN.md sections 4 and 6),
+"""Settings from the environment, with the seed's variable names (README's Settings),
 then from the `.env` file `agentstream up` writes (real environment variables win)."""
 
 from __future__ import annotations

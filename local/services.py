@@ -1,4 +1,4 @@
-"""The local stack without Docker: a single-node KRaft Kafka and ministack (DESIGN.md section 7).
+"""The local stack without Docker: a single-node KRaft Kafka and ministack .
 
 Jars come from Maven Central through a small pom; ministack lives in its own virtualenv (its
 pinned botocore would clash with aiobotocore's). Everything sits under one home folder, so a

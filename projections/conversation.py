@@ -450,7 +450,7 @@ def nudge_stands(puts: Iterable[Put]) -> bool:
 
 def handed_off(memory: Item, event: Event, config: FoldConfig) -> bool:
     """Whether the customer's conversation is with a person at `event` (folded into `memory`):
-    then its inbound gets no AI reply (invariant 3, as amended for handoffs)."""
+    then its inbound gets no AI reply (a handed-off inbound is covered by the handoff)."""
     ctx = active_session(memory)
     return handoff_of(ctx, event.occurredAt, config.handoff_timeout_minutes) is not None
 

@@ -1,4 +1,4 @@
-"""DynamoDB Streams → Kafka `agent.events.v1` (DESIGN.md section 1, invariant 7).
+"""DynamoDB Streams → Kafka `agent.events.v1` (the log is the outbox; nothing lost on a crash).
 
 Each shard is read by the bridge holding its lease. A batch of records is produced with
 key = streamId (idempotent producer, acks=all) and the shard's checkpoint moves only after

@@ -1,4 +1,4 @@
-"""Skipped events (issue 15): a poison event is recorded in its conversation as `EventSkipped`,
+"""Skipped events: a poison event is recorded in its conversation as `EventSkipped`,
 so the folds go on without it; `dlq list` shows what is skipped and `dlq retry` brings an event
 back with `SkipRevoked` and folds the customer's projections again from the log.
 

@@ -1,4 +1,4 @@
-"""Publishes log events the stream lost (invariant 7): the events table is the truth.
+"""Publishes log events the stream lost (nothing is lost on a crash or a trimmed stream): the events table is the truth.
 
 For a conversation, the events past what its least advanced projection applied (the lowest
 lastSeq of the registered projections' state items) are published again to

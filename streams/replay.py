@@ -1,4 +1,4 @@
-"""Rebuilds the registered projections from the log (invariant 5): all, one business or one user.
+"""Rebuilds the registered projections from the log (projections are pure folds, so replaying gives the same items): all, one business or one user.
 
 Each conversation is read in seq order (a Query per stream, streams in parallel; or off
 `agent.events.v1`, see `topic_source`) and folded with the same pure fold the worker uses; the

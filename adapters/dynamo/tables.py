@@ -1,4 +1,4 @@
-"""The tables of the contract (DESIGN.md section 4) and their idempotent set-up."""
+"""The tables of the contract (README: tables) and their idempotent set-up."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The owner's view of a customer's facts (issue 14, "the owner can see and fix them"):
+"""The owner's view of a customer's facts (the owner can see and fix them):
 `GET /v1/businesses/{businessId}/users/{userId}/facts` reads `ai-agent-customer-facts`;
 `PUT …/facts/{kind}` {"value"} appends `FactCorrected` and `DELETE …/facts/{kind}` appends
 `FactRetracted` (source "owner", channel "system") to the customer's stream, where the facts fold

@@ -1,4 +1,4 @@
-"""The HTTP gateway (DESIGN.md section 6): widget, WebSocket, REST, sessions, health. Its
+"""The HTTP gateway: widget, WebSocket, REST, sessions, health. Its
 Prometheus metrics are served on METRICS_PORT (127.0.0.1), as every process's, never here."""
 
 from __future__ import annotations

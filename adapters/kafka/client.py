@@ -84,7 +84,7 @@ async def send_keyed(producer: AIOKafkaProducer, topic: str,
 
 
 def topics(settings: Settings) -> list[str]:
-    """Every topic of the product (DESIGN.md section 3), the one list: `setup` creates these,
+    """Every topic of the product, the one list: `setup` creates these,
     `status` sizes them, `forget` reports how long each keeps an erased customer's records. A
     new topic is added here."""
     return [settings.topic_events, settings.topic_replies, settings.topic_dlq, settings.topic_shadow,

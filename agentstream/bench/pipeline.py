@@ -19,7 +19,7 @@ topics of the same size (fresh.py), so no phase pays for the items of another.
    rate the machine can carry (capacity.py); a steady phase at half of it, p50 and p99 against
    the raw Kafka round trip's p50 and p99 at that rate.
 
-The last JSON line carries `targets`: each target of issue 16 with its figure and whether it is met.
+The last JSON line carries `targets`: each hot-path target with its figure and whether it is met.
 Sizes: BENCH_PIPELINE_RATE (phase 3, default 50), BENCH_PIPELINE_CONVERSATIONS (200),
 BENCH_PIPELINE_TURNS (5), BENCH_PIPELINE_PAIRS (3), BENCH_HALF_SECONDS (20), BENCH_PROBE_RATE (10).
 """

@@ -286,7 +286,7 @@ def run(users: int = 10_000, per_user: int = 10, timeout: float = 3600, rounds: 
         "bare_loop_events_per_s": round(loop.rate), "worker_vs_bare_loop": round(backlog.rate / loop.rate, 3),
         "target_worker_vs_bare_loop": 0.7, "worker_calls_per_event": backlog.calls_per_event(total),
         "bare_loop_calls_per_event": loop.calls_per_event, "cpu_seconds_while_bare_loop_ran": loop_spent,
-        # the client's side of the same DynamoDB calls against ministack's (issue 16's ours over ministack, per process)
+        # the client's side of the same DynamoDB calls against ministack's (ours over ministack, per process)
         "worker_over_ministack_cpu": _over_ministack(backlog.cpu, "worker"),
         "bare_loop_over_ministack_cpu": _over_ministack(loop_spent, "bare_loop"),
         # a new group starting from the saved positions, against a restart
