@@ -1,4 +1,4 @@
-"""The `agentstream` command line.
+"""The `agentstream` command line."""
 
 from __future__ import annotations
 
