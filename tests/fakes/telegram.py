@@ -5,18 +5,16 @@ recorded. Run it with `with TelegramServer("123:ABC") as telegram:`."""
 from __future__ import annotations
 
 import itertools
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from agentstream.local.services import free_port
+from tests.fakes.serving import LocalServer
 
 METHODS = ("sendMessage", "sendChatAction", "sendPhoto", "sendAudio", "sendDocument", "sendVideo", "setMessageReaction")
 
@@ -28,19 +26,12 @@ class BotCall:
     at: float = field(default_factory=time.time)
 
 
-class TelegramServer:
+class TelegramServer(LocalServer):
     def __init__(self, token: str) -> None:
         self.token = token
         self.calls: list[BotCall] = []
         self._ids = itertools.count(1000)
-        self.port = free_port()
-        app = Starlette(routes=[Route("/bot{token}/{method}", self._method, methods=["POST"])])
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"))
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(Starlette(routes=[Route("/bot{token}/{method}", self._method, methods=["POST"])]))
 
     def sent(self, method: str) -> list[dict[str, Any]]:
         return [c.body for c in self.calls if c.method == method]
@@ -57,14 +48,3 @@ class TelegramServer:
         chat = {"id": int(body["chat_id"]), "type": "private"}
         return JSONResponse({"ok": True, "result": {"message_id": next(self._ids), "date": int(time.time()), "chat": chat,
                                                     **({"text": body["text"]} if "text" in body else {})}})
-
-    def __enter__(self) -> "TelegramServer":
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(5)

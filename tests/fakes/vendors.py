@@ -8,19 +8,17 @@ out the queued access tokens to refresh-token grants. Run it with `with VendorSe
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from agentstream.local.services import free_port
+from tests.fakes.serving import LocalServer
 
 
 @dataclass
@@ -146,29 +144,11 @@ def create_app(state: VendorState) -> Starlette:
     ])
 
 
-class VendorServer:
+class VendorServer(LocalServer):
     def __init__(self) -> None:
         self.state = VendorState()
-        self.port = free_port()
-        self._server = uvicorn.Server(uvicorn.Config(create_app(self.state), host="127.0.0.1", port=self.port,
-                                                     log_level="warning", lifespan="off"))
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(create_app(self.state))
 
     def env(self) -> dict[str, str]:
         return {"META_GRAPH_BASE_URL": f"{self.base}/graph", "TWILIO_API_BASE_URL": f"{self.base}/twilio",
                 "GMAIL_API_BASE_URL": f"{self.base}/gmail", "GOOGLE_TOKEN_URI": f"{self.base}/google/token"}
-
-    def __enter__(self) -> "VendorServer":
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(5)
