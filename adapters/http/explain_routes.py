@@ -7,9 +7,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from agentstream.adapters.http import api_models as api
 from agentstream.adapters.http.common import HttpError, authenticate, deps
+from agentstream.adapters.http.openapi import operation
 
 
+@operation("Why this reply: its context and prompt rebuilt from the log", security="apiKey", tag="explain",
+           answers={200: api.Explanation, 404: api.Error, 503: api.Error})
 async def explain_reply(request: Request) -> Response:
     d = deps(request)
     business_id = await authenticate(d, request)

@@ -9,14 +9,15 @@ appends are the owner service's (adapters/http/owner_service.py)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from agentstream.adapters.http.common import Deps, HttpError, decode_utf8, deps, read_body, require_api_key
+from agentstream.adapters.http import api_models as api
+from agentstream.adapters.http.common import Deps, decode_utf8, deps, read_body, require_api_key
+from agentstream.adapters.http.openapi import operation
 from agentstream.adapters.http.owner_service import fact_kind
 
 MAX_FACT_BODY = 8 * 1024
@@ -31,21 +32,18 @@ async def _customer(d: Deps, request: Request) -> tuple[str, str]:
 
 async def _body_value(d: Deps, request: Request) -> Any:
     body = decode_utf8(await read_body(request, min(d.settings.max_body_bytes, MAX_FACT_BODY)))
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise HttpError(400, "body is not JSON") from None
-    if not isinstance(data, dict) or "value" not in data or set(data) != {"value"}:
-        raise HttpError(400, 'body must be {"value": …}')
-    return data["value"]
+    return api.parse_body(api.FactValue, body).value
 
 
+@operation("A customer's current facts", security="apiKey", tag="facts", answers={200: api.Facts})
 async def get_facts(request: Request) -> Response:
     d = deps(request)
     business_id, user_id = await _customer(d, request)
     return JSONResponse(await d.owner.facts(business_id, user_id))
 
 
+@operation("Correct a fact (appends FactCorrected)", body=api.FactValue, security="apiKey", tag="facts",
+           answers={202: api.Appended, 404: api.Error})
 async def put_fact(request: Request) -> Response:
     d = deps(request)
     business_id, user_id = await _customer(d, request)
@@ -55,6 +53,8 @@ async def put_fact(request: Request) -> Response:
     return JSONResponse(appended, status_code=202)
 
 
+@operation("Retract a fact (appends FactRetracted)", security="apiKey", tag="facts",
+           answers={202: api.Appended, 404: api.Error})
 async def delete_fact(request: Request) -> Response:
     d = deps(request)
     business_id, user_id = await _customer(d, request)

@@ -4,6 +4,7 @@ Prometheus metrics are served on METRICS_PORT (127.0.0.1), as every process's, n
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import time
@@ -21,6 +22,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from agentstream.adapters.channels.rest import REST
 from agentstream.adapters.channels.widget import WEBSOCKET
 from agentstream.adapters.dynamo.credentials import issue_widget_token, refreshable_user, verify_widget_token, widget_token_id
+from agentstream.adapters.http import api_models as api
 from agentstream.adapters.http.explain_routes import explain_routes
 from agentstream.adapters.http.facts_routes import facts_routes
 from agentstream.adapters.http.handoff_routes import handoff_routes
@@ -32,15 +34,18 @@ from agentstream.adapters.http.common import (
 from agentstream.adapters.ingest import InboundMessage
 from agentstream.adapters.http.rate_limits import RateLimited
 from agentstream.adapters.http.visitors import may_connect, new_token_id, revoke_visitor
+from agentstream.adapters.http.openapi import document, operation
 from agentstream.adapters.http.webhook_routes import webhook_routes
 from agentstream.adapters.replies import DeliveryLog, pending_replies, reply_frame
 
 log = structlog.get_logger(__name__)
-MAX_TEXT = 16_000
+MAX_TEXT = api.MAX_TEXT
+API_VERSION = "1"
 WIDGET_REFUSED = "widget token not valid; ask for a new visitor"
 _CSP_SOURCE = re.compile(r"https?://[a-z0-9.-]+(:(\d{1,5}|\*))?", re.IGNORECASE)  # an origin, safe in a CSP
 
 
+@operation("The chat page (the widget's frame)", answers={200: "an HTML page"}, tag="widget")
 async def index(request: Request) -> Response:
     """The chat page; the business's allowed origins (and this gateway) may frame it (widget.js)."""
     page = resources.files("agentstream").joinpath("static/widget.html").read_text(encoding="utf-8")
@@ -53,6 +58,7 @@ async def index(request: Request) -> Response:
                                        f"frame-ancestors {ancestors}"})
 
 
+@operation("The widget's script a business's site includes", answers={200: "JavaScript"}, tag="widget")
 async def widget_script(request: Request) -> Response:
     """The one script a business's site includes (`<script src=".../widget.js" data-business="B">`)."""
     script = resources.files("agentstream").joinpath("static/widget.js").read_text(encoding="utf-8")
@@ -60,6 +66,7 @@ async def widget_script(request: Request) -> Response:
                     headers={"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"})
 
 
+@operation("Liveness", answers={200: api.Health}, tag="operations")
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -105,6 +112,9 @@ async def _rotated(d: Deps, keys: list[str], business_id: str, user_id: str, pre
     raise HttpError(401, WIDGET_REFUSED)
 
 
+@operation("A new anonymous visitor and its token", tag="widget", answers={
+    200: api.Visitor, 403: api.Error, 404: api.Error, 429: api.Error},
+    description="Public; a browser's Origin must be the gateway's or among the business's allowedOrigins (CORS).")
 async def new_visitor(request: Request) -> Response:
     """A new anonymous visitor and its token (public)."""
     d = deps(request)
@@ -123,6 +133,8 @@ async def new_visitor(request: Request) -> Response:
     return await _recorded_visitor(d, keys, business_id, user_id) if d.visitors else _visitor(d, keys, business_id, user_id)
 
 
+@operation("A new token for the same visitor", security="widgetToken", tag="widget",
+           answers={200: api.Visitor, 403: api.Error})
 async def refresh_visitor(request: Request) -> Response:
     """A new token for the same visitor in exchange for its old one (`Authorization: Bearer <token>`),
     also when that one expired (up to REFRESH_GRACE_S ago) or was signed by the previous key.
@@ -141,6 +153,8 @@ async def refresh_visitor(request: Request) -> Response:
     return await _rotated(d, keys, business_id, user_id, widget_token_id(keys, token))
 
 
+@operation("End a visitor: its tokens stop working, its sockets close", security="apiKey", tag="widget",
+           answers={204: "revoked", 404: api.Error})
 async def revoke_visitor_route(request: Request) -> Response:
     """The business ends a visitor (its API key): its tokens stop working, its sockets close (4403)."""
     d = deps(request)
@@ -203,6 +217,11 @@ async def _visitor_of(ws: WebSocket) -> tuple[str, str]:
     return (user_id, token) if isinstance(user_id, str) and isinstance(token, str) else ("", "")
 
 
+@operation("The widget's socket (WebSocket upgrade)", tag="widget", answers={101: "switching to the WebSocket protocol"},
+           description='First frame {"type":"auth","userId","token"}; then {"type":"message","text","clientMessageId"} '
+                       'frames, each acknowledged {"type":"ack","clientMessageId","eventId"}; replies arrive as '
+                       '{"type":"reply",…} frames. Closes: 4403 bad or expired token, 4429 too many messages, '
+                       '1003 a frame it cannot take.')
 async def websocket_endpoint(ws: WebSocket) -> None:
     d: Deps = ws.app.state.deps
     business_id = ws.path_params["businessId"]
@@ -255,28 +274,23 @@ async def _on_frame(d: Deps, ws: WebSocket, business_id: str, user_id: str, raw:
     await ws.send_json({"type": "ack", "clientMessageId": client_id, "eventId": result.event.eventId})
 
 
+@operation("A customer's message through the REST channel", body=api.InboundMessage, security="apiKey",
+           answers={202: api.Appended, 200: "a duplicate of an earlier message: its eventId"})
 async def post_message(request: Request) -> Response:
     d = deps(request)
     business_id = await authenticate(d, request)
-    body = decode_utf8(await read_body(request, d.settings.max_body_bytes))
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise HttpError(400, "body is not JSON") from None
-    fields = ("businessId", "userId", "text", "externalId")
-    if not isinstance(data, dict) or any(not isinstance(data.get(f), str) or not data.get(f) for f in fields):
-        raise HttpError(400, f"body needs non-empty strings {', '.join(fields)}")
-    if len(data["text"]) > MAX_TEXT:
-        raise HttpError(400, f"text over {MAX_TEXT} characters")
-    if data["businessId"] != business_id:
+    data = api.parse_body(api.InboundMessage, decode_utf8(await read_body(request, d.settings.max_body_bytes)))
+    if data.businessId != business_id:
         raise HttpError(401, UNAUTHORIZED)
     result = await d.ingestor.ingest(
-        InboundMessage(data["businessId"], data["userId"], REST.name, data["externalId"], data["text"], reply_to={"rest": "poll"})
+        InboundMessage(data.businessId, data.userId, REST.name, data.externalId, data.text, reply_to={"rest": "poll"})
     )
     status = 200 if result.duplicate else 202
     return JSONResponse({"eventId": result.event.eventId, "seq": result.event.seq, "duplicate": result.duplicate}, status_code=status)
 
 
+@operation("A customer's active session and its last messages", security="apiKey",
+           answers={200: api.Session, 404: api.Error})
 async def get_user_session(request: Request) -> Response:
     d = deps(request)
     business_id, user_id = request.path_params["businessId"], request.path_params["userId"]
@@ -293,18 +307,23 @@ async def _owned_session(d: Deps, request: Request) -> dict[str, Any]:
     return await d.owner.owned_session(await authenticate(d, request), request.path_params["sessionId"])
 
 
+@operation("A session's messages", security="apiKey", answers={200: api.SessionMessages, 404: api.Error})
 async def get_session_messages(request: Request) -> Response:
     d = deps(request)
     session = await _owned_session(d, request)
     return JSONResponse({"sessionId": session["sessionId"], "messages": await d.projections.session_messages(session["sessionId"])})
 
 
+@operation("Resolve a session (appends SessionResolved once)", security="apiKey",
+           answers={202: api.Appended, 404: api.Error, 409: api.Error})
 async def resolve_session(request: Request) -> Response:
     d = deps(request)
     result = await d.owner.resolve(await _owned_session(d, request))
     return JSONResponse({"eventId": result["eventId"], "duplicate": result["duplicate"]}, status_code=202)
 
 
+@operation("The analytics consumer's figures for one business", security="apiKey",
+           answers={200: api.Analytics, 503: api.Error})
 async def get_analytics(request: Request) -> Response:
     """The analytics consumer's figures for one business (its API key required)."""
     d = deps(request)
@@ -336,6 +355,7 @@ def _cors(handler: Any) -> Any:
     allowed origin gets 204 with the CORS headers, another 403; an answer to an allowed origin
     carries Access-Control-Allow-Origin (other origins are refused by the route itself)."""
 
+    @functools.wraps(handler)
     async def wrapped(request: Request) -> Response:
         d, origin = deps(request), request.headers.get("origin")
         if request.method == "OPTIONS":
@@ -356,10 +376,18 @@ def _cors(handler: Any) -> Any:
     return wrapped
 
 
+@operation("This document", answers={200: "the OpenAPI 3.1 document"}, tag="operations")
+async def openapi_json(request: Request) -> Response:
+    if not hasattr(request.app.state, "openapi"):
+        request.app.state.openapi = document(request.app.routes, API_VERSION)
+    return JSONResponse(request.app.state.openapi)
+
+
 def create_app(d: Deps) -> Starlette:
     routes = [
         Route("/", index),
         Route("/healthz", healthz),
+        Route("/openapi.json", openapi_json),
         Route("/widget.js", widget_script),
         Route("/v1/widget/{businessId}/visitors", _cors(new_visitor), methods=["POST", "OPTIONS"]),
         Route("/v1/widget/{businessId}/visitors/refresh", _cors(refresh_visitor), methods=["POST", "OPTIONS"]),

@@ -13,16 +13,18 @@ the list are the owner service's (adapters/http/owner_service.py), which the inb
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from agentstream.adapters.http.common import Deps, HttpError, authenticate, decode_utf8, deps, read_body, require_api_key
+from agentstream.adapters.http import api_models as api
+from agentstream.adapters.http.common import Deps, authenticate, decode_utf8, deps, read_body, require_api_key
+from agentstream.adapters.http.openapi import operation
 
 MAX_BODY = 32 * 1024
+B = TypeVar("B", bound=api.Body)
 
 
 async def _session(d: Deps, request: Request) -> dict[str, Any]:
@@ -31,46 +33,45 @@ async def _session(d: Deps, request: Request) -> dict[str, Any]:
     return await d.owner.active_session(business_id, request.path_params["sessionId"])
 
 
-async def _json(d: Deps, request: Request, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, str]:
-    """A JSON object body of strings with exactly these fields (an empty body is {} when none is required)."""
+async def _json(d: Deps, request: Request, model: type[B]) -> B:
+    """The body as `model` (an empty body is {} when the model requires no field)."""
     body = decode_utf8(await read_body(request, min(d.settings.max_body_bytes, MAX_BODY)))
-    if not body.strip() and not required:
-        return {}
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise HttpError(400, "body is not JSON") from None
-    allowed = set(required) | set(optional)
-    if not isinstance(data, dict) or not set(required) <= set(data) <= allowed \
-            or any(not isinstance(v, str) for v in data.values()):
-        fields = ", ".join([*(f'"{f}"' for f in required), *(f'"{f}" (optional)' for f in optional)])
-        raise HttpError(400, f"body must be a JSON object of strings: {fields}")
-    return data
+    return api.parse_body(model, body if body.strip() else "{}")
 
 
+@operation("Hand the conversation to a person (appends HandoffRequested)", body=api.HandoffRequest, security="apiKey",
+           tag="handoff", answers={202: api.HandoffAnswer, 200: "already with a person: nothing appended",
+                                   404: api.Error, 409: api.Error})
 async def request_handoff(request: Request) -> Response:
     d = deps(request)
     session = await _session(d, request)
-    body = await _json(d, request, (), ("reason",))
-    result = await d.owner.hand_off(session, body.get("reason", ""))
+    body = await _json(d, request, api.HandoffRequest)
+    result = await d.owner.hand_off(session, body.reason)
     return JSONResponse(result, status_code=202 if "eventId" in result else 200)
 
 
+@operation("The owner's message to the customer (appends OwnerReplied)", body=api.OwnerMessage, security="apiKey",
+           tag="handoff", answers={202: api.Appended, 404: api.Error, 409: api.Error,
+                                   422: "outside the channel's messaging window: nothing appended"})
 async def owner_message(request: Request) -> Response:
     d = deps(request)
     session = await _session(d, request)
-    body = await _json(d, request, ("text", "author"))
-    appended = await d.owner.send_message(session, body["text"], body["author"], request.headers.get("idempotency-key"))
+    body = await _json(d, request, api.OwnerMessage)
+    appended = await d.owner.send_message(session, body.text, body.author, request.headers.get("idempotency-key"))
     return JSONResponse({"sessionId": session["sessionId"], **appended}, status_code=202)
 
 
+@operation("Give the conversation back to the AI (appends HandoffReleased)", body=api.Release, security="apiKey",
+           tag="handoff", answers={202: api.HandoffAnswer, 404: api.Error, 409: api.Error})
 async def release(request: Request) -> Response:
     d = deps(request)
     session = await _session(d, request)
-    body = await _json(d, request, (), ("reason",))
-    return JSONResponse(await d.owner.release(session, body.get("reason", "")), status_code=202)
+    body = await _json(d, request, api.Release)
+    return JSONResponse(await d.owner.release(session, body.reason), status_code=202)
 
 
+@operation("The business's conversations, by status (?status=ai|waiting|human|resolved)", security="apiKey",
+           tag="handoff", answers={200: api.Conversations})
 async def list_conversations(request: Request) -> Response:
     d = deps(request)
     business_id = request.path_params["businessId"]

@@ -10,6 +10,7 @@ the list) update live over server-sent events, whose fragments are rendered the 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,7 +22,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from agentstream.adapters.http import api_models as api
 from agentstream.adapters.http import inbox_data
+from agentstream.adapters.http.openapi import operation
 from agentstream.adapters.http.visitors import revoke_visitor
 from agentstream.adapters.http.common import Deps, HttpError, business_of_key, client_address, decode_utf8, deps, read_body
 from agentstream.adapters.http.inbox_session import (
@@ -75,6 +78,8 @@ def _sign_in_page(d: Deps, session: InboxSession | None, error: str | None = Non
     return response
 
 
+@operation("The inbox: the sign-in page, or the conversations (?status=…)", tag="inbox", html=True,
+           answers={200: "an HTML page"})
 async def inbox(request: Request) -> Response:
     d = deps(request)
     session = await _signed_in(d, request)
@@ -87,6 +92,9 @@ async def inbox(request: Request) -> Response:
     return _page("inbox_list.html", session=session, rows=rows, wanted=wanted, statuses=STATUSES)
 
 
+@operation("Sign in with the API key and a display name", form=api.SignInForm, tag="inbox", html=True,
+           answers={303: "signed in: to /inbox", 400: "the page again, saying what is wrong",
+                    401: "the page again: the key is not valid", 403: "the form expired", 429: api.Error})
 async def sign_in(request: Request) -> Response:
     d = deps(request)
     before = read_session(d, request)
@@ -122,6 +130,8 @@ async def _checked_post(request: Request) -> tuple[Deps, InboxSession, dict[str,
     return d, session, form
 
 
+@operation("Sign out (every live stream of the session ends)", form=api.InboxActionForm, security="inboxSession",
+           tag="inbox", html=True, answers={303: "to /inbox", 403: "missing or wrong CSRF token"})
 async def sign_out(request: Request) -> Response:
     d, session, _ = await _checked_post(request)
     await end_session(d, session)
@@ -138,6 +148,8 @@ async def _conversation_page(d: Deps, session: InboxSession, session_id: str, er
     return _page("inbox_conversation.html", status, session=session, c=convo, error=error, draft=draft)
 
 
+@operation("A conversation's page", security="inboxSession", tag="inbox", html=True,
+           answers={200: "an HTML page", 303: "not signed in: to /inbox", 404: "unknown session"})
 async def open_conversation(request: Request) -> Response:
     d = deps(request)
     session = await _signed_in(d, request)
@@ -149,6 +161,10 @@ async def open_conversation(request: Request) -> Response:
 ACTIONS = ("take-over", "reply", "release", "resolve", "block-visitor")
 
 
+@operation("take-over, reply, release, resolve or block-visitor", form=api.InboxActionForm, security="inboxSession",
+           tag="inbox", html=True, answers={303: "done: back to the conversation", 403: "missing or wrong CSRF token",
+                                            404: "unknown session or action", 409: "the page with the refusal",
+                                            422: "the page with the refusal, the draft kept"})
 async def act(request: Request) -> Response:
     """take-over, reply, release or resolve; then back to the conversation (303), or the page
     again with the refusal (e.g. 422 outside WhatsApp's 24-hour window) and the draft kept."""
@@ -207,6 +223,8 @@ def _sse(produce: Callable[[], Awaitable[dict[str, str]]], request: Request, ses
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
+@operation("A conversation's updates (server-sent events)", security="inboxSession", tag="inbox", html=True,
+           answers={200: "text/event-stream of rendered fragments"})
 async def live_conversation(request: Request) -> Response:
     d = deps(request)
     session = await _signed_in(d, request)
@@ -228,6 +246,8 @@ async def live_conversation(request: Request) -> Response:
     return _sse(produce, request, session)
 
 
+@operation("The list's updates (server-sent events)", security="inboxSession", tag="inbox", html=True,
+           answers={200: "text/event-stream of rendered fragments"})
 async def live_list(request: Request) -> Response:
     d = deps(request)
     session = await _signed_in(d, request)
@@ -246,6 +266,7 @@ async def live_list(request: Request) -> Response:
 def _html_errors(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
     """An HttpError as a page (the inbox is read by people), not the API's JSON."""
 
+    @functools.wraps(handler)
     async def wrapped(request: Request) -> Response:
         try:
             return await handler(request)

@@ -18,7 +18,9 @@ from agentstream.adapters.channels import registry
 from agentstream.adapters.channels.base import Provider, Webhook, WebhookCall
 from agentstream.adapters.channels.errors import BadSignature, ChannelError
 from agentstream.adapters.channels.http import public_url
+from agentstream.adapters.http import api_models as api
 from agentstream.adapters.http.common import Deps, HttpError, deps, read_body
+from agentstream.adapters.http.openapi import Operation
 from agentstream.adapters.statuses import record_status
 
 log = structlog.get_logger(__name__)
@@ -59,7 +61,16 @@ def handler(provider: Provider, hook: Webhook) -> Callable[[Request], Awaitable[
             await received.after()
         return received.response or JSONResponse({"received": len(received.messages), "statuses": len(received.statuses)})
 
+    handle.__openapi__ = _described(provider, hook)  # type: ignore[attr-defined]
     return handle
+
+
+def _described(provider: Provider, hook: Webhook) -> Operation:
+    what = "subscription handshake" if hook.method == "GET" else "webhook"
+    return Operation(f"{provider.name}'s {what} ({_refusal_name(provider, hook)})", security=f"webhook-{provider.name}",
+                     tag="webhooks", answers={200: api.WebhookReceipt, 403: api.Error},
+                     description="The vendor's own body, verified before it is parsed; messages are appended "
+                                 "idempotently by the channel's id before the vendor is answered.")
 
 
 def _refusal_name(p: Provider, hook: Webhook) -> str:
