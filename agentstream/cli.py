@@ -378,9 +378,11 @@ def bench(name: str = typer.Argument(..., help="bridge | pipeline | direct | rep
 
 
 @app.command()
-def schemas(out: Path = typer.Option(Path("schemas"), help="folder for the JSON Schemas")) -> None:
-    """Write the JSON Schema of every event type into a folder, and the registered channels into
-    the package's `data/channels.json`."""
+def schemas(out: Path = typer.Option(Path("schemas"), help="folder for the JSON Schemas"),
+            reference: Path = typer.Option(Path("docs/reference"), help="folder for the generated reference")) -> None:
+    """Write the JSON Schema of every event type into a folder, the registered channels into
+    the package's `data/channels.json`, and the reference (CLI, settings, OpenAPI, AsyncAPI)."""
+    from agentstream.reference import write_reference
     from agentstream.adapters.channels.registry import render_catalog
     from agentstream.channel_specs import CATALOG
     from agentstream.schemas import write_schemas
@@ -389,6 +391,8 @@ def schemas(out: Path = typer.Option(Path("schemas"), help="folder for the JSON 
         console.print(str(path))
     CATALOG.write_text(render_catalog(), encoding="utf-8")
     console.print(str(CATALOG))
+    for path in write_reference(reference, app):
+        console.print(str(path))
 
 
 @app.command()
