@@ -6,6 +6,7 @@
 #   make soak         each process test that kills or races processes 20 times in a row, then the
 #                     large sizes (100 000 customers, 1 000 messages of load...); before a release
 #   make screenshots  the inbox screenshots in docs/, taken by the browser test
+#   make docs         the docs site (mkdocs-material) into site/, strict: a broken link fails
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -20,7 +21,7 @@ TEST_WORKERS ?= 2
 LARGE := tests/integration/test_costs_at_scale.py tests/e2e/test_scale_load.py \
          tests/integration/test_bridge_crash.py tests/unit/test_facts.py
 
-.PHONY: up test unit soak screenshots install services tools browser schemas bench clean
+.PHONY: up test unit soak screenshots install services tools browser schemas bench clean docs
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is needed (found $$($(PYTHON) --version))"; exit 1; }
@@ -66,5 +67,9 @@ screenshots: services browser
 schemas: install
 	$(BIN)/agentstream schemas --out schemas
 
+# never --quiet: it hides the warnings --strict counts
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) .local build *.egg-info
+	rm -rf $(VENV) .local build *.egg-info site
