@@ -1,6 +1,7 @@
 """The conversation fold: one customer's events → session, message and memory items.
 
-Pure and deterministic (invariants 4 and 5): the state is the `rag-dynamic-user` item itself
+Pure and deterministic (docs/architecture.md: "one active session", "replay gives the same tables"):
+the state is the `rag-dynamic-user` item itself
 (it carries `lastSeq`), time is the events' time, ids are derived from the log. `apply` returns
 the new memory and the session and message items to write; it never mutates its input and
 costs O(1) per event, whatever the history length (the memory item is bounded).

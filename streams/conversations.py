@@ -1,4 +1,5 @@
-"""Applies one conversation's events in seq order: projections, then the reply (invariants 1, 3-5).
+"""Applies one conversation's events in seq order: projections, then the reply (docs/architecture.md,
+"the rules every part keeps").
 
 For each event: duplicates (seq <= lastSeq) are skipped, a gap is filled from the log, the
 pure fold computes the new items, a MessageReceived gets its one reply, and the projected items

@@ -1,4 +1,5 @@
-"""The event log in DynamoDB: gapless per-stream seq, idempotent appends (invariants 1 and 2).
+"""The event log in DynamoDB: gapless per-stream seq, idempotent appends (docs/architecture.md:
+"ordered, gapless streams", "idempotent ingestion").
 
 An event is an item (PK streamId, SK seq) that also carries when it was appended:
 `ingestedAt` (the appender's clock) and `ingestBucket` (its hour, `YYYY-MM-DDTHH`), the keys of
