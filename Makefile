@@ -52,8 +52,10 @@ browser:
 test: services browser
 	$(PYTEST) -n $(TEST_WORKERS) --dist loadfile
 
+# Without the store contract's ministack case (marked integration: `make test` runs it), so
+# nothing but in-process servers (moto, the fakes) starts.
 unit: install
-	$(PYTEST) tests/unit
+	$(PYTEST) -n $(TEST_WORKERS) -m "not integration" tests/unit
 
 # Services of its own (each pytest session starts its own Kafka and ministack).
 soak: services browser
