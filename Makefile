@@ -14,7 +14,7 @@ export AGENTSTREAM_HOME ?= $(CURDIR)/.local
 
 PYTEST := $(BIN)/pytest -q -p no:cacheprovider
 # Modules run on parallel workers, each module whole on one worker (its module-scoped stack is
-# shared by its tests); each worker starts its own Kafka and ministack. TEST_WORKERS=0: one process.
+# shared by its tests); the workers share one Kafka and ministack (tests/conftest.py). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 # The tests `make soak` runs at full size, once each (AGENTSTREAM_SOAK=1, see tests/sizes.py).
 LARGE := tests/integration/test_costs_at_scale.py tests/e2e/test_scale_load.py tests/integration/test_bounded_memory.py \

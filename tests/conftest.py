@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
@@ -32,8 +33,45 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker("browser")
 
 
+SHARED = "AGENTSTREAM_TEST_ENDPOINTS"  # "kafka dynamodb": the services xdist's controller started for its workers
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist, the controller starts the services once and its workers share them (each
+    test has tables and topics of its own), instead of a Kafka and a ministack per worker. Not
+    for a run of unit tests alone, which needs none (the workers still start their own if a
+    test of such a run asks)."""
+    workers = config.getoption("numprocesses", None)
+    if not workers or hasattr(config, "workerinput") or SHARED in os.environ or _unit_only(config):
+        return
+    eps = start()
+    config.stash[_STARTED] = eps
+    os.environ[SHARED] = f"{eps.kafka} {eps.dynamodb}"  # the workers, started after this, inherit it
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    eps = config.stash.get(_STARTED, None)
+    if eps is not None:
+        os.environ.pop(SHARED, None)
+        eps.stop()
+
+
+_STARTED = pytest.StashKey[Endpoints]()
+UNIT = Path(__file__).resolve().parent / "unit"
+
+
+def _unit_only(config: pytest.Config) -> bool:
+    paths = [Path(arg.split("::")[0]).resolve() for arg in config.args]
+    return bool(paths) and all(p == UNIT or UNIT in p.parents for p in paths)
+
+
 @pytest.fixture(scope="session")
 def endpoints() -> Iterator[Endpoints]:
+    """The services: the ones xdist's controller shares, or (a run without workers) its own."""
+    if shared := os.environ.get(SHARED):
+        kafka, dynamodb = shared.split()
+        yield Endpoints(kafka, dynamodb)
+        return
     eps = start()
     yield eps
     eps.stop()
