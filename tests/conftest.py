@@ -42,7 +42,8 @@ def pytest_configure(config: pytest.Config) -> None:
     for a run of unit tests alone, which needs none (the workers still start their own if a
     test of such a run asks)."""
     workers = config.getoption("numprocesses", None)
-    if not workers or hasattr(config, "workerinput") or SHARED in os.environ or _unit_only(config):
+    if (not workers or hasattr(config, "workerinput") or config.option.collectonly or SHARED in os.environ
+            or _unit_only(config)):
         return
     eps = start()
     config.stash[_STARTED] = eps
