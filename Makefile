@@ -13,8 +13,9 @@ STAMP  := $(VENV)/.installed
 export AGENTSTREAM_HOME ?= $(CURDIR)/.local
 
 PYTEST := $(BIN)/pytest -q -p no:cacheprovider
-# Modules run on parallel workers, each module whole on one worker (its module-scoped stack is
-# shared by its tests); the workers share one Kafka and ministack (tests/conftest.py). TEST_WORKERS=0: one process.
+# Tests run on parallel workers: those of a module that boots a stack for all of them together on
+# one worker, any other test on whichever worker is free (xdist groups, tests/conftest.py); the
+# workers share one Kafka and ministack. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 # The tests `make soak` runs at full size, once each (AGENTSTREAM_SOAK=1, see tests/sizes.py).
 LARGE := tests/integration/test_costs_at_scale.py tests/e2e/test_scale_load.py tests/integration/test_bounded_memory.py \
@@ -50,7 +51,7 @@ browser:
 	  { echo "chromium is missing: install Debian's chromium package"; exit 1; }
 
 test: services browser
-	$(PYTEST) -n $(TEST_WORKERS) --dist loadfile
+	$(PYTEST) -n $(TEST_WORKERS) --dist loadgroup
 
 # Without the store contract's ministack case (marked integration: `make test` runs it), so
 # nothing but in-process servers (moto, the fakes) starts.

@@ -22,15 +22,29 @@ os.environ.setdefault("LOG_FORMAT", "console")
 BROWSER_MODULES = {"test_browser.py", "test_inbox_browser.py"}  # headless Chromium through Playwright
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test is marked by its folder (`integration`, `e2e`) and the browser modules `browser`,
-    so `-m "not e2e"` and the like select as the folders do."""
+    so `-m "not e2e"` and the like select as the folders do; and by its xdist group, if it has one."""
     for item in items:
         folder = item.path.parent.name
         if folder in ("integration", "e2e"):
             item.add_marker(folder)
         if item.path.name in BROWSER_MODULES:
             item.add_marker("browser")
+        if group := xdist_group(item):
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def xdist_group(item: pytest.Item) -> str | None:
+    """Under `--dist loadgroup` (`make test`): the tests of a module that boots something for all
+    of them (a module-scoped fixture) stay on one worker, as do those on the e2e shared stack (one
+    boot); any other test goes to whichever worker is free, so the two finish together."""
+    if "shared_stack" in getattr(item, "fixturenames", ()):
+        return "shared_stack"
+    info = getattr(item, "_fixtureinfo", None)
+    defs = [d for fixturedefs in (info.name2fixturedefs.values() if info else ()) for d in fixturedefs]
+    return item.nodeid.split("::")[0] if any(d.scope in ("module", "package", "class") for d in defs) else None
 
 
 SHARED = "AGENTSTREAM_TEST_ENDPOINTS"  # "kafka dynamodb": the services xdist's controller started for its workers
