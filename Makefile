@@ -28,7 +28,10 @@ $(STAMP): pyproject.toml
 	@echo "installing agentstream and its development tools into $(VENV)"
 	@$(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install -q --upgrade pip
-	@$(BIN)/pip install -q -e '.[dev]'
+	@# setuptools notes "Editable installation ... folders with the same name as your package" on
+	@# every editable install of a package-dir layout (ours: the folder agentstream is the package):
+	@# a note, not a fault, kept off a fresh machine's first screen
+	@PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
 install: $(STAMP)
