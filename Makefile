@@ -14,12 +14,13 @@ STAMP  := $(VENV)/.installed
 export AGENTSTREAM_HOME ?= $(CURDIR)/.local
 
 PYTEST := $(BIN)/pytest -q -p no:cacheprovider
-# Modules run on parallel workers, each module whole on one worker (its module-scoped stack is
-# shared by its tests); each worker starts its own Kafka and ministack. TEST_WORKERS=0: one process.
+# Tests run on parallel workers: those of a module that boots a stack for all of them together on
+# one worker, any other test on whichever worker is free (xdist groups, tests/conftest.py); the
+# workers share one Kafka and ministack. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 # The tests `make soak` runs at full size, once each (AGENTSTREAM_SOAK=1, see tests/sizes.py).
-LARGE := tests/integration/test_costs_at_scale.py tests/e2e/test_scale_load.py \
-         tests/integration/test_bridge_crash.py tests/unit/test_facts.py
+LARGE := tests/integration/test_costs_at_scale.py tests/e2e/test_scale_load.py tests/integration/test_bounded_memory.py \
+         tests/integration/test_bridge_crash.py tests/unit/test_facts.py tests/unit/test_fold_version_bump.py
 
 .PHONY: up test unit soak screenshots install services tools browser schemas bench clean docs
 
@@ -28,7 +29,10 @@ $(STAMP): pyproject.toml
 	@echo "installing agentstream and its development tools into $(VENV)"
 	@$(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install -q --upgrade pip
-	@$(BIN)/pip install -q -e '.[dev]'
+	@# setuptools notes "Editable installation ... folders with the same name as your package" on
+	@# every editable install of a package-dir layout (ours: the folder agentstream is the package):
+	@# a note, not a fault, kept off a fresh machine's first screen
+	@PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
 install: $(STAMP)
@@ -51,10 +55,12 @@ browser:
 	  { echo "chromium is missing: install Debian's chromium package"; exit 1; }
 
 test: services browser
-	$(PYTEST) -n $(TEST_WORKERS) --dist loadfile
+	$(PYTEST) -n $(TEST_WORKERS) --dist loadgroup
 
+# Without the store contract's ministack case (marked integration: `make test` runs it), so
+# nothing but in-process servers (moto, the fakes) starts.
 unit: install
-	$(PYTEST) tests/unit
+	$(PYTEST) -n $(TEST_WORKERS) -m "not integration" tests/unit
 
 # Services of its own (each pytest session starts its own Kafka and ministack).
 soak: services browser

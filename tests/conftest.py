@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
@@ -21,19 +22,71 @@ os.environ.setdefault("LOG_FORMAT", "console")
 BROWSER_MODULES = {"test_browser.py", "test_inbox_browser.py"}  # headless Chromium through Playwright
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every test is marked by its folder (`integration`, `e2e`) and the browser modules `browser`,
-    so `-m "not e2e"` and the like select as the folders do."""
+    so `-m "not e2e"` and the like select as the folders do; and by its xdist group, if it has one."""
     for item in items:
         folder = item.path.parent.name
         if folder in ("integration", "e2e"):
             item.add_marker(folder)
         if item.path.name in BROWSER_MODULES:
             item.add_marker("browser")
+        if group := xdist_group(item):
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def xdist_group(item: pytest.Item) -> str | None:
+    """Under `--dist loadgroup` (`make test`): the tests of a module that boots something for all
+    of them (a module-scoped fixture) stay on one worker, as do those on the e2e shared stack (one
+    boot); any other test goes to whichever worker is free, so the two finish together."""
+    if "shared_stack" in getattr(item, "fixturenames", ()):
+        return "shared_stack"
+    info = getattr(item, "_fixtureinfo", None)
+    defs = [d for fixturedefs in (info.name2fixturedefs.values() if info else ()) for d in fixturedefs]
+    return item.nodeid.split("::")[0] if any(d.scope in ("module", "package", "class") for d in defs) else None
+
+
+SHARED = "AGENTSTREAM_TEST_ENDPOINTS"  # "kafka dynamodb": the services xdist's controller started for its workers
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist, the controller starts the services once and its workers share them (each
+    test has tables and topics of its own), instead of a Kafka and a ministack per worker. Not
+    for a run of unit tests alone, which needs none (the workers still start their own if a
+    test of such a run asks)."""
+    workers = config.getoption("numprocesses", None)
+    if (not workers or hasattr(config, "workerinput") or config.option.collectonly or SHARED in os.environ
+            or _unit_only(config)):
+        return
+    eps = start()
+    config.stash[_STARTED] = eps
+    os.environ[SHARED] = f"{eps.kafka} {eps.dynamodb}"  # the workers, started after this, inherit it
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    eps = config.stash.get(_STARTED, None)
+    if eps is not None:
+        os.environ.pop(SHARED, None)
+        eps.stop()
+
+
+_STARTED = pytest.StashKey[Endpoints]()
+UNIT = Path(__file__).resolve().parent / "unit"
+
+
+def _unit_only(config: pytest.Config) -> bool:
+    paths = [Path(arg.split("::")[0]).resolve() for arg in config.args]
+    return bool(paths) and all(p == UNIT or UNIT in p.parents for p in paths)
 
 
 @pytest.fixture(scope="session")
 def endpoints() -> Iterator[Endpoints]:
+    """The services: the ones xdist's controller shares, or (a run without workers) its own."""
+    if shared := os.environ.get(SHARED):
+        kafka, dynamodb = shared.split()
+        yield Endpoints(kafka, dynamodb)
+        return
     eps = start()
     yield eps
     eps.stop()

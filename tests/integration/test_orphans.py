@@ -42,16 +42,19 @@ def test_a_component_stops_when_its_supervisor_is_killed(env: dict[str, str], tm
     supervisor = subprocess.Popen([sys.executable, "-c", SUPERVISOR, json.dumps(env), str(tmp_path)],
                                   stdout=subprocess.PIPE, text=True)
     child = int(supervisor.stdout.readline())
+    log = tmp_path / "gateway.log"
     try:
-        time.sleep(3.0)
-        assert running(child), (tmp_path / "gateway.log").read_text()
+        deadline = time.monotonic() + 120  # its last start-up line: running, and watching its supervisor
+        while running(child) and "analytics.started" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert running(child) and "analytics.started" in log.read_text(), log.read_text()
         supervisor.kill()
         supervisor.wait()
         deadline = time.monotonic() + 45
         while running(child) and time.monotonic() < deadline:
             time.sleep(0.5)
         assert not running(child), "the gateway outlived its supervisor"
-        assert "is gone: stopping" in (tmp_path / "gateway.log").read_text()
+        assert "is gone: stopping" in log.read_text()
     finally:
         if running(child):
             os.killpg(child, signal.SIGKILL)

@@ -68,7 +68,7 @@ async def test_a_pickled_snapshot_of_an_earlier_build_is_never_loaded(moto_ddb: 
 @pytest.mark.parametrize("command", ["analytics", "gateway", "delivery"])
 def test_a_process_that_signs_does_not_start_without_the_secret_key(command: str, tmp_path: Path) -> None:
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "AGENTSTREAM_ENV_FILE": "none"}
-    done = subprocess.run([AGENTSTREAM, command], env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run([AGENTSTREAM, command], env=env, capture_output=True, text=True, timeout=300)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert lines[0].startswith("agentstream: AGENTSTREAM_SECRET_KEY is not set")
