@@ -221,7 +221,7 @@ async def session_timer(settings: Settings, ddb: Any, store: EventStore, stop: a
         await stop.wait()
         return
     lease = LeaseTable(ddb, settings.tables.leases, f"worker-{uuid.uuid4().hex[:8]}", int(3 * every_s * 1000))
-    await run_expiry(ExpiryTimer(lease, ddb, settings.tables, store), stop, every_s)
+    await run_expiry(ExpiryTimer(lease, ProjectionStore(ddb, settings.tables), store), stop, every_s)
 
 
 async def gateway_deps(stack: AsyncExitStack, settings: Settings) -> Deps:
