@@ -64,6 +64,7 @@ from agentstream.adapters.kafka.dlq import Dlq
 from agentstream.streams.positions import PositionKeeper, resume_group
 from agentstream.streams.worker import build_app
 from agentstream.streams.expiry import ExpiryTimer, run_expiry
+from agentstream.streams.selfcheck import check_sessions_and_messages
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -221,7 +222,7 @@ async def session_timer(settings: Settings, ddb: Any, store: EventStore, stop: a
         await stop.wait()
         return
     lease = LeaseTable(ddb, settings.tables.leases, f"worker-{uuid.uuid4().hex[:8]}", int(3 * every_s * 1000))
-    await run_expiry(ExpiryTimer(lease, ddb, settings.tables, store), stop, every_s)
+    await run_expiry(ExpiryTimer(lease, ProjectionStore(ddb, settings.tables), store), stop, every_s)
 
 
 async def gateway_deps(stack: AsyncExitStack, settings: Settings) -> Deps:
@@ -417,6 +418,12 @@ async def run_import_legacy(settings: Settings, messages_table: str | None, sess
 async def run_explain(settings: Settings, event_id: str) -> Any:
     async with dynamodb_client(settings) as ddb:
         return await Explainer(ddb, settings).explain(event_id)
+
+
+async def run_selfcheck(settings: Settings, business_id: str, keep: bool = False) -> Any:
+    """The seed's sessions-and-messages check (streams/selfcheck.py) on the configured tables."""
+    async with dynamodb_client(settings) as ddb:
+        return await check_sessions_and_messages(ddb, settings, business_id, keep)
 
 
 async def run_forget(settings: Settings, business_id: str, user_id: str) -> Any:

@@ -8,16 +8,13 @@ customer, reads them back through every GSI, then erases the customer. Exit stat
 import asyncio
 import sys
 
-from agentstream.adapters.dynamo.client import dynamodb_client
 from agentstream import logs
 from agentstream.settings import load_settings
-from agentstream.streams.selfcheck import check_sessions_and_messages
+from agentstream.wiring import run_selfcheck
 
 
 async def main(business_id: str, keep: bool) -> bool:
-    settings = load_settings()
-    async with dynamodb_client(settings) as ddb:
-        checks = await check_sessions_and_messages(ddb, settings, business_id, keep)
+    checks = await run_selfcheck(load_settings(), business_id, keep)
     for check in checks:
         print(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
     return all(c.ok for c in checks)

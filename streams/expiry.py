@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
 from agentstream import idempotency as keys
 from agentstream.adapters.dynamo.event_store import EventStore
-from agentstream.adapters.dynamo.projection_store import due_sessions
 from agentstream.events import derive_id, iso, new_event, utc_now
 from agentstream.projections.conversation import DUE_SHARDS
-from agentstream.settings import Tables
 from agentstream.streams.leases import HeldLease, LeaseTable
 from agentstream.streams.stopping import wait_or_stop
 
@@ -39,12 +37,17 @@ def _time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+class DueSessions(Protocol):
+    """The sessions whose next due time has come (the projection store reads them)."""
+
+    async def due_sessions(self, shard: int, until: str) -> list[dict[str, Any]]: ...
+
+
 class ExpiryTimer:
-    def __init__(self, leases: LeaseTable, ddb: Any, tables: Tables, store: EventStore, shards: int = DUE_SHARDS,
+    def __init__(self, leases: LeaseTable, due: DueSessions, store: EventStore, shards: int = DUE_SHARDS,
                  lease: str = LEASE) -> None:
         self._lease = HeldLease(leases, lease)
-        self._ddb = ddb
-        self._tables = tables
+        self._due = due
         self._store = store
         self._shards = shards
 
@@ -55,7 +58,7 @@ class ExpiryTimer:
             return None
         now = now or utc_now()
         until = iso(now)
-        shards = await asyncio.gather(*(due_sessions(self._ddb, self._tables, n, until) for n in range(self._shards)))
+        shards = await asyncio.gather(*(self._due.due_sessions(n, until) for n in range(self._shards)))
         expired = 0
         for session in (s for shard in shards for s in shard):
             await self._nudge_if_due(session, now)

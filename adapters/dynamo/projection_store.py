@@ -39,6 +39,10 @@ class ProjectionStore:
         self._ddb = ddb
         self._t = tables
 
+    async def due_sessions(self, shard: int, until: str) -> list[dict[str, Any]]:
+        """The active sessions of one due shard whose `nextDueAt` is at or before `until`."""
+        return await due_sessions(self._ddb, self._t, shard, until)
+
     async def load_memory(self, business_id: str, user_id: str) -> dict[str, Any] | None:
         resp = await self._ddb.get_item(
             TableName=self._t.rag_user, Key=to_item({"businessId": business_id, "userId": user_id}), ConsistentRead=True

@@ -245,11 +245,11 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         for reply in await pending_replies(d.store, stream, ws.query_params.get("after")):  # missed while away
             await d.hub.send_once(ws, reply_frame(reply))
             await DeliveryLog(d.store, d.heads).record(reply, "ReplyDelivered", {"externalId": None, "attempts": 1})
-        socket_id = d.limits.socket_id() if d.limits else ""
+        frames = d.limits.socket_window() if d.limits else None
         while True:
             raw = await _receive_text(ws)
-            if d.limits:
-                await d.limits.local.hit(d.limits.socket_frames, socket_id)
+            if frames is not None:
+                frames.hit()
             await _on_frame(d, ws, business_id, user_id, raw)
     except WebSocketDisconnect:
         pass

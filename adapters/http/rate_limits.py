@@ -1,7 +1,7 @@
 """Rate limits with the `limits` library: a refused request gets 429 with Retry-After (a socket
 closes with 4429), is counted in `agentstream_rate_limited_total{limit}` and changes nothing.
 
-Per-socket frame rates live in this process's memory (a socket is one process's). The limits
+Per-socket frame rates live with the socket (`SocketWindow`, a socket is one process's). The limits
 that must hold across gateways (visitors minted per address and per business, inbox sign-ins
 per address and per business) count in DynamoDB: `DynamoWindows`, a `limits` storage with one
 counter item per limit, caller and fixed window (`ADD hits`, one UpdateItem a request) in
@@ -16,14 +16,14 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-import uuid
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, Storage
-from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
+from limits.aio.storage import Storage
+from limits.aio.strategies import FixedWindowRateLimiter
 from limits.limits import TIME_TYPES
 from prometheus_client import Counter
 
@@ -116,8 +116,8 @@ class Limit:
 class Limiter:
     """`hit(limit, *who)` counts one request of `who`, raising RateLimited past the limit."""
 
-    def __init__(self, storage: Storage, moving: bool = False) -> None:
-        self._strategy = (MovingWindowRateLimiter if moving else FixedWindowRateLimiter)(storage)
+    def __init__(self, storage: Storage) -> None:
+        self._strategy = FixedWindowRateLimiter(storage)
 
     async def hit(self, limit: Limit, *who: str) -> None:
         ids = [caller(w) for w in who]
@@ -134,18 +134,41 @@ class Limiter:
             raise RateLimited(limit.name, max(1, math.ceil(reset - time.time())))
 
 
+class SocketWindow:
+    """One socket's frames in a moving window of `limit` (`amount` per `expiry`), as `limits`'
+    moving-window strategy counts them: a frame is refused while the last `amount` taken all fall
+    within the window; a refused frame is not counted. The state is the socket's own and goes with
+    it: `limits`' in-memory storage would sweep every socket's key through a thread on each hit."""
+
+    def __init__(self, limit: Limit) -> None:
+        self._name = limit.name
+        self._window_s = limit.item.get_expiry()
+        self._taken: deque[float] = deque(maxlen=limit.item.amount)
+        self._refused = LIMITED.labels(limit=limit.name, outcome="refused")
+
+    def hit(self, now: float | None = None) -> None:
+        """Count one frame, or raise RateLimited (counted) if the socket is over its limit."""
+        now = time.monotonic() if now is None else now
+        full = len(self._taken) == self._taken.maxlen
+        if full and (not self._taken or self._taken[0] >= now - self._window_s):
+            self._refused.inc()
+            wait = self._taken[0] + self._window_s - now if self._taken else self._window_s
+            raise RateLimited(self._name, max(1, math.ceil(wait)))
+        self._taken.append(now)
+
+
 class GatewayLimits:
-    """Every limit of a gateway, from the settings: shared ones in DynamoDB, per-socket ones here."""
+    """Every limit of a gateway, from the settings: shared ones in DynamoDB, per-socket ones with
+    each socket (`socket_window()`)."""
 
     def __init__(self, settings: Any, ddb: Any) -> None:
         self.shared = Limiter(DynamoWindows(ddb, settings.tables.rate_limits))
-        self.local = Limiter(MemoryStorage(), moving=True)
         self.socket_frames = Limit("socket_frames", parse(settings.limit_socket_frames))
         self.visitors_per_address = Limit("visitors_per_address", parse(settings.limit_visitors_per_address))
         self.visitors_per_business = Limit("visitors_per_business", parse(settings.limit_visitors_per_business))
         self.sign_in_per_address = Limit("sign_in_per_address", parse(settings.limit_sign_in_per_address))
         self.sign_in_per_business = Limit("sign_in_per_business", parse(settings.limit_sign_in_per_business))
 
-    @staticmethod
-    def socket_id() -> str:
-        return uuid.uuid4().hex
+    def socket_window(self) -> SocketWindow:
+        """A new socket's frame window."""
+        return SocketWindow(self.socket_frames)

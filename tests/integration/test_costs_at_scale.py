@@ -129,7 +129,7 @@ async def test_the_expiry_timer_reads_only_the_due_sessions(scaled: World) -> No
         await drain(scaled, f"{BUSINESS}#{user}")
     counting = CountingDdb(scaled.ddb)
     lease = LeaseTable(counting, scaled.settings.tables.leases, "w1", ttl_ms=600_000)  # held through the test
-    timer = ExpiryTimer(lease, counting, scaled.settings.tables,
+    timer = ExpiryTimer(lease, ProjectionStore(counting, scaled.settings.tables),
                         EventStore(counting, scaled.settings.tables.events))
 
     assert await timer.round() == HANDFUL
@@ -148,8 +148,8 @@ async def test_the_expiry_timer_reads_only_the_due_sessions(scaled: World) -> No
     assert await timer.round() == 0
     assert counting.indexes[SESSIONS_DUE] == 0, "ended sessions left the index"
     assert await LeaseTable(scaled.ddb, scaled.settings.tables.leases, "w2").get("timer:session-expiry") is not None
-    other = ExpiryTimer(LeaseTable(scaled.ddb, scaled.settings.tables.leases, "w2"), scaled.ddb, scaled.settings.tables,
-                        scaled.store)
+    other = ExpiryTimer(LeaseTable(scaled.ddb, scaled.settings.tables.leases, "w2"),
+                        ProjectionStore(scaled.ddb, scaled.settings.tables), scaled.store)
     assert await other.round() is None, "one timer cluster-wide: the lease holder's"
 
 

@@ -21,6 +21,7 @@ import websockets
 from agentstream.adapters.bootstrap import load_data, populate
 from agentstream.adapters.dynamo.client import dynamodb_client
 from agentstream.adapters.dynamo.event_store import EventStore
+from agentstream.adapters.dynamo.projection_store import ProjectionStore
 from agentstream.events import Event
 from agentstream.streams.expiry import ExpiryTimer
 from agentstream.streams.leases import LeaseTable
@@ -113,7 +114,7 @@ async def test_a_quiet_widget_customer_gets_one_nudge_and_replay_verifies(
         await populate(s, nudging_salon(tmp_path / "data"), only=["business_info"])
         async with dynamodb_client(s) as ddb:
             store = EventStore(ddb, s.tables.events)
-            timer = ExpiryTimer(LeaseTable(ddb, s.tables.leases, "test-timer", 30_000), ddb, s.tables, store,
+            timer = ExpiryTimer(LeaseTable(ddb, s.tables.leases, "test-timer", 30_000), ProjectionStore(ddb, s.tables), store,
                                 lease="timer:nudge-test")
             try:
                 for n in range(RUNS):

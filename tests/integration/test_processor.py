@@ -114,7 +114,7 @@ async def test_idle_sessions_expire_through_the_log(world: World) -> None:
                     payload={"content": "salut", "replyTo": {"imported": "legacy"}})  # history: no reply, T0 is long past
     await world.store.append(old)
     await drain(world, "demo-salon#u7")
-    timer = ExpiryTimer(LeaseTable(world.ddb, world.settings.tables.leases, "w1"), world.ddb, world.settings.tables, world.store)
+    timer = ExpiryTimer(LeaseTable(world.ddb, world.settings.tables.leases, "w1"), ProjectionStore(world.ddb, world.settings.tables), world.store)
 
     assert await timer.round() == 1
     assert await timer.round() == 0, "one expiry per session"

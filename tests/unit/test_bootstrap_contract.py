@@ -12,8 +12,8 @@ from tests.services import ROOT
 # The composition root, and the adapters that know how to make a client (it calls them).
 BOOTSTRAP = {"agentstream/wiring.py"}
 CLIENT_FACTORIES = {"adapters/dynamo/client.py", "adapters/dynamo/lean_client.py", "adapters/kafka/client.py"}
-# Not processes: `setup`/`populate` (tables and demo data), the benches and a legacy script.
-OWN_CLIENTS = {"adapters/bootstrap.py", "scripts/test_sessions_and_messages.py"}
+# Not processes: `setup`/`populate` (tables and demo data) and the benches.
+OWN_CLIENTS = {"adapters/bootstrap.py"}
 PRODUCT = ("agentstream", "adapters", "streams", "projections", "scripts")
 # Calls that make a client: aiokafka's, httpx's, aiobotocore's (create_client), aiodynamo's, and
 # the factories of adapters/ that wrap them.
