@@ -163,7 +163,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         producer = await _started_producer(stack, settings)
         store = EventStore(hot, settings.tables.events)
         directory = BusinessDirectory(hot, settings.tables)
-        responder = make_responder(settings)
+        images = None
+        if settings.media.model_accepts_images:  # the model is given the customers' photos from the bucket
+            images = MediaBucket(await stack.enter_async_context(s3_client(settings)), settings.media.bucket).get
+        responder = make_responder(settings, images)
         stack.push_async_callback(responder.close)  # the model client's connection pool
 
         async def publish_reply(reply: Event, first: bool = False) -> None:
@@ -241,6 +244,7 @@ async def gateway_deps(stack: AsyncExitStack, settings: Settings) -> Deps:
         credentials=credentials, hub=SocketHub(), http=http, gmail=GmailAuth(credentials, settings.google_token_uri),
         explainer=Explainer(ddb, settings), limits=GatewayLimits(settings, hot),
         visitors=VisitorRecords(hot, settings.tables.widget_visitors, settings.widget_visitor_lifetime_days * 86_400),
+        media=MediaBucket(await stack.enter_async_context(s3_client(settings)), settings.media.bucket),
     )
 
 

@@ -104,3 +104,28 @@ def canned_media_reply(inbound: MessageReceived, outcome: MediaOutcome, language
         reason = refused[0] if language != "ro" or why not in REASONS_RO else f"{REASONS_RO[why]}: {detail}"
         return REFUSED.get(language, REFUSED["en"]).format(reason=reason)
     return None
+
+
+ACKNOWLEDGED = {  # what the offline responder says of each file: (ro, en)
+    "image": ("Am primit fotografia, dar nu o pot vedea aici: ne puteți descrie pe scurt ce arată?",
+              "Thanks for the photo; I can't see photos here: could you describe briefly what it shows?"),
+    "audio": ("Am primit mesajul vocal, dar nu îl pot asculta aici: ne puteți scrie ce doriți?",
+              "Thanks for the voice note; I can't listen to it here: could you write what you need?"),
+    "heard": ("Am ascultat mesajul vocal.", "I've listened to your voice note."),
+    "document": ("Am primit documentul, dar nu îl pot citi aici: ne puteți scrie pe scurt ce conține?",
+                 "Thanks for the document; I can't read it here: could you write briefly what it says?"),
+}
+
+
+def file_states(inbound: MessageReceived, outcome: MediaOutcome) -> list[str]:
+    """Per readable file, what the reply knows of it: "heard" (a transcribed voice note), or its kind."""
+    said = {t.payload.index for t in outcome.transcripts}
+    refused = {r.payload.index for r in outcome.refused}
+    kinds = [(i, getattr(inbound.payload.attachments[i], "kind", "")) for i in read_files(inbound)]
+    return ["heard" if kind == "audio" and i in said else str(kind) for i, kind in kinds if i not in refused]
+
+
+def acknowledgement(states: Sequence[str], language: str) -> str:
+    """The offline responder's words about the customer's files (each kind once)."""
+    pick = 0 if language == "ro" else 1
+    return " ".join(ACKNOWLEDGED[s][pick] for s in dict.fromkeys(states) if s in ACKNOWLEDGED)

@@ -20,7 +20,7 @@ from agentstream.projections.context import ReplyContext
 from agentstream.projections.conversation import active_session, nudge_stands
 from agentstream.projections.facts import current_facts
 from agentstream.projections.handoff import notice, wants_human
-from agentstream.projections.media_notes import MediaOutcome, canned_media_reply, image_keys, message_text
+from agentstream.projections.media_notes import MediaOutcome, canned_media_reply, file_states, image_keys, message_text
 from agentstream.projections.timecontext import time_context
 from agentstream.projections.topics import detect_language
 
@@ -78,7 +78,8 @@ def reply_context(inbound: MessageReceived, states: States, info: dict[str, Any]
         language = detect_language(said) if said.strip() and not text.strip() else language
         text = message_text(inbound, outcome, images_as_input) or text
         extra = {"media": [e.payload.model_dump() for e in (*outcome.stored, *outcome.refused, *outcome.failed,
-                                                             *outcome.transcripts)]}
+                                                             *outcome.transcripts)],
+                 "files": file_states(inbound, outcome), "said": " ".join(p for p in (inbound.payload.content, said) if p.strip())}
         if images_as_input and image_keys(inbound, outcome):
             extra["images"] = image_keys(inbound, outcome)
         if canned := canned_media_reply(inbound, outcome, language):

@@ -6,10 +6,12 @@ customer's objects from the bucket and counting them in its receipt; `replay --v
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -30,7 +32,7 @@ from tests.fakes.openai_audio import AudioServer
 from tests.fakes.vendors import VendorServer
 from tests.services import Endpoints
 
-pytestmark = pytest.mark.soak
+pytestmark = [pytest.mark.soak, pytest.mark.timeout(1200)]  # a busy machine: the stack starts within the first test
 META = {"appSecret": "app-secret-m", "verifyToken": "verify-m", "accessToken": "meta-token-m"}
 VOICE = b"OggS" + bytes(range(256)) * 40  # ~10 KB
 LIMIT = 50_000
@@ -119,6 +121,29 @@ def cli(stack: RunningStack, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=180)
 
 
+def signed_in(stack: RunningStack, business: str = "demo-salon") -> httpx.Client:
+    """The owner's browser, signed in to the inbox with the business's API key."""
+    browser = httpx.Client(base_url=stack.base_url, timeout=30)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/inbox").text).group(1)  # type: ignore[union-attr]
+    signed = browser.post("/inbox/sign-in", data={"csrf": csrf, "apiKey": stack.api_keys[business], "name": "Ana"})
+    assert signed.status_code == 303, signed.text
+    return browser
+
+
+def owner_sees(stack: RunningStack, reply: Any, kept: Any, whisper: AudioServer) -> None:
+    """The inbox shows an audio player with the transcript; the file comes through the gateway to
+    the signed-in owner only, never as a bucket URL."""
+    url = f"/inbox/conversations/{reply.payload.sessionId}/media/{kept.payload.sourceEventId}/0"
+    with contextlib.closing(signed_in(stack)) as browser:
+        page = wait_for(lambda: (p := browser.get(f"/inbox/conversations/{reply.payload.sessionId}").text)
+                        and "<audio" in p and p)
+        assert f'src="{url}"' in page and whisper.state.text in page and "media-" not in page.split("<audio")[1][:300]
+        served = browser.get(url)
+        assert served.status_code == 200 and served.content == VOICE
+        assert served.headers["x-content-type-options"] == "nosniff" and served.headers["content-type"] == "audio/ogg"
+    assert httpx.get(f"{stack.base_url}{url}").status_code == 403  # no session, no file
+
+
 def test_a_voice_note_is_transcribed_answered_explained_and_forgotten(stack: RunningStack, vendors: VendorServer,
                                                                       whisper: AudioServer, tmp_path: Path) -> None:
     wa_id, stream = "40720000001", "demo-salon#40720000001"
@@ -135,6 +160,7 @@ def test_a_voice_note_is_transcribed_answered_explained_and_forgotten(stack: Run
     assert explanation["reproduced"], explanation["differences"]
     assert whisper.state.text in explanation["prompt"][-1]["content"]
     assert bucket_keys(stack, wa_id) == [kept.payload.key]
+    owner_sees(stack, reply, kept, whisper)
     verified = cli(stack, "replay", "--business", "demo-salon", "--user", wa_id, "--verify")
     assert verified.returncode == 0 and "no differences" in verified.stderr, verified.stdout + verified.stderr
     receipt_path = tmp_path / "receipt.json"
@@ -178,3 +204,26 @@ def test_a_404_and_a_timeout_are_retried_and_a_file_that_never_comes_is_recorded
     assert failed.payload.error in ("Meta answered HTTP 404", "the vendor did not answer in time")  # a busy machine may time out
     reply = next(e for e in events if e.type == "ReplyGenerated")
     assert failed.seq < reply.seq and sent_to(vendors, gone) == [reply.payload.content]
+
+
+def test_the_owner_gets_a_document_as_an_attachment_and_another_business_gets_nothing(stack: RunningStack,
+                                                                                      vendors: VendorServer) -> None:
+    wa_id = "40720000006"
+    pdf = b"%PDF-1.4\n" + b"0" * 2000
+    vendors.state.media["DOC-1"] = (pdf, "application/pdf")
+    send_file(stack, wa_id, "wamid.D1", "document", {"id": "DOC-1", "mime_type": "application/pdf", "filename": "oferta.pdf"})
+    events = delivered(stack, f"demo-salon#{wa_id}")
+    kept = next(e for e in events if e.type == "MediaStored")
+    reply = next(e for e in events if e.type == "ReplyGenerated")
+    explanation = explained(stack, reply.eventId)
+    assert "a document (oferta.pdf), which you cannot read" in explanation["prompt"][-1]["content"]
+    url = f"/inbox/conversations/{reply.payload.sessionId}/media/{kept.payload.sourceEventId}/0"
+    with contextlib.closing(signed_in(stack)) as browser:
+        wait_for(lambda: f'href="{url}" download' in browser.get(f"/inbox/conversations/{reply.payload.sessionId}").text)
+        served = browser.get(url)
+        assert served.content == pdf and served.headers["content-disposition"].startswith("attachment;")
+        assert served.headers["x-content-type-options"] == "nosniff"
+        assert browser.get(url.replace("/media/", "/media/x").rsplit("/", 1)[0] + "/0").status_code == 404
+        assert browser.get(url[:-1] + "1").status_code == 404
+    with contextlib.closing(signed_in(stack, "demo-restaurant")) as other:
+        assert other.get(url).status_code == 404

@@ -212,3 +212,46 @@ async def test_the_reply_waits_for_the_transcript_then_goes_on_without_it() -> N
                                            ("video/mp4", False), ("application/x-msdownload", False)])
 def test_the_type_allow_list(ctype: str, allowed: bool) -> None:
     assert MediaSettings().allowed(ctype) is allowed
+
+
+def test_the_offline_responder_acknowledges_files_and_asks_for_what_it_cannot_read() -> None:
+    from agentstream.projections.offline import offline_reply
+
+    state = {"conversation": CONVERSATION.empty("b", "u")}
+    info = {"language": "ro", "name": "Salon Ana", "timezone": "Europe/Bucharest"}
+    photo = note(kind="image", ctype="image/jpeg")
+    said = offline_reply(reply_context(photo, state, info, "", [], outcome_of(photo, [stored(photo, 2, "image")])))
+    assert "Am primit fotografia, dar nu o pot vedea aici" in said
+    voice = note()
+    heard = media_event("MediaTranscribed", voice, 2, text="Bună ziua, aveți loc mâine?", model="w")
+    said = offline_reply(reply_context(voice, state, info, "", [], outcome_of(voice, [heard])))
+    assert "Am ascultat mesajul vocal." in said and "nu îl pot asculta" not in said
+    said = offline_reply(reply_context(voice, state, {**info, "language": "en"}, "", [], outcome_of(voice, [])))
+    assert "I can't listen to it here: could you write what you need?" in said
+
+
+async def test_a_model_that_accepts_images_is_given_the_kept_photo() -> None:
+    from dataclasses import replace
+
+    from agentstream.adapters.llm import OpenAIResponder
+    from agentstream.bench.model_server import ModelBehaviour, ModelServer
+    from agentstream.settings import Settings
+
+    photo = note(kind="image", content="culoarea asta?", ctype="image/jpeg")
+    ctx = reply_context(photo, {"conversation": CONVERSATION.empty("b", "u")}, {}, "", [],
+                        outcome_of(photo, [stored(photo, 2, "image")]), images_as_input=True)
+    assert ctx.extra["images"] == ["media/b/u/ab"] and "given to you as an image" in ctx.message
+
+    async def load(key: str) -> tuple[bytes, str] | None:
+        return (b"\xff\xd8jpeg", "image/jpeg") if key == "media/b/u/ab" else None
+
+    with ModelServer(ModelBehaviour()) as model:
+        settings = Settings(openai_api_key="sk-test", openai_base_url=model.base_url, openai_max_retries=0)  # type: ignore[call-arg]
+        r = OpenAIResponder(settings, load)
+        await r.answer(ctx)
+        await r.answer(replace(ctx, extra={}))  # nothing to give: the prompt as it is
+        await r.close()
+        sent = [req["body"]["messages"][-1]["content"] for req in model.behaviour.requests]
+    assert sent[0][0]["type"] == "text" and sent[0][0]["text"].startswith("culoarea asta?")
+    assert sent[0][1] == {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9hqcGVn"}}
+    assert isinstance(sent[1], str)
