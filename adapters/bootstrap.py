@@ -10,7 +10,8 @@ from typing import Any
 from agentstream.adapters.kafka import client as kafka
 from agentstream.adapters.dynamo.credentials import credential_store
 from agentstream.adapters.dynamo.business import BusinessDirectory
-from agentstream.adapters.dynamo.client import dynamodb_client, scan_all, to_item
+from agentstream.adapters.dynamo.client import dynamodb_client, s3_client, scan_all, to_item
+from agentstream.adapters.media_bucket import MediaBucket
 from agentstream.adapters.dynamo.tables import SetupReport, ensure_tables
 from agentstream.projections.nudge import settings_error as nudge_settings_error
 from agentstream.settings import Settings
@@ -23,8 +24,15 @@ async def setup(settings: Settings, partitions: int | None = None, with_topics: 
     """Create missing tables (finishing incomplete ones) and topics; a second run changes nothing."""
     async with dynamodb_client(settings) as ddb:
         report = await ensure_tables(ddb, settings.tables)
+    await ensure_media_bucket(settings)
     created_topics = await kafka.ensure_topics(settings, partitions) if with_topics else []
     return report, created_topics
+
+
+async def ensure_media_bucket(settings: Settings) -> bool:
+    """The media bucket (customers' photos, voice notes, documents), created if missing."""
+    async with s3_client(settings) as s3:
+        return await MediaBucket(s3, settings.media.bucket).ensure()
 
 
 def load_data(name: str, data_dir: Path | None = None) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ import openai
 import structlog
 
 from agentstream import metrics
+from agentstream.adapters.image_input import LoadImage, with_images
 from agentstream.projections.context import ReplyContext, build_prompt
 from agentstream.projections.offline import offline_reply
 from agentstream.settings import Settings
@@ -63,7 +64,9 @@ class OpenAIResponder:
 
     One client for the process, so every call reuses its connection pool."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, images: LoadImage | None = None) -> None:
+        """`images`: reads a kept photo, for a model that accepts images (MODEL_ACCEPTS_IMAGES)."""
+        self._images = images
         self._model = settings.openai_model
         self._budget = settings.prompt_budget_chars
         self._client = openai.AsyncOpenAI(
@@ -77,7 +80,10 @@ class OpenAIResponder:
     async def answer(self, ctx: ReplyContext) -> Answer:
         start = time.perf_counter()
         try:
-            resp = await self._chat({"model": self._model, "messages": build_prompt(ctx, self._budget)})
+            messages: list[dict[str, Any]] = build_prompt(ctx, self._budget)  # type: ignore[assignment]
+            if self._images is not None and ctx.extra.get("images"):
+                messages = await with_images(messages, ctx.extra["images"], self._images)
+            resp = await self._chat({"model": self._model, "messages": messages})
             content, model, usage = _reply_of(resp)
         except (openai.OpenAIError, ValueError) as exc:
             metrics.MODEL_ERRORS.labels(kind=type(exc).__name__).inc()
@@ -135,6 +141,6 @@ def _ms(start: float) -> int:
     return int((time.perf_counter() - start) * 1000)
 
 
-def make_responder(settings: Settings) -> Responder:
-    """The real model when a key is set, the offline responder otherwise."""
-    return OpenAIResponder(settings) if settings.openai_api_key else OfflineResponder()
+def make_responder(settings: Settings, images: LoadImage | None = None) -> Responder:
+    """The real model when a key is set, the offline responder otherwise (`images`: see OpenAIResponder)."""
+    return OpenAIResponder(settings, images) if settings.openai_api_key else OfflineResponder()

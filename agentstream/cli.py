@@ -132,6 +132,16 @@ def delivery() -> None:
 
 
 @app.command()
+def media() -> None:
+    """Run the media process: customers' photos, voice notes and documents fetched, kept and transcribed; start several at once."""
+    from agentstream.wiring import run_media
+
+    s = _needs_secret(load(), "it decrypts channel secrets")
+    _configured(serve_metrics=True)
+    _run_until_signal(lambda stop: run_media(s, stop), s.event_loop)
+
+
+@app.command()
 def analytics(
     every: float = typer.Option(60.0, min=0.1, help="seconds between snapshots"),
     business: Annotated[Optional[str], typer.Option(help="only this business")] = None,

@@ -83,7 +83,7 @@ class Attachment(BaseModel):
     size: int | None = None
 
 
-MessageKind = Literal["text", "reaction", "button", "location", "contact", "unsupported"]
+MessageKind = Literal["text", "reaction", "button", "location", "contact", "unsupported", "image", "audio", "document"]
 MESSAGE_KINDS: tuple[str, ...] = MessageKind.__args__  # type: ignore[attr-defined]
 
 
@@ -92,7 +92,8 @@ class MessageReceivedPayload(_Payload):
         "text: what the customer wrote; reaction: the emoji (empty: the reaction was removed); button: the title "
         "tapped; location, contact: readable text (\"Location: 44.43, 26.10 — Str. X\"); unsupported: a description"))
     kind: MessageKind = Field("text", description=(
-        "v2: what the customer sent; a location or contact that came with text is kind text"))
+        "v2: what the customer sent; a location or contact that came with text is kind text; v3: image, audio "
+        "(a voice note) and document, the vendor's reference to the file in attachments (content: the caption)"))
     payloadId: str | None = Field(None, description="v2: the id or payload of the button, quick reply or postback tapped")
     reactsTo: str | None = Field(None, description="v2: the eventId of the message a reaction is to, when known")
     externalId: str | None = None
@@ -247,6 +248,49 @@ class SkipRevokedPayload(_Payload):
     seq: int = Field(ge=1, description="the seq of the formerly skipped event, to be applied again")
 
 
+class MediaStoredPayload(_Payload):
+    """A customer's file, fetched from the vendor and kept in the object store (never the bytes here)."""
+
+    sourceEventId: str = Field(description="the MessageReceived the file came with")
+    index: int = Field(0, ge=0, description="which of its attachments")
+    key: str = Field(description="the object's key in the media bucket: the customer's stream and the content hash")
+    contentType: str
+    size: int = Field(ge=0)
+    sha256: str
+    kind: Literal["image", "audio", "document"]
+
+
+class MediaRefusedPayload(_Payload):
+    """A customer's file not accepted: too large for its kind, or of a type not allowed."""
+
+    sourceEventId: str
+    index: int = Field(0, ge=0)
+    reason: str = Field(max_length=500)
+    kind: str = ""
+    contentType: str = ""
+    size: int | None = None
+
+
+class MediaFailedPayload(_Payload):
+    """A customer's file that could not be fetched (or transcribed) after every attempt."""
+
+    sourceEventId: str
+    index: int = Field(0, ge=0)
+    error: str = Field(max_length=1000)
+    attempts: int = Field(1, ge=1)
+    stage: Literal["download", "transcription"] = "download"
+
+
+class MediaTranscribedPayload(_Payload):
+    """What a voice note says, as the transcription model heard it (replay never calls a model)."""
+
+    sourceEventId: str
+    index: int = Field(0, ge=0)
+    text: str = Field(max_length=16_000)
+    model: str
+    usage: dict[str, int] = Field(default_factory=dict)
+
+
 PAYLOADS: dict[str, type[_Payload]] = {
     "MessageReceived": MessageReceivedPayload,
     "ReplyGenerated": ReplyGeneratedPayload,
@@ -266,6 +310,7 @@ PAYLOADS: dict[str, type[_Payload]] = {
     "NudgeSent": NudgeSentPayload,
     "EventSkipped": EventSkippedPayload,
     "SkipRevoked": SkipRevokedPayload,
+    "MediaStored": MediaStoredPayload, "MediaRefused": MediaRefusedPayload, "MediaFailed": MediaFailedPayload, "MediaTranscribed": MediaTranscribedPayload,
 }
 
 
@@ -307,7 +352,7 @@ class _Envelope(BaseModel):
 
 class MessageReceived(_Envelope):
     type: Literal["MessageReceived"] = "MessageReceived"
-    schemaVersion: Literal[2] = 2  # type: ignore[assignment]  # v2 added kind, payloadId and reactsTo
+    schemaVersion: Literal[3] = 3  # type: ignore[assignment]  # v2 added kind, payloadId and reactsTo; v3 the media kinds
     payload: MessageReceivedPayload
 
 
@@ -419,6 +464,34 @@ class SkipRevoked(_Envelope):
     payload: SkipRevokedPayload
 
 
+class MediaStored(_Envelope):
+    """A customer's file kept in the media bucket."""
+
+    type: Literal["MediaStored"] = "MediaStored"
+    payload: MediaStoredPayload
+
+
+class MediaRefused(_Envelope):
+    """A customer's file not accepted (its size or type)."""
+
+    type: Literal["MediaRefused"] = "MediaRefused"
+    payload: MediaRefusedPayload
+
+
+class MediaFailed(_Envelope):
+    """A customer's file that could not be fetched or transcribed."""
+
+    type: Literal["MediaFailed"] = "MediaFailed"
+    payload: MediaFailedPayload
+
+
+class MediaTranscribed(_Envelope):
+    """A voice note's transcript."""
+
+    type: Literal["MediaTranscribed"] = "MediaTranscribed"
+    payload: MediaTranscribedPayload
+
+
 Event = Annotated[
     Union[
         MessageReceived,
@@ -439,6 +512,7 @@ Event = Annotated[
         NudgeSent,
         EventSkipped,
         SkipRevoked,
+        MediaStored, MediaRefused, MediaFailed, MediaTranscribed,
     ],
     Field(discriminator="type"),
 ]
@@ -446,7 +520,8 @@ EVENT_TYPES: dict[str, type[_Envelope]] = {
     m.model_fields["type"].default: m
     for m in (MessageReceived, ReplyGenerated, ReplyDelivered, DeliveryFailed, ReplyStatusReported, SessionExpired, SessionResolved,
               SessionClosed, FactCorrected, FactRetracted, FactsExtracted, HandoffRequested, HandoffReleased,
-              OwnerReplied, HandoffNoticeSent, NudgeSent, EventSkipped, SkipRevoked)
+              OwnerReplied, HandoffNoticeSent, NudgeSent, EventSkipped, SkipRevoked,
+              MediaStored, MediaRefused, MediaFailed, MediaTranscribed)
 }
 # Events carrying a message to the customer: published to agent.replies.v1 and delivered.
 OUTBOUND_TYPES: tuple[str, ...] = ("ReplyGenerated", "OwnerReplied", "HandoffNoticeSent", "NudgeSent")
@@ -456,6 +531,7 @@ _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 UPCASTERS: dict[tuple[str, int], Any] = {
     ("ReplyGenerated", 1): lambda raw: raw | {"schemaVersion": 2},  # the new fields' defaults: not recorded
     ("MessageReceived", 1): lambda raw: raw | {"schemaVersion": 2},  # a v1 message is text: kind's default
+    ("MessageReceived", 2): lambda raw: raw | {"schemaVersion": 3},  # v3 only added kinds
 }
 
 

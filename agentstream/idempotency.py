@@ -97,3 +97,13 @@ def legacy(message_id: str) -> str:
 def selfcheck(user_id: str, n: int) -> str:
     """The self-check's n-th test message."""
     return f"selfcheck:{user_id}-{n}"
+
+
+def media(source_event_id: str, index: int) -> str:
+    """The outcome (stored, refused or failed to download) of an inbound's file."""
+    return f"media:{source_event_id}:{index}"
+
+
+def transcript(source_event_id: str, index: int) -> str:
+    """A voice note's transcript, or its failure."""
+    return f"transcript:{source_event_id}:{index}"

@@ -78,6 +78,41 @@ class Tables(_FromEnv):
     widget_visitors: str = Field("ai-agent-widget-visitors", validation_alias="DYNAMODB_WIDGET_VISITORS_TABLE", min_length=3)
 
 
+DEFAULT_MEDIA_TYPES = ("image/jpeg,image/png,image/webp,image/heic,audio/ogg,audio/opus,audio/mpeg,audio/mp4,audio/aac,"
+                       "audio/amr,audio/wav,audio/x-wav,audio/webm,application/pdf,text/plain,"
+                       "application/vnd.openxmlformats-officedocument.wordprocessingml.document,application/msword")
+
+
+class MediaSettings(_FromEnv):
+    """Customers' files: where they are kept, what is accepted, the transcription model, and how
+    long a reply waits for a voice note's transcript."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    bucket: str = Field("agentstream-media", min_length=3, validation_alias="MEDIA_BUCKET")
+    s3_endpoint_url: str | None = Field(None, validation_alias="MEDIA_S3_ENDPOINT_URL")  # default: DYNAMODB_ENDPOINT_URL (ministack)
+    group: str = Field("agentstream-media", min_length=1, validation_alias="MEDIA_GROUP")
+    max_image_bytes: int = Field(5 * 1024 * 1024, ge=1, validation_alias="MEDIA_MAX_IMAGE_BYTES")
+    max_audio_bytes: int = Field(16 * 1024 * 1024, ge=1, validation_alias="MEDIA_MAX_AUDIO_BYTES")
+    max_document_bytes: int = Field(100 * 1024 * 1024, ge=1, validation_alias="MEDIA_MAX_DOCUMENT_BYTES")
+    allowed_types: str = Field(DEFAULT_MEDIA_TYPES, validation_alias="MEDIA_ALLOWED_TYPES")
+    wait_ms: int = Field(15_000, ge=0, validation_alias="MEDIA_WAIT_MS")  # mediaWaitMs: a reply waits this long for a transcript
+    download_timeout_s: float = Field(20.0, gt=0, validation_alias="MEDIA_DOWNLOAD_TIMEOUT")
+    attempts: int = Field(4, ge=1, validation_alias="MEDIA_ATTEMPTS")
+    retry_wait_s: float = Field(1.0, gt=0, validation_alias="MEDIA_RETRY_WAIT")  # the first backoff
+    transcribe_base_url: str | None = Field(None, validation_alias="TRANSCRIBE_BASE_URL")  # default: OPENAI_BASE_URL
+    transcribe_api_key: str | None = Field(None, validation_alias="TRANSCRIBE_API_KEY", repr=False)  # default: OPENAI_API_KEY
+    transcribe_model: str = Field("whisper-1", validation_alias="TRANSCRIBE_MODEL")
+    model_accepts_images: bool = Field(False, validation_alias="MODEL_ACCEPTS_IMAGES")
+
+    def limit(self, kind: str) -> int:
+        return {"image": self.max_image_bytes, "audio": self.max_audio_bytes}.get(kind, self.max_document_bytes)
+
+    def allowed(self, content_type: str) -> bool:
+        main = content_type.split(";")[0].strip().lower()
+        return main in {t.strip().lower() for t in self.allowed_types.split(",") if t.strip()}
+
+
 class Settings(_FromEnv):
     # extra: a setting declared elsewhere (a channel provider's API base) may be given by name too
     model_config = SettingsConfigDict(extra="allow", populate_by_name=True)
@@ -138,6 +173,7 @@ class Settings(_FromEnv):
     widget_visitor_lifetime_days: int = Field(90, ge=1, validation_alias="WIDGET_VISITOR_LIFETIME_DAYS")
 
     tables: Tables = Field(default_factory=Tables)
+    media: MediaSettings = Field(default_factory=MediaSettings)
 
     @field_validator("bridge_start_position")
     @classmethod

@@ -24,7 +24,9 @@ from agentstream.adapters.dynamo.business import BusinessDirectory
 from agentstream.adapters.channels.gmail import BASE_URL as GMAIL_BASE_URL, GmailClient
 from agentstream.adapters.channels.gmail_auth import GmailAuth
 from agentstream.adapters.dynamo.credentials import CredentialsError, CredentialStore, credential_store
-from agentstream.adapters.dynamo.client import clients, dynamodb_client
+from agentstream.adapters.dynamo.client import clients, dynamodb_client, s3_client
+from agentstream.adapters.media_bucket import MediaBucket
+from agentstream.streams.media_wait import MediaWait
 from agentstream.adapters.dynamo.lean_client import hot_dynamodb_client
 from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.http.gateway import create_app
@@ -162,7 +164,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         producer = await _started_producer(stack, settings)
         store = EventStore(hot, settings.tables.events)
         directory = BusinessDirectory(hot, settings.tables)
-        responder = make_responder(settings)
+        images = None
+        if settings.media.model_accepts_images:  # the model is given the customers' photos from the bucket
+            images = MediaBucket(await stack.enter_async_context(s3_client(settings)), settings.media.bucket).get
+        responder = make_responder(settings, images)
         stack.push_async_callback(responder.close)  # the model client's connection pool
 
         async def publish_reply(reply: Event, first: bool = False) -> None:
@@ -174,6 +179,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             default_idle_minutes=settings.session_idle_minutes, prompt_budget_chars=settings.prompt_budget_chars,
             after_reply=make_fact_extractor(settings, store, responder),  # None unless FACTS_MODEL_EXTRACTION
             on_handoff=await handoff_notifier(stack, settings, ddb, producer),  # agent.handoffs.v1 and the webhook
+            media_wait=MediaWait(settings.media.wait_ms, settings.media.model_accepts_images),
         )
         executor = KeyedExecutor(settings.worker_max_inflight)
         upgrade: list[str] = []
@@ -239,6 +245,7 @@ async def gateway_deps(stack: AsyncExitStack, settings: Settings) -> Deps:
         credentials=credentials, hub=SocketHub(), http=http, gmail=GmailAuth(credentials, settings.google_token_uri),
         explainer=Explainer(ddb, settings), limits=GatewayLimits(settings, hot),
         visitors=VisitorRecords(hot, settings.tables.widget_visitors, settings.widget_visitor_lifetime_days * 86_400),
+        media=MediaBucket(await stack.enter_async_context(s3_client(settings)), settings.media.bucket),
     )
 
 
@@ -429,16 +436,17 @@ async def run_selfcheck(settings: Settings, business_id: str, keep: bool = False
 async def run_forget(settings: Settings, business_id: str, user_id: str) -> Any:
     from agentstream.streams.forget import forget
 
-    async with dynamodb_client(settings) as ddb:
-        return await forget(ddb, settings, business_id, user_id)
+    async with dynamodb_client(settings) as ddb, s3_client(settings) as s3:
+        return await forget(ddb, settings, business_id, user_id, media=MediaBucket(s3, settings.media.bucket))
 
 
 async def run_forget_with_receipt(settings: Settings, business_id: str, user_id: str) -> Any:
     """`forget --proof`: erase the customer; the report and the signed receipt."""
     from agentstream.streams.erasure import forget_with_receipt
 
-    async with dynamodb_client(settings) as ddb:
-        return await forget_with_receipt(ddb, kafka_clients(settings), settings, business_id, user_id)
+    async with dynamodb_client(settings) as ddb, s3_client(settings) as s3:
+        return await forget_with_receipt(ddb, kafka_clients(settings), settings, business_id, user_id,
+                                         media=MediaBucket(s3, settings.media.bucket))
 
 
 async def run_status(settings: Settings) -> dict[str, Any]:
@@ -495,3 +503,66 @@ async def shadow_clients(settings: Settings) -> AsyncIterator[tuple[Any, Any]]:
     async with AsyncExitStack() as stack:
         producer = await _started_producer(stack, settings)
         yield await stack.enter_async_context(dynamodb_client(settings)), producer
+
+
+def media_source_of(credentials: CredentialStore, settings: Settings) -> Any:
+    """Where a file of an inbound is: its provider's credentials and API base (from the registry)."""
+    from agentstream.adapters.channels.registry import provider
+    from agentstream.adapters.media_fetch import PROVIDER_OF, Source
+
+    async def source_of(inbound: Any, attachment: Any) -> Source:
+        name = PROVIDER_OF.get(str(attachment.get("source")))
+        if name is None:
+            return Source(attachment, {}, "")
+        spec = provider(name)
+        base = spec.base_url.resolve(settings) if spec.base_url else ""
+        return Source(attachment, await credentials.get(inbound.businessId, name), base)
+
+    return source_of
+
+
+def transcriber_of(settings: Settings) -> Any:
+    """The transcription client (TRANSCRIBE_BASE_URL / TRANSCRIBE_API_KEY, else OpenAI's own), or None without a key."""
+    import openai
+
+    from agentstream.adapters.transcriber import Transcriber
+
+    key = settings.media.transcribe_api_key or settings.openai_api_key
+    if not key:
+        return None
+    client = openai.AsyncOpenAI(api_key=key, base_url=settings.media.transcribe_base_url or settings.openai_base_url,
+                                timeout=settings.openai_timeout_s, max_retries=0)
+    return Transcriber(client, settings.media.transcribe_model)
+
+
+async def run_media(settings: Settings, stop: asyncio.Event) -> None:
+    """`agentstream media`: customers' files fetched, kept and transcribed; one of any number in `MEDIA_GROUP`."""
+    from agentstream.adapters.media_fetch import fetch
+    from agentstream.retry import RetryPolicy
+    from agentstream.streams.media import MediaFetcher, media_runner
+
+    async with AsyncExitStack() as stack:
+        ddb = await stack.enter_async_context(dynamodb_client(settings))
+        s3 = await stack.enter_async_context(s3_client(settings))
+        http = await stack.enter_async_context(httpx.AsyncClient(timeout=settings.media.download_timeout_s))
+        producer = await _started_producer(stack, settings)
+        transcriber = transcriber_of(settings)
+        if transcriber is not None:
+            stack.push_async_callback(transcriber.close)
+        m = settings.media
+        policy = RetryPolicy(attempts=m.attempts, wait_initial=m.retry_wait_s, wait_max=m.retry_wait_s * 8,
+                             timeout=m.attempts * (m.download_timeout_s + m.retry_wait_s * 8))
+        fetcher = MediaFetcher(EventStore(ddb, settings.tables.events), MediaBucket(s3, m.bucket),
+                               lambda source, limit: fetch(http, source, limit),
+                               media_source_of(credential_store(ddb, settings), settings), m, transcriber, policy)
+        consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=m.group,
+                                    enable_auto_commit=False, auto_offset_reset="earliest")
+        runner = media_runner(consumer, fetcher, Dlq(producer, settings.topic_dlq))
+        consumer.subscribe([settings.topic_events], listener=runner.listener())
+        await consumer.start()
+        stack.push_async_callback(consumer.stop)
+        log.info("media.started", topic=settings.topic_events, group=m.group, transcribes=transcriber is not None)
+        task = asyncio.create_task(runner.run(stop))
+        await asyncio.gather(task, return_exceptions=True)
+        log.info("media.stopped")
+    _exit_if_died("media", task)

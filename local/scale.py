@@ -1,6 +1,6 @@
-"""What `agentstream up --scale gateway=2,worker=3,delivery=2,bridge=2` starts.
+"""What `agentstream up --scale gateway=2,worker=3,delivery=2,bridge=2,media=2` starts.
 
-Each process kind scales by starting more of the same command: workers and delivery processes
+Each process kind scales by starting more of the same command: workers, delivery and media processes
 share their consumer groups, bridges share the shard leases, gateways sit behind one public port
 (a round-robin proxy) on ports of their own. No coordinator of ours is involved.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-KINDS = ("bridge", "worker", "gateway", "delivery")
+KINDS = ("bridge", "worker", "gateway", "delivery", "media")
 
 
 class ScaleError(ValueError):

@@ -23,7 +23,8 @@ from typing import Any
 
 from agentstream import channel_specs
 from agentstream.events import (
-    DeliveryFailed, Event, HandoffNoticeSent, HandoffReleased, HandoffRequested, MessageReceived, NudgeSent,
+    DeliveryFailed, Event, HandoffNoticeSent, HandoffReleased, HandoffRequested, MediaRefused, MediaStored, MediaTranscribed,
+    MessageReceived, NudgeSent,
     OwnerReplied, ReplyGenerated, ReplyStatusReported, SessionClosed, SessionExpired, SessionResolved, derive_id, iso,
 )
 from agentstream.projections.kinds import is_reaction
@@ -36,6 +37,7 @@ RECENT_TOPICS = 10
 TOPIC_COUNTS = 50
 SUMMARY_TOPICS = 5
 LAST_MESSAGES = 4
+MEDIA_KINDS = ("image", "audio", "document")
 CONTENT_LIMIT = 1000
 SUMMARY_LIMIT = 300
 NO_SESSION = "none"  # sessionId of an agent message that names no session (a key: never empty)
@@ -283,7 +285,38 @@ def _on_message(memory: Item, event: MessageReceived, config: FoldConfig) -> Con
     sessions.append(session_item(ctx, event, config))
     message = message_item(event, ctx["sessionId"], "user", content, event.payload.externalId)
     message["metadata"].update(_kind_metadata(event))
+    if event.payload.kind in MEDIA_KINDS:  # what a transcript needs to rewrite the message item
+        ctx["lastMessages"] = [*ctx["lastMessages"][:-1], {**ctx["lastMessages"][-1], "item": message}]
     return ConversationChange(memory, sessions, [message])
+
+
+def _on_media(memory: Item, event: MediaStored | MediaRefused | MediaTranscribed) -> ConversationChange:
+    """What became of a file rewrites its message item (its `updatedSeq` the event's seq): a
+    voice note's transcript becomes the message's text (in the last turns and the topics too); a
+    kept file is listed in `metadata.media` (what the inbox shows), a refused one with its reason."""
+    ctx = active_session(memory)
+    source = event.payload.sourceEventId
+    turns = list((ctx or {}).get("lastMessages", []))
+    at = next((i for i, t in enumerate(turns) if t.get("eventId") == source and t.get("item")), None)
+    if ctx is None or at is None:
+        return ConversationChange(memory)
+    turn = turns[at]
+    item = {**turn["item"], "updatedSeq": event.seq, "metadata": dict(turn["item"]["metadata"])}
+    p = event.payload
+    if isinstance(event, MediaTranscribed):
+        said = "\n".join(part for part in (turn["content"], event.payload.text) if part.strip())[:CONTENT_LIMIT]
+        item["content"] = turn["content"] = said
+        item["metadata"]["transcript"] = event.payload.text[:CONTENT_LIMIT]
+        if ctx.get("lastMessage", {}).get("timestamp") == turn["timestamp"] and ctx["lastMessage"].get("type") == "user":
+            ctx["lastMessage"] = {**ctx["lastMessage"], "content": said}
+        _record_topics(ctx, memory["history"], extract_topics(event.payload.text))
+    else:
+        entry = ({"index": p.index, "kind": p.kind, "contentType": p.contentType, "size": p.size, "key": p.key}
+                 if isinstance(event, MediaStored) else {"index": p.index, "kind": p.kind, "refused": p.reason})
+        item["metadata"]["media"] = [*item["metadata"].get("media", []), entry]
+    turns[at] = {**turn, "content": item["content"], "item": item}
+    ctx["lastMessages"] = turns
+    return ConversationChange(memory, [], [item])
 
 
 def _kind_metadata(event: MessageReceived) -> Item:
@@ -481,6 +514,8 @@ def apply(memory: Item, event: Event, config: FoldConfig) -> ConversationChange:
         return _on_outbound(state, event, config)
     if isinstance(event, NudgeSent):
         return _on_nudge(state, event, config)
+    if isinstance(event, (MediaStored, MediaRefused, MediaTranscribed)):
+        return _on_media(state, event)
     return ConversationChange(state)  # ReplyDelivered: only lastSeq moves
 
 
@@ -505,14 +540,15 @@ class ConversationProjection:
     name = "conversation"
     table = "rag_user"
     owns = {"rag_user": ("businessId", "userId"), "sessions": ("sessionId",), "messages": ("messageId", "sessionId")}
-    version = 4  # v2: handoff state, the last inbound's addressing, messages' metadata.author, active sessions' dueShard and nextDueAt; v3: nudges (nudge, nudgeDue, expiresAt); v4: message kinds, reactions, replyStatus, Instagram's messaging window for nudges
+    version = 5  # v5: what became of customers' files (transcripts as their messages' text, metadata.media); v2: handoff state, the last inbound's addressing, messages' metadata.author, active sessions' dueShard and nextDueAt; v3: nudges (nudge, nudgeDue, expiresAt); v4: message kinds, reactions, replyStatus, Instagram's messaging window for nudges
 
     def empty(self, business_id: str, user_id: str) -> Item:
         return {**empty_memory(business_id, user_id), "version": self.version}
 
     def apply(self, state: Item, event: Event, config: FoldConfig) -> tuple[Item, list[Put]]:
         p = apply(state, event, config)
-        return p.memory, [*(Put("sessions", s) for s in p.sessions), *(Put("messages", m, "seq") for m in p.messages)]
+        return p.memory, [*(Put("sessions", s) for s in p.sessions),
+                          *(Put("messages", m, "updatedSeq" if "updatedSeq" in m else "seq") for m in p.messages)]
 
 
 CONVERSATION = ConversationProjection()

@@ -23,7 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from agentstream import channel_specs
-from agentstream.events import Event, FactCorrected, FactRetracted, FactsExtracted, MessageReceived
+from agentstream.events import Event, FactCorrected, FactRetracted, FactsExtracted, MediaTranscribed, MessageReceived
 from agentstream.events import iso as _iso_uncached
 from agentstream.projections.base import FoldConfig, Put
 from agentstream.projections.extraction import NATIONAL, ROMANIA, VALUE_LIMIT, extract, normalise_phone
@@ -71,6 +71,8 @@ def apply_facts(state: State, event: Event, timezone: str) -> State:
         _on_retracted(facts, event, timezone)
     elif isinstance(event, FactsExtracted):
         _on_extracted(facts, event, timezone)
+    elif isinstance(event, MediaTranscribed):  # what a voice note says is said
+        _on_message(facts, event, timezone)
     return {**state, "lastSeq": event.seq, "facts": facts}
 
 
@@ -179,15 +181,16 @@ def _channel_fact(event: MessageReceived) -> tuple[str, str] | None:
     return None
 
 
-def _on_message(facts: dict[str, Any], event: MessageReceived, timezone: str) -> None:
+def _on_message(facts: dict[str, Any], event: MessageReceived | MediaTranscribed, timezone: str) -> None:
     zone, at = business_zone(timezone), iso(event.occurredAt)
-    said = extract(event.payload.content, event.occurredAt, zone, NATIONAL.get(timezone, ROMANIA))
+    text = event.payload.text if isinstance(event, MediaTranscribed) else event.payload.content
+    said = extract(text, event.occurredAt, zone, NATIONAL.get(timezone, ROMANIA))
     _sweep(facts, "appointment", at)
     if said.cancel:
         _close(facts, "appointment", at)
     forgotten = {kind: [f["value"] for f in _close(facts, kind, at)] for kind in said.retracted}
     stated = {kind for kind, _ in said.facts}
-    channel = _channel_fact(event)
+    channel = _channel_fact(event) if isinstance(event, MessageReceived) else None
     if channel and channel[0] not in stated | set(forgotten) and channel[0] not in facts:
         _assert(facts, _fact(*channel, "channel", event, zone), replace=True)
     source = "corrected" if said.corrected else "stated"

@@ -13,6 +13,7 @@ from datetime import date, datetime
 from typing import Any
 
 from agentstream.projections.context import ReplyContext
+from agentstream.projections.media_notes import acknowledgement
 from agentstream.projections.timecontext import DAYS, WEEKDAYS, TimeContext, day_name, time_context, when_opens
 from agentstream.projections.topics import detect_language, extract_topics, words
 
@@ -49,7 +50,7 @@ def reply_language(ctx: ReplyContext) -> str:
     if preferred in GREETING:
         return str(preferred)
     fallback = str(ctx.business.get("language") or ctx.language)
-    lang = detect_language(ctx.message, default=fallback)
+    lang = detect_language(ctx.extra.get("said", ctx.message), default=fallback)  # the customer's words, not notes about files
     return lang if lang in GREETING else "en"
 
 
@@ -193,5 +194,5 @@ def offline_reply(ctx: ReplyContext) -> str:
         answers.append(services_answer(ctx.business, lang))
     if not any(answers):
         answers = [generic_answer(ctx.time, lang)]
-    parts = [intro, follow_up(ctx, lang), *answers, contact(ctx.business, lang)]
+    parts = [intro, acknowledgement(ctx.extra.get("files", []), lang), follow_up(ctx, lang), *answers, contact(ctx.business, lang)]
     return " ".join(p for p in parts if p)

@@ -33,6 +33,7 @@ from agentstream.streams.batch import MAX_WRITES, Batch, BatchWriter, Folding
 from agentstream.streams.clock import SYSTEM_CLOCK
 from agentstream.streams.dead_letters import EventFailed
 from agentstream.streams.gaps import GapFiller
+from agentstream.streams.media_wait import MediaWait
 from agentstream.streams.ports import Clock, Directory, EventLog, StateStore
 from agentstream.streams.replier import OnHandoff, PublishReply, Replier
 from agentstream.streams.reply_policy import REPLIES_FOLLOW, States
@@ -63,6 +64,7 @@ class ConversationProcessor:
         after_reply: AfterReply | None = None,
         on_handoff: OnHandoff | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        media_wait: MediaWait | None = None,
     ) -> None:
         """Assembles the parts. `after_reply` is called with each inbound this processor has just
         answered with a new reply, once the projections are written (optional fact extraction);
@@ -73,7 +75,7 @@ class ConversationProcessor:
         self._states = StateCache(store, projections, registry, self._gaps, cache_size)
         self._folding = Folding(registry, directory, default_idle_minutes)
         self._replier = Replier(store, directory, responder, publish_reply, on_handoff, prompt_budget_chars,
-                                cache_size, clock)
+                                cache_size, clock, media_wait)
         self._writer = BatchWriter(store, projections, self._replier, self._states, self._folding)
         self._unskipper = Unskipper(store, projections, self._folding, self._replier, self._states, self._answers,
                                     after_reply)

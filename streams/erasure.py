@@ -31,10 +31,11 @@ from agentstream.adapters.dynamo.inbox_views import InboxViews
 from agentstream.adapters.kafka.client import KafkaClients, topics
 from agentstream.adapters.dynamo.projection_store import ProjectionStore, sessions_of_user
 from agentstream.adapters.dynamo.tables import MESSAGES_BY_BUSINESS
+from agentstream.adapters.media_bucket import customer_prefix
 from agentstream.events import iso, utc_now
 from agentstream.projections.base import Projection
 from agentstream.registry import PROJECTIONS
-from agentstream.streams.forget import ForgetConfig, ForgetReport, forget, tombstone_key
+from agentstream.streams.forget import ForgetConfig, ForgetReport, MediaFiles, forget, tombstone_key
 
 RETENTION_CONFIGS = ("cleanup.policy", "retention.ms", "segment.ms")
 CUSTOMER_KEY = ("businessId", "userId")
@@ -132,16 +133,21 @@ async def left_over(ddb: Any, settings: ForgetConfig, business_id: str, user_id:
 
 
 async def forget_with_receipt(ddb: Any, kafka: KafkaClients, settings: ErasureConfig, business_id: str, user_id: str,
-                              registry: Sequence[Projection] = PROJECTIONS) -> tuple[ForgetReport, dict[str, Any]]:
-    """Erase the customer (`forget`) and return its report and the signed receipt."""
+                              registry: Sequence[Projection] = PROJECTIONS,
+                              media: MediaFiles | None = None) -> tuple[ForgetReport, dict[str, Any]]:
+    """Erase the customer (`forget`) and return its report and the signed receipt (the media
+    bucket's objects counted under "media")."""
     keys = receipt_keys(settings)
     retention = await topic_retention(kafka, topics(settings))
     t = settings.tables
-    report = await forget(ddb, settings, business_id, user_id, registry)
+    report = await forget(ddb, settings, business_id, user_id, registry, media)
     left = await left_over(ddb, settings, business_id, user_id, report.keys, registry)
+    if media is not None:
+        left["media"] = len(await media.keys(customer_prefix(business_id, user_id)))
     tomb = tombstone_key(business_id, user_id)
     present = await ErasureStore(ddb).has(t.events, tomb)
-    tables = {where: t.events if where == "idempotency_records" else getattr(t, where) for where in [*report.keys, *left]}
+    tables = {where: t.events if where == "idempotency_records" else f"s3://{media.bucket}" if where == "media" and media
+              else getattr(t, where) for where in [*report.keys, *left]}
     receipt = receipts.build(
         keys, business_id=business_id, user_id=user_id, forgotten_at=report.forgotten_at, issued_at=iso(utc_now()),
         tombstone=tomb, tombstone_present=present, tables=tables, deleted=report.keys, left=left,

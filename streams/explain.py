@@ -22,6 +22,7 @@ from agentstream.projections.base import Projection, fold_events
 from agentstream.projections.skips import without_skipped
 from agentstream.projections.context import ReplyContext, build_prompt
 from agentstream.projections.kinds import no_reply_reason
+from agentstream.projections.media_notes import MediaOutcome, outcome_of, read_files
 from agentstream.registry import PROJECTIONS
 from agentstream.streams.ports import StoreConfig
 from agentstream.streams.reply_policy import fold_config, prompt_hash, reply_context, reply_key
@@ -85,6 +86,8 @@ class Explanation:
                 "ragEntries": ctx.rag_entries,
                 "memory": ctx.memory,
                 "lastMessages": ctx.earlier_turns(),
+                "media": ctx.extra.get("media", []),
+                "imagesGiven": ctx.extra.get("images", []),
                 "versions": self.versions,
             },
         }
@@ -108,7 +111,7 @@ class Explainer:
         if event is None or (business_id is not None and event.businessId != business_id):
             raise NotExplainable(f"no event {event_id!r} in the log")
         inbound, reply = await self._pair(event)
-        events = await self._as_folded(inbound, reply)
+        events, media = await self._as_folded(inbound, reply)
         notes: list[str] = []
         used = reply.payload.versions if reply else {}
         d, b = self._directory, inbound.businessId
@@ -122,16 +125,19 @@ class Explainer:
         rag, rag_version = await self._used(rag_key(b), used.get("rag"), inbound.occurredAt, notes, lambda: d.rag_entries(b))
         config = fold_config(info, self._settings.session_idle_minutes)
         states = {p.name: fold_events(p, events, config, inbound.businessId, inbound.userId)[0] for p in self._registry}
-        ctx = reply_context(inbound, states, info, instructions or "", rag or [])
+        images = bool(getattr(getattr(self._settings, "media", None), "model_accepts_images", False))
+        ctx = reply_context(inbound, states, info, instructions or "", rag or [], media, images)
         prompt = build_prompt(ctx, self._settings.prompt_budget_chars)
         versions = {"businessInfo": info_version, "systemInstructions": instructions_version, "rag": rag_version}
         return Explanation(inbound, reply, ctx, prompt, prompt_hash(prompt), versions, notes)
 
-    async def _as_folded(self, inbound: MessageReceived, reply: ReplyGenerated | None) -> list[Event]:
+    async def _as_folded(self, inbound: MessageReceived, reply: ReplyGenerated | None) -> tuple[list[Event], MediaOutcome | None]:
         """The conversation up to the inbound without the events skipped when the reply was made
-        (the skip records logged before the reply: a skip comes after the event it names)."""
+        (the skip records logged before the reply: a skip comes after the event it names), and
+        what the media process had logged about the inbound's files before the reply."""
         logged = await self._store.read(inbound.streamId, limit=reply.seq if reply else inbound.seq)
-        return [e for e in without_skipped(logged) if e.seq <= inbound.seq]
+        media = outcome_of(inbound, logged, reply.seq) if reply is not None and read_files(inbound) else None
+        return [e for e in without_skipped(logged) if e.seq <= inbound.seq], media
 
     async def _pair(self, event: Event) -> tuple[MessageReceived, ReplyGenerated | None]:
         """The inbound message and its reply, from either of them."""

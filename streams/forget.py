@@ -6,6 +6,8 @@ fold. The tombstone keeps the hashes of the erased messages' external ids (`eras
 vendor's replayed webhook of one of them is acknowledged and appends nothing. Each projection's items are found by folding the customer's stream before it is deleted
 (the folds are deterministic, so that is every item they wrote), plus the state item and, for
 sessions and messages, the seed's indexes; an item counts as deleted if it existed. The
+customer's files in the media bucket (keyed under their stream) are deleted by prefix (report
+place "media"). The
 idempotency records are found through the index eventStreamId-index (each names its event's
 stream), so forget reads what the customer has, never the whole events table. The inbox's view
 state of the customer's sessions (`ai-agent-inbox-views`, keyed by businessId and
@@ -61,6 +63,16 @@ class ForgetReport:
         return self.items.get("rag_user", 0)
 
 
+class MediaFiles(Protocol):
+    """The media bucket, as `forget` uses it."""
+
+    bucket: str
+
+    async def delete_customer(self, business_id: str, user_id: str) -> list[str]: ...
+
+    async def keys(self, prefix: str) -> list[str]: ...
+
+
 class ForgetConfig(StoreConfig, Protocol):
     """The tables, and the product's topics (what `forget` reports each keeps)."""
 
@@ -81,7 +93,8 @@ class ForgetConfig(StoreConfig, Protocol):
 
 
 async def forget(ddb: Any, settings: ForgetConfig, business_id: str, user_id: str,
-                 registry: Sequence[Projection] = PROJECTIONS) -> ForgetReport:
+                 registry: Sequence[Projection] = PROJECTIONS, media: MediaFiles | None = None) -> ForgetReport:
+    """Erase the customer; `media`: the media bucket, whose objects of the customer go too."""
     t = settings.tables
     stream = f"{business_id}#{user_id}"
     report = ForgetReport(forgotten_at=iso(utc_now()))
@@ -101,6 +114,9 @@ async def forget(ddb: Any, settings: ForgetConfig, business_id: str, user_id: st
     visitor = [{"businessId": business_id, "userId": user_id}]  # a widget visitor's token record
     report.keys["widget_visitors"] = await store.existing(t.widget_visitors, visitor)
     report.items["widget_visitors"] = await store.delete(t.widget_visitors, report.keys["widget_visitors"])
+    if media is not None:  # the customer's photos, voice notes and documents
+        report.keys["media"] = [{"key": k} for k in await media.delete_customer(business_id, user_id)]
+        report.items["media"] = len(report.keys["media"])
     logged = await store.log_keys(t.events, stream)
     report.events = await store.delete(t.events, logged)
     report.keys["events"] = logged

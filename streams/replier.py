@@ -17,7 +17,9 @@ from agentstream.projections.base import Put
 from agentstream.projections.context import ReplyContext, build_prompt
 from agentstream.projections.handoff import OWNER_REPLIED
 from agentstream.streams.batch import Batch, PendingReply
+from agentstream.projections.media_notes import MediaOutcome
 from agentstream.streams.clock import SYSTEM_CLOCK
+from agentstream.streams.media_wait import MediaWait
 from agentstream.streams.ports import Clock, Directory, EventLog
 from agentstream.streams.reply_policy import (
     REPLIES_FOLLOW, States, canned_answer, handoff_notice, handoff_request, hands_off, published_when_folded,
@@ -44,8 +46,9 @@ class Replier:
 
     def __init__(self, store: EventLog, directory: Directory, responder: Responder, publish: PublishReply,
                  on_handoff: OnHandoff | None = None, prompt_budget_chars: int = 12_000, memory: int = 20_000,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+                 clock: Clock = SYSTEM_CLOCK, media_wait: MediaWait | None = None) -> None:
         self._store = store
+        self._media_wait = media_wait
         self._directory = directory
         self.responder = responder
         self.publish = publish
@@ -73,12 +76,17 @@ class Replier:
         its inbound is left in it (`Batch.reply`), to be appended with the projections in one
         transaction and published after it (`BatchWriter.flush`)."""
         kept = self._unsent.pop(inbound.eventId, None)
-        reply, head = (None, inbound.seq) if unanswered else await self._logged_reply(inbound)
+        media: MediaOutcome | None = None
+        if self._media_wait is not None and self._media_wait.applies(inbound):
+            waited = await self._media_wait.wait(self._store, inbound)
+            reply, head, media = waited.reply, waited.head, waited.outcome
+        else:
+            reply, head = (None, inbound.seq) if unanswered else await self._logged_reply(inbound)
         if reply is not None:
             await self.publish(reply)
             await self._hand_off_if_asked(inbound, reply)
             return reply, False
-        draft = kept or await self._draft(inbound, states, info)
+        draft = kept or await self._draft(inbound, states, info, media)
         if head is not None and self._seen.get(inbound.streamId, 0) > head:
             head = None  # the customer wrote again meanwhile: read the head rather than lose a write to it
         if batch is not None and head == inbound.seq and kept is None and not hands_off(draft):
@@ -140,9 +148,10 @@ class Replier:
             draft, key = handoff_request(inbound, reply, self._clock.now())
             await self._store.append(draft, external_id=key)
 
-    async def _draft(self, inbound: MessageReceived, states: States, info: dict[str, Any]) -> Event:
+    async def _draft(self, inbound: MessageReceived, states: States, info: dict[str, Any],
+                     media: MediaOutcome | None = None) -> Event:
         """The model's reply to `inbound` as an event, not yet in the log."""
-        ctx = await self._context(inbound, states, info)
+        ctx = await self._context(inbound, states, info, media)
         sent = build_prompt(ctx, self._budget)
         answer = await self._answer(ctx)
         return reply_draft(inbound, states, answer, sent, self._versions(inbound, info), self._clock.now())
@@ -166,11 +175,13 @@ class Replier:
             return None, int(later[-1]["seq"]) if later else inbound.seq
         return await self._store.find(inbound.businessId, reply_key(inbound.eventId)), None
 
-    async def _context(self, inbound: MessageReceived, states: States, info: dict[str, Any]) -> ReplyContext:
+    async def _context(self, inbound: MessageReceived, states: States, info: dict[str, Any],
+                       media: MediaOutcome | None = None) -> ReplyContext:
         business_type = str(info.get("businessType", "general"))
         instructions = await self._directory.system_instructions(business_type)
         rag = await self._directory.rag_entries(inbound.businessId)
-        return reply_context(inbound, states, info, instructions, rag)
+        images = self._media_wait is not None and self._media_wait.images_as_input
+        return reply_context(inbound, states, info, instructions, rag, media, images)
 
     def _versions(self, inbound: MessageReceived, info: dict[str, Any]) -> dict[str, str]:
         """The versions of the business data the prompt was built from (the config history's)."""

@@ -20,10 +20,12 @@ from agentstream.projections.context import ReplyContext
 from agentstream.projections.conversation import active_session, nudge_stands
 from agentstream.projections.facts import current_facts
 from agentstream.projections.handoff import notice, wants_human
+from agentstream.projections.media_notes import MediaOutcome, canned_media_reply, file_states, image_keys, message_text
 from agentstream.projections.timecontext import time_context
 from agentstream.projections.topics import detect_language
 
 HANDOFF_MODEL = "handoff"  # the model of the reply that tells a customer who asked for a person that one will answer
+MEDIA_NOTICE_MODEL = "media-notice"  # the model of the reply that asks a customer to write instead of sending a file
 REPLIES_FOLLOW = "conversation"  # an inbound is answered when this projection applies it
 States = dict[str, Item]
 
@@ -54,16 +56,34 @@ def hands_off(reply: Event) -> bool:
 
 
 def canned_answer(ctx: ReplyContext) -> Answer | None:
-    """The answer given without the model: to a customer asking for a person, that one will."""
+    """The answer given without the model: to a customer asking for a person, that one will; to a
+    file agentstream cannot read or did not accept, sent alone, to write instead."""
+    if ctx.extra.get("canned"):
+        return Answer(str(ctx.extra["canned"]), MEDIA_NOTICE_MODEL, 0)
     return Answer(notice(ctx.language, "customer"), HANDOFF_MODEL, 0) if wants_human(ctx.message) else None
 
 
 def reply_context(inbound: MessageReceived, states: States, info: dict[str, Any], instructions: str,
-                  rag: list[dict[str, Any]]) -> ReplyContext:
-    """The context of the reply to `inbound`, from the projections' states just after it (pure:
-    `explain` rebuilds it from the log)."""
+                  rag: list[dict[str, Any]], media: MediaOutcome | None = None, images_as_input: bool = False) -> ReplyContext:
+    """The context of the reply to `inbound`, from the projections' states just after it and, for
+    a message with files, the media events logged before the reply (pure: `explain` rebuilds it
+    from the log)."""
     text = inbound.payload.content
     facts = states.get("facts")
+    language = detect_language(text) if text.strip() else str(info.get("language", "en"))
+    extra: dict[str, Any] = {}
+    if media is not None or inbound.payload.attachments:
+        outcome = media or MediaOutcome()
+        said = " ".join(t.payload.text for t in outcome.transcripts)
+        language = detect_language(said) if said.strip() and not text.strip() else language
+        text = message_text(inbound, outcome, images_as_input) or text
+        extra = {"media": [e.payload.model_dump() for e in (*outcome.stored, *outcome.refused, *outcome.failed,
+                                                             *outcome.transcripts)],
+                 "files": file_states(inbound, outcome), "said": " ".join(p for p in (inbound.payload.content, said) if p.strip())}
+        if images_as_input and image_keys(inbound, outcome):
+            extra["images"] = image_keys(inbound, outcome)
+        if canned := canned_media_reply(inbound, outcome, language):
+            extra["canned"] = canned
     return ReplyContext(
         business=info,
         system_instructions=instructions,
@@ -71,9 +91,10 @@ def reply_context(inbound: MessageReceived, states: States, info: dict[str, Any]
         memory=states[REPLIES_FOLLOW],
         time=time_context(inbound.occurredAt, str(info.get("timezone", "UTC")), info.get("openingHours") or {}),
         message=text,
-        language=detect_language(text) if text.strip() else str(info.get("language", "en")),
+        language=language,
         inbound_event_id=inbound.eventId,
         facts=current_facts(facts, inbound.occurredAt) if facts else [],
+        extra=extra,
     )
 
 

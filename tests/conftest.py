@@ -104,6 +104,7 @@ def isolated_env(endpoints: Endpoints, **extra: str) -> dict[str, str]:
         "TOPIC_HANDOFFS": f"t{tag}.handoffs",
         "KAFKA_PARTITIONS": "3",
         "WORKER_GROUP": f"worker-{tag}", "DELIVERY_GROUP": f"delivery-{tag}", "ANALYTICS_GROUP": f"analytics-{tag}",
+        "MEDIA_GROUP": f"media-{tag}", "MEDIA_BUCKET": f"media-{tag}",
         "BRIDGE_IDLE_POLL": "0.05",
         "LOG_LEVEL": "INFO",
         "AGENTSTREAM_ENV_FILE": "none",  # also for a process started with only this environment

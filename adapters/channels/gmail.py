@@ -158,7 +158,17 @@ def message_to_inbound(business_id: str, msg: dict[str, Any]) -> InboundMessage 
     reply_to = {"threadId": str(msg.get("threadId", "")), "messageId": headers.get("message-id", ""),
                 "subject": headers.get("subject", ""), "to": sender,
                 SENDER_VERIFIED: "true" if sender_authenticated(headers, sender) else "false"}
-    return InboundMessage(business_id, sender, "gmail", str(msg["id"]), extract_text(payload), when, reply_to=reply_to)
+    text, files = extract_text(payload), attached_files(payload)
+    kind = "text" if text.strip() or not files else "unsupported"
+    return InboundMessage(business_id, sender, "gmail", str(msg["id"]), text, when, reply_to=reply_to,
+                          attachments=files, kind=kind)
+
+
+def attached_files(payload: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    """The message's attachments, recorded as files agentstream does not read yet (by Gmail's attachment id)."""
+    return tuple({"id": p["body"]["attachmentId"], "name": p.get("filename") or None, "contentType": p.get("mimeType"),
+                  "size": p["body"].get("size"), "kind": "attachment", "source": "gmail"}
+                 for p in _parts(payload) if p.get("filename") and (p.get("body") or {}).get("attachmentId"))
 
 
 class GmailClient:

@@ -18,6 +18,7 @@ from agentstream.adapters.channels.base import (
 )
 from agentstream.adapters.channels.errors import BadRequest, BadSignature
 from agentstream.adapters.channels.http import need, post_json
+from agentstream.adapters.channels.media_kinds import VENDOR_KINDS, first_read_kind, media_parts
 from agentstream.adapters.ingest import InboundMessage
 
 WHATSAPP = EventChannel("whatsapp", "WhatsApp", window_hours=24, identity="phone",
@@ -90,9 +91,9 @@ def whatsapp_kind(m: dict[str, Any]) -> dict[str, Any]:
         return {"kind": "contact", "content": "\n".join(_contact(c) for c in m.get("contacts", []))}
     if kind in MEDIA:
         media = m.get(kind, {})
-        caption = media.get("caption", "")
-        attachment = {"id": media.get("id"), "contentType": media.get("mime_type"), "kind": kind}
-        return {"kind": "text" if caption else "unsupported", "content": caption, "attachments": (attachment,)}
+        attachment = {"id": media.get("id"), "contentType": media.get("mime_type"), "source": "meta",
+                      "name": media.get("filename"), "voice": media.get("voice")}
+        return media_parts(kind, media.get("caption", ""), attachment)
     if kind == "system":
         return {"kind": "unsupported", "content": m.get("system", {}).get("body", "")}
     return {"kind": "unsupported", "content": ""}  # unsupported, order, unknown types: recorded, not answered
@@ -121,13 +122,15 @@ def _messaging_message(message: dict[str, Any]) -> dict[str, Any]:
     quick = message.get("quick_reply")
     if quick:
         return {"kind": "button", "content": message.get("text", ""), "payload_id": quick.get("payload")}
-    attachments = tuple({"url": a.get("payload", {}).get("url"), "kind": a.get("type")} for a in message.get("attachments", []))
+    attachments = tuple({"url": a.get("payload", {}).get("url"), "source": "url", "kind": VENDOR_KINDS.get(a.get("type"), a.get("type"))}
+                        for a in message.get("attachments", []))
     text = message.get("text", "")
     locations = [a for a in message.get("attachments", []) if a.get("type") == "location"]
     if locations and not text:
         coords = locations[0].get("payload", {}).get("coordinates", {})
         return {"kind": "location", "content": _location({"latitude": coords.get("lat"), "longitude": coords.get("long")})}
-    return {"kind": "text" if text else "unsupported", "content": text, "attachments": attachments}
+    read = first_read_kind(attachments)
+    return {"kind": read or ("text" if text else "unsupported"), "content": text, "attachments": attachments}
 
 
 def _messaging_item(business_id: str, channel: str, item: dict[str, Any]) -> InboundMessage | None:

@@ -14,6 +14,7 @@ from agentstream.adapters.channels.base import (
 )
 from agentstream.adapters.channels.errors import BadRequest, BadSignature
 from agentstream.adapters.channels.http import need, post_json
+from agentstream.adapters.channels.media_kinds import media_parts
 from agentstream.adapters.ingest import InboundMessage
 
 TELEGRAM = EventChannel("telegram", "Telegram", can=frozenset({"text", "image", "audio", "document", "video", "typing",
@@ -40,9 +41,18 @@ def _message_parts(message: dict[str, Any]) -> dict[str, Any]:
         card = message["contact"]
         name = " ".join(p for p in (card.get("first_name"), card.get("last_name")) if p)
         return {"kind": "contact", "content": f"Contact: {name} {card.get('phone_number', '')}".strip()}
-    caption = message.get("caption", "")
     kind = next((k for k in UNSUPPORTED if k in message), "unknown")
-    return {"kind": "text" if caption else "unsupported", "content": caption, "attachments": ({"kind": kind},)}
+    return media_parts(kind, message.get("caption", ""), _file(message.get(kind)))
+
+
+def _file(found: Any) -> dict[str, Any]:
+    """The Bot API's reference to a file (a photo comes in sizes: the largest is taken)."""
+    if isinstance(found, list):
+        found = max(found, key=lambda size: size.get("file_size") or 0, default={})
+    if not isinstance(found, dict) or "file_id" not in found:
+        return {}
+    return {"fileId": found["file_id"], "source": "telegram", "contentType": found.get("mime_type"),
+            "size": found.get("file_size"), "name": found.get("file_name")}
 
 
 def _inbound(business_id: str, chat_id: str, user_id: str, message_id: Any, date: Any, parts: dict[str, Any]) -> InboundMessage:

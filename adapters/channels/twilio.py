@@ -19,6 +19,7 @@ from agentstream.adapters.channels.base import (
 )
 from agentstream.adapters.channels.errors import BadRequest, BadSignature
 from agentstream.adapters.channels.http import need, post, public_url
+from agentstream.adapters.channels.media_kinds import first_read_kind, kind_of_type
 from agentstream.adapters.channels.meta import WHATSAPP as META_WHATSAPP
 from agentstream.adapters.ingest import InboundMessage
 from agentstream.events import utc_now
@@ -41,6 +42,9 @@ def _kind(form: Mapping[str, str], attachments: tuple[dict[str, Any], ...]) -> d
     if form.get("Latitude") and form.get("Longitude") and not body:
         place = " — ".join(p for p in (form.get("Label"), form.get("Address")) if p)
         return {"kind": "location", "content": f"Location: {form['Latitude']}, {form['Longitude']}" + (f" ({place})" if place else "")}
+    read = first_read_kind(attachments)
+    if read:
+        return {"kind": read, "content": body}
     if not body and attachments:
         return {"kind": "unsupported", "content": ""}
     return {"kind": "text", "content": body}
@@ -56,7 +60,8 @@ def parse(business_id: str, form: Mapping[str, str], received_at: datetime) -> I
     except ValueError:
         raise BadRequest("NumMedia is not a number") from None
     attachments = tuple(
-        {"url": form.get(f"MediaUrl{i}"), "contentType": form.get(f"MediaContentType{i}")} for i in range(count)
+        {"url": form.get(f"MediaUrl{i}"), "contentType": form.get(f"MediaContentType{i}"), "source": "twilio",
+         "kind": kind_of_type(form.get(f"MediaContentType{i}")) or "video"} for i in range(count)
     )
     parts = _kind(form, attachments)
     return InboundMessage(

@@ -219,3 +219,20 @@ async def scan_all(ddb: Any, **kwargs: Any) -> list[dict[str, Any]]:
     async for page in ddb.get_paginator("scan").paginate(**kwargs):
         items.extend(from_item(i) for i in page.get("Items", []))
     return items
+
+
+@asynccontextmanager
+async def s3_client(settings: Settings) -> AsyncIterator[Any]:
+    """The media bucket's S3 client: MEDIA_S3_ENDPOINT_URL, else the local server's address
+    (ministack serves S3 on the DynamoDB port), else AWS; path-style addressing for local servers."""
+    endpoint = settings.media.s3_endpoint_url or settings.dynamodb_endpoint_url
+    kwargs: dict[str, Any] = {"region_name": settings.aws_region, **settings.aws_credentials,
+                              "config": AioConfig(s3={"addressing_style": "path"} if endpoint else {},
+                                                  retries={"mode": "standard", "max_attempts": 5},
+                                                  connect_timeout=5, read_timeout=60)}
+    if endpoint:
+        kwargs["endpoint_url"] = endpoint
+        kwargs.setdefault("aws_access_key_id", "local")
+        kwargs.setdefault("aws_secret_access_key", "local")
+    async with get_session().create_client("s3", **kwargs) as client:
+        yield client

@@ -80,6 +80,7 @@ class Deps:
     heads: SettledHeads | None = None  # the widget conversations' heads at rest (the ingestor's guesses)
     limits: GatewayLimits | None = None  # None: no rate limits (tests of other things)
     visitors: VisitorRecords | None = None  # None: widget tokens without records (stateless)
+    media: Any = None  # adapters.media_bucket.MediaBucket (None: the inbox's files answer 503)
     owner: OwnerService = field(init=False)  # the owner's commands and queries (the API and the inbox)
 
     def __post_init__(self) -> None:

@@ -27,6 +27,7 @@ from agentstream.adapters.http.explain_routes import explain_routes
 from agentstream.adapters.http.facts_routes import facts_routes
 from agentstream.adapters.http.handoff_routes import handoff_routes
 from agentstream.adapters.http.inbox_routes import inbox_routes
+from agentstream.adapters.http.media_routes import media_routes
 from agentstream.adapters.http.common import (
     UNAUTHORIZED, Deps, HttpError, authenticate, bearer, client_address, origin_allowed, decode_utf8, deps, error, known_business,
     read_body, require_api_key,
@@ -403,6 +404,7 @@ def create_app(d: Deps) -> Starlette:
         *explain_routes(),
         *handoff_routes(),
         *inbox_routes(),
+        *media_routes(),
     ]
     app = Starlette(routes=routes, exception_handlers={HttpError: _http_error, RecursionError: _too_deep})
     app.state.deps = d

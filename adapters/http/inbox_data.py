@@ -17,7 +17,8 @@ from agentstream.projections.conversation import reply_status
 
 MAX_ROWS = 100
 STATE_LABELS = {"ai": "AI", "waiting": "Waiting for a person", "human": "Person", "resolved": "Resolved"}
-KIND_LABELS = {"button": "tapped a button", "location": "location", "contact": "contact",
+KIND_LABELS = {"button": "tapped a button", "location": "location", "contact": "contact", "image": "photo",
+               "audio": "voice note", "document": "document",
                "unsupported": "a message the channel does not support"}
 
 

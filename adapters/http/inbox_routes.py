@@ -48,7 +48,7 @@ def _page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
     nonce = secrets.token_urlsafe(16)
     html = _ENV.get_template(template).render(nonce=nonce, **context)
     csp = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; connect-src 'self'; "
-           "img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+           "img-src 'self'; media-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
     return HTMLResponse(html, status_code=status, headers={
         "Content-Security-Policy": csp, "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "same-origin"})

@@ -8,6 +8,7 @@ out the queued access tokens to refresh-token grants. Run it with `with VendorSe
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.fakes.serving import LocalServer
@@ -44,6 +45,8 @@ class VendorState:
     gmail_refused: set[str] = field(default_factory=set)  # access tokens answered with 401
     google_tokens: list[str] = field(default_factory=list)  # handed out in turn; none left: invalid_grant
     refused: list[str] = field(default_factory=list)  # why the fake Graph API refused a body (as Meta would: 400)
+    media: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # media id -> (bytes, content type): Graph and Twilio
+    media_trouble: dict[str, list[str]] = field(default_factory=dict)  # media id -> the next downloads' "404" / "hang"
 
     def sent(self, path_part: str) -> list[Recorded]:
         return [r for r in self.requests if r.method == "POST" and path_part in r.path]
@@ -131,8 +134,42 @@ def create_app(state: VendorState) -> Starlette:
     async def google_certs(request: Request) -> JSONResponse:
         return await record(request) or JSONResponse(state.google_certs)
 
+    async def trouble(media_id: str) -> Response | None:
+        queued = state.media_trouble.get(media_id) or []
+        if not queued:
+            return None
+        what = queued.pop(0)
+        if what == "hang":
+            await asyncio.sleep(30)
+        return JSONResponse({"error": {"message": "not found", "code": 100}}, status_code=404)
+
+    async def graph_media_info(request: Request) -> Response:
+        media_id = request.path_params["media_id"]
+        if failed := await record(request):
+            return failed
+        if media_id not in state.media or not request.headers.get("authorization", "").startswith("Bearer "):
+            return JSONResponse({"error": {"message": "unknown media", "code": 100}}, status_code=404)
+        data, ctype = state.media[media_id]
+        return JSONResponse({"messaging_product": "whatsapp", "id": media_id, "mime_type": ctype, "file_size": len(data),
+                             "url": f"{str(request.base_url).rstrip('/')}/graph-media/{media_id}"})
+
+    async def media_download(request: Request) -> Response:
+        media_id = request.path_params["media_id"]
+        if failed := await record(request) or await trouble(media_id):
+            return failed
+        if "graph-media" in request.url.path and not request.headers.get("authorization", "").startswith("Bearer "):
+            return JSONResponse({"error": "no token"}, status_code=401)
+        if "twilio-media" in request.url.path and not request.headers.get("authorization", "").startswith("Basic "):
+            return JSONResponse({"error": "no basic auth"}, status_code=401)
+        if media_id not in state.media:
+            return JSONResponse({"error": "unknown media"}, status_code=404)
+        data, ctype = state.media[media_id]
+        return Response(data, media_type=ctype)
+
     return Starlette(routes=[
         Route("/google/certs", google_certs),
+        Route("/graph-media/{media_id}", media_download),
+        Route("/twilio-media/{media_id}", media_download),
         Route("/graph/{phone}/messages", graph_messages, methods=["POST"]),
         Route("/graph/me/messages", graph_me_messages, methods=["POST"]),
         Route("/twilio/2010-04-01/Accounts/{sid}/Messages.json", twilio_messages, methods=["POST"]),
@@ -141,6 +178,7 @@ def create_app(state: VendorState) -> Starlette:
         Route("/gmail/gmail/v1/users/me/watch", gmail_watch, methods=["POST"]),
         Route("/google/token", google_token, methods=["POST"]),
         Route("/gmail/gmail/v1/users/me/messages/{mid}", gmail_get),
+        Route("/graph/{media_id}", graph_media_info),
     ])
 
 

@@ -23,7 +23,7 @@ from tests.integration.test_up_signals import alive, children, cmdline, identity
 
 pytestmark = pytest.mark.soak  # several of every process, then Ctrl-C: `make soak` runs it 20 times in a row
 
-SCALE = {"gateway": 2, "worker": 2, "delivery": 2, "bridge": 2}
+SCALE = {"gateway": 2, "worker": 2, "delivery": 2, "bridge": 2, "media": 1}
 
 
 def _quiet_block(size: int) -> int:

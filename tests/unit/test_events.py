@@ -41,8 +41,8 @@ def test_round_trip_keeps_text_and_time() -> None:
 
 
 def test_unknown_schema_version_is_a_clear_error() -> None:
-    with pytest.raises(UnknownSchemaVersion, match="schemaVersion 3; this build reads 2: upgrade"):
-        parse_event(raw_message(schemaVersion=3))
+    with pytest.raises(UnknownSchemaVersion, match="schemaVersion 4; this build reads 3: upgrade"):
+        parse_event(raw_message(schemaVersion=4))
 
 
 def test_an_unknown_type_asks_for_an_upgrade_not_a_dlq() -> None:
@@ -76,11 +76,11 @@ def test_channels_are_the_generated_names_file() -> None:
         new_event("MessageReceived", business_id="b", user_id="u", channel="fax", payload={"content": "x"})
 
 
-def test_a_v1_message_is_upcast_to_a_v2_text_message() -> None:
+def test_a_v1_message_is_upcast_to_a_v3_text_message() -> None:
     v1 = raw_message(schemaVersion=1)
     v1["payload"] = {k: v for k, v in v1["payload"].items() if k not in ("kind", "payloadId", "reactsTo")}
     upcast = parse_event(v1)
-    assert upcast.schemaVersion == 2 and upcast.payload.kind == "text"
+    assert upcast.schemaVersion == 3 and upcast.payload.kind == "text"
     assert upcast.payload.payloadId is None and upcast.payload.reactsTo is None
     assert upcast.payload.content == "Bună ziua! 💇‍♀️ שלום"
     assert parse_event(upcast.to_json_dict()) == upcast
@@ -122,12 +122,35 @@ def _validator(name: str) -> jsonschema.Validator:
 def test_the_generated_schemas_accept_what_the_models_write() -> None:
     reaction = new_event("MessageReceived", business_id="b", user_id="u", channel="telegram",
                          payload={"content": "", "kind": "reaction", "reactsTo": "e0"}).to_json_dict()
-    assert list(_validator("MessageReceived.v2.json").iter_errors(reaction)) == []
+    assert list(_validator("MessageReceived.v3.json").iter_errors(reaction)) == []
     assert list(_validator("ReplyStatusReported.v1.json").iter_errors(status())) == []
     bad = [e.message for e in _validator("ReplyStatusReported.v1.json").iter_errors(status() | {"channel": 7})]
     assert bad and "is not of type 'string'" in bad[0]
     sticker = reaction | {"payload": reaction["payload"] | {"kind": "sticker"}}
-    assert [e.message for e in _validator("MessageReceived.v2.json").iter_errors(sticker)] != []
+    assert [e.message for e in _validator("MessageReceived.v3.json").iter_errors(sticker)] != []
+
+
+def test_a_voice_note_and_what_became_of_it_round_trip_and_match_their_schemas() -> None:
+    at = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
+    note = new_event("MessageReceived", business_id="b", user_id="u", channel="whatsapp", occurred_at=at,
+                     payload={"content": "", "kind": "audio", "attachments": [{"id": "M1", "kind": "audio", "source": "meta"}]})
+    assert parse_event(note.to_json_dict()).payload.attachments[0].model_dump(exclude_none=True)["source"] == "meta"
+    said = new_event("MediaTranscribed", business_id="b", user_id="u", channel="whatsapp", occurred_at=at,
+                     payload={"sourceEventId": note.eventId, "text": "Bună", "model": "whisper-1", "usage": {"seconds": 3}})
+    kept = new_event("MediaStored", business_id="b", user_id="u", channel="whatsapp", occurred_at=at,
+                     payload={"sourceEventId": note.eventId, "key": "media/b/u/ab", "contentType": "audio/ogg",
+                              "size": 10, "sha256": "ab", "kind": "audio"})
+    for event, name in ((note, "MessageReceived.v3.json"), (said, "MediaTranscribed.v1.json"), (kept, "MediaStored.v1.json")):
+        assert parse_event(event.to_json_dict()) == event
+        assert list(_validator(name).iter_errors(event.to_json_dict())) == []
+    with pytest.raises(ValidationError):
+        new_event("MediaStored", business_id="b", user_id="u", channel="whatsapp",
+                  payload={"sourceEventId": "x", "key": "k", "contentType": "video/mp4", "size": 1, "sha256": "a", "kind": "video"})
+
+
+def test_a_v2_message_is_read_as_v3() -> None:
+    v2 = raw_message(schemaVersion=2)
+    assert parse_event(v2).schemaVersion == 3
 
 
 def test_writing_the_schemas_removes_a_version_no_longer_written(tmp_path: Path) -> None:
@@ -135,7 +158,7 @@ def test_writing_the_schemas_removes_a_version_no_longer_written(tmp_path: Path)
     (tmp_path / "README.md").write_text("kept")
     write_schemas(tmp_path)
     assert not (tmp_path / "MessageReceived.v1.json").exists() and (tmp_path / "README.md").exists()
-    assert (tmp_path / "MessageReceived.v2.json").exists() and (tmp_path / "ReplyStatusReported.v1.json").exists()
+    assert (tmp_path / "MessageReceived.v3.json").exists() and (tmp_path / "ReplyStatusReported.v1.json").exists()
 
 
 @pytest.mark.parametrize("change", [{"type": 7}, {"channel": 7}, {"businessId": ""}, {"occurredAt": "2026-01-01T10:00:00"}])

@@ -19,7 +19,8 @@ from agentstream.streams.replay import unwanted_replies
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
 CONFIG = FoldConfig(idle_minutes=60, nudge_after_minutes=10)
-ANSWERED = {"text": True, "button": True, "reaction": False, "location": False, "contact": False, "unsupported": False}
+ANSWERED = {"text": True, "button": True, "reaction": False, "location": False, "contact": False, "unsupported": False,
+            "image": True, "audio": True, "document": True}
 
 
 def inbound(seq: int, minutes: float, content: str = "Bună, aveți loc mâine?", kind: str = "text",

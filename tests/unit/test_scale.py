@@ -9,20 +9,23 @@ from agentstream.local.scale import ScaleError, parse_scale, plan
 
 def test_default_is_one_of_each_on_the_usual_ports() -> None:
     components = plan(parse_scale(""), 8080, 9101, 9102)
-    assert [c.name for c in components] == ["bridge", "worker", "gateway", "delivery"]
-    assert {c.name: c.env["METRICS_PORT"] for c in components} == {"bridge": "9101", "worker": "9102", "gateway": "9103", "delivery": "0"}
+    assert [c.name for c in components] == ["bridge", "worker", "gateway", "delivery", "media"]
+    assert {c.name: c.env["METRICS_PORT"] for c in components} == {"bridge": "9101", "worker": "9102", "gateway": "9103", "delivery": "0",
+                                                                  "media": "0"}
     assert {c.name: c.env.get("GATEWAY_PORT_HTTP") for c in components}["gateway"] == "8080", "the one gateway keeps the public port"
-    assert {c.name: c.ports for c in components} == {"bridge": (9101,), "worker": (9102,), "gateway": (9103, 8080), "delivery": ()}
+    assert {c.name: c.ports for c in components} == {"bridge": (9101,), "worker": (9102,), "gateway": (9103, 8080), "delivery": (),
+                                                     "media": ()}
 
 
 def test_scaled_gateways_sit_behind_the_proxy_on_the_public_port() -> None:
-    components = {c.name: c for c in plan(parse_scale("gateway=2,worker=3,delivery=2,bridge=2"), 8080, 9101, 9102)}
+    components = {c.name: c for c in plan(parse_scale("gateway=2,worker=3,delivery=2,bridge=2,media=2"), 8080, 9101, 9102)}
     assert sorted(components) == ["bridge-1", "bridge-2", "delivery-1", "delivery-2", "gateway-1", "gateway-2",
-                                  "proxy", "worker-1", "worker-2", "worker-3"]
+                                  "media-1", "media-2", "proxy", "worker-1", "worker-2", "worker-3"]
     assert [components[f"gateway-{i}"].env["GATEWAY_PORT_HTTP"] for i in (1, 2)] == ["8081", "8082"]
     assert components["proxy"].argv[-3:] == ("8080", "8081", "8082")
     assert [components[f"worker-{i}"].env["METRICS_PORT"] for i in (1, 2, 3)] == ["9102", "9112", "9122"]
     assert components["worker-2"].argv[-1] == "worker" and components["delivery-2"].argv[-1] == "delivery"
+    assert components["media-2"].argv[-1] == "media" and components["media-2"].ports == ()
     assert components["proxy"].ports == (8080,) and components["gateway-2"].ports == (9113, 8082)
 
 

@@ -48,8 +48,12 @@ MESSAGES = [
                                                                       "phones": [{"phone": "+40711", "type": "CELL"}]}]}),
      ("contact", "Contact: Ana Pop +40711", None, None)),
     ("whatsapp image with caption", whatsapp({"type": "image", "image": {"id": "M1", "mime_type": "image/jpeg", "caption": "culoarea asta?"}}),
-     ("text", "culoarea asta?", None, None)),
+     ("image", "culoarea asta?", None, None)),
     ("whatsapp voice note", whatsapp({"type": "audio", "audio": {"id": "M2", "mime_type": "audio/ogg", "voice": True}}),
+     ("audio", "", None, None)),
+    ("whatsapp document", whatsapp({"type": "document", "document": {"id": "M4", "mime_type": "application/pdf", "filename": "oferta.pdf"}}),
+     ("document", "", None, None)),
+    ("whatsapp video", whatsapp({"type": "video", "video": {"id": "M5", "mime_type": "video/mp4"}}),
      ("unsupported", "", None, None)),
     ("whatsapp sticker", whatsapp({"type": "sticker", "sticker": {"id": "M3", "mime_type": "image/webp"}}),
      ("unsupported", "", None, None)),
@@ -69,6 +73,14 @@ MESSAGES = [
      ("reaction", "", None, "m_OUT")),
     ("messenger location", messaging("page", {"message": {"mid": "m_4", "attachments": [
         {"type": "location", "payload": {"coordinates": {"lat": 44.4, "long": 26.1}}}]}}), ("location", "Location: 44.4, 26.1", None, None)),
+    ("messenger photo", messaging("page", {"message": {"mid": "m_5", "attachments": [
+        {"type": "image", "payload": {"url": "https://cdn.example/p.jpg"}}]}}), ("image", "", None, None)),
+    ("messenger file", messaging("page", {"message": {"mid": "m_6", "text": "contractul", "attachments": [
+        {"type": "file", "payload": {"url": "https://cdn.example/c.pdf"}}]}}), ("document", "contractul", None, None)),
+    ("instagram voice note", messaging("instagram", {"message": {"mid": "ig_2", "attachments": [
+        {"type": "audio", "payload": {"url": "https://cdn.example/v.mp4"}}]}}), ("audio", "", None, None)),
+    ("instagram video", messaging("instagram", {"message": {"mid": "ig_3", "attachments": [
+        {"type": "video", "payload": {"url": "https://cdn.example/v.mp4"}}]}}), ("unsupported", "", None, None)),
     ("instagram text", messaging("instagram", {"message": {"mid": "ig_1", "text": "Hi"}}), ("text", "Hi", None, None)),
     ("instagram reaction", messaging("instagram", {"reaction": {"mid": "ig_OUT", "action": "react", "reaction": "love", "emoji": "❤"}}),
      ("reaction", "❤", None, "ig_OUT")),
@@ -121,6 +133,12 @@ TWILIO = [
     ("whatsapp location", {"Body": "", "Latitude": "44.43", "Longitude": "26.1", "Address": "Str. Lipscani 1"},
      ("whatsapp", "location", "Location: 44.43, 26.1 (Str. Lipscani 1)", None)),
     ("mms without text", {"Body": "", "NumMedia": "1", "MediaUrl0": "https://api.twilio.com/m/1", "MediaContentType0": "image/jpeg"},
+     ("sms", "image", "", None)),
+    ("whatsapp voice note", {"Body": "", "NumMedia": "1", "MediaUrl0": "https://api.twilio.com/m/2", "MediaContentType0": "audio/ogg"},
+     ("whatsapp", "audio", "", None)),
+    ("whatsapp pdf with text", {"Body": "uite", "NumMedia": "1", "MediaUrl0": "https://api.twilio.com/m/3",
+                                "MediaContentType0": "application/pdf"}, ("whatsapp", "document", "uite", None)),
+    ("mms video", {"Body": "", "NumMedia": "1", "MediaUrl0": "https://api.twilio.com/m/4", "MediaContentType0": "video/mp4"},
      ("sms", "unsupported", "", None)),
 ]
 
