@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,11 +54,16 @@ def whisper() -> Iterator[AudioServer]:
 @pytest.fixture(scope="module")
 def stack(endpoints: Endpoints, vendors: VendorServer, whisper: AudioServer,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    env = isolated_env(endpoints, **vendors.env(), **whisper.env(), MEDIA_WAIT_MS="120000", MEDIA_DOWNLOAD_TIMEOUT="2",
+    env = isolated_env(endpoints, **vendors.env(), **whisper.env(), MEDIA_WAIT_MS="120000", MEDIA_DOWNLOAD_TIMEOUT="8",
                        MEDIA_RETRY_WAIT="0.2", MEDIA_ATTEMPTS="3", MEDIA_MAX_AUDIO_BYTES=str(LIMIT))
     with running_stack(env, tmp_path_factory.mktemp("logs"), ("bridge", "worker", "gateway", "delivery", "media")) as running:
         set_credentials(running.env, "demo-salon", "meta", META)
         yield running
+
+
+def customer() -> str:
+    """A phone number of its own for each run (a repeated run must not meet an erased or answered one)."""
+    return f"4072{uuid.uuid4().int % 10**7:07d}"
 
 
 def wait_for(predicate, timeout: float = 120.0):  # type: ignore[no-untyped-def]
@@ -146,9 +152,10 @@ def owner_sees(stack: RunningStack, reply: Any, kept: Any, whisper: AudioServer)
 
 def test_a_voice_note_is_transcribed_answered_explained_and_forgotten(stack: RunningStack, vendors: VendorServer,
                                                                       whisper: AudioServer, tmp_path: Path) -> None:
-    wa_id, stream = "40720000001", "demo-salon#40720000001"
-    vendors.state.media["VOICE-1"] = (VOICE, "audio/ogg")
-    send_file(stack, wa_id, "wamid.V1", "audio", {"id": "VOICE-1", "mime_type": "audio/ogg", "voice": True})
+    wa_id = customer()
+    stream = f"demo-salon#{wa_id}"
+    vendors.state.media[f"VOICE-{wa_id}"] = (VOICE, "audio/ogg")
+    send_file(stack, wa_id, f"wamid.V{wa_id}", "audio", {"id": f"VOICE-{wa_id}", "mime_type": "audio/ogg", "voice": True})
     events = delivered(stack, stream)
     by_type = {e.type: e for e in events}
     said, kept, reply = by_type["MediaTranscribed"], by_type["MediaStored"], by_type["ReplyGenerated"]
@@ -172,10 +179,11 @@ def test_a_voice_note_is_transcribed_answered_explained_and_forgotten(stack: Run
 
 
 def test_an_oversize_voice_note_and_a_refused_type_are_told_to_the_customer(stack: RunningStack, vendors: VendorServer) -> None:
-    big, odd = "40720000002", "40720000003"
-    vendors.state.media["VOICE-BIG"] = (b"OggS" + b"\x01" * (LIMIT + 10), "audio/ogg")
-    send_file(stack, big, "wamid.B1", "audio", {"id": "VOICE-BIG", "mime_type": "audio/ogg", "voice": True})
-    send_file(stack, odd, "wamid.X1", "document", {"id": "EXE-1", "mime_type": "application/x-msdownload", "filename": "a.exe"})
+    big, odd = customer(), customer()
+    vendors.state.media[f"VOICE-{big}"] = (b"OggS" + b"\x01" * (LIMIT + 10), "audio/ogg")
+    send_file(stack, big, f"wamid.B{big}", "audio", {"id": f"VOICE-{big}", "mime_type": "audio/ogg", "voice": True})
+    send_file(stack, odd, f"wamid.X{odd}", "document", {"id": f"EXE-{odd}", "mime_type": "application/x-msdownload",
+                                                        "filename": "a.exe"})
     for wa_id in (big, odd):
         events = delivered(stack, f"demo-salon#{wa_id}")
         (refused,) = [e for e in events if e.type == "MediaRefused"]
@@ -184,20 +192,20 @@ def test_an_oversize_voice_note_and_a_refused_type_are_told_to_the_customer(stac
         assert "nu am putut accepta" in told  # demo-salon writes Romanian
         assert ("prea mare" if wa_id == big else "application/x-msdownload") in told, told
         assert refused.payload.reason.startswith("too large" if wa_id == big else "type not accepted")
-    assert not [r for r in vendors.state.requests if r.path.endswith("/graph-media/EXE-1")], "a refused type is never downloaded"
+    assert not [r for r in vendors.state.requests if r.path.endswith(f"/graph-media/EXE-{odd}")], "a refused type is never downloaded"
 
 
 def test_a_404_and_a_timeout_are_retried_and_a_file_that_never_comes_is_recorded(stack: RunningStack, vendors: VendorServer) -> None:
-    late, gone = "40720000004", "40720000005"
-    vendors.state.media["IMG-LATE"] = (b"\xff\xd8\xff" + b"\x00" * 500, "image/jpeg")
-    vendors.state.media_trouble["IMG-LATE"] = ["404", "hang"]
-    vendors.state.media["IMG-GONE"] = (b"\xff\xd8\xff", "image/jpeg")
-    vendors.state.media_trouble["IMG-GONE"] = ["hang", "404", "404"]
-    send_file(stack, late, "wamid.L1", "image", {"id": "IMG-LATE", "mime_type": "image/jpeg", "caption": "culoarea asta?"})
-    send_file(stack, gone, "wamid.G1", "image", {"id": "IMG-GONE", "mime_type": "image/jpeg"})
+    late, gone = customer(), customer()
+    vendors.state.media[f"IMG-{late}"] = (b"\xff\xd8\xff" + b"\x00" * 500, "image/jpeg")
+    vendors.state.media_trouble[f"IMG-{late}"] = ["404", "hang"]
+    vendors.state.media[f"IMG-{gone}"] = (b"\xff\xd8\xff", "image/jpeg")
+    vendors.state.media_trouble[f"IMG-{gone}"] = ["hang", "404", "404"]
+    send_file(stack, late, f"wamid.L{late}", "image", {"id": f"IMG-{late}", "mime_type": "image/jpeg", "caption": "culoarea asta?"})
+    send_file(stack, gone, f"wamid.G{gone}", "image", {"id": f"IMG-{gone}", "mime_type": "image/jpeg"})
     kept = delivered(stack, f"demo-salon#{late}")
     assert [e.type for e in kept if e.type.startswith("Media")] == ["MediaStored"]
-    assert len([r for r in vendors.state.requests if r.path.endswith("/graph-media/IMG-LATE")]) == 3
+    assert len([r for r in vendors.state.requests if r.path.endswith(f"/graph-media/IMG-{late}")]) == 3
     events = delivered(stack, f"demo-salon#{gone}")
     (failed,) = [e for e in events if e.type == "MediaFailed"]
     assert failed.payload.attempts == 3 and failed.payload.stage == "download"
@@ -208,10 +216,11 @@ def test_a_404_and_a_timeout_are_retried_and_a_file_that_never_comes_is_recorded
 
 def test_the_owner_gets_a_document_as_an_attachment_and_another_business_gets_nothing(stack: RunningStack,
                                                                                       vendors: VendorServer) -> None:
-    wa_id = "40720000006"
+    wa_id = customer()
     pdf = b"%PDF-1.4\n" + b"0" * 2000
-    vendors.state.media["DOC-1"] = (pdf, "application/pdf")
-    send_file(stack, wa_id, "wamid.D1", "document", {"id": "DOC-1", "mime_type": "application/pdf", "filename": "oferta.pdf"})
+    vendors.state.media[f"DOC-{wa_id}"] = (pdf, "application/pdf")
+    send_file(stack, wa_id, f"wamid.D{wa_id}", "document", {"id": f"DOC-{wa_id}", "mime_type": "application/pdf",
+                                                            "filename": "oferta.pdf"})
     events = delivered(stack, f"demo-salon#{wa_id}")
     kept = next(e for e in events if e.type == "MediaStored")
     reply = next(e for e in events if e.type == "ReplyGenerated")
