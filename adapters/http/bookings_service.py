@@ -49,7 +49,7 @@ class Bookings:
     def __init__(self, store: EventLog, directory: Directory, table: BookingsTable) -> None:
         self._store = store
         self._directory = directory
-        self._table = table
+        self.table = table
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -62,7 +62,7 @@ class Bookings:
         rules = await self.rules(business_id)
         now = now or utc_now()
         begin, finish = _range(start, end, rules, now)
-        rows = await self._table.between(business_id, begin, finish)
+        rows = await self.table.between(business_id, begin, finish)
         out = [appointment_view(r, now) for r in rows if r["startsAt"] < finish]
         return [r for r in out if status is None or r["status"] == status]
 
@@ -71,7 +71,7 @@ class Bookings:
 
     async def appointment(self, business_id: str, appointment_id: str) -> tuple[dict[str, Any], int]:
         """The appointment as its customer's log has it now, and that log's head; 404 if unknown."""
-        row = await self._table.row(business_id, appointment_id)
+        row = await self.table.row(business_id, appointment_id)
         if row is None:
             raise HttpError(404, "unknown appointment")
         state = await self.customer_state(business_id, row["userId"])

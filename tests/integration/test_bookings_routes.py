@@ -158,3 +158,30 @@ async def test_two_owners_confirming_the_last_place_at_once_give_one_confirmatio
     assert len(confirmations) == 1
     held = await salon.gw.d.store.side(SALON, f"slot:{day.isoformat()}T{hour:02d}:00")
     assert held == {"held": 1}
+
+
+async def test_the_calendar_feed_shows_confirmed_appointments_at_local_time_and_drops_cancelled_ones(salon: Salon) -> None:
+    from icalendar import Calendar
+
+    ana, day = fresh("ana"), weekday_ahead(6)
+    await salon.says(ana, "Bună ziua, mă numesc Ana Pop, telefonul meu este 0722 123 456.")
+    aid = await salon.request(ana, day, 15)
+    assert (await salon.act(aid, "confirm")).status_code == 202
+    await drain(salon.world, stream_id(SALON, ana))
+    token = (await salon.gw.d.credentials.rotate(SALON, "calendar"))["feedToken"]
+    response = await salon.gw.http.get(f"/calendar/{SALON}/{token}.ics")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/calendar")
+    events = {str(e["uid"]): e for e in Calendar.from_ical(response.content).walk("VEVENT")}
+    booked = next(e for uid, e in events.items() if uid.startswith(aid))
+    start = booked.decoded("dtstart")
+    assert (start.date(), start.hour, start.minute, str(start.tzinfo)) == (day, 15, 0, "Europe/Bucharest")
+    assert booked.decoded("dtend") - start == timedelta(minutes=30)
+    assert str(booked["summary"]) == "tuns: Ana Pop" and "+40722123456" in str(booked["description"])
+    assert str(booked["status"]) == "CONFIRMED"
+    wrong = await salon.gw.http.get(f"/calendar/{SALON}/{token[:-1]}x.ics")
+    unknown = await salon.gw.http.get(f"/calendar/no-such-business/{token}.ics")
+    assert (wrong.status_code, wrong.text) == (unknown.status_code, unknown.text) == (404, "not found")
+    await salon.says(ana, "anulez")
+    await drain(salon.world, stream_id(SALON, ana))
+    again = await salon.gw.http.get(f"/calendar/{SALON}/{token}.ics")
+    assert not [e for e in Calendar.from_ical(again.content).walk("VEVENT") if str(e["uid"]).startswith(aid)]
