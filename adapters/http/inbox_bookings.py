@@ -18,7 +18,7 @@ from agentstream.events import utc_now
 from agentstream.projections import booking_texts as texts
 from agentstream.projections.appointments import OPEN
 
-WINDOW_DAYS = 62
+WINDOW_DAYS = 60  # within the list's range limit
 
 
 async def bookings_page(request: Request, error: str | None = None, status: int = 200) -> Response:

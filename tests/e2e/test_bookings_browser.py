@@ -50,7 +50,7 @@ def feed_starts(stack: RunningStack, token: str) -> list[datetime]:
 
 
 def listed(stack: RunningStack) -> list[dict]:
-    response = httpx.get(f"{stack.base_url}/v1/businesses/{BUSINESS}/appointments?status=",
+    response = httpx.get(f"{stack.base_url}/v1/businesses/{BUSINESS}/appointments",
                          headers={"Authorization": f"Bearer {stack.api_keys[BUSINESS]}"}, timeout=30)
     assert response.status_code == 200, response.text
     return response.json()["appointments"]
@@ -61,6 +61,7 @@ def _say(widget: Page, text: str) -> None:
     widget.click("button")
 
 
+@pytest.mark.timeout(1500)
 def test_a_widget_request_proposed_confirmed_by_da_in_the_feed_and_cancelled(stack: RunningStack, tmp_path: Path) -> None:
     day = weekday_ahead(3)
     token = secrets.token_urlsafe(24)
@@ -88,6 +89,10 @@ def test_a_widget_request_proposed_confirmed_by_da_in_the_feed_and_cancelled(sta
         os.environ.update(saved)
 
 
+def _step(name: str) -> None:
+    print(f"{datetime.now(timezone.utc):%H:%M:%S} {name}", flush=True)  # where a slow run got to
+
+
 def _in_browser(stack: RunningStack, day: date, token: str, shots: Path) -> str:
     ask = f"Bună! Mă numesc Ioana Pop. Puteți să mă programați pe {day.strftime('%d.%m.%Y')} la 10 pentru tuns?"
     with sync_playwright() as p:
@@ -99,6 +104,7 @@ def _in_browser(stack: RunningStack, day: date, token: str, shots: Path) -> str:
         expect(widget.locator(".msg.agent").first).to_contain_text("Salon Ana", timeout=WAIT_MS)
         user_id = json.loads(widget.evaluate(f"localStorage.getItem('as.visitor.{BUSINESS}')"))["userId"]
 
+        _step("widget answered")
         inbox = browser.new_context(viewport={"width": 1200, "height": 800}).new_page()
         inbox.goto(f"{stack.base_url}/inbox")
         inbox.fill("#apiKey", stack.api_keys[BUSINESS])
@@ -113,13 +119,16 @@ def _in_browser(stack: RunningStack, day: date, token: str, shots: Path) -> str:
         expect(row).to_contain_text("la 10:00", timeout=WAIT_MS)
         expect(row).to_contain_text("cerută, neconfirmată")
         assert [a["status"] for a in listed(stack) if a["userId"] == user_id] == ["requested"]
+        _step("listed in the inbox")
         inbox.screenshot(path=str(shots / "inbox-bookings.png"), full_page=True)
         row.locator("input[name=at]").fill(f"{day.isoformat()}T11:30")
         row.locator("button", has_text="Propose").click()
         expect(widget.locator(".msg.agent", has_text="11:30")).to_have_count(1, timeout=WAIT_MS)  # no session needed
 
+        _step("proposal delivered")
         _say(widget, "da")
         expect(widget.locator(".msg.agent", has_text="este confirmată")).to_have_count(1, timeout=WAIT_MS)
+        _step("confirmation delivered")
         starts = []
         for _ in range(60):
             starts = feed_starts(stack, token)
@@ -131,6 +140,7 @@ def _in_browser(stack: RunningStack, day: date, token: str, shots: Path) -> str:
         if day.isocalendar()[1] == datetime.now(timezone.utc).date().isocalendar()[1]:
             expect(inbox.locator("tr.booking", has_text="Ioana Pop")).to_contain_text("confirmată")
 
+        _step("in the feed")
         _say(widget, "anulez")
         expect(widget.locator(".msg.agent", has_text="Am anulat")).to_have_count(1, timeout=WAIT_MS)
         browser.close()
