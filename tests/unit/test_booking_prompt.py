@@ -44,3 +44,13 @@ async def test_a_closed_day_says_so_and_a_message_about_no_day_adds_nothing():
     assert "2030-01-11 (Friday) is a closed day (holiday): nothing can be booked." in sent
     plain = ask("Bună ziua, cât costă tunsul?")
     assert build_prompt(await with_free_slots(store, ctx_of(plain), plain, INFO, AT)) == build_prompt(ctx_of(plain))
+
+
+def test_the_closed_days_of_the_month_ahead_are_in_the_prompt():
+    from agentstream.streams.reply_policy import reply_context
+
+    inbound = ask("Bună ziua")
+    info = INFO | {"closedDays": ["2030-01-06", "2030-01-11", "2030-03-01"]}
+    states = {"conversation": {}, "appointments": None}
+    sent = build_prompt(reply_context(inbound, states, info, "", []))[0]["content"]
+    assert "Closed days (holidays, nothing is booked): 2030-01-11." in sent
