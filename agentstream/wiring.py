@@ -53,6 +53,9 @@ from agentstream.streams.delivery import ExternalDelivery, SocketDelivery, exter
 from agentstream.streams.gmail_watch import EVERY_S, WatchRenewer, run_watch_renewal
 from agentstream.streams.leases import LeaseTable
 from agentstream.streams.explain import Explainer
+from agentstream.adapters.dynamo.bookings import BookingsTable
+from agentstream.adapters.http.bookings_service import Bookings
+from agentstream.streams.appointment_requests import AppointmentAnswers, AppointmentRequester, chained
 from agentstream.streams.fact_extraction import make_fact_extractor
 from agentstream.streams.handoff_notify import make_handoff_notifier
 from agentstream.streams.keyed import KeyedExecutor
@@ -174,11 +177,13 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             await (await producer.send(settings.topic_replies, key=reply.streamId.encode(), value=kafka.dumps(reply.to_json_dict()),
                                        headers=[kafka.FIRST_PUBLICATION] if first else None))
 
+        notify_owner = await handoff_notifier(stack, settings, ddb, producer)  # agent.handoffs.v1 and the webhook
         processor = ConversationProcessor(
             store, ProjectionStore(hot, settings.tables), directory, responder, publish_reply,
             default_idle_minutes=settings.session_idle_minutes, prompt_budget_chars=settings.prompt_budget_chars,
-            after_reply=make_fact_extractor(settings, store, responder),  # None unless FACTS_MODEL_EXTRACTION
-            on_handoff=await handoff_notifier(stack, settings, ddb, producer),  # agent.handoffs.v1 and the webhook
+            after_reply=chained(AppointmentAnswers(Bookings(store, directory, BookingsTable(hot, settings.tables))),
+                                AppointmentRequester(store, notify_owner), make_fact_extractor(settings, store, responder)),
+            on_handoff=notify_owner,
             media_wait=MediaWait(settings.media.wait_ms, settings.media.model_accepts_images),
         )
         executor = KeyedExecutor(settings.worker_max_inflight)

@@ -21,6 +21,7 @@ from agentstream.projections.media_notes import MediaOutcome
 from agentstream.streams.clock import SYSTEM_CLOCK
 from agentstream.streams.media_wait import MediaWait
 from agentstream.streams.ports import Clock, Directory, EventLog
+from agentstream.streams.booking_context import with_free_slots
 from agentstream.streams.reply_policy import (
     REPLIES_FOLLOW, States, canned_answer, handoff_notice, handoff_request, hands_off, published_when_folded,
     reply_context, reply_draft, reply_key,
@@ -131,7 +132,7 @@ class Replier:
         if REPLIES_FOLLOW not in puts:
             return
         if event.type in OUTBOUND_TYPES and event.type != "ReplyGenerated":
-            if published_when_folded(event, puts[REPLIES_FOLLOW]):
+            if published_when_folded(event, puts[REPLIES_FOLLOW]) and getattr(event.payload, "content", ""):
                 await self.publish(event)
         elif isinstance(event, HandoffRequested) and any(p.table == "sessions" for p in puts[REPLIES_FOLLOW]):
             if self.on_handoff:
@@ -181,7 +182,8 @@ class Replier:
         instructions = await self._directory.system_instructions(business_type)
         rag = await self._directory.rag_entries(inbound.businessId)
         images = self._media_wait is not None and self._media_wait.images_as_input
-        return reply_context(inbound, states, info, instructions, rag, media, images)
+        ctx = reply_context(inbound, states, info, instructions, rag, media, images)
+        return await with_free_slots(self._store, ctx, inbound, info, self._clock.now())
 
     def _versions(self, inbound: MessageReceived, info: dict[str, Any]) -> dict[str, str]:
         """The versions of the business data the prompt was built from (the config history's)."""

@@ -108,6 +108,23 @@ class OwnerMessage(_Strings):
     author: str
 
 
+class AppointmentAction(_Strings):
+    """An owner's move on an appointment: `propose` takes `at` (a local ISO time), `decline` and
+    `cancel` an optional `reason`; confirm and no-show take `{}` or no body."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [{"at": "2030-01-10T11:30"}]})
+
+    at: str = ""
+    reason: str = ""
+
+
+class Appointments(BaseModel):
+    """The appointments starting in the range asked for, in the business's local time."""
+
+    businessId: str
+    appointments: list[dict[str, Any]]
+
+
 class SignInForm(BaseModel):
     """The inbox's sign-in form (urlencoded)."""
 
@@ -121,6 +138,13 @@ class InboxActionForm(BaseModel):
 
     csrf: str
     text: str | None = None
+
+
+class BookingActionForm(BaseModel):
+    """A Bookings view form (urlencoded): its CSRF token and, to propose, the new local time."""
+
+    csrf: str
+    at: str | None = None
 
 
 # -- answers -------------------------------------------------------------------------------------

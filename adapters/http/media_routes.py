@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from agentstream.adapters.http.common import Deps, HttpError, deps
+from agentstream.adapters.http.openapi import operation
 from agentstream.adapters.http.inbox_session import read_session, still_valid
 from agentstream.adapters.media_bucket import customer_prefix
 
@@ -31,6 +32,9 @@ async def _kept(d: Deps, business_id: str, session_id: str, message_id: str, ind
     return entry
 
 
+@operation("A customer's photo, voice note or document (images and audio inline, documents as attachments)",
+           security="inboxSession", tag="inbox",
+           answers={200: "the file's bytes", 403: "not signed in", 404: "no such file", 503: "no media bucket"})
 async def customer_file(request: Request) -> Response:
     d = deps(request)
     session = read_session(d, request)

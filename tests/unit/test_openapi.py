@@ -17,7 +17,8 @@ from tests.unit.gateway_on_moto import MotoGateway, moto_gateway  # noqa: F401 -
 
 APP = create_app(cast(Deps, None))  # routes only: nothing below reaches a store
 PUBLIC = {"/", "/healthz", "/openapi.json", "/widget.js", "/ws/{businessId}", "/inbox", "/inbox/sign-in",
-          "/v1/widget/{businessId}/visitors"}
+          "/v1/widget/{businessId}/visitors",
+          "/calendar/{businessId}/{feedToken}.ics"}  # a capability URL: its token is in the path
 
 
 @pytest.fixture(scope="module")
