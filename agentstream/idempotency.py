@@ -97,3 +97,13 @@ def legacy(message_id: str) -> str:
 def selfcheck(user_id: str, n: int) -> str:
     """The self-check's n-th test message."""
     return f"selfcheck:{user_id}-{n}"
+
+
+def opt_change(inbound_event_id: str) -> str:
+    """The one opt-out (or opt-in) a customer's message sets off."""
+    return f"opt:{inbound_event_id}"
+
+
+def reminder(reminder_key: str) -> str:
+    """A confirmed appointment's one reminder for so many minutes before its start."""
+    return f"reminder:{reminder_key}"

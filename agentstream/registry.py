@@ -6,10 +6,12 @@ from __future__ import annotations
 from agentstream.projections.base import Projection
 from agentstream.projections.conversation import CONVERSATION
 from agentstream.projections.facts import FACTS
+from agentstream.projections.reminders import REMINDERS
 
 PROJECTIONS: tuple[Projection, ...] = (
     CONVERSATION,
     FACTS,
+    REMINDERS,
 )
 
 

@@ -76,6 +76,7 @@ class Tables(_FromEnv):
     inbox_views: str = Field("ai-agent-inbox-views", validation_alias="DYNAMODB_INBOX_VIEWS_TABLE", min_length=3)  # beside the log
     rate_limits: str = Field("ai-agent-rate-limits", validation_alias="DYNAMODB_RATE_LIMITS_TABLE", min_length=3)
     widget_visitors: str = Field("ai-agent-widget-visitors", validation_alias="DYNAMODB_WIDGET_VISITORS_TABLE", min_length=3)
+    reminders: str = Field("ai-agent-reminders", validation_alias="DYNAMODB_REMINDERS_TABLE", min_length=3)
 
 
 class Settings(_FromEnv):
@@ -114,6 +115,8 @@ class Settings(_FromEnv):
 
     session_idle_minutes: int = Field(60, ge=1, validation_alias="SESSION_IDLE_MINUTES")
     session_timer_every_s: float = Field(60.0, ge=0, validation_alias="SESSION_TIMER_EVERY")  # 0: this worker runs none
+    reminder_timer_every_s: float = Field(60.0, ge=0, validation_alias="REMINDER_TIMER_EVERY")  # 0: this worker runs none
+    clock_file: str | None = Field(None, validation_alias="CLOCK_FILE")  # tests: the time the timers read (ISO UTC in a file)
     bridge_start_position: str = Field("TRIM_HORIZON", validation_alias="BRIDGE_START_POSITION")
     bridge_idle_poll_s: float = Field(0.05, gt=0, validation_alias="BRIDGE_IDLE_POLL")
     bridge_lease_ttl_ms: int = Field(10_000, ge=1_000, validation_alias="BRIDGE_LEASE_TTL_MS")
