@@ -17,7 +17,7 @@ from agentstream.adapters.dynamo.event_store import (
     IDEM_PREFIX, TOMBSTONE_PREFIX, AppendFailed, AppendResult, event_from_item, idem_item, idem_key, log_item,
 )
 from agentstream.adapters.dynamo.projection_store import AppendRaced, StaleWrite
-from agentstream.adapters.side_items import AddTo, Claim, SideItem, SideRefused, refused
+from agentstream.adapters.side_items import AddTo, Claim, SideItem, SideRefused, TakeFrom, refused
 from agentstream.adapters.dynamo.tables import EVENTS_BY_ID, MESSAGES_BY_BUSINESS, MESSAGES_BY_SESSION, TableSpec, table_specs
 from agentstream.events import Event
 from agentstream.metrics import APPEND_CONFLICTS
@@ -177,9 +177,10 @@ class MemoryEventStore:
         key = self._idem(business_id, side.name)
         if isinstance(side, Claim):
             return Op(self._table, key, _absent, _put({**key, **side.values}))
-        add: AddTo = side
+        add: AddTo | TakeFrom = side
+        delta = -add.amount if isinstance(add, TakeFrom) else add.amount
         return Op(self._table, key, lambda item: add.fits((item or {}).get(add.attribute)),
-                  lambda item: {**(item or key), add.attribute: (item or {}).get(add.attribute, 0) + add.amount})
+                  lambda item: {**(item or key), add.attribute: (item or {}).get(add.attribute, 0) + delta})
 
     async def set_side(self, business_id: str, name: str, values: dict[str, Any]) -> None:
         key = self._idem(business_id, name)

@@ -45,7 +45,20 @@ class AddTo:
         return room is None or (current <= room if current is not None else room >= 0)
 
 
-SideItem = Claim | AddTo
+@dataclass(frozen=True)
+class TakeFrom:
+    """A side number an append takes `amount` from, refused if it holds less (e.g. a booked
+    slot's count when its appointment is cancelled)."""
+
+    name: str
+    attribute: str
+    amount: int
+
+    def fits(self, current: int | None) -> bool:
+        return current is not None and current >= self.amount
+
+
+SideItem = Claim | AddTo | TakeFrom
 
 
 class SideRefused(RuntimeError):
@@ -69,6 +82,10 @@ def transact_item(table: str, key: dict[str, Any], item: SideItem) -> dict[str, 
         return {"Put": {"TableName": table, "Item": to_item({**key, **item.values}), "ConditionExpression": "attribute_not_exists(streamId)"}}
     update: dict[str, Any] = {"TableName": table, "Key": to_item(key), "UpdateExpression": "ADD #a :n",
                               "ExpressionAttributeNames": {"#a": item.attribute}}
+    if isinstance(item, TakeFrom):
+        update["ConditionExpression"] = "#a >= :t"
+        update["ExpressionAttributeValues"] = to_item({":n": -item.amount, ":t": item.amount})
+        return {"Update": update}
     values: dict[str, Any] = {":n": item.amount}
     if item.room is not None:
         values[":room"] = item.room

@@ -294,6 +294,54 @@ class SkipRevokedPayload(_Payload):
     seq: int = Field(ge=1, description="the seq of the formerly skipped event, to be applied again")
 
 
+AppointmentBy = Literal["customer", "owner", "responder"]
+
+
+class _AppointmentPayload(_Payload):
+    appointmentId: str = Field(min_length=1, description="derived from the customer's message that asked for it")
+    by: AppointmentBy
+    content: str = Field("", max_length=4000, description="the message to the customer, delivered like a reply (empty: none)")
+    deliverTo: dict[str, str] = Field(default_factory=dict, description="the last inbound's replyTo addressing")
+    sessionId: str = Field("", description="the customer's session when it was appended (empty: none active)")
+    sourceEventId: str | None = Field(None, description="the customer's message this comes from, if any")
+    send: OutboundSend | None = _send_field()
+
+
+class AppointmentRequestedPayload(_AppointmentPayload):
+    """The customer asked for an appointment (read from their message by the extractor)."""
+
+    by: Literal["customer"] = "customer"
+    at: str = Field(description="local ISO date-time with the business's offset, or a date alone (a day-only request)")
+    service: str | None = Field(None, max_length=200)
+
+
+class AppointmentProposedPayload(_AppointmentPayload):
+    """Another time is offered for the appointment."""
+
+    at: str = Field(description="local ISO date-time with the business's offset")
+    service: str | None = Field(None, max_length=200)
+
+
+class AppointmentConfirmedPayload(_AppointmentPayload):
+    """The appointment holds its places from `at` for `minutes`."""
+
+    at: str = Field(description="local ISO date-time with the business's offset")
+    minutes: int = Field(ge=1, le=24 * 60, description="how long it lasts (the service's duration, or one slot)")
+    service: str | None = Field(None, max_length=200)
+
+
+class AppointmentDeclinedPayload(_AppointmentPayload):
+    reason: str = Field("", max_length=500)
+
+
+class AppointmentCancelledPayload(_AppointmentPayload):
+    reason: str = Field("", max_length=500)
+
+
+class AppointmentNoShowPayload(_AppointmentPayload):
+    by: Literal["owner"] = "owner"
+
+
 PAYLOADS: dict[str, type[_Payload]] = {
     "MessageReceived": MessageReceivedPayload,
     "ReplyGenerated": ReplyGeneratedPayload,
@@ -316,6 +364,7 @@ PAYLOADS: dict[str, type[_Payload]] = {
     "CustomerOptedIn": CustomerOptPayload,
     "EventSkipped": EventSkippedPayload,
     "SkipRevoked": SkipRevokedPayload,
+    **{f"Appointment{n}": globals()[f"Appointment{n}Payload"] for n in ("Requested", "Proposed", "Confirmed", "Declined", "Cancelled", "NoShow")},
 }
 
 
@@ -490,6 +539,48 @@ class SkipRevoked(_Envelope):
     payload: SkipRevokedPayload
 
 
+class AppointmentRequested(_Envelope):
+    """A customer asked for an appointment (its id derives from their message)."""
+
+    type: Literal["AppointmentRequested"] = "AppointmentRequested"
+    payload: AppointmentRequestedPayload
+
+
+class AppointmentProposed(_Envelope):
+    """The owner (or the responder) offered the customer another time."""
+
+    type: Literal["AppointmentProposed"] = "AppointmentProposed"
+    payload: AppointmentProposedPayload
+
+
+class AppointmentConfirmed(_Envelope):
+    """The appointment is booked: it holds its places (the confirmation's transaction took them)."""
+
+    type: Literal["AppointmentConfirmed"] = "AppointmentConfirmed"
+    payload: AppointmentConfirmedPayload
+
+
+class AppointmentDeclined(_Envelope):
+    """The owner turned the request down."""
+
+    type: Literal["AppointmentDeclined"] = "AppointmentDeclined"
+    payload: AppointmentDeclinedPayload
+
+
+class AppointmentCancelled(_Envelope):
+    """The customer or the owner cancelled it (a confirmed one frees its places)."""
+
+    type: Literal["AppointmentCancelled"] = "AppointmentCancelled"
+    payload: AppointmentCancelledPayload
+
+
+class AppointmentNoShow(_Envelope):
+    """The owner marked that the customer did not come."""
+
+    type: Literal["AppointmentNoShow"] = "AppointmentNoShow"
+    payload: AppointmentNoShowPayload
+
+
 Event = Annotated[
     Union[
         MessageReceived,
@@ -513,6 +604,7 @@ Event = Annotated[
         ReminderSent,
         EventSkipped,
         SkipRevoked,
+        AppointmentRequested, AppointmentProposed, AppointmentConfirmed, AppointmentDeclined, AppointmentCancelled, AppointmentNoShow,
     ],
     Field(discriminator="type"),
 ]
@@ -521,10 +613,13 @@ EVENT_TYPES: dict[str, type[_Envelope]] = {
     for m in (MessageReceived, ReplyGenerated, ReplyDelivered, DeliveryFailed, ReplyStatusReported, SessionExpired, SessionResolved,
               SessionClosed, FactCorrected, FactRetracted, FactsExtracted, HandoffRequested, HandoffReleased,
               OwnerReplied, HandoffNoticeSent, NudgeSent, EventSkipped, SkipRevoked,
+              AppointmentRequested, AppointmentProposed, AppointmentConfirmed, AppointmentDeclined, AppointmentCancelled, AppointmentNoShow,
               CustomerOptedOut, CustomerOptedIn, ReminderSent)
 }
 # Events carrying a message to the customer: published to agent.replies.v1 and delivered.
-OUTBOUND_TYPES: tuple[str, ...] = ("ReplyGenerated", "OwnerReplied", "HandoffNoticeSent", "NudgeSent", "ReminderSent")
+OUTBOUND_TYPES: tuple[str, ...] = ("ReplyGenerated", "OwnerReplied", "HandoffNoticeSent", "NudgeSent",
+                                   "AppointmentProposed", "AppointmentConfirmed", "AppointmentDeclined", "AppointmentCancelled",
+                                   "ReminderSent")
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 # (type, schemaVersion) -> function upcasting a raw dict of that version to the next one.

@@ -3,6 +3,7 @@ loop over this list. A new projection is a module in projections/ and one line h
 
 from __future__ import annotations
 
+from agentstream.projections.appointments import APPOINTMENTS
 from agentstream.projections.base import Projection
 from agentstream.projections.conversation import CONVERSATION
 from agentstream.projections.facts import FACTS
@@ -11,6 +12,7 @@ from agentstream.projections.reminders import REMINDERS
 PROJECTIONS: tuple[Projection, ...] = (
     CONVERSATION,
     FACTS,
+    APPOINTMENTS,
     REMINDERS,
 )
 

@@ -76,6 +76,8 @@ class Tables(_FromEnv):
     inbox_views: str = Field("ai-agent-inbox-views", validation_alias="DYNAMODB_INBOX_VIEWS_TABLE", min_length=3)  # beside the log
     rate_limits: str = Field("ai-agent-rate-limits", validation_alias="DYNAMODB_RATE_LIMITS_TABLE", min_length=3)
     widget_visitors: str = Field("ai-agent-widget-visitors", validation_alias="DYNAMODB_WIDGET_VISITORS_TABLE", min_length=3)
+    appointments: str = Field("ai-agent-appointments", validation_alias="DYNAMODB_APPOINTMENTS_TABLE", min_length=3)
+    bookings: str = Field("ai-agent-bookings", validation_alias="DYNAMODB_BOOKINGS_TABLE", min_length=3)
     reminders: str = Field("ai-agent-reminders", validation_alias="DYNAMODB_REMINDERS_TABLE", min_length=3)
 
 

@@ -51,6 +51,9 @@ from agentstream.streams.delivery import ExternalDelivery, SocketDelivery, exter
 from agentstream.streams.gmail_watch import EVERY_S, WatchRenewer, run_watch_renewal
 from agentstream.streams.leases import HeldLease, LeaseTable
 from agentstream.streams.explain import Explainer
+from agentstream.adapters.dynamo.bookings import BookingsTable
+from agentstream.adapters.http.bookings_service import Bookings
+from agentstream.streams.appointment_requests import AppointmentAnswers, AppointmentRequester, chained
 from agentstream.streams.fact_extraction import make_fact_extractor
 from agentstream.streams.handoff_notify import make_handoff_notifier
 from agentstream.streams.keyed import KeyedExecutor
@@ -174,7 +177,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         processor = ConversationProcessor(
             store, ProjectionStore(hot, settings.tables), directory, responder, publish_reply,
             default_idle_minutes=settings.session_idle_minutes, prompt_budget_chars=settings.prompt_budget_chars,
-            after_reply=make_fact_extractor(settings, store, responder),  # None unless FACTS_MODEL_EXTRACTION
+            after_reply=chained(AppointmentAnswers(Bookings(store, directory, BookingsTable(hot, settings.tables))),
+                                AppointmentRequester(store), make_fact_extractor(settings, store, responder)),
             on_handoff=await handoff_notifier(stack, settings, ddb, producer),  # agent.handoffs.v1 and the webhook
         )
         executor = KeyedExecutor(settings.worker_max_inflight)

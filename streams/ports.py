@@ -14,14 +14,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from agentstream.adapters.dynamo.event_store import AppendResult
-from agentstream.adapters.side_items import AddTo, Claim, SideItem, SideRefused
+from agentstream.adapters.side_items import AddTo, Claim, SideItem, SideRefused, TakeFrom
 from agentstream.events import Event
 from agentstream.projections.base import Item, Projection, Put
 
 if TYPE_CHECKING:
     from agentstream.settings import Tables
 
-__all__ = ["AddTo", "Claim", "Clock", "Directory", "EventLog", "SideItem", "SideRefused", "StateStore", "StoreConfig"]
+__all__ = ["AddTo", "Claim", "Clock", "Directory", "EventLog", "SideItem", "SideRefused", "StateStore", "StoreConfig", "TakeFrom"]
 
 
 class StoreConfig(Protocol):

@@ -130,7 +130,7 @@ class Replier:
             if reminder_stands(states.get("reminders"), event.eventId):  # the reminders fold let it stand
                 await self.publish(event)
         elif event.type in OUTBOUND_TYPES and event.type != "ReplyGenerated":
-            if published_when_folded(event, puts[REPLIES_FOLLOW]):
+            if published_when_folded(event, puts[REPLIES_FOLLOW]) and getattr(event.payload, "content", ""):
                 await self.publish(event)
         elif isinstance(event, HandoffRequested) and any(p.table == "sessions" for p in puts[REPLIES_FOLLOW]):
             if self.on_handoff:

@@ -35,6 +35,7 @@ from agentstream.keys import KeyRing, SecretKeyMissing, derive, key_id, keyring
 # secrets that belong to no channel
 OWN_SPECS = {
     "webhook": CredentialSpec(("url", "secret"), public=("url",)),  # the owner's handoff webhook (each call signed)
+    "calendar": CredentialSpec(("feedToken",), generated="feedToken"),  # the bookings feed's capability URL
 }
 SPECS: dict[str, CredentialSpec] = credential_specs() | OWN_SPECS
 PROVIDERS: dict[str, tuple[str, ...]] = {name: spec.fields for name, spec in SPECS.items()}

@@ -59,6 +59,7 @@ MESSAGES_BY_BUSINESS = "businessId-timestamp-index"
 EVENTS_BY_ID = "eventId-index"  # finds a logged event by its eventId (explain)
 EVENTS_BY_INGEST = "ingestBucket-ingestedAt-index"  # the events appended in a time window (reconcile)
 EVENTS_BY_STREAM = "eventStreamId-index"  # a stream's idempotency records (forget)
+BOOKINGS_BY_START = "businessId-startsAt-index"  # a business's appointments by start (the days asked about)
 SESSIONS_DUE = "dueShard-nextDueAt-index"  # sparse: active sessions by when their timer is due (expiry)
 
 
@@ -92,6 +93,8 @@ def table_specs(t: Tables) -> list[TableSpec]:
         TableSpec(t.inbox_views, ("businessId", s), ("viewKey", s), ttl_attribute="expiresAt"),  # who read what; ended inbox sessions
         TableSpec(t.rate_limits, ("limitKey", s), ttl_attribute="expiresAt"),  # a counter per limit, caller and window
         TableSpec(t.widget_visitors, ("businessId", s), ("userId", s), ttl_attribute="expiresAt"),  # tokens' state
+        TableSpec(t.appointments, ("businessId", s), ("userId", s)),  # a customer's appointments (state item)
+        TableSpec(t.bookings, ("businessId", s), ("appointmentId", s), indexes=(Index(BOOKINGS_BY_START, ("businessId", s), ("startsAt", s)),)),
         TableSpec(t.reminders, ("businessId", s), ("userId", s), indexes=(Index(SESSIONS_DUE, ("dueShard", n), ("nextDueAt", s)),)),  # reminders, sparse due index
     ]
 

@@ -14,6 +14,8 @@ from agentstream.adapters.dynamo.credentials import CredentialStore
 from agentstream.adapters.http.errors import HttpError
 from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.ingest import Ingestor
+from agentstream.adapters.dynamo.bookings import BookingsTable
+from agentstream.adapters.http.bookings_service import Bookings
 from agentstream.adapters.http.owner_service import OwnerService
 from agentstream.adapters.dynamo.projection_store import ProjectionStore
 from agentstream.adapters.settled_heads import SettledHeads
@@ -81,9 +83,11 @@ class Deps:
     limits: GatewayLimits | None = None  # None: no rate limits (tests of other things)
     visitors: VisitorRecords | None = None  # None: widget tokens without records (stateless)
     owner: OwnerService = field(init=False)  # the owner's commands and queries (the API and the inbox)
+    bookings: Bookings = field(init=False)  # the appointment commands and the bookings list
 
     def __post_init__(self) -> None:
         self.owner = OwnerService(self.store, self.projections, self.directory)
+        self.bookings = Bookings(self.store, self.directory, BookingsTable(self.ddb, self.settings.tables))
 
 
 def deps(request: Request) -> Deps:

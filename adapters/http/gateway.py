@@ -22,6 +22,8 @@ from agentstream.adapters.channels.rest import REST
 from agentstream.adapters.channels.widget import WEBSOCKET
 from agentstream.adapters.dynamo.credentials import issue_widget_token, refreshable_user, verify_widget_token, widget_token_id
 from agentstream.adapters.http.explain_routes import explain_routes
+from agentstream.adapters.http.appointment_routes import appointment_routes
+from agentstream.adapters.http.calendar_routes import calendar_routes
 from agentstream.adapters.http.facts_routes import facts_routes
 from agentstream.adapters.http.handoff_routes import handoff_routes
 from agentstream.adapters.http.inbox_routes import inbox_routes
@@ -372,6 +374,8 @@ def create_app(d: Deps) -> Starlette:
         Route("/v1/analytics/{businessId}", get_analytics),
         *webhook_routes(),
         *facts_routes(),
+        *appointment_routes(),
+        *calendar_routes(),
         *explain_routes(),
         *handoff_routes(),
         *inbox_routes(),
