@@ -127,6 +127,8 @@ def apply_reminders(state: State, event: Event, config: FoldConfig) -> tuple[Sta
     kind = event.type
     if kind == "MessageReceived":
         _on_message(state, event)
+        for appointment_id in list(state["appointments"]):  # the window moved: free text again for a while
+            _replan(state, appointment_id, config, event.occurredAt)
     elif kind == "AppointmentConfirmed":
         _on_confirmed(state, event, config)
     elif kind in APPOINTMENT_TYPES:

@@ -180,3 +180,10 @@ def test_the_settings() -> None:
     assert settings_error({"businessId": "b", "settings": {"remindBeforeMinutes": [1440, 120]}}) is None
     assert "remindBeforeMinutes" in settings_error({"businessId": "b", "settings": {"remindBeforeMinutes": "1440"}})
     assert "remindBeforeMinutes" in settings_error({"businessId": "b", "settings": {"remindBeforeMinutes": [0]}})
+
+
+def test_a_customer_who_writes_again_reopens_the_window_for_the_reminders_after() -> None:
+    state = fold([message(1, T0), confirmed(2, T0, WEEK_AHEAD), message(3, utc(2026, 12, 1, 9), "Mulțumesc!")])
+    day, evening = state["appointments"]["a1"]["planned"]
+    assert day["windowUntil"] == evening["windowUntil"] == "2026-12-02T09:00:00.000Z"
+    assert reminder_event(state, state["appointments"]["a1"], evening, utc(2026, 12, 1, 16)).payload.send.window == "open"
