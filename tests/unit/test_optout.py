@@ -65,3 +65,13 @@ def test_the_customer_is_told_without_the_model() -> None:
     assert answer.model == OPT_MODEL and "START" in answer.content
     assert canned_answer(_ctx("start", "en")).content.startswith("Welcome back")
     assert canned_answer(_ctx("Aveți loc mâine?")) is None
+
+
+def test_the_owner_sees_it_in_the_conversation_list() -> None:
+    from datetime import datetime, timezone
+
+    from agentstream.adapters.http.owner_service import conversation_view
+    session = {"sessionId": "s", "userId": "u", "status": "active", "optedOut": True, "metadata": {"context": {}}}
+    now = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    assert conversation_view(session, 120, now)["optedOut"] is True
+    assert conversation_view({**session, "optedOut": False}, 120, now)["optedOut"] is False
