@@ -174,12 +174,13 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             await (await producer.send(settings.topic_replies, key=reply.streamId.encode(), value=kafka.dumps(reply.to_json_dict()),
                                        headers=[kafka.FIRST_PUBLICATION] if first else None))
 
+        notify_owner = await handoff_notifier(stack, settings, ddb, producer)  # agent.handoffs.v1 and the webhook
         processor = ConversationProcessor(
             store, ProjectionStore(hot, settings.tables), directory, responder, publish_reply,
             default_idle_minutes=settings.session_idle_minutes, prompt_budget_chars=settings.prompt_budget_chars,
             after_reply=chained(AppointmentAnswers(Bookings(store, directory, BookingsTable(hot, settings.tables))),
-                                AppointmentRequester(store), make_fact_extractor(settings, store, responder)),
-            on_handoff=await handoff_notifier(stack, settings, ddb, producer),  # agent.handoffs.v1 and the webhook
+                                AppointmentRequester(store, notify_owner), make_fact_extractor(settings, store, responder)),
+            on_handoff=notify_owner,
         )
         executor = KeyedExecutor(settings.worker_max_inflight)
         upgrade: list[str] = []

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from agentstream.projections.booking_prompt import bookings_blocks
 from agentstream.projections.conversation import CONTENT_LIMIT, LAST_MESSAGES
 from agentstream.projections.facts import business_zone
 from agentstream.projections.timecontext import TimeContext, describe
@@ -117,6 +118,7 @@ def build_prompt(ctx: ReplyContext, budget_chars: int = 12_000) -> list[dict[str
     fixed = [
         ctx.system_instructions.strip() or DEFAULT_INSTRUCTIONS,
         f"Answer in {LANGUAGES.get(ctx.language, 'English')}. {describe(ctx.time, 'en')}",
+        *bookings_blocks(ctx.extra),
     ]
     info = [business_block(ctx.business), facts_block(ctx.facts, ctx.time.timezone), memory_block(ctx.memory)]
     rag = rag_lines(ctx.rag_entries)

@@ -12,10 +12,16 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+from agentstream.projections.booking_prompt import APPOINTMENTS
+from agentstream.projections.booking_rules import rules_of
+from agentstream.projections.booking_texts import appointment_line
 from agentstream.projections.context import ReplyContext
 from agentstream.projections.timecontext import DAYS, WEEKDAYS, TimeContext, day_name, time_context, when_opens
 from agentstream.projections.topics import detect_language, extract_topics, words
 
+MY_BOOKING_PHRASES = ("ce programare am", "ce programari am", "programarea mea", "cand am programare",
+                      "am vreo programare", "my booking", "my appointment", "my appointments", "my bookings",
+                      "my reservation", "when is my", "do i have an appointment", "do i have a booking")
 HOURS_PREFIXES = ("deschi", "inchid", "inchis", "open", "clos")
 HOURS_WORDS = frozenset({"program", "programul", "orar", "orarul", "hours", "hour", "nonstop"})
 HOURS_PHRASES = ("ce ora", "ce ore", "cat timp", "pana cand", "what time", "how late", "until when")
@@ -90,6 +96,23 @@ def appointment_answer(business: dict[str, Any], appointment: dict[str, Any], la
     return f"I have noted your booking request{what} for {when}; {state}. {ending}"
 
 
+def asks_my_booking(message: str) -> bool:
+    """The customer asks which appointment they have ("ce programare am?", "what is my booking?")."""
+    padded = f" {' '.join(words(message))} "
+    return any(f" {p} " in padded for p in MY_BOOKING_PHRASES)
+
+
+def my_bookings_answer(appointments: list[dict[str, Any]], lang: str) -> str:
+    """The customer's appointments, each with its status stated plainly (a request is not a booking)."""
+    shown = [a for a in appointments if a["status"] in ("requested", "proposed", "confirmed")]
+    if not shown:
+        return "Nu aveți nicio programare la noi." if lang == "ro" else "You have no appointment with us."
+    lines = "; ".join(appointment_line(a, lang) for a in shown)
+    if lang == "ro":
+        return f"Programările dumneavoastră: {lines}."
+    return f"Your appointments: {lines}."
+
+
 def asks_hours(message: str) -> bool:
     """The message asks when the business is open or closes."""
     found = words(message)
@@ -140,7 +163,8 @@ def follow_up(ctx: ReplyContext, lang: str) -> str:
     earlier = [t for t in ctx.earlier_turns() if t.get("role") == "user"]
     if not earlier:
         return ""
-    topics = extract_topics(str(earlier[-1].get("content", "")), limit=2)
+    rules = rules_of(ctx.business)  # only what the business offers is named back, never a stray word
+    topics = [t for t in extract_topics(str(earlier[-1].get("content", "")), limit=5) if rules.service(t)][:2]
     if lang == "ro":
         about = f" despre {' și '.join(topics)}" if topics else ""
         return f"Revenind la mesajul dumneavoastră anterior{about}: vă ajutăm cu plăcere."
@@ -183,7 +207,9 @@ def offline_reply(ctx: ReplyContext) -> str:
     greeting += f", {customer}!" if customer else "!"
     intro = f"{greeting} Aici {name}." if lang == "ro" else f"{greeting} This is {name}."
     appointment = requested_appointment(ctx)
-    if appointment:
+    if asks_my_booking(ctx.message):
+        answers = [my_bookings_answer(ctx.extra.get(APPOINTMENTS) or [], lang)]
+    elif appointment:
         answers = [appointment_answer(ctx.business, appointment, lang)]
     elif asks_tomorrow(ctx):
         answers = [tomorrow_answer(ctx, lang)]

@@ -58,8 +58,10 @@ def request_event(inbound: MessageReceived, found: dict[str, Any], session_id: s
 class AppointmentRequester:
     """Appends the request of an inbound that asks for an appointment (at most once per inbound)."""
 
-    def __init__(self, store: EventLog) -> None:
+    def __init__(self, store: EventLog, notify: Callable[[Event], Awaitable[None]] | None = None) -> None:
+        """`notify`: tells the owner of a new request as of a handoff (agent.handoffs.v1, the webhook)."""
         self._store = store
+        self._notify = notify
 
     async def __call__(self, inbound: MessageReceived, info: dict[str, Any]) -> None:
         """Never raises: a failure is logged and the conversation goes on (a redelivery tries again)."""
@@ -70,6 +72,8 @@ class AppointmentRequester:
             result = await self._store.append(request_event(inbound, found), external_id=request_key(inbound.eventId))
             if not result.duplicate:
                 metrics.EVENTS_APPENDED.labels(type="AppointmentRequested", channel=inbound.channel).inc()
+                if self._notify is not None:
+                    await self._notify(result.event)
             log.info("appointment.requested", eventId=result.event.eventId, inboundEventId=inbound.eventId,
                      duplicate=result.duplicate)
         except Exception as exc:  # noqa: BLE001 - the reply is out; nothing here may stop the worker

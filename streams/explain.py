@@ -24,6 +24,7 @@ from agentstream.projections.context import ReplyContext, build_prompt
 from agentstream.projections.kinds import no_reply_reason
 from agentstream.registry import PROJECTIONS
 from agentstream.streams.ports import StoreConfig
+from agentstream.streams.booking_context import recorded_free_slots
 from agentstream.streams.reply_policy import fold_config, prompt_hash, reply_context, reply_key
 
 
@@ -122,7 +123,8 @@ class Explainer:
         rag, rag_version = await self._used(rag_key(b), used.get("rag"), inbound.occurredAt, notes, lambda: d.rag_entries(b))
         config = fold_config(info, self._settings.session_idle_minutes)
         states = {p.name: fold_events(p, events, config, inbound.businessId, inbound.userId)[0] for p in self._registry}
-        ctx = reply_context(inbound, states, info, instructions or "", rag or [])
+        ctx = await recorded_free_slots(self._store, reply_context(inbound, states, info, instructions or "", rag or []),
+                                        inbound)
         prompt = build_prompt(ctx, self._settings.prompt_budget_chars)
         versions = {"businessInfo": info_version, "systemInstructions": instructions_version, "rag": rag_version}
         return Explanation(inbound, reply, ctx, prompt, prompt_hash(prompt), versions, notes)

@@ -29,6 +29,7 @@ from agentstream.projections.kinds import no_reply_reason
 from agentstream.registry import PROJECTIONS
 from agentstream.streams.ports import StoreConfig
 from agentstream.streams.reply_policy import fold_config
+from agentstream.streams.slot_rebuild import rebuild_slots
 from agentstream.streams.topic_source import TopicEvents
 
 log = structlog.get_logger(__name__)
@@ -70,6 +71,7 @@ class Replayer:
         self._slots = asyncio.Semaphore(concurrency)
         self._idle = settings.session_idle_minutes
         self._history: dict[str, tuple[list[str], list[FoldConfig], FoldConfig]] = {}
+        self._appointments: dict[str, list[dict[str, Any]]] = {}  # business -> its folded appointments (slot items)
 
     async def streams(self, scope: Scope) -> dict[str, int]:
         """The conversations in scope with their head seq."""
@@ -102,6 +104,10 @@ class Replayer:
         await asyncio.gather(*(one(s) for s in sorted(heads)))
         if self._batch:
             await self._batch.flush()
+        if scope.user_id is None and scope.as_of is None:
+            for business_id, appointments in sorted(self._appointments.items()):
+                info = await self._directory.info(business_id)
+                report.differences += await rebuild_slots(self._store, info, business_id, appointments, verify)
         return report
 
     async def _from_topic(self, stream: str, events: list[Event]) -> list[Event]:
@@ -127,6 +133,8 @@ class Replayer:
         for p in self._registry:
             state, puts = fold_events(p, events, config, business_id, user_id)
             writes += [(p, put) for put in puts] + [(p, Put(p.table, state, version=p.version))]
+            if p.name == "appointments":
+                self._appointments.setdefault(business_id, []).extend((state.get("appointments") or {}).values())
         if verify:
             return len(events), unwanted_replies(events) + await self._compare(writes)
         if self._batch:

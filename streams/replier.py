@@ -22,6 +22,7 @@ from agentstream.projections.handoff import OWNER_REPLIED
 from agentstream.streams.batch import Batch, PendingReply
 from agentstream.streams.clock import SYSTEM_CLOCK
 from agentstream.streams.ports import Clock, Directory, EventLog
+from agentstream.streams.booking_context import with_free_slots
 from agentstream.streams.reply_policy import (
     REPLIES_FOLLOW, States, canned_answer, handoff_notice, handoff_request, hands_off, published_when_folded,
     reply_context, reply_draft, reply_key,
@@ -191,7 +192,8 @@ class Replier:
         business_type = str(info.get("businessType", "general"))
         instructions = await self._directory.system_instructions(business_type)
         rag = await self._directory.rag_entries(inbound.businessId)
-        return reply_context(inbound, states, info, instructions, rag)
+        ctx = reply_context(inbound, states, info, instructions, rag)
+        return await with_free_slots(self._store, ctx, inbound, info, self._clock.now())
 
     def _versions(self, inbound: MessageReceived, info: dict[str, Any]) -> dict[str, str]:
         """The versions of the business data the prompt was built from (the config history's)."""

@@ -17,6 +17,7 @@ from agentstream.adapters.llm import Answer
 from agentstream.events import Event, HandoffRequested, MessageReceived, derive_id, iso, new_event, reply_event_id
 from agentstream.projections import optout, templates
 from agentstream.projections.base import FoldConfig, Item, Put
+from agentstream.projections.booking_prompt import APPOINTMENTS, CLOSED_DAYS, appointments_at, closed_days_ahead
 from agentstream.projections.context import ReplyContext
 from agentstream.projections.conversation import active_session, nudge_stands
 from agentstream.projections.facts import current_facts
@@ -82,6 +83,8 @@ def reply_context(inbound: MessageReceived, states: States, info: dict[str, Any]
         language=detect_language(text) if text.strip() else str(info.get("language", "en")),
         inbound_event_id=inbound.eventId,
         facts=current_facts(facts, inbound.occurredAt) if facts else [],
+        extra={APPOINTMENTS: appointments_at(states.get("appointments"), inbound.occurredAt),
+               CLOSED_DAYS: closed_days_ahead(info, inbound.occurredAt, str(info.get("timezone", "UTC")))},
     )
 
 

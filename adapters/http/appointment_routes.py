@@ -27,7 +27,7 @@ async def list_appointments(request: Request) -> Response:
     business_id = request.path_params["businessId"]
     await require_api_key(d, request, business_id)
     q = request.query_params
-    rows = await d.bookings.list(business_id, q.get("from"), q.get("to"), q.get("status"))
+    rows = await d.bookings.list(business_id, q.get("from") or None, q.get("to") or None, q.get("status") or None)
     return JSONResponse({"businessId": business_id, "appointments": rows})
 
 

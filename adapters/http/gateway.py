@@ -24,6 +24,7 @@ from agentstream.adapters.dynamo.credentials import issue_widget_token, refresha
 from agentstream.adapters.http.explain_routes import explain_routes
 from agentstream.adapters.http.appointment_routes import appointment_routes
 from agentstream.adapters.http.calendar_routes import calendar_routes
+from agentstream.adapters.http.inbox_bookings import inbox_bookings_routes
 from agentstream.adapters.http.facts_routes import facts_routes
 from agentstream.adapters.http.handoff_routes import handoff_routes
 from agentstream.adapters.http.inbox_routes import inbox_routes
@@ -376,6 +377,7 @@ def create_app(d: Deps) -> Starlette:
         *facts_routes(),
         *appointment_routes(),
         *calendar_routes(),
+        *inbox_bookings_routes(),
         *explain_routes(),
         *handoff_routes(),
         *inbox_routes(),

@@ -185,3 +185,18 @@ async def test_the_calendar_feed_shows_confirmed_appointments_at_local_time_and_
     await drain(salon.world, stream_id(SALON, ana))
     again = await salon.gw.http.get(f"/calendar/{SALON}/{token}.ics")
     assert not [e for e in Calendar.from_ical(again.content).walk("VEVENT") if str(e["uid"]).startswith(aid)]
+
+
+async def test_replay_sets_the_slot_items_from_the_appointments_and_verify_names_a_wrong_one(salon: Salon) -> None:
+    cora, day = fresh("cora"), weekday_ahead(8)
+    aid = await salon.request(cora, day, 16)
+    assert (await salon.act(aid, "confirm")).status_code == 202
+    slot = f"slot:{day.isoformat()}T16:00"
+    replayer = lambda: Replayer(salon.world.ddb, salon.world.settings)  # noqa: E731 - a fresh one per run
+    assert [d for d in (await replayer().run(Scope(SALON), verify=True)).differences if "slot" in d] == []
+    await salon.gw.d.store.set_side(SALON, slot, {"held": 3})  # a count gone wrong
+    found = (await replayer().run(Scope(SALON), verify=True)).differences
+    assert f"slot {SALON} {slot}: holds 3, the appointments hold 1" in found
+    await replayer().run(Scope(SALON))
+    assert await salon.gw.d.store.side(SALON, slot) == {"held": 1}
+    assert (await replayer().run(Scope(SALON), verify=True)).differences == []

@@ -45,12 +45,18 @@ def world(**info: Any) -> tuple[Any, Bookings, Rows]:
     return store, Bookings(store, MemoryDirectory({B: INFO | info}), rows), rows  # type: ignore[arg-type]
 
 
-async def ask(store: Any, rows: Rows, user: str, text: str) -> str:
-    """A customer's message asking for an appointment, through the worker's hook: its id."""
+async def ask(store: Any, rows: Rows, user: str, text: str, told: list[Any] | None = None) -> str:
+    """A customer's message asking for an appointment, through the worker's hook (twice: a
+    redelivery): its id. The owner is told of each new request through `told`."""
     inbound = new_event("MessageReceived", business_id=B, user_id=user, channel="rest",
                         payload={"content": text, "replyTo": {"to": user}})
     inbound = (await store.append(inbound)).event
-    await AppointmentRequester(store)(inbound, INFO)
+
+    async def notify(event: Any) -> None:
+        (told if told is not None else []).append(event)
+
+    for _ in range(2):
+        await AppointmentRequester(store, notify)(inbound, INFO)
     rows.users[appointment_id(inbound.eventId)] = user
     return appointment_id(inbound.eventId)
 
@@ -61,7 +67,10 @@ def on(day: Any, hm: str) -> str:
 
 async def test_a_request_read_from_the_message_is_appended_once_with_the_customers_addressing():
     store, bookings, rows = world()
-    aid = await ask(store, rows, "ana", f"Puteți să mă programați pe {DAY.strftime('%d.%m.%Y')} la 10 pentru tuns?")
+    told: list[Any] = []
+    aid = await ask(store, rows, "ana", f"Puteți să mă programați pe {DAY.strftime('%d.%m.%Y')} la 10 pentru tuns?", told)
+    assert [(e.type, e.payload.appointmentId) for e in told] == [("AppointmentRequested", aid)]
+    assert [e.type for e in await store.read(f"{B}#ana")].count("AppointmentRequested") == 1
     appointment, _ = await bookings.appointment(B, aid)
     assert appointment["status"] == "requested"
     assert appointment["at"].startswith(f"{DAY.isoformat()}T10:00") and appointment["service"] == "tuns"

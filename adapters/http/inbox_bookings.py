@@ -1,0 +1,69 @@
+"""The inbox's Bookings view (`GET /inbox/bookings`): the appointments waiting for the owner
+first, then today's and this week's, each with the customer's name (from the facts), the time in
+the business's zone and language, and the owner's actions (confirm, propose another time,
+decline, cancel, no-show), which go through the same bookings service as the API."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from agentstream.adapters.http.common import HttpError, deps
+from agentstream.adapters.http.inbox_routes import _checked_post, _html_errors, _page, _signed_in
+from agentstream.events import utc_now
+from agentstream.projections import booking_texts as texts
+from agentstream.projections.appointments import OPEN
+
+WINDOW_DAYS = 60  # within the list's range limit
+
+
+async def bookings_page(request: Request, error: str | None = None, status: int = 200) -> Response:
+    d = deps(request)
+    session = await _signed_in(d, request)
+    if session is None:
+        return RedirectResponse("/inbox", status_code=303)
+    business_id = session.business_id or ""
+    info = await d.directory.info(business_id) or {}
+    language, now = str(info.get("language") or "en"), utc_now()
+    rules = await d.bookings.rules(business_id)
+    today = now.astimezone(rules.zone).date()
+    rows = await d.bookings.list(business_id, today.isoformat(), (today + timedelta(days=WINDOW_DAYS)).isoformat(), None, now)
+    facts, _ = await d.owner.customers(business_id, sorted({r["userId"] for r in rows}), with_memory=False)
+    names = {user: dict(kinds).get("name") or user for user, kinds in facts.items()}
+    shown = [_row(r, names.get(r["userId"], r["userId"]), language) for r in rows]
+    week_end = (today + timedelta(days=6 - today.weekday())).isoformat()
+    sections = [("Waiting for you", [r for r in shown if r["status"] in OPEN]),
+                ("Today", [r for r in shown if r["day"] == today.isoformat() and r["status"] not in OPEN]),
+                ("This week", [r for r in shown if today.isoformat() < r["day"] <= week_end and r["status"] not in OPEN])]
+    return _page("inbox_bookings.html", status, session=session, sections=sections, error=error,
+                 pending=len(sections[0][1]))
+
+
+def _row(row: dict[str, Any], name: str, language: str) -> dict[str, Any]:
+    return {**row, "name": name, "when": texts.when_text(row["at"], language),
+            "label": texts.STATUS_NAMES[texts.lang_of(language)][row["status"]]}
+
+
+async def bookings_act(request: Request) -> Response:
+    d, session, form = await _checked_post(request)
+    action, appointment_id = request.path_params["action"], request.path_params["appointmentId"]
+    body = {"at": form.get("at", "")} if action == "propose" else {}
+    try:
+        await d.bookings.act(session.business_id or "", appointment_id, action, body)
+    except HttpError as exc:
+        if exc.status == 404:
+            raise
+        return await bookings_page(request, exc.message, exc.status)
+    return RedirectResponse("/inbox/bookings", status_code=303)
+
+
+def inbox_bookings_routes() -> list[BaseRoute]:
+    return [Route("/inbox/bookings", _html_errors(bookings_page), methods=["GET"]),
+            Route("/inbox/bookings/{appointmentId}/{action}", _html_errors(bookings_act), methods=["POST"])]
+
+
+__all__ = ["inbox_bookings_routes"]
