@@ -14,6 +14,8 @@ from agentstream.adapters.dynamo.client import dynamodb_client, s3_client, scan_
 from agentstream.adapters.media_bucket import MediaBucket
 from agentstream.adapters.dynamo.tables import SetupReport, ensure_tables
 from agentstream.projections.nudge import settings_error as nudge_settings_error
+from agentstream.projections.templates import settings_error as templates_settings_error
+from agentstream.projections.reminders import settings_error as reminders_settings_error
 from agentstream.settings import Settings
 from agentstream.adapters.channels.rest import PROVIDER as REST
 
@@ -48,7 +50,8 @@ class BusinessDataError(ValueError):
 def check_businesses(items: list[dict[str, Any]], default_idle_minutes: int) -> None:
     """Refuse business settings that cannot hold (a nudge not shorter than the idle timeout)."""
     for item in items:
-        error = nudge_settings_error(item, default_idle_minutes)
+        error = nudge_settings_error(item, default_idle_minutes) or templates_settings_error(item) \
+            or reminders_settings_error(item)
         if error:
             raise BusinessDataError(error)
 

@@ -52,8 +52,9 @@ async def pending_replies(store: EventStore, stream: str, after: str | None = No
 
 def live_only(event: Event) -> bool:
     """A nudge goes to a customer who is there: a widget connected when it was sent; it is not
-    caught up on (re)connect (nor could the log alone tell whether the fold let it stand)."""
-    return event.type == "NudgeSent"
+    caught up on (re)connect (nor could the log alone tell whether the fold let it stand); a
+    reminder likewise (its fold may have refused it)."""
+    return event.type in ("NudgeSent", "ReminderSent")
 
 
 @dataclass(frozen=True)

@@ -50,3 +50,8 @@ def client_ids(channel: str) -> bool:
 
 def delivery(channel: str) -> str:
     return _spec(channel).get("delivery", "none")
+
+
+def can(channel: str, what: str) -> bool:
+    """Whether `channel` can show `what` (text, template, image…)."""
+    return what in _spec(channel).get("can", [])

@@ -107,6 +107,28 @@ class Usage(_Payload):
     completionTokens: int = 0
 
 
+class TemplateUse(_Payload):
+    """An approved template as sent: Meta's name and/or Twilio's content SID, its language and parameters."""
+
+    name: str | None = None
+    contentSid: str | None = None
+    language: str
+    params: list[str] = Field(default_factory=list)
+
+
+class OutboundSend(_Payload):
+    """How an outbound message goes out, decided when it was appended (replay and delivery read it)."""
+
+    window: Literal["open", "closed", "none"] = Field(description=(
+        "the channel's messaging window when appended: open, closed, or none (the channel has no window)"))
+    template: TemplateUse | None = Field(None, description="outside the window: the approved template sent instead")
+    tag: str | None = Field(None, description="outside the window on Messenger/Instagram: the message tag (HUMAN_AGENT)")
+
+
+def _send_field() -> Any:
+    return Field(None, description="how it goes out (absent: free text, as before this field)")
+
+
 class ReplyGeneratedPayload(_Payload):
     content: str
     inReplyTo: str
@@ -119,6 +141,7 @@ class ReplyGeneratedPayload(_Payload):
     promptHash: str = Field("", description="v2: SHA-256 of the prompt sent (empty: unknown, e.g. upcast from v1)")
     versions: dict[str, str] = Field(default_factory=dict, description=(
         "v2: the versions of businessInfo, systemInstructions and rag the prompt was built from"))
+    send: OutboundSend | None = _send_field()
 
 
 class ReplyDeliveredPayload(_Payload):
@@ -218,6 +241,7 @@ class OwnerRepliedPayload(_Payload):
     content: str = Field(min_length=1)
     author: str = Field(min_length=1, max_length=100, description="the display name of the person")
     deliverTo: dict[str, str] = Field(default_factory=dict, description="the last inbound's replyTo addressing")
+    send: OutboundSend | None = _send_field()
 
 
 class HandoffNoticeSentPayload(_Payload):
@@ -227,6 +251,7 @@ class HandoffNoticeSentPayload(_Payload):
     content: str
     handoffEventId: str
     deliverTo: dict[str, str] = Field(default_factory=dict, description="the last inbound's replyTo addressing")
+    send: OutboundSend | None = _send_field()
 
 
 class NudgeSentPayload(_Payload):
@@ -236,6 +261,28 @@ class NudgeSentPayload(_Payload):
     sessionId: str
     content: str = Field(min_length=1)
     deliverTo: dict[str, str] = Field(default_factory=dict, description="the last inbound's replyTo addressing")
+    send: OutboundSend | None = _send_field()
+
+
+class ReminderSentPayload(_Payload):
+    """A reminder of a confirmed appointment, appended by the reminder timer; delivered like a reply
+    only when the reminders fold lets it stand."""
+
+    appointmentId: str = Field(min_length=1)
+    minutesBefore: int = Field(ge=1, description="the business's remindBeforeMinutes value it is for")
+    startsAt: str = Field(description="the appointment's start it reminds of (ISO UTC)")
+    content: str = Field(min_length=1)
+    deliverTo: dict[str, str] = Field(default_factory=dict, description="the appointment's addressing")
+    sessionId: str = ""
+    send: OutboundSend | None = _send_field()
+
+
+class CustomerOptPayload(_Payload):
+    """The customer opted out of business-started messages (nudges, reminders) or back in."""
+
+    sourceEventId: str = Field(description="the MessageReceived that said it")
+    by: Literal["customer", "vendor"] = Field(description="customer: a word they wrote; vendor: the vendor's signal")
+    keyword: str = Field(max_length=100, description="the word, or vendor:<signal>")
 
 
 class EventSkippedPayload(_Payload):
@@ -301,6 +348,7 @@ class _AppointmentPayload(_Payload):
     deliverTo: dict[str, str] = Field(default_factory=dict, description="the last inbound's replyTo addressing")
     sessionId: str = Field("", description="the customer's session when it was appended (empty: none active)")
     sourceEventId: str | None = Field(None, description="the customer's message this comes from, if any")
+    send: OutboundSend | None = _send_field()
 
 
 class AppointmentRequestedPayload(_AppointmentPayload):
@@ -355,6 +403,9 @@ PAYLOADS: dict[str, type[_Payload]] = {
     "OwnerReplied": OwnerRepliedPayload,
     "HandoffNoticeSent": HandoffNoticeSentPayload,
     "NudgeSent": NudgeSentPayload,
+    "CustomerOptedOut": CustomerOptPayload,
+    "ReminderSent": ReminderSentPayload,
+    "CustomerOptedIn": CustomerOptPayload,
     "EventSkipped": EventSkippedPayload,
     "SkipRevoked": SkipRevokedPayload,
     "MediaStored": MediaStoredPayload, "MediaRefused": MediaRefusedPayload, "MediaFailed": MediaFailedPayload, "MediaTranscribed": MediaTranscribedPayload,
@@ -498,6 +549,27 @@ class NudgeSent(_Envelope):
     payload: NudgeSentPayload
 
 
+class ReminderSent(_Envelope):
+    """A reminder before a confirmed appointment (the reminders fold decides if it stands)."""
+
+    type: Literal["ReminderSent"] = "ReminderSent"
+    payload: ReminderSentPayload
+
+
+class CustomerOptedOut(_Envelope):
+    """The customer said stop: no nudge and no reminder from then on."""
+
+    type: Literal["CustomerOptedOut"] = "CustomerOptedOut"
+    payload: CustomerOptPayload
+
+
+class CustomerOptedIn(_Envelope):
+    """The customer said start again after stopping."""
+
+    type: Literal["CustomerOptedIn"] = "CustomerOptedIn"
+    payload: CustomerOptPayload
+
+
 class EventSkipped(_Envelope):
     """An event of this stream failed every attempt and went to the DLQ: the folds skip it."""
 
@@ -600,6 +672,9 @@ Event = Annotated[
         OwnerReplied,
         HandoffNoticeSent,
         NudgeSent,
+        CustomerOptedOut,
+        CustomerOptedIn,
+        ReminderSent,
         EventSkipped,
         SkipRevoked,
         MediaStored, MediaRefused, MediaFailed, MediaTranscribed,
@@ -613,12 +688,13 @@ EVENT_TYPES: dict[str, type[_Envelope]] = {
               SessionClosed, FactCorrected, FactRetracted, FactsExtracted, HandoffRequested, HandoffReleased,
               OwnerReplied, HandoffNoticeSent, NudgeSent, EventSkipped, SkipRevoked,
               MediaStored, MediaRefused, MediaFailed, MediaTranscribed,
-
-              AppointmentRequested, AppointmentProposed, AppointmentConfirmed, AppointmentDeclined, AppointmentCancelled, AppointmentNoShow)
+              AppointmentRequested, AppointmentProposed, AppointmentConfirmed, AppointmentDeclined, AppointmentCancelled, AppointmentNoShow,
+              CustomerOptedOut, CustomerOptedIn, ReminderSent)
 }
 # Events carrying a message to the customer: published to agent.replies.v1 and delivered.
 OUTBOUND_TYPES: tuple[str, ...] = ("ReplyGenerated", "OwnerReplied", "HandoffNoticeSent", "NudgeSent",
-                                   "AppointmentProposed", "AppointmentConfirmed", "AppointmentDeclined", "AppointmentCancelled")
+                                   "AppointmentProposed", "AppointmentConfirmed", "AppointmentDeclined", "AppointmentCancelled",
+                                   "ReminderSent")
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
 # (type, schemaVersion) -> function upcasting a raw dict of that version to the next one.

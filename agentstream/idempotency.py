@@ -107,3 +107,13 @@ def media(source_event_id: str, index: int) -> str:
 def transcript(source_event_id: str, index: int) -> str:
     """A voice note's transcript, or its failure."""
     return f"transcript:{source_event_id}:{index}"
+
+
+def opt_change(inbound_event_id: str) -> str:
+    """The one opt-out (or opt-in) a customer's message sets off."""
+    return f"opt:{inbound_event_id}"
+
+
+def reminder(reminder_key: str) -> str:
+    """A confirmed appointment's one reminder for so many minutes before its start."""
+    return f"reminder:{reminder_key}"

@@ -7,11 +7,13 @@ from agentstream.projections.appointments import APPOINTMENTS
 from agentstream.projections.base import Projection
 from agentstream.projections.conversation import CONVERSATION
 from agentstream.projections.facts import FACTS
+from agentstream.projections.reminders import REMINDERS
 
 PROJECTIONS: tuple[Projection, ...] = (
     CONVERSATION,
     FACTS,
     APPOINTMENTS,
+    REMINDERS,
 )
 
 

@@ -78,6 +78,7 @@ class Tables(_FromEnv):
     widget_visitors: str = Field("ai-agent-widget-visitors", validation_alias="DYNAMODB_WIDGET_VISITORS_TABLE", min_length=3)
     appointments: str = Field("ai-agent-appointments", validation_alias="DYNAMODB_APPOINTMENTS_TABLE", min_length=3)
     bookings: str = Field("ai-agent-bookings", validation_alias="DYNAMODB_BOOKINGS_TABLE", min_length=3)
+    reminders: str = Field("ai-agent-reminders", validation_alias="DYNAMODB_REMINDERS_TABLE", min_length=3)
 
 
 DEFAULT_MEDIA_TYPES = ("image/jpeg,image/png,image/webp,image/heic,audio/ogg,audio/opus,audio/mpeg,audio/mp4,audio/aac,"
@@ -151,6 +152,8 @@ class Settings(_FromEnv):
 
     session_idle_minutes: int = Field(60, ge=1, validation_alias="SESSION_IDLE_MINUTES")
     session_timer_every_s: float = Field(60.0, ge=0, validation_alias="SESSION_TIMER_EVERY")  # 0: this worker runs none
+    reminder_timer_every_s: float = Field(60.0, ge=0, validation_alias="REMINDER_TIMER_EVERY")  # 0: this worker runs none
+    clock_file: str | None = Field(None, validation_alias="CLOCK_FILE")  # tests: the time the timers read (ISO UTC in a file)
     bridge_start_position: str = Field("TRIM_HORIZON", validation_alias="BRIDGE_START_POSITION")
     bridge_idle_poll_s: float = Field(0.05, gt=0, validation_alias="BRIDGE_IDLE_POLL")
     bridge_lease_ttl_ms: int = Field(10_000, ge=1_000, validation_alias="BRIDGE_LEASE_TTL_MS")

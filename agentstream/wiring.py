@@ -51,7 +51,7 @@ from agentstream.streams.bridge import Bridge, BridgeConfig, new_owner
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.delivery import ExternalDelivery, SocketDelivery, external_runner, socket_runner
 from agentstream.streams.gmail_watch import EVERY_S, WatchRenewer, run_watch_renewal
-from agentstream.streams.leases import LeaseTable
+from agentstream.streams.leases import HeldLease, LeaseTable
 from agentstream.streams.explain import Explainer
 from agentstream.adapters.dynamo.bookings import BookingsTable
 from agentstream.adapters.http.bookings_service import Bookings
@@ -70,6 +70,9 @@ from agentstream.streams.positions import PositionKeeper, resume_group
 from agentstream.streams.worker import build_app
 from agentstream.streams.expiry import ExpiryTimer, run_expiry
 from agentstream.streams.selfcheck import check_sessions_and_messages
+from agentstream.streams.reminder_timer import LEASE as REMINDER_LEASE, ReminderTimer, run_reminders
+from agentstream.streams.clock import clock_from
+from agentstream.adapters.reminder_index import DynamoDueIndex
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -203,7 +206,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         if positions is not None:
             positions.start(settings.worker_positions_every_s)
         try:
-            await session_timer(settings, ddb, store, stop)
+            await asyncio.gather(session_timer(settings, ddb, store, stop), reminder_timer(settings, ddb, store, stop))
         finally:
             await asyncio.wait_for(executor.join(), timeout=30)
             if positions is not None:
@@ -234,6 +237,19 @@ async def session_timer(settings: Settings, ddb: Any, store: EventStore, stop: a
         return
     lease = LeaseTable(ddb, settings.tables.leases, f"worker-{uuid.uuid4().hex[:8]}", int(3 * every_s * 1000))
     await run_expiry(ExpiryTimer(lease, ProjectionStore(ddb, settings.tables), store), stop, every_s)
+
+
+async def reminder_timer(settings: Settings, ddb: Any, store: EventStore, stop: asyncio.Event) -> None:
+    """Until `stop`: one worker at a time (the lease) appends the reminders that are due, every
+    REMINDER_TIMER_EVERY seconds, on the clock CLOCK_FILE names (else the system's)."""
+    every_s = settings.reminder_timer_every_s
+    if not every_s:
+        await stop.wait()
+        return
+    lease = LeaseTable(ddb, settings.tables.leases, f"worker-{uuid.uuid4().hex[:8]}", int(3 * every_s * 1000) + 1000)
+    timer = ReminderTimer(HeldLease(lease, REMINDER_LEASE), DynamoDueIndex(ddb, settings.tables.reminders), store,
+                          clock_from(settings.clock_file))
+    await run_reminders(timer, stop, every_s)
 
 
 async def gateway_deps(stack: AsyncExitStack, settings: Settings) -> Deps:

@@ -31,6 +31,8 @@ class FoldConfig:
     nudge_after_minutes: float = 0  # idle nudges: off (0) unless shorter than idle_minutes (fractions allowed)
     nudge_texts: dict[str, str] = field(default_factory=dict, hash=False, compare=False)  # language -> nudge text
     language: str = "en"  # the business's language (a nudge's when the customer's is unknown)
+    templates: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # settings.templates
+    remind_before_minutes: tuple[int, ...] = ()  # settings.remindBeforeMinutes, largest first
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,14 @@ from typing import Any
 
 from agentstream import channel_specs
 from agentstream.events import (
-    DeliveryFailed, Event, HandoffNoticeSent, HandoffReleased, HandoffRequested, MediaRefused, MediaStored, MediaTranscribed,
-    MessageReceived, NudgeSent,
+    CustomerOptedIn, CustomerOptedOut, DeliveryFailed, Event, HandoffNoticeSent, HandoffReleased, HandoffRequested, MediaRefused,
+    MediaStored, MediaTranscribed, MessageReceived, NudgeSent,
     OwnerReplied, ReplyGenerated, ReplyStatusReported, SessionClosed, SessionExpired, SessionResolved, derive_id, iso,
 )
 from agentstream.projections.kinds import is_reaction
+from agentstream.projections.optout import opted_out
 from agentstream.projections import nudge as nudges
+from agentstream.projections import templates
 from agentstream.projections.base import FoldConfig, Put
 from agentstream.projections.handoff import handoff_of
 from agentstream.projections.topics import detect_language, extract_topics
@@ -118,9 +120,17 @@ def nudge_due_attributes(ctx: Item, config: FoldConfig) -> Item:
     said = [t["content"] for t in ctx.get("lastMessages", []) if t.get("role") == "user"]
     language = detect_language(said[-1], config.language) if said else config.language
     inbound = ctx.get("lastInbound") or {}
-    return {"nudgeDue": {"at": _iso(window.start), "until": _iso(window.until), "content": nudges.text(config, language),
-                         "channel": inbound.get("channel") or ctx.get("channel") or "websocket",
-                         "deliverTo": dict(inbound.get("replyTo") or {})}}
+    channel = inbound.get("channel") or ctx.get("channel") or "websocket"
+    content = nudges.text(config, language)
+    plan = {"at": _iso(window.start), "until": _iso(window.until), "content": content, "channel": channel,
+            "deliverTo": dict(inbound.get("replyTo") or {})}
+    ends = templates.window_ends(channel, inbound.get("at"))
+    template = templates.find(config.templates, "nudge", channel, language, config.language)
+    if ends is not None:
+        plan["windowUntil"] = _iso(ends)
+        if template is not None:
+            plan["template"] = templates.use(template, {"text": content})
+    return {"nudgeDue": plan}
 
 
 def session_item(ctx: Item, event: Event, config: FoldConfig) -> Item:
@@ -141,6 +151,7 @@ def session_item(ctx: Item, event: Event, config: FoldConfig) -> Item:
         "lastSeq": event.seq,
         **({"handoff": ctx["handoff"]} if ctx.get("handoff") else {}),
         **({"nudge": ctx["nudge"]} if ctx.get("nudge") else {}),
+        **({"optedOut": True} if ctx.get("optedOut") else {}),
         **due_attributes(ctx, config),
     }
 
@@ -207,6 +218,7 @@ def _open_session(memory: Item, event: Event) -> Item:
         "conversationLength": 0,
         "recentTopics": [],
         "lastMessages": [],
+        **({"optedOut": True} if opted_out(memory) else {}),
     }
     memory["sessionContext"] = ctx
     memory["history"]["totalSessions"] += 1
@@ -463,7 +475,7 @@ def _on_nudge(memory: Item, event: NudgeSent, config: FoldConfig) -> Conversatio
     if ctx is None or ctx.get("nudge"):
         return ConversationChange(memory)  # ended first, or nudged already: nothing changes
     with_person = handoff_of(ctx, event.occurredAt, config.handoff_timeout_minutes) is not None
-    reason = nudges.refusal(ctx, event.occurredAt, config, with_person)
+    reason = "opted out" if ctx.get("optedOut") else nudges.refusal(ctx, event.occurredAt, config, with_person)
     ctx["nudge"] = {"eventId": event.eventId, "at": _at(event), "status": "refused" if reason else "sent",
                     **({"reason": reason} if reason else {})}
     if reason:
@@ -475,6 +487,21 @@ def _on_nudge(memory: Item, event: NudgeSent, config: FoldConfig) -> Conversatio
     memory["summary"] = summary(history)
     _record_turn(ctx, event, "agent", event.payload.content)
     return ConversationChange(memory, [session_item(ctx, event, config)], [message])
+
+
+def _on_opt(memory: Item, event: CustomerOptedOut | CustomerOptedIn, config: FoldConfig) -> ConversationChange:
+    """The customer said stop (or start): remembered across sessions; the active session shows it
+    to the owner and, opted out, has no nudge due."""
+    out = isinstance(event, CustomerOptedOut)
+    memory["optOut"] = {"out": out, "at": _at(event), "eventId": event.eventId, "keyword": event.payload.keyword}
+    ctx = active_session(memory)
+    if ctx is None:
+        return ConversationChange(memory)
+    if out:
+        ctx["optedOut"] = True
+    else:
+        ctx.pop("optedOut", None)
+    return ConversationChange(memory, [session_item(ctx, event, config)])
 
 
 def nudge_stands(puts: Iterable[Put]) -> bool:
@@ -516,6 +543,8 @@ def apply(memory: Item, event: Event, config: FoldConfig) -> ConversationChange:
         return _on_nudge(state, event, config)
     if isinstance(event, (MediaStored, MediaRefused, MediaTranscribed)):
         return _on_media(state, event)
+    if isinstance(event, (CustomerOptedOut, CustomerOptedIn)):
+        return _on_opt(state, event, config)
     return ConversationChange(state)  # ReplyDelivered: only lastSeq moves
 
 
@@ -540,7 +569,7 @@ class ConversationProjection:
     name = "conversation"
     table = "rag_user"
     owns = {"rag_user": ("businessId", "userId"), "sessions": ("sessionId",), "messages": ("messageId", "sessionId")}
-    version = 5  # v5: what became of customers' files (transcripts as their messages' text, metadata.media); v2: handoff state, the last inbound's addressing, messages' metadata.author, active sessions' dueShard and nextDueAt; v3: nudges (nudge, nudgeDue, expiresAt); v4: message kinds, reactions, replyStatus, Instagram's messaging window for nudges
+    version = 6  # v6: what became of customers' files (transcripts as their messages' text, metadata.media) and opt-outs (optOut, optedOut), a nudge's template past the window (nudgeDue.windowUntil, template); v2: handoff state, the last inbound's addressing, messages' metadata.author, active sessions' dueShard and nextDueAt; v3: nudges (nudge, nudgeDue, expiresAt); v4: message kinds, reactions, replyStatus, Instagram's messaging window for nudges
 
     def empty(self, business_id: str, user_id: str) -> Item:
         return {**empty_memory(business_id, user_id), "version": self.version}

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from agentstream import channel_specs
+from agentstream.projections import templates
 from agentstream.projections.base import FoldConfig
 from agentstream.projections.timecontext import _week, _zone
 
@@ -65,11 +66,11 @@ def open_from(at: datetime, tz: str, hours: dict[str, Any]) -> tuple[datetime, d
 def caps(ctx: Item, config: FoldConfig) -> datetime:
     """The instant from which no nudge may be sent: the session's expiry, or earlier the end of
     the channel's messaging window (WhatsApp, Messenger, Instagram: 24 hours after the
-    customer's last message)."""
+    customer's last message) unless the business has a nudge template for that channel."""
     cap = _parse(ctx["lastMessageAt"]) + timedelta(minutes=config.idle_minutes)
     inbound = ctx.get("lastInbound") or {}
     hours = channel_specs.window_hours(inbound.get("channel", ""))
-    if hours is not None:
+    if hours is not None and not templates.has_template(config.templates, "nudge", inbound.get("channel", "")):
         cap = min(cap, _parse(inbound["at"]) + timedelta(hours=hours))
     return cap
 
@@ -89,8 +90,8 @@ def window(ctx: Item, config: FoldConfig, not_before: datetime | None = None) ->
 
 def due(ctx: Item, config: FoldConfig) -> Window | None:
     """When the session's nudge is due: None once it has had one (sent or refused), while a person
-    has the conversation, or when no instant qualifies."""
-    if ctx.get("status") != "active" or ctx.get("nudge") or ctx.get("handoff"):
+    has the conversation, once the customer opted out, or when no instant qualifies."""
+    if ctx.get("status") != "active" or ctx.get("nudge") or ctx.get("handoff") or ctx.get("optedOut"):
         return None
     return window(ctx, config)
 

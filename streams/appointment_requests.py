@@ -122,7 +122,8 @@ class AppointmentAnswers:
             if found is None:
                 return
             action, appointment = found
-            done = await self._bookings.act_on({**appointment, "businessId": inbound.businessId, "userId": inbound.userId},
+            done = await self._bookings.act_on({**appointment, "businessId": inbound.businessId, "userId": inbound.userId,
+                                                "lastInboundAt": state.get("lastInboundAt")},
                                                int(state["lastSeq"]), action, {}, "customer", inbound.eventId,
                                                answer_key(inbound.eventId))
             log.info("appointment.answered", inboundEventId=inbound.eventId, action=action, **done)

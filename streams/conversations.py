@@ -162,6 +162,8 @@ class ConversationProcessor:
                 batch.answered.append((event, info))
             if reply.seq == event.seq + 1:  # next in the log: its effects go in the same write
                 states, _ = self._folding.fold_into(batch, states, reply, config)
+        if REPLIES_FOLLOW in puts and needs_reply(event):
+            await self._replier.opt_change_of(event)  # type: ignore[arg-type]
         return states
 
     @staticmethod

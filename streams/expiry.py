@@ -24,6 +24,7 @@ import structlog
 from agentstream import idempotency as keys
 from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.events import derive_id, iso, new_event, utc_now
+from agentstream.projections import templates
 from agentstream.projections.conversation import DUE_SHARDS
 from agentstream.streams.leases import HeldLease, LeaseTable
 from agentstream.streams.stopping import wait_or_stop
@@ -99,7 +100,8 @@ class ExpiryTimer:
         event = new_event(
             "NudgeSent", event_id=derive_id("nudge", session["sessionId"]), business_id=session["businessId"],
             user_id=session["userId"], location_id=session.get("locationId"), channel=plan["channel"], occurred_at=now,
-            payload={"sessionId": session["sessionId"], "content": plan["content"], "deliverTo": dict(plan["deliverTo"])},
+            payload={"sessionId": session["sessionId"], "content": plan["content"], "deliverTo": dict(plan["deliverTo"]),
+                     "send": templates.outbound_send(plan.get("windowUntil"), plan.get("template"), now)},
         )
         try:
             result = await self._store.append(event, external_id=keys.nudge(session['sessionId']))

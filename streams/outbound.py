@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from agentstream.adapters.channels import registry
-from agentstream.adapters.channels.base import SendCall, Text
+from agentstream.adapters.channels.base import Outgoing, SendCall, Template, Text
 from agentstream.adapters.channels.errors import PermanentError, RetryableError
 from agentstream.events import ReplyGenerated
 from agentstream.streams.delivery import Retryable
@@ -31,8 +31,23 @@ def external_sender(deps: Any, settings: SendConfig) -> Callable[[ReplyGenerated
         base = provider.base_url.resolve(settings) if provider.base_url else ""
         call = SendCall(reply.businessId, reply.channel, creds, to, base, deps, settings.public_base_url)
         try:
-            return await registry.send(provider, call, Text(reply.payload.content))
+            return await registry.send(provider, call, outgoing(reply, provider.name))
         except RetryableError as exc:
             raise Retryable(str(exc)) from None
 
     return send
+
+
+def outgoing(reply: ReplyGenerated, provider: str) -> Outgoing:
+    """What to send for an outbound event, as its `send` field decided when it was appended: the
+    template (Meta's name, Twilio's content SID) outside the window, else the text (with its tag)."""
+    send = reply.payload.send
+    if send is not None and send.template is not None:
+        name = send.template.contentSid if provider == "twilio" else send.template.name
+        if not name:
+            raise PermanentError(f"the template chosen for this message has no {'contentSid' if provider == 'twilio' else 'name'}"
+                                 f" for {provider}: add it to settings.templates")
+        return Template(name, send.template.language, tuple(send.template.params))
+    if send is not None and send.window == "closed" and not send.tag:
+        raise PermanentError("outside the channel's messaging window and no template was chosen: not sent")
+    return Text(reply.payload.content, tag=(send.tag or "") if send is not None else "")

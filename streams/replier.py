@@ -9,10 +9,13 @@ from typing import Any, Protocol
 
 import structlog
 
+from agentstream import idempotency as keys
 from agentstream import metrics
 from agentstream.adapters.dynamo.event_store import event_from_item
 from agentstream.adapters.llm import Answer, Responder
-from agentstream.events import OUTBOUND_TYPES, Event, HandoffRequested, MessageReceived
+from agentstream.events import OUTBOUND_TYPES, Event, HandoffRequested, MessageReceived, derive_id, new_event
+from agentstream.projections import optout
+from agentstream.projections.reminders import reminder_stands
 from agentstream.projections.base import Put
 from agentstream.projections.context import ReplyContext, build_prompt
 from agentstream.projections.handoff import OWNER_REPLIED
@@ -90,7 +93,8 @@ class Replier:
         draft = kept or await self._draft(inbound, states, info, media)
         if head is not None and self._seen.get(inbound.streamId, 0) > head:
             head = None  # the customer wrote again meanwhile: read the head rather than lose a write to it
-        if batch is not None and head == inbound.seq and kept is None and not hands_off(draft):
+        if batch is not None and head == inbound.seq and kept is None and not hands_off(draft) \
+                and optout.change(inbound.payload.content, inbound.payload.replyTo) is None:
             batch.reply = PendingReply(draft.with_seq(head + 1), inbound, info, batch.snapshot(states))
             return batch.reply.reply, False
         reply, new = await self.append_reply(draft, inbound, head)
@@ -131,7 +135,10 @@ class Replier:
         when the owner took over, the customer (once: the notice's id and record derive from it)."""
         if REPLIES_FOLLOW not in puts:
             return
-        if event.type in OUTBOUND_TYPES and event.type != "ReplyGenerated":
+        if event.type == "ReminderSent":
+            if reminder_stands(states.get("reminders"), event.eventId):  # the reminders fold let it stand
+                await self.publish(event)
+        elif event.type in OUTBOUND_TYPES and event.type != "ReplyGenerated":
             if published_when_folded(event, puts[REPLIES_FOLLOW]) and getattr(event.payload, "content", ""):
                 await self.publish(event)
         elif isinstance(event, HandoffRequested) and any(p.table == "sessions" for p in puts[REPLIES_FOLLOW]):
@@ -148,6 +155,20 @@ class Replier:
         if hands_off(reply):
             draft, key = handoff_request(inbound, reply, self._clock.now())
             await self._store.append(draft, external_id=key)
+
+    async def opt_change_of(self, inbound: MessageReceived) -> None:
+        """A customer who said stop (or start), or whose vendor signalled it: CustomerOptedOut
+        (CustomerOptedIn), once per message, after its reply."""
+        found = optout.change(inbound.payload.content, inbound.payload.replyTo)
+        if found is None:
+            return
+        which, keyword = found
+        draft = new_event("CustomerOptedOut" if which == "out" else "CustomerOptedIn", occurred_at=inbound.occurredAt,
+                          event_id=derive_id("opt", inbound.eventId), business_id=inbound.businessId,
+                          user_id=inbound.userId, location_id=inbound.locationId, channel=inbound.channel,
+                          payload={"sourceEventId": inbound.eventId, "by": "vendor" if keyword.startswith("vendor:") else "customer",
+                                   "keyword": keyword})
+        await self._store.append(draft, external_id=keys.opt_change(inbound.eventId))
 
     async def _draft(self, inbound: MessageReceived, states: States, info: dict[str, Any],
                      media: MediaOutcome | None = None) -> Event:

@@ -14,12 +14,14 @@ import orjson
 from agentstream import idempotency as keys
 from agentstream.adapters.dynamo.business import handoff_timeout_minutes, idle_minutes, nudge_config
 from agentstream.adapters.llm import Answer
-from agentstream.events import Event, HandoffRequested, MessageReceived, derive_id, new_event, reply_event_id
+from agentstream.events import Event, HandoffRequested, MessageReceived, derive_id, iso, new_event, reply_event_id
+from agentstream.projections import optout, templates
 from agentstream.projections.base import FoldConfig, Item, Put
 from agentstream.projections.booking_prompt import APPOINTMENTS, CLOSED_DAYS, appointments_at, closed_days_ahead
 from agentstream.projections.context import ReplyContext
 from agentstream.projections.conversation import active_session, nudge_stands
 from agentstream.projections.facts import current_facts
+from agentstream.projections.reminders import remind_before
 from agentstream.projections.handoff import notice, wants_human
 from agentstream.projections.media_notes import MediaOutcome, canned_media_reply, file_states, image_keys, message_text
 from agentstream.projections.timecontext import time_context
@@ -27,6 +29,7 @@ from agentstream.projections.topics import detect_language
 
 HANDOFF_MODEL = "handoff"  # the model of the reply that tells a customer who asked for a person that one will answer
 MEDIA_NOTICE_MODEL = "media-notice"  # the model of the reply that asks a customer to write instead of sending a file
+OPT_MODEL = "opt-out"  # the model of the reply confirming a customer's stop or start
 REPLIES_FOLLOW = "conversation"  # an inbound is answered when this projection applies it
 States = dict[str, Item]
 
@@ -35,7 +38,8 @@ def fold_config(info: dict[str, Any], default_idle_minutes: int) -> FoldConfig:
     """The business settings the folds read."""
     return FoldConfig(idle_minutes(info, default_idle_minutes), str(info.get("businessType", "general")),
                       str(info.get("timezone", "UTC")), info.get("openingHours") or {},
-                      handoff_timeout_minutes=handoff_timeout_minutes(info), **nudge_config(info, default_idle_minutes))
+                      handoff_timeout_minutes=handoff_timeout_minutes(info), **nudge_config(info, default_idle_minutes),
+                      remind_before_minutes=remind_before(info))
 
 
 def reply_key(inbound_event_id: str) -> str:
@@ -57,8 +61,12 @@ def hands_off(reply: Event) -> bool:
 
 
 def canned_answer(ctx: ReplyContext) -> Answer | None:
-    """The answer given without the model: to a customer asking for a person, that one will; to a
-    file agentstream cannot read or did not accept, sent alone, to write instead."""
+    """The answer given without the model: to a customer who said stop (or start), that they will
+    get no more reminders (or will again); to a file agentstream cannot read or did not accept,
+    sent alone, to write instead; to a customer asking for a person, that one will."""
+    opt = optout.change(ctx.message)
+    if opt is not None:
+        return Answer(optout.confirmation(opt[0], ctx.language), OPT_MODEL, 0)
     if ctx.extra.get("canned"):
         return Answer(str(ctx.extra["canned"]), MEDIA_NOTICE_MODEL, 0)
     return Answer(notice(ctx.language, "customer"), HANDOFF_MODEL, 0) if wants_human(ctx.message) else None
@@ -129,6 +137,7 @@ def reply_draft(inbound: MessageReceived, states: States, answer: Answer, prompt
             "deliverTo": dict(inbound.payload.replyTo),
             "promptHash": prompt_hash(prompt),
             "versions": versions,
+            "send": {"window": templates.window_state(inbound.channel, iso(inbound.occurredAt), at)},
         },
     )
 
@@ -158,6 +167,16 @@ def handoff_notice(handoff: HandoffRequested, states: States, at: datetime) -> t
         user_id=handoff.userId, location_id=handoff.locationId, channel=last.get("channel") or "system",
         payload={"sessionId": handoff.payload.sessionId, "handoffEventId": handoff.eventId,
                  "content": notice(detect_language(said[-1]) if said else "en", "owner"),
-                 "deliverTo": dict(last.get("replyTo") or {})},
+                 "deliverTo": dict(last.get("replyTo") or {}), "send": _notice_send(last, at)},
     )
     return draft, keys.handoff_timeout_notice(handoff.eventId)
+
+
+def _notice_send(last: Item, at: datetime) -> dict[str, Any]:
+    """The handoff notice is free text: inside the window, or on Messenger and Instagram with the
+    human-agent tag (a person takes the conversation); elsewhere it is recorded as closed and not sent."""
+    channel = last.get("channel") or "system"
+    state = templates.window_state(channel, last.get("at"), at) if channel != "system" else "none"
+    if state == "closed" and templates.tag_allowed(channel, last.get("at"), at):
+        return {"window": state, "tag": templates.HUMAN_AGENT}
+    return {"window": state}

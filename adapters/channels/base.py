@@ -68,6 +68,7 @@ class Setting:
 @dataclass(frozen=True)
 class Text:
     text: str
+    tag: str = ""  # outside the messaging window: the vendor's message tag (Meta's HUMAN_AGENT)
 
 
 @dataclass(frozen=True)

@@ -255,6 +255,8 @@ async def _send_whatsapp(call: SendCall, message: Outgoing) -> str | None:
 
 
 def _messenger_body(message: Outgoing) -> dict[str, Any]:
+    if isinstance(message, Text) and message.tag:
+        return {"messaging_type": "MESSAGE_TAG", "tag": message.tag, "message": {"text": message.text}}
     if isinstance(message, Text):
         return {"messaging_type": "RESPONSE", "message": {"text": message.text}}
     if isinstance(message, Media):

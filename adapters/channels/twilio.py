@@ -66,8 +66,13 @@ def parse(business_id: str, form: Mapping[str, str], received_at: datetime) -> I
     parts = _kind(form, attachments)
     return InboundMessage(
         business_id, sender.removeprefix("whatsapp:"), "whatsapp" if whatsapp else "sms", sid, parts.pop("content"),
-        received_at, attachments=attachments, reply_to={"via": "twilio", "from": to, "to": sender}, **parts,
+        received_at, attachments=attachments, reply_to={"via": "twilio", "from": to, "to": sender, **_opt_out(form)}, **parts,
     )
+
+
+def _opt_out(form: Mapping[str, str]) -> dict[str, str]:
+    """Twilio's Advanced Opt-Out signal (STOP, START, HELP), kept with the message's addressing."""
+    return {"optOutType": form["OptOutType"].upper()} if form.get("OptOutType") else {}
 
 
 def parse_status(form: Mapping[str, str]) -> StatusUpdate | None:

@@ -127,4 +127,5 @@ def nudge_config(info: dict[str, Any] | None, default_idle_minutes: int = 60) ->
     texts = settings.get("nudgeTexts")
     return {"nudge_after_minutes": after if valid else 0,
             "nudge_texts": {str(k): v for k, v in texts.items() if isinstance(v, str)} if isinstance(texts, dict) else {},
-            "language": str((info or {}).get("language") or "en")}
+            "language": str((info or {}).get("language") or "en"),
+            "templates": settings.get("templates") if isinstance(settings.get("templates"), dict) else {}}

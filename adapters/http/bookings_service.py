@@ -16,7 +16,8 @@ from typing import Any, Protocol
 from agentstream.adapters.dynamo.bookings import BookingsTable
 from agentstream.adapters.http.errors import HttpError
 from agentstream.adapters.side_items import AddTo, Claim, SideItem, SideRefused, TakeFrom
-from agentstream.events import Event, derive_id, new_event, stream_id, utc_now
+from agentstream.events import Event, OutboundSend, derive_id, iso, new_event, stream_id, utc_now
+from agentstream.projections import templates
 from agentstream.projections import booking_texts as texts
 from agentstream.projections.appointments import HOLDING, OPEN, STATUSES, apply_appointments, empty_appointments, status_at
 from agentstream.projections.booking_rules import BookingRules, rules_of
@@ -78,14 +79,16 @@ class Bookings:
         found = (state.get("appointments") or {}).get(appointment_id)
         if found is None:
             raise HttpError(404, "unknown appointment")
-        return {**found, "businessId": business_id, "userId": row["userId"]}, int(state["lastSeq"])
+        return ({**found, "businessId": business_id, "userId": row["userId"], "lastInboundAt": state["lastInboundAt"]},
+                int(state["lastSeq"]))
 
     async def customer_state(self, business_id: str, user_id: str) -> dict[str, Any]:
         """The customer's appointments folded from their log as it is now."""
-        state = empty_appointments(business_id, user_id)
+        state, last_inbound = empty_appointments(business_id, user_id), None
         for event in await self._store.read(stream_id(business_id, user_id)):
             state, _ = apply_appointments(state, event)
-        return state
+            last_inbound = iso(event.occurredAt) if event.type == "MessageReceived" else last_inbound
+        return {**state, "lastInboundAt": last_inbound}
 
     # -- commands ----------------------------------------------------------------------------
 
@@ -106,6 +109,7 @@ class Bookings:
         if action not in handlers:
             raise HttpError(404, f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
         event, side, status = await handlers[action](appointment, body, by, language, source_event_id)
+        event = await self._with_send(event, appointment, language)
         try:
             result = await self._store.append_with(event, [version_claim(appointment), *side], external_id=key, head=head)
         except SideRefused as exc:
@@ -168,9 +172,31 @@ class Bookings:
             raise HttpError(409, "the appointment has not started yet")
         return _event("AppointmentNoShow", a, "owner", source), [], "no-show"
 
+    async def _with_send(self, event: Event, appointment: dict[str, Any], language: str) -> Event:
+        """The message's `send`: free text inside the channel's window, else the business's template
+        for its purpose; without one it is recorded as closed and not sent (the action still holds)."""
+        payload: Any = event.payload
+        if not getattr(payload, "content", ""):
+            return event
+        info = await self._directory.info(event.businessId) or {}
+        values = {"text": payload.content, "service": appointment.get("service") or "",
+                  "when": str(getattr(payload, "at", None) or appointment.get("at") or "").replace("T", " ")[:16],
+                  "business": str(info.get("name") or event.businessId)}
+        purpose = PURPOSES.get(event.type, "")
+        try:
+            send = templates.plan(event.channel, purpose, appointment.get("lastInboundAt"), utc_now(),
+                                  (info.get("settings") or {}).get("templates"), language, values, language)
+        except templates.NoTemplate:
+            send = {"window": "closed"}
+        return event.model_copy(update={"payload": payload.model_copy(update={"send": OutboundSend(**send)})})
+
     async def _language(self, business_id: str) -> str:
         info = await self._directory.info(business_id) or {}
         return str(info.get("language") or "en")
+
+
+PURPOSES = {"AppointmentConfirmed": "appointmentConfirmed", "AppointmentProposed": "appointmentProposed",
+            "AppointmentDeclined": "appointmentDeclined"}  # a cancellation has no template purpose: free text only
 
 
 def _must_be(a: dict[str, Any], allowed: tuple[str, ...], verb: str) -> None:

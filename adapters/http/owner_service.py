@@ -9,7 +9,7 @@ moment behind the log. A refusal is an `HttpError` with the status the API answe
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,7 +24,9 @@ from agentstream.adapters.dynamo.projection_store import ProjectionStore
 from agentstream.events import FACT_KINDS, Event, new_event, stream_id, utc_now
 from agentstream.projections.extraction import VALUE_LIMIT
 from agentstream.projections.facts import LIMITS, apply_facts, clean_value, current_facts, empty_facts
+from agentstream.projections import templates
 from agentstream.projections.handoff import OWNER_REPLIED, status_of
+from agentstream.projections.topics import detect_language
 
 MAX_TEXT = 4_000
 MAX_AUTHOR = 100
@@ -97,16 +99,15 @@ class OwnerService:
         first); 400 for a bad text, author or key, 422 outside the vendor's 24-hour window."""
         text, author = _text(text, author)
         last = await self._last_inbound(session)
-        refusal = window_refusal(last["channel"], last.get("at"), utc_now())
-        if refusal:
-            raise HttpError(422, refusal)
+        send = await self._send_plan(session, last, text, author)
         if key is not None and not 1 <= len(key.strip()) <= 128:
             raise HttpError(400, "Idempotency-Key must be 1 to 128 characters")
         if await self._status(session) == "ai":
             await self._append(_handoff_event(session, OWNER_REPLIED))  # the fold ignores it if one is in flight
         event = new_event("OwnerReplied", business_id=session["businessId"], user_id=session["userId"],
                           channel=last["channel"], payload={"sessionId": session["sessionId"], "content": text,
-                                                            "author": author, "deliverTo": dict(last.get("replyTo") or {})})
+                                                            "author": author, "deliverTo": dict(last.get("replyTo") or {}),
+                                                            "send": send})
         return await self._append(event, None if key is None else keys.owner_message(key.strip()))
 
     async def release(self, session: dict[str, Any], reason: str) -> dict[str, Any]:
@@ -121,6 +122,19 @@ class OwnerService:
                           payload={"sessionId": session["sessionId"], "reason": reason})
         return await self._append(event, external_id=keys.resolved(session["sessionId"]))
 
+    async def _send_plan(self, session: dict[str, Any], last: dict[str, Any], text: str, author: str) -> dict[str, Any]:
+        """Free text inside the window, else the business's `ownerReply` template (or Messenger's
+        HUMAN_AGENT tag); 422 saying why when there is neither."""
+        info = await self._directory.info(session["businessId"]) or {}
+        fallback = str(info.get("language") or "en")
+        language = detect_language(last.get("said") or "", fallback) if last.get("said") else fallback
+        values = {"text": text, "author": author, "business": str(info.get("name") or session["businessId"])}
+        try:
+            return templates.plan(last["channel"], "ownerReply", last.get("at"), utc_now(),
+                                  (info.get("settings") or {}).get("templates"), language, values, fallback)
+        except templates.NoTemplate as exc:
+            raise HttpError(422, str(exc)) from None
+
     async def _last_inbound(self, session: dict[str, Any]) -> dict[str, Any]:
         """The channel, addressing and time of the customer's last message in this session."""
         memory = await self._projections.load_memory(session["businessId"], session["userId"]) or {}
@@ -128,7 +142,8 @@ class OwnerService:
         if ctx.get("sessionId") != session["sessionId"] or not ctx.get("lastInbound"):
             channel = ((session.get("metadata") or {}).get("context") or {}).get("channel") or REST.name
             return {"channel": channel, "replyTo": {}, "at": None}
-        return ctx["lastInbound"]
+        said = [t["content"] for t in ctx.get("lastMessages", []) if t.get("role") == "user"]
+        return {**ctx["lastInbound"], "said": said[-1] if said else ""}
 
     # -- conversation lists ------------------------------------------------------------------
 
@@ -226,22 +241,6 @@ def _text(text: str, author: str) -> tuple[str, str]:
     return text, author
 
 
-def window_refusal(channel: str, last_inbound_at: str | None, now: datetime) -> str | None:
-    """Why a free-text message cannot be sent on `channel` now (its messaging window has closed
-    since the customer's last message), or None."""
-    hours = channel_specs.window_hours(channel)
-    if hours is None:
-        return None
-    name = channel_specs.title(channel)
-    if last_inbound_at is None:
-        return f"outside {name}'s {hours}-hour customer-service window: the customer has not written in this session"
-    last = datetime.fromisoformat(last_inbound_at.replace("Z", "+00:00"))
-    if now - last <= timedelta(hours=hours):
-        return None
-    return (f"outside {name}'s {hours}-hour customer-service window: the customer last wrote at {last_inbound_at}; "
-            f"a free-text message can only be sent within {hours} hours of it")
-
-
 def conversation_view(session: dict[str, Any], timeout: int, now: datetime) -> dict[str, Any]:
     """One row of the conversations list."""
     context = (session.get("metadata") or {}).get("context") or {}
@@ -250,6 +249,7 @@ def conversation_view(session: dict[str, Any], timeout: int, now: datetime) -> d
         "sessionStatus": session.get("status"), "channel": context.get("channel"),
         "messageCount": int(context.get("messageCount", 0)), "lastMessageAt": session.get("lastMessageAt"),
         "createdAt": session.get("createdAt"), "handoff": session.get("handoff"),
+        "optedOut": bool(session.get("optedOut")),
     }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,25 @@ class VendorState:
     refused: list[str] = field(default_factory=list)  # why the fake Graph API refused a body (as Meta would: 400)
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # media id -> (bytes, content type): Graph and Twilio
     media_trouble: dict[str, list[str]] = field(default_factory=dict)  # media id -> the next downloads' "404" / "hang"
+    # the customers' last messages (recipient id -> epoch seconds) and the fake's clock: free text
+    # to a customer who last wrote more than 24 hours before `now()` is refused, as Meta does
+    last_inbound: dict[str, float] = field(default_factory=dict)
+    now: Callable[[], float] = time.time
+
+    def customer_wrote(self, to: str, at: float | None = None) -> None:
+        self.last_inbound[to] = self.now() if at is None else at
+
+    def window_problem(self, to: str, body: dict[str, Any]) -> str | None:
+        """Meta's refusal of free text outside the 24-hour window (a template, or Messenger's
+        HUMAN_AGENT tag within 7 days, is allowed)."""
+        if to not in self.last_inbound or body.get("type", "text") == "template" or body.get("status") == "read":
+            return None
+        age = self.now() - self.last_inbound[to]
+        if body.get("messaging_type") == "MESSAGE_TAG" and body.get("tag") == "HUMAN_AGENT":
+            return None if age <= 7 * 86400 else "(#10) HUMAN_AGENT tag used more than 7 days after the user's message"
+        if age > 24 * 3600:
+            return "(#131047) Re-engagement message: more than 24 hours have passed since the customer last replied"
+        return None
 
     def sent(self, path_part: str) -> list[Recorded]:
         return [r for r in self.requests if r.method == "POST" and path_part in r.path]
@@ -90,7 +110,8 @@ def create_app(state: VendorState) -> Starlette:
     async def graph_messages(request: Request) -> JSONResponse:
         if failed := await record(request):
             return failed
-        problem = whatsapp_problem(state.requests[-1].json or {})
+        body = state.requests[-1].json or {}
+        problem = whatsapp_problem(body) or state.window_problem(str(body.get("to", "")), body)
         if problem:
             state.refused.append(problem)
             return JSONResponse({"error": {"message": problem, "type": "OAuthException", "code": 100}}, status_code=400)
@@ -99,7 +120,14 @@ def create_app(state: VendorState) -> Starlette:
         return JSONResponse({"messaging_product": "whatsapp", "messages": [{"id": f"wamid.{uuid.uuid4().hex}"}]})
 
     async def graph_me_messages(request: Request) -> JSONResponse:
-        return await record(request) or JSONResponse({"recipient_id": "x", "message_id": f"m_{uuid.uuid4().hex}"})
+        if failed := await record(request):
+            return failed
+        body = state.requests[-1].json or {}
+        problem = state.window_problem(str((body.get("recipient") or {}).get("id", "")), body)
+        if problem:
+            state.refused.append(problem)
+            return JSONResponse({"error": {"message": problem, "type": "OAuthException", "code": 10}}, status_code=400)
+        return JSONResponse({"recipient_id": "x", "message_id": f"m_{uuid.uuid4().hex}"})
 
     async def twilio_messages(request: Request) -> JSONResponse:
         return await record(request) or JSONResponse({"sid": f"SM{uuid.uuid4().hex}", "status": "queued"}, status_code=201)

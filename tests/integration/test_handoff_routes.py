@@ -136,15 +136,28 @@ async def test_an_owner_message_hands_off_without_a_separate_notice(owner: Owner
     assert quiet.eventId not in replied_to(await owner.log(r2))
 
 
-@pytest.mark.parametrize("channel", ["whatsapp", "messenger"])
-async def test_outside_the_24_hour_window_an_owner_message_is_refused(owner: Owner, channel: str) -> None:
+@pytest.mark.parametrize(("channel", "ago"), [("whatsapp", timedelta(hours=25)), ("messenger", timedelta(days=8))])
+async def test_outside_the_window_without_a_template_an_owner_message_is_refused(owner: Owner, channel: str,
+                                                                               ago: timedelta) -> None:
     user = fresh(f"r3-{channel}")
-    await owner.customer_says(user, "aveți loc?", channel=channel, ago=timedelta(hours=25), reply_to={"to": "+40700000009"})
+    await owner.customer_says(user, "aveți loc?", channel=channel, ago=ago, reply_to={"to": "+40700000009"})
     sid = await owner.session_id(user)
     before = await owner.log(user)
     refused = await owner.post(sid, "owner-messages", {"text": "Bună!", "author": "Ana"})
-    assert refused.status_code == 422 and "24-hour customer-service window" in refused.json()["error"]
+    why = refused.json()["error"]
+    assert refused.status_code == 422 and "24-hour customer-service window" in why
+    assert "no approved template for 'ownerReply'" in why and "settings.templates.ownerReply" in why
     assert await owner.log(user) == before
+
+
+async def test_a_person_answers_on_messenger_within_7_days_with_the_human_agent_tag(owner: Owner) -> None:
+    user = fresh("r3-tag")
+    await owner.customer_says(user, "aveți loc?", channel="messenger", ago=timedelta(hours=30), reply_to={"to": "psid-1"})
+    sid = await owner.session_id(user)
+    sent = await owner.post(sid, "owner-messages", {"text": "Bună!", "author": "Ana"})
+    assert sent.status_code == 202, sent.text
+    reply = next(e for e in await owner.log(user) if e.type == "OwnerReplied")
+    assert reply.payload.send.window == "closed" and reply.payload.send.tag == "HUMAN_AGENT"
 
 
 async def test_inside_the_window_a_whatsapp_customer_can_be_answered(owner: Owner) -> None:

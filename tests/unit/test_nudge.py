@@ -234,9 +234,10 @@ def test_populate_refuses_a_nudge_not_shorter_than_the_idle_timeout() -> None:
 
 def test_stored_settings_the_fold_reads() -> None:
     info = {"language": "ro", "settings": {"sessionIdleMinutes": 60, "nudgeAfterMinutes": 20, "nudgeTexts": {"ro": "Mai sunteți?"}}}
-    assert nudge_config(info) == {"nudge_after_minutes": 20, "nudge_texts": {"ro": "Mai sunteți?"}, "language": "ro"}
+    assert nudge_config(info) == {"nudge_after_minutes": 20, "nudge_texts": {"ro": "Mai sunteți?"}, "language": "ro",
+                                  "templates": {}}
     assert nudge_config({"settings": {"nudgeAfterMinutes": 60}})["nudge_after_minutes"] == 0  # not shorter: off
-    assert nudge_config(None) == {"nudge_after_minutes": 0, "nudge_texts": {}, "language": "en"}
+    assert nudge_config(None) == {"nudge_after_minutes": 0, "nudge_texts": {}, "language": "en", "templates": {}}
 
 
 def test_populate_command_refuses_in_one_line(tmp_path: Path) -> None:
