@@ -76,6 +76,7 @@ class Tables(_FromEnv):
     inbox_views: str = Field("ai-agent-inbox-views", validation_alias="DYNAMODB_INBOX_VIEWS_TABLE", min_length=3)  # beside the log
     rate_limits: str = Field("ai-agent-rate-limits", validation_alias="DYNAMODB_RATE_LIMITS_TABLE", min_length=3)
     widget_visitors: str = Field("ai-agent-widget-visitors", validation_alias="DYNAMODB_WIDGET_VISITORS_TABLE", min_length=3)
+    usage: str = Field("ai-agent-usage", validation_alias="DYNAMODB_USAGE_TABLE", min_length=3)  # each business's month of model spend
 
 
 class Settings(_FromEnv):
@@ -102,6 +103,8 @@ class Settings(_FromEnv):
     openai_max_retries: int = Field(3, ge=0, validation_alias="OPENAI_MAX_RETRIES")
     prompt_budget_chars: int = Field(12000, ge=1000, validation_alias="PROMPT_BUDGET_CHARS")
     facts_model_extraction: bool = Field(False, validation_alias="FACTS_MODEL_EXTRACTION")  # needs OPENAI_API_KEY
+    model_prices: str = Field("", validation_alias="MODEL_PRICES")  # JSON {model: [USD per 1M input, per 1M output tokens]}, over the built-in table
+    spend_release_every_s: float = Field(60.0, ge=0, validation_alias="SPEND_RELEASE_EVERY")  # 0: this worker releases none
 
     google_token_uri: str = Field("https://oauth2.googleapis.com/token", validation_alias="GOOGLE_TOKEN_URI")
     public_base_url: str = Field("http://localhost:8080", validation_alias="PUBLIC_BASE_URL")

@@ -29,6 +29,8 @@ from agentstream.projections.kinds import no_reply_reason
 from agentstream.registry import PROJECTIONS
 from agentstream.streams.ports import StoreConfig
 from agentstream.streams.reply_policy import fold_config
+from agentstream.streams.spend import SpendRebuild
+from agentstream.adapters.dynamo.usage import UsageStore
 from agentstream.streams.topic_source import TopicEvents
 
 log = structlog.get_logger(__name__)
@@ -70,6 +72,7 @@ class Replayer:
         self._slots = asyncio.Semaphore(concurrency)
         self._idle = settings.session_idle_minutes
         self._history: dict[str, tuple[list[str], list[FoldConfig], FoldConfig]] = {}
+        self._spend = SpendRebuild(UsageStore(ddb, settings.tables.usage, settings.tables.events), self._directory.info)
 
     async def streams(self, scope: Scope) -> dict[str, int]:
         """The conversations in scope with their head seq."""
@@ -102,6 +105,8 @@ class Replayer:
         await asyncio.gather(*(one(s) for s in sorted(heads)))
         if self._batch:
             await self._batch.flush()
+        if not verify and scope.user_id is None and scope.as_of is None:  # whole businesses: their months' spend
+            await self._spend.write()
         return report
 
     async def _from_topic(self, stream: str, events: list[Event]) -> list[Event]:
@@ -123,6 +128,7 @@ class Replayer:
         if not events:  # an erased customer, or none of the events is up to --as-of
             return 0, []
         config = await self._configs(business_id)
+        await self._spend.add(business_id, events)
         writes: list[tuple[Projection, Put]] = []
         for p in self._registry:
             state, puts = fold_events(p, events, config, business_id, user_id)

@@ -92,6 +92,7 @@ def table_specs(t: Tables) -> list[TableSpec]:
         TableSpec(t.inbox_views, ("businessId", s), ("viewKey", s), ttl_attribute="expiresAt"),  # who read what; ended inbox sessions
         TableSpec(t.rate_limits, ("limitKey", s), ttl_attribute="expiresAt"),  # a counter per limit, caller and window
         TableSpec(t.widget_visitors, ("businessId", s), ("userId", s), ttl_attribute="expiresAt"),  # tokens' state
+        TableSpec(t.usage, ("businessId", s), ("month", s)),  # model spend per business and month (the spend ceiling)
     ]
 
 
