@@ -217,3 +217,15 @@ async def test_budget_handoffs_are_released_once_there_is_budget_again_and_no_ot
     assert await releaser.round() == 2
     assert sorted(owner.released.values()) == [("s1", "system"), ("s2", "system")]
     assert await releaser.round() == 0, "the month's mark is cleared: nothing more to look at"
+
+
+def test_status_says_where_the_month_stands() -> None:
+    from agentstream.streams.spend_release import describe_spend
+
+    def row(spent: int, budget: int | None) -> dict[str, Any]:
+        return {"business": "b", **Verdict("2026-12", spent, budget).view()}
+
+    assert describe_spend(row(1_234_500, None)) == "2026-12: $1.2345 (no budget)"
+    assert describe_spend(row(10_000_000, 50_000_000)) == "2026-12: $10.0000 of $50.00 (20.0 %)"
+    assert describe_spend(row(40_000_000, 50_000_000)).endswith("(80.0 %): 80 % reached, the owner was told")
+    assert describe_spend(row(51_000_000, 50_000_000)).endswith("(102.0 %): SPENT, new conversations go to a person")
