@@ -229,3 +229,19 @@ def test_status_says_where_the_month_stands() -> None:
     assert describe_spend(row(10_000_000, 50_000_000)) == "2026-12: $10.0000 of $50.00 (20.0 %)"
     assert describe_spend(row(40_000_000, 50_000_000)).endswith("(80.0 %): 80 % reached, the owner was told")
     assert describe_spend(row(51_000_000, 50_000_000)).endswith("(102.0 %): SPENT, new conversations go to a person")
+
+
+def test_the_inbox_list_says_the_month_s_spend() -> None:
+    from agentstream.adapters.http.inbox_routes import _page
+    from agentstream.adapters.http.inbox_session import InboxSession
+    from agentstream.adapters.http.owner_service import STATUSES
+
+    session = InboxSession("tok", "b", "Ana", "k")
+
+    def page(spend: dict[str, Any] | None) -> str:
+        return _page("inbox_list.html", session=session, rows=[], wanted=None, statuses=STATUSES, spend=spend).body.decode()
+
+    assert 'id="spend"' not in page(None)
+    assert "Model spend in 2026-12: $12.00 of $50.00 (24.0 %)" in page(Verdict("2026-12", 12_000_000, 50_000_000).view())
+    spent = page(Verdict("2026-12", 50_000_000, 50_000_000).view())
+    assert 'class="spend spent"' in spent and "new conversations are handed to you" in spent
