@@ -38,6 +38,8 @@ class Answer:
 class Completion:
     content: str
     model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 class Responder(Protocol):
@@ -111,8 +113,9 @@ class OpenAIResponder:
         fallback: an error is the caller's to handle."""
         resp = await self._chat({"model": self._model, "messages": messages,
                                  "response_format": {"type": "json_object"}, "temperature": 0})
-        content, model, _ = _reply_of(resp)
-        return Completion(content, model or self._model)
+        content, model, usage = _reply_of(resp)
+        return Completion(content, model or self._model, int(usage.get("prompt_tokens") or 0),
+                          int(usage.get("completion_tokens") or 0))
 
     async def close(self) -> None:
         await self._client.close()

@@ -17,7 +17,7 @@ from agentstream.adapters.dynamo.event_store import (
     IDEM_PREFIX, TOMBSTONE_PREFIX, AppendFailed, AppendResult, event_from_item, idem_item, idem_key, log_item,
 )
 from agentstream.adapters.dynamo.projection_store import AppendRaced, StaleWrite
-from agentstream.adapters.side_items import AddTo, Claim, SideItem, SideRefused, TakeFrom, refused
+from agentstream.adapters.side_items import AddTo, Claim, SideItem, SideRefused, TakeFrom, located, refused
 from agentstream.adapters.dynamo.tables import EVENTS_BY_ID, MESSAGES_BY_BUSINESS, MESSAGES_BY_SESSION, TableSpec, table_specs
 from agentstream.events import Event
 from agentstream.metrics import APPEND_CONFLICTS
@@ -162,24 +162,25 @@ class MemoryEventStore:
                           lambda item: item is not None, lambda item: item))
         return ops
 
-    def append_items(self, event: Event, external_id: str | None) -> list[Op]:
-        """The transaction items that append `event` at its own seq, once per `external_id` (if any)."""
+    def append_items(self, event: Event, external_id: str | None, side: Sequence[SideItem] = ()) -> list[Op]:
+        """The transaction items that append `event` at its own seq, once per `external_id` (if
+        any), with `side` items after them."""
         ops = [Op(self._table, {"streamId": event.streamId, "seq": event.seq}, _absent, _put(log_item(event)))]
         if external_id is not None:
             ops.append(Op(self._table, self._idem(event.businessId, external_id), _absent,
                           _put(idem_item(event.businessId, external_id, event))))
-        return ops
+        return ops + [self._side_op(event.businessId, s) for s in side]
 
     def _idem(self, business_id: str, name: str) -> Row:
         return {"streamId": idem_key(business_id, name), "seq": 0}
 
     def _side_op(self, business_id: str, side: SideItem) -> Op:
-        key = self._idem(business_id, side.name)
+        table, key = located(side, self._table, self._idem(business_id, side.name))
         if isinstance(side, Claim):
-            return Op(self._table, key, _absent, _put({**key, **side.values}))
+            return Op(table, key, _absent, _put({**key, **side.values}))
         add: AddTo | TakeFrom = side
         delta = -add.amount if isinstance(add, TakeFrom) else add.amount
-        return Op(self._table, key, lambda item: add.fits((item or {}).get(add.attribute)),
+        return Op(table, key, lambda item: add.fits((item or {}).get(add.attribute)),
                   lambda item: {**(item or key), add.attribute: (item or {}).get(add.attribute, 0) + delta})
 
     async def set_side(self, business_id: str, name: str, values: dict[str, Any]) -> None:

@@ -29,6 +29,8 @@ class AddTo:
     attribute: str
     amount: int
     at_most: int | None = None
+    table: str | None = None  # an item of a table of its own (e.g. usage), at `key`; else the events table's namespace
+    key: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.amount < 0:
@@ -59,6 +61,13 @@ class TakeFrom:
 
 
 SideItem = Claim | AddTo | TakeFrom
+
+
+def located(item: SideItem, table: str, key: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Where a side item lives: its own table and key if it names them, else (`table`, `key`)."""
+    if isinstance(item, AddTo) and item.table is not None and item.key is not None:
+        return item.table, item.key
+    return table, key
 
 
 class SideRefused(RuntimeError):

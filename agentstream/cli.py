@@ -342,6 +342,7 @@ def status() -> None:
     """Topic sizes, worker and delivery lag, DLQ size, bridge shards and Gmail watch expiries."""
     from rich.table import Table
 
+    from agentstream.streams.spend_release import describe_spend
     from agentstream.streams.status import describe_watch, describe_webhook
     from agentstream.wiring import run_status
 
@@ -361,6 +362,8 @@ def status() -> None:
         table.add_row("gmail watches", "unknown: AGENTSTREAM_SECRET_KEY is not set or does not decrypt them")
     for hook in data.get("handoffWebhooks") or []:
         table.add_row(f"handoff webhook {hook['business']}", describe_webhook(hook))
+    for row in data.get("spend") or []:
+        table.add_row(f"model spend {row['business']}", describe_spend(row))
     Console().print(table)
 
 

@@ -213,9 +213,10 @@ class FactsExtractedPayload(_Payload):
     facts: list[ExtractedFact] = Field(max_length=20)
     model: str
     sourceEventId: str = Field(description="the MessageReceived the facts were read from")
+    usage: Usage = Field(default_factory=Usage, description="v2: the model call's tokens (what it spent)")
 
 
-HandoffBy = Literal["customer", "owner", "responder"]
+HandoffBy = Literal["customer", "owner", "responder", "system"]  # v2 added system (the spend ceiling)
 
 
 class HandoffRequestedPayload(_Payload):
@@ -511,6 +512,7 @@ class FactsExtracted(_Envelope):
     """Facts a model read from a message (logged, so a replay never calls a model)."""
 
     type: Literal["FactsExtracted"] = "FactsExtracted"
+    schemaVersion: Literal[2] = 2  # type: ignore[assignment]  # v2 added usage
     payload: FactsExtractedPayload
 
 
@@ -518,6 +520,7 @@ class HandoffRequested(_Envelope):
     """The customer, the owner or the responder handed the conversation to a person."""
 
     type: Literal["HandoffRequested"] = "HandoffRequested"
+    schemaVersion: Literal[2] = 2  # type: ignore[assignment]  # v2 added by "system"
     payload: HandoffRequestedPayload
 
 
@@ -702,6 +705,8 @@ UPCASTERS: dict[tuple[str, int], Any] = {
     ("ReplyGenerated", 1): lambda raw: raw | {"schemaVersion": 2},  # the new fields' defaults: not recorded
     ("MessageReceived", 1): lambda raw: raw | {"schemaVersion": 2},  # a v1 message is text: kind's default
     ("MessageReceived", 2): lambda raw: raw | {"schemaVersion": 3},  # v3 only added kinds
+    ("HandoffRequested", 1): lambda raw: raw | {"schemaVersion": 2},  # v1's `by` values are all v2's
+    ("FactsExtracted", 1): lambda raw: raw | {"schemaVersion": 2},  # usage unknown: none recorded
 }
 
 

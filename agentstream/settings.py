@@ -79,7 +79,7 @@ class Tables(_FromEnv):
     appointments: str = Field("ai-agent-appointments", validation_alias="DYNAMODB_APPOINTMENTS_TABLE", min_length=3)
     bookings: str = Field("ai-agent-bookings", validation_alias="DYNAMODB_BOOKINGS_TABLE", min_length=3)
     reminders: str = Field("ai-agent-reminders", validation_alias="DYNAMODB_REMINDERS_TABLE", min_length=3)
-
+    usage: str = Field("ai-agent-usage", validation_alias="DYNAMODB_USAGE_TABLE", min_length=3)  # each business's month of model spend
 
 DEFAULT_MEDIA_TYPES = ("image/jpeg,image/png,image/webp,image/heic,audio/ogg,audio/opus,audio/mpeg,audio/mp4,audio/aac,"
                        "audio/amr,audio/wav,audio/x-wav,audio/webm,application/pdf,text/plain,"
@@ -140,6 +140,8 @@ class Settings(_FromEnv):
     openai_max_retries: int = Field(3, ge=0, validation_alias="OPENAI_MAX_RETRIES")
     prompt_budget_chars: int = Field(12000, ge=1000, validation_alias="PROMPT_BUDGET_CHARS")
     facts_model_extraction: bool = Field(False, validation_alias="FACTS_MODEL_EXTRACTION")  # needs OPENAI_API_KEY
+    model_prices: str = Field("", validation_alias="MODEL_PRICES")  # JSON {model: [USD per 1M input, per 1M output tokens]}, over the built-in table
+    spend_release_every_s: float = Field(60.0, ge=0, validation_alias="SPEND_RELEASE_EVERY")  # 0: this worker releases none
 
     google_token_uri: str = Field("https://oauth2.googleapis.com/token", validation_alias="GOOGLE_TOKEN_URI")
     public_base_url: str = Field("http://localhost:8080", validation_alias="PUBLIC_BASE_URL")

@@ -73,6 +73,12 @@ from agentstream.streams.selfcheck import check_sessions_and_messages
 from agentstream.streams.reminder_timer import LEASE as REMINDER_LEASE, ReminderTimer, run_reminders
 from agentstream.streams.clock import clock_from
 from agentstream.adapters.reminder_index import DynamoDueIndex
+from agentstream.adapters.dynamo.usage import UsageStore
+from agentstream.adapters.http.owner_service import OwnerService
+from agentstream.streams.leases import HeldLease
+from agentstream.streams.spend import PriceError, PriceTable, SpendMeter
+from agentstream.streams.spend_release import BudgetReleaser, background_warner, month_spend, run_release
+from agentstream.adapters.dynamo.dead_letters import business_ids
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -175,6 +181,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             images = MediaBucket(await stack.enter_async_context(s3_client(settings)), settings.media.bucket).get
         responder = make_responder(settings, images)
         stack.push_async_callback(responder.close)  # the model client's connection pool
+        meter = await spend_meter(stack, settings, ddb, hot)
 
         async def publish_reply(reply: Event, first: bool = False) -> None:
             await (await producer.send(settings.topic_replies, key=reply.streamId.encode(), value=kafka.dumps(reply.to_json_dict()),
@@ -185,9 +192,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             store, ProjectionStore(hot, settings.tables), directory, responder, publish_reply,
             default_idle_minutes=settings.session_idle_minutes, prompt_budget_chars=settings.prompt_budget_chars,
             after_reply=chained(AppointmentAnswers(Bookings(store, directory, BookingsTable(hot, settings.tables))),
-                                AppointmentRequester(store, notify_owner), make_fact_extractor(settings, store, responder)),
+                                AppointmentRequester(store, notify_owner), make_fact_extractor(settings, store, responder, meter)),
             on_handoff=notify_owner,
             media_wait=MediaWait(settings.media.wait_ms, settings.media.model_accepts_images),
+            spend=meter,  # the budget check before each model call; each reply's spend in its append
         )
         executor = KeyedExecutor(settings.worker_max_inflight)
         upgrade: list[str] = []
@@ -205,9 +213,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         log.info("worker.started", topic=settings.topic_events)
         if positions is not None:
             positions.start(settings.worker_positions_every_s)
+        releasing = asyncio.create_task(budget_release(settings, ddb, store, directory, meter, stop))
         try:
             await asyncio.gather(session_timer(settings, ddb, store, stop), reminder_timer(settings, ddb, store, stop))
         finally:
+            await asyncio.gather(releasing, return_exceptions=True)
             await asyncio.wait_for(executor.join(), timeout=30)
             if positions is not None:
                 await positions.stop()
@@ -216,6 +226,35 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     if upgrade:
         print(f"agentstream worker: stopped: {upgrade[0]} (upgrade this worker; nothing was skipped)", file=sys.stderr)
         raise SystemExit(UPGRADE_EXIT_CODE)
+
+
+async def spend_meter(stack: AsyncExitStack, settings: Settings, ddb: Any, hot: Any) -> SpendMeter:
+    """The spend ceiling's meter: the usage table, the price table (MODEL_PRICES over the built-in
+    one) and the owner's webhook for the 80 % and 100 % notices (when AGENTSTREAM_SECRET_KEY is set)."""
+    try:
+        prices = PriceTable.parse(settings.model_prices)
+    except PriceError as exc:
+        raise SystemExit(f"agentstream worker: MODEL_PRICES: {exc}") from None
+    try:
+        credentials = credential_store(ddb, settings)
+    except CredentialsError:
+        webhook = None
+    else:
+        webhook = OwnerWebhook(credentials, await stack.enter_async_context(httpx.AsyncClient(timeout=10)))
+    return SpendMeter(UsageStore(hot, settings.tables.usage, settings.tables.events), prices, background_warner(webhook))
+
+
+async def budget_release(settings: Settings, ddb: Any, store: EventStore, directory: BusinessDirectory,
+                         meter: SpendMeter, stop: asyncio.Event) -> None:
+    """Until `stop`: one worker at a time gives the budget handoffs back to the AI once there is
+    budget again, every SPEND_RELEASE_EVERY seconds (0: this worker leaves it to the others)."""
+    every_s = settings.spend_release_every_s
+    if not every_s:
+        return
+    owner = OwnerService(store, ProjectionStore(ddb, settings.tables), directory)
+    releaser = BudgetReleaser(UsageStore(ddb, settings.tables.usage, settings.tables.events), meter, owner, directory.info)
+    lease = LeaseTable(ddb, settings.tables.leases, f"worker-{uuid.uuid4().hex[:8]}", int(3 * every_s * 1000))
+    await run_release(releaser, HeldLease(lease, "timer:spend-release"), stop, every_s)
 
 
 async def resumed_positions(settings: Settings, ddb: Any) -> PositionKeeper | None:
@@ -477,7 +516,11 @@ async def run_status(settings: Settings) -> dict[str, Any]:
             credentials: CredentialStore | None = credential_store(ddb, settings)
         except CredentialsError:
             credentials = None
-        return await collect(kafka_clients(settings), watched(settings), ddb, settings.tables.leases, credentials)
+        status = await collect(kafka_clients(settings), watched(settings), ddb, settings.tables.leases, credentials)
+        directory = BusinessDirectory(ddb, settings.tables)
+        meter = SpendMeter(UsageStore(ddb, settings.tables.usage, settings.tables.events))
+        status["spend"] = await month_spend(await business_ids(ddb, settings.tables.business_info), meter, directory.info)
+        return status
 
 
 async def run_list_skipped(settings: Settings, business: str | None) -> list[Any]:

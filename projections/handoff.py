@@ -17,6 +17,7 @@ from typing import Any
 Item = dict[str, Any]
 DEFAULT_TIMEOUT_MINUTES = 120
 OWNER_REPLIED = "owner replied"  # reason of the handoff an owner's first message implies (their message is the notice)
+BUDGET_REASON = "budget"  # reason of the system's handoff when the month's model budget is spent: it never times out
 
 _PERSON_RO = (r"(?:cineva|un om|o persoana(?: reala)?|un operator(?: uman)?|un coleg|un angajat|un consultant"
               r"|un agent(?: uman)?|un reprezentant|o fiinta umana|un om adevarat)")
@@ -93,9 +94,16 @@ def handoff_of(ctx: Item | None, at: datetime, timeout_minutes: int) -> Item | N
     handoff = (ctx or {}).get("handoff")
     if not handoff:
         return None
+    if is_budget_handoff(handoff):
+        return handoff  # released by the system when there is budget again, or by the owner
     if at - _parse(handoff["lastActivityAt"]) > timedelta(minutes=timeout_minutes):
         return None
     return handoff
+
+
+def is_budget_handoff(handoff: Item | None) -> bool:
+    """Whether a handoff is the system's, made because the month's model budget is spent."""
+    return bool(handoff) and handoff.get("by") == "system" and handoff.get("reason") == BUDGET_REASON
 
 
 def status_of(ctx: Item | None, at: datetime, timeout_minutes: int) -> str:

@@ -37,6 +37,7 @@ class PendingReply:
     inbound: MessageReceived
     info: dict[str, Any]
     before: Snapshot
+    side: list[Any] = field(default_factory=list)  # side items of the reply's append (its model call's spend)
 
 
 @dataclass
@@ -127,7 +128,7 @@ class BatchWriter:
             return states
         pending = batch.reply
         try:
-            appends = self._store.append_items(pending.reply, reply_key(pending.inbound.eventId)) if pending else None
+            appends = self._store.append_items(pending.reply, reply_key(pending.inbound.eventId), pending.side) if pending else None
             await self.projections.write(list(batch.writes.values()), appends)
         except AppendRaced:
             assert pending is not None

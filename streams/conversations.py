@@ -37,6 +37,7 @@ from agentstream.streams.media_wait import MediaWait
 from agentstream.streams.ports import Clock, Directory, EventLog, StateStore
 from agentstream.streams.replier import OnHandoff, PublishReply, Replier
 from agentstream.streams.reply_policy import REPLIES_FOLLOW, States
+from agentstream.streams.spend import SpendMeter
 from agentstream.streams.state_cache import StateCache, applied_up_to
 from agentstream.streams.unskip import AfterReply, Unskipper
 
@@ -65,17 +66,18 @@ class ConversationProcessor:
         on_handoff: OnHandoff | None = None,
         clock: Clock = SYSTEM_CLOCK,
         media_wait: MediaWait | None = None,
+        spend: SpendMeter | None = None,
     ) -> None:
         """Assembles the parts. `after_reply` is called with each inbound this processor has just
         answered with a new reply, once the projections are written (optional fact extraction);
         it must not raise. `on_handoff` is called with each HandoffRequested that hands a
         conversation to a person when this processor folds it (at least once: a refold may call
-        it again)."""
+        it again). `spend`: the budget check before each model call and the spend each reply adds."""
         self._gaps = GapFiller(store)
         self._states = StateCache(store, projections, registry, self._gaps, cache_size)
         self._folding = Folding(registry, directory, default_idle_minutes)
         self._replier = Replier(store, directory, responder, publish_reply, on_handoff, prompt_budget_chars,
-                                cache_size, clock, media_wait)
+                                cache_size, clock, media_wait, spend)
         self._writer = BatchWriter(store, projections, self._replier, self._states, self._folding)
         self._unskipper = Unskipper(store, projections, self._folding, self._replier, self._states, self._answers,
                                     after_reply)

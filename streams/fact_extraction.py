@@ -22,8 +22,9 @@ from agentstream import idempotency as keys
 from agentstream import metrics
 from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.llm import Completion, OpenAIResponder, Responder
-from agentstream.events import FACT_KINDS, MessageReceived, derive_id, new_event
+from agentstream.events import FACT_KINDS, MessageReceived, derive_id, new_event, utc_now
 from agentstream.projections.facts import business_zone, clean_value
+from agentstream.streams.spend import SpendMeter
 
 log = structlog.get_logger(__name__)
 MAX_FACTS = 20  # FactsExtracted holds at most this many
@@ -85,32 +86,40 @@ def parse_facts(content: str, timezone: str) -> list[dict[str, Any]]:
 class FactExtractor:
     """The worker's hook after a new reply: at most one model call and one FactsExtracted per inbound."""
 
-    def __init__(self, store: EventStore, model: JsonModel) -> None:
+    def __init__(self, store: EventStore, model: JsonModel, spend: SpendMeter | None = None) -> None:
+        """`spend`: the budget check before the call and the spend its event adds (none: no ceiling)."""
         self._store = store
         self._model = model
+        self._spend = spend
 
     async def __call__(self, inbound: MessageReceived, info: dict[str, Any]) -> None:
         """Never raises: a failure is logged and the conversation goes on."""
         try:
-            await self._extract(inbound, str(info.get("timezone", "UTC")))
+            await self._extract(inbound, info)
         except Exception as exc:  # the model, its answer's shape, the append: none may stop the worker
             metrics.MODEL_ERRORS.labels(kind=f"facts:{type(exc).__name__}").inc()
             log.warning("facts.extraction_failed", inboundEventId=inbound.eventId, error=type(exc).__name__,
                         detail=str(exc)[:200])
 
-    async def _extract(self, inbound: MessageReceived, timezone: str) -> None:
-        key = facts_key(inbound.eventId)
+    async def _extract(self, inbound: MessageReceived, info: dict[str, Any]) -> None:
+        key, timezone = facts_key(inbound.eventId), str(info.get("timezone", "UTC"))
         if not inbound.payload.content.strip() or await self._store.has(inbound.businessId, key):
+            return
+        if self._spend is not None and not await self._spend.allows(inbound.businessId, info, utc_now()):
+            log.info("facts.budget_spent", inboundEventId=inbound.eventId)
             return
         answer = await self._model.complete_json(extraction_prompt(inbound.payload.content, inbound.occurredAt, timezone))
         facts = parse_facts(answer.content, timezone)
+        usage = {"promptTokens": answer.prompt_tokens, "completionTokens": answer.completion_tokens}
         if not facts:
             log.info("facts.none_extracted", inboundEventId=inbound.eventId, answer=answer.content[:200])
-            return
+            if not any(usage.values()):
+                return  # nothing found and nothing spent: nothing to log (else the event records the spend)
         draft = new_event("FactsExtracted", event_id=facts_event_id(inbound.eventId), business_id=inbound.businessId,
                           user_id=inbound.userId, location_id=inbound.locationId, channel="system",
-                          payload={"facts": facts, "model": answer.model, "sourceEventId": inbound.eventId})
-        result = await self._store.append(draft, external_id=key)
+                          payload={"facts": facts, "model": answer.model, "sourceEventId": inbound.eventId, "usage": usage})
+        side = self._spend.charges(draft, info) if self._spend is not None else []
+        result = await (self._store.append_with(draft, side, external_id=key) if side else self._store.append(draft, external_id=key))
         if not result.duplicate:
             metrics.EVENTS_APPENDED.labels(type="FactsExtracted", channel="system").inc()
         log.info("facts.extracted", eventId=result.event.eventId, inboundEventId=inbound.eventId,
@@ -125,11 +134,12 @@ class ExtractionConfig(Protocol):
     def openai_api_key(self) -> str | None: ...
 
 
-def make_fact_extractor(settings: ExtractionConfig, store: EventStore, responder: Responder) -> FactExtractor | None:
+def make_fact_extractor(settings: ExtractionConfig, store: EventStore, responder: Responder,
+                        spend: SpendMeter | None = None) -> FactExtractor | None:
     """The extractor when FACTS_MODEL_EXTRACTION is on and a real model answers; None otherwise."""
     if not settings.facts_model_extraction:
         return None
     if not settings.openai_api_key or not isinstance(responder, OpenAIResponder):
         log.warning("facts.model_extraction_off", reason="FACTS_MODEL_EXTRACTION needs OPENAI_API_KEY")
         return None
-    return FactExtractor(store, responder)
+    return FactExtractor(store, responder, spend)

@@ -30,6 +30,8 @@ from agentstream.registry import PROJECTIONS
 from agentstream.streams.ports import StoreConfig
 from agentstream.streams.reply_policy import fold_config
 from agentstream.streams.slot_rebuild import rebuild_slots
+from agentstream.streams.spend import SpendRebuild
+from agentstream.adapters.dynamo.usage import UsageStore
 from agentstream.streams.topic_source import TopicEvents
 
 log = structlog.get_logger(__name__)
@@ -72,6 +74,7 @@ class Replayer:
         self._idle = settings.session_idle_minutes
         self._history: dict[str, tuple[list[str], list[FoldConfig], FoldConfig]] = {}
         self._appointments: dict[str, list[dict[str, Any]]] = {}  # business -> its folded appointments (slot items)
+        self._spend = SpendRebuild(UsageStore(ddb, settings.tables.usage, settings.tables.events), self._directory.info)
 
     async def streams(self, scope: Scope) -> dict[str, int]:
         """The conversations in scope with their head seq."""
@@ -108,6 +111,8 @@ class Replayer:
             for business_id, appointments in sorted(self._appointments.items()):
                 info = await self._directory.info(business_id)
                 report.differences += await rebuild_slots(self._store, info, business_id, appointments, verify)
+        if not verify and scope.user_id is None and scope.as_of is None:  # whole businesses: their months' spend
+            await self._spend.write()
         return report
 
     async def _from_topic(self, stream: str, events: list[Event]) -> list[Event]:
@@ -129,6 +134,7 @@ class Replayer:
         if not events:  # an erased customer, or none of the events is up to --as-of
             return 0, []
         config = await self._configs(business_id)
+        await self._spend.add(business_id, events)
         writes: list[tuple[Projection, Put]] = []
         for p in self._registry:
             state, puts = fold_events(p, events, config, business_id, user_id)

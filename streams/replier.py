@@ -25,6 +25,7 @@ from agentstream.streams.clock import SYSTEM_CLOCK
 from agentstream.streams.media_wait import MediaWait
 from agentstream.streams.ports import Clock, Directory, EventLog
 from agentstream.streams.booking_context import with_free_slots
+from agentstream.streams.spend import SpendMeter
 from agentstream.streams.reply_policy import (
     REPLIES_FOLLOW, States, canned_answer, handoff_notice, handoff_request, hands_off, published_when_folded,
     reply_context, reply_draft, reply_key,
@@ -50,9 +51,12 @@ class Replier:
 
     def __init__(self, store: EventLog, directory: Directory, responder: Responder, publish: PublishReply,
                  on_handoff: OnHandoff | None = None, prompt_budget_chars: int = 12_000, memory: int = 20_000,
-                 clock: Clock = SYSTEM_CLOCK, media_wait: MediaWait | None = None) -> None:
+                 clock: Clock = SYSTEM_CLOCK, media_wait: MediaWait | None = None,
+                 spend: SpendMeter | None = None) -> None:
+        """`spend`: the budget check before each model call and the spend each reply adds (none: no ceiling)."""
         self._store = store
         self._media_wait = media_wait
+        self.spend = spend
         self._directory = directory
         self.responder = responder
         self.publish = publish
@@ -95,7 +99,7 @@ class Replier:
             head = None  # the customer wrote again meanwhile: read the head rather than lose a write to it
         if batch is not None and head == inbound.seq and kept is None and not hands_off(draft) \
                 and optout.change(inbound.payload.content, inbound.payload.replyTo) is None:
-            batch.reply = PendingReply(draft.with_seq(head + 1), inbound, info, batch.snapshot(states))
+            batch.reply = PendingReply(draft.with_seq(head + 1), inbound, info, batch.snapshot(states), self.charges(draft, info))
             return batch.reply.reply, False
         reply, new = await self.append_reply(draft, inbound, head)
         await self._hand_off_if_asked(inbound, reply)
@@ -104,11 +108,19 @@ class Replier:
     async def append_reply(self, draft: Event, inbound: MessageReceived, head: int | None = None) -> tuple[Event, bool]:
         """Append `draft` on its own (at most once per inbound) and publish what the log holds:
         the reply, and whether this call appended it."""
-        appended = await self._store.append(draft, external_id=reply_key(inbound.eventId), head=head)
+        side = self.charges(draft, await self._directory.info(inbound.businessId)) if self.spend else []
+        if side:
+            appended = await self._store.append_with(draft, side, external_id=reply_key(inbound.eventId), head=head)
+        else:
+            appended = await self._store.append(draft, external_id=reply_key(inbound.eventId), head=head)
         if not appended.duplicate:
             self.logged(appended.event, inbound)
         await self.publish(appended.event, first=not appended.duplicate)
         return appended.event, not appended.duplicate
+
+    def charges(self, draft: Event, info: dict[str, Any] | None) -> list[Any]:
+        """The side items that add what the draft's model call cost to the month's spend."""
+        return self.spend.charges(draft, info) if self.spend else []
 
     def keep_unsent(self, pending: PendingReply) -> None:
         """The reply's one-transaction write failed: the next try appends it on its own first."""
@@ -175,12 +187,16 @@ class Replier:
         """The model's reply to `inbound` as an event, not yet in the log."""
         ctx = await self._context(inbound, states, info, media)
         sent = build_prompt(ctx, self._budget)
-        answer = await self._answer(ctx)
+        answer = await self._answer(ctx, inbound, info)
         return reply_draft(inbound, states, answer, sent, self._versions(inbound, info), self._clock.now())
 
-    async def _answer(self, ctx: ReplyContext) -> Answer:
-        """The model's answer, or, to a customer asking for a person, that one will answer."""
-        return canned_answer(ctx) or await self.responder.answer(ctx)
+    async def _answer(self, ctx: ReplyContext, inbound: MessageReceived, info: dict[str, Any]) -> Answer:
+        """The model's answer, or, to a customer asking for a person (or of a business whose
+        model budget is spent), that one will answer."""
+        canned = canned_answer(ctx)
+        if canned is None and self.spend is not None:
+            canned = await self.spend.gate(inbound, info, ctx.language, self._clock.now())
+        return canned or await self.responder.answer(ctx)
 
     async def _logged_reply(self, inbound: MessageReceived) -> tuple[Event | None, int | None]:
         """The inbound's reply if the log has it; else None and the stream's head (None: not read).

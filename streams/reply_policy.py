@@ -22,10 +22,11 @@ from agentstream.projections.context import ReplyContext
 from agentstream.projections.conversation import active_session, nudge_stands
 from agentstream.projections.facts import current_facts
 from agentstream.projections.reminders import remind_before
-from agentstream.projections.handoff import notice, wants_human
+from agentstream.projections.handoff import BUDGET_REASON, notice, wants_human
 from agentstream.projections.media_notes import MediaOutcome, canned_media_reply, file_states, image_keys, message_text
 from agentstream.projections.timecontext import time_context
 from agentstream.projections.topics import detect_language
+from agentstream.projections.spend import BUDGET_MODEL
 
 HANDOFF_MODEL = "handoff"  # the model of the reply that tells a customer who asked for a person that one will answer
 MEDIA_NOTICE_MODEL = "media-notice"  # the model of the reply that asks a customer to write instead of sending a file
@@ -56,8 +57,9 @@ def published_when_folded(event: Event, puts: list[Put]) -> bool:
 
 def hands_off(reply: Event) -> bool:
     """Whether a reply hands its conversation to a person: it tells a customer who asked for one
-    that one will answer, or it is the fallback of a model that could not answer."""
-    return getattr(reply.payload, "model", "") == HANDOFF_MODEL or bool(getattr(reply.payload, "fallback", False))
+    (or whose business's model budget is spent) that one will answer, or it is the fallback of a
+    model that could not answer."""
+    return getattr(reply.payload, "model", "") in (HANDOFF_MODEL, BUDGET_MODEL) or bool(getattr(reply.payload, "fallback", False))
 
 
 def canned_answer(ctx: ReplyContext) -> Answer | None:
@@ -146,7 +148,8 @@ def handoff_request(inbound: MessageReceived, reply: Event, at: datetime) -> tup
     """The HandoffRequested a reply that `hands_off` sets off, and its idempotency key: the
     customer asked for a person, or the model could not answer (its fallback promises one)."""
     payload = reply.payload
-    by, reason = ("customer", inbound.payload.content[:200]) if payload.model == HANDOFF_MODEL else ("responder", "fallback")
+    by, reason = {HANDOFF_MODEL: ("customer", inbound.payload.content[:200]),
+                  BUDGET_MODEL: ("system", BUDGET_REASON)}.get(payload.model, ("responder", "fallback"))
     draft = new_event(
         "HandoffRequested", occurred_at=at, event_id=derive_id("handoff", inbound.eventId), business_id=inbound.businessId,
         user_id=inbound.userId, location_id=inbound.locationId, channel=inbound.channel,

@@ -28,7 +28,7 @@ from typing import Any
 import structlog
 
 from agentstream.adapters.dynamo.client import error_code, from_item, query_all, to_item
-from agentstream.adapters.side_items import SideItem, SideRefused, refused, transact_item
+from agentstream.adapters.side_items import SideItem, SideRefused, located, refused, transact_item
 from agentstream.adapters.dynamo.tables import EVENTS_BY_ID, EVENTS_BY_INGEST, EVENTS_BY_STREAM
 from agentstream.events import Event, iso, now_ms, parse_event, utc_now
 from agentstream.metrics import APPEND_CONFLICTS
@@ -195,12 +195,16 @@ class EventStore:
             if not turn.waiting:
                 del self._turns[stream]
 
-    def append_items(self, event: Event, external_id: str) -> list[dict[str, Any]]:
-        """The transaction items that append `event` at its own seq, once per `external_id`: for a
-        caller that writes them in one transaction with items of its own. Each is conditional,
-        so the transaction is cancelled if the seq is taken or the id recorded already (the
-        cancellation's first two reasons say which)."""
-        return [{"Put": self._log_put(event)}, {"Put": self._idem_put(event, external_id)}]
+    def append_items(self, event: Event, external_id: str, side: Sequence[SideItem] = ()) -> list[dict[str, Any]]:
+        """The transaction items that append `event` at its own seq, once per `external_id` (with
+        `side` items after them): for a caller that writes them in one transaction with items of
+        its own. Each is conditional, so the transaction is cancelled if the seq is taken or the
+        id recorded already (the cancellation's first two reasons say which)."""
+        return [{"Put": self._log_put(event)}, {"Put": self._idem_put(event, external_id)}, *self.side_items(event, side)]
+
+    def side_items(self, event: Event, side: Sequence[SideItem]) -> list[dict[str, Any]]:
+        """The transaction items of `event`'s side items."""
+        return [transact_item(*located(s, self._table, _side_key(event.businessId, s.name)), s) for s in side]
 
     def _log_put(self, event: Event) -> dict[str, Any]:
         return {"TableName": self._table, "Item": to_item(log_item(event)), "ConditionExpression": "attribute_not_exists(streamId)"}
@@ -217,7 +221,7 @@ class EventStore:
         hold it (the last item, after that one)."""
         checks = [self._previous_exists(event)] if check_previous else []
         checks += [self._not_erased(event, erased)] if erased else []
-        sides = [transact_item(self._table, _side_key(event.businessId, s.name), s) for s in side]
+        sides = self.side_items(event, side)
         if external_id is None and not checks and not sides:
             await self._ddb.put_item(**self._log_put(event))
             return

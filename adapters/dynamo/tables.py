@@ -96,6 +96,7 @@ def table_specs(t: Tables) -> list[TableSpec]:
         TableSpec(t.appointments, ("businessId", s), ("userId", s)),  # a customer's appointments (state item)
         TableSpec(t.bookings, ("businessId", s), ("appointmentId", s), indexes=(Index(BOOKINGS_BY_START, ("businessId", s), ("startsAt", s)),)),
         TableSpec(t.reminders, ("businessId", s), ("userId", s), indexes=(Index(SESSIONS_DUE, ("dueShard", n), ("nextDueAt", s)),)),  # reminders, sparse due index
+        TableSpec(t.usage, ("businessId", s), ("month", s)),  # model spend per business and month (the spend ceiling)
     ]
 
 

@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 from agentstream.adapters.http import api_models as api
 from agentstream.adapters.http import inbox_data
 from agentstream.adapters.http.openapi import operation
+from agentstream.adapters.http.inbox_spend import month_spend
 from agentstream.adapters.http.visitors import revoke_visitor
 from agentstream.adapters.http.common import Deps, HttpError, business_of_key, client_address, decode_utf8, deps, read_body
 from agentstream.adapters.http.inbox_session import (
@@ -89,7 +90,9 @@ async def inbox(request: Request) -> Response:
     if wanted is not None and wanted not in STATUSES:
         wanted = None
     rows = await inbox_data.conversations(d, session.business_id or "", wanted)
-    return _page("inbox_list.html", session=session, rows=rows, wanted=wanted, statuses=STATUSES)
+    spend = await month_spend(d.ddb, d.settings.tables.usage, d.settings.tables.events, session.business_id or "",
+                              await d.directory.info(session.business_id or ""))
+    return _page("inbox_list.html", session=session, rows=rows, wanted=wanted, statuses=STATUSES, spend=spend)
 
 
 @operation("Sign in with the API key and a display name", form=api.SignInForm, tag="inbox", html=True,

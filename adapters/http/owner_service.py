@@ -110,11 +110,11 @@ class OwnerService:
                                                             "send": send})
         return await self._append(event, None if key is None else keys.owner_message(key.strip()))
 
-    async def release(self, session: dict[str, Any], reason: str) -> dict[str, Any]:
-        """HandoffReleased by the owner: the AI answers again."""
+    async def release(self, session: dict[str, Any], reason: str, by: str = "owner", key: str | None = None) -> dict[str, Any]:
+        """HandoffReleased by the owner (or the system: budget again): the AI answers again; once per `key` if given."""
         event = new_event("HandoffReleased", business_id=session["businessId"], user_id=session["userId"], channel="system",
-                          payload={"sessionId": session["sessionId"], "by": "owner", "reason": reason[:500]})
-        return {"sessionId": session["sessionId"], "status": "ai", **await self._append(event)}
+                          payload={"sessionId": session["sessionId"], "by": by, "reason": reason[:500]})
+        return {"sessionId": session["sessionId"], "status": "ai", **await self._append(event, key)}
 
     async def resolve(self, session: dict[str, Any], reason: str = "resolved through the API") -> dict[str, Any]:
         """SessionResolved (once per session: a second resolve is a duplicate)."""

@@ -212,7 +212,7 @@ async def test_without_a_model_key_the_setting_changes_nothing(world: World, mon
 @pytest.mark.parametrize("answer", ["this is not JSON {", '{"facts": "Maria"}', '[1, 2]',
                                     '{"facts": [{"kind": "email", "value": ""}, {"kind": "order", "value": 7}]}', None],
                          ids=["bad-json", "not-a-list", "a-list-of-numbers", "all-refused", "model-fails"])
-async def test_a_useless_or_failing_answer_appends_nothing_and_the_reply_goes_out(
+async def test_a_useless_or_failing_answer_appends_no_fact_and_the_reply_goes_out(
         world: World, model: FakeModel, monkeypatch: pytest.MonkeyPatch, answer: str | None) -> None:
     model.facts = answer
     w = worker(world, model_settings(monkeypatch, model, enabled=True))
@@ -220,7 +220,9 @@ async def test_a_useless_or_failing_answer_appends_nothing_and_the_reply_goes_ou
     inbound = await said(w, user, "Bună, aveți loc mâine?")
     await w.processor.handle(inbound)
     log = await w.store.read(inbound.streamId)
-    assert [e.type for e in log] == ["MessageReceived", "ReplyGenerated"]
+    spent = [] if answer is None else ["FactsExtracted"]  # an answer that spent tokens is logged for its spend alone
+    assert [e.type for e in log] == ["MessageReceived", "ReplyGenerated", *spent]
+    assert all(e.payload.facts == [] and e.payload.usage.promptTokens > 0 for e in log[2:])
     assert world.published[-1].eventId == log[1].eventId and not log[1].payload.fallback
     assert len(model.extraction_requests()) == 1
     await drain(w, inbound.streamId)

@@ -20,7 +20,7 @@ async def test_setup_creates_everything_once(settings: Settings) -> None:
     first, topics = await setup(settings, partitions=2)
     second, topics_again = await setup(settings, partitions=2)
     assert sorted(first.created) == sorted(settings.tables.model_dump().values())  # every table of the contract
-    assert len(first.created) == 18 and set(topics) == {settings.topic_events, settings.topic_replies, settings.topic_dlq,
+    assert len(first.created) == 19 and set(topics) == {settings.topic_events, settings.topic_replies, settings.topic_dlq,
                                                  settings.topic_shadow, settings.topic_handoffs}
     assert not second.changed and topics_again == []
     async with dynamodb_client(settings) as ddb:
