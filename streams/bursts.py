@@ -104,3 +104,17 @@ def burst_text(inbounds: Sequence[MessageReceived]) -> str:
 def arrived(at: datetime, now_wall: datetime, now_monotonic: float) -> float:
     """An event time as a monotonic instant (clamped to now: a gateway's clock may run ahead)."""
     return now_monotonic - max(0.0, (now_wall - at).total_seconds())
+
+
+def covered_twice(events: Sequence[Event]) -> list[str]:
+    """The inbounds of a conversation's log that more than one reply covers (never: each is
+    covered by exactly one reply, or by a handoff), said as `replay --verify` reports them."""
+    replies = [e for e in events if isinstance(e, ReplyGenerated)]
+    firsts = first_seqs(events)
+    found = []
+    for m in (e for e in events if isinstance(e, MessageReceived)):
+        by = [r for r in replies if covers(r, m, firsts[r.eventId])]
+        if len(by) > 1:
+            found.append(f"{m.streamId} inbound {m.eventId} (seq {m.seq}) is covered by {len(by)} replies: "
+                         + ", ".join(f"{r.eventId} (seq {r.seq})" for r in by))
+    return found

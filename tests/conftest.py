@@ -18,7 +18,7 @@ from tests.services import Endpoints, start
 os.environ["AGENTSTREAM_ENV_FILE"] = "none"
 os.environ.setdefault("LOG_FORMAT", "console")
 
-BROWSER_MODULES = {"test_browser.py", "test_inbox_browser.py"}  # headless Chromium through Playwright
+BROWSER_MODULES = {"test_browser.py", "test_inbox_browser.py", "test_bursts_browser.py"}  # headless Chromium through Playwright
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -109,3 +109,12 @@ def test_every_inbound_is_covered_at_most_once_whatever_the_order(kinds: list[st
     firsts = first_seqs(events)
     for m in (e for e in events if isinstance(e, MessageReceived)):
         assert sum(covers(r, m, firsts[r.eventId]) for r in replies) == (1 if any(r.seq > m.seq for r in replies) else 0)
+
+
+def test_verify_reports_an_inbound_covered_twice() -> None:
+    from agentstream.streams.bursts import covered_twice
+
+    a, b = inbound(1), inbound(2)
+    assert covered_twice([a, b, reply(3, a, upto=2)]) == []
+    (problem,) = covered_twice([a, b, reply(3, a, upto=2), reply(4, b, upto=2)])
+    assert "inbound m2 (seq 2) is covered by 2 replies" in problem
