@@ -185,6 +185,8 @@ class BurstKeeper:
         todo = await self.unanswered(burst.first, states)
         if not todo or handed_off(states[REPLIES_FOLLOW], todo[-1], config):
             return True  # answered by another worker, or a person has the conversation: covered by the handoff
+        log.info("worker.burst_due", streamId=stream, covers=[m.seq for m in todo], applied=applied_up_to(states),
+                 seen=burst.inbound_seen)
         draft = await self._replier.draft_burst(todo, states, info)
         if self._open.get(stream) is not burst:
             return False  # revoked during the model call: another worker answers
