@@ -146,8 +146,9 @@ async def test_a_message_during_the_model_call_is_answered_with_the_burst(stack:
     held.clear()
     try:
         async with Visitor(stack) as v:
-            await v.say("HOLD vreau o programare")
-            while not any("HOLD vreau" in json.dumps(r["body"]) for r in model.behaviour.requests):
+            first = f"HOLD {v.user_id[-8:]} vreau o programare"  # this run's own: repeated runs share the model
+            await v.say(first)
+            while not any(first in json.dumps(r["body"]) for r in model.behaviour.requests):
                 await asyncio.sleep(0.1)  # the model is drafting
             await v.say("pentru maine")
             await _until(stack, v.user_id, _inbounds(2))
@@ -157,9 +158,9 @@ async def test_a_message_during_the_model_call_is_answered_with_the_burst(stack:
     finally:
         held.set()
     replies = _covered_once(await _log(stack, v.user_id))
-    asked = [r["body"]["messages"][-1]["content"] for r in model.behaviour.requests if "HOLD vreau" in json.dumps(r["body"])]
+    asked = [r["body"]["messages"][-1]["content"] for r in model.behaviour.requests if first in json.dumps(r["body"])]
     if len(replies) == 1:  # the worker took the second message during the call: the draft was dropped, the model asked again
-        assert frame["covers"] == v.sent and asked[-1] == "HOLD vreau o programare\npentru maine"
+        assert frame["covers"] == v.sent and asked[-1] == f"{first}\npentru maine"
         assert replies[0].payload.droppedUsage.completionTokens > 0
     else:  # it came too late for that draft (past replyWithinMs, or not yet taken): a reply of its own
         assert [r.payload.covers for r in replies] == [[v.sent[0]], [v.sent[1]]] and frame["covers"] == [v.sent[0]]
