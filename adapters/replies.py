@@ -26,6 +26,7 @@ def reply_frame(reply: Event) -> dict[str, Any]:
         "type": "reply",
         "text": payload.content,
         "inReplyTo": getattr(payload, "inReplyTo", None),
+        "covers": list(getattr(payload, "covers", None) or []),  # the clientMessageIds a (burst's) reply answers
         "sessionId": payload.sessionId,
         "eventId": reply.eventId,
         "author": "human" if reply.type == "OwnerReplied" else "ai",

@@ -142,6 +142,12 @@ class ReplyGeneratedPayload(_Payload):
     versions: dict[str, str] = Field(default_factory=dict, description=(
         "v2: the versions of businessInfo, systemInstructions and rag the prompt was built from"))
     send: OutboundSend | None = _send_field()
+    coversUpToSeq: int = Field(0, ge=0, description=(
+        "v3: the seq of the last inbound this reply covers (from inReplyTo's on); 0: inReplyTo alone (upcast from v2)"))
+    covers: list[str] = Field(default_factory=list, description=(
+        "v3: the channel's own ids (externalId; the widget's clientMessageId) of the inbounds covered, in order"))
+    droppedUsage: Usage = Field(default_factory=Usage, description=(
+        "v3: the tokens of drafts dropped because the customer wrote again while the model was asked (paid for)"))
 
 
 class ReplyDeliveredPayload(_Payload):
@@ -458,7 +464,7 @@ class MessageReceived(_Envelope):
 
 class ReplyGenerated(_Envelope):
     type: Literal["ReplyGenerated"] = "ReplyGenerated"
-    schemaVersion: Literal[2] = 2  # type: ignore[assignment]  # v2 added promptHash and versions
+    schemaVersion: Literal[3] = 3  # type: ignore[assignment]  # v2 added promptHash and versions, v3 what a burst covers
     payload: ReplyGeneratedPayload
 
 
@@ -703,6 +709,7 @@ _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 # (type, schemaVersion) -> function upcasting a raw dict of that version to the next one.
 UPCASTERS: dict[tuple[str, int], Any] = {
     ("ReplyGenerated", 1): lambda raw: raw | {"schemaVersion": 2},  # the new fields' defaults: not recorded
+    ("ReplyGenerated", 2): lambda raw: raw | {"schemaVersion": 3},  # covers inReplyTo alone (coversUpToSeq 0)
     ("MessageReceived", 1): lambda raw: raw | {"schemaVersion": 2},  # a v1 message is text: kind's default
     ("MessageReceived", 2): lambda raw: raw | {"schemaVersion": 3},  # v3 only added kinds
     ("HandoffRequested", 1): lambda raw: raw | {"schemaVersion": 2},  # v1's `by` values are all v2's

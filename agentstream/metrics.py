@@ -20,6 +20,7 @@ REPLY_LATENCY = Histogram(
     "agentstream_reply_latency_seconds", "Inbound event time to reply appended",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+DRAFTS_DROPPED = Counter("agentstream_drafts_dropped_total", "Model drafts dropped: the customer wrote again during the call")
 MODEL_ERRORS = Counter("agentstream_model_errors_total", "Model calls that failed", ["kind"])
 DELIVERIES = Counter("agentstream_deliveries_total", "Reply deliveries", ["channel", "outcome"])
 DLQ_EVENTS = Counter("agentstream_dlq_events_total", "Events sent to the dead-letter topic", ["stage"])

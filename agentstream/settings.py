@@ -132,6 +132,7 @@ class Settings(_FromEnv):
     topic_dlq: str = Field("agent.dlq.v1", validation_alias="TOPIC_DLQ")
     topic_shadow: str = Field("agent.shadow.v1", validation_alias="TOPIC_SHADOW")  # `agentstream shadow`'s pairs
     topic_handoffs: str = Field("agent.handoffs.v1", validation_alias="TOPIC_HANDOFFS")  # the owner is told, by streamId
+    topic_signals: str = Field("agent.signals.v1", validation_alias="TOPIC_SIGNALS")  # typing and streamed text, short retention
 
     openai_api_key: str | None = Field(None, validation_alias="OPENAI_API_KEY", repr=False)
     openai_base_url: str | None = Field(None, validation_alias="OPENAI_BASE_URL")
@@ -153,6 +154,7 @@ class Settings(_FromEnv):
     widget_token_ttl_s: int = Field(24 * 3600, ge=60, validation_alias="WIDGET_TOKEN_TTL")
 
     session_idle_minutes: int = Field(60, ge=1, validation_alias="SESSION_IDLE_MINUTES")
+    reply_after_quiet_ms: int | None = Field(None, ge=0, validation_alias="REPLY_AFTER_QUIET_MS")  # for businesses that set none
     session_timer_every_s: float = Field(60.0, ge=0, validation_alias="SESSION_TIMER_EVERY")  # 0: this worker runs none
     reminder_timer_every_s: float = Field(60.0, ge=0, validation_alias="REMINDER_TIMER_EVERY")  # 0: this worker runs none
     clock_file: str | None = Field(None, validation_alias="CLOCK_FILE")  # tests: the time the timers read (ISO UTC in a file)

@@ -20,6 +20,7 @@ import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from agentstream.adapters.kafka import client as kafka
+from agentstream.adapters.signals import Signals, relay_signals, show_typing
 from agentstream.adapters.dynamo.business import BusinessDirectory
 from agentstream.adapters.channels.gmail import BASE_URL as GMAIL_BASE_URL, GmailClient
 from agentstream.adapters.channels.gmail_auth import GmailAuth
@@ -59,7 +60,7 @@ from agentstream.streams.appointment_requests import AppointmentAnswers, Appoint
 from agentstream.streams.fact_extraction import make_fact_extractor
 from agentstream.streams.handoff_notify import make_handoff_notifier
 from agentstream.streams.keyed import KeyedExecutor
-from agentstream.streams.outbound import external_sender
+from agentstream.streams.outbound import external_sender, typing_sender
 from agentstream.streams.reconcile import Reconciler, reconcile, reconcile_window
 from agentstream.streams.status import Watched, collect, export_lag
 from agentstream.streams.stopping import UPGRADE_EXIT_CODE, UpgradeNeeded, wait_or_stop
@@ -187,10 +188,14 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             await (await producer.send(settings.topic_replies, key=reply.streamId.encode(), value=kafka.dumps(reply.to_json_dict()),
                                        headers=[kafka.FIRST_PUBLICATION] if first else None))
 
+        async def send_signal(key: bytes, value: bytes) -> None:
+            await producer.send(settings.topic_signals, key=key, value=value)  # not awaiting the broker: a lost signal is harmless
+
         notify_owner = await handoff_notifier(stack, settings, ddb, producer)  # agent.handoffs.v1 and the webhook
         processor = ConversationProcessor(
             store, ProjectionStore(hot, settings.tables), directory, responder, publish_reply,
             default_idle_minutes=settings.session_idle_minutes, prompt_budget_chars=settings.prompt_budget_chars,
+            default_quiet_ms=settings.reply_after_quiet_ms, signals=Signals(send_signal),
             after_reply=chained(AppointmentAnswers(Bookings(store, directory, BookingsTable(hot, settings.tables))),
                                 AppointmentRequester(store, notify_owner), make_fact_extractor(settings, store, responder, meter)),
             on_handoff=notify_owner,
@@ -329,6 +334,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event, port: int | None 
         consumer = await _latest_replies_consumer(stack, settings)  # positioned before the first socket opens
         producer = await _started_producer(stack, settings)
         sockets = socket_runner(consumer, SocketDelivery(d.store, d.hub, d.heads), Dlq(producer, settings.topic_dlq))
+        signals = await _latest_replies_consumer(stack, settings, settings.topic_signals)  # typing and streamed text
         d.analytics = analytics_consumer(settings, d.ddb)
         server = uvicorn.Server(uvicorn.Config(
             create_app(d), host=settings.gateway_host, port=settings.gateway_port if port is None else port,
@@ -342,6 +348,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event, port: int | None 
         stop_on_error(serving, stop)
         tasks = [serving, delivering, analysing,
                  asyncio.create_task(export_lag(kafka_clients(settings), watched(settings), stop)),
+                 asyncio.create_task(relay_signals(signals, d.hub, stop)),
                  asyncio.create_task(run_watch_renewal(gmail_watch_renewer(d, f"gateway-{uuid.uuid4().hex[:8]}"), stop))]
         await stop.wait()
         server.should_exit = True
@@ -364,17 +371,18 @@ async def serve(server: uvicorn.Server) -> None:
         raise CannotListen(f"cannot listen on {server.config.host}:{server.config.port}") from None
 
 
-async def _latest_replies_consumer(stack: AsyncExitStack, settings: Settings) -> AIOKafkaConsumer:
-    """Every partition of `agent.replies.v1` from its end, no group: each gateway sees every
-    reply published after it started (earlier ones reach a socket from the log on connect)."""
+async def _latest_replies_consumer(stack: AsyncExitStack, settings: Settings, topic: str | None = None) -> AIOKafkaConsumer:
+    """Every partition of `agent.replies.v1` (or `topic`) from its end, no group: each gateway
+    sees every reply published after it started (earlier ones reach a socket from the log on connect)."""
+    topic = topic or settings.topic_replies
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None,
                                 enable_auto_commit=False, auto_offset_reset="latest")
     await consumer.start()
     stack.push_async_callback(consumer.stop)
-    numbers = (await kafka.partitions_of(settings.kafka_bootstrap_servers, [settings.topic_replies])).get(settings.topic_replies)
+    numbers = (await kafka.partitions_of(settings.kafka_bootstrap_servers, [topic])).get(topic)
     if not numbers:
-        raise kafka.TopicMissing(f"topic {settings.topic_replies} does not exist: run `agentstream setup`")
-    partitions = [TopicPartition(settings.topic_replies, p) for p in numbers]
+        raise kafka.TopicMissing(f"topic {topic} does not exist: run `agentstream setup`")
+    partitions = [TopicPartition(topic, p) for p in numbers]
     consumer.assign(partitions)
     await consumer.seek_to_end(*partitions)
     for tp in partitions:
@@ -400,8 +408,12 @@ async def run_delivery(settings: Settings, stop: asyncio.Event) -> None:
         await consumer.start()
         stack.push_async_callback(consumer.stop)
         log.info("delivery.started", topic=settings.topic_replies, group=settings.delivery_group)
+        typing = await _latest_replies_consumer(stack, settings, settings.topic_signals)  # vendor typing, from now on
+        showing = asyncio.create_task(show_typing(typing, typing_sender(channel_deps, settings), stop))
         task = asyncio.create_task(runner.run(stop))
         await asyncio.gather(task, return_exceptions=True)
+        showing.cancel()
+        await asyncio.gather(showing, return_exceptions=True)
         log.info("delivery.stopped")
     _exit_if_died("delivery", task)
 

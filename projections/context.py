@@ -41,12 +41,14 @@ class ReplyContext:
     inbound_event_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     facts: list[dict[str, Any]] = field(default_factory=list)  # current_facts() at the message's time
+    burst_event_ids: tuple[str, ...] = ()  # the earlier messages of a burst: in `message`, not among the turns
 
     def earlier_turns(self) -> list[dict[str, Any]]:
         """The session's last messages before the current one (at most 4), oldest first."""
         turns = list((self.memory.get("sessionContext") or {}).get("lastMessages") or [])
         if self.inbound_event_id:
-            turns = [t for t in turns if t.get("eventId") != self.inbound_event_id]
+            current = {self.inbound_event_id, *self.burst_event_ids}
+            turns = [t for t in turns if t.get("eventId") not in current]
         elif turns and turns[-1].get("role") == "user" and turns[-1].get("content") == self.message[:CONTENT_LIMIT]:
             turns = turns[:-1]
         return turns[-LAST_MESSAGES:]

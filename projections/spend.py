@@ -108,8 +108,11 @@ def usage_of(event: Event) -> tuple[str, int, int] | None:
     """(model, prompt tokens, completion tokens) of an event that records a model call, else None."""
     if isinstance(event, (ReplyGenerated, FactsExtracted)):
         usage = event.payload.usage
-        if usage.promptTokens or usage.completionTokens:
-            return event.payload.model, usage.promptTokens, usage.completionTokens
+        prompt, completion = usage.promptTokens, usage.completionTokens
+        if isinstance(event, ReplyGenerated):  # drafts dropped for a longer burst were paid for too
+            prompt, completion = prompt + event.payload.droppedUsage.promptTokens, completion + event.payload.droppedUsage.completionTokens
+        if prompt or completion:
+            return event.payload.model, prompt, completion
     return None
 
 

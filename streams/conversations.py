@@ -24,12 +24,14 @@ from collections.abc import Sequence
 
 from agentstream import metrics
 from agentstream.adapters.llm import Responder
+from agentstream.adapters.signals import Signals
 from agentstream.events import Event, MessageReceived, SkipRevoked, UnknownSchemaVersion
 from agentstream.projections.base import FoldConfig, Projection, Put, position
 from agentstream.projections.conversation import handed_off
 from agentstream.projections.kinds import needs_reply
 from agentstream.registry import PROJECTIONS
 from agentstream.streams.batch import MAX_WRITES, Batch, BatchWriter, Folding
+from agentstream.streams.burst_keeper import BurstKeeper
 from agentstream.streams.clock import SYSTEM_CLOCK
 from agentstream.streams.dead_letters import EventFailed
 from agentstream.streams.gaps import GapFiller
@@ -67,31 +69,40 @@ class ConversationProcessor:
         clock: Clock = SYSTEM_CLOCK,
         media_wait: MediaWait | None = None,
         spend: SpendMeter | None = None,
+        default_quiet_ms: int | None = 0,
+        signals: Signals | None = None,
     ) -> None:
         """Assembles the parts. `after_reply` is called with each inbound this processor has just
         answered with a new reply, once the projections are written (optional fact extraction);
         it must not raise. `on_handoff` is called with each HandoffRequested that hands a
         conversation to a person when this processor folds it (at least once: a refold may call
-        it again). `spend`: the budget check before each model call and the spend each reply adds."""
+        it again). `spend`: the budget check before each model call and the spend each reply adds. `default_quiet_ms`: the burst window of businesses that set none
+        (0: a reply per message; None: the channels' defaults, as the worker process has unless told)."""
         self._gaps = GapFiller(store)
         self._states = StateCache(store, projections, registry, self._gaps, cache_size)
         self._folding = Folding(registry, directory, default_idle_minutes)
         self._replier = Replier(store, directory, responder, publish_reply, on_handoff, prompt_budget_chars,
-                                cache_size, clock, media_wait, spend)
+                                cache_size, clock, media_wait, spend, signals)
         self._writer = BatchWriter(store, projections, self._replier, self._states, self._folding)
         self._unskipper = Unskipper(store, projections, self._folding, self._replier, self._states, self._answers,
                                     after_reply)
         self._after_reply = after_reply
+        self.bursts = BurstKeeper(store, self._states, self._folding, self._replier, after_reply, default_quiet_ms, clock)
 
     def partitions_revoked(self) -> None:
         """Another worker may answer this one's conversations from now on: what it read of their
         logs no longer tells it which inbounds are unanswered (see `GapFiller.unanswered`)."""
         self._gaps.revoked()
+        for stream in self.bursts.revoked():  # read again from the committed offsets: the log says what is open
+            self._states.drop(stream)
 
-    def saw(self, stream: str, seq: int) -> None:
+    def saw(self, stream: str, seq: int, kind: str | None = None) -> None:
         """The consumer holds the conversation's event `seq` (maybe queued behind the one being
-        answered): a reply appended meanwhile reads the head first instead of guessing it stale."""
+        answered): a reply appended meanwhile reads the head first instead of guessing it stale,
+        and a burst's draft is asked again if it is a message."""
         self._replier.saw(stream, seq)
+        if kind == "MessageReceived":
+            self.bursts.saw_inbound(stream, seq)
 
     def applied(self, stream: str, seq: int) -> bool:
         """Whether every projection of a cached conversation has applied its event `seq`. Never
@@ -116,6 +127,7 @@ class ConversationProcessor:
             if not cached:  # read again after a restart or a rebalance: the stream's next ones are too
                 self._states.remember(event.streamId, states)
                 self._gaps.unchecked(event.streamId)
+                await self._recover_burst(event, states)
             if isinstance(event, MessageReceived) and low == event.seq + 1:
                 await self._replier.publish_again(event)
             return
@@ -159,6 +171,12 @@ class ConversationProcessor:
         states, puts = self._folding.fold_into(batch, states, event, config)
         await self._replier.handoff_effects(event, states, puts)
         if self._answers(event, states, puts, config):
+            window = self.bursts.window(info, event.channel)
+            if window.waits or self.bursts.is_open(event.streamId):
+                if not self.bursts.is_open(event.streamId):
+                    await self._replier.typing(event)
+                self.bursts.add(event, window)  # answered with the rest of its burst (its record held)
+                return states
             reply, new = await self._replier.reply(event, states, info, unanswered=self._gaps.unanswered(event), batch=batch)
             if new:
                 batch.answered.append((event, info))
@@ -167,6 +185,19 @@ class ConversationProcessor:
         if REPLIES_FOLLOW in puts and needs_reply(event):
             await self._replier.opt_change_of(event)  # type: ignore[arg-type]
         return states
+
+    async def _recover_burst(self, event: Event, states: States) -> None:
+        """A conversation read again from an uncommitted offset: the inbounds from `event` on
+        that no reply in the log covers form its open burst (held by this record)."""
+        if self.bursts.is_open(event.streamId):
+            return
+        todo = await self.bursts.unanswered(event, states)
+        if not todo:
+            return
+        info, config = await self._folding.settings(event.businessId)
+        window = self.bursts.window(info, todo[-1].channel)
+        if window.waits and not handed_off(states[REPLIES_FOLLOW], todo[-1], config):
+            self.bursts.recover(todo, window)
 
     @staticmethod
     def _answers(event: Event, states: States, puts: dict[str, list[Put]], config: FoldConfig) -> bool:

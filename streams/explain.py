@@ -21,9 +21,10 @@ from agentstream.events import Event, MessageReceived, ReplyGenerated, iso
 from agentstream.projections.base import Projection, fold_events
 from agentstream.projections.skips import without_skipped
 from agentstream.projections.context import ReplyContext, build_prompt
-from agentstream.projections.kinds import no_reply_reason
+from agentstream.projections.kinds import needs_reply, no_reply_reason
 from agentstream.projections.media_notes import MediaOutcome, outcome_of, read_files
 from agentstream.registry import PROJECTIONS
+from agentstream.streams.bursts import covered_by, covers, first_seqs
 from agentstream.streams.ports import StoreConfig
 from agentstream.streams.booking_context import recorded_free_slots
 from agentstream.streams.reply_policy import fold_config, prompt_hash, reply_context, reply_key
@@ -42,6 +43,7 @@ class Explanation:
     prompt_hash: str
     versions: dict[str, str]  # the business data's versions in force at the inbound's time
     notes: list[str] = field(default_factory=list)
+    covered: list[MessageReceived] = field(default_factory=list)  # the inbounds the reply covers (a burst: several)
 
     @property
     def reproduced(self) -> bool:
@@ -73,6 +75,8 @@ class Explanation:
                                                      "content": self.reply.payload.content, "model": self.reply.payload.model,
                                                      "promptHash": self.reply.payload.promptHash,
                                                      "versions": self.reply.payload.versions},
+            "covers": [{"eventId": m.eventId, "seq": m.seq, "content": m.payload.content,
+                        "externalId": m.payload.externalId} for m in self.covered or [self.inbound]],
             "reproduced": self.reproduced,
             "promptHash": self.prompt_hash,
             "differences": self.differences(),
@@ -112,7 +116,8 @@ class Explainer:
         if event is None or (business_id is not None and event.businessId != business_id):
             raise NotExplainable(f"no event {event_id!r} in the log")
         inbound, reply = await self._pair(event)
-        events, media = await self._as_folded(inbound, reply)
+        burst = await self._covered(inbound, reply)
+        events, media = await self._as_folded(burst[-1], reply)
         notes: list[str] = []
         used = reply.payload.versions if reply else {}
         d, b = self._directory, inbound.businessId
@@ -127,11 +132,17 @@ class Explainer:
         config = fold_config(info, self._settings.session_idle_minutes)
         states = {p.name: fold_events(p, events, config, inbound.businessId, inbound.userId)[0] for p in self._registry}
         images = bool(getattr(getattr(self._settings, "media", None), "model_accepts_images", False))
-        ctx = await recorded_free_slots(self._store, reply_context(inbound, states, info, instructions or "", rag or [], media, images),
-                                        inbound)
+        ctx = reply_context(burst[-1], states, info, instructions or "", rag or [], media, images, burst if len(burst) > 1 else ())
+        ctx = await recorded_free_slots(self._store, ctx, burst[-1])
         prompt = build_prompt(ctx, self._settings.prompt_budget_chars)
         versions = {"businessInfo": info_version, "systemInstructions": instructions_version, "rag": rag_version}
-        return Explanation(inbound, reply, ctx, prompt, prompt_hash(prompt), versions, notes)
+        return Explanation(inbound, reply, ctx, prompt, prompt_hash(prompt), versions, notes, burst)
+
+    async def _covered(self, inbound: MessageReceived, reply: ReplyGenerated | None) -> list[MessageReceived]:
+        """The inbounds `reply` covers (its burst, from the log), `inbound` alone without a reply."""
+        if reply is None or reply.payload.coversUpToSeq <= inbound.seq:
+            return [inbound]
+        return covered_by(reply, await self._store.read(reply.streamId, limit=reply.seq), needs_reply) or [inbound]
 
     async def _as_folded(self, inbound: MessageReceived, reply: ReplyGenerated | None) -> tuple[list[Event], MediaOutcome | None]:
         """The conversation up to the inbound without the events skipped when the reply was made
@@ -145,7 +156,12 @@ class Explainer:
         """The inbound message and its reply, from either of them."""
         if isinstance(event, MessageReceived):
             reply = await self._store.find(event.businessId, reply_key(event.eventId))
-            return event, reply if isinstance(reply, ReplyGenerated) else None
+            if isinstance(reply, ReplyGenerated):
+                return event, reply
+            later = await self._store.read(event.streamId, after_seq=event.seq)  # a later message's burst may cover it
+            firsts = first_seqs([event, *later])
+            burst_reply = next((e for e in later if isinstance(e, ReplyGenerated) and covers(e, event, firsts[e.eventId])), None)
+            return (await self._pair(burst_reply)) if burst_reply else (event, None)
         if isinstance(event, ReplyGenerated):
             for earlier in await self._store.read(event.streamId, limit=event.seq):
                 if earlier.eventId == event.payload.inReplyTo and isinstance(earlier, MessageReceived):

@@ -27,6 +27,7 @@ from agentstream.events import Event, MessageReceived, ReplyGenerated, iso
 from agentstream.projections.base import FoldConfig, Projection, Put, fold_events, state_version
 from agentstream.projections.kinds import no_reply_reason
 from agentstream.registry import PROJECTIONS
+from agentstream.streams.bursts import covered_twice
 from agentstream.streams.ports import StoreConfig
 from agentstream.streams.reply_policy import fold_config
 from agentstream.streams.slot_rebuild import rebuild_slots
@@ -142,7 +143,7 @@ class Replayer:
             if p.name == "appointments":
                 self._appointments.setdefault(business_id, []).extend((state.get("appointments") or {}).values())
         if verify:
-            return len(events), unwanted_replies(events) + await self._compare(writes)
+            return len(events), unwanted_replies(events) + covered_twice(events) + await self._compare(writes)
         if self._batch:
             for _, put in writes:
                 self._batch.add(getattr(self._settings.tables, put.table), [put.item])

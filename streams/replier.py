@@ -4,7 +4,7 @@ and what folding a handoff or an outbound message sets off."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import structlog
@@ -13,7 +13,8 @@ from agentstream import idempotency as keys
 from agentstream import metrics
 from agentstream.adapters.dynamo.event_store import event_from_item
 from agentstream.adapters.llm import Answer, Responder
-from agentstream.events import OUTBOUND_TYPES, Event, HandoffRequested, MessageReceived, derive_id, new_event
+from agentstream.adapters.signals import Signals
+from agentstream.events import OUTBOUND_TYPES, Event, HandoffRequested, MessageReceived, derive_id, new_event, reply_event_id
 from agentstream.projections import optout
 from agentstream.projections.reminders import reminder_stands
 from agentstream.projections.base import Put
@@ -52,8 +53,9 @@ class Replier:
     def __init__(self, store: EventLog, directory: Directory, responder: Responder, publish: PublishReply,
                  on_handoff: OnHandoff | None = None, prompt_budget_chars: int = 12_000, memory: int = 20_000,
                  clock: Clock = SYSTEM_CLOCK, media_wait: MediaWait | None = None,
-                 spend: SpendMeter | None = None) -> None:
-        """`spend`: the budget check before each model call and the spend each reply adds (none: no ceiling)."""
+                 spend: SpendMeter | None = None, signals: Signals | None = None) -> None:
+        """`spend`: the budget check before each model call and the spend each reply adds (none: no
+        ceiling); `signals`: typing and the reply's pieces as the model writes them (none: not shown)."""
         self._store = store
         self._media_wait = media_wait
         self.spend = spend
@@ -64,6 +66,7 @@ class Replier:
         self._budget = prompt_budget_chars
         self._memory = memory
         self._clock = clock
+        self.signals = signals  # typing and the reply's text as it is written (agent.signals.v1)
         self._seen: OrderedDict[str, int] = OrderedDict()  # per stream: the highest seq the consumer has
         self._unsent: OrderedDict[str, Event] = OrderedDict()  # per inbound: a reply whose one-transaction write failed
 
@@ -183,20 +186,41 @@ class Replier:
         await self._store.append(draft, external_id=keys.opt_change(inbound.eventId))
 
     async def _draft(self, inbound: MessageReceived, states: States, info: dict[str, Any],
-                     media: MediaOutcome | None = None) -> Event:
-        """The model's reply to `inbound` as an event, not yet in the log."""
-        ctx = await self._context(inbound, states, info, media)
+                     media: MediaOutcome | None = None, burst: Sequence[MessageReceived] = ()) -> Event:
+        """The model's reply to `inbound` (the last of `burst`, if given) as an event, not yet in the log."""
+        ctx = await self._context(inbound, states, info, media, burst)
         sent = build_prompt(ctx, self._budget)
-        answer = await self._answer(ctx, inbound, info)
-        return reply_draft(inbound, states, answer, sent, self._versions(inbound, info), self._clock.now())
+        on_piece = None
+        if self.signals is not None:
+            signals, reply_id = self.signals, reply_event_id((list(burst) or [inbound])[0].eventId)
+            await signals.typing(inbound)
 
-    async def _answer(self, ctx: ReplyContext, inbound: MessageReceived, info: dict[str, Any]) -> Answer:
-        """The model's answer, or, to a customer asking for a person (or of a business whose
-        model budget is spent), that one will answer."""
+            async def on_piece(text: str) -> None:
+                await signals.delta(inbound, reply_id, text)
+        answer = await self._answer(ctx, inbound, info, on_piece)
+        return reply_draft(inbound, states, answer, sent, self._versions(inbound, info), self._clock.now(), burst)
+
+    async def draft_burst(self, burst: Sequence[MessageReceived], states: States, info: dict[str, Any]) -> Event:
+        """The model's one reply to a burst of inbounds (states just after the last), not yet in the log."""
+        return await self._draft(burst[-1], states, info, burst=burst)
+
+    async def hand_off_if_asked(self, inbound: MessageReceived, reply: Event) -> None:
+        await self._hand_off_if_asked(inbound, reply)
+
+    async def typing(self, inbound: MessageReceived) -> None:
+        """Show the customer that a reply is being prepared (a burst waiting for quiet)."""
+        if self.signals is not None:
+            await self.signals.typing(inbound)
+
+    async def _answer(self, ctx: ReplyContext, inbound: MessageReceived, info: dict[str, Any], on_piece: Any = None) -> Answer:
+        """The model's answer (its pieces to `on_piece` as they come), or, to a customer asking for
+        a person (or of a business whose model budget is spent), that one will answer."""
         canned = canned_answer(ctx)
         if canned is None and self.spend is not None:
             canned = await self.spend.gate(inbound, info, ctx.language, self._clock.now())
-        return canned or await self.responder.answer(ctx)
+        if canned is not None:
+            return canned
+        return await (self.responder.answer(ctx, on_piece=on_piece) if on_piece else self.responder.answer(ctx))
 
     async def _logged_reply(self, inbound: MessageReceived) -> tuple[Event | None, int | None]:
         """The inbound's reply if the log has it; else None and the stream's head (None: not read).
@@ -214,12 +238,12 @@ class Replier:
         return await self._store.find(inbound.businessId, reply_key(inbound.eventId)), None
 
     async def _context(self, inbound: MessageReceived, states: States, info: dict[str, Any],
-                       media: MediaOutcome | None = None) -> ReplyContext:
+                       media: MediaOutcome | None = None, burst: Sequence[MessageReceived] = ()) -> ReplyContext:
         business_type = str(info.get("businessType", "general"))
         instructions = await self._directory.system_instructions(business_type)
         rag = await self._directory.rag_entries(inbound.businessId)
         images = self._media_wait is not None and self._media_wait.images_as_input
-        ctx = reply_context(inbound, states, info, instructions, rag, media, images)
+        ctx = reply_context(inbound, states, info, instructions, rag, media, images, burst)
         return await with_free_slots(self._store, ctx, inbound, info, self._clock.now())
 
     def _versions(self, inbound: MessageReceived, info: dict[str, Any]) -> dict[str, str]:

@@ -6,6 +6,7 @@ each rebuilds a reply exactly as the worker made it. No I/O here.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +28,7 @@ from agentstream.projections.media_notes import MediaOutcome, canned_media_reply
 from agentstream.projections.timecontext import time_context
 from agentstream.projections.topics import detect_language
 from agentstream.projections.spend import BUDGET_MODEL
+from agentstream.streams.bursts import burst_text
 
 HANDOFF_MODEL = "handoff"  # the model of the reply that tells a customer who asked for a person that one will answer
 MEDIA_NOTICE_MODEL = "media-notice"  # the model of the reply that asks a customer to write instead of sending a file
@@ -75,11 +77,13 @@ def canned_answer(ctx: ReplyContext) -> Answer | None:
 
 
 def reply_context(inbound: MessageReceived, states: States, info: dict[str, Any], instructions: str,
-                  rag: list[dict[str, Any]], media: MediaOutcome | None = None, images_as_input: bool = False) -> ReplyContext:
+                  rag: list[dict[str, Any]], media: MediaOutcome | None = None, images_as_input: bool = False,
+                  burst: Sequence[MessageReceived] = ()) -> ReplyContext:
     """The context of the reply to `inbound`, from the projections' states just after it and, for
     a message with files, the media events logged before the reply (pure: `explain` rebuilds it
-    from the log)."""
-    text = inbound.payload.content
+    from the log). With `burst` (its messages, `inbound` the last), the customer's latest turn is
+    the whole burst."""
+    text = burst_text(burst) if len(burst) > 1 else inbound.payload.content
     facts = states.get("facts")
     language = detect_language(text) if text.strip() else str(info.get("language", "en"))
     extra: dict[str, Any] = {}
@@ -107,6 +111,7 @@ def reply_context(inbound: MessageReceived, states: States, info: dict[str, Any]
         facts=current_facts(facts, inbound.occurredAt) if facts else [],
         extra={**extra, APPOINTMENTS: appointments_at(states.get("appointments"), inbound.occurredAt),
                CLOSED_DAYS: closed_days_ahead(info, inbound.occurredAt, str(info.get("timezone", "UTC")))},
+        burst_event_ids=tuple(m.eventId for m in burst if m.eventId != inbound.eventId),
     )
 
 
@@ -116,21 +121,26 @@ def prompt_hash(prompt: list[dict[str, str]]) -> str:
 
 
 def reply_draft(inbound: MessageReceived, states: States, answer: Answer, prompt: list[dict[str, str]],
-                versions: dict[str, str], at: datetime) -> Event:
-    """The reply to `inbound` as an event, not yet in the log: the answer, where it goes, and
-    what it was made from (the prompt's hash, the business data's versions)."""
+                versions: dict[str, str], at: datetime, burst: Sequence[MessageReceived] = ()) -> Event:
+    """The reply to `inbound` (or to the `burst` it is the last of) as an event, not yet in the
+    log: the answer, where it goes, what it covers (its id is the first inbound's) and what it
+    was made from (the prompt's hash, the business data's versions)."""
     session = active_session(states[REPLIES_FOLLOW]) or {}
+    covered = list(burst) or [inbound]
+    first = covered[0]
     return new_event(
         "ReplyGenerated",
         occurred_at=at,
-        event_id=reply_event_id(inbound.eventId),
+        event_id=reply_event_id(first.eventId),
         business_id=inbound.businessId,
         user_id=inbound.userId,
         location_id=inbound.locationId,
         channel=inbound.channel,
         payload={
             "content": answer.content,
-            "inReplyTo": inbound.eventId,
+            "inReplyTo": first.eventId,
+            "coversUpToSeq": covered[-1].seq,
+            "covers": [m.payload.externalId or m.eventId for m in covered],
             "sessionId": session.get("sessionId", ""),
             "model": answer.model,
             "latencyMs": answer.latency_ms,

@@ -97,7 +97,7 @@ def applied_before(processor: ConversationProcessor, key: bytes, headers: Any) -
     if known is None:
         return False
     stream = key.decode("utf-8", "replace")
-    processor.saw(stream, known[0])
+    processor.saw(stream, known[0], known[1])
     if known[1] == "SkipRevoked" or not processor.applied(stream, known[0]):
         return False
     metrics.WORKER_EVENTS.labels(type=known[1], outcome="duplicate").inc()
@@ -128,6 +128,7 @@ def build_app(settings: WorkerConfig, processor: ConversationProcessor, dlq: Dlq
     `positions` learns which records are done."""
     app = faust_app(settings)
     topic = events_topic(app, settings)
+    processor.bursts.bind(executor.submit)  # a burst's reply job runs in order with its conversation's events
 
     @app.on_partitions_revoked.connect
     async def forget_reads(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
@@ -160,6 +161,10 @@ def build_app(settings: WorkerConfig, processor: ConversationProcessor, dlq: Dlq
                     return  # never acked: its offset is not committed, the upgraded worker reads it
                 finally:
                     metrics.WORKER_INFLIGHT.set(executor.inflight - 1)
+                stream = (key or b"").decode("utf-8", "replace")
+                if processor.bursts.take_hold(stream):  # acked once the reply covering its burst is in the log
+                    processor.bursts.hold(stream, lambda: ack(record))
+                    return
                 ack(record)
 
             await executor.submit((key or b"").decode("utf-8", "replace"), job)

@@ -19,7 +19,7 @@ from tests.services import Endpoints, start
 os.environ["AGENTSTREAM_ENV_FILE"] = "none"
 os.environ.setdefault("LOG_FORMAT", "console")
 
-BROWSER_MODULES = {"test_browser.py", "test_inbox_browser.py"}  # headless Chromium through Playwright
+BROWSER_MODULES = {"test_browser.py", "test_inbox_browser.py", "test_bursts_browser.py"}  # headless Chromium through Playwright
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
@@ -102,12 +102,14 @@ def isolated_env(endpoints: Endpoints, **extra: str) -> dict[str, str]:
         "TOPIC_EVENTS": f"t{tag}.events", "TOPIC_REPLIES": f"t{tag}.replies", "TOPIC_DLQ": f"t{tag}.dlq",
         "TOPIC_SHADOW": f"t{tag}.shadow",
         "TOPIC_HANDOFFS": f"t{tag}.handoffs",
+        "TOPIC_SIGNALS": f"t{tag}.signals",
         "KAFKA_PARTITIONS": "3",
         "WORKER_GROUP": f"worker-{tag}", "DELIVERY_GROUP": f"delivery-{tag}", "ANALYTICS_GROUP": f"analytics-{tag}",
         "MEDIA_GROUP": f"media-{tag}", "MEDIA_BUCKET": f"media-{tag}",
         "BRIDGE_IDLE_POLL": "0.05",
         "LOG_LEVEL": "INFO",
         "AGENTSTREAM_ENV_FILE": "none",  # also for a process started with only this environment
+        "REPLY_AFTER_QUIET_MS": "0",  # a reply per message unless a test's business sets a burst window
     }
     for spec in Tables.model_fields.values():
         alias = spec.validation_alias

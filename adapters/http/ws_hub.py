@@ -49,6 +49,15 @@ class SocketHub:
         sent.add(frame.get("eventId"))  # before the await: a concurrent send of it sees it taken
         await ws.send_json(frame)
 
+    async def send_live(self, stream: str, frame: dict[str, Any]) -> None:
+        """Send a signal (typing, streamed text) to the conversation's sockets here, if any: no
+        record of it is kept and a failure is not the hub's concern (the socket's loop closes it)."""
+        for ws in list(self._sockets.get(stream, ())):
+            try:
+                await ws.send_json(frame)
+            except Exception:  # noqa: BLE001 - a lost signal is harmless
+                pass
+
     async def send(self, stream: str, frame: dict[str, Any]) -> bool:
         """Send to every socket of the conversation; True if at least one took it."""
         delivered = False

@@ -83,12 +83,15 @@ async def send_keyed(producer: AIOKafkaProducer, topic: str,
     return acks
 
 
+SIGNALS_RETENTION_MS = str(10 * 60 * 1000)
+
+
 def topics(settings: Settings) -> list[str]:
     """Every topic of the product, the one list: `setup` creates these,
     `status` sizes them, `forget` reports how long each keeps an erased customer's records. A
     new topic is added here."""
     return [settings.topic_events, settings.topic_replies, settings.topic_dlq, settings.topic_shadow,
-            settings.topic_handoffs]
+            settings.topic_handoffs, settings.topic_signals]
 
 
 async def topic_configs(bootstrap: str, names: list[str], keys: tuple[str, ...]) -> dict[str, dict[str, str] | None]:
@@ -122,7 +125,8 @@ async def ensure_topics(settings: Settings, partitions: int | None = None) -> li
         existing = set(await admin.list_topics())
         wanted = [t for t in topics(settings) if t not in existing]
         count = partitions or settings.kafka_partitions
-        new = [NewTopic(t, num_partitions=count, replication_factor=1) for t in wanted]
+        short = {settings.topic_signals: {"retention.ms": SIGNALS_RETENTION_MS}}  # signals matter for seconds
+        new = [NewTopic(t, num_partitions=count, replication_factor=1, topic_configs=short.get(t, {})) for t in wanted]
         if new:
             try:
                 await admin.create_topics(new)

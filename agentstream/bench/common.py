@@ -125,7 +125,8 @@ def isolated_env(base: dict[str, str], **extra: str) -> dict[str, str]:
     tag = "b" + uuid.uuid4().hex[:8]
     env = dict(base) | {
         "TOPIC_EVENTS": f"{tag}.events", "TOPIC_REPLIES": f"{tag}.replies", "TOPIC_DLQ": f"{tag}.dlq",
-        "TOPIC_SHADOW": f"{tag}.shadow",
+        "TOPIC_SHADOW": f"{tag}.shadow", "TOPIC_SIGNALS": f"{tag}.signals",
+        "REPLY_AFTER_QUIET_MS": "0",  # a reply per message: the phases that want bursts say so
         "WORKER_GROUP": f"{tag}-worker", "DELIVERY_GROUP": f"{tag}-delivery",
         "AGENTSTREAM_SECRET_KEY": os.environ.get("AGENTSTREAM_SECRET_KEY") or _fernet(),
         "BRIDGE_IDLE_POLL": "0.02", "LOG_LEVEL": "WARNING",

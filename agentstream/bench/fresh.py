@@ -112,12 +112,13 @@ async def drop_tables(s: Settings) -> None:
 
 
 @contextmanager
-def fresh_stack(base: dict[str, str], service_pids: dict[str, int], model_url: str, logs: Path) -> Iterator[Stack]:
-    """The bridge, worker and gateway (logs in `logs`) on fresh tables and topics; their tables
-    dropped after."""
+def fresh_stack(base: dict[str, str], service_pids: dict[str, int], model_url: str, logs: Path,
+                **extra: str) -> Iterator[Stack]:
+    """The bridge, worker and gateway (logs in `logs`) on fresh tables and topics (`extra`
+    settings on top); their tables dropped after."""
     port, metrics = free_port(), {"bridge": free_port(), "worker": free_port(), "gateway": free_port()}
     env, s, api_keys = fresh_env(base, OPENAI_API_KEY="bench-key", OPENAI_BASE_URL=model_url,
-                       GATEWAY_PORT_HTTP=str(port), KAFKA_PARTITIONS="6")
+                       GATEWAY_PORT_HTTP=str(port), KAFKA_PARTITIONS="6", **extra)
     logs.mkdir(parents=True, exist_ok=True)
     procs = {name: spawn_component(name, env | {"METRICS_PORT": str(metrics.get(name, 0))}, logs) for name in OURS}
     urls = {n: f"http://127.0.0.1:{p}/metrics" for n, p in metrics.items()}

@@ -3,12 +3,15 @@
 
 It answers `POST /v1/chat/completions` like the real API, after a configurable delay (per
 customer, matched on the prompt's text), can fail the next N calls with a status, and
-records every request so tests can check what the worker sent.
+records every request so tests can check what the worker sent. Asked with `stream: true`, it
+sends the answer in `stream_pieces` pieces `piece_delay_s` apart (server-sent events, the
+usage in a last chunk when `stream_options.include_usage` is set), and notes when each went.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import threading
 import time
@@ -19,7 +22,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 from agentstream.local.services import free_port
@@ -36,6 +39,9 @@ class ModelBehaviour:
     malformed_next: int = 0  # the next N calls answer 200 with JSON that is not a completion
     empty_next: int = 0  # the next N completions have empty content
     requests: list[dict[str, Any]] = field(default_factory=list)
+    stream_pieces: int = 3  # a streamed answer comes in this many pieces
+    piece_delay_s: float = 0.0  # between pieces
+    first_tokens: list[float] = field(default_factory=list)  # time.time() each streamed answer's first piece went
 
 
 def _answer(body: dict[str, Any]) -> dict[str, Any]:
@@ -48,6 +54,28 @@ def _answer(body: dict[str, Any]) -> dict[str, Any]:
         "usage": {"prompt_tokens": sum(len(str(m.get("content", ""))) // 4 for m in body.get("messages", [])),
                   "completion_tokens": len(text) // 4, "total_tokens": 0},
     }
+
+
+def _split(text: str, n: int) -> list[str]:
+    size = max(1, -(-len(text) // max(1, n)))
+    return [text[i:i + size] for i in range(0, len(text), size)]
+
+
+async def _pieces(behaviour: ModelBehaviour, body: dict[str, Any]) -> Any:
+    """The answer as chat.completion.chunk events, then the usage (if asked) and [DONE]."""
+    whole = _answer(body)
+    base = {"id": whole["id"], "object": "chat.completion.chunk", "created": whole["created"], "model": whole["model"]}
+    for i, piece in enumerate(_split(whole["choices"][0]["message"]["content"], behaviour.stream_pieces)):
+        if i:
+            await asyncio.sleep(behaviour.piece_delay_s)
+        else:
+            behaviour.first_tokens.append(time.time())
+        delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
+        yield f"data: {json.dumps(base | {'choices': [{'index': 0, 'delta': delta, 'finish_reason': None}]})}\n\n"
+    yield f"data: {json.dumps(base | {'choices': [{'index': 0, 'delta': {}, 'finish_reason': 'stop'}]})}\n\n"
+    if (body.get("stream_options") or {}).get("include_usage"):
+        yield f"data: {json.dumps(base | {'choices': [], 'usage': whole['usage']})}\n\n"
+    yield "data: [DONE]\n\n"
 
 
 def create_app(behaviour: ModelBehaviour) -> Starlette:
@@ -72,6 +100,8 @@ def create_app(behaviour: ModelBehaviour) -> Starlette:
                 await asyncio.sleep(0.02)
         else:
             await asyncio.sleep(behaviour.slow_delay_s if slow else behaviour.delay_s)
+        if body.get("stream"):
+            return StreamingResponse(_pieces(behaviour, body), media_type="text/event-stream")
         return JSONResponse(_answer(body))
 
     return Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])

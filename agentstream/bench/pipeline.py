@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from agentstream import loops
-from agentstream.bench import direct, load
+from agentstream.bench import direct, load, streaming
 from agentstream.bench.capacity import capacity, machine_cpu, others_cores
 from agentstream.bench.common import peak_rss_mb, report, services, summary
 from agentstream.bench.fresh import OURS, Stack, fresh_stack, per_unit
@@ -137,7 +137,8 @@ def run(conversations: int = 200, turns: int = 5, model_ms: int = 500, rate: flo
         probe = _steady(fresh, "probe", probe_rate, probe_seconds)
         carried = capacity(probe["stack_cpu_s"], probe["sent"], *probe["machine"])
         half = _steady(fresh, "half_capacity", round(carried.rate_per_s / 2, 1), half_seconds)
-    return _figures(conversations, turns, model_ms, hol, baseline, ratios, steady, carried.as_dict(), half, logs)
+        streamed = streaming.phases(base, pids, model.base_url, behaviour, logs)
+    return _figures(conversations, turns, model_ms, hol, baseline, ratios, steady, carried.as_dict(), half, logs) | streamed
 
 
 def _figures(conversations: int, turns: int, model_ms: int, hol: dict[str, Any], baseline: dict[str, Any],

@@ -6,6 +6,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from agentstream.adapters.kafka.client import topic_configs
 from agentstream.adapters.bootstrap import setup
 from agentstream.adapters.dynamo.client import dynamodb_client
 from agentstream.adapters.dynamo.projection_store import get_active_session_for_user
@@ -21,7 +22,9 @@ async def test_setup_creates_everything_once(settings: Settings) -> None:
     second, topics_again = await setup(settings, partitions=2)
     assert sorted(first.created) == sorted(settings.tables.model_dump().values())  # every table of the contract
     assert len(first.created) == 19 and set(topics) == {settings.topic_events, settings.topic_replies, settings.topic_dlq,
-                                                 settings.topic_shadow, settings.topic_handoffs}
+                                                 settings.topic_shadow, settings.topic_handoffs, settings.topic_signals}
+    configs = await topic_configs(settings.kafka_bootstrap_servers, [settings.topic_signals], ("retention.ms",))
+    assert int(configs[settings.topic_signals]["retention.ms"]) <= 3_600_000  # signals matter for seconds
     assert not second.changed and topics_again == []
     async with dynamodb_client(settings) as ddb:
         assert await has_index(ddb, settings.tables.sessions, SESSIONS_GSI)

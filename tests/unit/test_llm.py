@@ -86,3 +86,19 @@ async def test_an_empty_answer_is_a_fallback(model: ModelServer) -> None:
     answer = await r.answer(context("Aveți loc mâine?", language="ro"))
     assert answer.fallback and answer.content == FALLBACK["ro"]
     await r.close()
+
+
+async def test_a_streamed_answer_comes_in_pieces_and_keeps_its_usage() -> None:
+    with ModelServer(ModelBehaviour(stream_pieces=4, piece_delay_s=0.05)) as server:
+        r = responder(server)
+        seen: list[str] = []
+
+        async def on_piece(text: str) -> None:
+            seen.append(text)
+
+        answer = await r.answer(context("cand aveti liber?"), on_piece=on_piece)
+        await r.close()
+    assert answer.content == "[model] re: cand aveti liber?" and not answer.fallback
+    assert len(seen) >= 3 and seen[-1] == answer.content and all(b.startswith(a) for a, b in zip(seen, seen[1:]))
+    assert answer.prompt_tokens > 0 and answer.completion_tokens > 0  # the usage chunk was asked for and read
+    assert server.behaviour.requests[0]["body"]["stream_options"] == {"include_usage": True}
