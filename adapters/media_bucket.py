@@ -49,10 +49,16 @@ class MediaBucket:
             return await body.read(), str(found.get("ContentType") or "application/octet-stream")
 
     async def keys(self, prefix: str) -> list[str]:
+        """The keys under `prefix`; none if the bucket was never created (no file was ever kept)."""
         found: list[str] = []
         token: dict[str, str] = {}
         while True:
-            page = await self._s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix, **token)
+            try:
+                page = await self._s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix, **token)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "NoSuchBucket":
+                    return found
+                raise
             found += [o["Key"] for o in page.get("Contents", [])]
             if not page.get("IsTruncated"):
                 return found

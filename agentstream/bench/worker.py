@@ -253,9 +253,11 @@ def run(users: int = 10_000, per_user: int = 10, timeout: float = 3600, rounds: 
     topic; then `rounds` pairs of a resumed worker and a restarted one (`_starts`)."""
     pids: dict[str, int] = {}
     with services(pids) as base, ModelServer(ModelBehaviour(delay_s=0.0)) as model:
-        # no session timer: the backlog's sessions are long idle, and expiring them is not the work measured
+        # no timers: the backlog's sessions are long idle, and expiring them, reminding or releasing
+        # budget handoffs is not the work measured
         env = isolated_env(base, OPENAI_API_KEY="bench-key", OPENAI_BASE_URL=model.base_url,
-                           KAFKA_PARTITIONS=str(PARTITIONS), SESSION_TIMER_EVERY="0")
+                           KAFKA_PARTITIONS=str(PARTITIONS), SESSION_TIMER_EVERY="0", REMINDER_TIMER_EVERY="0",
+                           SPEND_RELEASE_EVERY="0")
         s = settings_for(env)
         loop_s = settings_for(isolated_env(base, TOPIC_EVENTS=s.topic_events))  # the bare loop's own tables
         asyncio.run(setup(s, partitions=PARTITIONS))

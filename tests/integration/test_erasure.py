@@ -115,7 +115,7 @@ async def test_forget_proof_writes_a_signed_receipt_that_check_proof_verifies(wo
         assert plain not in text, f"{plain!r} is in the receipt"
     receipt = json.loads(text)
     owned = {where for p in PROJECTIONS for where in p.owns}
-    assert set(receipt["left"]) == {"events", "idempotency_records", "inbox_views", "widget_visitors", *owned}
+    assert set(receipt["left"]) == {"events", "idempotency_records", "inbox_views", "widget_visitors", "media", *owned}  # media: the S3 objects
     assert set(receipt["left"].values()) == {0}
     deleted = {where: entry["count"] for where, entry in receipt["deleted"].items()}
     assert all(len(entry["keys"]) == entry["count"] for entry in receipt["deleted"].values())

@@ -59,7 +59,8 @@ async def world(endpoints: Endpoints, vendors: VendorServer, monkeypatch: pytest
     settings = settings_from(isolated_env(endpoints, **vendors.env()), monkeypatch)
     vendors.state.requests.clear()
     async with dynamodb_client(settings) as ddb, httpx.AsyncClient() as http:
-        await ensure_tables(ddb, settings.tables, only=[settings.tables.credentials, settings.tables.leases])
+        t = settings.tables  # `status` also reads the businesses and their month's model spend
+        await ensure_tables(ddb, t, only=[t.credentials, t.leases, t.business_info, t.config_history, t.usage, t.events])
         store = CredentialStore(ddb, settings.tables.credentials, settings.credentials_key)
         now = int(time.time() * 1000)
         for business, expiration in (("b-lapsing", now + 2 * HOUR_MS), ("b-fresh", now + 6 * 24 * HOUR_MS), ("b-new", None)):
