@@ -42,7 +42,8 @@ from agentstream.bench.fresh import OURS, Stack, fresh_stack, per_unit
 from agentstream.bench.model_server import ModelBehaviour, ModelServer
 
 Fresh = Callable[[str], AbstractContextManager[Stack]]
-# Issue 16's targets. ddb_calls_per_turn must not rise above the count before the issue's work:
+# The hot path's targets (docs/benchmarks.md). ddb_calls_per_turn must not rise above the count
+# measured before the one-transaction work:
 # worker and bridge 3.91 and 3.88 in two runs of this bench (commits 24b6115 and ba8a5f7, hot
 # path as at b608304; the bridge's 0.28 and 0.25 are lease calls, made by the clock) and the
 # gateway's REST ingest 2.02 (head read and transaction, commit d8bbb77): 5.9.
