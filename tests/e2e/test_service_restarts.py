@@ -33,7 +33,7 @@ from tests.e2e.test_scale_load import (
 )
 from tests.fakes.vendors import VendorServer
 from tests.services import ROOT, Endpoints
-from tests.sizes import SOAK, size
+from tests.sizes import size
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(2400)]
 
@@ -181,8 +181,8 @@ def test_the_kafka_broker_killed_and_started_again_under_load(cluster: tuple[Clu
     _run_load(running, vendors, services.kill_kafka, services.start_kafka, "kafka kill -9")
 
 
-@pytest.mark.skipif(not SOAK, reason="hangs on main after this round's merges (no progress once ministack is back: "
-                    "the stream's lost records are not reconciled); runs under `make soak` until fixed")
+@pytest.mark.xfail(reason="a known fault on main: once ministack is back under load no reply is made (the stream's "
+                          "lost records are not reconciled); it runs in every suite and says XPASS when fixed")
 def test_ministack_stopped_and_started_again_on_its_saved_state_under_load(
         cluster: tuple[Cluster, VendorServer], services: Services) -> None:
     running, vendors = cluster
