@@ -124,7 +124,9 @@ class ModelServer:
     def __enter__(self) -> "ModelServer":
         self._thread.start()
         deadline = time.monotonic() + 10
-        while not self._server.started and time.monotonic() < deadline:
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError(f"the local model server did not start on port {self.port}")
             time.sleep(0.02)
         return self
 
@@ -140,10 +142,10 @@ def main() -> None:
 
     behaviour = ModelBehaviour(delay_s=int(os.environ.get("BENCH_MODEL_DELAY_MS", "0")) / 1000)
     server = ModelServer(behaviour, port=int(os.environ.get("BENCH_MODEL_PORT", "8090")))
-    print(f"OPENAI_BASE_URL={server.base_url} (any OPENAI_API_KEY); Ctrl-C stops", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # set explicitly: a SIGINT ignored by the parent is inherited
         signal.signal(sig, lambda *_: stop.set())
-    with server:
+    with server:  # listening before the address is printed: whoever reads it can connect at once
+        print(f"OPENAI_BASE_URL={server.base_url} (any OPENAI_API_KEY); Ctrl-C stops", flush=True)
         while server._thread.is_alive() and not stop.wait(0.5):  # noqa: SLF001
             pass
