@@ -7,6 +7,11 @@ Lost stream positions (trimmed, expired, a restarted local server) fall back to 
 and ask for a reconciliation from the log of the window they lost: from the time of the lost
 checkpoint's record (kept with the checkpoint) less a margin. The reconciliation runs in a task
 of its own; the shard reader goes on at once.
+
+A reader also asks for a new iterator from its checkpoint every `iterator_refresh_s`: a local
+server restarted on its saved state keeps the stream's name but not its records, and an old
+iterator then points past the new records without an error; asked from the checkpoint, it
+says the position is lost, and the loss path above recovers the window.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class BridgeConfig:
     discover_every_s: float = 10.0
     batch_limit: int = 1000
     loss_margin_s: float = 600.0  # a lost window starts this long before the lost checkpoint's time
+    iterator_refresh_s: float = 10.0  # a new iterator from the checkpoint this often
 
 
 @dataclass
@@ -158,8 +164,12 @@ class Bridge:
         heartbeat = asyncio.create_task(self._heartbeat(lease))
         inflight: Inflight | None = None
         try:
-            iterator = await self._iterator(shard_id, lease)
+            iterator, fresh_at = await self._iterator(shard_id, lease), time.monotonic()
             while iterator:
+                if lease.checkpoint and time.monotonic() - fresh_at > self._cfg.iterator_refresh_s:
+                    await self._settle(lease, shard_id, inflight)
+                    iterator, fresh_at = await self._iterator(shard_id, lease), time.monotonic()
+                    continue
                 iterator, inflight = await self._read_batch(lease, shard_id, iterator, inflight)
             await self._settle(lease, shard_id, inflight)
             await self._leases.checkpoint(lease, lease.checkpoint or "", finished=True)

@@ -46,6 +46,13 @@ class FakeStreams:
         self.visible.append(shard_id)
         return self.shards[shard_id]
 
+    def restart(self) -> None:
+        """A local server restarted on its saved state: the same stream and shards, none of their
+        records, and old iterators still accepted (they point past the new records, no error)."""
+        for shard in self.shards.values():
+            shard.records.clear()
+            shard.trimmed_before = 0
+
     def put(self, shard_id: str, stream: str, seq: int) -> None:
         image = {"streamId": stream, "seq": seq, "eventId": f"{stream}-{seq}", "type": "MessageReceived"}
         number = f"{next(self._seq):021d}"
