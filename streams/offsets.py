@@ -9,6 +9,7 @@ is kept, so a saved position can later be checked against the topic (positions.p
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -53,3 +54,33 @@ class Offsets:
             self._next.pop(tp, None)
             self._marker.pop(tp, None)
             self._committed.pop(tp, None)
+
+
+class InOrderAcks:
+    """Per partition, the records taken, released for acking in offset order: a record once it
+    and every record before it are done. Faust commits up to the first gap in its acked offsets,
+    but takes a gap of one record right after its committed offset for none, so a held record (a
+    burst's first, acked only once its reply is in the log) must never be passed by a later ack."""
+
+    def __init__(self) -> None:
+        self._taken: dict[TopicPartition, OrderedDict[int, list[Any]]] = {}
+
+    def take(self, tp: TopicPartition, offset: int, record: Any) -> None:
+        self._taken.setdefault(tp, OrderedDict())[offset] = [False, record]
+
+    def done(self, tp: TopicPartition, offset: int) -> list[Any]:
+        """Mark a record done; the records this releases, in offset order (none while an earlier
+        one is not done, or if its partition was revoked since it was taken)."""
+        taken = self._taken.get(tp)
+        if taken is None or offset not in taken:
+            return []
+        taken[offset][0] = True
+        released = []
+        while taken and next(iter(taken.values()))[0]:
+            released.append(taken.popitem(last=False)[1][1])
+        return released
+
+    def forget(self, partitions: Iterable[TopicPartition]) -> None:
+        """Revoked partitions: their records are read again from the committed offsets."""
+        for tp in partitions:
+            self._taken.pop(tp, None)

@@ -28,6 +28,7 @@ from agentstream.retry import RetryPolicy
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.dead_letters import EventFailed, SkipRecorder
 from agentstream.streams.keyed import KeyedExecutor
+from agentstream.streams.offsets import InOrderAcks
 from agentstream.streams.positions import PositionKeeper
 from agentstream.streams.stopping import UpgradeNeeded
 
@@ -130,14 +131,18 @@ def build_app(settings: WorkerConfig, processor: ConversationProcessor, dlq: Dlq
     topic = events_topic(app, settings)
     processor.bursts.bind(executor.submit)  # a burst's reply job runs in order with its conversation's events
 
+    in_order = InOrderAcks()
+
     @app.on_partitions_revoked.connect
     async def forget_reads(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
         processor.partitions_revoked()
+        in_order.forget(revoked)
         if positions is not None:
             positions.revoked(revoked)
 
     def ack(record: Any) -> None:
-        record.ack()
+        for done in in_order.done(record.message.tp, record.message.offset):
+            done.ack()
         if positions is not None:
             positions.done(record.message.tp, record.message.offset)
 
@@ -145,6 +150,7 @@ def build_app(settings: WorkerConfig, processor: ConversationProcessor, dlq: Dlq
     async def conversations(stream: faust.StreamT) -> None:
         async for record in stream.noack().events():
             key = record.key if isinstance(record.key, bytes) else None
+            in_order.take(record.message.tp, record.message.offset, record)
             if positions is not None:
                 positions.take(record.message.tp, record.message.offset, key, record.headers)
             if key is not None and applied_before(processor, key, record.headers):
