@@ -8,10 +8,12 @@ and ask for a reconciliation from the log of the window they lost: from the time
 checkpoint's record (kept with the checkpoint) less a margin. The reconciliation runs in a task
 of its own; the shard reader goes on at once.
 
-A reader also asks for a new iterator from its checkpoint every `iterator_refresh_s`: a local
-server restarted on its saved state keeps the stream's name but not its records, and an old
-iterator then points past the new records without an error; asked from the checkpoint, it
-says the position is lost, and the loss path above recovers the window.
+A local server restarted on its saved state keeps the stream and its shards but not their
+records, and an old iterator then points past the new records without an error. So every
+`recheck_s` a reader compares its shard's first sequence number (described at each discovery
+round) with the one it started on: if it changed, the shard's records restarted, and the reader
+reads it again from TRIM_HORIZON and asks for the window since its last good check; if not, it
+takes a new iterator from its checkpoint (which says so if the position was lost meanwhile).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ class BridgeConfig:
     discover_every_s: float = 10.0
     batch_limit: int = 1000
     loss_margin_s: float = 600.0  # a lost window starts this long before the lost checkpoint's time
-    iterator_refresh_s: float = 10.0  # a new iterator from the checkpoint this often
+    recheck_s: float = 10.0  # a reader checks its shard was not restarted this often
 
 
 @dataclass
@@ -58,6 +60,16 @@ class BridgeStats:
     batches: int = 0
     losses: int = 0
     shards: set[str] = field(default_factory=set)
+
+
+@dataclass
+class ShardCheck:
+    """What a reader last verified of its shard: its first sequence number, the checkpoint's
+    time then, and when (monotonic seconds)."""
+
+    start: str | None
+    checkpoint_at: str | None
+    at: float
 
 
 @dataclass
@@ -92,6 +104,7 @@ class Bridge:
         self._cfg = config
         self._on_loss = on_loss
         self._readers: dict[str, asyncio.Task[None]] = {}
+        self._starts: dict[str, str | None] = {}  # shard -> its first sequence number, as last described
         self.stats = BridgeStats()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -124,6 +137,8 @@ class Bridge:
 
     async def _discover_and_assign(self) -> None:
         shards = await self._describe_shards()
+        self._starts = {shard["ShardId"]: shard.get("SequenceNumberRange", {}).get("StartingSequenceNumber")
+                        for shard in shards}
         leases = await self._leases.all()
         for shard in shards:
             key = lease_key(self._cfg.stream_arn, shard["ShardId"])
@@ -164,11 +179,12 @@ class Bridge:
         heartbeat = asyncio.create_task(self._heartbeat(lease))
         inflight: Inflight | None = None
         try:
-            iterator, fresh_at = await self._iterator(shard_id, lease), time.monotonic()
+            iterator = await self._iterator(shard_id, lease)
+            checked = ShardCheck(self._starts.get(shard_id), lease.checkpoint_at, time.monotonic())
             while iterator:
-                if lease.checkpoint and time.monotonic() - fresh_at > self._cfg.iterator_refresh_s:
+                if time.monotonic() - checked.at > self._cfg.recheck_s:
                     await self._settle(lease, shard_id, inflight)
-                    iterator, fresh_at = await self._iterator(shard_id, lease), time.monotonic()
+                    iterator, checked = await self._recheck(shard_id, lease, iterator, checked)
                     continue
                 iterator, inflight = await self._read_batch(lease, shard_id, iterator, inflight)
             await self._settle(lease, shard_id, inflight)
@@ -236,6 +252,20 @@ class Bridge:
         self.stats.published += inflight.events
         self.stats.batches += 1
         metrics.BRIDGE_RECORDS.inc(inflight.events)
+
+    async def _recheck(self, shard_id: str, lease: Lease, iterator: str,
+                       last: ShardCheck) -> tuple[str | None, ShardCheck]:
+        """The iterator to read on with, after checking the shard's records did not restart."""
+        start = self._starts.get(shard_id, last.start)
+        if last.start is not None and start != last.start:
+            await self._lost(shard_id, f"the shard's records restarted (first sequence number {last.start}, now {start})",
+                             [last.checkpoint_at or lease.registered_at])
+            resp = await self._streams.get_shard_iterator(StreamArn=self._cfg.stream_arn, ShardId=shard_id,
+                                                          ShardIteratorType="TRIM_HORIZON")
+            fresh = resp.get("ShardIterator")
+        else:
+            fresh = await self._iterator(shard_id, lease) if lease.checkpoint else iterator
+        return fresh, ShardCheck(start, lease.checkpoint_at, time.monotonic())
 
     async def _iterator(self, shard_id: str, lease: Lease) -> str | None:
         checkpoint = lease.checkpoint

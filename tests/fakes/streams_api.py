@@ -66,7 +66,8 @@ class FakeStreams:
         shards = []
         for sid in self.visible:
             shard = self.shards[sid]
-            entry: dict[str, Any] = {"ShardId": sid, "SequenceNumberRange": {"StartingSequenceNumber": "0"}}
+            first = shard.records[0]["dynamodb"]["SequenceNumber"] if shard.records else None  # as the local server says it
+            entry: dict[str, Any] = {"ShardId": sid, "SequenceNumberRange": {"StartingSequenceNumber": first} if first else {}}
             if shard.parent:
                 entry["ParentShardId"] = shard.parent
             shards.append(entry)
