@@ -181,8 +181,6 @@ def test_the_kafka_broker_killed_and_started_again_under_load(cluster: tuple[Clu
     _run_load(running, vendors, services.kill_kafka, services.start_kafka, "kafka kill -9")
 
 
-@pytest.mark.xfail(reason="a known fault on main: once ministack is back under load no reply is made (the stream's "
-                          "lost records are not reconciled); it runs in every suite and says XPASS when fixed")
 def test_ministack_stopped_and_started_again_on_its_saved_state_under_load(
         cluster: tuple[Cluster, VendorServer], services: Services) -> None:
     running, vendors = cluster
