@@ -9,14 +9,16 @@ import structlog
 
 from agentstream import idempotency as keys
 from agentstream.adapters.channels.base import OptSignal
+from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.events import new_event
 from agentstream.projections.optout import VENDOR_SIGNALS
-from agentstream.adapters.dynamo.event_store import EventStore
 
 log = structlog.get_logger(__name__)
 
 
 async def record_opt_signal(store: EventStore, business_id: str, signal: OptSignal) -> None:
+    """Append the signal's CustomerOptedOut (STOP) or CustomerOptedIn (START); a retry of the
+    vendor's call finds the first (its key is the signal's own id)."""
     kind = "CustomerOptedOut" if VENDOR_SIGNALS[signal.signal] == "out" else "CustomerOptedIn"
     event = new_event(kind, business_id=business_id, user_id=signal.user_id, channel=signal.channel,
                       occurred_at=signal.at,

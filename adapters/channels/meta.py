@@ -124,7 +124,8 @@ def preferences(raw_body: bytes) -> list[OptSignal]:
         body = json.loads(raw_body)
         if OBJECTS.get(body.get("object")) != "whatsapp":
             return []
-        values = [c.get("value") or {} for e in body["entry"] for c in e.get("changes", []) if c.get("field") == "user_preferences"]
+        values = [c.get("value") or {} for e in body["entry"] for c in e.get("changes", [])
+                  if c.get("field") == "user_preferences"]
         return [OptSignal(str(p["wa_id"]), "whatsapp", PREFERENCES[p["value"]],  # type: ignore[arg-type]
                           f"user_preferences:{p['wa_id']}:{p.get('timestamp')}:{p['value']}",
                           _when(p["timestamp"], False) if p.get("timestamp") else None)
