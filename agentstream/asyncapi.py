@@ -25,8 +25,8 @@ TOPICS: dict[str, tuple[str, list[str] | tuple[str, dict[str, Any]]]] = {
                      "DynamoDB accepted it.", sorted(EVENT_TYPES)),
     "topic_replies": ("The messages for a customer, published once they are in the log; header `first: 1` on a "
                       "reply's first publication.", list(OUTBOUND_TYPES)),
-    "topic_handoffs": ("HandoffRequested events that handed a conversation to a person: the owner's feed.",
-                       ["HandoffRequested"]),
+    "topic_handoffs": ("HandoffRequested events that handed a conversation to a person, and new booking requests "
+                       "(AppointmentRequested): the owner's feed.", ["HandoffRequested", "AppointmentRequested"]),
     "topic_dlq": ("Events that failed every attempt, with the stage and the error.", ("DeadLetter", DEAD_LETTER)),
     "topic_shadow": ("`agentstream shadow`'s pairs; nothing reads them back into the log.", ("ShadowPair", SHADOW_PAIR)),
 }

@@ -287,7 +287,7 @@ class ReminderSentPayload(_Payload):
 class CustomerOptPayload(_Payload):
     """The customer opted out of business-started messages (nudges, reminders) or back in."""
 
-    sourceEventId: str = Field(description="the MessageReceived that said it")
+    sourceEventId: str = Field(description="the MessageReceived that said it ('' for a vendor's signal sent without a message)")
     by: Literal["customer", "vendor"] = Field(description="customer: a word they wrote; vendor: the vendor's signal")
     keyword: str = Field(max_length=100, description="the word, or vendor:<signal>")
 

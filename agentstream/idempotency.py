@@ -114,6 +114,11 @@ def opt_change(inbound_event_id: str) -> str:
     return f"opt:{inbound_event_id}"
 
 
+def opt_signal(channel: str, vendor_signal_id: str) -> str:
+    """The one opt-out (or opt-in) a vendor's signal sent without a message sets off."""
+    return f"opt-signal:{channel}:{vendor_signal_id}"
+
+
 def reminder(reminder_key: str) -> str:
     """A confirmed appointment's one reminder for so many minutes before its start."""
     return f"reminder:{reminder_key}"

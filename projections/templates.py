@@ -20,7 +20,8 @@ from typing import Any
 
 from agentstream import channel_specs
 
-PURPOSES = ("reminder", "appointmentConfirmed", "appointmentProposed", "appointmentDeclined", "ownerReply", "nudge")
+PURPOSES = ("reminder", "appointmentConfirmed", "appointmentProposed", "appointmentDeclined", "appointmentCancelled",
+            "ownerReply", "nudge")
 HUMAN_AGENT = "HUMAN_AGENT"
 HUMAN_AGENT_DAYS = 7
 TAGGED_CHANNELS = ("messenger", "instagram")  # Meta's human-agent tag: a person's reply within 7 days

@@ -144,6 +144,18 @@ class StatusUpdate:
 
 
 @dataclass(frozen=True)
+class OptSignal:
+    """A vendor's signal, sent without a message, that a customer stopped (STOP) or resumed (START)
+    business-started messages, e.g. WhatsApp's `user_preferences` webhook."""
+
+    user_id: str
+    channel: str
+    signal: Literal["STOP", "START"]
+    external_id: str  # the vendor's identity of this signal: one event per signal, whatever the retries
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class WebhookCall:
     """A webhook request as a provider sees it: verified against `secrets` before it is parsed."""
 
@@ -159,6 +171,7 @@ class WebhookCall:
 class Received:
     messages: list[InboundMessage] = field(default_factory=list)
     statuses: list[StatusUpdate] = field(default_factory=list)
+    opt_signals: list[OptSignal] = field(default_factory=list)
     response: Response | None = None  # the vendor's expected answer; JSON counts by default
     after: Callable[[], Awaitable[None]] | None = None  # once every message is in the log
 

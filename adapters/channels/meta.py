@@ -13,8 +13,8 @@ from typing import Any
 from starlette.responses import PlainTextResponse
 
 from agentstream.adapters.channels.base import (
-    Setting, CredentialSpec, EventChannel, Media, Outgoing, Provider, Reaction, Received, SendCall, StatusUpdate, Template,
-    Text, Typing, Unsupported, Webhook, WebhookCall,
+    Setting, CredentialSpec, EventChannel, Media, OptSignal, Outgoing, Provider, Reaction, Received, SendCall, StatusUpdate,
+    Template, Text, Typing, Unsupported, Webhook, WebhookCall,
 )
 from agentstream.adapters.channels.errors import BadRequest, BadSignature
 from agentstream.adapters.channels.http import need, post_json
@@ -31,6 +31,7 @@ INSTAGRAM = EventChannel("instagram", "Instagram", window_hours=24, max_text=100
 OBJECTS = {"whatsapp_business_account": "whatsapp", "page": "messenger", "instagram": "instagram"}
 MEDIA = ("image", "audio", "video", "document", "sticker")
 STATUSES = ("delivered", "read", "failed")
+PREFERENCES = {"stop": "STOP", "resume": "START"}  # user_preferences' marketing_messages values
 
 
 def verify_subscription(params: Mapping[str, str], verify_token: str) -> str:
@@ -114,6 +115,24 @@ def _whatsapp(business_id: str, value: dict[str, Any]) -> tuple[list[InboundMess
         for s in value.get("statuses", []) if s.get("status") in STATUSES
     ]
     return messages, statuses
+
+
+def preferences(raw_body: bytes) -> list[OptSignal]:
+    """WhatsApp's `user_preferences` changes (a customer stopped or resumed marketing messages in
+    the app, without writing): one signal each; other categories and values are ignored."""
+    try:
+        body = json.loads(raw_body)
+        if OBJECTS.get(body.get("object")) != "whatsapp":
+            return []
+        values = [c.get("value") or {} for e in body["entry"] for c in e.get("changes", [])
+                  if c.get("field") == "user_preferences"]
+        return [OptSignal(str(p["wa_id"]), "whatsapp", PREFERENCES[p["value"]],  # type: ignore[arg-type]
+                          f"user_preferences:{p['wa_id']}:{p.get('timestamp')}:{p['value']}",
+                          _when(p["timestamp"], False) if p.get("timestamp") else None)
+                for v in values for p in v.get("user_preferences", [])
+                if p.get("category") == "marketing_messages" and p.get("value") in PREFERENCES]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise BadRequest(f"not a Meta webhook body: {type(exc).__name__} {exc}") from None
 
 
 # ---- Messenger and Instagram ------------------------------------------------------------------------
@@ -209,7 +228,7 @@ def _verify_get(call: WebhookCall, deps: Any = None) -> None:
 
 async def _receive(call: WebhookCall, deps: Any) -> Received:
     messages, statuses = parse(call.business_id, call.body)
-    return Received(messages, statuses)
+    return Received(messages, statuses, preferences(call.body))
 
 
 async def _handshake(call: WebhookCall, deps: Any) -> Received:

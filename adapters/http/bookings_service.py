@@ -109,13 +109,14 @@ class Bookings:
         if action not in handlers:
             raise HttpError(404, f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
         event, side, status = await handlers[action](appointment, body, by, language, source_event_id)
-        event = await self._with_send(event, appointment, language)
+        event, unsent = await self._with_send(event, appointment, language)
         try:
             result = await self._store.append_with(event, [version_claim(appointment), *side], external_id=key, head=head)
         except SideRefused as exc:
             raise _refusal(exc, appointment) from None
-        return {"appointmentId": appointment_id, "status": status, "eventId": result.event.eventId,
+        done = {"appointmentId": appointment_id, "status": status, "eventId": result.event.eventId,
                 "seq": result.event.seq, "duplicate": result.duplicate}
+        return {**done, "notSent": unsent} if unsent else done
 
     async def _confirm(self, a: dict[str, Any], body: dict[str, Any], by: str, language: str,
                        source: str | None) -> tuple[Event, list[SideItem], str]:
@@ -172,23 +173,24 @@ class Bookings:
             raise HttpError(409, "the appointment has not started yet")
         return _event("AppointmentNoShow", a, "owner", source), [], "no-show"
 
-    async def _with_send(self, event: Event, appointment: dict[str, Any], language: str) -> Event:
+    async def _with_send(self, event: Event, appointment: dict[str, Any], language: str) -> tuple[Event, str]:
         """The message's `send`: free text inside the channel's window, else the business's template
-        for its purpose; without one it is recorded as closed and not sent (the action still holds)."""
+        for its purpose; without one it is recorded as closed and not sent (the action still holds)
+        and the second value says why ('' when it goes out)."""
         payload: Any = event.payload
         if not getattr(payload, "content", ""):
-            return event
+            return event, ""
         info = await self._directory.info(event.businessId) or {}
         values = {"text": payload.content, "service": appointment.get("service") or "",
                   "when": str(getattr(payload, "at", None) or appointment.get("at") or "").replace("T", " ")[:16],
                   "business": str(info.get("name") or event.businessId)}
-        purpose = PURPOSES.get(event.type, "")
+        purpose, unsent = PURPOSES.get(event.type, ""), ""
         try:
             send = templates.plan(event.channel, purpose, appointment.get("lastInboundAt"), utc_now(),
                                   (info.get("settings") or {}).get("templates"), language, values, language)
-        except templates.NoTemplate:
-            send = {"window": "closed"}
-        return event.model_copy(update={"payload": payload.model_copy(update={"send": OutboundSend(**send)})})
+        except templates.NoTemplate as exc:
+            send, unsent = {"window": "closed"}, str(exc)
+        return event.model_copy(update={"payload": payload.model_copy(update={"send": OutboundSend(**send)})}), unsent
 
     async def _language(self, business_id: str) -> str:
         info = await self._directory.info(business_id) or {}
@@ -196,7 +198,7 @@ class Bookings:
 
 
 PURPOSES = {"AppointmentConfirmed": "appointmentConfirmed", "AppointmentProposed": "appointmentProposed",
-            "AppointmentDeclined": "appointmentDeclined"}  # a cancellation has no template purpose: free text only
+            "AppointmentDeclined": "appointmentDeclined", "AppointmentCancelled": "appointmentCancelled"}
 
 
 def _must_be(a: dict[str, Any], allowed: tuple[str, ...], verb: str) -> None:

@@ -14,13 +14,12 @@ from starlette.routing import BaseRoute, Route
 
 from agentstream.adapters.http import api_models as api
 from agentstream.adapters.http.common import HttpError, deps
+from agentstream.adapters.http.inbox_data import bookings_ahead
 from agentstream.adapters.http.openapi import operation
 from agentstream.adapters.http.inbox_routes import _checked_post, _html_errors, _page, _signed_in
 from agentstream.events import utc_now
 from agentstream.projections import booking_texts as texts
 from agentstream.projections.appointments import OPEN
-
-WINDOW_DAYS = 60  # within the list's range limit
 
 
 @operation("The Bookings view: waiting first, then today and this week", security="inboxSession", tag="inbox",
@@ -35,7 +34,7 @@ async def bookings_page(request: Request, error: str | None = None, status: int 
     language, now = str(info.get("language") or "en"), utc_now()
     rules = await d.bookings.rules(business_id)
     today = now.astimezone(rules.zone).date()
-    rows = await d.bookings.list(business_id, today.isoformat(), (today + timedelta(days=WINDOW_DAYS)).isoformat(), None, now)
+    rows = await bookings_ahead(d, business_id)
     facts, _ = await d.owner.customers(business_id, sorted({r["userId"] for r in rows}), with_memory=False)
     names = {user: dict(kinds).get("name") or user for user, kinds in facts.items()}
     shown = [_row(r, names.get(r["userId"], r["userId"]), language) for r in rows]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -13,9 +13,11 @@ from agentstream.adapters.http.common import Deps
 from agentstream.adapters.dynamo.inbox_views import InboxViews, unread
 from agentstream.adapters.http.owner_service import conversation_view
 from agentstream.events import utc_now
+from agentstream.projections.appointments import OPEN
 from agentstream.projections.conversation import reply_status
 
 MAX_ROWS = 100
+BOOKINGS_AHEAD_DAYS = 60  # the Bookings view's range, from today (within the list's range limit)
 STATE_LABELS = {"ai": "AI", "waiting": "Waiting for a person", "human": "Person", "resolved": "Resolved"}
 KIND_LABELS = {"button": "tapped a button", "location": "location", "contact": "contact", "image": "photo",
                "audio": "voice note", "document": "document",
@@ -129,3 +131,17 @@ async def conversation(d: Deps, session: dict[str, Any]) -> Conversation:
         d.owner.session_messages(session["sessionId"]), d.owner.customers(session["businessId"], [session["userId"]]))
     return Conversation(view, in_order(messages), facts.get(session["userId"], []), timezone=timezone,
                         memory=memories.get(session["userId"], {}))
+
+
+async def bookings_ahead(d: Deps, business_id: str) -> list[dict[str, Any]]:
+    """The business's appointments from today for BOOKINGS_AHEAD_DAYS (its local days), soonest first."""
+    now = utc_now()
+    today = now.astimezone((await d.bookings.rules(business_id)).zone).date()
+    return await d.bookings.list(business_id, today.isoformat(), (today + timedelta(days=BOOKINGS_AHEAD_DAYS)).isoformat(),
+                                 None, now)
+
+
+async def waiting_bookings(d: Deps, business_id: str) -> int:
+    """How many appointments wait for the owner (requests, proposals): the count beside Bookings,
+    as a conversation's unread messages are beside it."""
+    return sum(1 for r in await bookings_ahead(d, business_id) if r["status"] in OPEN)

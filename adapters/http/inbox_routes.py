@@ -92,7 +92,8 @@ async def inbox(request: Request) -> Response:
     rows = await inbox_data.conversations(d, session.business_id or "", wanted)
     spend = await month_spend(d.ddb, d.settings.tables.usage, d.settings.tables.events, session.business_id or "",
                               await d.directory.info(session.business_id or ""))
-    return _page("inbox_list.html", session=session, rows=rows, wanted=wanted, statuses=STATUSES, spend=spend)
+    return _page("inbox_list.html", session=session, rows=rows, wanted=wanted, statuses=STATUSES, spend=spend,
+                 pending=await inbox_data.waiting_bookings(d, session.business_id or ""))
 
 
 @operation("Sign in with the API key and a display name", form=api.SignInForm, tag="inbox", html=True,
@@ -261,7 +262,8 @@ async def live_list(request: Request) -> Response:
 
     async def produce() -> dict[str, str]:
         rows = await inbox_data.conversations(d, session.business_id or "", wanted)
-        return {"rows": _fragment("inbox_rows.html", rows=rows)}
+        return {"rows": _fragment("inbox_rows.html", rows=rows),
+                "pending": str(await inbox_data.waiting_bookings(d, session.business_id or ""))}
 
     return _sse(produce, request, session, LIST_POLL_S)
 

@@ -3,7 +3,8 @@
 Each reads the raw body (413 over the limit) and verifies the sender with the business's secret
 before it parses anything or looks anything else up: an unknown business, missing secrets and a
 failed check all get the same 403. Then the messages are appended (idempotently, by the
-channel's own id) and the vendor's statuses recorded before the vendor is answered."""
+channel's own id) and the vendor's statuses and opt-out signals recorded before the vendor is
+answered."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from agentstream.adapters.channels.http import public_url
 from agentstream.adapters.http import api_models as api
 from agentstream.adapters.http.common import Deps, HttpError, deps, read_body
 from agentstream.adapters.http.openapi import Operation
+from agentstream.adapters.opt_signals import record_opt_signal
 from agentstream.adapters.statuses import record_status
 
 log = structlog.get_logger(__name__)
@@ -57,6 +59,8 @@ def handler(provider: Provider, hook: Webhook) -> Callable[[Request], Awaitable[
             await d.ingestor.ingest(message)
         for status in received.statuses:
             await record_status(d.store, call.business_id, status)
+        for signal in received.opt_signals:
+            await record_opt_signal(d.store, call.business_id, signal)
         if received.after is not None:
             await received.after()
         return received.response or JSONResponse({"received": len(received.messages), "statuses": len(received.statuses)})

@@ -93,6 +93,17 @@ def whatsapp_problem(body: dict[str, Any]) -> str | None:
     return f"{kind} needs {', '.join(missing)}" if missing else None
 
 
+def whatsapp_user_preferences(wa_id: str, value: str, at: float, phone_number_id: str = "PN1") -> dict[str, Any]:
+    """The webhook body the Cloud API sends when a WhatsApp user stops ("stop") or resumes
+    ("resume") the business's marketing messages in the app (field `user_preferences`)."""
+    detail = f"User requested to {value} marketing messages"
+    pref = {"wa_id": wa_id, "detail": detail, "category": "marketing_messages", "value": value, "timestamp": int(at)}
+    change = {"field": "user_preferences", "value": {
+        "messaging_product": "whatsapp", "metadata": {"display_phone_number": "40700", "phone_number_id": phone_number_id},
+        "contacts": [{"profile": {"name": "Bea"}, "wa_id": wa_id}], "user_preferences": [pref]}}
+    return {"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [change]}]}
+
+
 def create_app(state: VendorState) -> Starlette:
     async def record(request: Request) -> JSONResponse | None:
         body = await request.body()

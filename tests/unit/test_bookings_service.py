@@ -173,3 +173,49 @@ async def test_the_customer_cancels_with_anulez_and_the_place_is_free_again():
         state, _ = apply_appointments(state, e)
     assert state["appointments"][aid]["status"] == "cancelled" and state["appointments"][aid]["by"] == "customer"
     assert await store.side(B, f"slot:{DAY.isoformat()}T10:00") == {"held": 0}
+
+
+async def whatsapp_request(store: Any, rows: Rows, user: str, wrote_days_ago: float) -> str:
+    """A WhatsApp customer's request for DAY at 10:00, their last message `wrote_days_ago` days ago."""
+    wrote = datetime.now(timezone.utc) - timedelta(days=wrote_days_ago)
+    inbound = (await store.append(new_event("MessageReceived", business_id=B, user_id=user, channel="whatsapp",
+                                            occurred_at=wrote, payload={"content": "x", "replyTo": {"to": user}}))).event
+    at = datetime.fromisoformat(f"{DAY.isoformat()}T10:00").replace(tzinfo=__import__("zoneinfo").ZoneInfo(ZONE))
+    from agentstream.streams.appointment_requests import request_event
+    await store.append(request_event(inbound, {"at": at.isoformat(timespec="seconds"), "service": "tuns"}))
+    rows.users[appointment_id(inbound.eventId)] = user
+    return appointment_id(inbound.eventId)
+
+
+CANCELLED = {"appointmentCancelled": {"whatsapp": {"ro": {"name": "programare_anulata", "params": ["service", "when"]}}}}
+
+
+async def test_an_owners_cancellation_outside_the_window_goes_as_its_template() -> None:
+    store, bookings, rows = world(settings={"templates": CANCELLED})
+    aid = await whatsapp_request(store, rows, "ana", wrote_days_ago=3)
+    assert "notSent" not in await bookings.act(B, aid, "cancel")
+    (cancelled,) = [e for e in await store.read(f"{B}#ana") if e.type == "AppointmentCancelled"]
+    send = cancelled.payload.send
+    assert send.window == "closed" and send.template.name == "programare_anulata"
+    assert send.template.params == ["tuns", f"{DAY.isoformat()} 10:00"] and send.template.language == "ro"
+    inside = await whatsapp_request(store, rows, "bob", wrote_days_ago=0.5)
+    await bookings.act(B, inside, "cancel")
+    (free_text,) = [e for e in await store.read(f"{B}#bob") if e.type == "AppointmentCancelled"]
+    assert free_text.payload.send.window == "open" and free_text.payload.send.template is None
+
+
+@pytest.mark.parametrize("action", ["cancel", "decline", "propose", "confirm"])
+async def test_without_the_purposes_template_the_answer_says_why_the_message_cannot_go(action: str) -> None:
+    store, bookings, rows = world(settings={"templates": CANCELLED if action != "cancel" else {}})
+    aid = await whatsapp_request(store, rows, "ana", wrote_days_ago=3)
+    done = await bookings.act(B, aid, action, {"at": f"{DAY.isoformat()}T11:00"} if action == "propose" else {})
+    purpose = {"cancel": "appointmentCancelled", "decline": "appointmentDeclined", "propose": "appointmentProposed",
+               "confirm": "appointmentConfirmed"}[action]
+    refusal = done["notSent"]
+    assert refusal.startswith("outside WhatsApp's 24-hour customer-service window (the customer last wrote at ")
+    assert refusal.endswith(f"no approved template for {purpose!r} on whatsapp in 'ro': "
+                            f"add one under settings.templates.{purpose}.whatsapp.ro")
+    assert done["status"] == {"cancel": "cancelled", "decline": "declined", "propose": "proposed",
+                              "confirm": "confirmed"}[action], "the owner's move holds"
+    (event,) = [e for e in await store.read(f"{B}#ana") if e.seq == done["seq"]]
+    assert event.payload.send.window == "closed" and event.payload.send.template is None  # recorded: not sent

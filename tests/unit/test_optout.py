@@ -3,14 +3,20 @@ remembered across sessions, shown on the session), and the confirmation the cust
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
+from agentstream.adapters.memory_stores import MemoryDirectory
 from agentstream.events import new_event
 from agentstream.projections import optout
 from agentstream.projections.conversation import active_session, apply, empty_memory
 from agentstream.projections.optout import opted_out
 from agentstream.projections.context import ReplyContext
+from agentstream.projections.reminders import REMINDERS
+from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.reply_policy import OPT_MODEL, canned_answer
+from tests.unit.test_dead_letters import T0, Worker
 from tests.unit.test_nudge import SALON_CFG, msg, nudge
 
 
@@ -75,3 +81,51 @@ def test_the_owner_sees_it_in_the_conversation_list() -> None:
     now = datetime(2026, 12, 1, tzinfo=timezone.utc)
     assert conversation_view(session, 120, now)["optedOut"] is True
     assert conversation_view({**session, "optedOut": False}, 120, now)["optedOut"] is False
+
+
+@pytest.mark.parametrize("said, out", [("STOP", True), ("Mulțumesc", False)])
+async def test_stop_while_a_person_has_the_conversation_still_opts_out(said: str, out: bool) -> None:
+    """A customer who writes STOP while the conversation is handed to a person gets no AI answer
+    (the person has it), and is opted out all the same: no nudge once the AI has the conversation
+    back, no reminder of an appointment confirmed later."""
+    worker = Worker.in_memory()
+    always_open = {day: [["00:00", "23:59"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    info = {"businessId": "b", "language": "ro", "openingHours": always_open,
+            "settings": {"nudgeAfterMinutes": 30, "remindBeforeMinutes": [1440]}}
+
+    async def publish(reply, first: bool = False) -> None:
+        pass
+
+    worker.processor = ConversationProcessor(worker.store, worker.projections, MemoryDirectory({"b": info}),
+                                             worker.responder, publish)
+    await worker.say("Bună ziua", 0)
+    await worker.drain()
+    sid = active_session(await worker.memory())["sessionId"]
+    assert "nudgeDue" in await worker.projections.session(sid)  # the AI answered: a nudge would be due
+    await worker.say("vreau să vorbesc cu cineva", 1)
+    await worker.drain()
+    assert [e.type for e in await worker.log()][-1] == "HandoffRequested"
+
+    stop = await worker.say(said, 2)
+    await worker.drain()
+    after_stop = [e for e in await worker.log() if e.seq > stop.seq]
+    assert not [e for e in after_stop if e.type == "ReplyGenerated"], "the person has the conversation: no AI answer"
+    assert [e.type for e in after_stop] == (["CustomerOptedOut"] if out else [])
+    assert opted_out(await worker.memory()) is out
+
+    await worker.store.append(new_event("HandoffReleased", business_id="b", user_id="u", channel="system",
+                                        occurred_at=T0 + timedelta(minutes=3), payload={"sessionId": sid, "by": "owner"}))
+    await worker.say("Aveți loc săptămâna viitoare?", 4)
+    await worker.drain()
+    assert [e.type for e in await worker.log()][-1] == "ReplyGenerated"  # the AI has it back
+    session = await worker.projections.session(sid)
+    assert ("nudgeDue" in session) is not out and bool(session.get("optedOut")) is out
+
+    week_ahead = (T0 + timedelta(days=7)).isoformat()
+    await worker.store.append(new_event(
+        "AppointmentConfirmed", business_id="b", user_id="u", channel="websocket", occurred_at=T0 + timedelta(minutes=5),
+        payload={"appointmentId": "a1", "by": "owner", "at": week_ahead, "minutes": 30, "content": "Confirmat",
+                 "deliverTo": {}}))
+    await worker.drain()
+    (reminders,) = (await worker.projections.load_states([REMINDERS], "b", "u")).values()
+    assert bool(reminders["appointments"]["a1"]["planned"]) is not out and ("nextDueAt" in reminders) is not out
