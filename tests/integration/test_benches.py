@@ -92,10 +92,9 @@ def _message(user: str, text: str) -> object:
 async def test_pipeline_bench() -> None:
     conversations, turns = 4, 2
     figures = await asyncio.to_thread(pipeline.run, conversations=conversations, turns=turns, model_ms=10, rate=10,
-                                      seconds=2.5, half_seconds=3.0, probe_rate=5, probe_seconds=2.0, pairs=2)
+                                      seconds=2.5, half_seconds=3.0, probe_rate=5, probe_seconds=2.0, pairs=1)
     assert figures["replies"] == 8 and (figures["lost"], figures["duplicates"], figures["reorders"]) == (0, 0, 0)
-    assert len(figures["ours_over_direct_cpu_pairs"]) == 2
-    assert figures["ours_over_direct_cpu"] == max(figures["ours_over_direct_cpu_pairs"]), "of two pairs, the higher"
+    assert figures["ours_over_direct_cpu_pairs"] == [figures["ours_over_direct_cpu"]]  # the median of several: unit/test_bench_figures.py
     assert figures["latency_samples"] == 20, "10 sockets, two messages each, every one answered"
     hops = [f"hop_{name}_p50_ms" for name in ("bridge", "worker", "reply_publish", "delivery")]
     assert all(figures[h] >= 0 for h in hops)
