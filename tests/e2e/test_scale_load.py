@@ -15,6 +15,7 @@ delivery process's kill -9 (the vendor accepted it; ReplyDelivered was not writt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -75,12 +76,13 @@ class Cluster:
             proc.stop()
 
 
-@pytest.fixture
-def cluster(endpoints: Endpoints, tmp_path: Path) -> Iterator[tuple[Cluster, VendorServer]]:
+@contextlib.contextmanager
+def load_cluster(endpoints: Endpoints, tmp_path: Path) -> Iterator[tuple[Cluster, VendorServer]]:
+    """COUNTS of each process on `endpoints` behind one public port, demo-salon's Twilio set, and
+    the fake model in a process of its own (in this one, the load's customers starve it: a model
+    that times out hands the conversation to a person, and the AI rightly goes quiet)."""
     with VendorServer() as vendors:
         port, model_port = free_port(), free_port()
-        # the fake model in a process of its own: in this one, the load's customers starve it (a
-        # model that times out hands the conversation to a person, and the AI rightly goes quiet)
         env = isolated_env(endpoints, **vendors.env()) | {
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "OPENAI_API_KEY": "sk-local",
             "OPENAI_BASE_URL": f"http://127.0.0.1:{model_port}/v1", "OPENAI_TIMEOUT": "120", "BENCH_MODEL_PORT": str(model_port)}
@@ -98,11 +100,17 @@ def cluster(endpoints: Endpoints, tmp_path: Path) -> Iterator[tuple[Cluster, Ven
             running.processes["proxy"] = spawn("proxy", [sys.executable, "-m", "agentstream.local.proxy", str(port), *backends],
                                                tmp_path / "proxy.log", env=env)
             for p in [port, *map(int, backends)]:
-                wait_http(p, timeout=90)
-            wait_for_port(running.processes["model"], model_port, timeout=30)
+                wait_http(p, timeout=120)
+            wait_for_port(running.processes["model"], model_port, timeout=60)
             yield running, vendors
         finally:
             running.stop()
+
+
+@pytest.fixture
+def cluster(endpoints: Endpoints, tmp_path: Path) -> Iterator[tuple[Cluster, VendorServer]]:
+    with load_cluster(endpoints, tmp_path) as running:
+        yield running
 
 
 @dataclass

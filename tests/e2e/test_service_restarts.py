@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 import uuid
 from collections import Counter
@@ -24,12 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from agentstream.local.services import LocalHome, Process, free_port, spawn, wait_for_port
-from agentstream.stack import wait_http
-from tests.conftest import isolated_env
-from tests.e2e.stack import log_events, prepare, run_sync, set_credentials
+from agentstream.local.services import LocalHome, Process, free_port
+from tests.e2e.stack import log_events, run_sync
 from tests.e2e.test_scale_load import (
-    COUNTS, PER_CUSTOMER, QUOTED, TWILIO, WINDOW_S, Cluster, Widget, _assert_one_reply_each, _twilio, _widget,
+    PER_CUSTOMER, QUOTED, WINDOW_S, Cluster, Widget, _assert_one_reply_each, _twilio, _widget, load_cluster,
 )
 from tests.fakes.vendors import VendorServer
 from tests.services import ROOT, Endpoints
@@ -88,29 +85,8 @@ def services(tmp_path: Path) -> Iterator[Services]:
 
 @pytest.fixture
 def cluster(services: Services, tmp_path: Path) -> Iterator[tuple[Cluster, VendorServer]]:
-    with VendorServer() as vendors:
-        port, model_port = free_port(), free_port()
-        env = isolated_env(services.endpoints, **vendors.env()) | {
-            "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}", "OPENAI_API_KEY": "sk-local",
-            "OPENAI_BASE_URL": f"http://127.0.0.1:{model_port}/v1", "OPENAI_TIMEOUT": "120", "BENCH_MODEL_PORT": str(model_port)}
-        prepare(env)
-        set_credentials(env, "demo-salon", "twilio", TWILIO)
-        running = Cluster(env, port, tmp_path, {f"gateway-{i}": free_port() for i in range(1, COUNTS["gateway"] + 1)})
-        running.processes["model"] = spawn("model", [sys.executable, "-m", "agentstream.cli", "bench", "model-server"],
-                                           tmp_path / "model.log", env=env)
-        try:
-            for kind, n in COUNTS.items():
-                for i in range(1, n + 1):
-                    running.start(f"{kind}-{i}")
-            backends = [str(p) for p in running.gateway_ports.values()]
-            running.processes["proxy"] = spawn("proxy", [sys.executable, "-m", "agentstream.local.proxy", str(port), *backends],
-                                               tmp_path / "proxy.log", env=env)
-            for p in [port, *map(int, backends)]:
-                wait_http(p, timeout=120)
-            wait_for_port(running.processes["model"], model_port, timeout=60)
-            yield running, vendors
-        finally:
-            running.stop()
+    with load_cluster(services.endpoints, tmp_path) as running:
+        yield running
 
 
 def _answered(vendors: VendorServer, mark: str) -> bool:
