@@ -21,7 +21,8 @@ TEST_WORKERS ?= 2
 # The tests `make soak` runs at full size, once each (AGENTSTREAM_SOAK=1, see tests/sizes.py).
 LARGE := tests/integration/test_costs_at_scale.py tests/e2e/test_scale_load.py tests/integration/test_bounded_memory.py \
          tests/integration/test_bridge_crash.py tests/unit/test_facts.py tests/unit/test_fold_version_bump.py \
-         tests/integration/test_spend_ceiling.py tests/e2e/test_service_restarts.py
+         tests/integration/test_spend_ceiling.py tests/e2e/test_service_restarts.py \
+         tests/unit/test_dead_letters.py tests/unit/test_settled_heads.py
 
 .PHONY: up test unit soak screenshots install services tools browser schemas bench clean docs
 

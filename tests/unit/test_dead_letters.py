@@ -37,6 +37,7 @@ from agentstream.streams.ports import EventLog, StateStore
 from agentstream.streams.replay import Replayer, Scope
 from agentstream.streams.runner import RetryPolicy
 from agentstream.streams.worker import process_with_retries
+from tests.sizes import size
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc)
 POISON = "otravă"
@@ -309,7 +310,7 @@ def test_an_event_is_skipped_iff_the_last_record_naming_it_is_a_skip(records: li
 
 @given(st.lists(st.integers(0, 3), max_size=6))
 @example(deliveries=[2])  # the message after the poison first: the poison fails in its gap
-@hsettings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@hsettings(max_examples=size(5, 20), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 async def test_any_delivery_pattern_skips_only_the_poison_and_ends_in_the_replayed_state(
         moto_ddb: Any, moto_settings: Settings, deliveries: list[int]) -> None:
     """Records lost, repeated, or redelivered after a restart (3: the processor starts afresh),

@@ -17,6 +17,7 @@ from agentstream.events import Event, new_event, reply_event_id
 from agentstream.metrics import APPEND_CONFLICTS
 from agentstream.settings import Settings
 from agentstream.streams.delivery import LiveReply, SocketDelivery
+from tests.sizes import size
 from tests.unit.test_socket_delivery import Socket
 
 
@@ -76,7 +77,7 @@ async def test_a_resent_message_with_a_wrong_guess_is_the_first_one(moto_ddb: An
 
 
 @given(guesses=st.lists(st.one_of(st.none(), st.integers(min_value=0, max_value=12)), min_size=1, max_size=8))
-@hsettings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(max_examples=size(10, 50), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 async def test_any_guesses_give_gapless_seqs_in_append_order(moto_ddb: Any, moto_settings: Settings,
                                                              guesses: list[int | None]) -> None:
     store, biz = EventStore(moto_ddb, moto_settings.tables.events), f"b{uuid.uuid4().hex[:8]}"
