@@ -19,6 +19,7 @@ from agentstream.events import Event, HandoffRequested, MessageReceived, derive_
 from agentstream.projections import optout, templates
 from agentstream.projections.base import FoldConfig, Item, Put
 from agentstream.projections.booking_prompt import APPOINTMENTS, CLOSED_DAYS, appointments_at, closed_days_ahead
+from agentstream.projections.booking_rules import closed_days_of
 from agentstream.projections.context import ReplyContext
 from agentstream.projections.conversation import active_session, nudge_stands
 from agentstream.projections.facts import current_facts
@@ -104,7 +105,8 @@ def reply_context(inbound: MessageReceived, states: States, info: dict[str, Any]
         system_instructions=instructions,
         rag_entries=rag,
         memory=states[REPLIES_FOLLOW],
-        time=time_context(inbound.occurredAt, str(info.get("timezone", "UTC")), info.get("openingHours") or {}),
+        time=time_context(inbound.occurredAt, str(info.get("timezone", "UTC")), info.get("openingHours") or {},
+                          closed_days_of(info)),
         message=text,
         language=language,
         inbound_event_id=inbound.eventId,
