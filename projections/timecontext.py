@@ -79,10 +79,10 @@ def _intervals(day: date, hours: dict[str, Any]) -> list[Interval]:
     return result
 
 
-def _week(today: date, hours: dict[str, Any], closed: Mapping[str, str]) -> list[Interval]:
+def _week(today: date, hours: dict[str, Any], closed: Mapping[str, str] | None = None) -> list[Interval]:
     """Intervals starting from yesterday to a week ahead, sorted (none on a closed day)."""
     days = [today + timedelta(days=offset) for offset in range(-1, LOOKAHEAD_DAYS + 2)]
-    return sorted(iv for day in days if day.isoformat() not in closed for iv in _intervals(day, hours))
+    return sorted(iv for day in days if day.isoformat() not in (closed or {}) for iv in _intervals(day, hours))
 
 
 def _closing(now: datetime, intervals: list[Interval]) -> tuple[bool, datetime | None]:
