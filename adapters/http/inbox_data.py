@@ -18,7 +18,7 @@ from agentstream.projections.conversation import reply_status
 MAX_ROWS = 100
 STATE_LABELS = {"ai": "AI", "waiting": "Waiting for a person", "human": "Person", "resolved": "Resolved"}
 KIND_LABELS = {"button": "tapped a button", "location": "location", "contact": "contact", "image": "photo",
-               "audio": "voice note", "document": "document",
+               "audio": "voice note", "document": "document", "appointment": "booking",
                "unsupported": "a message the channel does not support"}
 
 
