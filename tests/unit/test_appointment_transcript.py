@@ -113,7 +113,9 @@ async def test_the_owner_sees_the_proposal_confirmation_and_cancellation_in_the_
     await store.append(new_event("MessageReceived", business_id=biz, user_id=user, channel="rest",
                                  payload={"content": "Bine, mulțumesc", "replyTo": {"to": user}}))
     reply = [e for e in await drain() if isinstance(e, ReplyGenerated)][-1]
-    prompt = (await Explainer(gw.d.ddb, gw.d.settings).explain(reply.eventId)).prompt
+    found = await Explainer(gw.d.ddb, gw.d.settings).explain(reply.eventId)
+    prompt = found.prompt
+    assert found.reproduced, found.differences()
     assert {"role": "assistant", "content": sent[2]} in prompt and {"role": "assistant", "content": sent[1]} in prompt
 
 
