@@ -23,7 +23,8 @@ from typing import Any
 
 from agentstream import channel_specs
 from agentstream.events import (
-    AppointmentCancelled, AppointmentConfirmed, AppointmentDeclined, AppointmentProposed, CustomerOptedIn, CustomerOptedOut, DeliveryFailed, Event, HandoffNoticeSent, HandoffReleased, HandoffRequested, MediaRefused,
+    AppointmentCancelled, AppointmentConfirmed, AppointmentDeclined, AppointmentProposed,
+    CustomerOptedIn, CustomerOptedOut, DeliveryFailed, Event, HandoffNoticeSent, HandoffReleased, HandoffRequested, MediaRefused,
     MediaStored, MediaTranscribed, MessageReceived, NudgeSent,
     OwnerReplied, ReplyGenerated, ReplyStatusReported, SessionClosed, SessionExpired, SessionResolved, derive_id, iso,
 )
@@ -505,6 +506,7 @@ def _on_opt(memory: Item, event: CustomerOptedOut | CustomerOptedIn, config: Fol
 
 
 BusinessMessage = AppointmentProposed | AppointmentConfirmed | AppointmentDeclined | AppointmentCancelled
+BUSINESS_MESSAGES = (AppointmentProposed, AppointmentConfirmed, AppointmentDeclined, AppointmentCancelled)
 
 
 def _on_appointment(memory: Item, event: BusinessMessage, config: FoldConfig) -> ConversationChange:
@@ -570,7 +572,7 @@ def apply(memory: Item, event: Event, config: FoldConfig) -> ConversationChange:
         return _on_media(state, event)
     if isinstance(event, (CustomerOptedOut, CustomerOptedIn)):
         return _on_opt(state, event, config)
-    if isinstance(event, (AppointmentProposed, AppointmentConfirmed, AppointmentDeclined, AppointmentCancelled)):
+    if isinstance(event, BUSINESS_MESSAGES):
         return _on_appointment(state, event, config)
     return ConversationChange(state)  # ReplyDelivered: only lastSeq moves
 
