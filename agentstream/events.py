@@ -148,6 +148,9 @@ class ReplyGeneratedPayload(_Payload):
         "v3: the channel's own ids (externalId; the widget's clientMessageId) of the inbounds covered, in order"))
     droppedUsage: Usage = Field(default_factory=Usage, description=(
         "v3: the tokens of drafts dropped because the customer wrote again while the model was asked (paid for)"))
+    mediaUpToSeq: int = Field(0, ge=0, description=(
+        "v4: the prompt used the media events about the inbound's files logged up to this seq (what the reply's wait "
+        "had read); 0: not recorded (upcast from v3): those logged before the reply"))
 
 
 class ReplyDeliveredPayload(_Payload):
@@ -464,7 +467,7 @@ class MessageReceived(_Envelope):
 
 class ReplyGenerated(_Envelope):
     type: Literal["ReplyGenerated"] = "ReplyGenerated"
-    schemaVersion: Literal[3] = 3  # type: ignore[assignment]  # v2 added promptHash and versions, v3 what a burst covers
+    schemaVersion: Literal[4] = 4  # type: ignore[assignment]  # v2 added promptHash and versions, v3 what a burst covers, v4 mediaUpToSeq
     payload: ReplyGeneratedPayload
 
 
@@ -710,6 +713,7 @@ _ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 UPCASTERS: dict[tuple[str, int], Any] = {
     ("ReplyGenerated", 1): lambda raw: raw | {"schemaVersion": 2},  # the new fields' defaults: not recorded
     ("ReplyGenerated", 2): lambda raw: raw | {"schemaVersion": 3},  # covers inReplyTo alone (coversUpToSeq 0)
+    ("ReplyGenerated", 3): lambda raw: raw | {"schemaVersion": 4},  # media position not recorded (mediaUpToSeq 0)
     ("MessageReceived", 1): lambda raw: raw | {"schemaVersion": 2},  # a v1 message is text: kind's default
     ("MessageReceived", 2): lambda raw: raw | {"schemaVersion": 3},  # v3 only added kinds
     ("HandoffRequested", 1): lambda raw: raw | {"schemaVersion": 2},  # v1's `by` values are all v2's

@@ -4,11 +4,12 @@ a conversation that never spoke of one, so such a prompt is as it was before boo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
 from agentstream.projections.appointments import customer_appointments
-from agentstream.projections.booking_rules import BookingRules
+from agentstream.projections.booking_rules import BookingRules, closed_days_of
 from agentstream.projections.facts import business_zone
 
 APPOINTMENTS = "appointments"  # ReplyContext.extra keys
@@ -25,18 +26,22 @@ def appointments_at(state: dict[str, Any] | None, at: datetime) -> list[dict[str
 
 
 def closed_days_ahead(info: dict[str, Any], at: datetime, timezone_name: str) -> list[str]:
-    """The business's closed days (holidays) from the message's local day to a month ahead."""
+    """The business's closed days (holidays) from the message's local day to a month ahead, each
+    with its name if it has one ("2030-12-25 (Crăciun)")."""
     today = at.astimezone(business_zone(timezone_name)).date()
-    days = info.get("closedDays") if isinstance(info.get("closedDays"), list) else []
-    return sorted(d for d in days if isinstance(d, str) and today.isoformat() <= d
-                  and (date.fromisoformat(d) - today).days <= CLOSED_AHEAD_DAYS)
+    closed = closed_days_of(info)
+    return [f"{d} ({closed[d]})" if closed[d] else d for d in sorted(closed)
+            if today.isoformat() <= d and (date.fromisoformat(d) - today).days <= CLOSED_AHEAD_DAYS]
 
 
-def free_slots_text(rules: BookingRules, day: date, held: dict[str, int], now: datetime) -> str:
-    """One line: the free starts of `day` (local), or why there are none."""
+def free_slots_text(rules: BookingRules, day: date, held: dict[str, int], now: datetime,
+                    holidays: Mapping[str, str] | None = None) -> str:
+    """One line: the free starts of `day` (local), or why there are none (`holidays`: the closed
+    days' names)."""
     name = f"{day.isoformat()} ({day.strftime('%A')})"
     if day.isoformat() in rules.closed_days:
-        return f"{name} is a closed day (holiday): nothing can be booked."
+        holiday = (holidays or {}).get(day.isoformat())
+        return f"{name} is a closed day (holiday{': ' + holiday if holiday else ''}): nothing can be booked."
     starts = rules.free_starts(day, held, now)
     if not starts:
         return f"No free appointment times on {name}."

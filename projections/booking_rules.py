@@ -5,7 +5,7 @@ From the business info (versioned in the config history like the opening hours):
 
     "slotMinutes": 30,                 # the grid appointments start on (default 30)
     "bookingCapacity": 2,              # appointments at once, e.g. two chairs (default 1)
-    "closedDays": ["2030-12-25"],      # holidays: nothing is booked on them
+    "closedDays": ["2030-12-26", {"date": "2030-12-25", "name": "Crăciun"}],  # holidays: nothing is booked on them
     "services": ["tuns bărbați 60 lei", {"name": "tuns damă", "price": "90 lei", "minutes": 45}]
 
 A service given as a string, or without `minutes`, takes one slot. An appointment holds every
@@ -28,6 +28,7 @@ DEFAULT_SLOT = 30
 SLOT_PREFIX = "slot:"
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WORD = re.compile(r"[a-z]+")
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def _plain(text: str) -> str:
@@ -142,17 +143,29 @@ def _services(raw: Any) -> tuple[Service, ...]:
     return tuple(found)
 
 
+def closed_days_of(info: dict[str, Any] | None) -> dict[str, str]:
+    """The business's closed days (holidays): local ISO date -> its name ("" unnamed). Each entry
+    is a date ("2030-12-25") or {"date": "2030-12-25", "name": "Crăciun"}; others are skipped."""
+    closed = (info or {}).get("closedDays")
+    found: dict[str, str] = {}
+    for entry in closed if isinstance(closed, list) else []:
+        day, name = (entry, "") if isinstance(entry, str) else \
+            (entry.get("date"), entry.get("name")) if isinstance(entry, dict) else (None, None)
+        if isinstance(day, str) and _ISO_DAY.fullmatch(day.strip()):
+            found[day.strip()] = name.strip() if isinstance(name, str) else ""
+    return found
+
+
 def rules_of(info: dict[str, Any] | None) -> BookingRules:
     """The booking rules of a business-info item (defaults for what it does not say)."""
     info = info or {}
     slot = info.get("slotMinutes")
     capacity = info.get("bookingCapacity")
-    closed = info.get("closedDays")
     return BookingRules(
         timezone=str(info.get("timezone") or "UTC"),
         slot_minutes=int(slot) if isinstance(slot, (int, float)) and 5 <= slot <= 240 else DEFAULT_SLOT,
         capacity=int(capacity) if isinstance(capacity, (int, float)) and capacity >= 1 else 1,
-        closed_days=frozenset(d for d in closed if isinstance(d, str)) if isinstance(closed, list) else frozenset(),
+        closed_days=frozenset(closed_days_of(info)),
         services=_services(info.get("services")),
         opening_hours=info.get("openingHours") if isinstance(info.get("openingHours"), dict) else {},
     )

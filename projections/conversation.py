@@ -23,6 +23,7 @@ from typing import Any
 
 from agentstream import channel_specs
 from agentstream.events import (
+    AppointmentCancelled, AppointmentConfirmed, AppointmentDeclined, AppointmentProposed,
     CustomerOptedIn, CustomerOptedOut, DeliveryFailed, Event, HandoffNoticeSent, HandoffReleased, HandoffRequested, MediaRefused,
     MediaStored, MediaTranscribed, MessageReceived, NudgeSent,
     OwnerReplied, ReplyGenerated, ReplyStatusReported, SessionClosed, SessionExpired, SessionResolved, derive_id, iso,
@@ -504,6 +505,32 @@ def _on_opt(memory: Item, event: CustomerOptedOut | CustomerOptedIn, config: Fol
     return ConversationChange(memory, [session_item(ctx, event, config)])
 
 
+BusinessMessage = AppointmentProposed | AppointmentConfirmed | AppointmentDeclined | AppointmentCancelled
+BUSINESS_MESSAGES = (AppointmentProposed, AppointmentConfirmed, AppointmentDeclined, AppointmentCancelled)
+
+
+def _on_appointment(memory: Item, event: BusinessMessage, config: FoldConfig) -> ConversationChange:
+    """What the business tells the customer about an appointment (a proposal, a confirmation, a
+    decline, a cancellation): a message of the customer's last session (author "human" when the
+    owner acted, "ai" when it answers the customer's own yes or cancel), and a turn of that session
+    while it is live; none when the event carries no message."""
+    content = event.payload.content
+    if not content.strip():
+        return ConversationChange(memory)
+    last = memory.get("sessionContext")
+    message = message_item(event, last["sessionId"] if last else NO_SESSION, "agent", content,
+                           author="human" if event.payload.by == "owner" else "ai")
+    message["metadata"].update({"kind": "appointment", "appointmentId": event.payload.appointmentId})
+    history = memory["history"]
+    history["totalMessages"] = int(history["totalMessages"]) + 1
+    memory["summary"] = summary(history)
+    ctx = active_session(memory)
+    if ctx is None or _idle(ctx, event.occurredAt, config.idle_minutes):
+        return ConversationChange(memory, [], [message])
+    _record_turn(ctx, event, "agent", content)
+    return ConversationChange(memory, [session_item(ctx, event, config)], [message])
+
+
 def nudge_stands(puts: Iterable[Put]) -> bool:
     """Whether the conversation fold accepted a NudgeSent (it wrote the nudge as a message)."""
     return any(p.table == "messages" for p in puts)
@@ -545,6 +572,8 @@ def apply(memory: Item, event: Event, config: FoldConfig) -> ConversationChange:
         return _on_media(state, event)
     if isinstance(event, (CustomerOptedOut, CustomerOptedIn)):
         return _on_opt(state, event, config)
+    if isinstance(event, BUSINESS_MESSAGES):
+        return _on_appointment(state, event, config)
     return ConversationChange(state)  # ReplyDelivered: only lastSeq moves
 
 
@@ -569,7 +598,7 @@ class ConversationProjection:
     name = "conversation"
     table = "rag_user"
     owns = {"rag_user": ("businessId", "userId"), "sessions": ("sessionId",), "messages": ("messageId", "sessionId")}
-    version = 6  # v6: what became of customers' files (transcripts as their messages' text, metadata.media) and opt-outs (optOut, optedOut), a nudge's template past the window (nudgeDue.windowUntil, template); v2: handoff state, the last inbound's addressing, messages' metadata.author, active sessions' dueShard and nextDueAt; v3: nudges (nudge, nudgeDue, expiresAt); v4: message kinds, reactions, replyStatus, Instagram's messaging window for nudges
+    version = 7  # v7: the business's messages about appointments (metadata.kind "appointment"); v6: what became of customers' files (transcripts as their messages' text, metadata.media) and opt-outs (optOut, optedOut), a nudge's template past the window (nudgeDue.windowUntil, template); v2: handoff state, the last inbound's addressing, messages' metadata.author, active sessions' dueShard and nextDueAt; v3: nudges (nudge, nudgeDue, expiresAt); v4: message kinds, reactions, replyStatus, Instagram's messaging window for nudges
 
     def empty(self, business_id: str, user_id: str) -> Item:
         return {**empty_memory(business_id, user_id), "version": self.version}

@@ -13,11 +13,13 @@ from datetime import date, datetime
 from typing import Any
 
 from agentstream.projections.booking_prompt import APPOINTMENTS
-from agentstream.projections.booking_rules import rules_of
+from agentstream.projections.booking_rules import closed_days_of, rules_of
 from agentstream.projections.booking_texts import appointment_line
 from agentstream.projections.context import ReplyContext
 from agentstream.projections.media_notes import acknowledgement
-from agentstream.projections.timecontext import DAYS, WEEKDAYS, TimeContext, day_name, time_context, when_opens
+from agentstream.projections.timecontext import (
+    DAYS, WEEKDAYS, TimeContext, closed_today_status, day_name, time_context, when_opens,
+)
 from agentstream.projections.topics import detect_language, extract_topics, words
 
 MY_BOOKING_PHRASES = ("ce programare am", "ce programari am", "programarea mea", "cand am programare",
@@ -69,10 +71,10 @@ def requested_appointment(ctx: ReplyContext) -> dict[str, Any] | None:
 
 def _open_then(business: dict[str, Any], at: str) -> bool:
     """The business is open at the appointment's time (any time that day, for a day only)."""
-    hours = business.get("openingHours") or {}
+    hours, closed = business.get("openingHours") or {}, closed_days_of(business)
     if len(at) == 10:
-        return bool(hours.get(DAYS[date.fromisoformat(at).weekday()]))
-    return time_context(datetime.fromisoformat(at), str(business.get("timezone") or "UTC"), hours).is_open
+        return at not in closed and bool(hours.get(DAYS[date.fromisoformat(at).weekday()]))
+    return time_context(datetime.fromisoformat(at), str(business.get("timezone") or "UTC"), hours, closed).is_open
 
 
 def appointment_answer(business: dict[str, Any], appointment: dict[str, Any], lang: str) -> str:
@@ -149,6 +151,8 @@ def asks_services(message: str) -> bool:
 def hours_answer(tc: TimeContext, lang: str) -> str:
     """Open now and until when, or when it opens next."""
     ro = lang == "ro"
+    if tc.closed_today is not None:
+        return closed_today_status(tc, lang)
     if tc.is_open and tc.closes_at:
         return f"Acum suntem deschiși, până la ora {tc.closes_at}." if ro else f"We are open now, until {tc.closes_at}."
     if tc.is_open:

@@ -8,6 +8,7 @@ next day (`["18:00", "02:00"]`). Hours are wall-clock times, so DST days need no
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
@@ -38,6 +39,7 @@ class TimeContext:
     closes_at: str | None                 # when open: "HH:MM" (None when open around the clock)
     opens_next: dict[str, Any] | None     # when closed: {"day": weekday, "time": "HH:MM", "in_days": int}
     timezone: str = "UTC"
+    closed_today: str | None = None       # today is a closed day (holiday): its name ("" unnamed); None: it is not
 
 
 def part_of_day(hour: int) -> str:
@@ -77,10 +79,10 @@ def _intervals(day: date, hours: dict[str, Any]) -> list[Interval]:
     return result
 
 
-def _week(today: date, hours: dict[str, Any]) -> list[Interval]:
-    """Intervals starting from yesterday to a week ahead, sorted."""
-    days = range(-1, LOOKAHEAD_DAYS + 2)
-    return sorted(iv for offset in days for iv in _intervals(today + timedelta(days=offset), hours))
+def _week(today: date, hours: dict[str, Any], closed: Mapping[str, str] | None = None) -> list[Interval]:
+    """Intervals starting from yesterday to a week ahead, sorted (none on a closed day)."""
+    days = [today + timedelta(days=offset) for offset in range(-1, LOOKAHEAD_DAYS + 2)]
+    return sorted(iv for day in days if day.isoformat() not in (closed or {}) for iv in _intervals(day, hours))
 
 
 def _closing(now: datetime, intervals: list[Interval]) -> tuple[bool, datetime | None]:
@@ -102,13 +104,16 @@ def _opens_next(now: datetime, intervals: list[Interval]) -> dict[str, Any] | No
     return {"day": WEEKDAYS[start.weekday()], "time": start.strftime("%H:%M"), "in_days": (start.date() - now.date()).days}
 
 
-def time_context(at: datetime, tz: str, opening_hours: dict[str, Any]) -> TimeContext:
-    """Where the instant `at` falls in the business's week (a naive `at` is taken as UTC)."""
+def time_context(at: datetime, tz: str, opening_hours: dict[str, Any],
+                 closed_days: Mapping[str, str] | None = None) -> TimeContext:
+    """Where the instant `at` falls in the business's week (a naive `at` is taken as UTC);
+    `closed_days`: local ISO dates the business is closed (holidays) -> their names ("" unnamed)."""
     zone, zone_name = _zone(tz)
     if at.tzinfo is None:
         at = at.replace(tzinfo=timezone.utc)
     now = at.astimezone(zone).replace(tzinfo=None)
-    intervals = _week(now.date(), opening_hours or {})
+    closed = closed_days or {}
+    intervals = _week(now.date(), opening_hours or {}, closed)
     is_open, closes = _closing(now, intervals)
     return TimeContext(
         local_time=now.strftime("%H:%M"),
@@ -119,6 +124,7 @@ def time_context(at: datetime, tz: str, opening_hours: dict[str, Any]) -> TimeCo
         closes_at=closes.strftime("%H:%M") if closes else None,
         opens_next=None if is_open else _opens_next(now, intervals),
         timezone=zone_name,
+        closed_today=closed.get(now.date().isoformat()),
     )
 
 
@@ -140,6 +146,8 @@ def when_opens(opens: dict[str, Any], lang: str) -> str:
 def open_status(tc: TimeContext, lang: str) -> str:
     """'Suntem deschiși până la 13:00.' / 'We are closed now; we open today at 14:00.'"""
     ro = lang == "ro"
+    if tc.closed_today is not None:
+        return closed_today_status(tc, lang)
     if tc.is_open:
         if tc.closes_at is None:
             return "Suntem deschiși non-stop." if ro else "We are open around the clock."
@@ -148,6 +156,17 @@ def open_status(tc: TimeContext, lang: str) -> str:
         return "Suntem închiși." if ro else "We are closed."
     when = when_opens(tc.opens_next, lang)
     return f"Suntem închiși acum; deschidem {when}." if ro else f"We are closed now; we open {when}."
+
+
+def closed_today_status(tc: TimeContext, lang: str) -> str:
+    """'We are closed today (a closed day: Crăciun); we open on Friday at 09:00.' / 'Astăzi suntem
+    închiși (zi liberă: Crăciun); deschidem vineri la 09:00.'"""
+    ro, name = lang == "ro", tc.closed_today or ""
+    why = (f"zi liberă: {name}" if name else "zi liberă") if ro else (f"a closed day: {name}" if name else "a closed day")
+    line = f"Astăzi suntem închiși ({why})" if ro else f"We are closed today ({why})"
+    if tc.opens_next is None:
+        return f"{line}."
+    return f"{line}; deschidem {when_opens(tc.opens_next, lang)}." if ro else f"{line}; we open {when_opens(tc.opens_next, lang)}."
 
 
 def describe(tc: TimeContext, lang: str = "en") -> str:

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from agentstream.events import MessageReceived, reply_event_id
 from agentstream.projections.booking_prompt import FREE_SLOTS, free_slots_text
-from agentstream.projections.booking_rules import rules_of
+from agentstream.projections.booking_rules import closed_days_of, rules_of
 from agentstream.projections.context import ReplyContext
 from agentstream.streams.appointment_requests import requested
 
@@ -51,7 +51,7 @@ async def with_free_slots(store: SideItems, ctx: ReplyContext, inbound: MessageR
     names = [n for start in rules.day_starts(day) for n in rules.slots(start, rules.slot_minutes)]
     values = await asyncio.gather(*(store.side(inbound.businessId, n) for n in names))
     held = {n: int((v or {}).get("held", 0)) for n, v in zip(names, values)}
-    text = free_slots_text(rules, day, held, now)
+    text = free_slots_text(rules, day, held, now, closed_days_of(info))
     await store.set_side(inbound.businessId, record_name(inbound.eventId), {"text": text})
     return dataclasses.replace(ctx, extra={**ctx.extra, FREE_SLOTS: text})
 

@@ -22,7 +22,7 @@ from agentstream.projections.base import Projection, fold_events
 from agentstream.projections.skips import without_skipped
 from agentstream.projections.context import ReplyContext, build_prompt
 from agentstream.projections.kinds import needs_reply, no_reply_reason
-from agentstream.projections.media_notes import MediaOutcome, outcome_of, read_files
+from agentstream.projections.media_notes import MEDIA_TYPES, MediaOutcome, outcome_of, read_files
 from agentstream.registry import PROJECTIONS
 from agentstream.streams.bursts import covered_by, covers, first_seqs
 from agentstream.streams.ports import StoreConfig
@@ -44,6 +44,7 @@ class Explanation:
     versions: dict[str, str]  # the business data's versions in force at the inbound's time
     notes: list[str] = field(default_factory=list)
     covered: list[MessageReceived] = field(default_factory=list)  # the inbounds the reply covers (a burst: several)
+    media_unplaced: list[str] = field(default_factory=list)  # media events a reply without a media position may not have seen
 
     @property
     def reproduced(self) -> bool:
@@ -59,11 +60,14 @@ class Explanation:
             return ["the reply recorded no prompt hash (written before schemaVersion 2)"]
         if self.reproduced:
             return []
+        unplaced = [f"the reply recorded no media position (before ReplyGenerated v4): the prompt is rebuilt with the "
+                    f"media events logged before it ({', '.join(self.media_unplaced)}), and one may have landed after "
+                    f"the reply stopped waiting for the files"] if self.media_unplaced else []
         changed = [f"{name}: the reply used version {recorded.versions.get(name) or 'unknown'}, "
                    f"the history has {self.versions.get(name) or 'none'} in force at {iso(self.inbound.occurredAt)}"
                    for name in ("businessInfo", "systemInstructions", "rag")
                    if recorded.versions.get(name) != self.versions.get(name)]
-        return changed or ["business data versions match: the fold or the prompt builder changed since (another build)"]
+        return unplaced + changed or ["business data versions match: the fold or the prompt builder changed since (another build)"]
 
     def to_json(self) -> dict[str, Any]:
         ctx = self.context
@@ -117,8 +121,8 @@ class Explainer:
             raise NotExplainable(f"no event {event_id!r} in the log")
         inbound, reply = await self._pair(event)
         burst = await self._covered(inbound, reply)
-        events, media = await self._as_folded(burst[-1], reply)
-        notes: list[str] = []
+        events, media, logged = await self._as_folded(burst[-1], reply)
+        notes: list[str] = late_media_notes(burst[-1], reply, logged)
         used = reply.payload.versions if reply else {}
         d, b = self._directory, inbound.businessId
         info, info_version = await self._used(info_key(b), used.get("businessInfo"), inbound.occurredAt, notes,
@@ -136,7 +140,8 @@ class Explainer:
         ctx = await recorded_free_slots(self._store, ctx, burst[-1])
         prompt = build_prompt(ctx, self._settings.prompt_budget_chars)
         versions = {"businessInfo": info_version, "systemInstructions": instructions_version, "rag": rag_version}
-        return Explanation(inbound, reply, ctx, prompt, prompt_hash(prompt), versions, notes, burst)
+        return Explanation(inbound, reply, ctx, prompt, prompt_hash(prompt), versions, notes, burst,
+                           unplaced_media(burst[-1], reply, logged))
 
     async def _covered(self, inbound: MessageReceived, reply: ReplyGenerated | None) -> list[MessageReceived]:
         """The inbounds `reply` covers (its burst, from the log), `inbound` alone without a reply."""
@@ -144,13 +149,15 @@ class Explainer:
             return [inbound]
         return covered_by(reply, await self._store.read(reply.streamId, limit=reply.seq), needs_reply) or [inbound]
 
-    async def _as_folded(self, inbound: MessageReceived, reply: ReplyGenerated | None) -> tuple[list[Event], MediaOutcome | None]:
+    async def _as_folded(self, inbound: MessageReceived, reply: ReplyGenerated | None
+                         ) -> tuple[list[Event], MediaOutcome | None, list[Event]]:
         """The conversation up to the inbound without the events skipped when the reply was made
-        (the skip records logged before the reply: a skip comes after the event it names), and
-        what the media process had logged about the inbound's files before the reply."""
+        (the skip records logged before the reply: a skip comes after the event it names), what
+        the media process had logged about the inbound's files when the reply stopped waiting for
+        them, and the log up to the reply."""
         logged = await self._store.read(inbound.streamId, limit=reply.seq if reply else inbound.seq)
-        media = outcome_of(inbound, logged, reply.seq) if reply is not None and read_files(inbound) else None
-        return [e for e in without_skipped(logged) if e.seq <= inbound.seq], media
+        media = outcome_of(inbound, logged, media_before(reply)) if reply is not None and read_files(inbound) else None
+        return [e for e in without_skipped(logged) if e.seq <= inbound.seq], media, logged
 
     async def _pair(self, event: Event) -> tuple[MessageReceived, ReplyGenerated | None]:
         """The inbound message and its reply, from either of them."""
@@ -183,3 +190,29 @@ class Explainer:
         value = await current()
         notes.append(f"{key}: no version recorded by {iso(when)}; the current one is shown")
         return value, version_of(value) if value is not None else ""
+
+
+def media_before(reply: ReplyGenerated) -> int:
+    """The seq before which the media events the reply's prompt used were logged: past the
+    position its wait had read (recorded since v4), else the reply's own."""
+    return reply.payload.mediaUpToSeq + 1 if reply.payload.mediaUpToSeq else reply.seq
+
+
+def _about(inbound: MessageReceived, logged: Sequence[Event]) -> list[Event]:
+    return [e for e in logged if e.type in MEDIA_TYPES and getattr(e.payload, "sourceEventId", None) == inbound.eventId]
+
+
+def late_media_notes(inbound: MessageReceived, reply: ReplyGenerated | None, logged: Sequence[Event]) -> list[str]:
+    """What the media process logged about the inbound's files after the reply stopped waiting
+    for them and before the reply: not in the prompt."""
+    if reply is None or not reply.payload.mediaUpToSeq:
+        return []
+    return [f"{e.type} (seq {e.seq}) landed after the reply stopped waiting for the files (it had read up to seq "
+            f"{reply.payload.mediaUpToSeq}): not in the prompt" for e in _about(inbound, logged) if e.seq >= media_before(reply)]
+
+
+def unplaced_media(inbound: MessageReceived, reply: ReplyGenerated | None, logged: Sequence[Event]) -> list[str]:
+    """The media events a reply that recorded no media position (before v4) may not have seen."""
+    if reply is None or reply.payload.mediaUpToSeq:
+        return []
+    return [f"{e.type} seq {e.seq}" for e in _about(inbound, logged) if e.seq < reply.seq]

@@ -22,11 +22,13 @@ READ_LIMIT = 50
 @dataclass(frozen=True)
 class Waited:
     """What the wait found after the inbound: its media events, any reply already logged to it,
-    and the stream's head as read."""
+    the stream's head as read, and the last seq read (the reply records it: explain rebuilds the
+    prompt from the media events up to it, not from a transcript that landed later)."""
 
     outcome: MediaOutcome
     reply: Event | None
     head: int | None  # None: more events follow than one read holds
+    read_to: int = 0
 
 
 class MediaWait:
@@ -55,11 +57,12 @@ class MediaWait:
     @staticmethod
     async def _read(store: EventLog, inbound: MessageReceived) -> Waited:
         items = await store.read_items(inbound.streamId, after_seq=inbound.seq, limit=READ_LIMIT)
-        head = None if len(items) >= READ_LIMIT else int(items[-1]["seq"]) if items else inbound.seq
+        read_to = int(items[-1]["seq"]) if items else inbound.seq
+        head = None if len(items) >= READ_LIMIT else read_to
         events, reply = [], None
         for item in items:
             if item.get("type") in MEDIA_TYPES:
                 events.append(event_from_item(item))
             elif item.get("type") == "ReplyGenerated" and (item.get("payload") or {}).get("inReplyTo") == inbound.eventId:
                 reply = event_from_item(item)
-        return Waited(outcome_of(inbound, events), reply, head)
+        return Waited(outcome_of(inbound, events), reply, head, read_to)

@@ -88,16 +88,17 @@ class Replier:
         transaction and published after it (`BatchWriter.flush`)."""
         kept = self._unsent.pop(inbound.eventId, None)
         media: MediaOutcome | None = None
+        media_read_to: int | None = None
         if self._media_wait is not None and self._media_wait.applies(inbound):
             waited = await self._media_wait.wait(self._store, inbound)
-            reply, head, media = waited.reply, waited.head, waited.outcome
+            reply, head, media, media_read_to = waited.reply, waited.head, waited.outcome, waited.read_to
         else:
             reply, head = (None, inbound.seq) if unanswered else await self._logged_reply(inbound)
         if reply is not None:
             await self.publish(reply)
             await self._hand_off_if_asked(inbound, reply)
             return reply, False
-        draft = kept or await self._draft(inbound, states, info, media)
+        draft = kept or await self._draft(inbound, states, info, media, media_read_to=media_read_to)
         if head is not None and self._seen.get(inbound.streamId, 0) > head:
             head = None  # the customer wrote again meanwhile: read the head rather than lose a write to it
         if batch is not None and head == inbound.seq and kept is None and not hands_off(draft) \
@@ -186,8 +187,10 @@ class Replier:
         await self._store.append(draft, external_id=keys.opt_change(inbound.eventId))
 
     async def _draft(self, inbound: MessageReceived, states: States, info: dict[str, Any],
-                     media: MediaOutcome | None = None, burst: Sequence[MessageReceived] = ()) -> Event:
-        """The model's reply to `inbound` (the last of `burst`, if given) as an event, not yet in the log."""
+                     media: MediaOutcome | None = None, burst: Sequence[MessageReceived] = (),
+                     media_read_to: int | None = None) -> Event:
+        """The model's reply to `inbound` (the last of `burst`, if given) as an event, not yet in the
+        log; `media` the media events found up to `media_read_to` (none: none read)."""
         ctx = await self._context(inbound, states, info, media, burst)
         sent = build_prompt(ctx, self._budget)
         on_piece = None
@@ -198,7 +201,8 @@ class Replier:
             async def on_piece(text: str) -> None:
                 await signals.delta(inbound, reply_id, text)
         answer = await self._answer(ctx, inbound, info, on_piece)
-        return reply_draft(inbound, states, answer, sent, self._versions(inbound, info), self._clock.now(), burst)
+        return reply_draft(inbound, states, answer, sent, self._versions(inbound, info), self._clock.now(), burst,
+                           media_read_to)
 
     async def draft_burst(self, burst: Sequence[MessageReceived], states: States, info: dict[str, Any]) -> Event:
         """The model's one reply to a burst of inbounds (states just after the last), not yet in the log."""

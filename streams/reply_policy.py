@@ -19,6 +19,7 @@ from agentstream.events import Event, HandoffRequested, MessageReceived, derive_
 from agentstream.projections import optout, templates
 from agentstream.projections.base import FoldConfig, Item, Put
 from agentstream.projections.booking_prompt import APPOINTMENTS, CLOSED_DAYS, appointments_at, closed_days_ahead
+from agentstream.projections.booking_rules import closed_days_of
 from agentstream.projections.context import ReplyContext
 from agentstream.projections.conversation import active_session, nudge_stands
 from agentstream.projections.facts import current_facts
@@ -104,7 +105,8 @@ def reply_context(inbound: MessageReceived, states: States, info: dict[str, Any]
         system_instructions=instructions,
         rag_entries=rag,
         memory=states[REPLIES_FOLLOW],
-        time=time_context(inbound.occurredAt, str(info.get("timezone", "UTC")), info.get("openingHours") or {}),
+        time=time_context(inbound.occurredAt, str(info.get("timezone", "UTC")), info.get("openingHours") or {},
+                          closed_days_of(info)),
         message=text,
         language=language,
         inbound_event_id=inbound.eventId,
@@ -121,10 +123,12 @@ def prompt_hash(prompt: list[dict[str, str]]) -> str:
 
 
 def reply_draft(inbound: MessageReceived, states: States, answer: Answer, prompt: list[dict[str, str]],
-                versions: dict[str, str], at: datetime, burst: Sequence[MessageReceived] = ()) -> Event:
+                versions: dict[str, str], at: datetime, burst: Sequence[MessageReceived] = (),
+                media_read_to: int | None = None) -> Event:
     """The reply to `inbound` (or to the `burst` it is the last of) as an event, not yet in the
     log: the answer, where it goes, what it covers (its id is the first inbound's) and what it
-    was made from (the prompt's hash, the business data's versions)."""
+    was made from (the prompt's hash, the business data's versions, the media events logged up
+    to `media_read_to`: none read, the last inbound's seq)."""
     session = active_session(states[REPLIES_FOLLOW]) or {}
     covered = list(burst) or [inbound]
     first = covered[0]
@@ -149,6 +153,7 @@ def reply_draft(inbound: MessageReceived, states: States, answer: Answer, prompt
             "deliverTo": dict(inbound.payload.replyTo),
             "promptHash": prompt_hash(prompt),
             "versions": versions,
+            "mediaUpToSeq": covered[-1].seq if media_read_to is None else media_read_to,
             "send": {"window": templates.window_state(inbound.channel, iso(inbound.occurredAt), at)},
         },
     )
