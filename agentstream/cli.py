@@ -72,7 +72,7 @@ async def _stop_when_orphaned(parent: int, stop: asyncio.Event, grace_s: float =
 def setup(partitions: Annotated[Optional[int], typer.Option(help="partitions of new topics")] = None,
           no_topics: bool = typer.Option(False, help="tables only")) -> None:
     """Create the tables (with GSIs and the events stream) and topics; idempotent."""
-    from agentstream.adapters.bootstrap import setup as do_setup
+    from agentstream.bootstrap import setup as do_setup
 
     report, topics = asyncio.run(do_setup(_one_shot(), partitions, with_topics=not no_topics))
     console.print(f"tables created: {report.created or 'none'}; indexes added: {report.indexes_added or 'none'}; "
@@ -82,7 +82,7 @@ def setup(partitions: Annotated[Optional[int], typer.Option(help="partitions of 
 @app.command()
 def populate(data_dir: Annotated[Optional[Path], typer.Option(help="folder with the JSON data files")] = None) -> None:
     """Load system instructions, dynamic business RAG and business info from files."""
-    from agentstream.adapters.bootstrap import BusinessDataError, populate as do_populate
+    from agentstream.bootstrap import BusinessDataError, populate as do_populate
 
     try:
         counts = asyncio.run(do_populate(_one_shot(), data_dir))

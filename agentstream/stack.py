@@ -108,7 +108,7 @@ def up(port: int = 8080, kafka_port: int = 9092, kafka_controller_port: int = 90
 
     from rich.console import Console
 
-    from agentstream.adapters.bootstrap import demo_credentials, populate, setup
+    from agentstream.bootstrap import demo_credentials, populate, setup
 
     console = Console(stderr=True)
     home = home_dir()

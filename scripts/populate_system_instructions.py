@@ -3,7 +3,7 @@
 
 import asyncio
 
-from agentstream.adapters.bootstrap import populate
+from agentstream.bootstrap import populate
 from agentstream import logs
 from agentstream.settings import load_settings
 

@@ -3,7 +3,7 @@
 
 import asyncio
 
-from agentstream.adapters.bootstrap import setup
+from agentstream.bootstrap import setup
 from agentstream import logs
 from agentstream.settings import load_settings
 

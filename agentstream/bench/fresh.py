@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentstream.adapters.bootstrap import demo_credentials, populate, setup
+from agentstream.bootstrap import demo_credentials, populate, setup
 from agentstream.adapters.dynamo.client import dynamodb_client
 from agentstream.adapters.dynamo.tables import table_specs
 from agentstream.bench.common import CpuMeter, isolated_env, own_ddb_calls, settings_for

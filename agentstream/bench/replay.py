@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from agentstream.adapters.bootstrap import populate
+from agentstream.bootstrap import populate
 from agentstream.adapters.dynamo.client import dynamodb_client, put_log_items
 from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.dynamo.tables import ensure_tables

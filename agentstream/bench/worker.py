@@ -48,7 +48,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import GroupCoordinatorNotAvailableError
 
 from agentstream import loops
-from agentstream.adapters.bootstrap import populate, setup
+from agentstream.bootstrap import populate, setup
 from agentstream.adapters.dynamo.client import dynamodb_client, put_log_items
 from agentstream.adapters.dynamo.event_store import idem_item
 from agentstream.adapters.kafka.client import dumps, event_headers, producer, send_keyed

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agentstream.adapters.bootstrap import demo_credentials, populate, setup
+from agentstream.bootstrap import demo_credentials, populate, setup
 from agentstream.local.services import Process, free_port
 from agentstream.settings import Settings
 from agentstream.stack import DEMO_BUSINESSES, spawn_component, wait_http

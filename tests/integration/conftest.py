@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from agentstream.adapters.bootstrap import populate
+from agentstream.bootstrap import populate
 from agentstream.adapters.dynamo.client import dynamodb_client
 from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.dynamo.tables import ensure_tables

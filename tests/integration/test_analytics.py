@@ -14,7 +14,7 @@ import httpx
 from prometheus_client import REGISTRY
 
 from agentstream.adapters.kafka import client as kafka
-from agentstream.adapters.bootstrap import demo_credentials, populate, setup
+from agentstream.bootstrap import demo_credentials, populate, setup
 from agentstream.adapters.dynamo.client import dynamodb_client
 from agentstream.adapters.http.gateway import create_app
 from agentstream.adapters.http.common import UNAUTHORIZED

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agentstream.adapters.bootstrap import demo_credentials, populate, setup
+from agentstream.bootstrap import demo_credentials, populate, setup
 from agentstream.adapters.dynamo.bookings import BookingsTable
 from agentstream.adapters.dynamo.business import BusinessDirectory
 from agentstream.adapters.dynamo.projection_store import ProjectionStore

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 
-from agentstream.adapters.bootstrap import setup
+from agentstream.bootstrap import setup
 from agentstream.adapters.dynamo.client import clients
 from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.kafka.client import producer

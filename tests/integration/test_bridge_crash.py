@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from agentstream.adapters.bootstrap import setup
+from agentstream.bootstrap import setup
 from agentstream.adapters.dynamo.client import dynamodb_client, put_log_items
 from agentstream.events import new_event
 from agentstream.settings import Settings

@@ -20,7 +20,7 @@ import pytest
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from agentstream.adapters.bootstrap import populate
+from agentstream.bootstrap import populate
 from agentstream.adapters.dynamo.client import _client_kwargs, dynamodb_client, put_items, put_log_items
 from agentstream.adapters.dynamo.event_store import EventStore, log_item
 from agentstream.adapters.dynamo.projection_store import ProjectionStore

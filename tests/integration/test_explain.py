@@ -11,7 +11,7 @@ from contextlib import AsyncExitStack
 import httpx
 import pytest
 
-from agentstream.adapters.bootstrap import demo_credentials
+from agentstream.bootstrap import demo_credentials
 from agentstream.adapters.dynamo.config_history import ConfigHistory, info_key, instructions_key, rag_key
 from agentstream.adapters.dynamo.client import from_item, to_item
 from agentstream.events import Event, ReplyGenerated, new_event, reply_event_id

@@ -23,7 +23,7 @@ import websockets
 from twilio.request_validator import RequestValidator
 from websockets.exceptions import ConnectionClosed
 
-from agentstream.adapters.bootstrap import demo_credentials, populate, setup
+from agentstream.bootstrap import demo_credentials, populate, setup
 from agentstream.adapters.dynamo.credentials import REFRESH_GRACE_S, issue_widget_token
 from agentstream.adapters.dynamo.client import to_item
 from agentstream.adapters.http.gateway import WIDGET_REFUSED, create_app

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from agentstream.adapters.bootstrap import demo_credentials, populate, setup
+from agentstream.bootstrap import demo_credentials, populate, setup
 from agentstream.events import Event, new_event, stream_id, utc_now
 from agentstream.streams.replay import Replayer, Scope
 from agentstream.wiring import gateway_deps

@@ -14,7 +14,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from agentstream.adapters.bootstrap import demo_credentials, populate, setup
+from agentstream.bootstrap import demo_credentials, populate, setup
 from agentstream.adapters.http.inbox_session import COOKIE
 from agentstream.events import Event, stream_id
 from agentstream.wiring import gateway_deps

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 
-from agentstream.adapters.bootstrap import setup
+from agentstream.bootstrap import setup
 from agentstream.adapters.kafka.client import producer, send_keyed
 from agentstream.settings import Settings
 from tests.integration.kafka_helpers import read_topic

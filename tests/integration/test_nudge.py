@@ -18,7 +18,7 @@ import httpx
 import pytest
 import websockets
 
-from agentstream.adapters.bootstrap import load_data, populate
+from agentstream.bootstrap import load_data, populate
 from agentstream.adapters.dynamo.client import dynamodb_client
 from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.dynamo.projection_store import ProjectionStore

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from agentstream.adapters.bootstrap import populate, setup
+from agentstream.bootstrap import populate, setup
 from agentstream.adapters.dynamo.client import dynamodb_client, scan_all
 from agentstream.adapters.dynamo.tables import SESSIONS_GSI, ensure_tables, has_index
 from agentstream.settings import Settings

@@ -7,7 +7,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 
 from agentstream.adapters.kafka.client import topic_configs
-from agentstream.adapters.bootstrap import setup
+from agentstream.bootstrap import setup
 from agentstream.adapters.dynamo.client import dynamodb_client
 from agentstream.adapters.dynamo.projection_store import get_active_session_for_user
 from agentstream.adapters.dynamo.tables import (

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from agentstream.adapters.bootstrap import setup
+from agentstream.bootstrap import setup
 from agentstream.adapters.dynamo.client import dynamodb_client
 from agentstream.adapters.kafka.client import event_headers, producer
 from agentstream.adapters.dynamo.position_store import Position, PositionStore

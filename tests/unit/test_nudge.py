@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agentstream.adapters.bootstrap import BusinessDataError, check_businesses
+from agentstream.bootstrap import BusinessDataError, check_businesses
 from agentstream.adapters.dynamo.business import nudge_config
 from agentstream.events import Event, new_event
 from agentstream.projections.base import FoldConfig
@@ -246,7 +246,7 @@ def test_populate_command_refuses_in_one_line(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from agentstream.adapters.bootstrap import DATA_FILES, load_data
+    from agentstream.bootstrap import DATA_FILES, load_data
 
     for name in DATA_FILES.values():
         items = load_data(name)
