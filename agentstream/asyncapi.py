@@ -19,6 +19,15 @@ DEAD_LETTER = {"type": "object", "required": ["stage", "error", "failedAt", "eve
 SHADOW_PAIR = {"type": "object", "required": ["streamId", "inbound"], "additionalProperties": True,
                "description": "an inbound message, the reply logged for it and the candidate model's answer",
                "properties": {"streamId": {"type": "string"}, "inbound": {"type": "object"}}}
+SIGNAL = {"type": "object", "required": ["type", "streamId"], "additionalProperties": True,
+          "description": "what a conversation shows now; never in the log, and losing one is harmless",
+          "properties": {
+              "type": {"enum": ["typing", "delta", "revoked"],
+                       "description": "typing: a reply is being prepared; delta: the reply's text so far, as the model "
+                                      "writes it; revoked: the widget visitor was revoked (gateways close its sockets)"},
+              "streamId": {"type": "string"}, "channel": {"type": "string"},
+              "eventId": {"type": "string", "description": "delta: the reply's eventId"},
+              "text": {"type": "string", "description": "delta: the whole text so far"}}}
 # topic setting → (what it carries, its messages: event types, or a name with its schema)
 TOPICS: dict[str, tuple[str, list[str] | tuple[str, dict[str, Any]]]] = {
     "topic_events": ("Every event of the log, in log order per conversation, published by the bridge after "
@@ -29,6 +38,8 @@ TOPICS: dict[str, tuple[str, list[str] | tuple[str, dict[str, Any]]]] = {
                        "(AppointmentRequested): the owner's feed.", ["HandoffRequested", "AppointmentRequested"]),
     "topic_dlq": ("Events that failed every attempt, with the stage and the error.", ("DeadLetter", DEAD_LETTER)),
     "topic_shadow": ("`agentstream shadow`'s pairs; nothing reads them back into the log.", ("ShadowPair", SHADOW_PAIR)),
+    "topic_signals": ("Typing and the reply's text as it is written, for the gateways' sockets and the vendors' typing "
+                      "indicators; a revoked widget visitor. 10 minutes' retention.", ("Signal", SIGNAL)),
 }
 
 
@@ -52,7 +63,7 @@ def document() -> dict[str, Any]:
                                         f"{summary} (schemaVersion {schema_version(event_type)})")
     for setting in sorted(n for n in Settings.model_fields if n.startswith("topic_")):
         name = setting.removeprefix("topic_")
-        what, carried = TOPICS.get(setting, ("(not described)", ("Record", {"type": "object"})))
+        what, carried = TOPICS[setting]  # a new topic setting must say what it carries
         if isinstance(carried, tuple):
             schemas[carried[0]] = carried[1]
             messages[carried[0]] = _message(carried[0], REF.format(model=carried[0]), what)

@@ -76,7 +76,6 @@ from agentstream.streams.clock import clock_from
 from agentstream.adapters.reminder_index import DynamoDueIndex
 from agentstream.adapters.dynamo.usage import UsageStore
 from agentstream.adapters.http.owner_service import OwnerService
-from agentstream.streams.leases import HeldLease
 from agentstream.streams.spend import PriceError, PriceTable, SpendMeter
 from agentstream.streams.spend_release import BudgetReleaser, background_warner, month_spend, run_release
 from agentstream.adapters.dynamo.dead_letters import business_ids
@@ -124,6 +123,15 @@ async def _started_producer(stack: AsyncExitStack, settings: Settings) -> Any:
     await producer.start()
     stack.push_async_callback(producer.stop)
     return producer
+
+
+def signal_sender(producer: Any, topic: str) -> Callable[[bytes, bytes], Awaitable[None]]:
+    """Puts a signal on its topic without waiting for the broker: a lost signal is harmless."""
+
+    async def send(key: bytes, value: bytes) -> None:
+        await producer.send(topic, key=key, value=value)
+
+    return send
 
 
 async def run_bridge(settings: Settings, stop: asyncio.Event) -> None:
@@ -188,14 +196,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             await (await producer.send(settings.topic_replies, key=reply.streamId.encode(), value=kafka.dumps(reply.to_json_dict()),
                                        headers=[kafka.FIRST_PUBLICATION] if first else None))
 
-        async def send_signal(key: bytes, value: bytes) -> None:
-            await producer.send(settings.topic_signals, key=key, value=value)  # not awaiting the broker: a lost signal is harmless
-
         notify_owner = await handoff_notifier(stack, settings, ddb, producer)  # agent.handoffs.v1 and the webhook
         processor = ConversationProcessor(
             store, ProjectionStore(hot, settings.tables), directory, responder, publish_reply,
             default_idle_minutes=settings.session_idle_minutes, prompt_budget_chars=settings.prompt_budget_chars,
-            default_quiet_ms=settings.reply_after_quiet_ms, signals=Signals(send_signal),
+            default_quiet_ms=settings.reply_after_quiet_ms, signals=Signals(signal_sender(producer, settings.topic_signals)),
             after_reply=chained(AppointmentAnswers(Bookings(store, directory, BookingsTable(hot, settings.tables))),
                                 AppointmentRequester(store, notify_owner), make_fact_extractor(settings, store, responder, meter)),
             on_handoff=notify_owner,
@@ -333,6 +338,7 @@ async def run_gateway(settings: Settings, stop: asyncio.Event, port: int | None 
         d = await gateway_deps(stack, settings)
         consumer = await _latest_replies_consumer(stack, settings)  # positioned before the first socket opens
         producer = await _started_producer(stack, settings)
+        d.signals = Signals(signal_sender(producer, settings.topic_signals))  # a revoked visitor's sockets, on every gateway
         sockets = socket_runner(consumer, SocketDelivery(d.store, d.hub, d.heads), Dlq(producer, settings.topic_dlq))
         signals = await _latest_replies_consumer(stack, settings, settings.topic_signals)  # typing and streamed text
         d.analytics = analytics_consumer(settings, d.ddb)

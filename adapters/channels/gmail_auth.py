@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from datetime import timezone
 from functools import partial
@@ -76,7 +77,7 @@ class GmailAuth:
     def __init__(self, store: TokenStore, token_uri: str) -> None:
         self._store = store
         self._token_uri = token_uri
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()  # held while in use
 
     async def call(self, business_id: str, request: Callable[[str], Awaitable[T]]) -> T:
         """`request(access_token)`; after a refresh a 401 again is a RetryableError."""
@@ -95,7 +96,8 @@ class GmailAuth:
     async def refresh(self, business_id: str, refused: str = "") -> dict[str, str]:
         """The business's gmail credentials with a usable token: one another task stored
         meanwhile, or a new one from Google (then stored)."""
-        async with self._locks.setdefault(business_id, asyncio.Lock()):
+        lock = self._locks.setdefault(business_id, asyncio.Lock())  # this name keeps it while we wait and hold it
+        async with lock:
             creds = await self._store.get(business_id, "gmail")
             if creds.get("accessToken") != refused and not expiring(creds):
                 return creds

@@ -19,6 +19,7 @@ from agentstream.adapters.http.bookings_service import Bookings
 from agentstream.adapters.http.owner_service import OwnerService
 from agentstream.adapters.dynamo.projection_store import ProjectionStore
 from agentstream.adapters.settled_heads import SettledHeads
+from agentstream.adapters.signals import Signals
 from agentstream.adapters.http.ws_hub import SocketHub
 from agentstream.settings import Settings
 
@@ -83,6 +84,7 @@ class Deps:
     limits: GatewayLimits | None = None  # None: no rate limits (tests of other things)
     visitors: VisitorRecords | None = None  # None: widget tokens without records (stateless)
     media: Any = None  # adapters.media_bucket.MediaBucket (None: the inbox's files answer 503)
+    signals: Signals | None = None  # agent.signals.v1 (None: a revocation closes this gateway's sockets only)
     owner: OwnerService = field(init=False)  # the owner's commands and queries (the API and the inbox)
     bookings: Bookings = field(init=False)  # the appointment commands and the bookings list
 

@@ -164,7 +164,7 @@ async def revoke_visitor_route(request: Request) -> Response:
     d = deps(request)
     business_id, user_id = request.path_params["businessId"], request.path_params["userId"]
     await require_api_key(d, request, business_id)
-    if not await revoke_visitor(d.visitors, d.hub, business_id, user_id):
+    if not await revoke_visitor(d.visitors, d.hub, business_id, user_id, d.signals):
         raise HttpError(404, "unknown visitor")
     return Response(status_code=204)
 

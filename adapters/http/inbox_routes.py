@@ -178,7 +178,7 @@ async def act(request: Request) -> Response:
         raise HttpError(404, "unknown action")
     if action == "block-visitor":  # a widget visitor: its tokens stop working, its sockets close
         owned = await d.owner.owned_session(business_id, session_id)
-        if not await revoke_visitor(d.visitors, d.hub, business_id, owned["userId"]):
+        if not await revoke_visitor(d.visitors, d.hub, business_id, owned["userId"], d.signals):
             raise HttpError(404, "not a widget visitor with a record")
         return RedirectResponse(f"/inbox/conversations/{session_id}", status_code=303)
     try:

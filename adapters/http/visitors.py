@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentstream.adapters.dynamo.client import error_code, from_item, to_item
+from agentstream.adapters.signals import REVOKED, Signals
 
 GRACE_S = 60
 
@@ -90,12 +91,17 @@ class VisitorRecords:
         return visitor.created_at + self.lifetime_s
 
 
-async def revoke_visitor(records: VisitorRecords | None, hub: Any, business_id: str, user_id: str) -> bool:
-    """Revoke a visitor and close its sockets held by this gateway (4403); False for an unknown one.
-    (Another gateway's socket of it ends at its next check: a refresh or reconnect is refused.)"""
+async def revoke_visitor(records: VisitorRecords | None, hub: Any, business_id: str, user_id: str,
+                         signals: Signals | None = None) -> bool:
+    """Revoke a visitor and close its sockets (4403): this gateway's at once, every other
+    gateway's through a `revoked` signal; False for an unknown one. (Were the signal lost, another
+    gateway's socket ends at its next check: a refresh or reconnect is refused.)"""
     if records is None or not await records.revoke(business_id, user_id):
         return False
-    await hub.close_all(f"{business_id}#{user_id}", 4403, "visitor revoked")
+    stream = f"{business_id}#{user_id}"
+    await hub.close_all(stream, *REVOKED)
+    if signals is not None:
+        await signals.revoked(stream)
     return True
 
 

@@ -4,6 +4,7 @@ an API key, served by uvicorn on a free port (sockets included)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,22 @@ def gateway_deps(ddb: Any, settings: Settings) -> Deps:
                 visitors=VisitorRecords(ddb, settings.tables.widget_visitors, settings.widget_visitor_lifetime_days * 86_400))
 
 
+@contextlib.asynccontextmanager
+async def serving(d: Deps) -> AsyncIterator[str]:
+    """The gateway app of `d` served by uvicorn on a free port of 127.0.0.1; its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(d), host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="off", ws_max_size=64 * 1024))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
 @pytest.fixture
 async def moto_gateway(moto_ddb: Any, moto_settings: Settings, biz: str) -> AsyncIterator[MotoGateway]:
     settings = moto_settings.model_copy(update={"credentials_key": Fernet.generate_key().decode(),
@@ -64,15 +81,5 @@ async def moto_gateway(moto_ddb: Any, moto_settings: Settings, biz: str) -> Asyn
     d = gateway_deps(moto_ddb, settings)
     await d.credentials.rotate(biz, "widget")
     api_key = (await d.credentials.rotate(biz, "rest"))["apiKey"]
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(d), host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off", ws_max_size=64 * 1024))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
-            yield MotoGateway(d, biz, api_key, f"http://127.0.0.1:{port}", http)
-    finally:
-        server.should_exit = True
-        await task
+    async with serving(d) as base, httpx.AsyncClient(base_url=base) as http:
+        yield MotoGateway(d, biz, api_key, base, http)

@@ -119,6 +119,7 @@ async def test_a_token_past_its_stored_expiry_is_refreshed_before_use_once_for_c
 
     assert await asyncio.gather(*(auth.call("b", request) for _ in range(3))) == ["new-2"] * 3
     assert used == ["new-2"] * 3 and len(store.writes) == 1 and len(vendors.state.sent("/google/token")) == 1
+    assert not auth._locks, "no lock is kept per business once no refresh waits for it (a gateway serves many)"  # noqa: SLF001
 
 
 async def test_delivery_of_a_gmail_reply_refreshes_an_expired_token(vendors: VendorServer) -> None:

@@ -4,7 +4,9 @@ is issued past the visitor's lifetime, and a revoked visitor's tokens and socket
 
 from __future__ import annotations
 
+import asyncio
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,7 +17,8 @@ from agentstream.adapters.http import gateway
 from agentstream.adapters.http import visitors
 from agentstream.adapters.dynamo.credentials import issue_widget_token
 from agentstream.adapters.dynamo.client import to_item
-from tests.unit.gateway_on_moto import MotoGateway, moto_gateway  # noqa: F401 - the fixture
+from agentstream.adapters.signals import Signals, relay_signals
+from tests.unit.gateway_on_moto import MotoGateway, gateway_deps, moto_gateway, serving  # noqa: F401 - the fixture
 
 
 async def mint(gw: MotoGateway) -> dict[str, Any]:
@@ -82,6 +85,44 @@ async def test_a_revoked_visitor_is_refused_everywhere_and_its_socket_closed(mot
     assert (await refresh(gw, v["token"])).status_code == 401
     assert await socket_code(gw, v["userId"], v["token"]) == 4403
     assert (await gw.http.post(f"/v1/widget/{gw.business}/visitors/v-nobody/revoke", headers=api)).status_code == 404
+
+
+class TopicConsumer:
+    """`agent.signals.v1` between two gateways, in memory: what one sends the other reads."""
+
+    def __init__(self) -> None:
+        self.records: asyncio.Queue[SimpleNamespace] = asyncio.Queue()
+
+    async def send(self, key: bytes, value: bytes) -> None:
+        self.records.put_nowait(SimpleNamespace(key=key, value=value))
+
+    async def getmany(self, timeout_ms: int) -> dict[str, list[SimpleNamespace]]:
+        try:
+            return {"signals-0": [await asyncio.wait_for(self.records.get(), timeout_ms / 1000)]}
+        except asyncio.TimeoutError:
+            return {}
+
+
+async def test_a_revoked_visitors_socket_on_another_gateway_closes_too(moto_gateway: MotoGateway) -> None:
+    gw, topic, stop = moto_gateway, TopicConsumer(), asyncio.Event()
+    other = gateway_deps(gw.d.ddb, gw.d.settings)  # a second gateway on the same tables
+    gw.d.signals = Signals(topic.send)
+    relay = asyncio.create_task(relay_signals(topic, other.hub, stop))
+    v = await mint(gw)
+    try:
+        async with serving(other) as base, websockets.connect(f"{base.replace('http', 'ws')}/ws/{gw.business}") as ws:
+            await ws.send(json.dumps({"type": "auth", "userId": v["userId"], "token": v["token"]}))
+            await ws.send(json.dumps({"type": "message", "text": "Bună", "clientMessageId": "c1"}))
+            assert json.loads(await ws.recv())["type"] == "ack"
+            revoked = await gw.http.post(f"/v1/widget/{gw.business}/visitors/{v['userId']}/revoke",
+                                         headers={"Authorization": f"Bearer {gw.api_key}"})
+            assert revoked.status_code == 204
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 30)
+    finally:
+        stop.set()
+        await relay
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
 
 
 async def test_a_token_from_before_records_is_refreshed_into_one(moto_gateway: MotoGateway) -> None:
