@@ -46,7 +46,8 @@ class BridgeConfig:
     stream_arn: str
     topic: str
     start_position: str = "TRIM_HORIZON"
-    idle_poll_s: float = 0.2
+    idle_poll_s: float = 0.2  # after an empty read; doubled at each empty read after it, up to idle_poll_max_s
+    idle_poll_max_s: float = 0.25  # DynamoDB Streams serves a shard 5 reads a second
     discover_every_s: float = 10.0
     batch_limit: int = 1000
     loss_margin_s: float = 600.0  # a lost window starts this long before the lost checkpoint's time
@@ -105,6 +106,7 @@ class Bridge:
         self._on_loss = on_loss
         self._readers: dict[str, asyncio.Task[None]] = {}
         self._starts: dict[str, str | None] = {}  # shard -> its first sequence number, as last described
+        self._idle: dict[str, float] = {}  # shard -> the wait after its next empty read
         self.stats = BridgeStats()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -229,9 +231,17 @@ class Bridge:
         records = resp.get("Records", [])
         if not records:
             metrics.BRIDGE_LAG_MS.labels(shard=shard_id).set(0)
-            await asyncio.sleep(self._cfg.idle_poll_s)
+            await asyncio.sleep(self._idle_wait(shard_id))
             return resp.get("NextShardIterator"), None
+        self._idle.pop(shard_id, None)
         return resp.get("NextShardIterator"), await self._enqueue(records)
+
+    def _idle_wait(self, shard_id: str) -> float:
+        """The wait after an empty read: `idle_poll_s`, doubling while the shard stays empty, up
+        to `idle_poll_max_s` (an idle bridge costs a few reads a second; a busy one never waits)."""
+        wait = self._idle.get(shard_id, self._cfg.idle_poll_s)
+        self._idle[shard_id] = min(max(wait * 2, self._cfg.idle_poll_s), max(self._cfg.idle_poll_max_s, self._cfg.idle_poll_s))
+        return wait
 
     async def _enqueue(self, records: list[dict[str, Any]]) -> Inflight:
         """Hand every event of a batch to the producer, in order, one Kafka batch per partition."""

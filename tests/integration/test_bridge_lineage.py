@@ -197,3 +197,17 @@ async def test_a_stopping_bridge_hands_back_a_lease_whose_last_checkpoint_it_did
     assert row is not None and row.owner is None and row.checkpoint == "0042"
     other = await LeaseTable(ddb, settings.tables.leases, "two").acquire(row)  # type: ignore[arg-type]
     assert other is not None and other.owner == "two", "another bridge takes it at once"
+
+
+async def test_an_idle_shard_is_read_less_often_and_a_record_brings_the_pace_back(ddb: object, settings: Settings) -> None:
+    fake, producer = FakeStreams(), FakeProducer()
+    fake.add_shard("s1")
+    bridge = make_bridge(fake, producer, ddb, settings, "one")  # idle_poll_s 0.01; at most 0.25 s
+    waits = [bridge._idle_wait("s1") for _ in range(8)]  # noqa: SLF001 - the waits after eight empty reads
+    assert waits == [0.01, 0.02, 0.04, 0.08, 0.16, 0.25, 0.25, 0.25]
+    fake.put("s1", "b#u", 1)
+    iterator = (await fake.get_shard_iterator(fake.arn, "s1", "TRIM_HORIZON"))["ShardIterator"]
+    _, inflight = await bridge._read_batch(None, "s1", iterator, None)  # type: ignore[arg-type]  # noqa: SLF001
+    assert inflight is not None and inflight.events == 1
+    assert bridge._idle_wait("s1") == 0.01, "a read with records brings the pace back"  # noqa: SLF001
+
