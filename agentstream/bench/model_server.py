@@ -5,7 +5,8 @@ It answers `POST /v1/chat/completions` like the real API, after a configurable d
 customer, matched on the prompt's text), can fail the next N calls with a status, and
 records every request so tests can check what the worker sent. Asked with `stream: true`, it
 sends the answer in `stream_pieces` pieces `piece_delay_s` apart (server-sent events, the
-usage in a last chunk when `stream_options.include_usage` is set), and notes when each went.
+usage in a last chunk when `stream_options.include_usage` is set), and notes when each answer's
+first piece went, by the prompt's last user text.
 """
 
 from __future__ import annotations
@@ -41,12 +42,16 @@ class ModelBehaviour:
     requests: list[dict[str, Any]] = field(default_factory=list)
     stream_pieces: int = 3  # a streamed answer comes in this many pieces
     piece_delay_s: float = 0.0  # between pieces
-    first_tokens: list[float] = field(default_factory=list)  # time.time() each streamed answer's first piece went
+    first_tokens: dict[str, float] = field(default_factory=dict)  # the prompt's last user text -> time.time() its first piece went
+
+
+def _last_user(body: dict[str, Any]) -> str:
+    return str(next((m.get("content", "") for m in reversed(body.get("messages", [])) if m.get("role") == "user"), ""))
 
 
 def _answer(body: dict[str, Any]) -> dict[str, Any]:
-    last = next((m.get("content", "") for m in reversed(body.get("messages", [])) if m.get("role") == "user"), "")
-    text = f"[model] re: {str(last)[:80]}"
+    last = _last_user(body)
+    text = f"[model] re: {last[:80]}"
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion", "created": int(time.time()),
         "model": body.get("model", "local-model"),
@@ -69,7 +74,7 @@ async def _pieces(behaviour: ModelBehaviour, body: dict[str, Any]) -> Any:
         if i:
             await asyncio.sleep(behaviour.piece_delay_s)
         else:
-            behaviour.first_tokens.append(time.time())
+            behaviour.first_tokens[_last_user(body)] = time.time()
         delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
         yield f"data: {json.dumps(base | {'choices': [{'index': 0, 'delta': delta, 'finish_reason': None}]})}\n\n"
     yield f"data: {json.dumps(base | {'choices': [{'index': 0, 'delta': {}, 'finish_reason': 'stop'}]})}\n\n"

@@ -18,10 +18,14 @@ topics of the same size (fresh.py), so no phase pays for the items of another.
 4. Half capacity: a short probe measures the stack's CPU per steady message, which gives the
    rate the machine can carry (capacity.py); a steady phase at half of it, p50 and p99 against
    the raw Kafka round trip's p50 and p99 at that rate.
+5. Streamed replies (streaming.py) while other customers write at that half-capacity rate: the
+   fake model's first token to the first piece on the socket, and the ack to the whole reply,
+   with the burst window at 0 and then on (a burst of three); `replay --verify` after each.
 
 The last JSON line carries `targets`: each hot-path target with its figure and whether it is met.
 Sizes: BENCH_PIPELINE_RATE (phase 3, default 50), BENCH_PIPELINE_CONVERSATIONS (200),
-BENCH_PIPELINE_TURNS (5), BENCH_PIPELINE_PAIRS (3), BENCH_HALF_SECONDS (20), BENCH_PROBE_RATE (10).
+BENCH_PIPELINE_TURNS (5), BENCH_PIPELINE_PAIRS (3), BENCH_HALF_SECONDS (20), BENCH_PROBE_RATE (10),
+BENCH_STREAM_CONVERSATIONS (20).
 """
 
 from __future__ import annotations
@@ -50,7 +54,8 @@ Fresh = Callable[[str], AbstractContextManager[Stack]]
 TARGETS = {"ours_over_ministack_cpu": ("<=", 0.5), "ours_over_direct_cpu": ("<=", 1.5),
            "append_conflicts_per_turn": ("<=", 0.05), "ddb_calls_per_turn": ("<=", 5.9),
            "half_capacity_p50_over_kafka_rtt": ("<=", 8), "half_capacity_p99_over_kafka_rtt": ("<=", 20),
-           "ideal_over_measured": (">=", 0.7)}
+           "ideal_over_measured": (">=", 0.7), "streamed_first_piece_p50_ms": ("<=", 50),
+           "streamed_verify_differences": ("<=", 0)}
 
 
 def _head_of_line(fresh: Fresh, conversations: int, turns: int) -> dict[str, Any]:
@@ -121,7 +126,8 @@ def _targets(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def run(conversations: int = 200, turns: int = 5, model_ms: int = 500, rate: float = 50, seconds: float = 10.0,
-        half_seconds: float = 20.0, probe_rate: float = 10, probe_seconds: float = 6.0, pairs: int = 3) -> dict[str, Any]:
+        half_seconds: float = 20.0, probe_rate: float = 10, probe_seconds: float = 6.0, pairs: int = 3,
+        stream_conversations: int = 20) -> dict[str, Any]:
     behaviour = ModelBehaviour(delay_s=model_ms / 1000)
     pids: dict[str, int] = {}
     logs = Path(tempfile.mkdtemp(prefix="agentstream-bench-logs-"))
@@ -138,13 +144,14 @@ def run(conversations: int = 200, turns: int = 5, model_ms: int = 500, rate: flo
         probe = _steady(fresh, "probe", probe_rate, probe_seconds)
         carried = capacity(probe["stack_cpu_s"], probe["sent"], *probe["machine"])
         half = _steady(fresh, "half_capacity", round(carried.rate_per_s / 2, 1), half_seconds)
-        streamed = streaming.phases(base, pids, model.base_url, behaviour, logs)
-    return _figures(conversations, turns, model_ms, hol, baseline, ratios, steady, carried.as_dict(), half, logs) | streamed
+        streamed = streaming.phases(base, pids, model.base_url, behaviour, logs, stream_conversations,
+                                    background_rate=half["rate"])
+    return _figures(conversations, turns, model_ms, hol, baseline, ratios, steady, carried.as_dict(), half, logs, streamed)
 
 
 def _figures(conversations: int, turns: int, model_ms: int, hol: dict[str, Any], baseline: dict[str, Any],
              ratios: list[float], steady: dict[str, Any], carried: dict[str, Any], half: dict[str, Any],
-             logs: Path) -> dict[str, Any]:
+             logs: Path, streamed: dict[str, Any]) -> dict[str, Any]:
     ideal, per_turn = turns * model_ms / 1000, hol["per_turn"]
     whole = _whole_stack_ms(per_turn)
     figures: dict[str, Any] = {
@@ -178,6 +185,9 @@ def _figures(conversations: int, turns: int, model_ms: int, hol: dict[str, Any],
         "half_capacity_other_programs_cores": round(others_cores(half["stack_cpu_s"], *half["machine"]), 2),
         "worker_peak_rss_mb": max(hol["worker_peak_rss_mb"], steady["worker_peak_rss_mb"], half["worker_peak_rss_mb"]),
         "logs": str(logs),
+        **streamed,
+        "streamed_first_piece_p50_ms": max(p["first_token_to_first_piece_ms"]["p50"] for p in streamed.values()),
+        "streamed_verify_differences": sum(p["verify_differences"] for p in streamed.values()),
     }
     return figures | {"targets": _targets(figures)}
 
@@ -187,4 +197,5 @@ def main() -> None:
     report("pipeline", run(conversations=int(env("BENCH_PIPELINE_CONVERSATIONS", "200")),
                            turns=int(env("BENCH_PIPELINE_TURNS", "5")), rate=float(env("BENCH_PIPELINE_RATE", "50")),
                            pairs=int(env("BENCH_PIPELINE_PAIRS", "3")),
-                           half_seconds=float(env("BENCH_HALF_SECONDS", "20")), probe_rate=float(env("BENCH_PROBE_RATE", "10"))))
+                           half_seconds=float(env("BENCH_HALF_SECONDS", "20")), probe_rate=float(env("BENCH_PROBE_RATE", "10")),
+                           stream_conversations=int(env("BENCH_STREAM_CONVERSATIONS", "20"))))

@@ -92,12 +92,16 @@ def _message(user: str, text: str) -> object:
 async def test_pipeline_bench() -> None:
     conversations, turns = 4, 2
     figures = await asyncio.to_thread(pipeline.run, conversations=conversations, turns=turns, model_ms=10, rate=10,
-                                      seconds=2.5, half_seconds=3.0, probe_rate=5, probe_seconds=2.0, pairs=1)
+                                      seconds=2.5, half_seconds=3.0, probe_rate=5, probe_seconds=2.0, pairs=1,
+                                      stream_conversations=2)
     assert figures["replies"] == 8 and (figures["lost"], figures["duplicates"], figures["reorders"]) == (0, 0, 0)
     assert figures["ours_over_direct_cpu_pairs"] == [figures["ours_over_direct_cpu"]]  # the median of several: unit/test_bench_figures.py
     assert figures["latency_samples"] == 20, "10 sockets, two messages each, every one answered"
     hops = [f"hop_{name}_p50_ms" for name in ("bridge", "worker", "reply_publish", "delivery")]
     assert all(figures[h] >= 0 for h in hops)
+    for name in ("streamed_window_0", "streamed_burst"):  # each probe answered in streamed pieces, the log verified
+        assert figures[name]["measured"] == figures[name]["conversations"] and figures[name]["verify_differences"] == 0
+    assert figures["targets"]["streamed_verify_differences"]["met"]
     for phase in ("cpu_ms_per_turn", "cpu_ms_per_steady_message"):
         assert {"bridge", "worker", "gateway", "load_and_model", "ministack", "kafka"} <= figures[phase].keys()
         assert figures[phase]["worker"] > 0 and figures[phase]["ministack"] > 0 and figures[phase]["total"] > 0
