@@ -98,9 +98,14 @@ def _settings_rows(model: type[Any], secret: set[str]) -> list[str]:
         names = ", ".join(f"`{n}`" for n in _names(field, attribute))
         default = "(secret)" if attribute in secret and field.default else field.default
         shown = "unset" if default is None else f"`{default}`"
-        meaning = f" {_cell(field.description)} |" if field.description else ""
-        rows.append(f"| {names} | {_cell(_type(field))} | {_cell(shown)} | {_cell(_limits(field)) or ' '} |{meaning}")
+        cells = [names, _cell(_type(field)), _cell(shown), _cell(_limits(field)) or " ", _cell(field.description or " ")]
+        rows.append("| " + " | ".join(cells) + " |")
     return rows
+
+
+def _secret(model: type[Any]) -> set[str]:
+    """The fields whose value is never shown (kept out of repr)."""
+    return {n for n, f in model.model_fields.items() if f.repr is False}
 
 
 def _declared_settings() -> list[tuple[str, str]]:
@@ -115,17 +120,16 @@ def _declared_settings() -> list[tuple[str, str]]:
 
 
 def render_settings() -> str:
-    from agentstream.settings import Settings, Tables
+    from agentstream.settings import MediaSettings, Settings, Tables
 
     head = ["# Settings reference", "", GENERATED, "",
             "Each setting is read from the environment, then from the project's `.env`; a bad value stops the process "
-            "with one line naming it. What they are for, and `.env`: the [Settings guide](../settings.md).", ""]
-    described = any(f.description for m in (Settings, Tables) for f in m.model_fields.values())
-    table = ["| variable | type | default | limits |" + (" meaning |" if described else ""),
-             "|---|---|---|---|" + ("---|" if described else "")]
-    secret = {n for n, f in Settings.model_fields.items() if f.repr is False}
-    lines = [*head, "## The processes", "", *table, *_settings_rows(Settings, secret), "",
+            "with one line naming it. How they fit together, and `.env`: the [Settings guide](../settings.md).", ""]
+    table = ["| variable | type | default | limits | what it does |", "|---|---|---|---|---|"]
+    lines = [*head, "## The processes", "", *table, *_settings_rows(Settings, _secret(Settings)), "",
              "## Tables", "", *table, *_settings_rows(Tables, set()), "",
+             "## Customers' files", "", "The guide: [Voice notes, photos and documents](../media.md).", "",
+             *table, *_settings_rows(MediaSettings, _secret(MediaSettings)), "",
              "## Declared by the channel providers", "", "| variable | default |", "|---|---|",
              *(f"| `{env}` | {'`' + default + '`' if default else 'unset'} |" for env, default in _declared_settings())]
     return "\n".join(lines).rstrip() + "\n"
