@@ -376,7 +376,8 @@ class Settings(_FromEnv):
     )
     bridge_idle_poll_s: float = Field(
         0.05, gt=0, validation_alias="BRIDGE_IDLE_POLL",
-        description="Seconds the bridge waits before asking again when there was nothing new in the log.",
+        description="Seconds the bridge waits before asking again when there was nothing new in the log; doubled while "
+                    "nothing comes, up to 0.25 seconds.",
     )
     bridge_lease_ttl_ms: int = Field(
         10_000, ge=1_000, validation_alias="BRIDGE_LEASE_TTL_MS",

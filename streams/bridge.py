@@ -19,6 +19,7 @@ takes a new iterator from its checkpoint (which says so if the position was lost
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -78,6 +79,7 @@ class Inflight:
     """A batch handed to Kafka and not yet checkpointed."""
 
     acks: list[asyncio.Future[Any]]
+    first: dict[str, Any]
     last: dict[str, Any]
     events: int
     settled: bool = False
@@ -181,6 +183,7 @@ class Bridge:
         heartbeat = asyncio.create_task(self._heartbeat(lease))
         inflight: Inflight | None = None
         try:
+            from_start = lease.checkpoint is None and self._cfg.start_position == "TRIM_HORIZON"
             iterator = await self._iterator(shard_id, lease)
             checked = ShardCheck(self._starts.get(shard_id), lease.checkpoint_at, time.monotonic())
             while iterator:
@@ -189,6 +192,9 @@ class Bridge:
                     iterator, checked = await self._recheck(shard_id, lease, iterator, checked)
                     continue
                 iterator, inflight = await self._read_batch(lease, shard_id, iterator, inflight)
+                if checked.start is None and from_start and inflight is not None:
+                    # begun on an empty shard: its first record is the shard's start to check against
+                    checked = dataclasses.replace(checked, start=inflight.first["dynamodb"]["SequenceNumber"])
             await self._settle(lease, shard_id, inflight)
             await self._leases.checkpoint(lease, lease.checkpoint or "", finished=True)
             log.info("bridge.shard.finished", shard=shard_id)
@@ -249,7 +255,7 @@ class Bridge:
         keyed = [(item["streamId"].encode(), dumps(event_body(item)), event_headers(int(item["seq"]), str(item["type"])))
                  for item in events if is_event_item(item)]
         self.stats.records += len(records)
-        return Inflight(await send_keyed(self._producer, self._cfg.topic, keyed), records[-1], len(keyed))
+        return Inflight(await send_keyed(self._producer, self._cfg.topic, keyed), records[0], records[-1], len(keyed))
 
     async def _settle(self, lease: Lease, shard_id: str, inflight: Inflight | None) -> None:
         """Wait for Kafka to acknowledge a batch, then move the shard's checkpoint past it."""

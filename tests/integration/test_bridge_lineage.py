@@ -126,21 +126,27 @@ async def test_trimmed_checkpoint_starts_at_trim_horizon_and_reconciles(ddb: obj
 
 
 @pytest.mark.parametrize("after", [3, 8], ids=["fewer-than-read-before", "more-than-read-before"])
+@pytest.mark.parametrize("empty_at_start", [False, True], ids=["records-at-start", "empty-at-start"])
 async def test_a_restarted_stream_behind_a_live_iterator_is_found_and_reconciled(ddb: object, settings: Settings,
-                                                                                  after: int) -> None:
+                                                                                  after: int, empty_at_start: bool) -> None:
     fake, producer = FakeStreams(), FakeProducer()
     fake.add_shard("s1")
-    for seq in range(1, 6):
-        fake.put("s1", "b#u", seq)
     losses: list[datetime | None] = []
 
     async def on_loss(why: str, since: datetime | None) -> None:
         losses.append(since)
 
-    bridge = make_bridge(fake, producer, ddb, settings, "one", on_loss=on_loss, recheck_s=0.2)
+    bridge = make_bridge(fake, producer, ddb, settings, "one", on_loss=on_loss, recheck_s=0.5)
     stop = asyncio.Event()
+    if not empty_at_start:
+        for seq in range(1, 6):
+            fake.put("s1", "b#u", seq)
     task = asyncio.create_task(bridge.run(stop))
     try:
+        if empty_at_start:  # the bridge reads an empty stream, then the load begins
+            await until(lambda: ("get_records", "s1") in fake.calls)
+            for seq in range(1, 6):
+                fake.put("s1", "b#u", seq)
         await until(lambda: len(producer.sent) == 5)
         fake.restart()
         for seq in range(6, 6 + after):  # appended once the server is back: positions 0, 1... of the new stream
