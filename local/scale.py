@@ -74,4 +74,4 @@ def refuse_taken_ports(components: list[Component], listening: Callable[[int], b
         for p in c.ports:
             if listening(p):
                 raise PortTaken(f"port {p} is taken (the {c.name} process listens there): stop what uses it "
-                                "or pick other ports (--port, --bridge-metrics-port, --worker-metrics-port)")
+                                "or pick other ports (--port, --bridge-metrics-port, --worker-metrics-port, --gateway-metrics-port)")

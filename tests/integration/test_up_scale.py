@@ -61,7 +61,8 @@ def test_scaled_stack_answers_through_the_public_port_and_stops_on_ctrl_c(tmp_pa
     scale = ",".join(f"{k}={v}" for k, v in SCALE.items())
     cmd = [sys.executable, "-m", "agentstream.cli", "up", "--port", str(port), "--scale", scale,
            "--kafka-port", str(port + 5), "--kafka-controller-port", str(port + 6), "--dynamodb-port", str(port + 7),
-           "--bridge-metrics-port", str(port + 10), "--worker-metrics-port", str(port + 11)]
+           "--bridge-metrics-port", str(port + 10), "--worker-metrics-port", str(port + 11),
+           "--gateway-metrics-port", str(port + 12)]
     with (home / "up.log").open("wb") as out:
         popen = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                  start_new_session=True)

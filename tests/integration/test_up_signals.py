@@ -164,14 +164,14 @@ def up(tmp_path: Path) -> Iterator[Up]:
     (home / "kafka" / "lib").symlink_to(shared.kafka_lib)
     (home / "ministack-venv").symlink_to(shared.ministack_bin.parent.parent)
     ports = {"gateway": free_port(), "kafka": free_port(), "controller": free_port(), "dynamodb": free_port(),
-             "bridge": free_port(), "worker": free_port()}
+             "bridge": free_port(), "worker": free_port(), "gateway_metrics": free_port()}
     env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DYNAMODB_ENDPOINT_URL",
                                                            "AGENTSTREAM_SECRET_KEY")}
     env |= {"AGENTSTREAM_HOME": str(home), "AGENTSTREAM_ENV_FILE": "none", "LOG_FORMAT": "console"}
     cmd = [sys.executable, "-m", "agentstream.cli", "up", "--port", str(ports["gateway"]),
            "--kafka-port", str(ports["kafka"]), "--kafka-controller-port", str(ports["controller"]),
            "--dynamodb-port", str(ports["dynamodb"]), "--bridge-metrics-port", str(ports["bridge"]),
-           "--worker-metrics-port", str(ports["worker"])]
+           "--worker-metrics-port", str(ports["worker"]), "--gateway-metrics-port", str(ports["gateway_metrics"])]
     with (home / "up.log").open("wb") as out:
         popen = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                  start_new_session=True)

@@ -43,14 +43,15 @@ def test_up_refuses_a_taken_port_before_starting_anything(tmp_path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         env = os.environ | {"AGENTSTREAM_HOME": str(tmp_path), "AGENTSTREAM_ENV_FILE": "none"}
-        metrics = [str(free_port()) for _ in range(2)]  # not the usual 9101, which a running stack holds
+        metrics = [str(free_port()) for _ in range(3)]  # not the usual 9101-9103, which a running stack holds
         run = subprocess.run([sys.executable, "-m", "agentstream.cli", "up", "--port", str(port - 1), "--scale", "gateway=2",
-                              "--bridge-metrics-port", metrics[0], "--worker-metrics-port", metrics[1]],
+                              "--bridge-metrics-port", metrics[0], "--worker-metrics-port", metrics[1],
+                              "--gateway-metrics-port", metrics[2]],
                              capture_output=True, text=True, env=env, timeout=60)
     assert run.returncode == 2
     assert run.stderr.strip().splitlines() == [f"agentstream: port {port} is taken (the gateway-1 process listens there): "
                                                "stop what uses it or pick other ports (--port, --bridge-metrics-port, "
-                                               "--worker-metrics-port)"]
+                                               "--worker-metrics-port, --gateway-metrics-port)"]
     assert not (tmp_path / "logs").exists() and not (tmp_path / "kafka").exists(), "nothing was started"
 
 
