@@ -110,7 +110,9 @@ def isolated_env(endpoints: Endpoints, **extra: str) -> dict[str, str]:
         "LOG_LEVEL": "INFO",
         "AGENTSTREAM_ENV_FILE": "none",  # also for a process started with only this environment
         "REPLY_AFTER_QUIET_MS": "0",  # a reply per message unless a test's business sets a burst window
-        "LIMIT_VISITORS_PER_ADDRESS": "100000/hour",  # every test's visitor comes from 127.0.0.1 (20 soak runs: 180)
+        # every test's visitor and owner comes from 127.0.0.1 (20 soak runs of a module: 180 visitors, 40 sign-ins)
+        "LIMIT_VISITORS_PER_ADDRESS": "100000/hour", "LIMIT_SIGN_IN_PER_ADDRESS": "100000/hour",
+        "LIMIT_SIGN_IN_PER_BUSINESS": "100000/hour",
     }
     for spec in Tables.model_fields.values():
         alias = spec.validation_alias
