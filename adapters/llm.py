@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import openai
 import structlog
 
 from agentstream import metrics
@@ -75,7 +74,7 @@ class OpenAIResponder:
         self._images = images
         self._model = settings.openai_model
         self._budget = settings.prompt_budget_chars
-        self._client = openai.AsyncOpenAI(
+        self._client = _openai().AsyncOpenAI(
             api_key=settings.openai_api_key,
             base_url=settings.openai_base_url,
             timeout=settings.openai_timeout_s,
@@ -96,7 +95,7 @@ class OpenAIResponder:
                 content, model, usage = _reply_of(await self._chat(body))
             else:
                 content, model, usage = await self._streamed(body, on_piece)
-        except (openai.OpenAIError, ValueError) as exc:
+        except (_openai().OpenAIError, ValueError) as exc:
             metrics.MODEL_ERRORS.labels(kind=type(exc).__name__).inc()
             log.warning("model.failed", error=type(exc).__name__, detail=str(exc)[:200])
             return Answer(FALLBACK.get(ctx.language, FALLBACK["en"]), self._model, _ms(start), fallback=True)
@@ -145,12 +144,20 @@ class OpenAIResponder:
         await self._client.close()
 
 
+def _openai() -> Any:
+    """The `openai` package, imported when a model is first used: it takes a second of CPU to
+    import, which the processes that never ask a model (bridge, gateway, delivery) need not pay."""
+    import openai
+
+    return openai
+
+
 def _http_client() -> Any:
     """openai's aiohttp transport where this openai has it: its default httpx pool checks every
     pooled connection on each request, which with hundreds of conversations in flight costs
     more than twice the CPU per call. None (openai's default client) otherwise."""
     try:
-        return openai.DefaultAioHttpClient()
+        return _openai().DefaultAioHttpClient()
     except (AttributeError, RuntimeError):
         return None
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import structlog
-from bs4 import BeautifulSoup
 from starlette.responses import JSONResponse
 
 from agentstream.adapters.channels.base import (
@@ -82,6 +81,8 @@ BLOCKS = ("p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table", "
 
 def html_to_text(markup: str) -> str:
     """The visible text of an HTML body: no style, script or head, no quoted history, a line per block."""
+    from bs4 import BeautifulSoup  # here: half a second to import, for the processes that read Gmail's HTML
+
     soup = BeautifulSoup(markup, "html.parser")
     for hidden in soup(["style", "script", "head", "title"]):
         hidden.decompose()
