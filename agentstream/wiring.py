@@ -382,7 +382,7 @@ async def _latest_replies_consumer(stack: AsyncExitStack, settings: Settings, to
     sees every reply published after it started (earlier ones reach a socket from the log on connect)."""
     topic = topic or settings.topic_replies
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="latest")
+                                enable_auto_commit=False, auto_offset_reset="latest", metadata_max_age_ms=kafka.METADATA_MAX_AGE_MS)
     await consumer.start()
     stack.push_async_callback(consumer.stop)
     numbers = (await kafka.partitions_of(settings.kafka_bootstrap_servers, [topic])).get(topic)
@@ -406,7 +406,8 @@ async def run_delivery(settings: Settings, stop: asyncio.Event) -> None:
                                        gmail=GmailAuth(credentials, settings.google_token_uri))
         producer = await _started_producer(stack, settings)
         consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=settings.delivery_group,
-                                    enable_auto_commit=False, auto_offset_reset="earliest")
+                                    enable_auto_commit=False, auto_offset_reset="earliest",
+                                    metadata_max_age_ms=kafka.METADATA_MAX_AGE_MS)
         hot = await stack.enter_async_context(hot_dynamodb_client(settings))
         delivery = ExternalDelivery(EventStore(hot, settings.tables.events), external_sender(channel_deps, settings))
         runner = external_runner(consumer, delivery, Dlq(producer, settings.topic_dlq))
@@ -638,7 +639,8 @@ async def run_media(settings: Settings, stop: asyncio.Event) -> None:
                                lambda source, limit: fetch(http, source, limit),
                                media_source_of(credential_store(ddb, settings), settings), m, transcriber, policy)
         consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=m.group,
-                                    enable_auto_commit=False, auto_offset_reset="earliest")
+                                    enable_auto_commit=False, auto_offset_reset="earliest",
+                                    metadata_max_age_ms=kafka.METADATA_MAX_AGE_MS)
         runner = media_runner(consumer, fetcher, Dlq(producer, settings.topic_dlq))
         consumer.subscribe([settings.topic_events], listener=runner.listener())
         await consumer.start()

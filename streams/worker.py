@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from agentstream import metrics
 from agentstream.adapters.kafka.dlq import Dlq
-from agentstream.adapters.kafka.client import dumps, loads, seq_of
+from agentstream.adapters.kafka.client import METADATA_MAX_AGE_MS, dumps, loads, seq_of
 from agentstream.events import Event, parse_event, UnknownSchemaVersion
 from agentstream.retry import RetryPolicy
 from agentstream.streams.conversations import ConversationProcessor
@@ -199,6 +199,8 @@ def faust_app(settings: WorkerConfig) -> faust.App:
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
         stream_wait_empty=False,  # run_worker joins its own jobs first; an unacked (unreadable) record must not hold the stop
+        consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,  # a broker back from a restart is found in 30 s, not 5 minutes
+        producer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
     )
 
 
