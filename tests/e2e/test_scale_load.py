@@ -102,9 +102,20 @@ def load_cluster(endpoints: Endpoints, tmp_path: Path) -> Iterator[tuple[Cluster
             for p in [port, *map(int, backends)]:
                 wait_http(p, timeout=120)
             wait_for_port(running.processes["model"], model_port, timeout=60)
+            _wait_workers_joined(running)
             yield running, vendors
         finally:
             running.stop()
+
+
+def _wait_workers_joined(running: Cluster, timeout: float = 180.0) -> None:
+    """Until every worker has joined its group (its log says worker.started): a load, or a broker
+    killed, before that would meet a worker still starting, which a supervisor would restart."""
+    deadline = time.monotonic() + timeout
+    names = [f"worker-{i}" for i in range(1, COUNTS["worker"] + 1)]
+    while not all("worker.started" in (running.logs / f"{n}.log").read_text(errors="replace") for n in names):
+        assert time.monotonic() < deadline, "a worker did not join its group within 3 minutes"
+        time.sleep(0.5)
 
 
 @pytest.fixture
