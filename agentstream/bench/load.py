@@ -71,6 +71,12 @@ class SteadyRun:
     answered: dict[str, tuple[float, float]]  # inbound eventId: (ack time, reply frame time), wall clock
 
 
+async def widget_socket(http: httpx.AsyncClient, base_url: str, port: int, business: str = "demo-salon") -> Any:
+    """A new widget visitor of `business` and its socket to connect (`async with`)."""
+    v = (await http.post(f"{base_url}/v1/widget/{business}/visitors")).json()
+    return websockets.connect(f"ws://127.0.0.1:{port}/ws/{business}?userId={v['userId']}&token={v['token']}")
+
+
 async def steady_ws(base_url: str, port: int, rate: float, seconds: float, sockets: int = 25,
                     drain_s: float = 180.0) -> SteadyRun:
     """`rate` messages/s, evenly spaced, over `sockets` widget connections (each sends at least
@@ -86,9 +92,8 @@ async def steady_ws(base_url: str, port: int, rate: float, seconds: float, socke
 
     async def client(index: int) -> None:
         async with httpx.AsyncClient() as http:
-            v = (await http.post(f"{base_url}/v1/widget/demo-salon/visitors")).json()
-        url = f"ws://127.0.0.1:{port}/ws/demo-salon?userId={v['userId']}&token={v['token']}"
-        async with websockets.connect(url) as ws:
+            ws_connect = await widget_socket(http, base_url, port)
+        async with ws_connect as ws:
             acked: dict[str, float] = {}
             mine: set[str] = set()
 

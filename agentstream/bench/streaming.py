@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import websockets
 
 from agentstream.adapters.dynamo.client import dynamodb_client
 from agentstream.bench.common import summary
 from agentstream.bench.fresh import Stack, fresh_stack
+from agentstream.bench.load import widget_socket
 from agentstream.bench.model_server import ModelBehaviour
 from agentstream.settings import Settings
 from agentstream.streams.replay import Replayer, Scope
@@ -29,15 +29,10 @@ BACKGROUND_SOCKETS = 10
 VERIFY_WITHIN_S = 60.0  # the background's last replies land; then a difference is a difference
 
 
-async def _socket(http: httpx.AsyncClient, base_url: str, port: int) -> Any:
-    v = (await http.post(f"{base_url}/v1/widget/{BUSINESS}/visitors")).json()
-    return await websockets.connect(f"ws://127.0.0.1:{port}/ws/{BUSINESS}?userId={v['userId']}&token={v['token']}")
-
-
 async def _one(base_url: str, port: int, model: ModelBehaviour, messages: int) -> tuple[float, float] | None:
     """(first token -> first piece, last ack -> whole reply) in ms for one conversation."""
     tag = uuid.uuid4().hex
-    async with httpx.AsyncClient() as http, await _socket(http, base_url, port) as ws:
+    async with httpx.AsyncClient() as http, await widget_socket(http, base_url, port, BUSINESS) as ws:
         first_piece, acked = None, 0.0
         for n in range(messages):
             await ws.send(json.dumps({"type": "message", "text": f"bench {tag} {n}", "clientMessageId": str(uuid.uuid4())}))
@@ -60,7 +55,7 @@ async def _background(base_url: str, port: int, rate: float, stop: asyncio.Event
 
     async def customer(index: int) -> None:
         every = BACKGROUND_SOCKETS / rate
-        async with httpx.AsyncClient() as http, await _socket(http, base_url, port) as ws:
+        async with httpx.AsyncClient() as http, await widget_socket(http, base_url, port, BUSINESS) as ws:
             drain = asyncio.create_task(_drain(ws))
             await asyncio.sleep(index / rate)
             while not stop.is_set():
