@@ -19,10 +19,10 @@ PYTEST := $(BIN)/pytest -q -p no:cacheprovider
 # workers share one Kafka and ministack. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 # The tests `make soak` runs at full size, once each (AGENTSTREAM_SOAK=1, see tests/sizes.py).
-LARGE := tests/integration/test_costs_at_scale.py tests/e2e/test_scale_load.py tests/integration/test_bounded_memory.py \
+LARGE := tests/integration/test_costs_at_scale.py tests/integration/test_bounded_memory.py \
          tests/integration/test_bridge_crash.py tests/unit/test_facts.py tests/unit/test_fold_version_bump.py \
-         tests/integration/test_spend_ceiling.py tests/e2e/test_service_restarts.py \
-         tests/unit/test_dead_letters.py tests/unit/test_settled_heads.py
+         tests/integration/test_spend_ceiling.py tests/e2e/test_kills_under_load.py \
+         tests/unit/test_dead_letters.py tests/unit/test_settled_heads.py tests/unit/test_reminder_timer.py
 
 .PHONY: up test unit soak screenshots install services tools browser schemas bench clean docs
 

@@ -14,6 +14,7 @@ from agentstream.projections.reminders import DUE_SHARDS, due_shard
 from agentstream.settings import Tables
 from agentstream.streams.clock import FakeClock, FileClock
 from agentstream.streams.reminder_timer import ReminderTimer
+from tests.sizes import size
 
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
 TEMPLATE = {"name": "reminder_programare", "language": "ro", "params": ["Ana", "02.12.2026 10:00", "tuns"]}
@@ -51,6 +52,9 @@ def customer_item(n: int, due: datetime, channel: str = "whatsapp", window_until
             "dueShard": due_shard(user), "nextDueAt": iso(due)}
 
 
+APPOINTMENTS = size(10_000, 100_000)  # `make soak` at full size
+
+
 def world(items: list[dict[str, Any]]) -> tuple[MemoryTables, MemoryEventStore, Counting]:
     names = Tables()
     tables = MemoryTables(names)
@@ -59,8 +63,8 @@ def world(items: list[dict[str, Any]]) -> tuple[MemoryTables, MemoryEventStore, 
     return tables, MemoryEventStore(tables), Counting(MemoryDueIndex(tables, names.reminders))
 
 
-async def test_a_round_reads_only_the_due_customers_at_100_000_appointments() -> None:
-    items = [customer_item(n, T0 + timedelta(minutes=n - 5)) for n in range(100_000)]  # one due a minute from T0 - 5 min
+async def test_a_round_reads_only_the_due_customers_among_many_appointments() -> None:
+    items = [customer_item(n, T0 + timedelta(minutes=n - 5)) for n in range(APPOINTMENTS)]  # one due a minute from T0 - 5 min
     _, store, index = world(items)
     timer = ReminderTimer(Always(), index, store, FakeClock(T0 - timedelta(minutes=1)))
     assert await timer.round() == 5  # c000000..c000004

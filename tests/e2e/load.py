@@ -1,15 +1,11 @@
-"""Several of every process under load, each kind killed with kill -9 in turn and restarted:
-every inbound has exactly one reply in the log, each reply reaches its customer (widget frames
-counted per socket, Twilio requests counted on the fake vendor), and order within each
-conversation is kept.
-
-3 gateways behind the round-robin proxy, 3 workers, 2 delivery processes, 2 bridges, on the
-session's Kafka and ministack; the model is the local fake, whose reply quotes the message, so
-each Twilio request names the message it answers. LOAD_MESSAGES sets the size (200 in `make test`,
-1 000 under `make soak`: half from widget customers, half from Twilio customers, ten messages
-each, about 8 a second; each kind is killed once, a fifth of the load apart, at either size).
-A Twilio message may be sent twice only in the named window: first sent in the moment before the
-delivery process's kill -9 (the vendor accepted it; ReplyDelivered was not written yet).
+"""The load the kill tests share: several of every process (3 gateways behind a round-robin proxy,
+3 workers, 2 delivery processes, 2 bridges), the fake model in a process of its own, and customers
+who write through the public port: widget customers on sockets (reconnecting through the proxy when
+their gateway dies) and Twilio customers by signed webhook. The fake model quotes each message's
+mark, so each Twilio request names the message it answers. `check` asserts what a customer would
+see: every inbound answered exactly once in the log, each reply delivered in order (widget frames
+per socket, Twilio sends), and a text sent twice only in the named window (first sent in the moment
+before a kill or a restart: the vendor accepted it, ReplyDelivered was not written yet).
 """
 
 from __future__ import annotations
@@ -25,22 +21,20 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import pytest
 import websockets
 from twilio.request_validator import RequestValidator
 
-from agentstream.local.services import Process, free_port, spawn, wait_for_port
+from agentstream.local.services import LocalHome, Process, free_port, spawn, wait_for_port
 from agentstream.stack import spawn_component, wait_http
 from tests.conftest import isolated_env
 from tests.e2e.stack import log_events, prepare, run_sync, set_credentials
 from tests.fakes.vendors import VendorServer
 from tests.services import Endpoints
-from tests.sizes import size
 
 COUNTS = {"gateway": 3, "worker": 3, "delivery": 2, "bridge": 2}
 PER_CUSTOMER = 10
@@ -116,12 +110,6 @@ def _wait_workers_joined(running: Cluster, timeout: float = 180.0) -> None:
     while not all("worker.started" in (running.logs / f"{n}.log").read_text(errors="replace") for n in names):
         assert time.monotonic() < deadline, "a worker did not join its group within 3 minutes"
         time.sleep(0.5)
-
-
-@pytest.fixture
-def cluster(endpoints: Endpoints, tmp_path: Path) -> Iterator[tuple[Cluster, VendorServer]]:
-    with load_cluster(endpoints, tmp_path) as running:
-        yield running
 
 
 @dataclass
@@ -215,68 +203,107 @@ async def _twilio(port: int, phone: str, n: int, spacing: float) -> list[str]:
     return marks
 
 
-async def _kills(cluster: Cluster, every: float) -> None:
-    for name in ("gateway-2", "worker-1", "delivery-1", "bridge-1"):
-        await asyncio.sleep(every)
-        await asyncio.to_thread(cluster.kill_and_restart, name)
+@dataclass
+class Services:
+    """A Kafka and a ministack of the module's own, each restartable on its own data."""
+
+    home: LocalHome
+    data: Path
+    kafka_port: int = field(default_factory=free_port)
+    controller_port: int = field(default_factory=free_port)
+    dynamo_port: int = field(default_factory=free_port)
+    kafka: Process | None = None
+    ministack: Process | None = None
+
+    @property
+    def endpoints(self) -> Endpoints:
+        return Endpoints(f"127.0.0.1:{self.kafka_port}", f"http://127.0.0.1:{self.dynamo_port}")
+
+    def start_kafka(self) -> None:
+        self.kafka = self.home.start_kafka(self.kafka_port, self.controller_port, self.data / "kafka", heap="512m")
+
+    def start_ministack(self) -> None:
+        self.ministack = self.home.start_ministack(self.dynamo_port, state=self.data / "ministack")
+
+    def kill_kafka(self) -> None:
+        assert self.kafka is not None
+        self.kafka.kill()  # SIGKILL to its process group: no clean shutdown
+
+    def stop_ministack(self) -> None:
+        assert self.ministack is not None
+        self.ministack.stop(timeout=60)  # SIGTERM: it saves its state as it stops
+
+    def stop(self) -> None:
+        for proc in (self.kafka, self.ministack):
+            if proc is not None:
+                proc.stop()
 
 
-@pytest.mark.timeout(1800)
-def test_every_message_answered_once_in_order_while_each_kind_is_killed(cluster: tuple[Cluster, VendorServer]) -> None:
-    running, vendors = cluster
-    total = int(os.environ.get("LOAD_MESSAGES") or size(200, 1000))
+@dataclass
+class Load:
+    """What the customers of one load sent and saw."""
+
+    widgets: list[Widget]
+    phones: list[str]
+    texted: list[list[str]]  # each Twilio customer's marks, in sending order
+
+    @property
+    def marks(self) -> set[str]:
+        return {m for marks in self.texted for m in marks}
+
+
+def run_load(running: Cluster, total: int, during: Callable[[float], Awaitable[None]], slack_s: float) -> Load:
+    """`total` messages (half from widget customers, half from Twilio customers, PER_CUSTOMER each,
+    about 8 a second in all), with `during(seconds the load lasts)` run beside them."""
     customers = max(1, total // (2 * PER_CUSTOMER))
-    spacing = customers * 2 / 8.0  # about 8 messages a second in all
-    deadline = time.monotonic() + PER_CUSTOMER * spacing * 1.5 + 240
+    spacing = customers * 2 / 8.0
+    lasts = PER_CUSTOMER * spacing
+    deadline = time.monotonic() + lasts * 1.5 + slack_s
+    block = uuid.uuid4().int % 10_000  # phone numbers of this load's own: loads share the cluster
+    phones = [f"+40{block:04d}{i:05d}" for i in range(customers)]
 
-    async def load() -> tuple[list[Widget], list[list[str]]]:
+    async def load() -> Load:
         widgets = [asyncio.create_task(_widget(running.port, PER_CUSTOMER, spacing, deadline)) for _ in range(customers)]
-        phones = [f"+4075{i:07d}" for i in range(customers)]
         texts = [asyncio.create_task(_twilio(running.port, p, PER_CUSTOMER, spacing)) for p in phones]
-        await _kills(running, PER_CUSTOMER * spacing / 5)
-        return await asyncio.gather(*widgets), await asyncio.gather(*texts)
+        await during(lasts)
+        return Load(await asyncio.gather(*widgets), phones, await asyncio.gather(*texts))
 
-    started = time.monotonic()
-    widgets, texted = run_sync(load())
-    print(f"load done in {time.monotonic() - started:.0f}s")
-    assert running.kills == ["gateway-2", "worker-1", "delivery-1", "bridge-1"]
+    return run_sync(load())
 
-    def twilio_done() -> bool:
-        quoted = {q for r in vendors.state.sent("/Messages.json") for q in QUOTED.findall(r.form.get("Body", ""))}
-        return all(m in quoted for marks in texted for m in marks)
 
-    wait = time.monotonic() + 120
-    while not twilio_done() and time.monotonic() < wait:
+def texted_answered(vendors: VendorServer, marks: set[str]) -> bool:
+    quoted = {q for r in vendors.state.sent("/Messages.json") for q in QUOTED.findall(r.form.get("Body", ""))}
+    return marks <= quoted
+
+
+def check(running: Cluster, vendors: VendorServer, load: Load, window_end: float, wait_s: float) -> int:
+    """Every message of `load` answered once in the log and delivered in order; a text sent twice
+    only if first sent in the WINDOW_S before `window_end` (a kill or a restart). The texts sent twice."""
+    wait = time.monotonic() + wait_s
+    while not texted_answered(vendors, load.marks) and time.monotonic() < wait:
         time.sleep(0.5)
-    for stream in [w.user for w in widgets] + [f"+4075{i:07d}" for i in range(customers)]:  # the log
+    for stream in [w.user for w in load.widgets] + load.phones:  # the log
         _assert_one_reply_each(log_events(running.env, f"demo-salon#{stream}"))
-
-    for w in widgets:  # the widget: every message acked, each reply once per socket, in order
+    for w in load.widgets:  # the widget: every message acked, each reply once per socket, in order
         assert len(w.acked) == PER_CUSTOMER, f"unacknowledged messages: {set(w.marks) - set(w.acked)}"
         for frames in w.sockets:
             assert len({f["eventId"] for f in frames}) == len(frames), "a reply twice on one socket"
         first = list(dict.fromkeys(f["inReplyTo"] for s in w.sockets for f in s))
         expected = [w.acked[m] for m in w.marks]
         assert first == expected, f"{w.user}: replies missing {set(expected) - set(first)} or out of order"
-
-    sent = [(QUOTED.findall(r.form.get("Body", "")), r.at) for r in vendors.state.sent("/Messages.json")]
-    sends = [(marks[0], at) for marks, at in sent if marks]
+    sends = [(marks[0], r.at) for r in vendors.state.sent("/Messages.json")
+             if (marks := QUOTED.findall(r.form.get("Body", ""))) and marks[0] in load.marks]
     counts = Counter(mark for mark, _ in sends)
-    for marks in texted:  # Twilio: every message answered, in order
+    for marks in load.texted:  # Twilio: every message answered, in order
         assert all(counts[m] >= 1 for m in marks), f"not sent: {[m for m in marks if not counts[m]]}"
-        order = [m for m in dict.fromkeys(mark for mark, _ in sends) if m in set(marks)]
-        assert order == marks, "texts out of order"
-    # twice only in the named window: sent by the delivery process in the moment before its kill -9
-    # (the vendor accepted it, the process died before writing ReplyDelivered)
+        assert [m for m in dict.fromkeys(mark for mark, _ in sends) if m in set(marks)] == marks, "texts out of order"
     first_sent = {mark: at for mark, at in reversed(sends)}
     twice = sorted(m for m, c in counts.items() if c > 1)
-    killed = running.killed_at["delivery-1"]
-    outside = [m for m in twice if not killed - WINDOW_S <= first_sent[m] <= killed]
-    sends_of = {m: [round(at - killed, 2) for mark, at in sends if mark == m] for m in twice}
-    assert not outside, f"sent twice outside the kill's window: {outside}; sends (s after the kill): {sends_of}"
+    outside = [m for m in twice if not window_end - WINDOW_S <= first_sent[m] <= window_end]
+    sends_of = {m: [round(at - window_end, 2) for mark, at in sends if mark == m] for m in twice}
+    assert not outside, f"sent twice outside the window: {outside}; sends (s after its end): {sends_of}"
     assert all(c <= 2 for c in counts.values()), "a reply sent three times"
-    print(f"{total} messages; Twilio sends twice: {len(twice)} {[round(killed - first_sent[m], 2) for m in twice]}; widget sockets: {sum(len(w.sockets) for w in widgets)}")
-
+    return len(twice)
 
 
 def _assert_one_reply_each(events: list) -> None:
