@@ -22,7 +22,8 @@ TEST_WORKERS ?= 2
 LARGE := tests/integration/test_costs_at_scale.py tests/integration/test_bounded_memory.py \
          tests/integration/test_bridge_crash.py tests/unit/test_facts.py tests/unit/test_fold_version_bump.py \
          tests/integration/test_spend_ceiling.py tests/e2e/test_kills_under_load.py \
-         tests/unit/test_dead_letters.py tests/unit/test_settled_heads.py tests/unit/test_reminder_timer.py
+         tests/unit/test_dead_letters.py tests/unit/test_settled_heads.py tests/unit/test_reminder_timer.py \
+         tests/unit/test_analytics.py
 
 .PHONY: up test unit soak screenshots install services tools browser schemas bench clean docs
 
