@@ -34,7 +34,7 @@ import asyncio
 import os
 import tempfile
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -127,14 +127,18 @@ def _targets(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def run(conversations: int = 200, turns: int = 5, model_ms: int = 500, rate: float = 50, seconds: float = 10.0,
         half_seconds: float = 20.0, probe_rate: float = 10, probe_seconds: float = 6.0, pairs: int = 3,
-        stream_conversations: int = 20) -> dict[str, Any]:
+        stream_conversations: int = 20, one_stack: bool = False) -> dict[str, Any]:
+    """Every phase's figures. `one_stack` runs the head-of-line and steady phases on one stack
+    (each measures its own window of it) instead of a fresh one each: the figures' plumbing for a
+    test, with fewer boots; the bench itself keeps the fresh stacks, whose figures start clean."""
     behaviour = ModelBehaviour(delay_s=model_ms / 1000)
     pids: dict[str, int] = {}
     logs = Path(tempfile.mkdtemp(prefix="agentstream-bench-logs-"))
-    with services(pids) as base, ModelServer(behaviour) as model:
+    with services(pids) as base, ModelServer(behaviour) as model, ExitStack() as kept:
+        shared = kept.enter_context(fresh_stack(base, pids, model.base_url, logs / "one")) if one_stack else None
 
         def fresh(name: str) -> AbstractContextManager[Stack]:
-            return fresh_stack(base, pids, model.base_url, logs / name)
+            return nullcontext(shared) if shared else fresh_stack(base, pids, model.base_url, logs / name)
 
         hol, baseline, ratios = _paired(
             fresh, lambda: direct.measure(base, pids.get("ministack"), conversations, turns, model_ms),
@@ -144,6 +148,7 @@ def run(conversations: int = 200, turns: int = 5, model_ms: int = 500, rate: flo
         probe = _steady(fresh, "probe", probe_rate, probe_seconds)
         carried = capacity(probe["stack_cpu_s"], probe["sent"], *probe["machine"])
         half = _steady(fresh, "half_capacity", round(carried.rate_per_s / 2, 1), half_seconds)
+        kept.close()  # the shared stack, if any, is not left running under the streamed phases
         streamed = streaming.phases(base, pids, model.base_url, behaviour, logs, stream_conversations,
                                     background_rate=half["rate"])
     return _figures(conversations, turns, model_ms, hol, baseline, ratios, steady, carried.as_dict(), half, logs, streamed)
