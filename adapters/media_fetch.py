@@ -9,6 +9,7 @@ Telegram file URL holds the bot's token)."""
 
 from __future__ import annotations
 
+import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -99,7 +100,9 @@ async def _telegram(http: httpx.AsyncClient, source: Source, limit: int) -> Fetc
         raise FetchFailed("Telegram named no file path")
     file_url = f"{source.base.rstrip('/')}/file/bot{source.creds.get('botToken', '')}/{path}"
     fetched = await _download(http, "Telegram", file_url, limit)
-    return Fetched(fetched.data, str(source.attachment.get("contentType") or fetched.content_type))
+    served = fetched.content_type if not fetched.content_type.startswith("application/octet-stream") else None
+    guessed = mimetypes.guess_type(str(path))[0]  # Telegram's file server may name no type: the path's extension does
+    return Fetched(fetched.data, str(source.attachment.get("contentType") or served or guessed or fetched.content_type))
 
 
 async def fetch(http: httpx.AsyncClient, source: Source, limit: int) -> Fetched:
