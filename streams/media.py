@@ -130,14 +130,14 @@ class MediaFetcher:
         await self._keep(job, fetched.data, content_type)
 
     async def _download(self, job: FileJob, limit: int) -> tuple[Fetched, int]:
-        """The file, tried with backoff while the vendor's failure may pass; the attempts it took."""
-        source = await self._source_of(job.inbound, job.attachment)
+        """The file, tried with backoff while the vendor's failure may pass (its credentials read
+        again on each try: a refreshed token); the attempts it took."""
         attempts = 0
         try:
             async for attempt in self._policy.attempts_of(Retryable):
                 with attempt:
                     attempts += 1
-                    return await self._fetch(source, limit), attempts
+                    return await self._fetch(await self._source_of(job.inbound, job.attachment), limit), attempts
         except FetchFailed as exc:
             exc.attempts = attempts  # type: ignore[attr-defined]
             log.warning("media.fetch_failed", eventId=job.inbound.eventId, attempts=attempts, error=str(exc)[:200])
