@@ -2,7 +2,9 @@
 the fake Graph API serving the file, the fake transcription endpoint, the transcript in the log
 and in the prompt `explain` rebuilds, the reply delivered; an oversize file and a refused type
 told to the customer; a vendor's 404 and a timeout retried, then recorded; `forget` deleting the
-customer's objects from the bucket and counting them in its receipt; `replay --verify` clean."""
+customer's objects from the bucket and counting them in its receipt; `replay --verify` clean.
+Also a photo given to a model that takes images and shown to the owner, a transcription that
+fails for good, and an e-mail's attachments fetched by id within their limits."""
 
 from __future__ import annotations
 

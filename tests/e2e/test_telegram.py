@@ -1,6 +1,7 @@
 """Telegram end to end: a Bot API update verified by its secret token header becomes a message in
 the log, the worker answers it and delivery sends the reply through sendMessage (a local fake of
-the Bot API); a wrong or missing secret changes nothing. Plus the update parser's shapes."""
+the Bot API); a wrong or missing secret changes nothing; a photo fetched through getFile and
+kept. Plus the update parser's shapes."""
 
 from __future__ import annotations
 
