@@ -1,6 +1,7 @@
 """Fetching a customer's file from the vendor that holds it: Meta (the Graph API's media URL,
 which expires within minutes, with the business's access token), a plain URL (Messenger and
-Instagram), Twilio (`MediaUrl`, with the account's basic auth) and Telegram (`getFile`).
+Instagram), Twilio (`MediaUrl`, with the account's basic auth), Telegram (`getFile`) and Gmail
+(an attachment by its message's and its own id, with the mailbox's access token).
 
 The download stops as soon as it passes the kind's size limit. What may pass on another try (a
 404 from a vendor still settling, 408, 429, 5xx, a timeout, a dropped connection) is `Retryable`;
@@ -9,6 +10,9 @@ Telegram file URL holds the bot's token)."""
 
 from __future__ import annotations
 
+import base64
+import json
+import mimetypes
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +20,7 @@ from typing import Any
 import httpx
 
 RETRY_STATUSES = frozenset({404, 408, 425, 429, 500, 502, 503, 504})
-PROVIDER_OF = {"meta": "meta", "twilio": "twilio", "telegram": "telegram", "url": None}
+PROVIDER_OF = {"meta": "meta", "twilio": "twilio", "telegram": "telegram", "gmail": "gmail", "url": None}
 
 
 class FetchFailed(Exception):
@@ -99,7 +103,42 @@ async def _telegram(http: httpx.AsyncClient, source: Source, limit: int) -> Fetc
         raise FetchFailed("Telegram named no file path")
     file_url = f"{source.base.rstrip('/')}/file/bot{source.creds.get('botToken', '')}/{path}"
     fetched = await _download(http, "Telegram", file_url, limit)
-    return Fetched(fetched.data, str(source.attachment.get("contentType") or fetched.content_type))
+    served = fetched.content_type if not fetched.content_type.startswith("application/octet-stream") else None
+    guessed = mimetypes.guess_type(str(path))[0]  # Telegram's file server may name no type: the path's extension does
+    return Fetched(fetched.data, str(source.attachment.get("contentType") or served or guessed or fetched.content_type))
+
+
+async def _gmail(http: httpx.AsyncClient, source: Source, limit: int) -> Fetched:
+    """users.messages.attachments.get: the file base64url-encoded in a JSON body (its download
+    stopped once that body passes what `limit` bytes encode to)."""
+    a = source.attachment
+    url = f"{source.base.rstrip('/')}/gmail/v1/users/me/messages/{a['messageId']}/attachments/{a['id']}"
+    headers = {"Authorization": f"Bearer {source.creds.get('accessToken', '')}"}
+    try:
+        body = await _download(http, "Gmail", url, limit * 4 // 3 + 4096, headers=headers)
+    except TooLarge as exc:
+        raise TooLarge(exc.size * 3 // 4) from None
+    try:
+        data = str(json.loads(body.data)["data"])
+        decoded = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+    except (ValueError, KeyError, TypeError):
+        raise Retryable("Gmail answered with a body that is not an attachment") from None
+    if len(decoded) > limit:
+        raise TooLarge(len(decoded))
+    return Fetched(decoded, str(a.get("contentType") or "application/octet-stream"))
+
+
+async def gmail_creds(auth: Any, business_id: str) -> Mapping[str, str]:
+    """A business's gmail credentials with an access token that is not about to expire (refreshed
+    and stored by `auth`, the process's GmailAuth, if it is)."""
+    from agentstream.adapters.channels.errors import PermanentError, RetryableError
+
+    try:
+        return await auth.usable(business_id)
+    except RetryableError as exc:
+        raise Retryable(str(exc)) from None
+    except PermanentError as exc:
+        raise FetchFailed(str(exc)) from None
 
 
 async def fetch(http: httpx.AsyncClient, source: Source, limit: int) -> Fetched:
@@ -110,6 +149,8 @@ async def fetch(http: httpx.AsyncClient, source: Source, limit: int) -> Fetched:
             return await _meta(http, source, limit)
         if kind == "telegram":
             return await _telegram(http, source, limit)
+        if kind == "gmail":
+            return await _gmail(http, source, limit)
         url = str(source.attachment.get("url") or "")
         if not url.startswith(("https://", "http://")):
             raise FetchFailed("the attachment names no URL to fetch")

@@ -151,6 +151,9 @@ class ReplyGeneratedPayload(_Payload):
     mediaUpToSeq: int = Field(0, ge=0, description=(
         "v4: the prompt used the media events about the inbound's files logged up to this seq (what the reply's wait "
         "had read); 0: not recorded (upcast from v3): those logged before the reply"))
+    imagesGiven: list[str] | None = Field(None, description=(
+        "v5: the object keys of the kept photos the prompt gave the model as images ([]: none; the model took none or "
+        "there was none to give); null: not recorded (upcast from v4)"))
 
 
 class ReplyDeliveredPayload(_Payload):
@@ -467,7 +470,7 @@ class MessageReceived(_Envelope):
 
 class ReplyGenerated(_Envelope):
     type: Literal["ReplyGenerated"] = "ReplyGenerated"
-    schemaVersion: Literal[4] = 4  # type: ignore[assignment]  # v2 added promptHash and versions, v3 what a burst covers, v4 mediaUpToSeq
+    schemaVersion: Literal[5] = 5  # type: ignore[assignment]  # v2 added promptHash and versions, v3 what a burst covers, v4 mediaUpToSeq, v5 imagesGiven
     payload: ReplyGeneratedPayload
 
 
@@ -714,6 +717,7 @@ UPCASTERS: dict[tuple[str, int], Any] = {
     ("ReplyGenerated", 1): lambda raw: raw | {"schemaVersion": 2},  # the new fields' defaults: not recorded
     ("ReplyGenerated", 2): lambda raw: raw | {"schemaVersion": 3},  # covers inReplyTo alone (coversUpToSeq 0)
     ("ReplyGenerated", 3): lambda raw: raw | {"schemaVersion": 4},  # media position not recorded (mediaUpToSeq 0)
+    ("ReplyGenerated", 4): lambda raw: raw | {"schemaVersion": 5},  # the photos given not recorded (imagesGiven null)
     ("MessageReceived", 1): lambda raw: raw | {"schemaVersion": 2},  # a v1 message is text: kind's default
     ("MessageReceived", 2): lambda raw: raw | {"schemaVersion": 3},  # v3 only added kinds
     ("HandoffRequested", 1): lambda raw: raw | {"schemaVersion": 2},  # v1's `by` values are all v2's

@@ -591,7 +591,9 @@ async def shadow_clients(settings: Settings) -> AsyncIterator[tuple[Any, Any]]:
 def media_source_of(credentials: CredentialStore, settings: Settings) -> Any:
     """Where a file of an inbound is: its provider's credentials and API base (from the registry)."""
     from agentstream.adapters.channels.registry import provider
-    from agentstream.adapters.media_fetch import PROVIDER_OF, Source
+    from agentstream.adapters.media_fetch import PROVIDER_OF, Source, gmail_creds
+
+    gmail = GmailAuth(credentials, settings.google_token_uri)  # an hour-long token: refreshed before it is used
 
     async def source_of(inbound: Any, attachment: Any) -> Source:
         name = PROVIDER_OF.get(str(attachment.get("source")))
@@ -599,7 +601,8 @@ def media_source_of(credentials: CredentialStore, settings: Settings) -> Any:
             return Source(attachment, {}, "")
         spec = provider(name)
         base = spec.base_url.resolve(settings) if spec.base_url else ""
-        return Source(attachment, await credentials.get(inbound.businessId, name), base)
+        creds = await (gmail_creds(gmail, inbound.businessId) if name == "gmail" else credentials.get(inbound.businessId, name))
+        return Source(attachment, creds, base)
 
     return source_of
 

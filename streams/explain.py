@@ -135,7 +135,7 @@ class Explainer:
         rag, rag_version = await self._used(rag_key(b), used.get("rag"), inbound.occurredAt, notes, lambda: d.rag_entries(b))
         config = fold_config(info, self._settings.session_idle_minutes)
         states = {p.name: fold_events(p, events, config, inbound.businessId, inbound.userId)[0] for p in self._registry}
-        images = bool(getattr(getattr(self._settings, "media", None), "model_accepts_images", False))
+        images = images_as_input(burst[-1], reply, self._settings, notes)
         ctx = reply_context(burst[-1], states, info, instructions or "", rag or [], media, images, burst if len(burst) > 1 else ())
         ctx = await recorded_free_slots(self._store, ctx, burst[-1])
         prompt = build_prompt(ctx, self._settings.prompt_budget_chars)
@@ -216,3 +216,17 @@ def unplaced_media(inbound: MessageReceived, reply: ReplyGenerated | None, logge
     if reply is None or reply.payload.mediaUpToSeq:
         return []
     return [f"{e.type} seq {e.seq}" for e in _about(inbound, logged) if e.seq < reply.seq]
+
+
+def images_as_input(inbound: MessageReceived, reply: ReplyGenerated | None, settings: Any, notes: list[str]) -> bool:
+    """Whether the reply's prompt gave the model the kept photos as images: as the reply recorded
+    (since v5; photos given only if it could), else today's MODEL_ACCEPTS_IMAGES (noted when the
+    message has a photo)."""
+    if reply is not None and reply.payload.imagesGiven is not None:
+        return bool(reply.payload.imagesGiven)
+    current = bool(getattr(getattr(settings, "media", None), "model_accepts_images", False))
+    photos = [i for i in read_files(inbound) if getattr(inbound.payload.attachments[i], "kind", None) == "image"]
+    if reply is not None and photos:
+        notes.append(f"the reply recorded no photos given (before ReplyGenerated v5): the prompt is rebuilt as today's "
+                     f"MODEL_ACCEPTS_IMAGES={'true' if current else 'false'} would give them")
+    return current

@@ -14,6 +14,7 @@ holds up the conversation: the reply waits for these events only up to `mediaWai
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -69,8 +70,13 @@ def parse_inbound(record: Any) -> MessageReceived | None:
     return event if isinstance(event, MessageReceived) and read_files(event) else None
 
 
-def _size(size: int) -> str:
-    return f"{size / 1024 / 1024:.1f} MB" if size >= 1024 * 1024 else f"{max(1, size // 1024)} KB"
+def _size(size: int, up: bool = True) -> str:
+    """A size as the customer reads it: a file's rounded up, a limit's down (so a file just past
+    its limit never reads as equal to it)."""
+    whole = math.ceil if up else math.floor
+    if size >= 1024 * 1024:
+        return f"{whole(size * 10 / 1024 / 1024) / 10:.1f} MB"
+    return f"{max(1, whole(size / 1024))} KB"
 
 
 class MediaFetcher:
@@ -104,10 +110,14 @@ class MediaFetcher:
             await self._refused(job, f"type not accepted: {declared}", declared)
             return
         limit = self._limits.limit(job.kind)
+        said = int(job.attachment.get("size") or 0)
+        if said > limit:  # the vendor said its size: no download needed
+            await self._too_large(job, said, limit, declared)
+            return
         try:
             fetched, attempts = await self._download(job, limit)
         except TooLarge as exc:
-            await self._refused(job, f"too large: {_size(exc.size)} > {_size(limit)}", declared, exc.size)
+            await self._too_large(job, exc.size, limit, declared)
             return
         except FetchFailed as exc:
             await self._append(job, "MediaFailed", keys.media(job.inbound.eventId, job.index),
@@ -120,14 +130,14 @@ class MediaFetcher:
         await self._keep(job, fetched.data, content_type)
 
     async def _download(self, job: FileJob, limit: int) -> tuple[Fetched, int]:
-        """The file, tried with backoff while the vendor's failure may pass; the attempts it took."""
-        source = await self._source_of(job.inbound, job.attachment)
+        """The file, tried with backoff while the vendor's failure may pass (its credentials read
+        again on each try: a refreshed token); the attempts it took."""
         attempts = 0
         try:
             async for attempt in self._policy.attempts_of(Retryable):
                 with attempt:
                     attempts += 1
-                    return await self._fetch(source, limit), attempts
+                    return await self._fetch(await self._source_of(job.inbound, job.attachment), limit), attempts
         except FetchFailed as exc:
             exc.attempts = attempts  # type: ignore[attr-defined]
             log.warning("media.fetch_failed", eventId=job.inbound.eventId, attempts=attempts, error=str(exc)[:200])
@@ -159,6 +169,9 @@ class MediaFetcher:
                                                          "attempts": attempts, "stage": "transcription"})
             return
         await self._append(job, "MediaTranscribed", key, {"text": said.text[:16_000], "model": said.model, "usage": said.usage})
+
+    async def _too_large(self, job: FileJob, size: int, limit: int, content_type: str) -> None:
+        await self._refused(job, f"too large: {_size(size)} > {_size(limit, up=False)}", content_type, size)
 
     async def _refused(self, job: FileJob, reason: str, content_type: str, size: int | None = None) -> None:
         log.info("media.refused", eventId=job.inbound.eventId, reason=reason)

@@ -202,7 +202,7 @@ class Replier:
                 await signals.delta(inbound, reply_id, text)
         answer = await self._answer(ctx, inbound, info, on_piece)
         return reply_draft(inbound, states, answer, sent, self._versions(inbound, info), self._clock.now(), burst,
-                           media_read_to)
+                           media_read_to, ctx.extra.get("images", ()))
 
     async def draft_burst(self, burst: Sequence[MessageReceived], states: States, info: dict[str, Any]) -> Event:
         """The model's one reply to a burst of inbounds (states just after the last), not yet in the log."""

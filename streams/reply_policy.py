@@ -124,11 +124,11 @@ def prompt_hash(prompt: list[dict[str, str]]) -> str:
 
 def reply_draft(inbound: MessageReceived, states: States, answer: Answer, prompt: list[dict[str, str]],
                 versions: dict[str, str], at: datetime, burst: Sequence[MessageReceived] = (),
-                media_read_to: int | None = None) -> Event:
+                media_read_to: int | None = None, images: Sequence[str] = ()) -> Event:
     """The reply to `inbound` (or to the `burst` it is the last of) as an event, not yet in the
     log: the answer, where it goes, what it covers (its id is the first inbound's) and what it
     was made from (the prompt's hash, the business data's versions, the media events logged up
-    to `media_read_to`: none read, the last inbound's seq)."""
+    to `media_read_to`: none read, the last inbound's seq; the photos given as `images`)."""
     session = active_session(states[REPLIES_FOLLOW]) or {}
     covered = list(burst) or [inbound]
     first = covered[0]
@@ -154,6 +154,7 @@ def reply_draft(inbound: MessageReceived, states: States, answer: Answer, prompt
             "promptHash": prompt_hash(prompt),
             "versions": versions,
             "mediaUpToSeq": covered[-1].seq if media_read_to is None else media_read_to,
+            "imagesGiven": list(images),
             "send": {"window": templates.window_state(inbound.channel, iso(inbound.occurredAt), at)},
         },
     )

@@ -23,6 +23,7 @@ from agentstream.adapters.channels.errors import BadRequest, BadSignature, Chann
 from agentstream.adapters.channels.gmail_auth import GmailAuth
 from agentstream.adapters.channels.google_oidc import CERTS_URL as GOOGLE_CERTS_URL, verify_push
 from agentstream.adapters.channels.http import need, post_json, result
+from agentstream.adapters.channels.media_kinds import first_read_kind, kind_of_type
 from agentstream.adapters.ingest import InboundMessage
 from agentstream.projections.facts import SENDER_VERIFIED
 
@@ -159,17 +160,26 @@ def message_to_inbound(business_id: str, msg: dict[str, Any]) -> InboundMessage 
     reply_to = {"threadId": str(msg.get("threadId", "")), "messageId": headers.get("message-id", ""),
                 "subject": headers.get("subject", ""), "to": sender,
                 SENDER_VERIFIED: "true" if sender_authenticated(headers, sender) else "false"}
-    text, files = extract_text(payload), attached_files(payload)
-    kind = "text" if text.strip() or not files else "unsupported"
+    text, files = extract_text(payload), attached_files(payload, str(msg["id"]))
+    kind = first_read_kind(files) or ("text" if text.strip() or not files else "unsupported")
     return InboundMessage(business_id, sender, "gmail", str(msg["id"]), text, when, reply_to=reply_to,
                           attachments=files, kind=kind)
 
 
-def attached_files(payload: dict[str, Any]) -> tuple[dict[str, Any], ...]:
-    """The message's attachments, recorded as files agentstream does not read yet (by Gmail's attachment id)."""
-    return tuple({"id": p["body"]["attachmentId"], "name": p.get("filename") or None, "contentType": p.get("mimeType"),
-                  "size": p["body"].get("size"), "kind": "attachment", "source": "gmail"}
-                 for p in _parts(payload) if p.get("filename") and (p.get("body") or {}).get("attachmentId"))
+def _embedded(part: dict[str, Any]) -> bool:
+    """An image the e-mail's HTML shows in place (a signature's logo): inline, with a Content-ID."""
+    headers = _headers(part)
+    return headers.get("content-disposition", "").lower().startswith("inline") and bool(headers.get("content-id"))
+
+
+def attached_files(payload: dict[str, Any], message_id: str) -> tuple[dict[str, Any], ...]:
+    """The message's attachments (by Gmail's message and attachment ids), each of the kind its
+    type makes: photos, audio and documents are fetched and read; the rest is recorded only."""
+    return tuple({"id": p["body"]["attachmentId"], "messageId": message_id, "name": p.get("filename") or None,
+                  "contentType": p.get("mimeType"), "size": p["body"].get("size"), "source": "gmail",
+                  "kind": kind_of_type(p.get("mimeType")) or ("image" if p.get("mimeType") == "image/webp" else "attachment")}
+                 for p in _parts(payload)
+                 if p.get("filename") and (p.get("body") or {}).get("attachmentId") and not _embedded(p))
 
 
 class GmailClient:

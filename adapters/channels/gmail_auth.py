@@ -93,6 +93,11 @@ class GmailAuth:
         except Unauthorized:
             raise RetryableError("Gmail API answered 401 to a just-refreshed access token") from None
 
+    async def usable(self, business_id: str) -> dict[str, str]:
+        """The business's gmail credentials with a token that is not about to expire (refreshed if it is)."""
+        creds = await self._store.get(business_id, "gmail")
+        return creds if not expiring(creds) else await self.refresh(business_id, refused=creds.get("accessToken", ""))
+
     async def refresh(self, business_id: str, refused: str = "") -> dict[str, str]:
         """The business's gmail credentials with a usable token: one another task stored
         meanwhile, or a new one from Google (then stored)."""

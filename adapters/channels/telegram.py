@@ -42,16 +42,19 @@ def _message_parts(message: dict[str, Any]) -> dict[str, Any]:
         name = " ".join(p for p in (card.get("first_name"), card.get("last_name")) if p)
         return {"kind": "contact", "content": f"Contact: {name} {card.get('phone_number', '')}".strip()}
     kind = next((k for k in UNSUPPORTED if k in message), "unknown")
-    return media_parts(kind, message.get("caption", ""), _file(message.get(kind)))
+    return media_parts(kind, message.get("caption", ""), _file(message.get(kind), PHOTO_TYPE if kind == "photo" else None))
 
 
-def _file(found: Any) -> dict[str, Any]:
+PHOTO_TYPE = "image/jpeg"  # the Bot API names no type for a photo: Telegram keeps photos as JPEG
+
+
+def _file(found: Any, content_type: str | None = None) -> dict[str, Any]:
     """The Bot API's reference to a file (a photo comes in sizes: the largest is taken)."""
     if isinstance(found, list):
-        found = max(found, key=lambda size: size.get("file_size") or 0, default={})
+        found = max(found, key=lambda size: (size.get("file_size") or 0, size.get("width") or 0), default={})
     if not isinstance(found, dict) or "file_id" not in found:
         return {}
-    return {"fileId": found["file_id"], "source": "telegram", "contentType": found.get("mime_type"),
+    return {"fileId": found["file_id"], "source": "telegram", "contentType": found.get("mime_type") or content_type,
             "size": found.get("file_size"), "name": found.get("file_name")}
 
 

@@ -2,10 +2,13 @@
 the fake Graph API serving the file, the fake transcription endpoint, the transcript in the log
 and in the prompt `explain` rebuilds, the reply delivered; an oversize file and a refused type
 told to the customer; a vendor's 404 and a timeout retried, then recorded; `forget` deleting the
-customer's objects from the bucket and counting them in its receipt; `replay --verify` clean."""
+customer's objects from the bucket and counting them in its receipt; `replay --verify` clean.
+Also a photo given to a model that takes images and shown to the owner, a transcription that
+fails for good, and an e-mail's attachments fetched by id within their limits."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -29,12 +32,15 @@ from agentstream.settings import Settings
 from agentstream.streams.explain import Explainer
 from tests.conftest import isolated_env
 from tests.e2e.stack import RunningStack, log_events, run_sync, running_stack, set_credentials
+from agentstream.bench.model_server import ModelBehaviour, ModelServer
 from tests.fakes.openai_audio import AudioServer
 from tests.fakes.vendors import VendorServer
 from tests.services import Endpoints
+from tests.unit.test_gmail_media import attachment_part, gmail_with_files
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(1200)]  # a busy machine: the stack starts within the first test
 META = {"appSecret": "app-secret-m", "verifyToken": "verify-m", "accessToken": "meta-token-m"}
+GMAIL = {"pushToken": "push-m", "accessToken": "gmail-token-m"}
 VOICE = b"OggS" + bytes(range(256)) * 40  # ~10 KB
 LIMIT = 50_000
 
@@ -52,12 +58,22 @@ def whisper() -> Iterator[AudioServer]:
 
 
 @pytest.fixture(scope="module")
-def stack(endpoints: Endpoints, vendors: VendorServer, whisper: AudioServer,
+def model() -> Iterator[ModelServer]:
+    with ModelServer(ModelBehaviour()) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def stack(endpoints: Endpoints, vendors: VendorServer, whisper: AudioServer, model: ModelServer,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """The processes, with a model that takes images (MODEL_ACCEPTS_IMAGES)."""
     env = isolated_env(endpoints, **vendors.env(), **whisper.env(), MEDIA_WAIT_MS="120000", MEDIA_DOWNLOAD_TIMEOUT="8",
-                       MEDIA_RETRY_WAIT="0.2", MEDIA_ATTEMPTS="3", MEDIA_MAX_AUDIO_BYTES=str(LIMIT))
+                       MEDIA_RETRY_WAIT="0.2", MEDIA_ATTEMPTS="3", MEDIA_MAX_AUDIO_BYTES=str(LIMIT),
+                       MEDIA_MAX_IMAGE_BYTES=str(LIMIT), OPENAI_API_KEY="sk-test-not-real", OPENAI_BASE_URL=model.base_url,
+                       OPENAI_MODEL="local-model", OPENAI_TIMEOUT="120", MODEL_ACCEPTS_IMAGES="true")
     with running_stack(env, tmp_path_factory.mktemp("logs"), ("bridge", "worker", "gateway", "delivery", "media")) as running:
         set_credentials(running.env, "demo-salon", "meta", META)
+        set_credentials(running.env, "demo-salon", "gmail", GMAIL)
         yield running
 
 
@@ -236,3 +252,96 @@ def test_the_owner_gets_a_document_as_an_attachment_and_another_business_gets_no
         assert browser.get(url[:-1] + "1").status_code == 404
     with contextlib.closing(signed_in(stack, "demo-restaurant")) as other:
         assert other.get(url).status_code == 404
+
+
+def test_a_photo_is_given_to_the_model_recorded_explained_and_shown_to_the_owner(stack: RunningStack, vendors: VendorServer,
+                                                                                 model: ModelServer) -> None:
+    """The worker reads the kept photo from the bucket and gives it to the model (it takes
+    images) as a data URL; the reply records it, explain shows it, the owner sees it inline."""
+    wa_id = customer()
+    photo = b"\xff\xd8\xff\xe0" + uuid.uuid4().bytes + bytes(range(256)) * 4
+    vendors.state.media[f"IMG-{wa_id}"] = (photo, "image/jpeg")
+    send_file(stack, wa_id, f"wamid.P{wa_id}", "image", {"id": f"IMG-{wa_id}", "mime_type": "image/jpeg",
+                                                         "caption": f"culoarea asta? {wa_id}"})
+    events = delivered(stack, f"demo-salon#{wa_id}")
+    kept = next(e for e in events if e.type == "MediaStored")
+    reply = next(e for e in events if e.type == "ReplyGenerated")
+    assert reply.payload.imagesGiven == [kept.payload.key] and kept.payload.kind == "image"
+    (asked,) = [r["body"]["messages"][-1]["content"] for r in model.behaviour.requests
+                if wa_id in str(r["body"]["messages"][-1]["content"])]
+    assert asked[0]["type"] == "text" and "given to you as an image" in asked[0]["text"]
+    assert asked[1] == {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(photo).decode()}}
+    explanation = explained(stack, reply.eventId)
+    assert explanation["reproduced"], explanation["differences"]
+    assert explanation["context"]["imagesGiven"] == [kept.payload.key] and explanation["prompt"][-1]["content"] == asked[0]["text"]
+    url = f"/inbox/conversations/{reply.payload.sessionId}/media/{kept.payload.sourceEventId}/0"
+    with contextlib.closing(signed_in(stack)) as browser:
+        wait_for(lambda: f'<img class="file" src="{url}"' in browser.get(f"/inbox/conversations/{reply.payload.sessionId}").text)
+        served = browser.get(url)
+        assert served.content == photo and served.headers["content-type"] == "image/jpeg"
+        assert served.headers["content-disposition"].startswith("inline;") and served.headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_voice_note_whose_transcription_fails_for_good_is_kept_answered_and_shown(stack: RunningStack, vendors: VendorServer,
+                                                                                    whisper: AudioServer) -> None:
+    """The transcription endpoint fails every attempt: MediaFailed once, the voice note kept,
+    the reply (the model told to ask the customer to write) delivered; the owner gets the player."""
+    wa_id = customer()
+    voice = VOICE + uuid.uuid4().bytes
+    vendors.state.media[f"VOICE-{wa_id}"] = (voice, "audio/ogg")
+    before = len(whisper.state.requests)
+    whisper.state.fail_next = 3  # MEDIA_ATTEMPTS
+    send_file(stack, wa_id, f"wamid.F{wa_id}", "audio", {"id": f"VOICE-{wa_id}", "mime_type": "audio/ogg", "voice": True})
+    events = delivered(stack, f"demo-salon#{wa_id}")
+    assert not [e for e in events if e.type == "MediaTranscribed"]
+    (failed,) = [e for e in events if e.type == "MediaFailed"]
+    kept = next(e for e in events if e.type == "MediaStored")
+    reply = next(e for e in events if e.type == "ReplyGenerated")
+    assert (failed.payload.stage, failed.payload.attempts) == ("transcription", 3) and len(whisper.state.requests) - before == 3
+    assert failed.seq < kept.seq < reply.seq and sent_to(vendors, wa_id) == [reply.payload.content]
+    explanation = explained(stack, reply.eventId)
+    assert explanation["reproduced"], explanation["differences"]
+    assert "could not be transcribed: ask them to write instead" in explanation["prompt"][-1]["content"]
+    url = f"/inbox/conversations/{reply.payload.sessionId}/media/{kept.payload.sourceEventId}/0"
+    with contextlib.closing(signed_in(stack)) as browser:
+        page = wait_for(lambda: (p := browser.get(f"/inbox/conversations/{reply.payload.sessionId}").text) and f'src="{url}"' in p and p)
+        assert "<audio" in page and 'class="transcript"' not in page
+        assert browser.get(url).content == voice
+
+
+def push_gmail(stack: RunningStack, mid: str) -> None:
+    data = base64.b64encode(json.dumps({"emailAddress": "salon@example.com", "historyId": 100}).encode()).decode()
+    push = {"message": {"data": data, "messageId": f"p-{mid}"}, "subscription": "projects/x/subscriptions/y"}
+    resp = httpx.post(f"{stack.base_url}/webhooks/gmail/demo-salon", params={"token": GMAIL["pushToken"]}, json=push)
+    assert resp.status_code == 200, resp.text
+
+
+def test_an_emails_attachments_are_fetched_by_id_within_their_limits_and_its_text_is_kept(stack: RunningStack,
+                                                                                           vendors: VendorServer) -> None:
+    """An e-mail with text, a PDF and a photo over the image limit: the PDF is fetched through
+    users.messages.attachments.get and kept, the photo refused without a download, the text is
+    the message's; the model is told both, and the answer goes out in the thread."""
+    sender, mid = f"c{uuid.uuid4().hex[:10]}@example.com", f"GM{uuid.uuid4().hex[:10]}"
+    pdf = b"%PDF-1.4\n" + uuid.uuid4().bytes + b"0" * 3000
+    vendors.state.gmail_attachments |= {f"PDF-{mid}": pdf, f"BIG-{mid}": b"\xff\xd8" + b"0" * (LIMIT + 10)}
+    vendors.state.gmail_messages[mid] = gmail_with_files(mid, sender, "Bună ziua, vă trimit oferta și o poză.", [
+        attachment_part("1", "oferta.pdf", "application/pdf", f"PDF-{mid}", len(pdf)),
+        attachment_part("2", "poza.jpg", "image/jpeg", f"BIG-{mid}", LIMIT + 12)])
+    vendors.state.gmail_history.append(mid)
+    push_gmail(stack, mid)
+    events = delivered(stack, f"demo-salon#{sender}")
+    inbound = next(e for e in events if e.type == "MessageReceived")
+    (kept,) = [e for e in events if e.type == "MediaStored"]
+    (refused,) = [e for e in events if e.type == "MediaRefused"]
+    assert (inbound.payload.kind, inbound.payload.content) == ("document", "Bună ziua, vă trimit oferta și o poză.")
+    assert (kept.payload.index, kept.payload.sha256, kept.payload.contentType) == (0, hashlib.sha256(pdf).hexdigest(), "application/pdf")
+    assert refused.payload.index == 1 and refused.payload.reason.startswith("too large: ")
+    fetched = [r for r in vendors.state.requests if f"/messages/{mid}/attachments/" in r.path]
+    assert [r.path.rsplit("/", 1)[1] for r in fetched] == [f"PDF-{mid}"]  # the photo is never downloaded
+    assert fetched[0].headers["authorization"] == f"Bearer {GMAIL['accessToken']}"
+    reply = next(e for e in events if e.type == "ReplyGenerated")
+    said = explained(stack, reply.eventId)["prompt"][-1]["content"]
+    assert said.startswith("Bună ziua, vă trimit oferta și o poză.") and "a document (oferta.pdf), which you cannot read" in said
+    assert "a photo that was not accepted (too large: " in said
+    (sent,) = [r for r in vendors.state.sent("/messages/send") if sender in base64.urlsafe_b64decode(r.json["raw"]).decode()]
+    assert sent.json["threadId"] == f"T{mid}"

@@ -1,11 +1,14 @@
 """Telegram end to end: a Bot API update verified by its secret token header becomes a message in
 the log, the worker answers it and delivery sends the reply through sendMessage (a local fake of
-the Bot API); a wrong or missing secret changes nothing. Plus the update parser's shapes."""
+the Bot API); a wrong or missing secret changes nothing; a photo fetched through getFile and
+kept. Plus the update parser's shapes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -31,7 +34,7 @@ def bot() -> Iterator[TelegramServer]:
 @pytest.fixture(scope="module")
 def stack(endpoints: Endpoints, bot: TelegramServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     env = isolated_env(endpoints, TELEGRAM_API_BASE_URL=bot.base)
-    with running_stack(env, tmp_path_factory.mktemp("logs")) as running:
+    with running_stack(env, tmp_path_factory.mktemp("logs"), ("bridge", "worker", "gateway", "delivery", "media")) as running:
         set_credentials(running.env, "demo-salon", "telegram", BOT)
         yield running
 
@@ -96,3 +99,28 @@ def test_updates_of_every_kind_parse() -> None:
     assert telegram.parse("b", b'{"update_id": 12, "edited_message": {}}') == []
     with pytest.raises(BadRequest):
         telegram.parse("b", b'{"update_id": 13, "message": {"chat": {}}}')
+
+
+@pytest.mark.soak
+def test_a_photo_is_fetched_through_get_file_kept_and_answered(stack: RunningStack, bot: TelegramServer) -> None:
+    """The largest of the photo's sizes is fetched (getFile, then the file server), kept by its
+    hash, and the reply to its caption goes out through sendMessage."""
+    chat = CHAT + 1000 + uuid.uuid4().int % 10**6  # a chat of its own for each run
+    photo = b"\xff\xd8\xff\xe0" + uuid.uuid4().bytes + bytes(range(256)) * 8
+    bot.files[f"PH-large-{chat}"] = (f"photos/file_{chat}.jpg", photo)
+    bot.files[f"PH-small-{chat}"] = (f"photos/file_{chat}_s.jpg", photo[:300])
+    body = update(7, "", chat=chat)
+    del body["message"]["text"]
+    body["message"] |= {"caption": "culoarea asta?", "photo": [
+        {"file_id": f"PH-small-{chat}", "file_unique_id": "s", "file_size": 300, "width": 90, "height": 90},
+        {"file_id": f"PH-large-{chat}", "file_unique_id": "l", "file_size": len(photo), "width": 800, "height": 800}]}
+    assert post(stack, body).status_code == 200
+    (sent,) = wait_for(lambda: [b for b in bot.sent("sendMessage") if b["chat_id"] == str(chat)], timeout=120)
+    events = log_events(stack.env, f"demo-salon#{chat}")
+    inbound = next(e for e in events if e.type == "MessageReceived")
+    kept = next(e for e in events if e.type == "MediaStored")
+    reply = next(e for e in events if e.type == "ReplyGenerated")
+    assert (inbound.payload.kind, inbound.payload.content) == ("image", "culoarea asta?")
+    assert (kept.payload.kind, kept.payload.contentType, kept.payload.size) == ("image", "image/jpeg", len(photo))
+    assert kept.payload.sha256 == hashlib.sha256(photo).hexdigest() and [d for d in bot.downloads if str(chat) in d] == [f"photos/file_{chat}.jpg"]
+    assert kept.seq < reply.seq and sent["text"] == reply.payload.content

@@ -2,13 +2,14 @@
 Google's OAuth token endpoint.
 
 It records every request for assertions, can fail the next N requests with a status, serves
-seeded Gmail history and messages, answers Gmail calls with a refused token with 401, and hands
+seeded Gmail history, messages and attachments, answers Gmail calls with a refused token with 401, and hands
 out the queued access tokens to refresh-token grants. Run it with `with VendorServer() as vendors:`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 import uuid
 from collections.abc import Callable
@@ -44,6 +45,7 @@ class VendorState:
     google_certs: dict[str, str] = field(default_factory=dict)  # key id -> PEM certificate (Google's OIDC signers)
     gmail_messages: dict[str, dict[str, Any]] = field(default_factory=dict)
     gmail_refused: set[str] = field(default_factory=set)  # access tokens answered with 401
+    gmail_attachments: dict[str, bytes] = field(default_factory=dict)  # attachment id -> bytes (users.messages.attachments.get)
     google_tokens: list[str] = field(default_factory=list)  # handed out in turn; none left: invalid_grant
     refused: list[str] = field(default_factory=list)  # why the fake Graph API refused a body (as Meta would: 400)
     media: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # media id -> (bytes, content type): Graph and Twilio
@@ -155,6 +157,16 @@ def create_app(state: VendorState) -> Starlette:
     async def gmail_get(request: Request) -> JSONResponse:
         return await record(request) or refused(request) or JSONResponse(state.gmail_messages[request.path_params["mid"]])
 
+    async def gmail_attachment(request: Request) -> JSONResponse:
+        """users.messages.attachments.get: a MessagePartBody, the bytes base64url-encoded in `data`."""
+        if found := await record(request) or refused(request):
+            return found
+        data = state.gmail_attachments.get(request.path_params["aid"])
+        if data is None or request.path_params["mid"] not in state.gmail_messages:
+            return JSONResponse({"error": {"code": 404, "message": "Requested entity was not found.", "status": "NOT_FOUND"}},
+                                status_code=404)
+        return JSONResponse({"size": len(data), "data": base64.urlsafe_b64encode(data).decode()})
+
     async def gmail_send(request: Request) -> JSONResponse:
         return await record(request) or refused(request) or JSONResponse({"id": f"g{uuid.uuid4().hex[:12]}", "threadId": "t"})
 
@@ -216,6 +228,7 @@ def create_app(state: VendorState) -> Starlette:
         Route("/gmail/gmail/v1/users/me/messages/send", gmail_send, methods=["POST"]),
         Route("/gmail/gmail/v1/users/me/watch", gmail_watch, methods=["POST"]),
         Route("/google/token", google_token, methods=["POST"]),
+        Route("/gmail/gmail/v1/users/me/messages/{mid}/attachments/{aid}", gmail_attachment),
         Route("/gmail/gmail/v1/users/me/messages/{mid}", gmail_get),
         Route("/graph/{media_id}", graph_media_info),
     ])

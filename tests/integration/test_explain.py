@@ -40,7 +40,7 @@ def _replies(events: list[Event]) -> list[ReplyGenerated]:
 async def test_a_reply_is_reproduced_with_the_facts_and_time_it_was_built_from(world: World) -> None:
     events = await _conversation(world, "ana")
     reply = _replies(events)[-1]
-    assert reply.schemaVersion == 4 and len(reply.payload.promptHash) == 64
+    assert reply.schemaVersion == 5 and len(reply.payload.promptHash) == 64
     assert set(reply.payload.versions) == {"businessInfo", "systemInstructions", "rag"} and all(reply.payload.versions.values())
 
     found = await Explainer(world.ddb, world.settings).explain(reply.eventId)

@@ -56,11 +56,11 @@ def test_a_v1_reply_is_upcast_to_v2_without_a_recorded_prompt() -> None:
     v1 = reply.to_json_dict() | {"schemaVersion": 1}
     v1["payload"] = {k: v for k, v in v1["payload"].items() if k not in ("promptHash", "versions")}
     upcast = parse_event(v1)
-    assert upcast.schemaVersion == 4 and upcast.payload.promptHash == "" and upcast.payload.versions == {}
+    assert upcast.schemaVersion == 5 and upcast.payload.promptHash == "" and upcast.payload.versions == {}
     assert upcast.payload.coversUpToSeq == 0 and upcast.payload.covers == []  # v2 -> v3: covers inReplyTo alone
     assert upcast.payload.content == "Da"
-    with pytest.raises(UnknownSchemaVersion, match="ReplyGenerated.*schemaVersion 5"):
-        parse_event(reply.to_json_dict() | {"schemaVersion": 5})
+    with pytest.raises(UnknownSchemaVersion, match="ReplyGenerated.*schemaVersion 6"):
+        parse_event(reply.to_json_dict() | {"schemaVersion": 6})
 
 
 def test_an_unknown_channel_asks_for_an_upgrade_not_a_dlq() -> None:

@@ -124,10 +124,10 @@ async def test_a_reply_from_before_the_media_position_was_recorded_says_the_tran
 
 
 @pytest.mark.parametrize("version", [1, 2, 3])
-def test_older_replies_read_as_v4_without_a_media_position(version: int) -> None:
+def test_older_replies_read_without_a_media_position(version: int) -> None:
     reply = new_event("ReplyGenerated", business_id="b", user_id="u", channel="sms",
                       payload={"content": "Da", "inReplyTo": "e1", "sessionId": "s", "model": "m"})
     raw = reply.to_json_dict() | {"schemaVersion": version}
     raw["payload"].pop("mediaUpToSeq", None)
     upcast = parse_event(raw)
-    assert upcast.schemaVersion == 4 and upcast.payload.mediaUpToSeq == 0  # type: ignore[union-attr]
+    assert upcast.schemaVersion == 5 and upcast.payload.mediaUpToSeq == 0  # type: ignore[union-attr]
