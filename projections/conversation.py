@@ -598,7 +598,7 @@ class ConversationProjection:
     name = "conversation"
     table = "rag_user"
     owns = {"rag_user": ("businessId", "userId"), "sessions": ("sessionId",), "messages": ("messageId", "sessionId")}
-    version = 7  # v7: the business's messages about appointments (metadata.kind "appointment"); v6: what became of customers' files (transcripts as their messages' text, metadata.media) and opt-outs (optOut, optedOut), a nudge's template past the window (nudgeDue.windowUntil, template); v2: handoff state, the last inbound's addressing, messages' metadata.author, active sessions' dueShard and nextDueAt; v3: nudges (nudge, nudgeDue, expiresAt); v4: message kinds, reactions, replyStatus, Instagram's messaging window for nudges
+    version = 8  # v8: no nudge due on the business's closedDays; v7: the business's messages about appointments (metadata.kind "appointment"); v6: what became of customers' files (transcripts as their messages' text, metadata.media) and opt-outs (optOut, optedOut), a nudge's template past the window (nudgeDue.windowUntil, template); v2: handoff state, the last inbound's addressing, messages' metadata.author, active sessions' dueShard and nextDueAt; v3: nudges (nudge, nudgeDue, expiresAt); v4: message kinds, reactions, replyStatus, Instagram's messaging window for nudges
 
     def empty(self, business_id: str, user_id: str) -> Item:
         return {**empty_memory(business_id, user_id), "version": self.version}

@@ -2,7 +2,7 @@
 
 A business sets `settings.remindBeforeMinutes` (e.g. [1440, 120]): each confirmed appointment
 gets at most one reminder per value, due that long before it starts. One that would fall while
-the business is closed (at night, on a closed day) goes out at the end of the business's last
+the business is closed (at night, on a weekday without hours or one of its `closedDays`) goes out at the end of the business's last
 open stretch before it, an hour before closing (the evening before); one whose time has already
 passed when the appointment is confirmed is not sent. A moved, cancelled, declined or no-show
 appointment drops its pending reminders; a customer who opted out gets none.
@@ -24,6 +24,7 @@ ReminderSent would have had: one outcome per reminder) and nothing goes to the c
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -72,15 +73,17 @@ def settings_error(info: dict[str, Any]) -> str | None:
     return None
 
 
-def last_open_before(due: datetime, tz: str, hours: dict[str, Any]) -> datetime | None:
+def last_open_before(due: datetime, tz: str, hours: dict[str, Any],
+                     closed: Mapping[str, str] | None = None) -> datetime | None:
     """`due` if the business is open then; else an hour before the end of its last open stretch
-    before `due` (not before that stretch's start); None without opening hours (then as is)."""
+    before `due` (not before that stretch's start); None without opening hours, or with no open
+    stretch in the week before (then as is). `closed`: its closed days (local ISO dates)."""
     if not hours:
         return None
     zone, _ = _zone(tz)
     local = due.astimezone(zone).replace(tzinfo=None)
-    stretches = [s for day in (local.date() - timedelta(days=7),) for s in _merged(_week(day, hours))]
-    stretches += _merged(_week(local.date(), hours))
+    stretches = [s for day in (local.date() - timedelta(days=7),) for s in _merged(_week(day, hours, closed))]
+    stretches += _merged(_week(local.date(), hours, closed))
     best: tuple[datetime, datetime] | None = None
     for start, end in _merged(stretches):
         if start <= local < end:
@@ -97,7 +100,7 @@ def last_open_before(due: datetime, tz: str, hours: dict[str, Any]) -> datetime 
 def due_time(starts: datetime, minutes: int, config: FoldConfig) -> datetime:
     """When the reminder `minutes` before `starts` goes out (moved out of closed hours)."""
     due = starts - timedelta(minutes=minutes)
-    moved = last_open_before(due, config.timezone, config.opening_hours)
+    moved = last_open_before(due, config.timezone, config.opening_hours, config.closed_days)
     return due if moved is None else moved
 
 
