@@ -52,6 +52,25 @@ def _parse(ts: str) -> datetime:
     return datetime.fromisoformat(ts.replace("Z", "+00:00"))
 
 
+def starts_iso(at: str) -> str:
+    """An appointment's start as the reminders key it: ISO UTC (a naive time is UTC)."""
+    moment = datetime.fromisoformat(at)
+    return iso(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
+
+
+def may_stand(confirmed: dict[str, Any] | None, opted_out: bool, event: Event, config: FoldConfig) -> bool:
+    """Whether a ReminderSent stands, as far as a fold that does not keep the plans (the
+    conversation's) can tell: its appointment is confirmed (`confirmed`: its `startsAt` and
+    `confirmedAt`, None if it is not) at the start it names, the customer has not opted out, it
+    was due by then but not before the confirmation, and the appointment has not started."""
+    payload: Any = event.payload
+    if confirmed is None or confirmed["startsAt"] != payload.startsAt or opted_out:
+        return False
+    starts = _parse(payload.startsAt)
+    due = due_time(starts, payload.minutesBefore, config)
+    return _parse(confirmed["confirmedAt"]) <= due <= event.occurredAt < starts
+
+
 def remind_before(info: dict[str, Any] | None) -> tuple[int, ...]:
     """settings.remindBeforeMinutes as positive whole minutes, largest first (invalid: none)."""
     values = ((info or {}).get("settings") or {}).get("remindBeforeMinutes") or []
@@ -171,8 +190,7 @@ def _on_name(state: State, event: Event) -> None:
 
 def _on_confirmed(state: State, event: Event, config: FoldConfig) -> None:
     payload: Any = event.payload
-    moment = datetime.fromisoformat(payload.at)
-    starts = iso(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
+    starts = starts_iso(payload.at)
     current = state["appointments"].get(payload.appointmentId) or {}
     same = current.get("startsAt") == starts
     sent, missed = (current.get("sent", {}), current.get("missed", {})) if same else ({}, {})
