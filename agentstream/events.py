@@ -290,6 +290,17 @@ class ReminderSentPayload(_Payload):
     send: OutboundSend | None = _send_field()
 
 
+class ReminderMissedPayload(_Payload):
+    """A planned reminder that did not go out before its appointment started (the reminder timer
+    was not running at its time): appended by the timer so the reminders fold drops it; nothing
+    is sent to the customer."""
+
+    appointmentId: str = Field(min_length=1)
+    minutesBefore: int = Field(ge=1, description="the business's remindBeforeMinutes value it was for")
+    startsAt: str = Field(description="the appointment's start (ISO UTC), passed when this was appended")
+    dueAt: str = Field(description="when the reminder was due (ISO UTC)")
+
+
 class CustomerOptPayload(_Payload):
     """The customer opted out of business-started messages (nudges, reminders) or back in."""
 
@@ -418,6 +429,7 @@ PAYLOADS: dict[str, type[_Payload]] = {
     "NudgeSent": NudgeSentPayload,
     "CustomerOptedOut": CustomerOptPayload,
     "ReminderSent": ReminderSentPayload,
+    "ReminderMissed": ReminderMissedPayload,
     "CustomerOptedIn": CustomerOptPayload,
     "EventSkipped": EventSkippedPayload,
     "SkipRevoked": SkipRevokedPayload,
@@ -571,6 +583,13 @@ class ReminderSent(_Envelope):
     payload: ReminderSentPayload
 
 
+class ReminderMissed(_Envelope):
+    """A reminder not sent: its appointment had started before the timer got to it."""
+
+    type: Literal["ReminderMissed"] = "ReminderMissed"
+    payload: ReminderMissedPayload
+
+
 class CustomerOptedOut(_Envelope):
     """The customer said stop: no nudge and no reminder from then on."""
 
@@ -690,6 +709,7 @@ Event = Annotated[
         CustomerOptedOut,
         CustomerOptedIn,
         ReminderSent,
+        ReminderMissed,
         EventSkipped,
         SkipRevoked,
         MediaStored, MediaRefused, MediaFailed, MediaTranscribed,
@@ -704,7 +724,7 @@ EVENT_TYPES: dict[str, type[_Envelope]] = {
               OwnerReplied, HandoffNoticeSent, NudgeSent, EventSkipped, SkipRevoked,
               MediaStored, MediaRefused, MediaFailed, MediaTranscribed,
               AppointmentRequested, AppointmentProposed, AppointmentConfirmed, AppointmentDeclined, AppointmentCancelled, AppointmentNoShow,
-              CustomerOptedOut, CustomerOptedIn, ReminderSent)
+              CustomerOptedOut, CustomerOptedIn, ReminderSent, ReminderMissed)
 }
 # Events carrying a message to the customer: published to agent.replies.v1 and delivered.
 OUTBOUND_TYPES: tuple[str, ...] = ("ReplyGenerated", "OwnerReplied", "HandoffNoticeSent", "NudgeSent",

@@ -120,5 +120,6 @@ def opt_signal(channel: str, vendor_signal_id: str) -> str:
 
 
 def reminder(reminder_key: str) -> str:
-    """A confirmed appointment's one reminder for so many minutes before its start."""
+    """A confirmed appointment's one reminder for so many minutes before its start: its
+    ReminderSent or, once the start has passed, its ReminderMissed (one of the two, once)."""
     return f"reminder:{reminder_key}"

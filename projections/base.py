@@ -33,6 +33,7 @@ class FoldConfig:
     language: str = "en"  # the business's language (a nudge's when the customer's is unknown)
     templates: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)  # settings.templates
     remind_before_minutes: tuple[int, ...] = ()  # settings.remindBeforeMinutes, largest first
+    closed_days: dict[str, str] = field(default_factory=dict, hash=False, compare=False)  # closedDays: local date -> name
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Any
 
 from agentstream import channel_specs
 from agentstream.events import (
-    AppointmentCancelled, AppointmentConfirmed, AppointmentDeclined, AppointmentProposed,
+    AppointmentCancelled, AppointmentConfirmed, AppointmentDeclined, AppointmentNoShow, AppointmentProposed, ReminderSent,
     CustomerOptedIn, CustomerOptedOut, DeliveryFailed, Event, HandoffNoticeSent, HandoffReleased, HandoffRequested, MediaRefused,
     MediaStored, MediaTranscribed, MessageReceived, NudgeSent,
     OwnerReplied, ReplyGenerated, ReplyStatusReported, SessionClosed, SessionExpired, SessionResolved, derive_id, iso,
@@ -31,6 +31,7 @@ from agentstream.events import (
 from agentstream.projections.kinds import is_reaction
 from agentstream.projections.optout import opted_out
 from agentstream.projections import nudge as nudges
+from agentstream.projections import reminders
 from agentstream.projections import templates
 from agentstream.projections.base import FoldConfig, Put
 from agentstream.projections.handoff import handoff_of
@@ -48,6 +49,7 @@ END_STATUS: dict[type, str] = {SessionExpired: "abandoned", SessionResolved: "re
 SessionEnd = SessionExpired | SessionResolved | SessionClosed
 Item = dict[str, Any]
 DUE_SHARDS = 8  # partitions of the sessions' due index (dueShard 0..7); the expiry timer queries each
+MAX_BOOKED = 20  # confirmed appointments ahead the memory keeps (a reminder shows only for one of them)
 MAX_STATUSES = 20  # messages whose delivery status the memory keeps (the most recently reported)
 STATUS_RANK = {"delivered": 1, "read": 2, "failed": 3}  # a vendor's; they report out of order: the furthest stands
 EXCERPT = 80  # characters of the message a reaction is to, kept with the reaction
@@ -531,6 +533,42 @@ def _on_appointment(memory: Item, event: BusinessMessage, config: FoldConfig) ->
     return ConversationChange(memory, [session_item(ctx, event, config)], [message])
 
 
+def _booked(memory: Item, event: Event) -> None:
+    """The customer's confirmed appointments not yet started (id -> {startsAt, confirmedAt}, ISO
+    UTC), kept so the fold can tell whether a reminder of one stands, as the reminders fold does."""
+    payload: Any = event.payload
+    booked = {k: v for k, v in (memory.get("booked") or {}).items()
+              if k != payload.appointmentId and _parse(v["startsAt"]) > event.occurredAt}
+    if isinstance(event, AppointmentConfirmed):
+        booked[payload.appointmentId] = {"startsAt": reminders.starts_iso(payload.at), "confirmedAt": _at(event)}
+    kept = dict(sorted(booked.items(), key=lambda kv: kv[1]["startsAt"])[:MAX_BOOKED])
+    if kept:
+        memory["booked"] = kept
+    else:
+        memory.pop("booked", None)
+
+
+def _on_reminder(memory: Item, event: ReminderSent, config: FoldConfig) -> ConversationChange:
+    """A reminder before an appointment: a message to the customer (kind "reminder", by the AI)
+    when it stands (its appointment still confirmed at that start, the customer not opted out,
+    sent before the start), and a turn of the customer's session while it is live; like the
+    business's messages about appointments otherwise."""
+    booked = (memory.get("booked") or {}).get(event.payload.appointmentId)
+    if not reminders.may_stand(booked, opted_out(memory), event, config):
+        return ConversationChange(memory)  # the reminders fold refused it: never delivered
+    last = memory.get("sessionContext")
+    message = message_item(event, last["sessionId"] if last else NO_SESSION, "agent", event.payload.content, author="ai")
+    message["metadata"].update({"kind": "reminder", "appointmentId": event.payload.appointmentId})
+    history = memory["history"]
+    history["totalMessages"] = int(history["totalMessages"]) + 1
+    memory["summary"] = summary(history)
+    ctx = active_session(memory)
+    if ctx is None or _idle(ctx, event.occurredAt, config.idle_minutes):
+        return ConversationChange(memory, [], [message])
+    _record_turn(ctx, event, "agent", event.payload.content)
+    return ConversationChange(memory, [session_item(ctx, event, config)], [message])
+
+
 def nudge_stands(puts: Iterable[Put]) -> bool:
     """Whether the conversation fold accepted a NudgeSent (it wrote the nudge as a message)."""
     return any(p.table == "messages" for p in puts)
@@ -572,8 +610,12 @@ def apply(memory: Item, event: Event, config: FoldConfig) -> ConversationChange:
         return _on_media(state, event)
     if isinstance(event, (CustomerOptedOut, CustomerOptedIn)):
         return _on_opt(state, event, config)
+    if isinstance(event, (*BUSINESS_MESSAGES, AppointmentNoShow)):
+        _booked(state, event)
     if isinstance(event, BUSINESS_MESSAGES):
         return _on_appointment(state, event, config)
+    if isinstance(event, ReminderSent):
+        return _on_reminder(state, event, config)
     return ConversationChange(state)  # ReplyDelivered: only lastSeq moves
 
 
@@ -598,7 +640,7 @@ class ConversationProjection:
     name = "conversation"
     table = "rag_user"
     owns = {"rag_user": ("businessId", "userId"), "sessions": ("sessionId",), "messages": ("messageId", "sessionId")}
-    version = 7  # v7: the business's messages about appointments (metadata.kind "appointment"); v6: what became of customers' files (transcripts as their messages' text, metadata.media) and opt-outs (optOut, optedOut), a nudge's template past the window (nudgeDue.windowUntil, template); v2: handoff state, the last inbound's addressing, messages' metadata.author, active sessions' dueShard and nextDueAt; v3: nudges (nudge, nudgeDue, expiresAt); v4: message kinds, reactions, replyStatus, Instagram's messaging window for nudges
+    version = 8  # v8: no nudge due on the business's closedDays, reminders as messages (metadata.kind "reminder", memory's booked); v7: the business's messages about appointments (metadata.kind "appointment"); v6: what became of customers' files (transcripts as their messages' text, metadata.media) and opt-outs (optOut, optedOut), a nudge's template past the window (nudgeDue.windowUntil, template); v2: handoff state, the last inbound's addressing, messages' metadata.author, active sessions' dueShard and nextDueAt; v3: nudges (nudge, nudgeDue, expiresAt); v4: message kinds, reactions, replyStatus, Instagram's messaging window for nudges
 
     def empty(self, business_id: str, user_id: str) -> Item:
         return {**empty_memory(business_id, user_id), "version": self.version}

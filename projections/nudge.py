@@ -2,14 +2,15 @@
 
 A nudge may be sent at an instant T when all hold: nudges are on for the business
 (`nudgeAfterMinutes`), T is at least that long after the session's last message and before the
-session expires (its idle timeout), the business is open at T in its time zone (a lunch break or
-a closed day is not open; hours past midnight are), and, on a channel with a messaging window
+session expires (its idle timeout), the business is open at T in its time zone (a lunch break, a
+weekday without hours or one of its `closedDays` holidays is not open; hours past midnight are), and, on a channel with a messaging window
 (WhatsApp, Messenger, Instagram), T is within it (24 hours of the customer's last message). The earliest
 such instant is the nudge's due time; the conversation fold decides whether a NudgeSent stands.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -49,12 +50,13 @@ def _merged(intervals: list[tuple[datetime, datetime]]) -> list[tuple[datetime, 
     return merged
 
 
-def open_from(at: datetime, tz: str, hours: dict[str, Any]) -> tuple[datetime, datetime] | None:
+def open_from(at: datetime, tz: str, hours: dict[str, Any],
+              closed: Mapping[str, str] | None = None) -> tuple[datetime, datetime] | None:
     """The first open stretch that ends after `at` (UTC, its start not before `at`), or None if
-    the business does not open within a week."""
+    the business does not open within a week (`closed`: its closed days, local ISO dates)."""
     zone, _ = _zone(tz)
     local = at.astimezone(zone).replace(tzinfo=None)
-    for start, end in _merged(_week(local.date(), hours or {})):
+    for start, end in _merged(_week(local.date(), hours or {}, closed)):
         if end > local:
             begin = at if start <= local else start.replace(tzinfo=zone).astimezone(timezone.utc)
             finish = end.replace(tzinfo=zone).astimezone(timezone.utc)
@@ -81,7 +83,7 @@ def window(ctx: Item, config: FoldConfig, not_before: datetime | None = None) ->
     if config.nudge_after_minutes <= 0 or config.nudge_after_minutes >= config.idle_minutes:
         return None
     idle_at = _parse(ctx["lastMessageAt"]) + timedelta(minutes=config.nudge_after_minutes)
-    stretch = open_from(max(idle_at, not_before or idle_at), config.timezone, config.opening_hours)
+    stretch = open_from(max(idle_at, not_before or idle_at), config.timezone, config.opening_hours, config.closed_days)
     if stretch is None:
         return None
     until = min(stretch[1], caps(ctx, config))

@@ -2,7 +2,7 @@
 
 A business sets `settings.remindBeforeMinutes` (e.g. [1440, 120]): each confirmed appointment
 gets at most one reminder per value, due that long before it starts. One that would fall while
-the business is closed (at night, on a closed day) goes out at the end of the business's last
+the business is closed (at night, on a weekday without hours or one of its `closedDays`) goes out at the end of the business's last
 open stretch before it, an hour before closing (the evening before); one whose time has already
 passed when the appointment is confirmed is not sent. A moved, cancelled, declined or no-show
 appointment drops its pending reminders; a customer who opted out gets none.
@@ -14,11 +14,17 @@ reminder and a timer round reads only the due ones. The timer appends `ReminderS
 key derive from the appointment, the minutes and the start); the fold decides whether it stands
 (the appointment is still confirmed at that time, not already reminded, the customer not opted
 out), and the worker publishes only one that stood.
+
+A reminder is never sent at or after its appointment's start: a planned one whose start has
+passed at an event's time is dropped from the plan and recorded under `missed` (so the due index
+moves on); when no other event comes, the timer appends `ReminderMissed` for it (same key as its
+ReminderSent would have had: one outcome per reminder) and nothing goes to the customer.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -31,7 +37,7 @@ from agentstream.projections.timecontext import _week, _zone
 from agentstream.projections.topics import detect_language
 
 State = dict[str, Any]
-VERSION = 1
+VERSION = 2  # v2: reminders whose appointment started are dropped as missed; closed days
 DUE_SHARDS = 4
 BEFORE_CLOSING = timedelta(hours=1)  # a moved reminder goes out this long before the business closes
 APPOINTMENT_TYPES = ("AppointmentConfirmed", "AppointmentProposed", "AppointmentCancelled", "AppointmentDeclined",
@@ -44,6 +50,25 @@ TEXTS = {
 
 def _parse(ts: str) -> datetime:
     return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+
+def starts_iso(at: str) -> str:
+    """An appointment's start as the reminders key it: ISO UTC (a naive time is UTC)."""
+    moment = datetime.fromisoformat(at)
+    return iso(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
+
+
+def may_stand(confirmed: dict[str, Any] | None, opted_out: bool, event: Event, config: FoldConfig) -> bool:
+    """Whether a ReminderSent stands, as far as a fold that does not keep the plans (the
+    conversation's) can tell: its appointment is confirmed (`confirmed`: its `startsAt` and
+    `confirmedAt`, None if it is not) at the start it names, the customer has not opted out, it
+    was due by then but not before the confirmation, and the appointment has not started."""
+    payload: Any = event.payload
+    if confirmed is None or confirmed["startsAt"] != payload.startsAt or opted_out:
+        return False
+    starts = _parse(payload.startsAt)
+    due = due_time(starts, payload.minutesBefore, config)
+    return _parse(confirmed["confirmedAt"]) <= due <= event.occurredAt < starts
 
 
 def remind_before(info: dict[str, Any] | None) -> tuple[int, ...]:
@@ -67,15 +92,17 @@ def settings_error(info: dict[str, Any]) -> str | None:
     return None
 
 
-def last_open_before(due: datetime, tz: str, hours: dict[str, Any]) -> datetime | None:
+def last_open_before(due: datetime, tz: str, hours: dict[str, Any],
+                     closed: Mapping[str, str] | None = None) -> datetime | None:
     """`due` if the business is open then; else an hour before the end of its last open stretch
-    before `due` (not before that stretch's start); None without opening hours (then as is)."""
+    before `due` (not before that stretch's start); None without opening hours, or with no open
+    stretch in the week before (then as is). `closed`: its closed days (local ISO dates)."""
     if not hours:
         return None
     zone, _ = _zone(tz)
     local = due.astimezone(zone).replace(tzinfo=None)
-    stretches = [s for day in (local.date() - timedelta(days=7),) for s in _merged(_week(day, hours))]
-    stretches += _merged(_week(local.date(), hours))
+    stretches = [s for day in (local.date() - timedelta(days=7),) for s in _merged(_week(day, hours, closed))]
+    stretches += _merged(_week(local.date(), hours, closed))
     best: tuple[datetime, datetime] | None = None
     for start, end in _merged(stretches):
         if start <= local < end:
@@ -92,7 +119,7 @@ def last_open_before(due: datetime, tz: str, hours: dict[str, Any]) -> datetime 
 def due_time(starts: datetime, minutes: int, config: FoldConfig) -> datetime:
     """When the reminder `minutes` before `starts` goes out (moved out of closed hours)."""
     due = starts - timedelta(minutes=minutes)
-    moved = last_open_before(due, config.timezone, config.opening_hours)
+    moved = last_open_before(due, config.timezone, config.opening_hours, config.closed_days)
     return due if moved is None else moved
 
 
@@ -124,6 +151,7 @@ def apply_reminders(state: State, event: Event, config: FoldConfig) -> tuple[Sta
         return state, []
     state = {**state, "lastSeq": event.seq, "appointments": dict(state.get("appointments") or {})}
     state.pop("stood", None)
+    _drop_started(state, event)
     kind = event.type
     if kind == "MessageReceived":
         _on_message(state, event)
@@ -162,16 +190,16 @@ def _on_name(state: State, event: Event) -> None:
 
 def _on_confirmed(state: State, event: Event, config: FoldConfig) -> None:
     payload: Any = event.payload
-    moment = datetime.fromisoformat(payload.at)
-    starts = iso(moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
+    starts = starts_iso(payload.at)
     current = state["appointments"].get(payload.appointmentId) or {}
-    sent = current.get("sent", {}) if current.get("startsAt") == starts else {}
+    same = current.get("startsAt") == starts
+    sent, missed = (current.get("sent", {}), current.get("missed", {})) if same else ({}, {})
     last = state.get("lastInbound") or {}
     state["appointments"][payload.appointmentId] = {
         "appointmentId": payload.appointmentId, "status": "confirmed", "startsAt": starts, "service": payload.service,
         "channel": event.channel if event.channel != "system" else last.get("channel", "websocket"),
         "deliverTo": dict(payload.deliverTo or last.get("replyTo") or {}), "confirmedAt": iso(event.occurredAt),
-        "sent": sent, "planned": [],
+        "sent": sent, **({"missed": missed} if missed else {}), "planned": [],
     }
     _replan(state, payload.appointmentId, config, event.occurredAt)
 
@@ -184,14 +212,26 @@ def _drop(state: State, appointment_id: str, kind: str) -> None:
                                                  "planned": []}
 
 
+def _drop_started(state: State, event: Event) -> None:
+    """Planned reminders whose appointment has started by the event's time go to `missed` (keyed
+    like `sent`, valued by the event that found them late): none is ever sent from then on."""
+    for appointment_id, appointment in list(state["appointments"].items()):
+        if appointment.get("planned") and _parse(appointment["startsAt"]) <= event.occurredAt:
+            late = {reminder_key(appointment_id, p["minutes"], appointment["startsAt"]): event.eventId
+                    for p in appointment["planned"]}
+            state["appointments"][appointment_id] = {**appointment, "planned": [],
+                                                     "missed": {**appointment.get("missed", {}), **late}}
+
+
 def _replan(state: State, appointment_id: str, config: FoldConfig, now: datetime) -> None:
-    """The appointment's pending reminders: one per `remindBeforeMinutes` not yet sent, due after
-    `confirmedAt`, and sendable (inside the window, or with a reminder template)."""
+    """The appointment's pending reminders: one per `remindBeforeMinutes` not yet sent nor missed,
+    due after `confirmedAt`, and sendable (inside the window, or with a reminder template); none
+    once the appointment has started (`now`: the event's time)."""
     appointment = state["appointments"][appointment_id]
-    if appointment["status"] != "confirmed" or state.get("optedOut"):
+    starts, confirmed = _parse(appointment["startsAt"]), _parse(appointment["confirmedAt"])
+    if appointment["status"] != "confirmed" or state.get("optedOut") or now >= starts:
         state["appointments"][appointment_id] = {**appointment, "planned": []}
         return
-    starts, confirmed = _parse(appointment["startsAt"]), _parse(appointment["confirmedAt"])
     language = state.get("language") or config.language
     content = text(appointment, config, language)
     template = templates.find(config.templates, "reminder", appointment["channel"], language, config.language)
@@ -201,7 +241,7 @@ def _replan(state: State, appointment_id: str, config: FoldConfig, now: datetime
     for minutes in config.remind_before_minutes:
         key = reminder_key(appointment_id, minutes, appointment["startsAt"])
         due = due_time(starts, minutes, config)
-        if key in appointment.get("sent", {}) or due < confirmed or due >= starts:
+        if key in appointment.get("sent", {}) or key in appointment.get("missed", {}) or due < confirmed or due >= starts:
             continue
         closed = channel_specs.window_hours(appointment["channel"]) is not None and (ends is None or due > ends)
         if closed and template is None:
@@ -219,7 +259,8 @@ def _replan(state: State, appointment_id: str, config: FoldConfig, now: datetime
 
 def _on_sent(state: State, event: Event) -> None:
     """A timer's reminder stands if its appointment is confirmed at the same start, it was due by
-    the event's time and no reminder for the same minutes went out."""
+    the event's time, no reminder for the same minutes went out, and the appointment had not
+    started (a late one found its plan already dropped as missed)."""
     payload: Any = event.payload
     appointment = state["appointments"].get(payload.appointmentId)
     key = reminder_key(payload.appointmentId, payload.minutesBefore, payload.startsAt)
@@ -250,9 +291,17 @@ def due_shard(user_id: str) -> int:
 
 
 def due_reminders(item: State, now: datetime) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(appointment, plan) of every reminder of a state item due at `now`."""
+    """(appointment, plan) of every reminder of a state item due at `now`, its appointment not
+    yet started (a reminder never goes at or after the start)."""
     return [(a, p) for a in (item.get("appointments") or {}).values() for p in a.get("planned", [])
-            if _parse(p["dueAt"]) <= now]
+            if _parse(p["dueAt"]) <= now < _parse(a["startsAt"])]
+
+
+def missed_reminders(item: State, now: datetime) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(appointment, plan) of every planned reminder whose appointment has started by `now`: the
+    timer records them as missed (the fold then drops them), never sends them."""
+    return [(a, p) for a in (item.get("appointments") or {}).values() for p in a.get("planned", [])
+            if _parse(a["startsAt"]) <= now]
 
 
 def reminder_stands(state: State | None, event_id: str) -> bool:

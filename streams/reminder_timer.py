@@ -6,6 +6,9 @@ pending reminder are in it) for the customers due by now, one query per shard, s
 follows the reminders due, not the appointments. It reads the time from the clock port (tests
 and `CLOCK_FILE` move it), never sleeps past a due time, and only appends: the fold decides
 whether a reminder stands (the appointment may have been moved or cancelled meanwhile).
+A reminder still planned when its appointment has started (the timer was not running at its
+time) is never sent: the round appends `ReminderMissed` for it, which drops it from the plan and
+so from the due index.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import structlog
 from agentstream import idempotency as keys
 from agentstream.events import derive_id, iso, new_event
 from agentstream.projections import templates
-from agentstream.projections.reminders import DUE_SHARDS, due_reminders, reminder_key
+from agentstream.projections.reminders import DUE_SHARDS, due_reminders, missed_reminders, reminder_key
 from agentstream.streams.ports import Clock, EventLog
 from agentstream.streams.stopping import wait_or_stop
 
@@ -54,6 +57,17 @@ def reminder_event(item: dict[str, Any], appointment: dict[str, Any], plan: dict
     )
 
 
+def missed_event(item: dict[str, Any], appointment: dict[str, Any], plan: dict[str, Any], now: datetime) -> Any:
+    """The ReminderMissed of a plan whose appointment started before it went out."""
+    key = reminder_key(appointment["appointmentId"], plan["minutes"], appointment["startsAt"])
+    return new_event(
+        "ReminderMissed", event_id=derive_id("reminder-missed", key), business_id=item["businessId"],
+        user_id=item["userId"], channel="system", occurred_at=now,
+        payload={"appointmentId": appointment["appointmentId"], "minutesBefore": plan["minutes"],
+                 "startsAt": appointment["startsAt"], "dueAt": plan["dueAt"]},
+    )
+
+
 class ReminderTimer:
     def __init__(self, lease: Lease, index: DueIndex, store: EventLog, clock: Clock, shards: int = DUE_SHARDS) -> None:
         self._lease = lease
@@ -63,7 +77,8 @@ class ReminderTimer:
         self._shards = shards
 
     async def round(self) -> int | None:
-        """Append every due reminder: how many were new, or None while another process holds the lease."""
+        """Append every due reminder (and a ReminderMissed for every one whose appointment has
+        started): how many were new, or None while another process holds the lease."""
         if not await self._lease.hold():
             return None
         now = self._clock.now()
@@ -72,6 +87,8 @@ class ReminderTimer:
         for item in (i for shard in shards for i in shard):
             for appointment, plan in due_reminders(item, now):
                 appended += await self._append(reminder_event(item, appointment, plan, now), plan)
+            for appointment, plan in missed_reminders(item, now):
+                appended += await self._append(missed_event(item, appointment, plan, now), plan)
         return appended
 
     async def _append(self, event: Any, plan: dict[str, Any]) -> int:
@@ -82,7 +99,8 @@ class ReminderTimer:
             log.warning("reminder.failed", appointmentId=event.payload.appointmentId, error=f"{type(exc).__name__}: {exc}"[:200])
             return 0
         if not result.duplicate:
-            log.info("reminder.appended", appointmentId=event.payload.appointmentId, minutesBefore=plan["minutes"])
+            log.info("reminder.appended" if event.type == "ReminderSent" else "reminder.missed",
+                     appointmentId=event.payload.appointmentId, minutesBefore=plan["minutes"])
         return 0 if result.duplicate else 1
 
     async def release(self) -> None:

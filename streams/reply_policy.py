@@ -43,7 +43,7 @@ def fold_config(info: dict[str, Any], default_idle_minutes: int) -> FoldConfig:
     return FoldConfig(idle_minutes(info, default_idle_minutes), str(info.get("businessType", "general")),
                       str(info.get("timezone", "UTC")), info.get("openingHours") or {},
                       handoff_timeout_minutes=handoff_timeout_minutes(info), **nudge_config(info, default_idle_minutes),
-                      remind_before_minutes=remind_before(info))
+                      remind_before_minutes=remind_before(info), closed_days=closed_days_of(info))
 
 
 def reply_key(inbound_event_id: str) -> str:

@@ -167,6 +167,16 @@ class Appended(_Answer):
     duplicate: bool
 
 
+class AppointmentChanged(Appended):
+    """An owner's action on an appointment, appended (or found there: `duplicate`)."""
+
+    appointmentId: str
+    status: str = Field(description="the appointment's status after the action")
+    notSent: str | None = Field(None, description="present when the action holds but its message to the customer "
+                                "cannot go: past the channel's messaging window with no approved template for its "
+                                "purpose (what to add, in one line)")
+
+
 class Visitor(BaseModel):
     """A widget visitor and its token."""
 

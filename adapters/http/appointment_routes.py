@@ -38,7 +38,7 @@ async def _body(request: Request) -> api.AppointmentAction:
 
 
 @operation("Confirm, decline, propose another time, cancel or mark a no-show", body=api.AppointmentAction,
-           security="apiKey", tag="bookings", answers={202: api.Appended, 400: api.Error, 404: api.Error, 409: api.Error})
+           security="apiKey", tag="bookings", answers={202: api.AppointmentChanged, 400: api.Error, 404: api.Error, 409: api.Error})
 async def act(request: Request) -> Response:
     d = deps(request)
     business_id = request.path_params["businessId"]

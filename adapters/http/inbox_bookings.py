@@ -24,7 +24,8 @@ from agentstream.projections.appointments import OPEN
 
 @operation("The Bookings view: waiting first, then today and this week", security="inboxSession", tag="inbox",
            html=True, answers={200: "an HTML page", 303: "not signed in: to /inbox"})
-async def bookings_page(request: Request, error: str | None = None, status: int = 200) -> Response:
+async def bookings_page(request: Request, error: str | None = None, status: int = 200,
+                        notice: str | None = None) -> Response:
     d = deps(request)
     session = await _signed_in(d, request)
     if session is None:
@@ -43,7 +44,7 @@ async def bookings_page(request: Request, error: str | None = None, status: int 
                 ("Today", [r for r in shown if r["day"] == today.isoformat() and r["status"] not in OPEN]),
                 ("This week", [r for r in shown if today.isoformat() < r["day"] <= week_end and r["status"] not in OPEN])]
     return _page("inbox_bookings.html", status, session=session, sections=sections, error=error,
-                 pending=len(sections[0][1]))
+                 notice=notice, pending=len(sections[0][1]))
 
 
 def _row(row: dict[str, Any], name: str, language: str) -> dict[str, Any]:
@@ -53,19 +54,28 @@ def _row(row: dict[str, Any], name: str, language: str) -> dict[str, Any]:
 
 @operation("Confirm, decline, propose another time, cancel or mark a no-show", form=api.BookingActionForm,
            security="inboxSession", tag="inbox", html=True,
-           answers={303: "done: to /inbox/bookings", 400: "the page again, saying what is wrong",
+           answers={303: "done: to /inbox/bookings",
+                    200: "done, but its message to the customer could not go: the page, saying why and what to add",
+                    400: "the page again, saying what is wrong",
                     403: "missing or wrong CSRF token", 404: "unknown appointment", 409: "the page again: refused"})
 async def bookings_act(request: Request) -> Response:
     d, session, form = await _checked_post(request)
     action, appointment_id = request.path_params["action"], request.path_params["appointmentId"]
     body = {"at": form.get("at", "")} if action == "propose" else {}
     try:
-        await d.bookings.act(session.business_id or "", appointment_id, action, body)
+        done = await d.bookings.act(session.business_id or "", appointment_id, action, body)
     except HttpError as exc:
         if exc.status == 404:
             raise
         return await bookings_page(request, exc.message, exc.status)
+    if done.get("notSent"):
+        return await bookings_page(request, notice=not_sent_notice(done))
     return RedirectResponse("/inbox/bookings", status_code=303)
+
+
+def not_sent_notice(done: dict[str, Any]) -> str:
+    """What the owner reads when an action holds but its message could not go to the customer."""
+    return f"Done (now {done['status']}), but the customer was not told: {done['notSent']}"
 
 
 def inbox_bookings_routes() -> list[BaseRoute]:

@@ -20,7 +20,7 @@ MAX_ROWS = 100
 BOOKINGS_AHEAD_DAYS = 60  # the Bookings view's range, from today (within the list's range limit)
 STATE_LABELS = {"ai": "AI", "waiting": "Waiting for a person", "human": "Person", "resolved": "Resolved"}
 KIND_LABELS = {"button": "tapped a button", "location": "location", "contact": "contact", "image": "photo",
-               "audio": "voice note", "document": "document", "appointment": "booking",
+               "audio": "voice note", "document": "document", "appointment": "booking", "reminder": "reminder",
                "unsupported": "a message the channel does not support"}
 
 

@@ -170,8 +170,14 @@ def test_a_week_ahead_reminder_goes_as_the_template_a_reply_is_free_text_and_sto
     reply = events(stack, ana, "ReplyGenerated")[-1]
     assert reply.payload.send.window == "open"
 
-    move_clock(stack, vendors, datetime(day.year, day.month, day.day, 11, tzinfo=ZONE).astimezone(timezone.utc))
+    starts = datetime(day.year, day.month, day.day, 10, tzinfo=ZONE)
+    second = wait_for(lambda: (d := reminders_item(stack, ana).get("nextDueAt")) and d != due and d, timeout=60)
+    second_due = datetime.fromisoformat(second.replace("Z", "+00:00"))
+    assert expected_due < second_due < starts  # the two-hour one (the evening before if the salon opens later)
+    move_clock(stack, vendors, second_due + timedelta(minutes=1))
     wait_for(lambda: len(events(stack, ana, "ReminderSent")) == 2, timeout=120)  # the two-hour one: the round ran
+    assert all(e.occurredAt < starts for e in events(stack, ana, "ReminderSent"))
+    wait_for(lambda: "nextDueAt" not in reminders_item(stack, ana), timeout=60)  # nothing pending: out of the index
     assert events(stack, bea, "ReminderSent") == [] and to_customer(vendors, bea, "template") == []
     move_clock(stack, vendors, None)
     for appointment in appointments:  # the places are free again for the next run

@@ -104,3 +104,16 @@ def test_the_file_clock_reads_the_time_a_test_writes_else_the_systems(tmp_path) 
         before = datetime.now(timezone.utc)
         now = FileClock(str(unset)).now()
         assert before <= now <= datetime.now(timezone.utc)
+
+
+async def test_a_round_after_the_appointments_start_records_the_reminder_as_missed_never_sends_it() -> None:
+    item = customer_item(1, T0)  # due at T0, the appointment a day later; the timer was down until after it
+    _, store, index = world([item])
+    timer = ReminderTimer(Always(), index, store, FakeClock(T0 + timedelta(days=1, minutes=5)))
+    assert await timer.round() == 1
+    (missed,) = await store.read(stream_id("salon", "c000001"))
+    assert missed.type == "ReminderMissed" and missed.payload.minutesBefore == 1440
+    assert missed.payload.dueAt == iso(T0) and missed.payload.startsAt == iso(T0 + timedelta(days=1))
+    assert await timer.round() == 0  # one outcome per reminder, whatever the rounds
+    at_start = ReminderTimer(Always(), index, store, FakeClock(T0 + timedelta(days=1)))
+    assert await at_start.round() == 0 and len(await store.read(stream_id("salon", "c000001"))) == 1

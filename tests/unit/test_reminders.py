@@ -15,9 +15,9 @@ from agentstream.events import Event, new_event
 from agentstream.projections.appointment_answers import answer_of
 from agentstream.projections.base import FoldConfig
 from agentstream.projections.reminders import (
-    REMINDERS, due_reminders, due_time, remind_before, reminder_stands, settings_error,
+    REMINDERS, due_reminders, due_time, missed_reminders, remind_before, reminder_stands, settings_error,
 )
-from agentstream.streams.reminder_timer import reminder_event
+from agentstream.streams.reminder_timer import missed_event, reminder_event
 
 BUC = "Europe/Bucharest"
 WEEK = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -187,3 +187,61 @@ def test_a_customer_who_writes_again_reopens_the_window_for_the_reminders_after(
     day, evening = state["appointments"]["a1"]["planned"]
     assert day["windowUntil"] == evening["windowUntil"] == "2026-12-02T09:00:00.000Z"
     assert reminder_event(state, state["appointments"]["a1"], evening, utc(2026, 12, 1, 16)).payload.send.window == "open"
+
+
+# ---- never at or after the appointment's start -------------------------------------------------
+
+START = utc(2026, 12, 2, 8)  # WEEK_AHEAD in UTC
+
+
+def test_a_reminder_still_planned_at_the_start_is_missed_not_sent_and_leaves_the_due_index() -> None:
+    state = fold([message(1, T0), confirmed(2, T0, WEEK_AHEAD)])  # due Tue 08:00 and Tue 16:00 UTC
+    assert due_reminders(state, START) == [] and due_reminders(state, START + timedelta(hours=1)) == []
+    late = missed_reminders(state, START)  # the timer was down from before the first one to the start
+    assert [p["minutes"] for _, p in late] == [1440, 120]
+    missed = missed_event(state, *late[0], START + timedelta(minutes=3)).with_seq(3)
+    after, _ = REMINDERS.apply(state, missed, CFG)
+    assert "nextDueAt" not in after and "dueShard" not in after  # the due index stops returning the customer
+    assert due_reminders(after, START + timedelta(days=1)) == missed_reminders(after, START + timedelta(days=1)) == []
+    assert sorted(after["appointments"]["a1"]["missed"]) == [f"a1|{m}|2026-12-02T08:00:00.000Z" for m in (120, 1440)]
+    assert after["appointments"]["a1"]["sent"] == {}
+
+
+def test_a_reminder_appended_at_or_after_the_start_does_not_stand_and_is_not_planned_again() -> None:
+    state = fold([message(1, T0), confirmed(2, T0, WEEK_AHEAD)])
+    ((appointment, plan), _) = due_reminders(state, utc(2026, 12, 1, 16))
+    late = reminder_event(state, appointment, plan, START).with_seq(3)  # a timer that reads a stale item
+    after, _ = REMINDERS.apply(state, late, CFG)
+    assert not reminder_stands(after, late.eventId) and "nextDueAt" not in after
+    again = fold([message(1, T0), confirmed(2, T0, WEEK_AHEAD), message(3, START + timedelta(minutes=5), "Am ajuns")])
+    assert again["appointments"]["a1"]["planned"] == [] and "nextDueAt" not in again  # the window reopened: still none
+
+
+@settings(max_examples=80, deadline=None)
+@given(minutes=st.lists(st.integers(1, 3 * 1440), min_size=1, max_size=3, unique=True),
+       confirmed_before=st.integers(0, 4 * 1440), down_from=st.integers(0, 5 * 1440), down_for=st.integers(0, 5 * 1440),
+       late_by=st.integers(0, 600))
+def test_no_reminder_is_ever_sent_at_or_after_its_start_whatever_the_timers_outage(
+        minutes: list[int], confirmed_before: int, down_from: int, down_for: int, late_by: int) -> None:
+    """A timer with rounds every 10 minutes that stops for a while (maybe across the start), and
+    one more round `late_by` minutes after the start: every reminder that stands went out before
+    the start, and after that round the customer is out of the due index."""
+    cfg = FoldConfig(timezone=BUC, opening_hours=SALON, language="ro", remind_before_minutes=tuple(sorted(minutes, reverse=True)),
+                     templates=TEMPLATES)
+    at = START - timedelta(minutes=confirmed_before)
+    state = fold([message(1, at), confirmed(2, at, WEEK_AHEAD)], cfg)
+    rounds = [at + timedelta(minutes=10 * n) for n in range(int((START - at).total_seconds() // 600) + 1)]
+    rounds = [r for r in rounds if not down_from <= (r - at).total_seconds() / 60 < down_from + down_for]
+    seq, stood = 3, []
+    for now in [*rounds, START + timedelta(minutes=late_by)]:
+        made = [reminder_event(state, a, p, now) for a, p in due_reminders(state, now)]
+        made += [missed_event(state, a, p, now) for a, p in missed_reminders(state, now)]
+        for e in made:
+            state, _ = REMINDERS.apply(state, e.with_seq(seq), cfg)
+            seq += 1
+            if reminder_stands(state, e.eventId):
+                stood.append(e)
+    assert all(e.occurredAt < START for e in stood)
+    assert len({e.payload.minutesBefore for e in stood}) == len(stood)
+    assert "nextDueAt" not in state  # nothing pending any more: out of the due index
+    assert due_reminders(state, START) == missed_reminders(state, START) == []
