@@ -41,6 +41,8 @@ RECENT_TOPICS = 10
 TOPIC_COUNTS = 50
 SUMMARY_TOPICS = 5
 LAST_MESSAGES = 4
+CARRIED = 3  # the business's last messages sent while no session was live, carried into the next one
+CARRY_DAYS = 7  # older carried messages are dropped when the next session opens
 MEDIA_KINDS = ("image", "audio", "document")
 CONTENT_LIMIT = 1000
 SUMMARY_LIMIT = 300
@@ -220,7 +222,7 @@ def _open_session(memory: Item, event: Event) -> Item:
         "channel": event.channel,
         "conversationLength": 0,
         "recentTopics": [],
-        "lastMessages": [],
+        "lastMessages": _carried(memory, event),
         **({"optedOut": True} if opted_out(memory) else {}),
     }
     memory["sessionContext"] = ctx
@@ -228,13 +230,22 @@ def _open_session(memory: Item, event: Event) -> Item:
     return ctx
 
 
+def _carried(memory: Item, event: Event) -> list[Item]:
+    """The business's messages sent while no session was live (not older than CARRY_DAYS), taken
+    out of the memory: the new session's first turns, so the model reads what the customer answers."""
+    since = event.occurredAt - timedelta(days=CARRY_DAYS)
+    return [t for t in memory.pop("carried", []) if _parse(t["timestamp"]) >= since]
+
+
+def _turn(event: Event, role: str, content: str) -> Item:
+    return {"role": role, "content": content[:CONTENT_LIMIT], "timestamp": _at(event), "eventId": event.eventId}
+
+
 def _record_turn(ctx: Item, event: Event, role: str, content: str) -> None:
-    at = _at(event)
-    short = content[:CONTENT_LIMIT]
-    ctx["lastMessageAt"] = max(ctx["lastMessageAt"], at)  # same format: string order is time order
+    turn = _turn(event, role, content)
+    ctx["lastMessageAt"] = max(ctx["lastMessageAt"], turn["timestamp"])  # same format: string order is time order
     ctx["conversationLength"] = int(ctx["conversationLength"]) + 1
-    ctx["lastMessage"] = {"content": short, "type": role, "timestamp": at}
-    turn = {"role": role, "content": short, "timestamp": at, "eventId": event.eventId}
+    ctx["lastMessage"] = {"content": turn["content"], "type": role, "timestamp": turn["timestamp"]}
     ctx["lastMessages"] = [*ctx.get("lastMessages", []), turn][-LAST_MESSAGES:]
 
 
@@ -513,21 +524,28 @@ BUSINESS_MESSAGES = (AppointmentProposed, AppointmentConfirmed, AppointmentDecli
 
 def _on_appointment(memory: Item, event: BusinessMessage, config: FoldConfig) -> ConversationChange:
     """What the business tells the customer about an appointment (a proposal, a confirmation, a
-    decline, a cancellation): a message of the customer's last session (author "human" when the
-    owner acted, "ai" when it answers the customer's own yes or cancel), and a turn of that session
-    while it is live; none when the event carries no message."""
+    decline, a cancellation), author "human" when the owner acted, "ai" when it answers the
+    customer's own yes or cancel; nothing when the event carries no message."""
     content = event.payload.content
     if not content.strip():
         return ConversationChange(memory)
+    author = "human" if event.payload.by == "owner" else "ai"
+    return _business_message(memory, event, content, author, "appointment", config)
+
+
+def _business_message(memory: Item, event: BusinessMessage | ReminderSent, content: str, author: str, kind: str,
+                      config: FoldConfig) -> ConversationChange:
+    """A message the business sent on its own: a message of the customer's last session, and a
+    turn of that session while it is live; otherwise carried into the next session's turns."""
     last = memory.get("sessionContext")
-    message = message_item(event, last["sessionId"] if last else NO_SESSION, "agent", content,
-                           author="human" if event.payload.by == "owner" else "ai")
-    message["metadata"].update({"kind": "appointment", "appointmentId": event.payload.appointmentId})
+    message = message_item(event, last["sessionId"] if last else NO_SESSION, "agent", content, author=author)
+    message["metadata"].update({"kind": kind, "appointmentId": event.payload.appointmentId})
     history = memory["history"]
     history["totalMessages"] = int(history["totalMessages"]) + 1
     memory["summary"] = summary(history)
     ctx = active_session(memory)
     if ctx is None or _idle(ctx, event.occurredAt, config.idle_minutes):
+        memory["carried"] = [*memory.get("carried", []), _turn(event, "agent", content)][-CARRIED:]
         return ConversationChange(memory, [], [message])
     _record_turn(ctx, event, "agent", content)
     return ConversationChange(memory, [session_item(ctx, event, config)], [message])
@@ -556,17 +574,7 @@ def _on_reminder(memory: Item, event: ReminderSent, config: FoldConfig) -> Conve
     booked = (memory.get("booked") or {}).get(event.payload.appointmentId)
     if not reminders.may_stand(booked, opted_out(memory), event, config):
         return ConversationChange(memory)  # the reminders fold refused it: never delivered
-    last = memory.get("sessionContext")
-    message = message_item(event, last["sessionId"] if last else NO_SESSION, "agent", event.payload.content, author="ai")
-    message["metadata"].update({"kind": "reminder", "appointmentId": event.payload.appointmentId})
-    history = memory["history"]
-    history["totalMessages"] = int(history["totalMessages"]) + 1
-    memory["summary"] = summary(history)
-    ctx = active_session(memory)
-    if ctx is None or _idle(ctx, event.occurredAt, config.idle_minutes):
-        return ConversationChange(memory, [], [message])
-    _record_turn(ctx, event, "agent", event.payload.content)
-    return ConversationChange(memory, [session_item(ctx, event, config)], [message])
+    return _business_message(memory, event, event.payload.content, "ai", "reminder", config)
 
 
 def nudge_stands(puts: Iterable[Put]) -> bool:
@@ -640,7 +648,7 @@ class ConversationProjection:
     name = "conversation"
     table = "rag_user"
     owns = {"rag_user": ("businessId", "userId"), "sessions": ("sessionId",), "messages": ("messageId", "sessionId")}
-    version = 8  # v8: no nudge due on the business's closedDays, reminders as messages (metadata.kind "reminder", memory's booked); v7: the business's messages about appointments (metadata.kind "appointment"); v6: what became of customers' files (transcripts as their messages' text, metadata.media) and opt-outs (optOut, optedOut), a nudge's template past the window (nudgeDue.windowUntil, template); v2: handoff state, the last inbound's addressing, messages' metadata.author, active sessions' dueShard and nextDueAt; v3: nudges (nudge, nudgeDue, expiresAt); v4: message kinds, reactions, replyStatus, Instagram's messaging window for nudges
+    version = 9  # v9: the business's messages sent while no session was live (memory's carried) open the next session's turns; v8: no nudge due on the business's closedDays, reminders as messages (metadata.kind "reminder", memory's booked); v7: the business's messages about appointments (metadata.kind "appointment"); v6: what became of customers' files (transcripts as their messages' text, metadata.media) and opt-outs (optOut, optedOut), a nudge's template past the window (nudgeDue.windowUntil, template); v2: handoff state, the last inbound's addressing, messages' metadata.author, active sessions' dueShard and nextDueAt; v3: nudges (nudge, nudgeDue, expiresAt); v4: message kinds, reactions, replyStatus, Instagram's messaging window for nudges
 
     def empty(self, business_id: str, user_id: str) -> Item:
         return {**empty_memory(business_id, user_id), "version": self.version}
