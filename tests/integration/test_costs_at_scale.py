@@ -35,6 +35,7 @@ from agentstream.streams.expiry import ExpiryTimer
 from agentstream.streams.forget import forget
 from agentstream.streams.leases import LeaseTable
 from agentstream.streams.reconcile import reconcile_window
+from agentstream.wiring import forget_stores
 from tests.conftest import isolated_env, settings_from
 from tests.integration.counting import CountingDdb
 from tests.integration.world import T0, CountingResponder, World, drain, new_processor
@@ -189,14 +190,14 @@ async def test_forget_reads_what_the_customer_has_not_the_table(scaled: World) -
     assert [e.type for e in logged].count("ReplyGenerated") == 3
     counting = CountingDdb(scaled.ddb)
 
-    report = await forget(counting, scaled.settings, BUSINESS, user)
+    report = await forget(forget_stores(counting, scaled.settings), scaled.settings, BUSINESS, user)
     print(f"\nforget of a customer with {len(logged)} events among {BULK} customers: {counting.total_calls} calls, "
           f"{counting.total_read} items read, {dict(counting.calls)}")
     assert report.events == len(logged)
     assert report.idempotency_records == 6, "3 channel ids and 3 reply keys"
     assert "scan" not in counting.calls
     assert counting.total_read <= 10 * len(logged) + 20
-    left = await left_over(scaled.ddb, scaled.settings, BUSINESS, user, report.keys)
+    left = await left_over(forget_stores(scaled.ddb, scaled.settings), scaled.settings, BUSINESS, user, report.keys)
     assert set(left.values()) == {0}, left
     assert not await scaled.store.has(BUSINESS, "rest:gone-0")
     assert await ProjectionStore(scaled.ddb, scaled.settings.tables).load_memory(BUSINESS, user) is None

@@ -19,8 +19,8 @@ from agentstream.events import Event, MediaTranscribed, MessageReceived, ReplyGe
 from agentstream.projections.context import ReplyContext
 from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
-from agentstream.streams.explain import Explainer
 from agentstream.streams.media_wait import MediaWait
+from agentstream.wiring import new_explainer
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
 LATE = "Vreau o programare mâine la 10."
@@ -86,7 +86,7 @@ async def test_a_transcript_that_lands_after_the_reply_stopped_waiting_is_not_in
     assert said.seq < reply.seq, "the transcript is logged before the reply"
     assert all(LATE not in seen for seen in responder.seen), "the model never saw the late transcript"
 
-    found = (await Explainer(moto_ddb, moto_settings).explain(reply.eventId)).to_json()
+    found = (await new_explainer(moto_ddb, moto_settings).explain(reply.eventId)).to_json()
     assert found["reproduced"] is True and found["differences"] == []
     assert LATE not in str(found["prompt"]) and "could not be transcribed" in found["prompt"][-1]["content"]
     assert found["context"]["media"] == []
@@ -99,7 +99,7 @@ async def test_with_a_late_transcript_another_difference_is_still_named(moto_ddb
     _, events, _ = await answered_late(moto_ddb, moto_settings, biz)
     (reply,) = [e for e in events if isinstance(e, ReplyGenerated)]
     smaller = moto_settings.model_copy(update={"prompt_budget_chars": 300})  # another build's prompt
-    found = (await Explainer(moto_ddb, smaller).explain(reply.eventId)).to_json()
+    found = (await new_explainer(moto_ddb, smaller).explain(reply.eventId)).to_json()
     assert found["reproduced"] is False and LATE not in str(found["prompt"])
     assert found["differences"] and all("media" not in d for d in found["differences"])
 
@@ -112,7 +112,7 @@ async def test_a_reply_from_before_the_media_position_was_recorded_says_the_tran
     raw["payload"] = {k: v for k, v in raw["payload"].items() if k != "mediaUpToSeq"}
     old = parse_event(raw)  # as a v3 reply reads: no media position recorded
     assert isinstance(old, ReplyGenerated) and old.payload.mediaUpToSeq == 0
-    explainer = Explainer(moto_ddb, moto_settings)
+    explainer = new_explainer(moto_ddb, moto_settings)
 
     async def by_id(event_id: str) -> Event | None:
         return old if event_id == reply.eventId else await store.by_id(event_id)
