@@ -41,7 +41,7 @@ from agentstream.adapters.http.rate_limits import GatewayLimits
 from agentstream.adapters.http.visitors import VisitorRecords
 from agentstream.adapters.llm import make_responder
 from agentstream.adapters.dynamo.position_store import PositionStore
-from agentstream.adapters.dynamo.projection_store import ProjectionStore, get_active_session_for_user, sessions_of_user
+from agentstream.adapters.dynamo.projection_store import ProjectionStore, get_active_session_for_user, positions, sessions_of_user
 from agentstream.adapters.settled_heads import SettledHeads
 from agentstream.adapters.dynamo.tables import stream_arn
 from agentstream.adapters.http.ws_hub import SocketHub
@@ -60,6 +60,10 @@ from agentstream.streams.replay import Replayer, ReplayStores
 from agentstream.streams.forget import ForgetStores
 from agentstream.streams.shadow import ShadowStores
 from agentstream.adapters.dynamo.erasure_store import ErasureStore
+from agentstream.adapters.dynamo.lease_store import LeaseStore
+from agentstream.adapters.dynamo.snapshots import SnapshotStore
+from agentstream.adapters.dynamo.client import scan_all
+from agentstream.keys import keyring
 from agentstream.adapters.dynamo.inbox_views import InboxViews
 from agentstream.adapters.dynamo.business_messages import customer_messages
 from agentstream.adapters.dynamo.replay_store import BatchWriter, LiveItems
@@ -106,7 +110,8 @@ def watched(settings: Settings) -> Watched:
 
 def analytics_consumer(settings: Settings, snapshots_ddb: Any = None) -> AnalyticsConsumer:
     """The analytics consumer, saving its snapshots through `snapshots_ddb` (none without)."""
-    snapshots = None if snapshots_ddb is None else AnalyticsSnapshots(snapshots_ddb, settings)
+    snapshots = None if snapshots_ddb is None else AnalyticsSnapshots(SnapshotStore(
+        snapshots_ddb, settings.tables.analytics_snapshots, keyring(settings, "it signs analytics snapshots")), settings)
     return AnalyticsConsumer(settings, kafka_clients(settings), snapshots=snapshots)
 
 
@@ -125,6 +130,16 @@ async def handoff_notifier(stack: AsyncExitStack, settings: Settings, ddb: Any, 
 def state_tables(settings: Settings) -> list[str]:
     """The tables of the registered projections' per-customer state items (their positions)."""
     return [getattr(settings.tables, p.table) for p in PROJECTIONS]
+
+
+def applied_seqs(ddb: Any, settings: Settings) -> Callable[[list[str]], Awaitable[dict[str, int]]]:
+    """What the registered projections applied of each stream (reconcile's `applied`)."""
+    return partial(positions, ddb, state_tables(settings))
+
+
+def lease_table(ddb: Any, table: str, owner: str, ttl_ms: int = 10_000) -> LeaseTable:
+    """The leases of `table`, taken as `owner` for `ttl_ms`."""
+    return LeaseTable(LeaseStore(ddb, table), owner, ttl_ms)
 
 
 async def _started_producer(stack: AsyncExitStack, settings: Settings) -> Any:
@@ -157,8 +172,8 @@ async def run_bridge(settings: Settings, stop: asyncio.Event) -> None:
 
         async def run(since: datetime | None) -> Any:
             if since is None:  # a lost position of unknown time: every conversation
-                return await reconcile(ddb, store, producer, settings.tables.events, state_tables(settings), settings.topic_events)
-            return await reconcile_window(ddb, store, producer, state_tables(settings), settings.topic_events, since)
+                return await reconcile(store, applied_seqs(ddb, settings), producer, settings.topic_events)
+            return await reconcile_window(store, applied_seqs(ddb, settings), producer, settings.topic_events, since)
 
         reconciler = Reconciler(run, PendingReconcile(ddb, settings.tables.leases))
 
@@ -166,7 +181,7 @@ async def run_bridge(settings: Settings, stop: asyncio.Event) -> None:
             log.warning("bridge.reconciling", why=why, since=since.isoformat() if since else "all")
             await reconciler.request(since)  # recorded, then run by the reconciler's own task
 
-        bridge = Bridge(streams, producer, LeaseTable(ddb, settings.tables.leases, new_owner(), settings.bridge_lease_ttl_ms), config, on_loss)
+        bridge = Bridge(streams, producer, lease_table(ddb, settings.tables.leases, new_owner(), settings.bridge_lease_ttl_ms), config, on_loss)
         reconciling = asyncio.create_task(reconciler.run(stop), name="reconcile")
         try:
             await bridge.run(stop)
@@ -182,9 +197,8 @@ async def run_reconcile(settings: Settings, business_id: str | None = None, sinc
         producer = await _started_producer(stack, settings)
         store = EventStore(ddb, settings.tables.events)
         if since is not None:
-            return await reconcile_window(ddb, store, producer, state_tables(settings), settings.topic_events, since)
-        return await reconcile(ddb, store, producer, settings.tables.events, state_tables(settings),
-                               settings.topic_events, business_id)
+            return await reconcile_window(store, applied_seqs(ddb, settings), producer, settings.topic_events, since)
+        return await reconcile(store, applied_seqs(ddb, settings), producer, settings.topic_events, business_id)
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
@@ -272,7 +286,7 @@ async def budget_release(settings: Settings, ddb: Any, store: EventStore, direct
         return
     owner = OwnerService(store, ProjectionStore(ddb, settings.tables), directory)
     releaser = BudgetReleaser(UsageStore(ddb, settings.tables.usage, settings.tables.events), meter, owner, directory.info)
-    lease = LeaseTable(ddb, settings.tables.leases, f"worker-{uuid.uuid4().hex[:8]}", int(3 * every_s * 1000))
+    lease = lease_table(ddb, settings.tables.leases, f"worker-{uuid.uuid4().hex[:8]}", int(3 * every_s * 1000))
     await run_release(releaser, HeldLease(lease, "timer:spend-release"), stop, every_s)
 
 
@@ -293,7 +307,7 @@ async def session_timer(settings: Settings, ddb: Any, store: EventStore, stop: a
     if not every_s:
         await stop.wait()
         return
-    lease = LeaseTable(ddb, settings.tables.leases, f"worker-{uuid.uuid4().hex[:8]}", int(3 * every_s * 1000))
+    lease = lease_table(ddb, settings.tables.leases, f"worker-{uuid.uuid4().hex[:8]}", int(3 * every_s * 1000))
     await run_expiry(ExpiryTimer(lease, ProjectionStore(ddb, settings.tables), store), stop, every_s)
 
 
@@ -304,7 +318,7 @@ async def reminder_timer(settings: Settings, ddb: Any, store: EventStore, stop: 
     if not every_s:
         await stop.wait()
         return
-    lease = LeaseTable(ddb, settings.tables.leases, f"worker-{uuid.uuid4().hex[:8]}", int(3 * every_s * 1000) + 1000)
+    lease = lease_table(ddb, settings.tables.leases, f"worker-{uuid.uuid4().hex[:8]}", int(3 * every_s * 1000) + 1000)
     timer = ReminderTimer(HeldLease(lease, REMINDER_LEASE), DynamoDueIndex(ddb, settings.tables.reminders), store,
                           clock_from(settings.clock_file))
     await run_reminders(timer, stop, every_s)
@@ -334,7 +348,7 @@ def gmail_watch_renewer(d: Deps, owner: str, ttl_ms: int = int(3 * EVERY_S * 100
     async def watch(business_id: str, topic: str) -> dict[str, Any]:
         return await GmailClient(d.http, GMAIL_BASE_URL.resolve(d.settings), d.gmail, business_id).watch(topic)
 
-    leases = LeaseTable(d.ddb, d.settings.tables.leases, owner, ttl_ms)
+    leases = lease_table(d.ddb, d.settings.tables.leases, owner, ttl_ms)
     return WatchRenewer(leases, d.credentials, watch)
 
 
@@ -533,7 +547,7 @@ async def run_import_legacy(settings: Settings, messages_table: str | None, sess
 
     async with dynamodb_client(settings) as ddb:
         store = EventStore(ddb, settings.tables.events, head_cache=10_000)  # the import appends in runs per stream
-        return await import_legacy(ddb, store, messages_table or settings.tables.messages,
+        return await import_legacy(partial(scan_all, ddb), store, messages_table or settings.tables.messages,
                                    sessions_table or settings.tables.sessions)
 
 
@@ -578,7 +592,8 @@ async def run_status(settings: Settings) -> dict[str, Any]:
             credentials: CredentialStore | None = credential_store(ddb, settings)
         except CredentialsError:
             credentials = None
-        status = await collect(kafka_clients(settings), watched(settings), ddb, settings.tables.leases, credentials)
+        status = await collect(kafka_clients(settings), watched(settings), lease_table(ddb, settings.tables.leases, "status"),
+                               credentials)
         directory = BusinessDirectory(ddb, settings.tables)
         meter = SpendMeter(UsageStore(ddb, settings.tables.usage, settings.tables.events))
         status["spend"] = await month_spend(await business_ids(ddb, settings.tables.business_info), meter, directory.info)

@@ -24,9 +24,8 @@ from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.dynamo.projection_store import ProjectionStore
 from agentstream.events import Event
 from agentstream.streams.expiry import ExpiryTimer
-from agentstream.streams.leases import LeaseTable
 from agentstream.streams.replay import Scope
-from agentstream.wiring import new_replayer
+from agentstream.wiring import lease_table, new_replayer
 from tests.conftest import isolated_env, settings_from
 from tests.e2e.stack import running_stack
 from tests.services import Endpoints
@@ -115,7 +114,7 @@ async def test_a_quiet_widget_customer_gets_one_nudge_and_replay_verifies(
         await populate(s, nudging_salon(tmp_path / "data"), only=["business_info"])
         async with dynamodb_client(s) as ddb:
             store = EventStore(ddb, s.tables.events)
-            timer = ExpiryTimer(LeaseTable(ddb, s.tables.leases, "test-timer", 30_000), ProjectionStore(ddb, s.tables), store,
+            timer = ExpiryTimer(lease_table(ddb, s.tables.leases, "test-timer", 30_000), ProjectionStore(ddb, s.tables), store,
                                 lease="timer:nudge-test")
             try:
                 for n in range(RUNS):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from agentstream.adapters.dynamo.client import scan_all
@@ -14,7 +15,7 @@ from agentstream.events import ReplyGenerated, new_event, utc_now
 from agentstream.streams.forget import forget
 from agentstream.streams.legacy import import_legacy
 from agentstream.streams.replay import Scope
-from agentstream.wiring import new_replayer, forget_stores
+from agentstream.wiring import forget_stores, lease_table, new_replayer
 from tests.integration.world import T0, World, drain, inbound, new_processor
 
 
@@ -96,8 +97,8 @@ async def test_import_legacy_is_idempotent_and_never_answers_history(world: Worl
     from agentstream.adapters.dynamo.client import to_item
     for row in reversed(rows):
         await world.ddb.put_item(TableName=legacy, Item=to_item(row))
-    first = await import_legacy(world.ddb, world.store, legacy)
-    second = await import_legacy(world.ddb, world.store, legacy)
+    first = await import_legacy(partial(scan_all, world.ddb), world.store, legacy)
+    second = await import_legacy(partial(scan_all, world.ddb), world.store, legacy)
     assert (first.appended, second.appended, second.duplicates) == (3, 0, 3)
     log = await world.store.read("demo-salon#old")
     assert [e.type for e in log] == ["MessageReceived", "ReplyGenerated", "MessageReceived"]
@@ -109,13 +110,12 @@ async def test_import_legacy_is_idempotent_and_never_answers_history(world: Worl
 
 async def test_idle_sessions_expire_through_the_log(world: World) -> None:
     from agentstream.streams.expiry import ExpiryTimer
-    from agentstream.streams.leases import LeaseTable
 
     old = new_event("MessageReceived", business_id="demo-salon", user_id="u7", channel="websocket", occurred_at=T0,
                     payload={"content": "salut", "replyTo": {"imported": "legacy"}})  # history: no reply, T0 is long past
     await world.store.append(old)
     await drain(world, "demo-salon#u7")
-    timer = ExpiryTimer(LeaseTable(world.ddb, world.settings.tables.leases, "w1"), ProjectionStore(world.ddb, world.settings.tables), world.store)
+    timer = ExpiryTimer(lease_table(world.ddb, world.settings.tables.leases, "w1"), ProjectionStore(world.ddb, world.settings.tables), world.store)
 
     assert await timer.round() == 1
     assert await timer.round() == 0, "one expiry per session"
