@@ -22,7 +22,8 @@ from agentstream.adapters.dynamo.dead_letters import DeadLetterIndex
 from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.kafka.client import dumps
 from agentstream.adapters.llm import Answer, OfflineResponder
-from agentstream.adapters.memory_stores import MemoryDirectory, memory_stores
+from agentstream.adapters.memory_stores import MemoryDirectory, MemoryItems, memory_stores
+from agentstream.adapters.memory_usage import MemoryUsage
 from agentstream.adapters.dynamo.projection_store import ProjectionStore, sessions_of_user
 from agentstream.dlq_cli import retry_skipped
 from agentstream.events import Event, EventSkipped, ReplyGenerated, SkipRevoked, new_event
@@ -32,8 +33,8 @@ from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.registry import PROJECTIONS
 from agentstream.streams.dead_letters import SkipRecorder, retry_outcome, revoke, skipped_events
-from agentstream.streams.ports import EventLog, StateStore
-from agentstream.streams.replay import Scope
+from agentstream.streams.ports import EventLog, StateStore, VersionedDirectory
+from agentstream.streams.replay import Replayer, ReplayStores, Scope
 from agentstream.streams.runner import RetryPolicy
 from agentstream.streams.worker import process_with_retries
 from agentstream.wiring import new_explainer, new_replayer
@@ -124,8 +125,11 @@ class Worker:
         async def publish(reply: Event, first: bool = False) -> None:
             self.published.append((reply.eventId, first))
 
-        directory = MemoryDirectory() if self.ddb is None else BusinessDirectory(self.ddb, self.settings.tables)
-        return ConversationProcessor(self.store, projections or self.projections, directory, self.responder, publish)
+        return ConversationProcessor(self.store, projections or self.projections, self.directory(), self.responder, publish)
+
+    def directory(self) -> VersionedDirectory:
+        """The business data the worker reads (none in memory: every business is unknown)."""
+        return MemoryDirectory() if self.ddb is None else BusinessDirectory(self.ddb, self.settings.tables)
 
     @property
     def stream(self) -> str:
@@ -157,8 +161,16 @@ class Worker:
     async def memory(self) -> dict[str, Any]:
         return await self.projections.load_memory(self.business, self.user) or {}
 
+    def replayer(self) -> Replayer:
+        if self.ddb is None:
+            db = self.store.tables  # type: ignore[attr-defined]
+            items = MemoryItems(db)
+            return Replayer(ReplayStores(self.store, self.projections, self.directory(), MemoryUsage(db), items),  # type: ignore[arg-type]
+                            self.settings)
+        return new_replayer(self.ddb, self.settings)
+
     async def verify(self) -> list[str]:
-        report = await new_replayer(self.ddb, self.settings).run(Scope(self.business, self.user), verify=True)
+        report = await self.replayer().run(Scope(self.business, self.user), verify=True)
         return report.differences
 
 
