@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 
-from agentstream.adapters.memory_stores import MemoryDirectory, MemoryEventStore, memory_stores
+from agentstream.adapters.memory_stores import MemoryDirectory, memory_stores
 from agentstream.adapters.llm import Answer, OfflineResponder
 from agentstream.events import Event, MediaTranscribed, MessageReceived, ReplyGenerated, new_event, parse_event
 from agentstream.projections.context import ReplyContext
 from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.media_wait import MediaWait
+from agentstream.streams.ports import EventLog, StateStore, VersionedDirectory
 from agentstream.streams.explain import Explainer
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
@@ -29,7 +30,7 @@ class LateTranscript:
     """The offline responder; while it is asked, the media process appends the voice note's
     transcript (it lands after the reply's wait stopped, before the reply is logged)."""
 
-    def __init__(self, store: MemoryEventStore) -> None:
+    def __init__(self, store: EventLog) -> None:
         self.store, self.seen = store, []  # type: ignore[var-annotated]
         self.inbound: MessageReceived | None = None
 
@@ -54,8 +55,8 @@ def stopped_waiting() -> MediaWait:
 
 @dataclass
 class Answered:
-    store: MemoryEventStore
-    directory: MemoryDirectory
+    store: EventLog
+    directory: VersionedDirectory
     events: list[Event]
     responder: LateTranscript
 
@@ -63,10 +64,10 @@ class Answered:
         return Explainer(self.store, self.directory, settings or Settings())
 
 
-async def answered_late(business: str = "b") -> Answered:
-    """A voice note answered without its transcript, which lands during the model call."""
-    store, projections = memory_stores()
-    directory = MemoryDirectory()
+async def answered_late(business: str = "b", stores: tuple[EventLog, StateStore, VersionedDirectory] | None = None) -> Answered:
+    """A voice note answered without its transcript, which lands during the model call; on the
+    in-memory stores unless `stores` (log, projections, directory) are given."""
+    store, projections, directory = stores or (*memory_stores(), MemoryDirectory())
     responder = LateTranscript(store)
 
     async def publish(reply: Event, first: bool = False) -> None:
