@@ -15,6 +15,7 @@ from agentstream.adapters.dynamo.tables import ensure_tables
 from agentstream.settings import Settings
 from agentstream.streams.bridge import Bridge, BridgeConfig, lease_key
 from agentstream.streams.leases import LeaseTable
+from agentstream.adapters.dynamo.lease_store import LeaseStore
 from agentstream.wiring import lease_table
 from tests.fakes.streams_api import FakeProducer, FakeStreams
 
@@ -174,7 +175,7 @@ async def test_two_bridges_share_shards_and_take_over_from_a_dead_one(ddb: objec
     stop1 = asyncio.Event()
     t1 = asyncio.create_task(b1.run(stop1))
     await until(lambda: len(p1.sent) == 4 and len(b1.stats.shards) == 4)
-    watched = CountedLeases(ddb, settings.tables.leases, "two", ttl_ms)  # type: ignore[arg-type]
+    watched = CountedLeases(LeaseStore(ddb, settings.tables.leases), "two", ttl_ms)
     b2 = make_bridge(fake, p2, ddb, settings, "two", leases=watched)
     stop2 = asyncio.Event()
     t2 = asyncio.create_task(b2.run(stop2))
