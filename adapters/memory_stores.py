@@ -7,19 +7,21 @@ unit tests; tests/unit/test_store_contract.py keeps them in step with DynamoDB.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from agentstream.adapters.dynamo.client import from_item, to_item
+from agentstream.adapters.dynamo.config_history import info_key, instructions_key, rag_key, version_of
 from agentstream.adapters.dynamo.event_store import (
     IDEM_PREFIX, TOMBSTONE_PREFIX, AppendFailed, AppendResult, event_from_item, idem_item, idem_key, log_item,
 )
 from agentstream.adapters.dynamo.projection_store import AppendRaced, StaleWrite
 from agentstream.adapters.side_items import AddTo, Claim, SideItem, SideRefused, TakeFrom, located, refused
 from agentstream.adapters.dynamo.tables import EVENTS_BY_ID, MESSAGES_BY_BUSINESS, MESSAGES_BY_SESSION, TableSpec, table_specs
-from agentstream.events import Event
+from agentstream.events import Event, iso, utc_now
 from agentstream.metrics import APPEND_CONFLICTS
 from agentstream.projections.base import Item, Projection, Put
 from agentstream.settings import Tables
@@ -223,6 +225,13 @@ class MemoryEventStore:
         item = self._db.get(self._table, {"streamId": f"{TOMBSTONE_PREFIX}{business_id}#{user_id}", "seq": 0})
         return datetime.fromisoformat(item["forgottenAt"].replace("Z", "+00:00")) if item is not None else None
 
+    async def stream_heads(self) -> dict[str, int]:
+        heads: dict[str, int] = {}
+        for item in self._db.rows(self._table):
+            if not str(item["streamId"]).startswith((IDEM_PREFIX, TOMBSTONE_PREFIX)):
+                heads[item["streamId"]] = max(int(item["seq"]), heads.get(item["streamId"], 0))
+        return heads
+
 
 def _newer_or_equal(put: Put) -> Callable[[Row | None], bool]:
     """`ProjectionStore`'s monotonic condition: no stored position past the put's (a newer fold
@@ -289,27 +298,77 @@ class MemoryProjectionStore:
         return [i for i in self._db.query(self._t.messages, MESSAGES_BY_BUSINESS, business_id) if i.get("userId") == user_id]
 
 
+class MemoryConfigHistory:
+    """`ConfigHistory` in memory: each key's versions in the order of their times."""
+
+    def __init__(self) -> None:
+        self._versions: dict[str, dict[str, tuple[Any, str]]] = {}  # key -> validFrom -> (content, version)
+
+    async def record(self, key: str, content: Any, at: datetime) -> str:
+        version = version_of(content)
+        kept = self._versions.setdefault(key, {})
+        latest = kept[max(kept)] if kept else None
+        if latest is None or latest[1] != version:
+            kept.setdefault(iso(at), (json.loads(json.dumps(content, ensure_ascii=False, default=str)), version))
+        return version
+
+    async def at(self, key: str, when: datetime) -> tuple[Any, str] | None:
+        kept = self._versions.get(key, {})
+        found = [start for start in kept if start <= iso(when)]
+        return kept[max(found)] if found else None
+
+    async def versions(self, key: str) -> list[tuple[str, Any, str]]:
+        return [(start, *self._versions[key][start]) for start in sorted(self._versions.get(key, {}))]
+
+
 class MemoryDirectory:
     """`BusinessDirectory` in memory: business info, system instructions by business type
-    (falling back to `default`) and business RAG, as given; no config history (versions "")."""
+    (falling back to `default`) and business RAG, as given; each value read is recorded in its
+    config history (`history`) as `BusinessDirectory` records it, and its version kept."""
 
     def __init__(self, info: dict[str, dict[str, Any]] | None = None, instructions: dict[str, str] | None = None,
                  rag: dict[str, list[dict[str, Any]]] | None = None) -> None:
         self.infos = info or {}
         self.instructions = instructions or {}
         self.rag = rag or {}
+        self.history = MemoryConfigHistory()
+        self._versions: dict[tuple[str, str], str] = {}
 
     def version(self, kind: str, name: str) -> str:
-        return ""
+        return self._versions.get((kind, name), "")
+
+    async def _recorded(self, kind: str, name: str, key: str, value: Any) -> Any:
+        if value is not None:
+            self._versions[(kind, name)] = await self.history.record(key, value, utc_now())
+        return value
 
     async def info(self, business_id: str) -> dict[str, Any] | None:
-        return self.infos.get(business_id)
+        return await self._recorded("info", business_id, info_key(business_id), self.infos.get(business_id))
 
     async def system_instructions(self, business_type: str) -> str:
-        return self.instructions.get(business_type, self.instructions.get("default", ""))
+        found = self.instructions.get(business_type, self.instructions.get("default", ""))
+        return await self._recorded("system", business_type, instructions_key(business_type), found)
 
     async def rag_entries(self, business_id: str) -> list[dict[str, Any]]:
-        return list(self.rag.get(business_id, []))
+        return await self._recorded("rag", business_id, rag_key(business_id), list(self.rag.get(business_id, [])))
+
+
+class MemoryItems:
+    """Replay's reads and unconditional batched puts of the projection tables, in memory
+    (`LiveItems` and `BatchWriter` over DynamoDB)."""
+
+    def __init__(self, tables: MemoryTables) -> None:
+        self._db = tables
+
+    async def get(self, table: str, key: Row) -> Row | None:
+        return self._db.get(table, key)
+
+    def add(self, table: str, items: list[Row]) -> None:
+        for item in items:
+            self._db.put(table, item)
+
+    async def flush(self) -> None:
+        """Nothing is held back: every item is in at `add`."""
 
 
 def memory_stores(tables: Tables | None = None) -> tuple[MemoryEventStore, MemoryProjectionStore]:

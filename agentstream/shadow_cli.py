@@ -83,7 +83,7 @@ async def run(settings: Settings, options: ShadowOptions, out: Path) -> dict[str
         logging.getLogger(noisy).setLevel(logging.WARNING)
     topic = settings.topic_shadow
     acks: list[Any] = []
-    async with shadow_clients(settings) as (ddb, producer):
+    async with shadow_clients(settings) as (stores, producer):
         responder = candidate_responder(settings, options.model)
         try:
             meta = run_meta(settings, options, responder, topic)
@@ -103,7 +103,7 @@ async def run(settings: Settings, options: ShadowOptions, out: Path) -> dict[str
                 bar.update(bar.tasks[0].id, completed=done, total=total)
 
             try:
-                pairs = await shadow(ddb, settings, options, responder, sink, progress)
+                pairs = await shadow(stores, settings, options, responder, sink, progress)
             except NoMessagesIndex as exc:
                 raise ShadowError(str(exc)) from None
             finally:

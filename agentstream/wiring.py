@@ -8,10 +8,11 @@ import asyncio
 import sys
 import json
 import uuid
+from functools import partial
 from types import SimpleNamespace
 from datetime import datetime, timezone
 from contextlib import AsyncExitStack, asynccontextmanager
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -40,12 +41,13 @@ from agentstream.adapters.http.rate_limits import GatewayLimits
 from agentstream.adapters.http.visitors import VisitorRecords
 from agentstream.adapters.llm import make_responder
 from agentstream.adapters.dynamo.position_store import PositionStore
-from agentstream.adapters.dynamo.projection_store import ProjectionStore
+from agentstream.adapters.dynamo.projection_store import ProjectionStore, get_active_session_for_user, positions, sessions_of_user
 from agentstream.adapters.settled_heads import SettledHeads
 from agentstream.adapters.dynamo.tables import stream_arn
 from agentstream.adapters.http.ws_hub import SocketHub
 from agentstream.events import Event
 from agentstream.registry import PROJECTIONS, by_name
+from agentstream.projections.base import Projection
 from agentstream.settings import Settings
 from agentstream.streams.analytics import AnalyticsConsumer, AnalyticsSnapshots
 from agentstream.streams.bridge import Bridge, BridgeConfig, new_owner
@@ -54,6 +56,17 @@ from agentstream.streams.delivery import ExternalDelivery, SocketDelivery, exter
 from agentstream.streams.gmail_watch import EVERY_S, WatchRenewer, run_watch_renewal
 from agentstream.streams.leases import HeldLease, LeaseTable
 from agentstream.streams.explain import Explainer
+from agentstream.streams.replay import Replayer, ReplayStores
+from agentstream.streams.forget import ForgetStores
+from agentstream.streams.shadow import ShadowStores
+from agentstream.adapters.dynamo.erasure_store import ErasureStore
+from agentstream.adapters.dynamo.lease_store import LeaseStore
+from agentstream.adapters.dynamo.snapshots import SnapshotStore
+from agentstream.adapters.dynamo.client import scan_all
+from agentstream.keys import keyring
+from agentstream.adapters.dynamo.inbox_views import InboxViews
+from agentstream.adapters.dynamo.business_messages import customer_messages
+from agentstream.adapters.dynamo.replay_store import BatchWriter, LiveItems
 from agentstream.adapters.dynamo.bookings import BookingsTable
 from agentstream.adapters.http.bookings_service import Bookings
 from agentstream.streams.appointment_requests import AppointmentAnswers, AppointmentRequester, chained
@@ -97,7 +110,8 @@ def watched(settings: Settings) -> Watched:
 
 def analytics_consumer(settings: Settings, snapshots_ddb: Any = None) -> AnalyticsConsumer:
     """The analytics consumer, saving its snapshots through `snapshots_ddb` (none without)."""
-    snapshots = None if snapshots_ddb is None else AnalyticsSnapshots(snapshots_ddb, settings)
+    snapshots = None if snapshots_ddb is None else AnalyticsSnapshots(SnapshotStore(
+        snapshots_ddb, settings.tables.analytics_snapshots, keyring(settings, "it signs analytics snapshots")), settings)
     return AnalyticsConsumer(settings, kafka_clients(settings), snapshots=snapshots)
 
 
@@ -116,6 +130,16 @@ async def handoff_notifier(stack: AsyncExitStack, settings: Settings, ddb: Any, 
 def state_tables(settings: Settings) -> list[str]:
     """The tables of the registered projections' per-customer state items (their positions)."""
     return [getattr(settings.tables, p.table) for p in PROJECTIONS]
+
+
+def applied_seqs(ddb: Any, settings: Settings) -> Callable[[list[str]], Awaitable[dict[str, int]]]:
+    """What the registered projections applied of each stream (reconcile's `applied`)."""
+    return partial(positions, ddb, state_tables(settings))
+
+
+def lease_table(ddb: Any, table: str, owner: str, ttl_ms: int = 10_000) -> LeaseTable:
+    """The leases of `table`, taken as `owner` for `ttl_ms`."""
+    return LeaseTable(LeaseStore(ddb, table), owner, ttl_ms)
 
 
 async def _started_producer(stack: AsyncExitStack, settings: Settings) -> Any:
@@ -148,8 +172,8 @@ async def run_bridge(settings: Settings, stop: asyncio.Event) -> None:
 
         async def run(since: datetime | None) -> Any:
             if since is None:  # a lost position of unknown time: every conversation
-                return await reconcile(ddb, store, producer, settings.tables.events, state_tables(settings), settings.topic_events)
-            return await reconcile_window(ddb, store, producer, state_tables(settings), settings.topic_events, since)
+                return await reconcile(store, applied_seqs(ddb, settings), producer, settings.topic_events)
+            return await reconcile_window(store, applied_seqs(ddb, settings), producer, settings.topic_events, since)
 
         reconciler = Reconciler(run, PendingReconcile(ddb, settings.tables.leases))
 
@@ -157,7 +181,7 @@ async def run_bridge(settings: Settings, stop: asyncio.Event) -> None:
             log.warning("bridge.reconciling", why=why, since=since.isoformat() if since else "all")
             await reconciler.request(since)  # recorded, then run by the reconciler's own task
 
-        bridge = Bridge(streams, producer, LeaseTable(ddb, settings.tables.leases, new_owner(), settings.bridge_lease_ttl_ms), config, on_loss)
+        bridge = Bridge(streams, producer, lease_table(ddb, settings.tables.leases, new_owner(), settings.bridge_lease_ttl_ms), config, on_loss)
         reconciling = asyncio.create_task(reconciler.run(stop), name="reconcile")
         try:
             await bridge.run(stop)
@@ -173,9 +197,8 @@ async def run_reconcile(settings: Settings, business_id: str | None = None, sinc
         producer = await _started_producer(stack, settings)
         store = EventStore(ddb, settings.tables.events)
         if since is not None:
-            return await reconcile_window(ddb, store, producer, state_tables(settings), settings.topic_events, since)
-        return await reconcile(ddb, store, producer, settings.tables.events, state_tables(settings),
-                               settings.topic_events, business_id)
+            return await reconcile_window(store, applied_seqs(ddb, settings), producer, settings.topic_events, since)
+        return await reconcile(store, applied_seqs(ddb, settings), producer, settings.topic_events, business_id)
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
@@ -263,7 +286,7 @@ async def budget_release(settings: Settings, ddb: Any, store: EventStore, direct
         return
     owner = OwnerService(store, ProjectionStore(ddb, settings.tables), directory)
     releaser = BudgetReleaser(UsageStore(ddb, settings.tables.usage, settings.tables.events), meter, owner, directory.info)
-    lease = LeaseTable(ddb, settings.tables.leases, f"worker-{uuid.uuid4().hex[:8]}", int(3 * every_s * 1000))
+    lease = lease_table(ddb, settings.tables.leases, f"worker-{uuid.uuid4().hex[:8]}", int(3 * every_s * 1000))
     await run_release(releaser, HeldLease(lease, "timer:spend-release"), stop, every_s)
 
 
@@ -284,7 +307,7 @@ async def session_timer(settings: Settings, ddb: Any, store: EventStore, stop: a
     if not every_s:
         await stop.wait()
         return
-    lease = LeaseTable(ddb, settings.tables.leases, f"worker-{uuid.uuid4().hex[:8]}", int(3 * every_s * 1000))
+    lease = lease_table(ddb, settings.tables.leases, f"worker-{uuid.uuid4().hex[:8]}", int(3 * every_s * 1000))
     await run_expiry(ExpiryTimer(lease, ProjectionStore(ddb, settings.tables), store), stop, every_s)
 
 
@@ -295,7 +318,7 @@ async def reminder_timer(settings: Settings, ddb: Any, store: EventStore, stop: 
     if not every_s:
         await stop.wait()
         return
-    lease = LeaseTable(ddb, settings.tables.leases, f"worker-{uuid.uuid4().hex[:8]}", int(3 * every_s * 1000) + 1000)
+    lease = lease_table(ddb, settings.tables.leases, f"worker-{uuid.uuid4().hex[:8]}", int(3 * every_s * 1000) + 1000)
     timer = ReminderTimer(HeldLease(lease, REMINDER_LEASE), DynamoDueIndex(ddb, settings.tables.reminders), store,
                           clock_from(settings.clock_file))
     await run_reminders(timer, stop, every_s)
@@ -313,7 +336,7 @@ async def gateway_deps(stack: AsyncExitStack, settings: Settings) -> Deps:
         directory=BusinessDirectory(hot, settings.tables, entries=settings.cache_entries),
         projections=ProjectionStore(hot, settings.tables),
         credentials=credentials, hub=SocketHub(), http=http, gmail=GmailAuth(credentials, settings.google_token_uri),
-        explainer=Explainer(ddb, settings), limits=GatewayLimits(settings, hot),
+        explainer=new_explainer(ddb, settings), limits=GatewayLimits(settings, hot),
         visitors=VisitorRecords(hot, settings.tables.widget_visitors, settings.widget_visitor_lifetime_days * 86_400),
         media=MediaBucket(await stack.enter_async_context(s3_client(settings)), settings.media.bucket),
     )
@@ -325,7 +348,7 @@ def gmail_watch_renewer(d: Deps, owner: str, ttl_ms: int = int(3 * EVERY_S * 100
     async def watch(business_id: str, topic: str) -> dict[str, Any]:
         return await GmailClient(d.http, GMAIL_BASE_URL.resolve(d.settings), d.gmail, business_id).watch(topic)
 
-    leases = LeaseTable(d.ddb, d.settings.tables.leases, owner, ttl_ms)
+    leases = lease_table(d.ddb, d.settings.tables.leases, owner, ttl_ms)
     return WatchRenewer(leases, d.credentials, watch)
 
 
@@ -458,6 +481,33 @@ async def run_analytics(settings: Settings, stop: asyncio.Event, every_s: float 
     _exit_if_died("analytics", task)
 
 
+def new_explainer(ddb: Any, settings: Settings) -> Explainer:
+    """`explain` on the configured tables (a fresh directory: it reads the business data as it is now)."""
+    return Explainer(EventStore(ddb, settings.tables.events), BusinessDirectory(ddb, settings.tables), settings)
+
+
+def new_replayer(ddb: Any, settings: Settings, fresh: bool = False, registry: Sequence[Projection] = PROJECTIONS,
+             concurrency: int = 16) -> Replayer:
+    """`replay` on the tables of `settings`; `fresh`: into empty tables, in unconditional batches."""
+    t = settings.tables
+    stores = ReplayStores(EventStore(ddb, t.events), ProjectionStore(ddb, t), BusinessDirectory(ddb, t, ttl_s=600),
+                          UsageStore(ddb, t.usage, t.events), LiveItems(ddb), BatchWriter(ddb) if fresh else None)
+    return Replayer(stores, settings, concurrency, registry)
+
+
+def forget_stores(ddb: Any, settings: Settings) -> ForgetStores:
+    """What `forget`, its receipt's check and `selfcheck` read and delete, on the configured tables."""
+    t = settings.tables
+    return ForgetStores(EventStore(ddb, t.events), ProjectionStore(ddb, t), ErasureStore(ddb), InboxViews(ddb, t.inbox_views),
+                        BusinessDirectory(ddb, t), partial(sessions_of_user, ddb, t))
+
+
+def shadow_stores(ddb: Any, settings: Settings) -> ShadowStores:
+    """What `shadow` reads: the log, the business data and the messages index."""
+    return ShadowStores(EventStore(ddb, settings.tables.events), BusinessDirectory(ddb, settings.tables),
+                        partial(customer_messages, ddb, settings.tables))
+
+
 async def run_replay(settings: Settings, business_id: str | None, user_id: str | None,
                      as_of: Any = None, verify: bool = False, fresh: bool = False, source: str = "table",
                      projection: str | None = None) -> Any:
@@ -466,7 +516,7 @@ async def run_replay(settings: Settings, business_id: str | None, user_id: str |
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-    from agentstream.streams.replay import Replayer, Scope
+    from agentstream.streams.replay import Scope
     from agentstream.streams.topic_source import read_topic_events
 
     if as_of is not None and as_of.tzinfo is None:
@@ -475,8 +525,8 @@ async def run_replay(settings: Settings, business_id: str | None, user_id: str |
     topic = await read_topic_events(kafka_clients(settings), settings.topic_events, scope.wants) if source == "kafka" else None
     async with dynamodb_client(settings) as ddb:
         registry = (by_name(projection),) if projection else PROJECTIONS
-        replayer = Replayer(ddb, settings, fresh=fresh and not verify, registry=registry)
-        heads = None if topic else await replayer.streams(scope)
+        rebuild = new_replayer(ddb, settings, fresh=fresh and not verify, registry=registry)
+        heads = None if topic else await rebuild.streams(scope)
         total = sum(map(len, topic.by_stream.values())) if topic else sum(heads.values())
         columns = (TextColumn(f"replay from {source}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
                    TextColumn("{task.fields[rate]} events/s"), TimeRemainingColumn())
@@ -489,7 +539,7 @@ async def run_replay(settings: Settings, business_id: str | None, user_id: str |
                 elapsed = max(1e-6, asyncio.get_running_loop().time() - started)
                 bar.update(task, completed=done, rate=f"{done / elapsed:,.0f}")
 
-            return await replayer.run(scope, verify, advance, topic, heads)
+            return await rebuild.run(scope, verify, advance, topic, heads)
 
 
 async def run_import_legacy(settings: Settings, messages_table: str | None, sessions_table: str | None) -> Any:
@@ -497,26 +547,33 @@ async def run_import_legacy(settings: Settings, messages_table: str | None, sess
 
     async with dynamodb_client(settings) as ddb:
         store = EventStore(ddb, settings.tables.events, head_cache=10_000)  # the import appends in runs per stream
-        return await import_legacy(ddb, store, messages_table or settings.tables.messages,
+        return await import_legacy(partial(scan_all, ddb), store, messages_table or settings.tables.messages,
                                    sessions_table or settings.tables.sessions)
 
 
 async def run_explain(settings: Settings, event_id: str) -> Any:
     async with dynamodb_client(settings) as ddb:
-        return await Explainer(ddb, settings).explain(event_id)
+        return await new_explainer(ddb, settings).explain(event_id)
 
 
 async def run_selfcheck(settings: Settings, business_id: str, keep: bool = False) -> Any:
     """The seed's sessions-and-messages check (streams/selfcheck.py) on the configured tables."""
     async with dynamodb_client(settings) as ddb:
-        return await check_sessions_and_messages(ddb, settings, business_id, keep)
+        return await selfcheck_on(ddb, settings, business_id, keep)
+
+
+async def selfcheck_on(ddb: Any, settings: Settings, business_id: str = "demo-salon", keep: bool = False) -> Any:
+    """The sessions-and-messages check on the tables `ddb` reaches."""
+    active = partial(get_active_session_for_user, ddb, settings.tables)
+    return await check_sessions_and_messages(forget_stores(ddb, settings), active, settings, business_id, keep)
 
 
 async def run_forget(settings: Settings, business_id: str, user_id: str) -> Any:
     from agentstream.streams.forget import forget
 
     async with dynamodb_client(settings) as ddb, s3_client(settings) as s3:
-        return await forget(ddb, settings, business_id, user_id, media=MediaBucket(s3, settings.media.bucket))
+        return await forget(forget_stores(ddb, settings), settings, business_id, user_id,
+                            media=MediaBucket(s3, settings.media.bucket))
 
 
 async def run_forget_with_receipt(settings: Settings, business_id: str, user_id: str) -> Any:
@@ -524,7 +581,7 @@ async def run_forget_with_receipt(settings: Settings, business_id: str, user_id:
     from agentstream.streams.erasure import forget_with_receipt
 
     async with dynamodb_client(settings) as ddb, s3_client(settings) as s3:
-        return await forget_with_receipt(ddb, kafka_clients(settings), settings, business_id, user_id,
+        return await forget_with_receipt(forget_stores(ddb, settings), kafka_clients(settings), settings, business_id, user_id,
                                          media=MediaBucket(s3, settings.media.bucket))
 
 
@@ -535,7 +592,8 @@ async def run_status(settings: Settings) -> dict[str, Any]:
             credentials: CredentialStore | None = credential_store(ddb, settings)
         except CredentialsError:
             credentials = None
-        status = await collect(kafka_clients(settings), watched(settings), ddb, settings.tables.leases, credentials)
+        status = await collect(kafka_clients(settings), watched(settings), lease_table(ddb, settings.tables.leases, "status"),
+                               credentials)
         directory = BusinessDirectory(ddb, settings.tables)
         meter = SpendMeter(UsageStore(ddb, settings.tables.usage, settings.tables.events))
         status["spend"] = await month_spend(await business_ids(ddb, settings.tables.business_info), meter, directory.info)
@@ -576,8 +634,8 @@ async def run_with_credentials(settings: Settings, work: Callable[[CredentialSto
 
 
 @asynccontextmanager
-async def shadow_clients(settings: Settings) -> AsyncIterator[tuple[Any, Any]]:
-    """`shadow`'s tables and started producer, once its topic is known to exist."""
+async def shadow_clients(settings: Settings) -> AsyncIterator[tuple[ShadowStores, Any]]:
+    """`shadow`'s stores and started producer, once its topic is known to exist."""
     from agentstream.streams.shadow import ShadowError
 
     topic = settings.topic_shadow
@@ -585,7 +643,7 @@ async def shadow_clients(settings: Settings) -> AsyncIterator[tuple[Any, Any]]:
         raise ShadowError(f"topic {topic} does not exist: run `agentstream setup`")
     async with AsyncExitStack() as stack:
         producer = await _started_producer(stack, settings)
-        yield await stack.enter_async_context(dynamodb_client(settings)), producer
+        yield shadow_stores(await stack.enter_async_context(dynamodb_client(settings)), settings), producer
 
 
 def media_source_of(credentials: CredentialStore, settings: Settings) -> Any:

@@ -27,10 +27,9 @@ from aiokafka import TopicPartition
 from prometheus_client import Counter, Gauge
 
 from agentstream.adapters.kafka.client import KafkaClients, loads
-from agentstream.adapters.dynamo.snapshots import SnapshotStore
+from agentstream.adapters.dynamo.snapshots import Snapshot
 from agentstream.events import Event, parse_event
 from agentstream.projections import analytics as analytics_fold
-from agentstream.keys import keyring
 from agentstream.projections.analytics import BusinessStats, Limits, state_of, stats_from
 from agentstream.streams.runner import ConsumerRunner, Failure
 from agentstream.streams.stopping import UpgradeNeeded, wait_or_stop
@@ -70,11 +69,20 @@ def own_group(settings: AnalyticsConfig) -> str:
 FOLD_VERSION = hashlib.sha256(inspect.getsource(analytics_fold).encode()).hexdigest()[:16]
 
 
+class Snapshots(Protocol):
+    """Signed snapshots by name (`adapters/dynamo/snapshots.SnapshotStore`)."""
+
+    async def save(self, name: str, state: Any, offsets: dict[str, int], version: str) -> None: ...
+
+    async def load(self, name: str) -> Snapshot | None: ...
+
+
 class AnalyticsSnapshots:
     """The analytics state of `ANALYTICS_GROUP` with the offsets of `agent.events.v1` it covers."""
 
-    def __init__(self, ddb: Any, settings: AnalyticsConfig) -> None:
-        self._store = SnapshotStore(ddb, settings.tables.analytics_snapshots, keyring(settings, "it signs analytics snapshots"))
+    def __init__(self, store: Snapshots, settings: AnalyticsConfig) -> None:
+        """`store`: the snapshots table, signing with the key ring of AGENTSTREAM_SECRET_KEY."""
+        self._store = store
         self._name = f"analytics#{settings.analytics_group}#{settings.topic_events}"
         self._topic = settings.topic_events
 

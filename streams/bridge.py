@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -90,12 +90,22 @@ def lease_key(stream_arn: str, shard_id: str) -> str:
     return f"{stream_arn}|{shard_id}"
 
 
+class StreamShards(Protocol):
+    """The DynamoDB Streams calls the bridge makes (aiobotocore's `dynamodbstreams` client has them)."""
+
+    async def describe_stream(self, **kwargs: Any) -> dict[str, Any]: ...
+
+    async def get_shard_iterator(self, **kwargs: Any) -> dict[str, Any]: ...
+
+    async def get_records(self, **kwargs: Any) -> dict[str, Any]: ...
+
+
 class Bridge:
     """Reads every shard it can lease and publishes the events to Kafka."""
 
     def __init__(
         self,
-        streams: Any,
+        streams: StreamShards,
         producer: Any,
         leases: LeaseTable,
         config: BridgeConfig,

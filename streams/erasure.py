@@ -25,17 +25,13 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from agentstream import receipt as receipts
 from agentstream.adapters.dynamo.credentials import CredentialsError
-from agentstream.adapters.dynamo.erasure_store import ErasureStore
-from agentstream.adapters.dynamo.event_store import EventStore
-from agentstream.adapters.dynamo.inbox_views import InboxViews
 from agentstream.adapters.kafka.client import KafkaClients, topics
-from agentstream.adapters.dynamo.projection_store import ProjectionStore, sessions_of_user
 from agentstream.adapters.dynamo.tables import MESSAGES_BY_BUSINESS
 from agentstream.adapters.media_bucket import customer_prefix
 from agentstream.events import iso, utc_now
 from agentstream.projections.base import Projection
 from agentstream.registry import PROJECTIONS
-from agentstream.streams.forget import ForgetConfig, ForgetReport, MediaFiles, forget, tombstone_key
+from agentstream.streams.forget import ForgetConfig, ForgetReport, ForgetStores, MediaFiles, forget, tombstone_key
 
 RETENTION_CONFIGS = ("cleanup.policy", "retention.ms", "segment.ms")
 CUSTOMER_KEY = ("businessId", "userId")
@@ -95,22 +91,21 @@ def _owned(registry: Sequence[Projection]) -> dict[str, tuple[str, ...]]:
     return owned
 
 
-async def left_over(ddb: Any, settings: ForgetConfig, business_id: str, user_id: str,
+async def left_over(stores: ForgetStores, settings: ForgetConfig, business_id: str, user_id: str,
                     deleted: dict[str, list[dict[str, Any]]], registry: Sequence[Projection] = PROJECTIONS) -> dict[str, int]:
     """The customer's items read after the erasure: "events", "idempotency_records", each
     table of every registered projection (a `Tables` field) and "inbox_views" -> how many are
     still there."""
     t = settings.tables
     stream = f"{business_id}#{user_id}"
-    store = ErasureStore(ddb)
+    store = stores.erasure
     left = {
         "events": len(await store.log_keys(t.events, stream, consistent=True)),
         "idempotency_records": len(await store.existing(t.events, [
-            *deleted.get("idempotency_records", []), *await EventStore(ddb, t.events).idempotency_keys(stream)])),
+            *deleted.get("idempotency_records", []), *await stores.log.idempotency_keys(stream)])),
     }
-    of_user = await sessions_of_user(ddb, t, business_id, user_id)
+    of_user = await stores.sessions_of_user(business_id, user_id)
     sessions = {k["sessionId"] for k in [*deleted.get("sessions", []), *of_user]}
-    projections = ProjectionStore(ddb, t)
     for where, names in _owned(registry).items():
         table = getattr(t, where)
         found = list(deleted.get(where, []))
@@ -121,31 +116,31 @@ async def left_over(ddb: Any, settings: ForgetConfig, business_id: str, user_id:
         elif where == "messages":
             found += await store.customer_items(table, business_id, user_id, index=MESSAGES_BY_BUSINESS)
             for session_id in sessions:
-                found += await projections.session_messages(session_id)
+                found += await stores.states.session_messages(session_id)
         else:  # a table no index of the customer covers
             found += await store.customer_items(table, business_id, user_id)
         # what an index found is confirmed by a consistent read of the table (an index lags a delete)
         left[where] = len(await store.existing(table, [{n: k[n] for n in names} for k in found]))
-    views = [*deleted.get("inbox_views", []), *await InboxViews(ddb, t.inbox_views).of_sessions(business_id, sessions)]
+    views = [*deleted.get("inbox_views", []), *await stores.views.of_sessions(business_id, sessions)]
     left["inbox_views"] = len(await store.existing(t.inbox_views, views))
     left["widget_visitors"] = len(await store.existing(t.widget_visitors, [{"businessId": business_id, "userId": user_id}]))
     return left
 
 
-async def forget_with_receipt(ddb: Any, kafka: KafkaClients, settings: ErasureConfig, business_id: str, user_id: str,
-                              registry: Sequence[Projection] = PROJECTIONS,
+async def forget_with_receipt(stores: ForgetStores, kafka: KafkaClients, settings: ErasureConfig, business_id: str,
+                              user_id: str, registry: Sequence[Projection] = PROJECTIONS,
                               media: MediaFiles | None = None) -> tuple[ForgetReport, dict[str, Any]]:
     """Erase the customer (`forget`) and return its report and the signed receipt (the media
     bucket's objects counted under "media")."""
     keys = receipt_keys(settings)
     retention = await topic_retention(kafka, topics(settings))
     t = settings.tables
-    report = await forget(ddb, settings, business_id, user_id, registry, media)
-    left = await left_over(ddb, settings, business_id, user_id, report.keys, registry)
+    report = await forget(stores, settings, business_id, user_id, registry, media)
+    left = await left_over(stores, settings, business_id, user_id, report.keys, registry)
     if media is not None:
         left["media"] = len(await media.keys(customer_prefix(business_id, user_id)))
     tomb = tombstone_key(business_id, user_id)
-    present = await ErasureStore(ddb).has(t.events, tomb)
+    present = await stores.erasure.has(t.events, tomb)
     tables = {where: t.events if where == "idempotency_records" else f"s3://{media.bucket}" if where == "media" and media
               else getattr(t, where) for where in [*report.keys, *left]}
     receipt = receipts.build(

@@ -14,9 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from agentstream.adapters.dynamo.business import BusinessDirectory
 from agentstream.adapters.dynamo.config_history import info_key, instructions_key, rag_key, version_of
-from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.events import Event, MessageReceived, ReplyGenerated, iso
 from agentstream.projections.base import Projection, fold_events
 from agentstream.projections.skips import without_skipped
@@ -25,7 +23,7 @@ from agentstream.projections.kinds import needs_reply, no_reply_reason
 from agentstream.projections.media_notes import MEDIA_TYPES, MediaOutcome, outcome_of, read_files
 from agentstream.registry import PROJECTIONS
 from agentstream.streams.bursts import covered_by, covers, first_seqs
-from agentstream.streams.ports import StoreConfig
+from agentstream.streams.ports import EventLog, StoreConfig, VersionedDirectory
 from agentstream.streams.booking_context import recorded_free_slots
 from agentstream.streams.reply_policy import fold_config, prompt_hash, reply_context, reply_key
 
@@ -108,9 +106,11 @@ class ExplainConfig(StoreConfig, Protocol):
 
 
 class Explainer:
-    def __init__(self, ddb: Any, settings: ExplainConfig, registry: Sequence[Projection] = PROJECTIONS) -> None:
-        self._store = EventStore(ddb, settings.tables.events)
-        self._directory = BusinessDirectory(ddb, settings.tables)
+    def __init__(self, store: EventLog, directory: VersionedDirectory, settings: ExplainConfig,
+                 registry: Sequence[Projection] = PROJECTIONS) -> None:
+        """`directory`: a fresh one reads (and records) the business data as it is now."""
+        self._store = store
+        self._directory = directory
         self._settings = settings
         self._registry = tuple(registry)
 

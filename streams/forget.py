@@ -18,23 +18,20 @@ keys and the tombstone's time, for the signed receipt of `forget --proof` (strea
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agentstream.adapters.dynamo.business import BusinessDirectory
-from agentstream.adapters.dynamo.erasure_store import ErasureStore
-from agentstream.adapters.dynamo.event_store import IDEM_PREFIX, TOMBSTONE_PREFIX, EventStore, erased_id
-from agentstream.adapters.dynamo.inbox_views import InboxViews
+from agentstream.adapters.dynamo.event_store import IDEM_PREFIX, TOMBSTONE_PREFIX, erased_id
 from agentstream.adapters.kafka.client import topics
-from agentstream.adapters.dynamo.projection_store import ProjectionStore, sessions_of_user
 from agentstream.events import iso, utc_now
 from agentstream.projections.base import Projection, fold_events, key_of
 from agentstream.registry import PROJECTIONS
-from agentstream.streams.ports import StoreConfig
+from agentstream.streams.ports import Directory, EventLog, StateStore, StoreConfig
 from agentstream.streams.reply_policy import fold_config
 
 Key = tuple[Any, ...]
+ItemKey = dict[str, Any]  # an item's key attributes and values
 
 
 def tombstone_key(business_id: str, user_id: str) -> dict[str, Any]:
@@ -92,23 +89,66 @@ class ForgetConfig(StoreConfig, Protocol):
     def topic_handoffs(self) -> str: ...
 
 
-async def forget(ddb: Any, settings: ForgetConfig, business_id: str, user_id: str,
+class ErasureTables(Protocol):
+    """The erasure's reads and deletes by table and key (`adapters/dynamo/erasure_store.ErasureStore`)."""
+
+    async def put_tombstone(self, table: str, key: ItemKey, forgotten_at: str) -> None: ...
+
+    async def keep_erased_ids(self, table: str, key: ItemKey, hashes: list[str]) -> None: ...
+
+    async def has(self, table: str, key: ItemKey) -> bool: ...
+
+    async def log_keys(self, table: str, stream: str, consistent: bool = False) -> list[ItemKey]: ...
+
+    async def delete(self, table: str, keys: list[ItemKey]) -> int: ...
+
+    async def existing(self, table: str, keys: list[ItemKey]) -> list[ItemKey]: ...
+
+    async def customer_items(self, table: str, business_id: str, user_id: str, index: str | None = None) -> list[ItemKey]: ...
+
+
+class ForgetLog(EventLog, Protocol):
+    async def idempotency_keys(self, stream: str) -> list[ItemKey]:
+        """The keys of the idempotency records of a stream's events."""
+        ...
+
+
+class SessionViews(Protocol):
+    """The inbox's view state (`adapters/dynamo/inbox_views.InboxViews`)."""
+
+    async def of_sessions(self, business_id: str, session_ids: Iterable[str]) -> list[ItemKey]: ...
+
+
+@dataclass(frozen=True)
+class ForgetStores:
+    """What `forget` (and its receipt's check) reads and deletes; `sessions_of_user(business,
+    user)` lists the customer's sessions through the index the seed made."""
+
+    log: ForgetLog
+    states: StateStore
+    erasure: ErasureTables
+    views: SessionViews
+    directory: Directory
+    sessions_of_user: Callable[[str, str], Awaitable[list[ItemKey]]]
+
+
+async def forget(stores: ForgetStores, settings: ForgetConfig, business_id: str, user_id: str,
                  registry: Sequence[Projection] = PROJECTIONS, media: MediaFiles | None = None) -> ForgetReport:
     """Erase the customer; `media`: the media bucket, whose objects of the customer go too."""
     t = settings.tables
     stream = f"{business_id}#{user_id}"
     report = ForgetReport(forgotten_at=iso(utc_now()))
-    store = ErasureStore(ddb)
+    store = stores.erasure
     await store.put_tombstone(t.events, tombstone_key(business_id, user_id), report.forgotten_at)
-    events = await EventStore(ddb, t.events).read(stream)
-    keys = await _projected_keys(ddb, settings, registry, events, business_id, user_id)
+    events = await stores.log.read(stream)
+    keys = await _projected_keys(stores, settings, registry, events, business_id, user_id)
     for field_name, (names, found) in keys.items():
         candidates = [dict(zip(names, k)) for k in found]
         report.keys[field_name] = await store.existing(getattr(t, field_name), candidates)
         await store.delete(getattr(t, field_name), candidates)
         report.items[field_name] = len(report.keys[field_name])
     sessions = {k[0] for k in keys["sessions"][1]} if "sessions" in keys else set()
-    views = await InboxViews(ddb, t.inbox_views).of_sessions(business_id, sessions)
+    views = await stores.views.of_sessions(business_id, sessions)
     report.items["inbox_views"] = await store.delete(t.inbox_views, views)
     report.keys["inbox_views"] = views
     visitor = [{"businessId": business_id, "userId": user_id}]  # a widget visitor's token record
@@ -120,7 +160,7 @@ async def forget(ddb: Any, settings: ForgetConfig, business_id: str, user_id: st
     logged = await store.log_keys(t.events, stream)
     report.events = await store.delete(t.events, logged)
     report.keys["events"] = logged
-    idem = await EventStore(ddb, t.events).idempotency_keys(stream)
+    idem = await stores.log.idempotency_keys(stream)
     hashes = [erased_id(business_id, k["streamId"].removeprefix(f"{IDEM_PREFIX}{business_id}#")) for k in idem]
     if hashes:  # a replayed webhook of an erased message is refused, not appended again
         await store.keep_erased_ids(t.events, tombstone_key(business_id, user_id), sorted(set(hashes)))
@@ -133,10 +173,10 @@ async def forget(ddb: Any, settings: ForgetConfig, business_id: str, user_id: st
     return report
 
 
-async def _projected_keys(ddb: Any, settings: ForgetConfig, registry: Sequence[Projection], events: list[Any],
+async def _projected_keys(stores: ForgetStores, settings: ForgetConfig, registry: Sequence[Projection], events: list[Any],
                           business_id: str, user_id: str) -> dict[str, tuple[tuple[str, ...], set[Key]]]:
     """Per projection table: its key attributes and the keys of the customer's items in it."""
-    config = fold_config(await BusinessDirectory(ddb, settings.tables).info(business_id) or {}, settings.session_idle_minutes)
+    config = fold_config(await stores.directory.info(business_id) or {}, settings.session_idle_minutes)
     keys: dict[str, tuple[tuple[str, ...], set[Key]]] = {}
     for p in registry:
         for table, names in p.owns.items():
@@ -145,9 +185,8 @@ async def _projected_keys(ddb: Any, settings: ForgetConfig, registry: Sequence[P
         for put in fold_events(p, events, config, business_id, user_id)[1]:
             keys[put.table][1].add(key_of(p, put))
     if "sessions" in keys and "messages" in keys:  # also what the seed's indexes find
-        projections = ProjectionStore(ddb, settings.tables)
-        for session in await sessions_of_user(ddb, settings.tables, business_id, user_id):
+        for session in await stores.sessions_of_user(business_id, user_id):
             keys["sessions"][1].add((session["sessionId"],))
-            for m in await projections.session_messages(session["sessionId"]):
+            for m in await stores.states.session_messages(session["sessionId"]):
                 keys["messages"][1].add((m["messageId"], m["sessionId"]))
     return keys

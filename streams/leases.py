@@ -16,9 +16,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from agentstream.adapters.dynamo.lease_store import LeaseStore
 from agentstream.events import iso, now_ms, utc_now
 
 
@@ -70,9 +69,25 @@ class LeaseLost(RuntimeError):
     """Another bridge took the lease (ours expired); stop reading the shard."""
 
 
+class LeaseRows(Protocol):
+    """The leases table's rows (`adapters/dynamo/lease_store.LeaseStore`): conditional writes."""
+
+    async def read_all(self) -> list[dict[str, Any]]: ...
+
+    async def read(self, key: str) -> dict[str, Any] | None: ...
+
+    async def create(self, item: dict[str, Any]) -> bool: ...
+
+    async def acquire(self, item: dict[str, Any], seen_counter: int) -> bool: ...
+
+    async def write_if_held(self, item: dict[str, Any], owner: str, counter: int) -> bool: ...
+
+    async def delete(self, key: str) -> None: ...
+
+
 class LeaseTable:
-    def __init__(self, ddb: Any, table: str, owner: str, ttl_ms: int = 10_000) -> None:
-        self._store = LeaseStore(ddb, table)
+    def __init__(self, store: LeaseRows, owner: str, ttl_ms: int = 10_000) -> None:
+        self._store = store
         self.owner = owner
         self.ttl_ms = ttl_ms
 

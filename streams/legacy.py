@@ -10,16 +10,18 @@ are never answered. A replay afterwards rebuilds sessions and memory for existin
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 from agentstream import idempotency as keys
-from agentstream.adapters.dynamo.client import scan_all
-from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.events import CHANNELS, IMPORTED, Event, derive_id, new_event, reply_event_id
+from agentstream.streams.ports import EventLog
 from agentstream.streams.reply_policy import reply_key
 from agentstream.adapters.channels.rest import REST
+
+TableScan = Callable[..., Awaitable[list[dict[str, Any]]]]
 
 
 @dataclass
@@ -72,14 +74,15 @@ def legacy_event(message: dict[str, Any], previous_user: Event | None, location_
     })
 
 
-async def import_legacy(ddb: Any, store: EventStore, messages_table: str, sessions_table: str | None = None) -> ImportReport:
-    """Append every legacy message not yet in the log; idempotent."""
+async def import_legacy(scan: TableScan, store: EventLog, messages_table: str, sessions_table: str | None = None) -> ImportReport:
+    """Append every legacy message not yet in the log; idempotent. `scan(TableName=…, …)`: every
+    item of a legacy table (a DynamoDB Scan's parameters)."""
     report = ImportReport()
     locations: dict[str, str] = {}
     if sessions_table:
-        sessions = await scan_all(ddb, TableName=sessions_table, ProjectionExpression="sessionId, locationId")
+        sessions = await scan(TableName=sessions_table, ProjectionExpression="sessionId, locationId")
         locations = {s["sessionId"]: s["locationId"] for s in sessions if s.get("locationId")}
-    for (_, _), items in sorted(conversations(await scan_all(ddb, TableName=messages_table)).items()):
+    for (_, _), items in sorted(conversations(await scan(TableName=messages_table)).items()):
         previous_user: Event | None = None
         for message in items:
             report.messages += 1

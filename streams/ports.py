@@ -21,7 +21,8 @@ from agentstream.projections.base import Item, Projection, Put
 if TYPE_CHECKING:
     from agentstream.settings import Tables
 
-__all__ = ["AddTo", "Claim", "Clock", "Directory", "EventLog", "SideItem", "SideRefused", "StateStore", "StoreConfig", "TakeFrom"]
+__all__ = ["AddTo", "Claim", "Clock", "ConfigVersions", "Directory", "EventLog", "ItemBatches", "LiveItemsPort", "SideItem",
+           "SideRefused", "StateStore", "StoreConfig", "StreamHeads", "TakeFrom", "VersionedDirectory"]
 
 
 class StoreConfig(Protocol):
@@ -113,3 +114,47 @@ class StateStore(Protocol):
     async def session_messages(self, session_id: str, limit: int | None = None) -> list[dict[str, Any]]: ...
 
     async def customer_messages(self, business_id: str, user_id: str) -> list[dict[str, Any]]: ...
+
+
+class ConfigVersions(Protocol):
+    """The config history (`adapters/dynamo/config_history.ConfigHistory`): every version of a
+    business's data with the time it came into force."""
+
+    async def record(self, key: str, content: Any, at: datetime) -> str:
+        """Keep `content` as in force from `at` unless it is the latest already; its version."""
+        ...
+
+    async def at(self, key: str, when: datetime) -> tuple[Any, str] | None:
+        """(content, version) in force at `when`; None when nothing was recorded by then."""
+        ...
+
+    async def versions(self, key: str) -> list[tuple[str, Any, str]]:
+        """Every recorded version, oldest first: (validFrom, content, version)."""
+        ...
+
+
+class VersionedDirectory(Directory, Protocol):
+    """The business data with its history: what explain and replay read the past from."""
+
+    @property
+    def history(self) -> ConfigVersions: ...
+
+
+class StreamHeads(Protocol):
+    """The head seq of every conversation in the log (replay's list of what to rebuild)."""
+
+    async def stream_heads(self) -> dict[str, int]: ...
+
+
+class LiveItemsPort(Protocol):
+    """Projection items as they are now, by table name and key (`replay --verify` compares them)."""
+
+    async def get(self, table: str, key: dict[str, Any]) -> dict[str, Any] | None: ...
+
+
+class ItemBatches(Protocol):
+    """Unconditional puts gathered across conversations (a replay into empty tables)."""
+
+    def add(self, table: str, items: list[dict[str, Any]]) -> None: ...
+
+    async def flush(self) -> None: ...

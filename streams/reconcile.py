@@ -19,15 +19,14 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
-from agentstream.adapters.dynamo.event_store import EventStore, stream_heads
 from agentstream.adapters.kafka.client import dumps, event_headers
 from agentstream.adapters.dynamo.pending_reconcile import FULL, PendingReconcile
-from agentstream.adapters.dynamo.projection_store import positions
 from agentstream.events import iso, utc_now
+from agentstream.streams.ports import EventLog, StreamHeads
 from agentstream.streams.stopping import wait_or_stop
 
 log = structlog.get_logger(__name__)
@@ -40,13 +39,22 @@ class ReconcileReport:
     published: int = 0
 
 
-async def _publish_behind(ddb: Any, store: EventStore, producer: Any, state_tables: Sequence[str], topic: str,
+class ReconcileLog(EventLog, StreamHeads, Protocol):
+    async def ingested(self, since: datetime, until: datetime) -> dict[str, int]:
+        """The streams that had events appended between `since` and `until` (the ingest index)."""
+        ...
+
+
+Applied = Callable[[list[str]], Awaitable[dict[str, int]]]  # streams -> the lowest lastSeq its projections applied
+
+
+async def _publish_behind(store: EventLog, applied_of: Applied, producer: Any, topic: str,
                           heads: dict[str, int], report: ReconcileReport) -> None:
     """Publish each stream's events past what its projections applied (`heads`: stream -> the
     seq it is known to have reached, or a seq it holds; 0 reads it anyway)."""
     streams = sorted(heads)
     report.streams += len(streams)
-    applied = await positions(ddb, list(state_tables), streams) if streams else {}
+    applied = await applied_of(streams) if streams else {}
     for stream in streams:
         done = applied[stream]
         if heads[stream] and heads[stream] <= done:
@@ -60,24 +68,25 @@ async def _publish_behind(ddb: Any, store: EventStore, producer: Any, state_tabl
     await producer.flush()
 
 
-async def reconcile(ddb: Any, store: EventStore, producer: Any, events_table: str, state_tables: Sequence[str],
-                    topic: str, business_id: str | None = None) -> ReconcileReport:
-    """Every conversation of the log (a table scan): publish the events past its applied seq."""
+async def reconcile(store: ReconcileLog, applied: Applied, producer: Any, topic: str,
+                    business_id: str | None = None) -> ReconcileReport:
+    """Every conversation of the log (a table scan): publish the events past its applied seq
+    (`applied(streams)`: what the registered projections' state items say each one reached)."""
     report = ReconcileReport()
-    heads = {s: h for s, h in (await stream_heads(ddb, events_table)).items()
+    heads = {s: h for s, h in (await store.stream_heads()).items()
              if not business_id or s.startswith(business_id + "#")}
-    await _publish_behind(ddb, store, producer, state_tables, topic, heads, report)
+    await _publish_behind(store, applied, producer, topic, heads, report)
     log.info("reconcile.done", streams=report.streams, behind=report.behind, published=report.published)
     return report
 
 
-async def reconcile_window(ddb: Any, store: EventStore, producer: Any, state_tables: Sequence[str], topic: str,
+async def reconcile_window(store: ReconcileLog, applied: Applied, producer: Any, topic: str,
                            since: datetime, until: datetime | None = None) -> ReconcileReport:
     """The conversations that had events appended between `since` and `until` (default now),
     found through the ingest index: publish the events past each one's applied seq."""
     report = ReconcileReport()
     appended = await store.ingested(since, until or utc_now())
-    await _publish_behind(ddb, store, producer, state_tables, topic, {s: 0 for s in appended}, report)
+    await _publish_behind(store, applied, producer, topic, {s: 0 for s in appended}, report)
     log.info("reconcile.window_done", since=iso(since), streams=report.streams, behind=report.behind,
              published=report.published)
     return report

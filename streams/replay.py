@@ -14,25 +14,22 @@ import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
-from agentstream.adapters.dynamo.business import BusinessDirectory
-from agentstream.adapters.dynamo.event_store import EventStore, stream_heads
-from agentstream.adapters.dynamo.projection_store import ProjectionStore
-from agentstream.adapters.dynamo.replay_store import BatchWriter, LiveItems
 from agentstream.adapters.dynamo.config_history import info_key
 from agentstream.events import Event, MessageReceived, ReplyGenerated, iso
 from agentstream.projections.base import FoldConfig, Projection, Put, fold_events, state_version
 from agentstream.projections.kinds import no_reply_reason
 from agentstream.registry import PROJECTIONS
 from agentstream.streams.bursts import covered_twice
-from agentstream.streams.ports import StoreConfig
+from agentstream.streams.ports import (
+    EventLog, ItemBatches, LiveItemsPort, StateStore, StoreConfig, StreamHeads, VersionedDirectory,
+)
 from agentstream.streams.reply_policy import fold_config
 from agentstream.streams.slot_rebuild import rebuild_slots
-from agentstream.streams.spend import SpendRebuild
-from agentstream.adapters.dynamo.usage import UsageStore
+from agentstream.streams.spend import SpendRebuild, UsageLedger
 from agentstream.streams.topic_source import TopicEvents
 
 log = structlog.get_logger(__name__)
@@ -56,26 +53,43 @@ class Scope:
         return (self.business_id is None or business == self.business_id) and (self.user_id is None or user == self.user_id)
 
 
-class Replayer:
-    """Rebuilds projections. `fresh=True` is for empty target tables: every item goes out in
-    unconditional batches across conversations (fast); otherwise writes are monotonic."""
+class ReplayLog(EventLog, StreamHeads, Protocol):
+    """The event log, with the head of every conversation in it."""
 
-    def __init__(self, ddb: Any, settings: StoreConfig, concurrency: int = 16, fresh: bool = False,
+
+@dataclass(frozen=True)
+class ReplayStores:
+    """What a replay reads and writes: the log, the projection items (monotonic puts, the live
+    items `verify` compares with, and `batches` for a rebuild into empty tables), the business
+    data with its history, and the usage table whose months' spend it sets."""
+
+    log: ReplayLog
+    states: StateStore
+    directory: VersionedDirectory
+    ledger: UsageLedger
+    live: LiveItemsPort
+    batches: ItemBatches | None = None
+
+
+class Replayer:
+    """Rebuilds projections. With `stores.batches` (for empty target tables) every item goes
+    out in unconditional batches across conversations (fast); otherwise writes are monotonic."""
+
+    def __init__(self, stores: ReplayStores, settings: StoreConfig, concurrency: int = 16,
                  registry: Sequence[Projection] = PROJECTIONS) -> None:
         """`registry`: the projections to rebuild (all registered ones by default)."""
         self._registry = tuple(registry)
-        self._batch = BatchWriter(ddb) if fresh else None
-        self._live = LiveItems(ddb)
-        self._ddb = ddb
+        self._batch = stores.batches
+        self._live = stores.live
         self._settings = settings
-        self._store = EventStore(ddb, settings.tables.events)
-        self._projections = ProjectionStore(ddb, settings.tables)
-        self._directory = BusinessDirectory(ddb, settings.tables, ttl_s=600)
+        self._store = stores.log
+        self._projections = stores.states
+        self._directory = stores.directory
         self._slots = asyncio.Semaphore(concurrency)
         self._idle = settings.session_idle_minutes
         self._history: dict[str, tuple[list[str], list[FoldConfig], FoldConfig]] = {}
         self._appointments: dict[str, list[dict[str, Any]]] = {}  # business -> its folded appointments (slot items)
-        self._spend = SpendRebuild(UsageStore(ddb, settings.tables.usage, settings.tables.events), self._directory.info)
+        self._spend = SpendRebuild(stores.ledger, self._directory.info)
 
     async def streams(self, scope: Scope) -> dict[str, int]:
         """The conversations in scope with their head seq."""
@@ -83,7 +97,7 @@ class Replayer:
             stream = f"{scope.business_id}#{scope.user_id}"
             head = await self._store.head(stream)
             return {stream: head} if head else {}
-        return {s: h for s, h in (await stream_heads(self._ddb, self._settings.tables.events)).items() if scope.wants(s)}
+        return {s: h for s, h in (await self._store.stream_heads()).items() if scope.wants(s)}
 
     async def run(self, scope: Scope, verify: bool = False, progress: Callable[[int], None] | None = None,
                   topic: TopicEvents | None = None, heads: dict[str, int] | None = None) -> ReplayReport:

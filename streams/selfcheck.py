@@ -10,19 +10,18 @@ businessId-timestamp-index, and the active session is found through the business
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from agentstream import idempotency as keys
-from agentstream.adapters.dynamo.business import BusinessDirectory
-from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.llm import OfflineResponder
-from agentstream.adapters.dynamo.projection_store import ProjectionStore, get_active_session_for_user
 from agentstream.events import Event, new_event
 from agentstream.streams.conversations import ConversationProcessor
-from agentstream.streams.forget import ForgetConfig, forget
+from agentstream.streams.forget import ForgetConfig, ForgetStores, forget
 from agentstream.adapters.channels.rest import REST
 
+ActiveSession = Callable[[str, str], Awaitable[dict[str, Any] | None]]
 MESSAGES = ("Bună ziua, aș dori o programare pentru tuns.", "La ce oră închideți azi?")
 
 
@@ -37,13 +36,13 @@ async def _no_publish(reply: Event, first: bool = False) -> None:
     """The check's replies stay in the log; nothing is delivered."""
 
 
-async def check_sessions_and_messages(ddb: Any, settings: ForgetConfig, business_id: str = "demo-salon",
-                                      keep: bool = False) -> list[Check]:
-    """Run the check; every item of the result should be ok."""
+async def check_sessions_and_messages(stores: ForgetStores, active_session: ActiveSession, settings: ForgetConfig,
+                                      business_id: str = "demo-salon", keep: bool = False) -> list[Check]:
+    """Run the check; every item of the result should be ok. `active_session(business, user)`:
+    the customer's active session as the seed looked it up (businessId-userId-index)."""
     user_id = f"selfcheck-{uuid.uuid4().hex[:8]}"
-    store = EventStore(ddb, settings.tables.events)
-    projections = ProjectionStore(ddb, settings.tables)
-    processor = ConversationProcessor(store, projections, BusinessDirectory(ddb, settings.tables), OfflineResponder(),
+    store, projections = stores.log, stores.states
+    processor = ConversationProcessor(store, projections, stores.directory, OfflineResponder(),
                                       _no_publish, default_idle_minutes=settings.session_idle_minutes)
     for n, text in enumerate(MESSAGES):
         event = new_event("MessageReceived", business_id=business_id, user_id=user_id, channel=REST.name,
@@ -52,7 +51,7 @@ async def check_sessions_and_messages(ddb: Any, settings: ForgetConfig, business
         await processor.handle(appended)
         for later in await store.read(appended.streamId, after_seq=appended.seq):
             await processor.handle(later)
-    session = await get_active_session_for_user(ddb, settings.tables, business_id, user_id)
+    session = await active_session(business_id, user_id)
     checks = [Check("session created and active (businessId-userId-index)", bool(session and session["status"] == "active"),
                     session["sessionId"] if session else "no active session")]
     in_session = await projections.session_messages(session["sessionId"]) if session else []
@@ -66,5 +65,5 @@ async def check_sessions_and_messages(ddb: Any, settings: ForgetConfig, business
     length = (memory.get("sessionContext") or {}).get("conversationLength")
     checks.append(Check("rolling memory updated (rag-dynamic-user)", length == 4, f"conversationLength={length}"))
     if not keep:
-        await forget(ddb, settings, business_id, user_id)
+        await forget(stores, settings, business_id, user_id)
     return checks

@@ -13,21 +13,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from agentstream.adapters.dynamo.business import BusinessDirectory
-from agentstream.adapters.dynamo.business_messages import customer_messages
-from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.llm import Answer, OfflineResponder, Responder
 from agentstream.events import UnknownSchemaVersion, iso, stream_id
 from agentstream.projections.context import ReplyContext
 from agentstream.projections.kinds import kind_needs_reply
 from agentstream.streams.reply_policy import HANDOFF_MODEL, reply_key
 from agentstream.streams.explain import ExplainConfig, Explainer, NotExplainable
+from agentstream.streams.ports import EventLog, VersionedDirectory
 
 ASKED, NOT_ASKED, FAILED = "asked", "not asked: --max-calls reached", "not rebuilt"
 HANDOFF_NOTICE = "not asked: the reply was the handoff notice"  # the worker's, not the model's
@@ -240,12 +238,25 @@ class ShadowConfig(ExplainConfig, Protocol):
     def openai_model(self) -> str: ...
 
 
-async def select_inbounds(ddb: Any, settings: ExplainConfig, business_id: str, since: datetime | None,
+BusinessMessages = Callable[[str, str | None], AsyncIterator[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class ShadowStores:
+    """What `shadow` reads: the log, the business data with its history (as `explain`), and
+    `messages(business, since)`, a business's customer messages newest first through the
+    messages index (`adapters/dynamo/business_messages.customer_messages`)."""
+
+    log: EventLog
+    directory: VersionedDirectory
+    messages: BusinessMessages
+
+
+async def select_inbounds(store: EventLog, messages: BusinessMessages, business_id: str, since: datetime | None,
                           limit: int, chunk: int = 25) -> list[Inbound]:
     """The business's latest `limit` customer messages (from `since`) that got a reply, oldest
     first: found through the messages index (kinds never answered left out), a reply checked by
     its idempotency record."""
-    store = EventStore(ddb, settings.tables.events)
     found: list[Inbound] = []
     batch: list[dict[str, Any]] = []
 
@@ -254,7 +265,7 @@ async def select_inbounds(ddb: Any, settings: ExplainConfig, business_id: str, s
         found.extend(_inbound(business_id, m) for m, yes in zip(batch, answered) if yes)
         batch.clear()
 
-    async for message in customer_messages(ddb, settings.tables, business_id, iso(since) if since else None):
+    async for message in messages(business_id, iso(since) if since else None):
         if not kind_needs_reply(str((message.get("metadata") or {}).get("kind", "text"))):
             continue  # a reaction, a location without text, …: never answered, nothing to compare
         batch.append(message)
@@ -291,13 +302,13 @@ def run_meta(settings: ShadowConfig, options: ShadowOptions, responder: Responde
     }
 
 
-async def shadow(ddb: Any, settings: ShadowConfig, options: ShadowOptions, responder: Responder, sink: Sink,
+async def shadow(stores: ShadowStores, settings: ShadowConfig, options: ShadowOptions, responder: Responder, sink: Sink,
                  progress: Callable[[int, int], None] | None = None) -> list[Pair]:
     """Run the shadow replay of `options`: one pair per inbound found. `progress` is called
     with (done, total)."""
-    if await BusinessDirectory(ddb, settings.tables).info(options.business) is None:
+    if await stores.directory.info(options.business) is None:
         raise ShadowError(f"unknown business {options.business!r} (no business info)")
-    inbounds = await select_inbounds(ddb, settings, options.business, options.since, options.limit)
+    inbounds = await select_inbounds(stores.log, stores.messages, options.business, options.since, options.limit)
     done = 0
 
     def advance(count: int) -> None:
@@ -308,7 +319,7 @@ async def shadow(ddb: Any, settings: ShadowConfig, options: ShadowOptions, respo
 
     if progress:
         progress(0, len(inbounds))
-    runner = Shadow(explainer_rebuild(Explainer(ddb, settings), options.business, options.prices), responder,
+    runner = Shadow(explainer_rebuild(Explainer(stores.log, stores.directory, settings), options.business, options.prices), responder,
                     CallBudget(options.max_calls), options.prices, options.instructions, options.concurrency, sink)
     return await runner.run(inbounds, advance)
 

@@ -75,12 +75,12 @@ async def kafka_figures(kafka: KafkaClients, watched: Watched) -> dict[str, Any]
         await admin.close()
 
 
-async def collect(kafka: KafkaClients, watched: Watched, ddb: Any, leases_table: str,
+async def collect(kafka: KafkaClients, watched: Watched, leases_table: LeaseTable,
                   credentials: CredentialStore | None) -> dict[str, Any]:
     """The figures of `agentstream status`; `credentials` None without the key that decrypts the
     Gmail watches and the webhook outcomes (both None then)."""
     status = await kafka_figures(kafka, watched)
-    leases = await LeaseTable(ddb, leases_table, "status").all()
+    leases = await leases_table.all()
     status["gmailWatches"] = await _unless_locked(watch_expiries, credentials)
     status["handoffWebhooks"] = await _unless_locked(webhook_statuses, credentials)
     status["bridgeShards"] = [

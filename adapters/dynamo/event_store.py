@@ -300,6 +300,10 @@ class EventStore:
             hour += timedelta(hours=1)
         return streams
 
+    async def stream_heads(self) -> dict[str, int]:
+        """The highest seq of every conversation in the log (a scan: replay's list)."""
+        return await stream_heads(self._ddb, self._table)
+
     async def idempotency_keys(self, stream: str) -> list[dict[str, Any]]:
         """The keys (streamId, seq) of the idempotency records of a stream's events (the index
         eventStreamId-index: only those records carry eventStreamId)."""

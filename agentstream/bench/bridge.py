@@ -19,7 +19,7 @@ from agentstream.bench.common import isolated_env, report, services, settings_fo
 from agentstream.events import new_event
 from agentstream.settings import Settings
 from agentstream.streams.bridge import Bridge, BridgeConfig
-from agentstream.streams.leases import LeaseTable
+from agentstream.wiring import lease_table
 
 
 def _item(stream_no: int, seq: int, **extra: Any) -> dict[str, Any]:
@@ -56,7 +56,7 @@ async def _through_bridge(s: Any, ddb: Any, streams_api: Any, arn: str, expected
     await ensure_tables(ddb, s.tables.model_copy(update={"leases": leases}), only=[leases])
     kafka = producer(s)
     await kafka.start()
-    bridge = Bridge(streams_api, kafka, LeaseTable(ddb, leases, "bench"),
+    bridge = Bridge(streams_api, kafka, lease_table(ddb, leases, "bench"),
                     BridgeConfig(arn, s.topic_events, idle_poll_s=0.02))
     stop = asyncio.Event()
     start = time.perf_counter()

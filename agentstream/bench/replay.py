@@ -20,7 +20,8 @@ from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.dynamo.tables import ensure_tables
 from agentstream.bench.common import CpuMeter, isolated_env, report, services, settings_for
 from agentstream.events import new_event, reply_event_id
-from agentstream.streams.replay import Replayer, Scope
+from agentstream.streams.replay import Scope
+from agentstream.wiring import new_replayer
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 TEXTS = ["Bună ziua, aș vrea o programare la tuns", "Cât costă vopsitul?", "Mâine la 10 se poate?", "Mulțumesc!"]
@@ -74,7 +75,7 @@ async def run(users: int = 10_000, per_user: int = 10) -> dict[str, Any]:
             streams = [f"demo-salon#u{u}" for u in range(users)]
             with _phase(pids) as raw_phase:
                 raw = await _raw_read(ddb, s.tables.events, streams)
-            replayer = Replayer(ddb, s, fresh=True)
+            replayer = new_replayer(ddb, s, fresh=True)
             rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             with _phase(pids) as replay_phase:
                 result = await replayer.run(Scope("demo-salon"))

@@ -22,7 +22,8 @@ from agentstream.bench.fresh import Stack, fresh_stack
 from agentstream.bench.load import widget_socket
 from agentstream.bench.model_server import ModelBehaviour
 from agentstream.settings import Settings
-from agentstream.streams.replay import Replayer, Scope
+from agentstream.streams.replay import Scope
+from agentstream.wiring import new_replayer
 
 BUSINESS = "demo-salon"
 BACKGROUND_SOCKETS = 10
@@ -102,7 +103,7 @@ async def verify_differences(settings: Settings, within_s: float = VERIFY_WITHIN
     deadline = time.monotonic() + within_s
     async with dynamodb_client(settings) as ddb:
         while True:
-            report = await Replayer(ddb, settings).run(Scope(BUSINESS, None, None), True)
+            report = await new_replayer(ddb, settings).run(Scope(BUSINESS, None, None), True)
             if not report.differences or time.monotonic() > deadline:
                 return len(report.differences)
             await asyncio.sleep(2.0)

@@ -20,7 +20,8 @@ from icalendar import Calendar
 from playwright.sync_api import Page, expect, sync_playwright
 
 from agentstream.adapters.dynamo.client import dynamodb_client
-from agentstream.streams.replay import Replayer, Scope
+from agentstream.streams.replay import Scope
+from agentstream.wiring import new_replayer
 from tests.conftest import isolated_env
 from tests.e2e.stack import RunningStack, log_events, run_sync, running_stack, set_credentials, settings_of
 from tests.e2e.test_browser import CHROMIUM, FLAGS
@@ -78,7 +79,7 @@ def test_a_widget_request_proposed_confirmed_by_da_in_the_feed_and_cancelled(sta
 
     async def verify() -> list[str]:
         async with dynamodb_client(settings) as ddb:
-            return (await Replayer(ddb, settings).run(Scope(BUSINESS), verify=True)).differences
+            return (await new_replayer(ddb, settings).run(Scope(BUSINESS), verify=True)).differences
 
     saved = dict(os.environ)
     os.environ.update(stack.env)

@@ -16,8 +16,9 @@ import httpx
 import pytest
 import websockets
 
-from agentstream.streams.replay import Replayer, Scope
+from agentstream.streams.replay import Scope
 from agentstream.adapters.dynamo.client import dynamodb_client
+from agentstream.wiring import new_replayer
 from tests.conftest import isolated_env
 from tests.e2e.stack import RunningStack, log_events, run_sync, running_stack, set_credentials, settings_of
 from tests.e2e.test_channels import TWILIO, twilio_post, wait_for
@@ -60,7 +61,7 @@ def verify_clean(stack: RunningStack, user: str) -> list[str]:
     async def run() -> list[str]:
         settings = settings_of(stack)
         async with dynamodb_client(settings) as ddb:
-            return (await Replayer(ddb, settings).run(Scope("demo-salon", user), verify=True)).differences
+            return (await new_replayer(ddb, settings).run(Scope("demo-salon", user), verify=True)).differences
     return run_sync(run())
 
 

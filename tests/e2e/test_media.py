@@ -29,7 +29,7 @@ import pytest
 from agentstream.adapters.dynamo.client import dynamodb_client, s3_client
 from agentstream.adapters.media_bucket import MediaBucket, customer_prefix
 from agentstream.settings import Settings
-from agentstream.streams.explain import Explainer
+from agentstream.wiring import new_explainer
 from tests.conftest import isolated_env
 from tests.e2e.stack import RunningStack, log_events, run_sync, running_stack, set_credentials
 from agentstream.bench.model_server import ModelBehaviour, ModelServer
@@ -127,7 +127,7 @@ def with_env(stack: RunningStack, make: Any) -> Any:
 def explained(stack: RunningStack, reply_id: str) -> dict[str, Any]:
     async def run(s: Settings) -> dict[str, Any]:
         async with dynamodb_client(s) as ddb:
-            return (await Explainer(ddb, s).explain(reply_id)).to_json()
+            return (await new_explainer(ddb, s).explain(reply_id)).to_json()
     return with_env(stack, run)
 
 

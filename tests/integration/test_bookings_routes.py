@@ -22,8 +22,8 @@ from agentstream.adapters.dynamo.projection_store import ProjectionStore
 from agentstream.events import Event, new_event, stream_id, utc_now
 from agentstream.streams.appointment_requests import AppointmentAnswers, AppointmentRequester, chained
 from agentstream.streams.conversations import ConversationProcessor
-from agentstream.streams.replay import Replayer, Scope
-from agentstream.wiring import gateway_deps
+from agentstream.streams.replay import Scope
+from agentstream.wiring import gateway_deps, new_replayer
 from tests.conftest import isolated_env, settings_from
 from tests.integration.test_gateway_auth import RESTAURANT, SALON, Gateway, _serve
 from tests.integration.world import CountingResponder, World, drain
@@ -124,7 +124,7 @@ async def test_a_request_is_listed_proposed_another_time_confirmed_by_da_and_rep
     assert rows[aid]["at"].startswith(f"{day.isoformat()}T11:30") and rows[aid]["minutes"] == 30
     again = await salon.act(aid, "confirm")
     assert again.status_code == 409 and "confirmed" in again.json()["error"]
-    report = await Replayer(salon.world.ddb, salon.world.settings).run(Scope(SALON, ana), verify=True)
+    report = await new_replayer(salon.world.ddb, salon.world.settings).run(Scope(SALON, ana), verify=True)
     assert report.differences == []
 
 
@@ -192,7 +192,7 @@ async def test_replay_sets_the_slot_items_from_the_appointments_and_verify_names
     aid = await salon.request(cora, day, 16)
     assert (await salon.act(aid, "confirm")).status_code == 202
     slot = f"slot:{day.isoformat()}T16:00"
-    replayer = lambda: Replayer(salon.world.ddb, salon.world.settings)  # noqa: E731 - a fresh one per run
+    replayer = lambda: new_replayer(salon.world.ddb, salon.world.settings)  # noqa: E731 - a fresh one per run
     assert [d for d in (await replayer().run(Scope(SALON), verify=True)).differences if "slot" in d] == []
     await salon.gw.d.store.set_side(SALON, slot, {"held": 3})  # a count gone wrong
     found = (await replayer().run(Scope(SALON), verify=True)).differences

@@ -13,7 +13,7 @@ from agentstream.adapters.dynamo.tables import stream_arn
 from agentstream.events import new_event
 from agentstream.settings import Settings
 from agentstream.streams.bridge import Bridge, BridgeConfig
-from agentstream.streams.leases import LeaseTable
+from agentstream.wiring import lease_table
 from tests.integration.kafka_helpers import read_topic
 
 
@@ -32,13 +32,13 @@ async def test_events_reach_kafka_in_seq_order_per_stream(settings: Settings) ->
         await kafka.start()
         stop = asyncio.Event()
         config = BridgeConfig(await stream_arn(ddb, settings.tables.events), settings.topic_events, idle_poll_s=0.05)
-        bridge = Bridge(streams, kafka, LeaseTable(ddb, settings.tables.leases, "test-bridge"), config)
+        bridge = Bridge(streams, kafka, lease_table(ddb, settings.tables.leases, "test-bridge"), config)
         task = asyncio.create_task(bridge.run(stop))
         records = await read_topic(settings.kafka_bootstrap_servers, settings.topic_events, users * per_user)
         stop.set()
         await task
         await kafka.stop()
-        leases = await LeaseTable(ddb, settings.tables.leases, "x").all()
+        leases = await lease_table(ddb, settings.tables.leases, "x").all()
     assert len(records) == users * per_user, "idempotency records must not be published"
     by_stream: dict[str, list[int]] = defaultdict(list)
     partitions: dict[str, set[int]] = defaultdict(set)

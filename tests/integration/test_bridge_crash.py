@@ -17,7 +17,7 @@ from agentstream.adapters.dynamo.client import dynamodb_client, put_log_items
 from agentstream.events import new_event
 from agentstream.settings import Settings
 from agentstream.stack import spawn_component
-from agentstream.streams.leases import LeaseTable
+from agentstream.wiring import lease_table
 from tests.sizes import size
 
 pytestmark = pytest.mark.soak  # processes killed and raced: `make soak` runs each 20 times in a row
@@ -73,7 +73,7 @@ class TopicReader:
 
 async def owners(settings: Settings) -> set[str | None]:
     async with dynamodb_client(settings) as ddb:
-        return {lease.owner for lease in (await LeaseTable(ddb, settings.tables.leases, "probe").all()).values()}
+        return {lease.owner for lease in (await lease_table(ddb, settings.tables.leases, "probe").all()).values()}
 
 
 async def test_kill_9_in_the_middle_of_thousands_of_events_loses_nothing(settings: Settings, env: dict[str, str],

@@ -15,6 +15,8 @@ from agentstream.adapters.dynamo.tables import ensure_tables
 from agentstream.settings import Settings
 from agentstream.streams.bridge import Bridge, BridgeConfig, lease_key
 from agentstream.streams.leases import LeaseTable
+from agentstream.adapters.dynamo.lease_store import LeaseStore
+from agentstream.wiring import lease_table
 from tests.fakes.streams_api import FakeProducer, FakeStreams
 
 
@@ -39,7 +41,7 @@ def make_bridge(fake: FakeStreams, producer: FakeProducer, ddb: object, settings
                 ttl_ms: int = 10_000, on_loss: object = None, leases: LeaseTable | None = None,
                 recheck_s: float = 10.0) -> Bridge:
     config = BridgeConfig(fake.arn, "events", idle_poll_s=0.01, discover_every_s=0.05, recheck_s=recheck_s)
-    leases = leases or LeaseTable(ddb, settings.tables.leases, owner, ttl_ms)  # type: ignore[arg-type]
+    leases = leases or lease_table(ddb, settings.tables.leases, owner, ttl_ms)  # type: ignore[arg-type]
     return Bridge(fake, producer, leases, config, on_loss)  # type: ignore[arg-type]
 
 
@@ -85,7 +87,7 @@ async def test_parent_is_read_to_its_end_before_its_children(ddb: object, settin
     last_parent = max(ids.index(f"b#u1-{s}") for s in range(1, 5))
     first_child = min(ids.index(i) for i in ids if not i.startswith("b#u1"))
     assert last_parent < first_child
-    leases = await LeaseTable(ddb, settings.tables.leases, "x").all()  # type: ignore[arg-type]
+    leases = await lease_table(ddb, settings.tables.leases, "x").all()  # type: ignore[arg-type]
     assert leases[lease_key(fake.arn, "shard-A")].finished
 
 
@@ -105,7 +107,7 @@ async def test_trimmed_checkpoint_starts_at_trim_horizon_and_reconciles(ddb: obj
     shard = fake.add_shard("s1")
     for seq in range(1, 6):
         fake.put("s1", "b#u", seq)
-    leases = LeaseTable(ddb, settings.tables.leases, "setup")  # type: ignore[arg-type]
+    leases = lease_table(ddb, settings.tables.leases, "setup")  # type: ignore[arg-type]
     key = lease_key(fake.arn, "s1")
     await leases.register(key, None)
     lease = await leases.acquire((await leases.all())[key])
@@ -173,7 +175,7 @@ async def test_two_bridges_share_shards_and_take_over_from_a_dead_one(ddb: objec
     stop1 = asyncio.Event()
     t1 = asyncio.create_task(b1.run(stop1))
     await until(lambda: len(p1.sent) == 4 and len(b1.stats.shards) == 4)
-    watched = CountedLeases(ddb, settings.tables.leases, "two", ttl_ms)  # type: ignore[arg-type]
+    watched = CountedLeases(LeaseStore(ddb, settings.tables.leases), "two", ttl_ms)
     b2 = make_bridge(fake, p2, ddb, settings, "two", leases=watched)
     stop2 = asyncio.Event()
     t2 = asyncio.create_task(b2.run(stop2))
@@ -192,7 +194,7 @@ async def test_two_bridges_share_shards_and_take_over_from_a_dead_one(ddb: objec
 async def test_a_stopping_bridge_hands_back_a_lease_whose_last_checkpoint_it_did_not_see(ddb: object, settings: Settings) -> None:
     """Shutdown cancelled a checkpoint after DynamoDB had taken it: the bridge's copy of the
     lease is one counter behind, and the lease is still handed back (not left to expire)."""
-    leases = LeaseTable(ddb, settings.tables.leases, "one")  # type: ignore[arg-type]
+    leases = lease_table(ddb, settings.tables.leases, "one")  # type: ignore[arg-type]
     await leases.register("shard-x", None)
     lease = await leases.acquire((await leases.all())["shard-x"])
     assert lease is not None
@@ -201,7 +203,7 @@ async def test_a_stopping_bridge_hands_back_a_lease_whose_last_checkpoint_it_did
     await leases.release(lease)
     row = await leases.get("shard-x")
     assert row is not None and row.owner is None and row.checkpoint == "0042"
-    other = await LeaseTable(ddb, settings.tables.leases, "two").acquire(row)  # type: ignore[arg-type]
+    other = await lease_table(ddb, settings.tables.leases, "two").acquire(row)  # type: ignore[arg-type]
     assert other is not None and other.owner == "two", "another bridge takes it at once"
 
 

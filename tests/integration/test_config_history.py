@@ -9,7 +9,8 @@ from agentstream.adapters.dynamo.business import BusinessDirectory
 from agentstream.adapters.dynamo.config_history import ConfigHistory, info_key, version_of
 from agentstream.adapters.dynamo.client import from_item, to_item
 from agentstream.adapters.dynamo.projection_store import sessions_of_user
-from agentstream.streams.replay import Replayer, Scope
+from agentstream.streams.replay import Scope
+from agentstream.wiring import new_replayer
 from tests.integration.world import World, drain, inbound
 
 JAN = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -40,5 +41,5 @@ async def test_a_replay_after_the_idle_timeout_changed_reproduces_the_past(world
     await world.ddb.put_item(TableName=table, Item=to_item(info))
     assert (await BusinessDirectory(world.ddb, world.settings.tables).info("demo-salon"))["settings"]["sessionIdleMinutes"] == 120
 
-    report = await Replayer(world.ddb, world.settings).run(Scope("demo-salon", "idle"), verify=True)
+    report = await new_replayer(world.ddb, world.settings).run(Scope("demo-salon", "idle"), verify=True)
     assert report.events == 4 and report.differences == []  # folded with the 60 minutes in force then

@@ -33,8 +33,8 @@ from agentstream.settings import Settings
 from agentstream.streams.erasure import left_over
 from agentstream.streams.expiry import ExpiryTimer
 from agentstream.streams.forget import forget
-from agentstream.streams.leases import LeaseTable
 from agentstream.streams.reconcile import reconcile_window
+from agentstream.wiring import applied_seqs, forget_stores, lease_table
 from tests.conftest import isolated_env, settings_from
 from tests.integration.counting import CountingDdb
 from tests.integration.world import T0, CountingResponder, World, drain, new_processor
@@ -128,7 +128,7 @@ async def test_the_expiry_timer_reads_only_the_due_sessions(scaled: World) -> No
         await scaled.store.append(old_message(user))
         await drain(scaled, f"{BUSINESS}#{user}")
     counting = CountingDdb(scaled.ddb)
-    lease = LeaseTable(counting, scaled.settings.tables.leases, "w1", ttl_ms=600_000)  # held through the test
+    lease = lease_table(counting, scaled.settings.tables.leases, "w1", ttl_ms=600_000)  # held through the test
     timer = ExpiryTimer(lease, ProjectionStore(counting, scaled.settings.tables),
                         EventStore(counting, scaled.settings.tables.events))
 
@@ -147,8 +147,8 @@ async def test_the_expiry_timer_reads_only_the_due_sessions(scaled: World) -> No
     counting.reset()
     assert await timer.round() == 0
     assert counting.indexes[SESSIONS_DUE] == 0, "ended sessions left the index"
-    assert await LeaseTable(scaled.ddb, scaled.settings.tables.leases, "w2").get("timer:session-expiry") is not None
-    other = ExpiryTimer(LeaseTable(scaled.ddb, scaled.settings.tables.leases, "w2"),
+    assert await lease_table(scaled.ddb, scaled.settings.tables.leases, "w2").get("timer:session-expiry") is not None
+    other = ExpiryTimer(lease_table(scaled.ddb, scaled.settings.tables.leases, "w2"),
                         ProjectionStore(scaled.ddb, scaled.settings.tables), scaled.store)
     assert await other.round() is None, "one timer cluster-wide: the lease holder's"
 
@@ -165,8 +165,8 @@ async def test_reconciling_a_lost_window_reads_only_what_was_appended_in_it(scal
     producer = Producer()
     state_tables = [getattr(scaled.settings.tables, p.table) for p in PROJECTIONS]
 
-    report = await reconcile_window(counting, EventStore(counting, scaled.settings.tables.events), producer,
-                                    state_tables, "events", since)
+    report = await reconcile_window(EventStore(counting, scaled.settings.tables.events), applied_seqs(counting, scaled.settings),
+                                    producer, "events", since)
     print(f"\nreconcile of a window with 7 appends, {BULK} customers in the log: {counting.total_calls} calls, "
           f"{counting.total_read} items read, {dict(counting.calls)}")
     assert sorted(key.decode() for _, key in producer.sent) == sorted(f"{BUSINESS}#{u}" for u in behind)
@@ -189,14 +189,14 @@ async def test_forget_reads_what_the_customer_has_not_the_table(scaled: World) -
     assert [e.type for e in logged].count("ReplyGenerated") == 3
     counting = CountingDdb(scaled.ddb)
 
-    report = await forget(counting, scaled.settings, BUSINESS, user)
+    report = await forget(forget_stores(counting, scaled.settings), scaled.settings, BUSINESS, user)
     print(f"\nforget of a customer with {len(logged)} events among {BULK} customers: {counting.total_calls} calls, "
           f"{counting.total_read} items read, {dict(counting.calls)}")
     assert report.events == len(logged)
     assert report.idempotency_records == 6, "3 channel ids and 3 reply keys"
     assert "scan" not in counting.calls
     assert counting.total_read <= 10 * len(logged) + 20
-    left = await left_over(scaled.ddb, scaled.settings, BUSINESS, user, report.keys)
+    left = await left_over(forget_stores(scaled.ddb, scaled.settings), scaled.settings, BUSINESS, user, report.keys)
     assert set(left.values()) == {0}, left
     assert not await scaled.store.has(BUSINESS, "rest:gone-0")
     assert await ProjectionStore(scaled.ddb, scaled.settings.tables).load_memory(BUSINESS, user) is None

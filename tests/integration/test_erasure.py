@@ -23,7 +23,7 @@ from agentstream.adapters.kafka.client import ensure_topics, topics
 from agentstream.events import new_event
 from agentstream.registry import PROJECTIONS
 from agentstream.streams.erasure import left_over
-from agentstream.wiring import run_forget_with_receipt
+from agentstream.wiring import forget_stores, run_forget_with_receipt
 from tests.integration.test_replay_kafka import publish
 from tests.integration.world import T0, World, drain, inbound
 
@@ -174,4 +174,4 @@ async def test_after_forget_a_replay_from_the_table_or_from_kafka_brings_nothing
     for where in ("events", "sessions", "messages", "rag_user", "facts"):
         found = json.dumps(await scan_all(world.ddb, TableName=getattr(t, where)), ensure_ascii=False, default=str)
         assert PHONE[1:] not in found.replace(f"forgotten#{STREAM}", ""), f"{where} still names the customer"
-    assert set((await left_over(world.ddb, s, "demo-salon", PHONE, report.keys)).values()) == {0}
+    assert set((await left_over(forget_stores(world.ddb, s), s, "demo-salon", PHONE, report.keys)).values()) == {0}

@@ -16,8 +16,8 @@ from agentstream.adapters.dynamo.config_history import ConfigHistory, info_key, 
 from agentstream.adapters.dynamo.client import from_item, to_item
 from agentstream.events import Event, ReplyGenerated, new_event, reply_event_id
 from agentstream.streams.reply_policy import reply_key
-from agentstream.streams.explain import Explainer, NotExplainable
-from agentstream.wiring import gateway_deps
+from agentstream.streams.explain import NotExplainable
+from agentstream.wiring import new_explainer, gateway_deps
 from tests.integration.test_cli import cli
 from tests.integration.test_gateway_auth import _serve
 from tests.integration.world import World, drain, inbound
@@ -43,7 +43,7 @@ async def test_a_reply_is_reproduced_with_the_facts_and_time_it_was_built_from(w
     assert reply.schemaVersion == 5 and len(reply.payload.promptHash) == 64
     assert set(reply.payload.versions) == {"businessInfo", "systemInstructions", "rag"} and all(reply.payload.versions.values())
 
-    found = await Explainer(world.ddb, world.settings).explain(reply.eventId)
+    found = await new_explainer(world.ddb, world.settings).explain(reply.eventId)
     data = found.to_json()
     assert data["reproduced"] is True and data["differences"] == [] and data["promptHash"] == reply.payload.promptHash
     facts = {f["kind"]: f["value"] for f in data["context"]["facts"]}
@@ -52,7 +52,7 @@ async def test_a_reply_is_reproduced_with_the_facts_and_time_it_was_built_from(w
     assert data["context"]["time"] | {} == {**data["context"]["time"], "local_time": "10:01", "date": "2026-11-24", "weekday": "tuesday"}
     assert "Ana" in data["prompt"][0]["content"] and data["prompt"][-1]["content"] == ANA[1]
 
-    by_inbound = await Explainer(world.ddb, world.settings).explain(reply.payload.inReplyTo)
+    by_inbound = await new_explainer(world.ddb, world.settings).explain(reply.payload.inReplyTo)
     assert by_inbound.to_json() == data
 
 
@@ -64,7 +64,7 @@ async def test_after_the_opening_hours_change_a_reply_is_explained_with_the_old_
     info["openingHours"]["mon"] = [["07:00", "23:00"]]
     await world.ddb.put_item(TableName=table, Item=to_item(info))
 
-    explainer = Explainer(world.ddb, world.settings)  # a fresh directory: it reads (and records) the new info
+    explainer = new_explainer(world.ddb, world.settings)  # a fresh directory: it reads (and records) the new info
     assert (await explainer._directory.info("demo-salon"))["openingHours"]["mon"] == [["07:00", "23:00"]]
     data = (await explainer.explain(reply.eventId)).to_json()
     assert data["reproduced"] is True
@@ -76,7 +76,7 @@ async def test_after_the_opening_hours_change_a_reply_is_explained_with_the_old_
 async def test_a_prompt_that_is_not_rebuilt_the_same_says_why(world: World) -> None:
     reply = _replies(await _conversation(world, "ana3"))[-1]
     smaller = world.settings.model_copy(update={"prompt_budget_chars": 1000})  # another build's prompt
-    data = (await Explainer(world.ddb, smaller).explain(reply.eventId)).to_json()
+    data = (await new_explainer(world.ddb, smaller).explain(reply.eventId)).to_json()
     assert data["reproduced"] is False
     assert data["differences"] == ["business data versions match: the fold or the prompt builder changed since (another build)"]
 
@@ -113,7 +113,7 @@ async def test_explain_from_the_command_line_and_over_http(world: World) -> None
 
 async def test_an_event_that_is_not_logged_is_not_explained(world: World) -> None:
     try:
-        await Explainer(world.ddb, world.settings).explain("nothing-here")
+        await new_explainer(world.ddb, world.settings).explain("nothing-here")
     except NotExplainable as exc:
         assert "no event 'nothing-here'" in str(exc)
     else:
@@ -148,7 +148,7 @@ async def test_a_version_the_history_has_lost_is_named(world: World, name: str) 
     reply = _replies(await _conversation(world, f"lost-{name}"))[-1]
     recorded = reply.payload.versions[name]
     await _lose_history_and_change(world, name)
-    data = (await Explainer(world.ddb, world.settings).explain(reply.eventId)).to_json()
+    data = (await new_explainer(world.ddb, world.settings).explain(reply.eventId)).to_json()
     assert data["reproduced"] is False
     (difference,) = data["differences"]
     now = data["context"]["versions"][name]
@@ -158,7 +158,7 @@ async def test_a_version_the_history_has_lost_is_named(world: World, name: str) 
 
 async def test_a_message_without_a_reply_says_so(world: World) -> None:
     message = (await world.store.append(inbound("unanswered", "Aveți loc mâine?"))).event
-    data = (await Explainer(world.ddb, world.settings).explain(message.eventId)).to_json()
+    data = (await new_explainer(world.ddb, world.settings).explain(message.eventId)).to_json()
     assert data["reproduced"] is False and data["reply"] is None
     assert data["differences"] == ["the message has no reply in the log"]
 
@@ -171,6 +171,6 @@ async def test_a_reply_that_recorded_no_prompt_hash_says_so(world: World) -> Non
     reply = (await world.store.append(draft, external_id=reply_key(message.eventId))).event
     assert isinstance(reply, ReplyGenerated) and reply.payload.promptHash == ""
     for asked in (reply.eventId, message.eventId):  # by the reply or by its message
-        data = (await Explainer(world.ddb, world.settings).explain(asked)).to_json()
+        data = (await new_explainer(world.ddb, world.settings).explain(asked)).to_json()
         assert data["reproduced"] is False
         assert data["differences"] == ["the reply recorded no prompt hash (written before schemaVersion 2)"]

@@ -26,7 +26,8 @@ from agentstream.projections.facts import FACTS, business_zone, current_facts
 from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.streams.fact_extraction import SYSTEM_PROMPT, facts_event_id, make_fact_extractor
-from agentstream.streams.replay import Replayer, Scope
+from agentstream.streams.replay import Scope
+from agentstream.wiring import new_replayer
 from tests.integration.world import World
 
 pytestmark = pytest.mark.integration
@@ -177,7 +178,7 @@ async def test_extracted_facts_are_logged_once_folded_as_model_facts_and_replaye
     assert len(model.extraction_requests()) == 1 and len(model.reply_requests()) == 1
 
     calls = len(model.server.behaviour.requests)
-    report = await Replayer(world.ddb, world.settings).run(Scope("demo-salon", "m1"), verify=True)
+    report = await new_replayer(world.ddb, world.settings).run(Scope("demo-salon", "m1"), verify=True)
     assert report.differences == [] and report.events == 3
     assert len(model.server.behaviour.requests) == calls, "replay never calls the model"
     await w.close()
@@ -226,5 +227,5 @@ async def test_a_useless_or_failing_answer_appends_no_fact_and_the_reply_goes_ou
     assert world.published[-1].eventId == log[1].eventId and not log[1].payload.fallback
     assert len(model.extraction_requests()) == 1
     await drain(w, inbound.streamId)
-    assert (await Replayer(world.ddb, world.settings).run(Scope("demo-salon", user), verify=True)).differences == []
+    assert (await new_replayer(world.ddb, world.settings).run(Scope("demo-salon", user), verify=True)).differences == []
     await w.close()

@@ -22,8 +22,8 @@ from agentstream.adapters.dynamo.credentials import CredentialStore
 from agentstream.adapters.dynamo.client import dynamodb_client
 from agentstream.adapters.dynamo.tables import ensure_tables
 from agentstream.streams.gmail_watch import LEASE, WatchRenewer
-from agentstream.streams.leases import Lease, LeaseTable
-from agentstream.wiring import gmail_watch_renewer
+from agentstream.streams.leases import Lease
+from agentstream.wiring import gmail_watch_renewer, lease_table
 from tests.conftest import isolated_env, settings_from
 from tests.fakes.vendors import VendorServer
 from tests.services import Endpoints
@@ -116,7 +116,7 @@ async def status_output() -> str:
 
 
 async def test_status_shows_each_businesss_watch_expiry(world: Setup) -> None:
-    await LeaseTable(world.deps.ddb, world.deps.settings.tables.leases, "a-gateway").acquire(Lease(LEASE))
+    await lease_table(world.deps.ddb, world.deps.settings.tables.leases, "a-gateway").acquire(Lease(LEASE))
     out = await status_output()
     rows = {line.split("│")[1].strip(): line.split("│")[2].strip() for line in out.splitlines() if line.count("│") == 3}
     for business in ("b-lapsing", "b-fresh"):

@@ -6,7 +6,8 @@ from __future__ import annotations
 from agentstream.adapters.llm import FALLBACK, Answer
 from agentstream.events import Event, new_event
 from agentstream.projections.context import ReplyContext
-from agentstream.streams.replay import Replayer, Scope
+from agentstream.streams.replay import Scope
+from agentstream.wiring import new_replayer
 from tests.integration.world import World, drain, inbound, new_processor
 
 STREAM = "demo-salon#{}"
@@ -34,7 +35,7 @@ async def session_id(world: World, user: str) -> str:
 
 
 async def verify_clean(world: World, user: str) -> None:
-    report = await Replayer(world.ddb, world.settings).run(Scope("demo-salon", user), verify=True)
+    report = await new_replayer(world.ddb, world.settings).run(Scope("demo-salon", user), verify=True)
     assert report.differences == []
 
 

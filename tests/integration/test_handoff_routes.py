@@ -17,8 +17,8 @@ import pytest
 
 from agentstream.bootstrap import demo_credentials, populate, setup
 from agentstream.events import Event, new_event, stream_id, utc_now
-from agentstream.streams.replay import Replayer, Scope
-from agentstream.wiring import gateway_deps
+from agentstream.streams.replay import Scope
+from agentstream.wiring import gateway_deps, new_replayer
 from tests.conftest import isolated_env, settings_from
 from tests.integration.test_gateway_auth import RESTAURANT, SALON, Gateway, _serve
 from tests.integration.world import CountingResponder, World, drain, new_processor
@@ -120,7 +120,7 @@ async def test_handoff_quiets_the_ai_until_release_and_the_owner_writes_in_betwe
     events = await owner.log(r1)
     assert answered.eventId in replied_to(events)
     assert [e.type for e in events if e.type.startswith("Handoff")] == ["HandoffRequested", "HandoffNoticeSent", "HandoffReleased"]
-    report = await Replayer(owner.world.ddb, owner.world.settings).run(Scope(SALON, r1), verify=True)
+    report = await new_replayer(owner.world.ddb, owner.world.settings).run(Scope(SALON, r1), verify=True)
     assert report.differences == []
 
 

@@ -11,10 +11,9 @@ from agentstream.adapters.http import inbox_data
 from agentstream.adapters.http.inbox_routes import _fragment
 from agentstream.adapters.dynamo.projection_store import ProjectionStore
 from agentstream.events import Event, ReplyGenerated, new_event
-from agentstream.streams.explain import Explainer
-from agentstream.streams.replay import Replayer, Scope
+from agentstream.streams.replay import Scope
 from agentstream.streams.shadow import select_inbounds
-from agentstream.wiring import gateway_deps
+from agentstream.wiring import gateway_deps, new_explainer, new_replayer, shadow_stores
 from tests.integration.world import T0, World, drain
 
 
@@ -52,12 +51,13 @@ async def test_only_text_and_buttons_are_answered_and_replay_agrees(world: World
     reaction = [m for m in messages if (m.get("metadata") or {}).get("kind") == "reaction"]
     assert [(m["content"], m["metadata"]["reactsTo"]) for m in reaction] == [("👍 (reaction)", reply.eventId)]
 
-    report = await Replayer(world.ddb, world.settings).run(Scope("demo-salon", user), verify=True)
+    report = await new_replayer(world.ddb, world.settings).run(Scope("demo-salon", user), verify=True)
     assert report.events == len(logged) and report.differences == []
 
-    explained = await Explainer(world.ddb, world.settings).explain(later[0].eventId)
+    explained = await new_explainer(world.ddb, world.settings).explain(later[0].eventId)
     assert explained.reply is None and explained.differences() == ["the message is a reaction: it gets no reply"]
-    picked = [i.eventId for i in await select_inbounds(world.ddb, world.settings, "demo-salon", None, 1000)
+    shadow = shadow_stores(world.ddb, world.settings)
+    picked = [i.eventId for i in await select_inbounds(shadow.log, shadow.messages, "demo-salon", None, 1000)
               if i.streamId == stream]
     assert picked == [e.eventId for e in answered]  # shadow compares only what was answered
 

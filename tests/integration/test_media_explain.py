@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+from agentstream.adapters.dynamo.business import BusinessDirectory
+from agentstream.adapters.dynamo.projection_store import ProjectionStore
 from agentstream.events import MediaTranscribed, ReplyGenerated
 from tests.integration.test_cli import cli
 from tests.integration.world import World
@@ -13,7 +15,9 @@ from tests.unit.test_media_explain import LATE, answered_late
 
 
 async def test_explain_reproduces_the_prompt_without_the_late_transcript(world: World) -> None:
-    _, events, _ = await answered_late(world.ddb, world.settings, "demo-salon")
+    tables = world.settings.tables
+    stores = (world.store, ProjectionStore(world.ddb, tables), BusinessDirectory(world.ddb, tables))
+    events = (await answered_late("demo-salon", stores)).events
     (said,) = [e for e in events if isinstance(e, MediaTranscribed)]
     (reply,) = [e for e in events if isinstance(e, ReplyGenerated)]
     assert said.seq < reply.seq and reply.payload.mediaUpToSeq < said.seq

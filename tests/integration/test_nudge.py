@@ -24,8 +24,8 @@ from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.dynamo.projection_store import ProjectionStore
 from agentstream.events import Event
 from agentstream.streams.expiry import ExpiryTimer
-from agentstream.streams.leases import LeaseTable
-from agentstream.streams.replay import Replayer, Scope
+from agentstream.streams.replay import Scope
+from agentstream.wiring import lease_table, new_replayer
 from tests.conftest import isolated_env, settings_from
 from tests.e2e.stack import running_stack
 from tests.services import Endpoints
@@ -114,12 +114,12 @@ async def test_a_quiet_widget_customer_gets_one_nudge_and_replay_verifies(
         await populate(s, nudging_salon(tmp_path / "data"), only=["business_info"])
         async with dynamodb_client(s) as ddb:
             store = EventStore(ddb, s.tables.events)
-            timer = ExpiryTimer(LeaseTable(ddb, s.tables.leases, "test-timer", 30_000), ProjectionStore(ddb, s.tables), store,
+            timer = ExpiryTimer(lease_table(ddb, s.tables.leases, "test-timer", 30_000), ProjectionStore(ddb, s.tables), store,
                                 lease="timer:nudge-test")
             try:
                 for n in range(RUNS):
                     user = await quiet_customer_gets_one_nudge(stack.base_url, stack.port, store, timer, n)
-                    report = await Replayer(ddb, s).run(Scope("demo-salon", user), verify=True)
+                    report = await new_replayer(ddb, s).run(Scope("demo-salon", user), verify=True)
                     assert report.differences == [], report.differences
             finally:
                 await timer.release()
@@ -150,5 +150,5 @@ async def test_a_nudge_appended_after_a_handoff_raced_it_is_refused_and_never_pu
     assert raced.event.eventId not in [m["messageId"] for m in messages]
     assert session is not None and "nudgeDue" not in session
     assert session["nudge"]["status"] == "refused" and session["nudge"]["reason"] == "handed off"
-    report = await Replayer(world.ddb, world.settings).run(Scope("demo-salon", "n1"), verify=True)
+    report = await new_replayer(world.ddb, world.settings).run(Scope("demo-salon", "n1"), verify=True)
     assert report.differences == []

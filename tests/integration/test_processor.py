@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from agentstream.adapters.dynamo.client import scan_all
@@ -13,7 +14,8 @@ from agentstream.adapters.dynamo.tables import ensure_tables
 from agentstream.events import ReplyGenerated, new_event, utc_now
 from agentstream.streams.forget import forget
 from agentstream.streams.legacy import import_legacy
-from agentstream.streams.replay import Replayer, Scope
+from agentstream.streams.replay import Scope
+from agentstream.wiring import forget_stores, lease_table, new_replayer
 from tests.integration.world import T0, World, drain, inbound, new_processor
 
 
@@ -52,13 +54,13 @@ async def test_replay_into_empty_tables_reproduces_the_live_tables(world: World)
     empty = t.model_copy(update={"sessions": t.sessions + "-r", "messages": t.messages + "-r", "rag_user": t.rag_user + "-r"})
     rebuilt_settings = world.settings.model_copy(update={"tables": empty})
     await ensure_tables(world.ddb, empty, only=[empty.sessions, empty.messages, empty.rag_user])
-    report = await Replayer(world.ddb, rebuilt_settings, fresh=True).run(Scope("demo-salon"))
+    report = await new_replayer(world.ddb, rebuilt_settings, fresh=True).run(Scope("demo-salon"))
     assert report.streams == 2 and report.events == 2 * 8
     for live, rebuilt in ((t.sessions, empty.sessions), (t.messages, empty.messages), (t.rag_user, empty.rag_user)):
         key = lambda i: (i.get("sessionId"), i.get("messageId"), i.get("userId"))  # noqa: E731
         assert sorted(await scan_all(world.ddb, TableName=live), key=key) == sorted(await scan_all(world.ddb, TableName=rebuilt), key=key)
-    await Replayer(world.ddb, world.settings).run(Scope("demo-salon"))  # over the live tables: no harm
-    assert (await Replayer(world.ddb, world.settings).run(Scope("demo-salon"), verify=True)).differences == []
+    await new_replayer(world.ddb, world.settings).run(Scope("demo-salon"))  # over the live tables: no harm
+    assert (await new_replayer(world.ddb, world.settings).run(Scope("demo-salon"), verify=True)).differences == []
     session = await get_active_session_for_user(world.ddb, t, "demo-salon", "u3")
     assert session is not None and session["status"] == "active"
 
@@ -68,19 +70,19 @@ async def test_verify_lists_a_tampered_item(world: World) -> None:
     await drain(world, "demo-salon#u5")
     await world.ddb.update_item(TableName=world.settings.tables.rag_user, Key={"businessId": {"S": "demo-salon"}, "userId": {"S": "u5"}},
                                 UpdateExpression="SET summary = :s", ExpressionAttributeValues={":s": {"S": "tampered"}})
-    report = await Replayer(world.ddb, world.settings).run(Scope("demo-salon", "u5"), verify=True)
+    report = await new_replayer(world.ddb, world.settings).run(Scope("demo-salon", "u5"), verify=True)
     assert len(report.differences) == 1 and "summary" in report.differences[0]
 
 
 async def test_forget_erases_and_a_late_record_does_not_bring_the_user_back(world: World) -> None:
     event = (await world.store.append(inbound("u6", "șterge-mă"))).event
     await drain(world, "demo-salon#u6")
-    report = await forget(world.ddb, world.settings, "demo-salon", "u6")
+    report = await forget(forget_stores(world.ddb, world.settings), world.settings, "demo-salon", "u6")
     assert (report.events, report.idempotency_records, report.sessions, report.messages, report.memory) == (2, 1, 1, 2, 1)
     await new_processor(world.ddb, world.settings, world.responder, world.published).handle(event)  # a cold cache
     assert await world.store.read("demo-salon#u6") == []
     assert await ProjectionStore(world.ddb, world.settings.tables).load_memory("demo-salon", "u6") is None
-    assert (await Replayer(world.ddb, world.settings).run(Scope("demo-salon", "u6"))).events == 0
+    assert (await new_replayer(world.ddb, world.settings).run(Scope("demo-salon", "u6"))).events == 0
 
 
 async def test_import_legacy_is_idempotent_and_never_answers_history(world: World) -> None:
@@ -95,8 +97,8 @@ async def test_import_legacy_is_idempotent_and_never_answers_history(world: Worl
     from agentstream.adapters.dynamo.client import to_item
     for row in reversed(rows):
         await world.ddb.put_item(TableName=legacy, Item=to_item(row))
-    first = await import_legacy(world.ddb, world.store, legacy)
-    second = await import_legacy(world.ddb, world.store, legacy)
+    first = await import_legacy(partial(scan_all, world.ddb), world.store, legacy)
+    second = await import_legacy(partial(scan_all, world.ddb), world.store, legacy)
     assert (first.appended, second.appended, second.duplicates) == (3, 0, 3)
     log = await world.store.read("demo-salon#old")
     assert [e.type for e in log] == ["MessageReceived", "ReplyGenerated", "MessageReceived"]
@@ -108,13 +110,12 @@ async def test_import_legacy_is_idempotent_and_never_answers_history(world: Worl
 
 async def test_idle_sessions_expire_through_the_log(world: World) -> None:
     from agentstream.streams.expiry import ExpiryTimer
-    from agentstream.streams.leases import LeaseTable
 
     old = new_event("MessageReceived", business_id="demo-salon", user_id="u7", channel="websocket", occurred_at=T0,
                     payload={"content": "salut", "replyTo": {"imported": "legacy"}})  # history: no reply, T0 is long past
     await world.store.append(old)
     await drain(world, "demo-salon#u7")
-    timer = ExpiryTimer(LeaseTable(world.ddb, world.settings.tables.leases, "w1"), ProjectionStore(world.ddb, world.settings.tables), world.store)
+    timer = ExpiryTimer(lease_table(world.ddb, world.settings.tables.leases, "w1"), ProjectionStore(world.ddb, world.settings.tables), world.store)
 
     assert await timer.round() == 1
     assert await timer.round() == 0, "one expiry per session"
@@ -142,7 +143,7 @@ async def test_an_older_replay_never_overwrites_newer_live_state(world: World) -
         return sorted(await scan_all(world.ddb, TableName=table), key=lambda i: (i.get("sessionId", ""), i.get("messageId", "")))
 
     before = {t: await items(t) for t in tables}
-    report = await Replayer(world.ddb, world.settings).run(Scope("demo-salon", "u8", as_of=cut))
+    report = await new_replayer(world.ddb, world.settings).run(Scope("demo-salon", "u8", as_of=cut))
     assert report.events == 4, "two turns (message and reply) are up to --as-of"
     assert {t: await items(t) for t in tables} == before
-    assert (await Replayer(world.ddb, world.settings).run(Scope("demo-salon", "u8"), verify=True)).differences == []
+    assert (await new_replayer(world.ddb, world.settings).run(Scope("demo-salon", "u8"), verify=True)).differences == []

@@ -18,7 +18,8 @@ from agentstream.adapters.dynamo.client import to_item
 from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.dynamo.projection_store import ProjectionStore
 from agentstream.events import Event, ReplyGenerated, new_event
-from agentstream.streams.replay import Replayer, Scope
+from agentstream.streams.replay import Scope
+from agentstream.wiring import new_replayer
 from tests.integration.world import World, new_processor
 
 pytestmark = pytest.mark.integration
@@ -84,7 +85,7 @@ async def test_a_turn_costs_one_round_trip_and_the_returning_reply_none(world: C
     assert [e.payload.inReplyTo for e in log if isinstance(e, ReplyGenerated)] == [first.eventId, second.eventId]
     memory = await ProjectionStore(world.ddb, world.settings.tables).load_memory("demo-salon", "t1")
     assert memory["lastSeq"] == 4 and memory["sessionContext"]["conversationLength"] == 4
-    assert (await Replayer(world.ddb, world.settings).run(Scope("demo-salon", "t1"), verify=True)).differences == []
+    assert (await new_replayer(world.ddb, world.settings).run(Scope("demo-salon", "t1"), verify=True)).differences == []
 
 
 async def test_redelivered_inbound_finds_its_reply_without_the_model(world: CountedWorld) -> None:
@@ -96,7 +97,7 @@ async def test_redelivered_inbound_finds_its_reply_without_the_model(world: Coun
     await fresh.handle(event)
     assert world.responder.calls == 1
     assert [p.eventId for p in world.published] == [world.published[0].eventId] * 2
-    assert (await Replayer(world.ddb, world.settings).run(Scope("demo-salon", "t2"), verify=True)).differences == []
+    assert (await new_replayer(world.ddb, world.settings).run(Scope("demo-salon", "t2"), verify=True)).differences == []
 
 
 async def test_a_later_event_this_build_cannot_read_does_not_block_the_reply(world: CountedWorld) -> None:

@@ -13,7 +13,8 @@ from agentstream.events import Event, MessageReceived
 from agentstream.projections.base import FoldConfig, Put
 from agentstream.projections.conversation import CONVERSATION
 from agentstream.streams.forget import forget
-from agentstream.streams.replay import Replayer, Scope
+from agentstream.streams.replay import Scope
+from agentstream.wiring import new_replayer, forget_stores
 from tests.integration.world import CountingResponder, World, drain, inbound, new_processor
 
 
@@ -70,11 +71,11 @@ async def test_a_registered_projection_is_folded_caught_up_replayed_and_erased(w
     assert (state["version"], state["words"], state["lastSeq"]) == (2, 9, 6)
 
     registry = (CONVERSATION, WordCount(version=2))
-    assert (await Replayer(world.ddb, settings, registry=registry).run(Scope("demo-salon", "w1"), verify=True)).differences == []
-    stale = await Replayer(world.ddb, settings, registry=(CONVERSATION, WordCount(version=3))).run(
+    assert (await new_replayer(world.ddb, settings, registry=registry).run(Scope("demo-salon", "w1"), verify=True)).differences == []
+    stale = await new_replayer(world.ddb, settings, registry=(CONVERSATION, WordCount(version=3))).run(
         Scope("demo-salon", "w1"), verify=True)
     assert stale.differences == [f"{tables.facts} {{'businessId': 'demo-salon', 'userId': 'w1'}}: written by fold version 2; "
                                  "this build folds version 3 (replay rebuilds it)"]
 
-    report = await forget(world.ddb, settings, "demo-salon", "w1", registry=registry)
+    report = await forget(forget_stores(world.ddb, settings), settings, "demo-salon", "w1", registry=registry)
     assert report.items["facts"] == 1 and await _words(world, "w1") is None

@@ -8,9 +8,10 @@ from agentstream.adapters.kafka.client import dumps, ensure_topics
 from agentstream.adapters.dynamo.client import scan_all
 from agentstream.adapters.dynamo.tables import ensure_tables
 from agentstream.streams.forget import forget
-from agentstream.streams.replay import Replayer, Scope
+from agentstream.streams.replay import Scope
 from agentstream.adapters.kafka.client import KafkaClients
 from agentstream.streams.topic_source import read_topic_events
+from agentstream.wiring import new_replayer, forget_stores
 from tests.integration import kafka_helpers
 from tests.integration.world import World, drain, inbound
 
@@ -31,14 +32,14 @@ async def test_replay_from_the_topic_equals_the_live_tables(world: World) -> Non
             await world.store.append(inbound(user, f"aveți loc mâine? {i}", minutes))
         await drain(world, f"demo-salon#{user}")
     await publish(world, [f"demo-salon#{u}" for u in users], skip={("demo-salon#k2", 3)})
-    await forget(world.ddb, s, "demo-salon", "gone")
+    await forget(forget_stores(world.ddb, s), s, "demo-salon", "gone")
 
     topic = await read_topic_events(KafkaClients(s.kafka_bootstrap_servers), s.topic_events, Scope("demo-salon").wants)
     assert topic.unreadable == 1 and sorted(topic.by_stream) == [f"demo-salon#{u}" for u in sorted(users)]
     t = s.tables
     empty = t.model_copy(update={"sessions": t.sessions + "-k", "messages": t.messages + "-k", "rag_user": t.rag_user + "-k"})
     await ensure_tables(world.ddb, empty, only=[empty.sessions, empty.messages, empty.rag_user])
-    report = await Replayer(world.ddb, s.model_copy(update={"tables": empty}), fresh=True).run(Scope("demo-salon"), topic=topic)
+    report = await new_replayer(world.ddb, s.model_copy(update={"tables": empty}), fresh=True).run(Scope("demo-salon"), topic=topic)
     assert report.events == 2 * 6, "k1 and k2 fully (k2's lost event read from the table); nothing of the erased user"
     for live, rebuilt in ((t.sessions, empty.sessions), (t.messages, empty.messages), (t.rag_user, empty.rag_user)):
         key = lambda i: (i.get("sessionId"), i.get("messageId"), i.get("userId"))  # noqa: E731

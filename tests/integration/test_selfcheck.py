@@ -9,7 +9,7 @@ from agentstream.bootstrap import populate, setup
 from agentstream.adapters.dynamo.client import dynamodb_client, scan_all
 from agentstream.adapters.dynamo.tables import SESSIONS_GSI, ensure_tables, has_index
 from agentstream.settings import Settings
-from agentstream.streams.selfcheck import check_sessions_and_messages
+from agentstream.wiring import selfcheck_on
 from tests.integration.test_setup import create_sessions_table_without_gsi
 from tests.services import ROOT
 
@@ -18,7 +18,7 @@ async def test_the_check_passes_and_leaves_no_customer_behind(settings: Settings
     await setup(settings, with_topics=False)
     await populate(settings)
     async with dynamodb_client(settings) as ddb:
-        checks = await check_sessions_and_messages(ddb, settings)
+        checks = await selfcheck_on(ddb, settings)
         assert [c.ok for c in checks] == [True] * 4, checks
         assert await scan_all(ddb, TableName=settings.tables.sessions) == []
         assert await scan_all(ddb, TableName=settings.tables.messages) == []
@@ -32,7 +32,7 @@ async def test_the_check_passes_on_a_sessions_table_without_its_gsi(settings: Se
                                                         if t != settings.tables.sessions])
         await populate(settings)
         assert not await has_index(ddb, settings.tables.sessions, SESSIONS_GSI)
-        checks = await check_sessions_and_messages(ddb, settings)
+        checks = await selfcheck_on(ddb, settings)
         assert [c.ok for c in checks] == [True] * 4, checks
 
 

@@ -17,7 +17,7 @@ from agentstream.adapters.kafka.client import ensure_topics, partitions_of
 from agentstream.bench.model_server import ModelBehaviour, ModelServer
 from agentstream.events import ReplyGenerated, new_event
 from agentstream.settings import Settings
-from agentstream.streams.explain import Explainer
+from agentstream.wiring import new_explainer
 from tests.integration.kafka_helpers import read_topic
 from tests.integration.test_cli import cli
 from tests.integration.world import T0, World, drain, inbound
@@ -147,7 +147,7 @@ async def test_each_inbound_is_rebuilt_as_explain_rebuilds_it(
     sent = {_last_user(r["body"]): r["body"]["messages"] for r in model.behaviour.requests}
     assert len(sent) == 4
     for reply in replies.values():
-        explained = await Explainer(world.ddb, world.settings).explain(reply.eventId)
+        explained = await new_explainer(world.ddb, world.settings).explain(reply.eventId)
         assert sent[explained.inbound.payload.content] == explained.prompt
 
 

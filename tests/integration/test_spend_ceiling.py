@@ -30,9 +30,10 @@ from agentstream.bench.model_server import ModelServer
 from agentstream.events import Event, new_event
 from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
-from agentstream.streams.replay import Replayer, Scope
+from agentstream.streams.replay import Scope
 from agentstream.streams.spend import BUDGET_MODEL, BUILT_IN, SpendMeter, cost_of, month_of
 from agentstream.streams.spend_release import BudgetReleaser
+from agentstream.wiring import new_replayer
 from tests.sizes import size
 
 BUSINESS = "budget-shop"
@@ -166,7 +167,7 @@ async def test_a_burst_at_a_small_budget_overshoots_by_the_turns_in_flight_at_mo
     assert [t["type"] for t in shop.told].count("BudgetSpent") == 1
 
     await shop.usage.set_spent(BUSINESS, month, 1)
-    await Replayer(shop.ddb, shop.settings).run(Scope(BUSINESS))
+    await new_replayer(shop.ddb, shop.settings).run(Scope(BUSINESS))
     assert await shop.usage.spent(BUSINESS, month) == spent, "a replay sets the total from the log"
 
     await shop.set_budget(1.0)  # raised: the conversations go back to the AI

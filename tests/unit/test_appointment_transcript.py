@@ -16,7 +16,7 @@ from agentstream.projections.base import FoldConfig
 from agentstream.projections.conversation import NO_SESSION, fold
 from agentstream.streams.appointment_requests import appointment_id, request_event
 from agentstream.streams.conversations import ConversationProcessor
-from agentstream.streams.explain import Explainer
+from agentstream.wiring import new_explainer
 from tests.unit.gateway_on_moto import MotoGateway, moto_gateway  # noqa: F401 - the fixture
 from tests.unit.test_inbox_sign_out import sign_in
 
@@ -113,7 +113,7 @@ async def test_the_owner_sees_the_proposal_confirmation_and_cancellation_in_the_
     await store.append(new_event("MessageReceived", business_id=biz, user_id=user, channel="rest",
                                  payload={"content": "Bine, mulțumesc", "replyTo": {"to": user}}))
     reply = [e for e in await drain() if isinstance(e, ReplyGenerated)][-1]
-    found = await Explainer(gw.d.ddb, gw.d.settings).explain(reply.eventId)
+    found = await new_explainer(gw.d.ddb, gw.d.settings).explain(reply.eventId)
     prompt = found.prompt
     assert found.reproduced, found.differences()
     assert {"role": "assistant", "content": sent[2]} in prompt and {"role": "assistant", "content": sent[1]} in prompt

@@ -22,7 +22,8 @@ from agentstream.adapters.dynamo.dead_letters import DeadLetterIndex
 from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.kafka.client import dumps
 from agentstream.adapters.llm import Answer, OfflineResponder
-from agentstream.adapters.memory_stores import MemoryDirectory, memory_stores
+from agentstream.adapters.memory_stores import MemoryDirectory, MemoryItems, memory_stores
+from agentstream.adapters.memory_usage import MemoryUsage
 from agentstream.adapters.dynamo.projection_store import ProjectionStore, sessions_of_user
 from agentstream.dlq_cli import retry_skipped
 from agentstream.events import Event, EventSkipped, ReplyGenerated, SkipRevoked, new_event
@@ -32,11 +33,11 @@ from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.registry import PROJECTIONS
 from agentstream.streams.dead_letters import SkipRecorder, retry_outcome, revoke, skipped_events
-from agentstream.streams.explain import Explainer
-from agentstream.streams.ports import EventLog, StateStore
-from agentstream.streams.replay import Replayer, Scope
+from agentstream.streams.ports import EventLog, StateStore, VersionedDirectory
+from agentstream.streams.replay import Replayer, ReplayStores, Scope
 from agentstream.streams.runner import RetryPolicy
 from agentstream.streams.worker import process_with_retries
+from agentstream.wiring import new_explainer, new_replayer
 from tests.sizes import size
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc)
@@ -124,8 +125,11 @@ class Worker:
         async def publish(reply: Event, first: bool = False) -> None:
             self.published.append((reply.eventId, first))
 
-        directory = MemoryDirectory() if self.ddb is None else BusinessDirectory(self.ddb, self.settings.tables)
-        return ConversationProcessor(self.store, projections or self.projections, directory, self.responder, publish)
+        return ConversationProcessor(self.store, projections or self.projections, self.directory(), self.responder, publish)
+
+    def directory(self) -> VersionedDirectory:
+        """The business data the worker reads (none in memory: every business is unknown)."""
+        return MemoryDirectory() if self.ddb is None else BusinessDirectory(self.ddb, self.settings.tables)
 
     @property
     def stream(self) -> str:
@@ -157,8 +161,16 @@ class Worker:
     async def memory(self) -> dict[str, Any]:
         return await self.projections.load_memory(self.business, self.user) or {}
 
+    def replayer(self) -> Replayer:
+        if self.ddb is None:
+            db = self.store.tables  # type: ignore[attr-defined]
+            items = MemoryItems(db)
+            return Replayer(ReplayStores(self.store, self.projections, self.directory(), MemoryUsage(db), items),  # type: ignore[arg-type]
+                            self.settings)
+        return new_replayer(self.ddb, self.settings)
+
     async def verify(self) -> list[str]:
-        report = await Replayer(self.ddb, self.settings).run(Scope(self.business, self.user), verify=True)
+        report = await self.replayer().run(Scope(self.business, self.user), verify=True)
         return report.differences
 
 
@@ -188,7 +200,7 @@ async def test_a_poison_inbound_is_skipped_and_the_message_after_it_is_answered(
     assert memory["lastSeq"] == (await worker.log())[-1].seq
     assert memory["history"]["totalMessages"] == 4  # two inbounds and their replies; not the poison
     assert await worker.verify() == []
-    explained = await Explainer(worker.ddb, worker.settings).explain(after.eventId)
+    explained = await new_explainer(worker.ddb, worker.settings).explain(after.eventId)
     assert explained.reproduced, "explain folds without the skipped event, as the worker did"
     assert POISON not in str(explained.prompt)
     listed = await skipped_events(worker.store, worker.index, [worker.business])
@@ -243,8 +255,8 @@ async def test_retry_after_the_fix_refolds_and_answers_the_skipped_inbound_once(
         "the session now opens at the formerly skipped message; the one that opened later is gone"
     assert (await worker.memory())["history"]["totalMessages"] == 4
     assert await worker.verify() == []
-    assert (await Explainer(worker.ddb, worker.settings).explain(poison.eventId)).reproduced
-    assert (await Explainer(worker.ddb, worker.settings).explain(later.eventId)).reproduced
+    assert (await new_explainer(worker.ddb, worker.settings).explain(poison.eventId)).reproduced
+    assert (await new_explainer(worker.ddb, worker.settings).explain(later.eventId)).reproduced
     with pytest.raises(LookupError, match="not skipped"):
         await retry_skipped(worker.settings, None, poison.eventId)
 

@@ -11,6 +11,7 @@ from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.adapters.ingest import InboundMessage, Ingestor
 from agentstream.settings import Settings
 from agentstream.streams.forget import forget
+from agentstream.wiring import forget_stores
 
 
 async def test_a_replayed_webhook_after_forget_does_not_restore_the_erased_message(
@@ -20,7 +21,7 @@ async def test_a_replayed_webhook_after_forget_does_not_restore_the_erased_messa
     ingest = Ingestor(store)
     sent = InboundMessage(biz, user, "whatsapp", "wamid.ERASED-1", "Sunt Ana Popescu")
     assert not (await ingest.ingest(sent)).duplicate
-    await forget(moto_ddb, moto_settings, biz, user)
+    await forget(forget_stores(moto_ddb, moto_settings), moto_settings, biz, user)
 
     tomb = (await moto_ddb.get_item(TableName=moto_settings.tables.events,
                                     Key={"streamId": {"S": f"forgotten#{biz}#{user}"}, "seq": {"N": "0"}}))["Item"]

@@ -9,6 +9,7 @@ from typing import Any
 from agentstream.events import utc_now
 from agentstream.settings import Settings
 from agentstream.streams.forget import forget
+from agentstream.wiring import forget_stores
 from tests.unit.test_dead_letters import T0, Worker
 
 
@@ -19,7 +20,7 @@ async def test_a_customer_who_writes_again_after_forget_is_answered_as_new(
     await worker.say("Aveți loc mâine la 10?", 1)
     await worker.drain()
     assert len(await worker.replies_to()) == 2
-    await forget(moto_ddb, moto_settings, biz, worker.user)
+    await forget(forget_stores(moto_ddb, moto_settings), moto_settings, biz, worker.user)
 
     now = (utc_now() - T0).total_seconds() / 60  # the gateway stamps the time it takes a message
     again = await worker.say("Bună, o întrebare", now + 1)

@@ -12,12 +12,12 @@ import pytest
 from agentstream.adapters.dynamo.event_store import EventStore
 from agentstream.settings import Settings
 from agentstream.streams.expiry import LEASE as EXPIRY_LEASE
-from agentstream.wiring import session_timer
+from agentstream.wiring import lease_table, session_timer
 from agentstream.streams.leases import HeldLease, Lease, LeaseLost, LeaseTable
 
 
 def table(ddb: Any, settings: Settings, owner: str, ttl_ms: int = 600_000) -> LeaseTable:
-    return LeaseTable(ddb, settings.tables.leases, owner, ttl_ms)
+    return lease_table(ddb, settings.tables.leases, owner, ttl_ms)
 
 
 async def test_a_named_lease_is_held_by_one_process_until_it_hands_it_back(moto_ddb: Any, moto_settings: Settings,
@@ -127,7 +127,7 @@ async def test_a_checkpoint_cut_short_by_a_shutdown_still_settles_and_hands_the_
     the lease back still work, so another bridge takes the shard at once."""
     shard = f"{biz}:shard-1"
     ddb = _CutShort(moto_ddb)
-    leases = LeaseTable(ddb, moto_settings.tables.leases, "bridge-1")
+    leases = lease_table(ddb, moto_settings.tables.leases, "bridge-1")
     await leases.register(shard, None)
     mine = await leases.acquire(await leases.get(shard))  # type: ignore[arg-type]
     assert mine is not None

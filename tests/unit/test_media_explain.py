@@ -1,26 +1,26 @@
 """`explain` of a reply to a voice note whose transcript landed after the reply stopped waiting
 for it (past MEDIA_WAIT_MS, while the model was asked): the prompt is rebuilt with what the reply
-saw, without the late transcript, and says that the transcript came late. On moto's DynamoDB,
-with the worker's own processor and media wait."""
+saw, without the late transcript, and says that the transcript came late. On the in-memory
+stores, with the worker's own processor and media wait."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 
-from agentstream.adapters.dynamo.business import BusinessDirectory
-from agentstream.adapters.dynamo.event_store import EventStore
-from agentstream.adapters.dynamo.projection_store import ProjectionStore
+from agentstream.adapters.memory_stores import MemoryDirectory, memory_stores
 from agentstream.adapters.llm import Answer, OfflineResponder
 from agentstream.events import Event, MediaTranscribed, MessageReceived, ReplyGenerated, new_event, parse_event
 from agentstream.projections.context import ReplyContext
 from agentstream.settings import Settings
 from agentstream.streams.conversations import ConversationProcessor
-from agentstream.streams.explain import Explainer
 from agentstream.streams.media_wait import MediaWait
+from agentstream.streams.ports import EventLog, StateStore, VersionedDirectory
+from agentstream.streams.explain import Explainer
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
 LATE = "Vreau o programare mâine la 10."
@@ -30,7 +30,7 @@ class LateTranscript:
     """The offline responder; while it is asked, the media process appends the voice note's
     transcript (it lands after the reply's wait stopped, before the reply is logged)."""
 
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: EventLog) -> None:
         self.store, self.seen = store, []  # type: ignore[var-annotated]
         self.inbound: MessageReceived | None = None
 
@@ -53,16 +53,27 @@ def stopped_waiting() -> MediaWait:
     return MediaWait(15_000, monotonic=lambda: float(next(clock)))
 
 
-async def answered_late(ddb: Any, settings: Settings, business: str) -> tuple[EventStore, list[Event], LateTranscript]:
-    """A voice note answered without its transcript, which lands during the model call."""
-    store = EventStore(ddb, settings.tables.events)
+@dataclass
+class Answered:
+    store: EventLog
+    directory: VersionedDirectory
+    events: list[Event]
+    responder: LateTranscript
+
+    def explainer(self, settings: Settings | None = None) -> Explainer:
+        return Explainer(self.store, self.directory, settings or Settings())
+
+
+async def answered_late(business: str = "b", stores: tuple[EventLog, StateStore, VersionedDirectory] | None = None) -> Answered:
+    """A voice note answered without its transcript, which lands during the model call; on the
+    in-memory stores unless `stores` (log, projections, directory) are given."""
+    store, projections, directory = stores or (*memory_stores(), MemoryDirectory())
     responder = LateTranscript(store)
 
     async def publish(reply: Event, first: bool = False) -> None:
         pass
 
-    processor = ConversationProcessor(store, ProjectionStore(ddb, settings.tables), BusinessDirectory(ddb, settings.tables),
-                                      responder, publish, media_wait=stopped_waiting())
+    processor = ConversationProcessor(store, projections, directory, responder, publish, media_wait=stopped_waiting())
     voice = new_event("MessageReceived", business_id=business, user_id=f"u{uuid.uuid4().hex[:6]}", channel="whatsapp",
                       occurred_at=T0, payload={"content": "", "kind": "audio", "replyTo": {"to": "407"},
                                                "attachments": [{"id": "M1", "kind": "audio", "source": "meta",
@@ -75,18 +86,18 @@ async def answered_late(ddb: Any, settings: Settings, business: str) -> tuple[Ev
             break
         except Exception:  # noqa: BLE001 - the worker's retry, as process_with_retries does it
             continue
-    return store, await store.read(voice.streamId), responder
+    return Answered(store, directory, await store.read(voice.streamId), responder)
 
 
-async def test_a_transcript_that_lands_after_the_reply_stopped_waiting_is_not_in_the_explained_prompt(
-        moto_ddb: Any, moto_settings: Settings, biz: str) -> None:
-    _, events, responder = await answered_late(moto_ddb, moto_settings, biz)
+async def test_a_transcript_that_lands_after_the_reply_stopped_waiting_is_not_in_the_explained_prompt() -> None:
+    answered = await answered_late()
+    events, responder = answered.events, answered.responder
     (said,) = [e for e in events if isinstance(e, MediaTranscribed)]
     (reply,) = [e for e in events if isinstance(e, ReplyGenerated)]
     assert said.seq < reply.seq, "the transcript is logged before the reply"
     assert all(LATE not in seen for seen in responder.seen), "the model never saw the late transcript"
 
-    found = (await Explainer(moto_ddb, moto_settings).explain(reply.eventId)).to_json()
+    found = (await answered.explainer().explain(reply.eventId)).to_json()
     assert found["reproduced"] is True and found["differences"] == []
     assert LATE not in str(found["prompt"]) and "could not be transcribed" in found["prompt"][-1]["content"]
     assert found["context"]["media"] == []
@@ -94,25 +105,24 @@ async def test_a_transcript_that_lands_after_the_reply_stopped_waiting_is_not_in
                for note in found["notes"]), found["notes"]
 
 
-async def test_with_a_late_transcript_another_difference_is_still_named(moto_ddb: Any, moto_settings: Settings,
-                                                                        biz: str) -> None:
-    _, events, _ = await answered_late(moto_ddb, moto_settings, biz)
-    (reply,) = [e for e in events if isinstance(e, ReplyGenerated)]
-    smaller = moto_settings.model_copy(update={"prompt_budget_chars": 300})  # another build's prompt
-    found = (await Explainer(moto_ddb, smaller).explain(reply.eventId)).to_json()
+async def test_with_a_late_transcript_another_difference_is_still_named() -> None:
+    answered = await answered_late()
+    (reply,) = [e for e in answered.events if isinstance(e, ReplyGenerated)]
+    smaller = Settings().model_copy(update={"prompt_budget_chars": 300})  # another build's prompt
+    found = (await answered.explainer(smaller).explain(reply.eventId)).to_json()
     assert found["reproduced"] is False and LATE not in str(found["prompt"])
     assert found["differences"] and all("media" not in d for d in found["differences"])
 
 
-async def test_a_reply_from_before_the_media_position_was_recorded_says_the_transcript_may_be_why(
-        moto_ddb: Any, moto_settings: Settings, biz: str) -> None:
-    store, events, _ = await answered_late(moto_ddb, moto_settings, biz)
-    (reply,) = [e for e in events if isinstance(e, ReplyGenerated)]
+async def test_a_reply_from_before_the_media_position_was_recorded_says_the_transcript_may_be_why() -> None:
+    answered = await answered_late()
+    store = answered.store
+    (reply,) = [e for e in answered.events if isinstance(e, ReplyGenerated)]
     raw = reply.to_json_dict() | {"schemaVersion": 3}
     raw["payload"] = {k: v for k, v in raw["payload"].items() if k != "mediaUpToSeq"}
     old = parse_event(raw)  # as a v3 reply reads: no media position recorded
     assert isinstance(old, ReplyGenerated) and old.payload.mediaUpToSeq == 0
-    explainer = Explainer(moto_ddb, moto_settings)
+    explainer = answered.explainer()
 
     async def by_id(event_id: str) -> Event | None:
         return old if event_id == reply.eventId else await store.by_id(event_id)

@@ -9,6 +9,7 @@ import inspect
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -17,7 +18,11 @@ from pydantic import AliasChoices
 from agentstream.adapters.dynamo.client import dynamodb_client, to_item
 from agentstream.adapters.dynamo.event_store import TOMBSTONE_PREFIX, EventStore
 from agentstream.adapters.dynamo.business import BusinessDirectory
-from agentstream.adapters.memory_stores import MemoryDirectory, MemoryEventStore, MemoryProjectionStore, MemoryTables, memory_stores
+from agentstream.adapters.dynamo.config_history import ConfigHistory, info_key
+from agentstream.adapters.dynamo.replay_store import BatchWriter, LiveItems
+from agentstream.adapters.memory_stores import (
+    MemoryConfigHistory, MemoryDirectory, MemoryEventStore, MemoryItems, MemoryProjectionStore, MemoryTables, memory_stores,
+)
 from agentstream.adapters.dynamo.projection_store import AppendRaced, ProjectionStore, StaleWrite
 from agentstream.adapters.dynamo.tables import ensure_tables
 from agentstream.events import Event, new_event
@@ -25,7 +30,10 @@ from agentstream.metrics import APPEND_CONFLICTS
 from agentstream.projections.base import Put
 from agentstream.registry import PROJECTIONS
 from agentstream.settings import Settings, Tables
-from agentstream.streams.ports import AddTo, Claim, Directory, EventLog, SideRefused, StateStore
+from agentstream.streams.ports import (
+    AddTo, Claim, ConfigVersions, Directory, EventLog, ItemBatches, LiveItemsPort, SideRefused, StateStore, StreamHeads,
+    VersionedDirectory,
+)
 
 
 @dataclass
@@ -33,6 +41,11 @@ class Stores:
     log: EventLog
     states: StateStore
     forget: Callable[[str, str, str], Awaitable[None]]  # (business, user, forgottenAt): the tombstone forget writes
+    tables: Tables
+    live: LiveItemsPort  # replay's reads of the live items and its batched puts
+    batches: ItemBatches
+    history: ConfigVersions
+    directory: Callable[[str, dict[str, Any]], Awaitable[VersionedDirectory]]  # a fresh one, the business's info stored
 
 
 def _dynamo(ddb: Any, tables: Tables) -> Stores:
@@ -40,17 +53,26 @@ def _dynamo(ddb: Any, tables: Tables) -> Stores:
         await ddb.put_item(TableName=tables.events, Item=to_item(
             {"streamId": f"{TOMBSTONE_PREFIX}{business}#{user}", "seq": 0, "forgottenAt": at}))
 
-    return Stores(EventStore(ddb, tables.events), ProjectionStore(ddb, tables), forget)
+    async def directory(business: str, info: dict[str, Any]) -> VersionedDirectory:
+        await ddb.put_item(TableName=tables.business_info, Item=to_item({"businessId": business, **info}))
+        return BusinessDirectory(ddb, tables)
+
+    return Stores(EventStore(ddb, tables.events), ProjectionStore(ddb, tables), forget, tables, LiveItems(ddb),
+                  BatchWriter(ddb), ConfigHistory(ddb, tables.config_history), directory)
 
 
 def _memory() -> Stores:
     log, states = memory_stores()
+    db: MemoryTables = log.tables
 
     async def forget(business: str, user: str, at: str) -> None:
-        db: MemoryTables = log.tables
         db.put(db.names.events, {"streamId": f"{TOMBSTONE_PREFIX}{business}#{user}", "seq": 0, "forgottenAt": at})
 
-    return Stores(log, states, forget)
+    async def directory(business: str, info: dict[str, Any]) -> VersionedDirectory:
+        return MemoryDirectory({business: {"businessId": business, **info}})
+
+    items = MemoryItems(db)
+    return Stores(log, states, forget, db.names, items, items, MemoryConfigHistory(), directory)
 
 
 @pytest.fixture(scope="module")
@@ -222,9 +244,61 @@ def _members(port: type) -> list[str]:
     (EventLog, [EventStore, MemoryEventStore]),
     (StateStore, [ProjectionStore, MemoryProjectionStore]),
     (Directory, [BusinessDirectory, MemoryDirectory]),
+    (StreamHeads, [EventStore, MemoryEventStore]),
+    (ConfigVersions, [ConfigHistory, MemoryConfigHistory]),
+    (LiveItemsPort, [LiveItems, MemoryItems]),
+    (ItemBatches, [BatchWriter, MemoryItems]),
 ])
 def test_every_store_offers_its_port_with_the_same_parameters(port: type, implementations: list[type]) -> None:
     for implementation in implementations:
         for name in _members(port):
             wanted = list(inspect.signature(getattr(port, name)).parameters)
             assert list(inspect.signature(getattr(implementation, name)).parameters) == wanted, (implementation, name)
+
+
+async def test_stream_heads_list_every_conversation_and_nothing_else(stores: Stores, biz: str) -> None:
+    log = stores.log
+    for user, count in (("u1", 3), ("u2", 1)):
+        for n in range(count):
+            await log.append(message(biz, str(n), user=user), external_id=f"{user}-{n}")
+    await log.append_with(message(biz, "side", user="u2"), [Claim("slot:9")])
+    await stores.forget(biz, "u3", "2026-11-24T08:00:00.000Z")
+    heads = await log.stream_heads()  # type: ignore[attr-defined]
+    assert {s: h for s, h in heads.items() if s.startswith(f"{biz}#")} == {f"{biz}#u1": 3, f"{biz}#u2": 2}
+
+
+async def test_the_config_history_keeps_each_new_version_with_its_time(stores: Stores, biz: str) -> None:
+    history, key = stores.history, info_key(biz)
+    t0, t1 = datetime(2026, 11, 1, tzinfo=timezone.utc), datetime(2026, 11, 5, tzinfo=timezone.utc)
+    assert await history.at(key, t1) is None and await history.versions(key) == []
+    first = await history.record(key, {"openingHours": {"mon": [["09:00", "17:00"]]}}, t0)
+    assert await history.record(key, {"openingHours": {"mon": [["09:00", "17:00"]]}}, t1) == first, "the same: no new version"
+    second = await history.record(key, {"openingHours": {"mon": [["08:00", "18:00"]]}, "n": 1.5}, t1)
+    assert second != first
+    assert [(start, version) for start, _, version in await history.versions(key)] == [
+        ("2026-11-01T00:00:00.000Z", first), ("2026-11-05T00:00:00.000Z", second)]
+    assert await history.at(key, t0 - timedelta(seconds=1)) is None
+    assert await history.at(key, t1 - timedelta(seconds=1)) == ({"openingHours": {"mon": [["09:00", "17:00"]]}}, first)
+    assert await history.at(key, t1 + timedelta(days=9)) == ({"openingHours": {"mon": [["08:00", "18:00"]]}, "n": 1.5}, second)
+
+
+async def test_a_directory_records_what_it_reads_in_its_history(stores: Stores, biz: str) -> None:
+    directory = await stores.directory(biz, {"businessType": "salon", "name": "Ana"})
+    assert directory.version("info", biz) == ""
+    info = await directory.info(biz)
+    assert info is not None and info["name"] == "Ana"
+    ((_, content, version),) = await directory.history.versions(info_key(biz))
+    assert content == info and directory.version("info", biz) == version
+    await directory.info(biz)
+    assert len(await directory.history.versions(info_key(biz))) == 1, "read again: no new version"
+    assert await directory.info(f"{biz}-none") is None and directory.version("info", f"{biz}-none") == ""
+
+
+async def test_replays_batched_puts_land_whole_and_read_back_as_stored(stores: Stores, biz: str) -> None:
+    table = stores.tables.rag_user
+    items = [{"businessId": biz, "userId": f"u{n}", "lastSeq": n, "facts": {"name": "Ana", "score": 0.5}} for n in range(30)]
+    stores.batches.add(table, items[:20])
+    stores.batches.add(table, items[20:])
+    await stores.batches.flush()
+    assert [await stores.live.get(table, {"businessId": biz, "userId": f"u{n}"}) for n in range(30)] == items
+    assert await stores.live.get(table, {"businessId": biz, "userId": "nobody"}) is None

@@ -18,6 +18,7 @@ from agentstream.adapters.http import visitors
 from agentstream.adapters.dynamo.credentials import issue_widget_token
 from agentstream.adapters.dynamo.client import to_item
 from agentstream.adapters.signals import Signals, relay_signals
+from agentstream.wiring import forget_stores
 from tests.unit.gateway_on_moto import MotoGateway, gateway_deps, moto_gateway, serving  # noqa: F401 - the fixture
 
 
@@ -140,7 +141,7 @@ async def test_forget_erases_the_visitors_record(moto_gateway: MotoGateway) -> N
 
     gw = moto_gateway
     v = await mint(gw)
-    report = await forget(gw.d.ddb, gw.d.settings, gw.business, v["userId"])
+    report = await forget(forget_stores(gw.d.ddb, gw.d.settings), gw.d.settings, gw.business, v["userId"])
     assert report.items["widget_visitors"] == 1
     assert await gw.d.visitors.get(gw.business, v["userId"]) is None  # type: ignore[union-attr]
     assert (await refresh(gw, v["token"])).status_code == 401, "an erased visitor's token gets nothing"
