@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import structlog
 
 from agentstream import metrics
-from agentstream.adapters.dynamo.client import error_code, from_item
+from agentstream.adapters.dynamo.client import error_code, from_item, unreachable
 from agentstream.adapters.dynamo.event_store import event_body, is_event_item
 from agentstream.adapters.kafka.client import dumps, event_headers, send_keyed
 from agentstream.events import iso
@@ -127,7 +127,7 @@ class Bridge:
         await self._retire_old_streams()
         try:
             while not stop.is_set():
-                await self._discover_and_assign()
+                await self._discover_and_assign_or_wait()
                 await wait_or_stop(stop, self._cfg.discover_every_s)
         finally:
             for task in self._readers.values():
@@ -148,6 +148,18 @@ class Bridge:
             await self._lost("-", f"{len(stale)} shard(s) of an older stream of this table were never finished", times)
             for key in stale:
                 await self._leases.delete(key)
+
+    async def _discover_and_assign_or_wait(self) -> None:
+        """A discovery round; DynamoDB out of reach (a restart, an outage) is waited out: the next
+        round tries again, and the readers whose calls failed are started again from their
+        checkpoints once their leases can be taken."""
+        try:
+            await self._discover_and_assign()
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            metrics.BRIDGE_ERRORS.labels(kind="unreachable").inc()
+            log.warning("bridge.unreachable", error=str(exc))
 
     async def _discover_and_assign(self) -> None:
         shards = await self._describe_shards()
@@ -217,9 +229,19 @@ class Bridge:
         except Exception as exc:
             metrics.BRIDGE_ERRORS.labels(kind=type(exc).__name__).inc()
             log.exception("bridge.shard.failed", shard=shard_id)
-            await self._leases.release(lease)
+            await self._release_if_reachable(lease)
         finally:
             heartbeat.cancel()
+
+    async def _release_if_reachable(self, lease: Lease) -> None:
+        """Hand a failed reader's lease back; out of reach, it expires instead (any bridge,
+        this one too, takes the shard again from its checkpoint then)."""
+        try:
+            await self._leases.release(lease)
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            log.warning("bridge.lease_left_to_expire", shard=lease.shard_id, error=str(exc))
 
     async def _read_batch(self, lease: Lease, shard_id: str, iterator: str,
                           inflight: Inflight | None) -> tuple[str | None, Inflight | None]:
@@ -325,7 +347,12 @@ class Bridge:
     async def _heartbeat(self, lease: Lease) -> None:
         while True:
             await asyncio.sleep(self._leases.ttl_ms / 3000)
-            await self._leases.renew(lease)
+            try:
+                await self._leases.renew(lease)
+            except Exception as exc:  # out of reach: renewed at the next beat, or lost to expiry
+                if not unreachable(exc):
+                    raise
+                log.warning("bridge.renew_failed", shard=lease.shard_id, error=str(exc))
 
 
 def _new_images(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

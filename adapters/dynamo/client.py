@@ -11,6 +11,7 @@ from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.exceptions import ConnectionError as BotoConnectionError, HTTPClientError
 
 from agentstream.metrics import DYNAMODB_CALLS
 from agentstream.retry import RetryPolicy
@@ -129,6 +130,12 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
 
 def error_code(exc: BaseException) -> str:
     return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether the server could not be reached or answered nothing (refused, reset, timed out):
+    a restart or an outage to wait out, not an answer."""
+    return isinstance(exc, (BotoConnectionError, HTTPClientError, ConnectionError, asyncio.TimeoutError))
 
 
 class LeftUnprocessed(RuntimeError):

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from collections.abc import AsyncIterator
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 
 from agentstream.adapters.dynamo.client import dynamodb_client
 from agentstream.adapters.dynamo.tables import ensure_tables
@@ -219,3 +220,80 @@ async def test_an_idle_shard_is_read_less_often_and_a_record_brings_the_pace_bac
     assert inflight is not None and inflight.events == 1
     assert bridge._idle_wait("s1") == 0.01, "a read with records brings the pace back"  # noqa: SLF001
 
+
+
+class Outage:
+    """The local server stopped: every call of the Streams API and of the lease table is refused."""
+
+    down = False
+
+    def check(self) -> None:
+        if self.down:
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1/")
+
+
+class StreamsBehind(FakeStreams):
+    def __init__(self, outage: Outage) -> None:
+        super().__init__()
+        self.outage = outage
+
+    async def describe_stream(self, StreamArn: str, **kwargs: object) -> dict:  # type: ignore[type-arg]
+        self.outage.check()
+        return await super().describe_stream(StreamArn, **kwargs)
+
+    async def get_shard_iterator(self, **kwargs: object) -> dict:  # type: ignore[type-arg]
+        self.outage.check()
+        return await super().get_shard_iterator(**kwargs)  # type: ignore[arg-type]
+
+    async def get_records(self, ShardIterator: str, Limit: int = 1000) -> dict:  # type: ignore[type-arg]
+        self.outage.check()
+        return await super().get_records(ShardIterator, Limit)
+
+
+class RowsBehind:
+    """The lease table's rows, refused while the server is down."""
+
+    def __init__(self, rows: LeaseStore, outage: Outage) -> None:
+        self._rows, self._outage = rows, outage
+
+    def __getattr__(self, name: str) -> object:
+        method = getattr(self._rows, name)
+
+        async def call(*args: object, **kwargs: object) -> object:
+            self._outage.check()
+            return await method(*args, **kwargs)
+
+        return call
+
+
+async def test_the_bridge_waits_out_its_server_restarting_and_reads_what_comes_after(ddb: object, settings: Settings) -> None:
+    """The server down for longer than a lease (every call refused) and back with the stream's
+    records gone: the bridge does not exit; it takes the shard again and publishes every event."""
+    outage = Outage()
+    fake, producer = StreamsBehind(outage), FakeProducer()
+    fake.add_shard("s1")
+    losses: list[datetime | None] = []
+
+    async def on_loss(why: str, since: datetime | None) -> None:
+        losses.append(since)
+
+    leases = LeaseTable(RowsBehind(LeaseStore(ddb, settings.tables.leases), outage), "one", 600)  # type: ignore[arg-type]
+    bridge = make_bridge(fake, producer, ddb, settings, "one", on_loss=on_loss, leases=leases, recheck_s=0.5)
+    stop = asyncio.Event()
+    for seq in range(1, 4):
+        fake.put("s1", "b#u", seq)
+    task = asyncio.create_task(bridge.run(stop))
+    try:
+        await until(lambda: len(producer.sent) == 3)
+        outage.down = True
+        await asyncio.sleep(1.5)  # discovery rounds and the lease's expiry pass while it is down
+        assert not task.done(), "the bridge exited while its server was down"
+        fake.restart()
+        outage.down = False
+        for seq in range(4, 7):
+            fake.put("s1", "b#u", seq)
+        await until(lambda: {f"b#u-{s}" for s in range(1, 7)} <= set(published(producer)))
+    finally:
+        stop.set()
+        await task
+    assert losses, "the restarted stream's lost window is asked for"
