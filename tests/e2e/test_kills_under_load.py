@@ -2,8 +2,9 @@
 ministack of this module's own, each test with customers of its own:
 - each kind of our processes killed with kill -9 in turn and restarted;
 - the Kafka broker killed with kill -9 and started again on its log folder;
-- ministack stopped with SIGTERM and started again on its saved state (PERSIST_STATE=1: the items
-  survive, the stream's records do not, so reconcile must find and publish what the stream lost).
+- ministack stopped with SIGTERM and started again 20 s later on its saved state (PERSIST_STATE=1:
+  the items survive, the stream's records do not, so reconcile must find and publish what the
+  stream lost).
 
 Each restart's time to recover is printed: from the restart to the first reply a probe customer
 gets to a message sent once the service is back. LOAD_MESSAGES sets the size (tests/sizes.py:
@@ -68,15 +69,17 @@ def test_every_message_answered_once_in_order_while_each_kind_is_killed(cluster:
 
 
 def _restart(running: Cluster, vendors: VendorServer, down: Callable[[], None], up: Callable[[], None],
-             recovered: dict[str, float]) -> Callable[[float], Awaitable[None]]:
-    """A third into the load: the restart (down, then up again); then a probe customer's message,
-    retried until accepted; the seconds to the service being back and to the probe's reply."""
+             recovered: dict[str, float], down_for_s: float) -> Callable[[float], Awaitable[None]]:
+    """A third into the load: the restart (down, `down_for_s` later up again); then a probe
+    customer's message, retried until accepted; the seconds to the service being back and to the
+    probe's reply."""
 
     async def during(lasts: float) -> None:
         await asyncio.sleep(lasts / 3)
         began = time.time()
         running.killed_at["service"] = began
         await asyncio.to_thread(down)
+        await asyncio.sleep(down_for_s)
         await asyncio.to_thread(up)
         recovered["down_to_up_s"] = round(time.time() - began, 1)
         probe = set(await _twilio(running.port, f"+4076{uuid.uuid4().int % 10**7:07d}", 1, 0.0))
@@ -89,11 +92,12 @@ def _restart(running: Cluster, vendors: VendorServer, down: Callable[[], None], 
     return during
 
 
-def _under_load(cluster: tuple[Cluster, VendorServer], down: Callable[[], None], up: Callable[[], None], name: str) -> None:
+def _under_load(cluster: tuple[Cluster, VendorServer], down: Callable[[], None], up: Callable[[], None], name: str,
+                down_for_s: float = 0.0) -> None:
     running, vendors = cluster
     recovered: dict[str, float] = {}
     reconciles = _reconciles(running)
-    load = run_load(running, total(100), _restart(running, vendors, down, up, recovered), slack_s=600)
+    load = run_load(running, total(100), _restart(running, vendors, down, up, recovered, down_for_s), slack_s=600)
     twice = check(running, vendors, load, running.killed_at["service"], wait_s=300)
     print(f"{name}: recovery {recovered}; Twilio sends twice: {twice}; reconciles asked: {_reconciles(running) - reconciles}")
 
@@ -110,4 +114,5 @@ def test_the_kafka_broker_killed_and_started_again_under_load(cluster: tuple[Clu
 @pytest.mark.soak
 def test_ministack_stopped_and_started_again_on_its_saved_state_under_load(
         cluster: tuple[Cluster, VendorServer], services: Services) -> None:
-    _under_load(cluster, services.stop_ministack, services.start_ministack, "ministack SIGTERM")
+    # down for longer than a bridge's discovery round and its leases: every process rides it out
+    _under_load(cluster, services.stop_ministack, services.start_ministack, "ministack SIGTERM", down_for_s=20)
