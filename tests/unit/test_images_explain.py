@@ -20,7 +20,7 @@ from agentstream.events import Event, MessageReceived, ReplyGenerated, new_event
 from agentstream.projections.context import ReplyContext
 from agentstream.settings import MediaSettings, Settings
 from agentstream.streams.conversations import ConversationProcessor
-from agentstream.streams.explain import Explainer
+from agentstream.wiring import new_explainer
 from agentstream.streams.media_wait import MediaWait
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
@@ -79,7 +79,7 @@ async def test_explain_gives_the_photos_as_the_reply_gave_them_whatever_the_sett
     assert reply.schemaVersion == 5 and reply.payload.imagesGiven == given and responder.images == [given]
 
     for now in (True, False):
-        found = (await Explainer(moto_ddb, accepting(moto_settings, now)).explain(reply.eventId)).to_json()
+        found = (await new_explainer(moto_ddb, accepting(moto_settings, now)).explain(reply.eventId)).to_json()
         assert found["reproduced"] is True, (now, found["differences"])
         assert found["context"]["imagesGiven"] == given
         said = found["prompt"][-1]["content"]
@@ -99,7 +99,7 @@ async def test_a_reply_from_before_the_photos_given_were_recorded_is_rebuilt_wit
         return old if event_id == reply.eventId else await store.by_id(event_id)
 
     for now, reproduced in ((True, True), (False, False)):
-        explainer = Explainer(moto_ddb, accepting(moto_settings, now))
+        explainer = new_explainer(moto_ddb, accepting(moto_settings, now))
         explainer._store.by_id = by_id  # type: ignore[method-assign]
         found = (await explainer.explain(reply.eventId)).to_json()
         assert found["reproduced"] is reproduced
