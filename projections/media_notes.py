@@ -68,6 +68,8 @@ def message_text(inbound: MessageReceived, outcome: MediaOutcome, images_as_inpu
     for i, a in enumerate(inbound.payload.attachments):
         kind = getattr(a, "kind", None)
         if kind not in READ_KINDS:
+            lines.append(f"[The customer also sent {_unread_name(a)}, which cannot be opened here: tell them and ask "
+                         "them to write what it says if it matters.]")
             continue
         if i in refused:
             lines.append(f"[The customer sent {NAMES[kind]} that was not accepted ({refused[i]}): tell them and ask them to write instead.]")
@@ -83,6 +85,14 @@ def message_text(inbound: MessageReceived, outcome: MediaOutcome, images_as_inpu
             name = getattr(a, "name", None) or "a document"
             lines.append(f"[The customer sent a document ({name}), which you cannot read: ask what it says if it matters.]")
     return "\n".join(lines)
+
+
+def _unread_name(attachment: object) -> str:
+    """What a file agentstream does not read is, for the model: a video, a sticker or a file."""
+    kind, ctype = str(getattr(attachment, "kind", "") or ""), str(getattr(attachment, "contentType", "") or "")
+    if kind == "video" or ctype.startswith("video/"):
+        return "a video"
+    return "a sticker" if "sticker" in (kind, ctype.split("/")[-1]) else "a file"
 
 
 def image_keys(inbound: MessageReceived, outcome: MediaOutcome) -> list[str]:
@@ -114,15 +124,27 @@ ACKNOWLEDGED = {  # what the offline responder says of each file: (ro, en)
     "heard": ("Am ascultat mesajul vocal.", "I've listened to your voice note."),
     "document": ("Am primit documentul, dar nu îl pot citi aici: ne puteți scrie pe scurt ce conține?",
                  "Thanks for the document; I can't read it here: could you write briefly what it says?"),
+    "unread": ("Am primit și un fișier pe care nu îl pot deschide aici (video, sticker sau atașament): "
+               "ne puteți scrie ce conține, dacă e important?",
+               "I also got a file I can't open here (a video, a sticker or an attachment): "
+               "could you write what it says, if it matters?"),
 }
 
 
 def file_states(inbound: MessageReceived, outcome: MediaOutcome) -> list[str]:
-    """Per readable file, what the reply knows of it: "heard" (a transcribed voice note), or its kind."""
+    """Per file, what the reply knows of it: "heard" (a transcribed voice note), its kind, or
+    "unread" (a video, a sticker or a file agentstream does not open)."""
     said = {t.payload.index for t in outcome.transcripts}
     refused = {r.payload.index for r in outcome.refused}
-    kinds = [(i, getattr(inbound.payload.attachments[i], "kind", "")) for i in read_files(inbound)]
-    return ["heard" if kind == "audio" and i in said else str(kind) for i, kind in kinds if i not in refused]
+    readable = set(read_files(inbound))
+    states = []
+    for i, a in enumerate(inbound.payload.attachments):
+        kind = str(getattr(a, "kind", "") or "")
+        if i not in readable:
+            states.append("unread")
+        elif i not in refused:
+            states.append("heard" if kind == "audio" and i in said else kind)
+    return states
 
 
 def acknowledgement(states: Sequence[str], language: str) -> str:

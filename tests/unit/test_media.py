@@ -255,3 +255,22 @@ async def test_a_model_that_accepts_images_is_given_the_kept_photo() -> None:
     assert sent[0][0]["type"] == "text" and sent[0][0]["text"].startswith("culoarea asta?")
     assert sent[0][1] == {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9hqcGVn"}}
     assert isinstance(sent[1], str)
+
+
+def test_a_video_or_sticker_sent_with_a_caption_is_named_to_the_model_and_the_customer_asked_to_write() -> None:
+    from agentstream.projections.offline import offline_reply
+
+    state = {"conversation": CONVERSATION.empty("b", "u")}
+    info = {"language": "ro", "name": "Salon Ana", "timezone": "Europe/Bucharest"}
+    for kind, ctype, name in (("video", "video/mp4", "a video"), ("sticker", "image/webp", "a sticker"),
+                              ("attachment", "application/zip", "a file")):
+        captioned = note(kind=kind, ctype=ctype, content="Puteți face așa ceva?")
+        assert canned_media_reply(captioned, outcome_of(captioned, []), "ro") is None  # the caption is answered
+        ctx = reply_context(captioned, state, info, "", [], outcome_of(captioned, []))
+        assert ctx.message.startswith("Puteți face așa ceva?\n")
+        assert f"[The customer also sent {name}, which cannot be opened here" in ctx.message
+        assert "un fișier pe care nu îl pot deschide aici" in offline_reply(ctx)
+    plain = reply_context(note(kind="text", ctype="", content="Bună ziua").model_copy(
+        update={"payload": note(kind="text", content="Bună ziua").payload.model_copy(update={"attachments": []})}),
+        state, info, "", [], None)
+    assert plain.message == "Bună ziua"  # a message with no file reads as before
