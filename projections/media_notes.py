@@ -12,6 +12,7 @@ from agentstream.events import Event, MediaFailed, MediaRefused, MediaStored, Me
 
 MEDIA_TYPES = ("MediaStored", "MediaRefused", "MediaFailed", "MediaTranscribed")
 READ_KINDS = ("image", "audio", "document")
+NOT_FILES = ("fallback", "template", "location")  # Messenger's link previews and the like: no file to open
 NAMES = {"image": "a photo", "audio": "a voice note", "document": "a document"}
 ASK_TO_WRITE = {
     "ro": "Îmi pare rău, nu pot deschide acest tip de fișier (video, sticker sau atașament). Vă rog să ne scrieți mesajul.",
@@ -67,6 +68,8 @@ def message_text(inbound: MessageReceived, outcome: MediaOutcome, images_as_inpu
     stored = {s.payload.index: s.payload for s in outcome.stored}
     for i, a in enumerate(inbound.payload.attachments):
         kind = getattr(a, "kind", None)
+        if kind in NOT_FILES:
+            continue
         if kind not in READ_KINDS:
             lines.append(f"[The customer also sent {_unread_name(a)}, which cannot be opened here: tell them and ask "
                          "them to write what it says if it matters.]")
@@ -140,6 +143,8 @@ def file_states(inbound: MessageReceived, outcome: MediaOutcome) -> list[str]:
     states = []
     for i, a in enumerate(inbound.payload.attachments):
         kind = str(getattr(a, "kind", "") or "")
+        if kind in NOT_FILES:
+            continue
         if i not in readable:
             states.append("unread")
         elif i not in refused:

@@ -274,3 +274,10 @@ def test_a_video_or_sticker_sent_with_a_caption_is_named_to_the_model_and_the_cu
         update={"payload": note(kind="text", content="Bună ziua").payload.model_copy(update={"attachments": []})}),
         state, info, "", [], None)
     assert plain.message == "Bună ziua"  # a message with no file reads as before
+
+
+def test_a_link_preview_is_not_a_file() -> None:
+    shared = note(kind="fallback", ctype="", content="Uitați modelul: https://example.com/tuns")
+    ctx = reply_context(shared, {"conversation": CONVERSATION.empty("b", "u")}, {"language": "ro"}, "", [],
+                        outcome_of(shared, []))
+    assert ctx.message == "Uitați modelul: https://example.com/tuns" and ctx.extra["files"] == []
