@@ -569,8 +569,8 @@ def _booked(memory: Item, event: Event) -> None:
 def _on_reminder(memory: Item, event: ReminderSent, config: FoldConfig) -> ConversationChange:
     """A reminder before an appointment: a message to the customer (kind "reminder", by the AI)
     when it stands (its appointment still confirmed at that start, the customer not opted out,
-    sent before the start), and a turn of the customer's session while it is live; like the
-    business's messages about appointments otherwise."""
+    sent before the start), and a turn of the customer's session, as the business's messages
+    about appointments are."""
     booked = (memory.get("booked") or {}).get(event.payload.appointmentId)
     if not reminders.may_stand(booked, opted_out(memory), event, config):
         return ConversationChange(memory)  # the reminders fold refused it: never delivered
