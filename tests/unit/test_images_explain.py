@@ -21,6 +21,7 @@ from agentstream.projections.context import ReplyContext
 from agentstream.settings import MediaSettings, Settings
 from agentstream.streams.conversations import ConversationProcessor
 from agentstream.wiring import new_explainer
+from tests.unit.test_media_explain import older_reply
 from agentstream.streams.media_wait import MediaWait
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc)
@@ -108,9 +109,5 @@ async def test_a_reply_from_before_the_photos_given_were_recorded_is_rebuilt_wit
 
 @pytest.mark.parametrize("version", [1, 2, 3, 4])
 def test_older_replies_read_as_v5_without_the_photos_given(version: int) -> None:
-    reply = new_event("ReplyGenerated", business_id="b", user_id="u", channel="sms",
-                      payload={"content": "Da", "inReplyTo": "e1", "sessionId": "s", "model": "m"})
-    raw = reply.to_json_dict() | {"schemaVersion": version}
-    raw["payload"].pop("imagesGiven", None)
-    upcast = parse_event(raw)
+    upcast = older_reply(version, "imagesGiven")
     assert upcast.schemaVersion == 5 and upcast.payload.imagesGiven is None  # type: ignore[union-attr]

@@ -133,11 +133,16 @@ async def test_a_reply_from_before_the_media_position_was_recorded_says_the_tran
     assert any("no media position" in d and "MediaTranscribed" in d for d in found["differences"]), found["differences"]
 
 
-@pytest.mark.parametrize("version", [1, 2, 3])
-def test_older_replies_read_without_a_media_position(version: int) -> None:
+def older_reply(version: int, without: str) -> Event:
+    """A reply written at `version`, before `without` was recorded, as this build reads it."""
     reply = new_event("ReplyGenerated", business_id="b", user_id="u", channel="sms",
                       payload={"content": "Da", "inReplyTo": "e1", "sessionId": "s", "model": "m"})
     raw = reply.to_json_dict() | {"schemaVersion": version}
-    raw["payload"].pop("mediaUpToSeq", None)
-    upcast = parse_event(raw)
+    raw["payload"].pop(without, None)
+    return parse_event(raw)
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_older_replies_read_without_a_media_position(version: int) -> None:
+    upcast = older_reply(version, "mediaUpToSeq")
     assert upcast.schemaVersion == 5 and upcast.payload.mediaUpToSeq == 0  # type: ignore[union-attr]
